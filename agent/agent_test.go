@@ -1,0 +1,160 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pair starts an Endpoint and an agent dialling it in this process.
+func pair(t *testing.T) *Conn {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sock := filepath.Join(t.TempDir(), "a.sock")
+	ep, err := Listen(sock, "secret", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(log)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); Dial(ctx, sock, "secret", srv, log) }()
+	t.Cleanup(func() {
+		cancel()
+		ep.Close()
+		wg.Wait()
+		srv.Close()
+	})
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	conn, err := ep.Conn(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func run(t *testing.T, c *Conn, req ExecRequest, stdin io.Reader) (ExecResult, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := c.Exec(ctx, req, stdin, &out, &errb)
+	if err != nil {
+		t.Fatalf("exec %v: %v", req.Argv, err)
+	}
+	return res, out.String(), errb.String()
+}
+
+func TestExec(t *testing.T) {
+	c := pair(t)
+	tests := []struct {
+		name     string
+		req      ExecRequest
+		stdin    io.Reader
+		code     int
+		stdout   string
+		stderr   string
+		check    func(t *testing.T, r ExecResult)
+		stderrIn string
+	}{
+		{name: "stdout", req: ExecRequest{Argv: []string{"echo", "hi"}}, stdout: "hi\n"},
+		{name: "exit code", req: ExecRequest{Argv: []string{"sh", "-c", "echo oops >&2; exit 3"}}, code: 3, stderr: "oops\n"},
+		{name: "env and cwd", req: ExecRequest{Argv: []string{"sh", "-c", "echo $FOO; pwd"}, Env: map[string]string{"FOO": "bar"}, Cwd: "/tmp"}, stdout: "bar\n/tmp\n"},
+		{name: "buffered stdin", req: ExecRequest{Argv: []string{"cat"}, Stdin: []byte("abc")}, stdout: "abc"},
+		{name: "streamed stdin", req: ExecRequest{Argv: []string{"wc", "-c"}}, stdin: strings.NewReader(strings.Repeat("x", 100000)), stdout: "100000\n"},
+		{name: "not found", req: ExecRequest{Argv: []string{"no-such-command-xyz"}}, code: 127, check: func(t *testing.T, r ExecResult) {
+			if !strings.Contains(r.StartError, "not found") {
+				t.Errorf("start error %q", r.StartError)
+			}
+		}},
+		{name: "bad cwd", req: ExecRequest{Argv: []string{"true"}, Cwd: "/no/such/dir"}, code: 126},
+		{name: "timeout", req: ExecRequest{Argv: []string{"sleep", "10"}, TimeoutMs: 100}, code: 137, check: func(t *testing.T, r ExecResult) {
+			if !r.TimedOut || r.Signal != "SIGKILL" || r.DurationMs > 5000 {
+				t.Errorf("result %+v", r)
+			}
+		}},
+		{name: "output cap", req: ExecRequest{Argv: []string{"sh", "-c", "head -c 100000 /dev/zero | tr '\\0' a"}, MaxOutput: 10}, stdout: "aaaaaaaaaa", check: func(t *testing.T, r ExecResult) {
+			if !r.StdoutTruncated {
+				t.Error("not marked truncated")
+			}
+		}},
+		{name: "background child keeps pipe", req: ExecRequest{Argv: []string{"sh", "-c", "sleep 5 & echo started"}}, stdout: "started\n", check: func(t *testing.T, r ExecResult) {
+			if r.DurationMs > 1000 {
+				t.Errorf("waited for the background child: %v ms", r.DurationMs)
+			}
+		}},
+		{name: "cpu and memory", req: ExecRequest{Argv: []string{"sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"}}, check: func(t *testing.T, r ExecResult) {
+			if r.CPUMs <= 0 || r.PeakMemoryKB <= 0 {
+				t.Errorf("no usage: %+v", r)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, out, errOut := run(t, c, tc.req, tc.stdin)
+			if res.ExitCode != tc.code {
+				t.Errorf("exit code %d, want %d (%+v)", res.ExitCode, tc.code, res)
+			}
+			if tc.stdout != "" && out != tc.stdout {
+				t.Errorf("stdout %q, want %q", out, tc.stdout)
+			}
+			if tc.stderr != "" && errOut != tc.stderr {
+				t.Errorf("stderr %q, want %q", errOut, tc.stderr)
+			}
+			if tc.check != nil {
+				tc.check(t, res)
+			}
+		})
+	}
+}
+
+func TestExecCancelKillsProcess(t *testing.T) {
+	c := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Exec(ctx, ExecRequest{Argv: []string{"sleep", "30"}}, nil, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("want an error after cancel")
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Fatalf("cancel took %v", time.Since(start))
+	}
+}
+
+func TestHandshakeRefusesBadToken(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sock := filepath.Join(t.TempDir(), "a.sock")
+	ep, err := Listen(sock, "right", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	served, err := dialOnce(context.Background(), sock, "wrong", nil)
+	if served || err == nil || !strings.Contains(err.Error(), "bad token") {
+		t.Fatalf("served=%v err=%v", served, err)
+	}
+	if ep.Connected() {
+		t.Fatal("endpoint accepted a bad token")
+	}
+}
+
+func TestFrameBounds(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeFrame(&buf, frameStdout, make([]byte, MaxFrame+1)); err == nil {
+		t.Fatal("wrote an oversized frame")
+	}
+	buf.Reset()
+	buf.Write([]byte{'O', 0xff, 0xff, 0xff, 0xff})
+	if _, _, err := readFrame(&buf); err == nil {
+		t.Fatal("read an oversized frame header")
+	}
+}

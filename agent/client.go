@@ -1,0 +1,108 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// cancelGrace is how long Exec waits for the agent's answer after ctx is done.
+const cancelGrace = 2 * time.Second
+
+// Conn is sandboxd's live connection to one agent.
+type Conn struct {
+	sess *yamux.Session
+	// AgentPID is the PID the agent reported (1 inside a container).
+	AgentPID int
+}
+
+// Close ends the session.
+func (c *Conn) Close() error { return c.sess.Close() }
+
+// Ping asks the agent for a pong.
+func (c *Conn) Ping(ctx context.Context) error {
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	defer st.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(dl)
+	}
+	if err := writeJSON(st, Request{Op: "ping"}); err != nil {
+		return err
+	}
+	var p Pong
+	return readJSON(st, &p)
+}
+
+// Exec runs req in the sandbox. Output is written to stdout and stderr as it
+// arrives. When stdin is not nil it is streamed to the process until it returns
+// io.EOF; the caller must make it return once Exec has. Cancelling ctx kills the
+// process group. A non-zero exit is a result, not an error.
+func (c *Conn) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (ExecResult, error) {
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		return ExecResult{}, fmt.Errorf("open stream: %w", err)
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() {
+		st.Close()
+		_ = st.SetReadDeadline(time.Now().Add(cancelGrace))
+	})
+	defer stop()
+
+	req.StreamStdin = stdin != nil
+	out := &frameSender{w: st}
+	if err := out.sendJSON(Request{Op: "exec", Exec: &req}); err != nil {
+		return ExecResult{}, fmt.Errorf("send exec request: %w", err)
+	}
+	if stdin != nil {
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := stdin.Read(buf)
+				if n > 0 && out.send(frameStdin, buf[:n]) != nil {
+					return
+				}
+				if err != nil {
+					_ = out.send(frameStdinEOF, nil)
+					return
+				}
+			}
+		}()
+	}
+	for {
+		typ, payload, err := readFrame(st)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ExecResult{}, ctx.Err()
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return ExecResult{}, fmt.Errorf("read exec stream: %w", err)
+		}
+		switch typ {
+		case frameStdout:
+			_, _ = stdout.Write(payload)
+		case frameStderr:
+			_, _ = stderr.Write(payload)
+		case frameJSON:
+			var res ExecResult
+			if err := decodeFrame(payload, &res); err != nil {
+				return ExecResult{}, err
+			}
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			return res, nil
+		default:
+			return ExecResult{}, fmt.Errorf("agent: unexpected frame %q", typ)
+		}
+	}
+}

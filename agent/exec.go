@@ -1,0 +1,369 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pipeGrace is how long an exec waits, after its process exits, for stdout and
+// stderr to reach end of file. A background child that keeps the pipes open does
+// not hold the answer back longer than this.
+const pipeGrace = 100 * time.Millisecond
+
+// defaultPath is used when the sandbox's environment has no PATH.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// frameSender serialises frame writes from several goroutines onto one stream.
+type frameSender struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (f *frameSender) send(typ byte, p []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return writeFrame(f.w, typ, p)
+}
+
+func (f *frameSender) sendJSON(v any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return writeJSON(f.w, v)
+}
+
+// noWait is the join function of an exec that started no goroutine.
+func noWait() {}
+
+// exec runs req and streams its output on st. It returns the result to send last,
+// and a function that joins the stream's reader once the result is sent.
+func (s *Server) exec(ctx context.Context, st net.Conn, out *frameSender, req *ExecRequest) (ExecResult, func()) {
+	if len(req.Argv) == 0 || req.Argv[0] == "" {
+		return startFailure(126, "empty command"), noWait
+	}
+	id, err := lookupUser(req.User)
+	if err != nil {
+		return startFailure(126, err.Error()), noWait
+	}
+	env := s.environ(id, req.Env)
+	cwd := req.Cwd
+	if cwd == "" {
+		cwd = id.home
+	}
+	if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
+		return startFailure(126, fmt.Sprintf("working directory %q does not exist", cwd)), noWait
+	}
+	path, err := lookPath(req.Argv[0], envValue(env, "PATH"), cwd)
+	if err != nil {
+		return startFailure(127, err.Error()), noWait
+	}
+
+	stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW, err := openPipes(req)
+	if err != nil {
+		return startFailure(126, err.Error()), noWait
+	}
+	defer stdoutR.Close()
+	defer stderrR.Close()
+
+	attr := &os.ProcAttr{
+		Dir:   cwd,
+		Env:   env,
+		Files: []*os.File{stdinR, stdoutW, stderrW},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	}
+	if os.Getuid() == 0 {
+		attr.Sys.Credential = &syscall.Credential{Uid: id.uid, Gid: id.gid, Groups: id.groups}
+	}
+	oomBefore := oomKills()
+	started := time.Now()
+	proc, waitCh, err := s.reaper.start(func() (*os.Process, error) {
+		return os.StartProcess(path, req.Argv, attr)
+	})
+	stdinR.Close()
+	stdoutW.Close()
+	stderrW.Close()
+	if err != nil {
+		if stdinW != nil {
+			stdinW.Close()
+		}
+		return startFailure(126, err.Error()), noWait
+	}
+	pid := proc.Pid
+	proc.Release()
+
+	var timedOut, finished atomic.Bool
+	kill := func() {
+		if !finished.Load() {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+	if req.TimeoutMs > 0 {
+		t := time.AfterFunc(time.Duration(req.TimeoutMs)*time.Millisecond, func() {
+			timedOut.Store(true)
+			kill()
+		})
+		defer t.Stop()
+	}
+
+	var wg sync.WaitGroup
+	var outTrunc, errTrunc atomic.Bool
+	wg.Add(2)
+	go func() { defer wg.Done(); pump(stdoutR, out, frameStdout, req.MaxOutput, &outTrunc) }()
+	go func() { defer wg.Done(); pump(stderrR, out, frameStderr, req.MaxOutput, &errTrunc) }()
+
+	// The stream's reader: stdin frames when streaming, and in every case the
+	// signal that the caller went away, which kills the process group.
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		readStdin(st, req, stdinW, kill)
+	}()
+	if !req.StreamStdin && stdinW != nil {
+		go func() {
+			_, _ = stdinW.Write(req.Stdin)
+			stdinW.Close()
+		}()
+	}
+	stop := context.AfterFunc(ctx, kill)
+	defer stop()
+
+	ws := <-waitCh
+	finished.Store(true)
+	elapsed := time.Since(started)
+
+	pumped := make(chan struct{})
+	go func() { wg.Wait(); close(pumped) }()
+	select {
+	case <-pumped:
+	case <-time.After(pipeGrace):
+		stdoutR.Close()
+		stderrR.Close()
+		<-pumped
+	}
+
+	res := ExecResult{
+		DurationMs:      float64(elapsed.Microseconds()) / 1000,
+		CPUMs:           float64(ws.rusage.Utime.Nano()+ws.rusage.Stime.Nano()) / 1e6,
+		PeakMemoryKB:    ws.rusage.Maxrss,
+		TimedOut:        timedOut.Load(),
+		StdoutTruncated: outTrunc.Load(),
+		StderrTruncated: errTrunc.Load(),
+	}
+	switch {
+	case ws.status.Exited():
+		res.ExitCode = ws.status.ExitStatus()
+	case ws.status.Signaled():
+		sig := ws.status.Signal()
+		res.ExitCode = 128 + int(sig)
+		res.Signal = unix.SignalName(sig)
+		res.OOMKilled = sig == syscall.SIGKILL && !res.TimedOut && oomKills() > oomBefore
+	}
+	return res, func() { <-readerDone }
+}
+
+func startFailure(code int, msg string) ExecResult {
+	return ExecResult{ExitCode: code, StartError: msg}
+}
+
+// openPipes makes the child's stdio. stdinW is nil when the child reads /dev/null.
+func openPipes(req *ExecRequest) (stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW *os.File, err error) {
+	closeAll := func(fs ...*os.File) {
+		for _, f := range fs {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	if req.StreamStdin || len(req.Stdin) > 0 {
+		stdinR, stdinW, err = os.Pipe()
+	} else {
+		stdinR, err = os.Open(os.DevNull)
+	}
+	if err != nil {
+		return
+	}
+	if stdoutR, stdoutW, err = os.Pipe(); err != nil {
+		closeAll(stdinR, stdinW)
+		return
+	}
+	if stderrR, stderrW, err = os.Pipe(); err != nil {
+		closeAll(stdinR, stdinW, stdoutR, stdoutW)
+		return
+	}
+	return
+}
+
+// pump forwards one output pipe as frames, up to limit bytes (0: no limit), and
+// keeps draining past the limit so the process never blocks on a full pipe.
+func pump(r *os.File, out *frameSender, typ byte, limit int64, truncated *atomic.Bool) {
+	buf := make([]byte, 32<<10)
+	var sent int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			if limit > 0 && sent+int64(n) > limit {
+				chunk = chunk[:max(limit-sent, 0)]
+				truncated.Store(true)
+			}
+			if len(chunk) > 0 {
+				if out.send(typ, chunk) != nil {
+					limit, sent = 1, 1 // the caller is gone: drain only
+				}
+				sent += int64(len(chunk))
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// readStdin reads the frames that follow an exec request. With a streamed stdin it
+// feeds them to the process; a read error means the caller went away.
+func readStdin(st net.Conn, req *ExecRequest, stdinW *os.File, kill func()) {
+	streaming := req.StreamStdin && stdinW != nil
+	defer func() {
+		if streaming {
+			stdinW.Close()
+		}
+	}()
+	for {
+		typ, payload, err := readFrame(st)
+		if err != nil {
+			kill()
+			return
+		}
+		if !streaming {
+			continue
+		}
+		switch typ {
+		case frameStdin:
+			if _, err := stdinW.Write(payload); err != nil {
+				stdinW.Close()
+				streaming = false
+			}
+		case frameStdinEOF:
+			stdinW.Close()
+			streaming = false
+		}
+	}
+}
+
+// environ is the child's environment: the sandbox's own (less sandboxd's private
+// variables), the user's HOME, USER and LOGNAME, then the request's variables.
+func (s *Server) environ(id identity, extra map[string]string) []string {
+	env := make([]string, 0, len(s.baseEnv)+len(extra)+4)
+	env = append(env, s.baseEnv...)
+	env = setEnv(env, "HOME", id.home)
+	if id.name != "" {
+		env = setEnv(env, "USER", id.name)
+		env = setEnv(env, "LOGNAME", id.name)
+	}
+	for k, v := range extra {
+		env = setEnv(env, k, v)
+	}
+	return env
+}
+
+func setEnv(env []string, k, v string) []string {
+	prefix := k + "="
+	for i, kv := range env {
+		if strings.HasPrefix(kv, prefix) {
+			env[i] = prefix + v
+			return env
+		}
+	}
+	return append(env, prefix+v)
+}
+
+func envValue(env []string, k string) string {
+	prefix := k + "="
+	for _, kv := range env {
+		if strings.HasPrefix(kv, prefix) {
+			return kv[len(prefix):]
+		}
+	}
+	return ""
+}
+
+// baseEnviron is the agent's own environment without sandboxd's variables, with
+// a PATH when the image set none.
+func baseEnviron() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SANDBOXD_") {
+			env = append(env, kv)
+		}
+	}
+	if envValue(env, "PATH") == "" {
+		env = append(env, "PATH="+defaultPath)
+	}
+	return env
+}
+
+var errNotFound = errors.New("command not found")
+
+// lookPath finds name on the child's PATH (not the agent's).
+func lookPath(name, pathEnv, cwd string) (string, error) {
+	if strings.Contains(name, "/") {
+		p := name
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(cwd, p)
+		}
+		if isExecutable(p) {
+			return p, nil
+		}
+		return "", fmt.Errorf("%s: %w", name, errNotFound)
+	}
+	if pathEnv == "" {
+		pathEnv = defaultPath
+	}
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if isExecutable(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: %w", name, errNotFound)
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+}
+
+// oomKills reads the container's cgroup OOM-kill counter (v2, then v1); -1 when
+// neither is readable.
+func oomKills() int64 {
+	for _, p := range []string{"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err == nil {
+					return n
+				}
+			}
+		}
+	}
+	return -1
+}

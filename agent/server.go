@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// resultDrain bounds how long a stream's reader waits, after the result is sent,
+// for the caller to close its side.
+const resultDrain = 5 * time.Second
+
+// Server serves sandboxd's requests inside a sandbox. It owns the reaper, so one
+// process has exactly one Server.
+type Server struct {
+	log     *slog.Logger
+	reaper  *reaper
+	baseEnv []string
+}
+
+// NewServer starts the reaper. Close stops it.
+func NewServer(log *slog.Logger) *Server {
+	return &Server{log: log, reaper: newReaper(), baseEnv: baseEnviron()}
+}
+
+// Close stops the reaper.
+func (s *Server) Close() { s.reaper.close() }
+
+// ServeSession handles the streams sandboxd opens on sess until the session ends
+// or ctx is done, then waits for every stream's handler to return.
+func (s *Server) ServeSession(ctx context.Context, sess *yamux.Session) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	defer stop()
+	for {
+		st, err := sess.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) || sess.IsClosed() {
+				return ctx.Err()
+			}
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer st.Close()
+			s.handle(ctx, st)
+		}()
+	}
+}
+
+func (s *Server) handle(ctx context.Context, st net.Conn) {
+	var req Request
+	if err := readJSON(st, &req); err != nil {
+		s.log.Debug("bad request frame", "err", err)
+		return
+	}
+	out := &frameSender{w: st}
+	switch req.Op {
+	case "ping":
+		_ = out.sendJSON(Pong{PID: os.Getpid()})
+	case "exec":
+		if req.Exec == nil {
+			_ = out.sendJSON(ExecResult{ExitCode: 126, StartError: "exec request without exec"})
+			return
+		}
+		res, wait := s.exec(ctx, st, out, req.Exec)
+		_ = out.sendJSON(res)
+		_ = st.SetReadDeadline(time.Now().Add(resultDrain))
+		wait()
+	default:
+		_ = out.sendJSON(ExecResult{ExitCode: 126, StartError: "unknown operation " + req.Op})
+	}
+}

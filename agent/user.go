@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// identity is who a process runs as.
+type identity struct {
+	uid, gid uint32
+	groups   []uint32
+	home     string
+	name     string
+}
+
+// lookupUser resolves spec ("", "name", "uid" or "uid:gid") against the sandbox's
+// own /etc/passwd and /etc/group, so it works in any image, with or without libc.
+func lookupUser(spec string) (identity, error) {
+	if spec == "" {
+		spec = "root"
+	}
+	name, group, hasGroup := strings.Cut(spec, ":")
+	id := identity{home: "/"}
+	found := false
+	for _, f := range readColon("/etc/passwd") {
+		if len(f) < 7 {
+			continue
+		}
+		if f[0] == name || f[2] == name {
+			uid, err1 := strconv.ParseUint(f[2], 10, 32)
+			gid, err2 := strconv.ParseUint(f[3], 10, 32)
+			if err1 != nil || err2 != nil {
+				continue
+			}
+			id.uid, id.gid, id.home, id.name = uint32(uid), uint32(gid), f[5], f[0]
+			found = true
+			break
+		}
+	}
+	if !found {
+		uid, err := strconv.ParseUint(name, 10, 32)
+		if err != nil {
+			return identity{}, fmt.Errorf("unknown user %q", name)
+		}
+		id.uid, id.gid = uint32(uid), uint32(uid)
+	}
+	if hasGroup {
+		gid, err := lookupGroup(group)
+		if err != nil {
+			return identity{}, err
+		}
+		id.gid = gid
+	}
+	if id.name != "" {
+		for _, f := range readColon("/etc/group") {
+			if len(f) < 4 {
+				continue
+			}
+			for _, m := range strings.Split(f[3], ",") {
+				if m == id.name {
+					if g, err := strconv.ParseUint(f[2], 10, 32); err == nil {
+						id.groups = append(id.groups, uint32(g))
+					}
+				}
+			}
+		}
+	}
+	return id, nil
+}
+
+func lookupGroup(spec string) (uint32, error) {
+	for _, f := range readColon("/etc/group") {
+		if len(f) >= 3 && f[0] == spec {
+			if g, err := strconv.ParseUint(f[2], 10, 32); err == nil {
+				return uint32(g), nil
+			}
+		}
+	}
+	g, err := strconv.ParseUint(spec, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("unknown group %q", spec)
+	}
+	return uint32(g), nil
+}
+
+// readColon reads a colon-separated database file; a missing file reads as empty.
+func readColon(path string) [][]string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var rows [][]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		rows = append(rows, strings.Split(line, ":"))
+	}
+	return rows
+}

@@ -1,0 +1,48 @@
+// Command sandbox-agent runs as PID 1 in every sandbox container. It reaps
+// zombies, forwards termination to every process in the container, and serves
+// sandboxd over the channel described in package agent.
+//
+// It reads two variables, both set by sandboxd when it creates the container:
+// SANDBOXD_SOCKET (the socket to dial) and SANDBOXD_TOKEN (its proof of identity).
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sandboxd/sandboxd/agent"
+)
+
+// termGrace is how long processes get between SIGTERM and SIGKILL when the
+// container stops.
+const termGrace = 1500 * time.Millisecond
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "sandbox-agent")
+	socket := os.Getenv("SANDBOXD_SOCKET")
+	token := os.Getenv("SANDBOXD_TOKEN")
+	if socket == "" || token == "" {
+		log.Error("SANDBOXD_SOCKET and SANDBOXD_TOKEN must be set")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer stop()
+
+	srv := agent.NewServer(log)
+	agent.Dial(ctx, socket, token, srv, log)
+
+	if os.Getpid() == 1 {
+		// Forward the stop to every other process, then make sure none is left.
+		_ = syscall.Kill(-1, syscall.SIGTERM)
+		deadline := time.Now().Add(termGrace)
+		for time.Now().Before(deadline) && syscall.Kill(-1, 0) == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		_ = syscall.Kill(-1, syscall.SIGKILL)
+	}
+	srv.Close()
+}
