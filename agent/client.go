@@ -25,19 +25,37 @@ func (c *Conn) Close() error { return c.sess.Close() }
 
 // Ping asks the agent for a pong.
 func (c *Conn) Ping(ctx context.Context) error {
+	var p Pong
+	return c.call(ctx, Request{Op: "ping"}, &p)
+}
+
+// User resolves a user spec inside the sandbox. An unknown user is reported in
+// UserInfo.Error, not as an error.
+func (c *Conn) User(ctx context.Context, user string) (UserInfo, error) {
+	var u UserInfo
+	err := c.call(ctx, Request{Op: "user", User: user}, &u)
+	return u, err
+}
+
+// call sends one request and reads its one JSON answer.
+func (c *Conn) call(ctx context.Context, req Request, answer any) error {
 	st, err := c.sess.OpenStream()
 	if err != nil {
 		return fmt.Errorf("open stream: %w", err)
 	}
 	defer st.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = st.SetDeadline(dl)
-	}
-	if err := writeJSON(st, Request{Op: "ping"}); err != nil {
+	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
+	defer stop()
+	if err := writeJSON(st, req); err != nil {
 		return err
 	}
-	var p Pong
-	return readJSON(st, &p)
+	if err := readJSON(st, answer); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	return nil
 }
 
 // Exec runs req in the sandbox. Output is written to stdout and stderr as it

@@ -18,8 +18,18 @@ type Welcome struct {
 
 // Request is the first frame on every stream sandboxd opens.
 type Request struct {
-	Op   string       `json:"op"` // "exec" or "ping"
+	Op   string       `json:"op"` // "exec", "user" or "ping"
 	Exec *ExecRequest `json:"exec,omitempty"`
+	// User is the user to look up, for op "user".
+	User string `json:"user,omitempty"`
+}
+
+// UserInfo answers op "user": who a user spec is inside the sandbox.
+type UserInfo struct {
+	UID   uint32 `json:"uid"`
+	GID   uint32 `json:"gid"`
+	Home  string `json:"home"`
+	Error string `json:"error,omitempty"`
 }
 
 // ExecRequest runs one process.

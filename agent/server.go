@@ -67,6 +67,13 @@ func (s *Server) handle(ctx context.Context, st net.Conn) {
 	switch req.Op {
 	case "ping":
 		_ = out.sendJSON(Pong{PID: os.Getpid()})
+	case "user":
+		id, err := lookupUser(req.User)
+		info := UserInfo{UID: id.uid, GID: id.gid, Home: id.home}
+		if err != nil {
+			info = UserInfo{Error: err.Error()}
+		}
+		_ = out.sendJSON(info)
 	case "exec":
 		if req.Exec == nil {
 			_ = out.sendJSON(ExecResult{ExitCode: 126, StartError: "exec request without exec"})

@@ -1,0 +1,231 @@
+package images
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/sandboxd/sandboxd/runtime"
+)
+
+// Engine is what the builder needs of a container engine.
+type Engine interface {
+	ImageInspect(ctx context.Context, ref string) (runtime.Image, error)
+	ImageList(ctx context.Context) ([]runtime.Image, error)
+	ImageImport(ctx context.Context, rootfs io.Reader, ref string, changes []string) error
+	ImagePull(ctx context.Context, ref string, progress func(string)) error
+	ImageRemove(ctx context.Context, ref string) error
+}
+
+// Builder ensures, builds, lists and removes images.
+type Builder struct {
+	eng     Engine
+	log     *slog.Logger
+	mirror  string
+	scratch string
+
+	mu     sync.Mutex
+	flight map[string]*flight
+}
+
+// flight is one build or pull in progress, shared by everyone ensuring that image.
+type flight struct {
+	done      chan struct{}
+	err       error
+	listeners []func(string)
+}
+
+// New returns a builder that debootstraps from mirror and builds root filesystems
+// under scratch (a directory on the host that sandboxes never see).
+func New(eng Engine, log *slog.Logger, mirror, scratch string) *Builder {
+	return &Builder{eng: eng, log: log, mirror: mirror, scratch: scratch, flight: map[string]*flight{}}
+}
+
+// Ensure makes ref exist in the engine: an image sandboxd builds itself is built
+// when missing or when its recipe changed; any other image is used when local
+// and pulled otherwise. progress, when not nil, receives progress lines. An image
+// that is neither local nor pullable is an invalid-argument error naming it.
+func (b *Builder) Ensure(ctx context.Context, ref string, progress func(string)) (runtime.Image, error) {
+	if ref == "" {
+		return runtime.Image{}, cerrdefs.ErrInvalidArgument.WithMessage("image: empty reference")
+	}
+	name := normalize(ref)
+	r, known := recipes[name]
+	img, err := b.eng.ImageInspect(ctx, name)
+	switch {
+	case err == nil && (!known || img.Labels[runtime.LabelRecipe] == r.hash()):
+		return img, nil
+	case err != nil && !cerrdefs.IsNotFound(err):
+		return runtime.Image{}, err
+	}
+	if err := b.share(ctx, name, progress, func(ctx context.Context, progress func(string)) error {
+		if known {
+			return b.build(ctx, r, progress)
+		}
+		return b.eng.ImagePull(ctx, name, progress)
+	}); err != nil {
+		if known {
+			return runtime.Image{}, fmt.Errorf("build image %s: %w", name, err)
+		}
+		return runtime.Image{}, cerrdefs.ErrInvalidArgument.WithMessage(
+			fmt.Sprintf("image %q is not available locally and could not be pulled: %v", ref, err))
+	}
+	return b.eng.ImageInspect(ctx, name)
+}
+
+// Build rebuilds an image sandboxd knows the recipe of, even when it exists.
+func (b *Builder) Build(ctx context.Context, ref string, progress func(string)) (runtime.Image, error) {
+	name := normalize(ref)
+	r, ok := recipes[name]
+	if !ok {
+		return runtime.Image{}, cerrdefs.ErrInvalidArgument.WithMessage(
+			fmt.Sprintf("no recipe for image %q; sandboxd builds %s", ref, strings.Join(Recipes(), ", ")))
+	}
+	if err := b.share(ctx, name, progress, func(ctx context.Context, progress func(string)) error {
+		return b.build(ctx, r, progress)
+	}); err != nil {
+		return runtime.Image{}, fmt.Errorf("build image %s: %w", name, err)
+	}
+	return b.eng.ImageInspect(ctx, name)
+}
+
+// Recipes lists the images sandboxd can build.
+func Recipes() []string {
+	out := make([]string, 0, len(recipes))
+	for name := range recipes {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// List reports every tagged image in the engine.
+func (b *Builder) List(ctx context.Context) ([]runtime.Image, error) {
+	return b.eng.ImageList(ctx)
+}
+
+// Remove removes an image.
+func (b *Builder) Remove(ctx context.Context, ref string) error {
+	return b.eng.ImageRemove(ctx, normalize(ref))
+}
+
+// share runs fn once for name however many callers ask at the same time; each
+// caller's progress function hears the lines, and each caller may stop waiting
+// when its ctx is done. The work itself runs to completion on its own context.
+func (b *Builder) share(ctx context.Context, name string, progress func(string), fn func(context.Context, func(string)) error) error {
+	b.mu.Lock()
+	f, ok := b.flight[name]
+	if !ok {
+		f = &flight{done: make(chan struct{})}
+		b.flight[name] = f
+	}
+	if progress != nil {
+		f.listeners = append(f.listeners, progress)
+	}
+	b.mu.Unlock()
+	if !ok {
+		go func() {
+			broadcast := func(line string) {
+				b.log.Info("image build", "image", name, "step", line)
+				b.mu.Lock()
+				ls := append([]func(string){}, f.listeners...)
+				b.mu.Unlock()
+				for _, l := range ls {
+					l(line)
+				}
+			}
+			f.err = fn(context.WithoutCancel(ctx), broadcast)
+			b.mu.Lock()
+			delete(b.flight, name)
+			b.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// build makes the root filesystem of r in a scratch directory and imports it.
+func (b *Builder) build(ctx context.Context, r recipe, progress func(string)) error {
+	if err := os.MkdirAll(b.scratch, 0o700); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(b.scratch, "rootfs-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	progress("building root filesystem for " + r.name)
+	if err := r.build(ctx, b, dir, progress); err != nil {
+		return err
+	}
+	progress("importing " + r.name)
+	tar := exec.CommandContext(ctx, "tar", "--numeric-owner", "-C", dir, "-cf", "-", ".")
+	out, err := tar.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	var stderr strings.Builder
+	tar.Stderr = &stderr
+	if err := tar.Start(); err != nil {
+		return fmt.Errorf("tar: %w", err)
+	}
+	changes := append([]string{
+		fmt.Sprintf("LABEL %s=%s %s=%s", runtime.LabelRecipe, r.hash(), runtime.LabelKind, runtime.KindImage),
+	}, r.changes...)
+	ierr := b.eng.ImageImport(ctx, out, r.name, changes)
+	if ierr != nil {
+		_, _ = io.Copy(io.Discard, out)
+	}
+	if err := tar.Wait(); err != nil {
+		return fmt.Errorf("tar: %w: %s", err, stderr.String())
+	}
+	if ierr != nil {
+		return ierr
+	}
+	progress("built " + r.name)
+	return nil
+}
+
+// runLogged runs a command, sending each line it prints to progress.
+func runLogged(ctx context.Context, progress func(string), name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	var last []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			progress(sc.Text())
+			last = append(last, sc.Text())
+			if len(last) > 5 {
+				last = last[1:]
+			}
+		}
+	}()
+	err := cmd.Wait()
+	pw.Close()
+	<-done
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", name, err, strings.Join(last, " | "))
+	}
+	return nil
+}

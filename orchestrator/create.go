@@ -1,0 +1,162 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/sandboxd/sandboxd/agent"
+	"github.com/sandboxd/sandboxd/runtime"
+)
+
+// Create makes, starts and waits for a new sandbox of owner's. With an
+// idempotency key it returns the sandbox an earlier create with the same key
+// made (replayed is then true) as long as that sandbox exists.
+func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOptions) (sb Sandbox, replayed bool, err error) {
+	image, spec, err := opts.resolve(o.cfg.DefaultImage, o.cfg.Limits)
+	if err != nil {
+		return Sandbox{}, false, err
+	}
+	if opts.IdempotencyKey != "" {
+		unlock := o.locks.Lock("idempotency\x00" + owner + "\x00" + opts.IdempotencyKey)
+		defer unlock()
+		id, ok, err := o.store.idempotent(ctx, owner, opts.IdempotencyKey)
+		if err != nil {
+			return Sandbox{}, false, err
+		}
+		if ok {
+			if sb, err := o.Get(ctx, owner, id); err == nil {
+				return sb, true, nil
+			}
+		}
+	}
+	if _, err := o.images.Ensure(ctx, image, nil); err != nil {
+		return Sandbox{}, false, err
+	}
+
+	now := time.Now()
+	sb = Sandbox{
+		ID: newID("sb-", 8), Owner: owner, State: StateCreating, Image: image, Spec: spec,
+		Labels: opts.Labels, CreatedAt: now, UpdatedAt: now, LastActiveAt: now,
+		token: newID("", 24),
+	}
+	// The undo steps name the sandbox by id: the named result sb is zeroed by
+	// the failing return before they run.
+	id := sb.ID
+	log := o.log.With("sandbox_id", id)
+	unlock := o.locks.Lock(id)
+	defer unlock()
+	var undo undoStack
+	defer undo.run(ctx, &err, log)
+
+	if err := o.store.insert(ctx, &sb); err != nil {
+		return Sandbox{}, false, err
+	}
+	undo.push(func(ctx context.Context) error { return o.store.delete(ctx, id) })
+	if opts.IdempotencyKey != "" {
+		if err := o.store.remember(ctx, owner, opts.IdempotencyKey, sb.ID); err != nil {
+			return Sandbox{}, false, err
+		}
+	}
+	l, err := o.endpoint(&sb)
+	if err != nil {
+		return Sandbox{}, false, err
+	}
+	undo.push(func(context.Context) error { o.dropEndpoint(id); return nil })
+
+	cid, err := o.rt.Create(ctx, o.containerSpec(&sb))
+	if err != nil {
+		return Sandbox{}, false, err
+	}
+	undo.push(func(ctx context.Context) error { return o.rt.Remove(ctx, cid) })
+	sb.ContainerID = cid
+	if err := o.store.update(ctx, &sb); err != nil {
+		return Sandbox{}, false, err
+	}
+	if err := o.rt.Start(ctx, cid); err != nil {
+		return Sandbox{}, false, err
+	}
+	conn, err := o.waitAgent(ctx, l)
+	if err != nil {
+		return Sandbox{}, false, err
+	}
+	if spec.User != "" {
+		if err := checkUser(ctx, conn, spec.User); err != nil {
+			return Sandbox{}, false, err
+		}
+	}
+	if err := o.transition(ctx, &sb, StateRunning, ""); err != nil {
+		return Sandbox{}, false, err
+	}
+	log.Info("sandbox created", "image", image, "owner", owner, "container", cid[:12])
+	return sb, false, nil
+}
+
+// waitAgent waits, up to the ready timeout, for the sandbox's agent to dial in.
+func (o *Orchestrator) waitAgent(ctx context.Context, l *live) (*agent.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.cfg.ReadyTimeout)
+	defer cancel()
+	conn, err := l.ep.Conn(ctx)
+	if err != nil {
+		return nil, cerrdefs.ErrUnavailable.WithMessage(fmt.Sprintf("sandbox agent did not connect within %s: %v", o.cfg.ReadyTimeout, err))
+	}
+	return conn, nil
+}
+
+// checkUser refuses a sandbox whose user does not exist in its image.
+func checkUser(ctx context.Context, conn *agent.Conn, user string) error {
+	info, err := conn.User(ctx, user)
+	if err != nil {
+		return fmt.Errorf("look up user: %w", err)
+	}
+	if info.Error != "" {
+		return cerrdefs.ErrInvalidArgument.WithMessage("user: " + info.Error + " in the sandbox's image")
+	}
+	return nil
+}
+
+// containerSpec is the container behind sb, with the isolation defaults.
+func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
+	env := make([]string, 0, len(sb.Spec.Env)+2)
+	for k, v := range sb.Spec.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	env = append(env, "SANDBOXD_SOCKET="+runMount+"/"+socketName, "SANDBOXD_TOKEN="+sb.token)
+	network := o.cfg.Network
+	if sb.Spec.Network == "none" {
+		network = "none"
+	}
+	return runtime.Spec{
+		Name:       "sandboxd-" + sb.ID,
+		Image:      sb.Image,
+		Entrypoint: []string{agentPath},
+		Env:        env,
+		User:       "0:0",
+		WorkingDir: sb.Spec.Workdir,
+		Hostname:   sb.ID,
+		Labels: map[string]string{
+			runtime.LabelID:       sb.ID,
+			runtime.LabelOwner:    sb.Owner,
+			runtime.LabelKind:     runtime.KindSandbox,
+			runtime.LabelInstance: o.cfg.Instance,
+		},
+		Mounts: []runtime.Mount{
+			{Source: o.agentHost, Target: agentPath, ReadOnly: true},
+			{Source: o.runDir(sb.ID), Target: runMount, ReadOnly: true},
+		},
+		NanoCPUs:    int64(sb.Spec.CPUs * 1e9),
+		MemoryBytes: sb.Spec.MemoryMB << 20,
+		PidsLimit:   sb.Spec.Pids,
+		Network:     network,
+		CapAdd:      capabilities,
+		StopTimeout: o.cfg.StopTimeout,
+	}
+}
+
+func notFound(id string) error {
+	return cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("sandbox %s not found", id))
+}

@@ -1,0 +1,155 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/sandboxd/sandboxd/agent"
+)
+
+// Exec limits.
+const (
+	MaxExecTimeout   = time.Hour
+	DefaultMaxOutput = 1 << 20
+	MaxOutputCap     = 64 << 20
+	maxArgv          = 4096
+	maxArgvBytes     = 256 << 10
+)
+
+// ExecOptions is one command to run in a sandbox.
+type ExecOptions struct {
+	// Argv runs a program; Shell runs a line with /bin/sh -c. Exactly one is set.
+	Argv  []string
+	Shell string
+	Env   map[string]string
+	Cwd   string
+	User  string
+	// Stdin is the whole standard input, when it is not streamed.
+	Stdin   []byte
+	Timeout time.Duration
+	// MaxOutput caps each of stdout and stderr; 0 means no cap (streams only).
+	MaxOutput int64
+}
+
+func (e ExecOptions) validate() error {
+	var v invalid
+	switch {
+	case len(e.Argv) > 0 && e.Shell != "":
+		v.add("cmd", "give cmd or shell, not both")
+	case len(e.Argv) == 0 && e.Shell == "":
+		v.add("cmd", "give cmd (an argument vector) or shell (a command line)")
+	case len(e.Argv) > 0 && e.Argv[0] == "":
+		v.add("cmd", "the program name is empty")
+	}
+	size := len(e.Shell)
+	for _, a := range e.Argv {
+		size += len(a)
+		if strings.ContainsRune(a, 0) {
+			v.add("cmd", "an argument contains a NUL byte")
+			break
+		}
+	}
+	if len(e.Argv) > maxArgv || size > maxArgvBytes {
+		v.add("cmd", "longer than %d arguments or %d bytes", maxArgv, maxArgvBytes)
+	}
+	if strings.ContainsRune(e.Shell, 0) {
+		v.add("shell", "contains a NUL byte")
+	}
+	checkEnv(&v, "env", e.Env)
+	if e.Cwd != "" && (!path.IsAbs(e.Cwd) || strings.ContainsRune(e.Cwd, 0)) {
+		v.add("cwd", "must be an absolute path, got %q", e.Cwd)
+	}
+	if e.User != "" && !userSpec.MatchString(e.User) {
+		v.add("user", "%q is not a user name or uid[:gid]", e.User)
+	}
+	if e.Timeout < 0 || e.Timeout > MaxExecTimeout {
+		v.add("timeout_ms", "must be between 0 (the default) and %d", MaxExecTimeout.Milliseconds())
+	}
+	if e.MaxOutput < 0 || e.MaxOutput > MaxOutputCap {
+		v.add("max_output_bytes", "must be between 0 and %d", MaxOutputCap)
+	}
+	return v.err()
+}
+
+// Exec runs a command in owner's sandbox, waking it if it is stopped. Output
+// goes to stdout and stderr as it arrives; stdin, when not nil, is streamed.
+// A non-zero exit status is in the result, not an error.
+func (o *Orchestrator) Exec(ctx context.Context, owner, id string, opts ExecOptions, stdin io.Reader, stdout, stderr io.Writer) (agent.ExecResult, error) {
+	if err := opts.validate(); err != nil {
+		return agent.ExecResult{}, err
+	}
+	l, sb, release, err := o.acquire(ctx, owner, id)
+	if err != nil {
+		return agent.ExecResult{}, err
+	}
+	defer release()
+	conn, err := o.waitAgent(ctx, l)
+	if err != nil {
+		return agent.ExecResult{}, err
+	}
+	req := agent.ExecRequest{
+		Argv: opts.Argv, Env: opts.Env, Cwd: opts.Cwd, User: opts.User,
+		Stdin: opts.Stdin, TimeoutMs: opts.Timeout.Milliseconds(), MaxOutput: opts.MaxOutput,
+	}
+	if opts.Shell != "" {
+		req.Argv = []string{"/bin/sh", "-c", opts.Shell}
+	}
+	if req.User == "" {
+		req.User = sb.Spec.User
+	}
+	if req.Cwd == "" {
+		req.Cwd = sb.Spec.Workdir
+	}
+	res, err := conn.Exec(ctx, req, stdin, stdout, stderr)
+	if err != nil {
+		return res, fmt.Errorf("exec in sandbox %s: %w", id, err)
+	}
+	return res, nil
+}
+
+// acquire holds id's read lock for a data-plane call, starting the sandbox first
+// when it is stopped. release ends the call and records the activity.
+func (o *Orchestrator) acquire(ctx context.Context, owner, id string) (*live, Sandbox, func(), error) {
+	for range 3 {
+		unlock := o.locks.RLock(id)
+		sb, err := o.Get(ctx, owner, id)
+		if err != nil {
+			unlock()
+			return nil, Sandbox{}, nil, err
+		}
+		switch sb.State {
+		case StateRunning:
+			l := o.lookupLive(id)
+			if l == nil {
+				unlock()
+				return nil, Sandbox{}, nil, cerrdefs.ErrUnavailable.WithMessage("sandbox " + id + " has no agent channel")
+			}
+			l.inflight.Add(1)
+			l.lastActive.Store(time.Now().UnixNano())
+			return l, sb, func() {
+				l.lastActive.Store(time.Now().UnixNano())
+				l.inflight.Add(-1)
+				unlock()
+			}, nil
+		case StateStopped:
+			unlock()
+			if _, err := o.Start(ctx, owner, id); err != nil {
+				return nil, Sandbox{}, nil, err
+			}
+		default:
+			unlock()
+			msg := fmt.Sprintf("sandbox %s is %s", id, sb.State)
+			if sb.Error != "" {
+				msg += ": " + sb.Error
+			}
+			return nil, Sandbox{}, nil, cerrdefs.ErrConflict.WithMessage(msg)
+		}
+	}
+	return nil, Sandbox{}, nil, cerrdefs.ErrUnavailable.WithMessage("sandbox " + id + " keeps stopping")
+}

@@ -1,0 +1,158 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+)
+
+// Start starts owner's stopped (or failed) sandbox and waits for its agent.
+// Starting a running sandbox is a no-op.
+func (o *Orchestrator) Start(ctx context.Context, owner, id string) (Sandbox, error) {
+	unlock := o.locks.Lock(id)
+	defer unlock()
+	sb, err := o.Get(ctx, owner, id)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	if sb.State == StateRunning {
+		return sb, nil
+	}
+	if err := o.start(ctx, &sb); err != nil {
+		return Sandbox{}, err
+	}
+	return sb, nil
+}
+
+// start runs under id's write lock.
+func (o *Orchestrator) start(ctx context.Context, sb *Sandbox) error {
+	if err := o.transition(ctx, sb, StateStarting, ""); err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		if terr := o.transition(context.WithoutCancel(ctx), sb, StateFailed, err.Error()); terr != nil {
+			o.log.Warn("mark sandbox failed", "sandbox_id", sb.ID, "err", terr)
+		}
+		return err
+	}
+	l, err := o.endpoint(sb)
+	if err != nil {
+		return fail(err)
+	}
+	if err := o.rt.Start(ctx, sb.ContainerID); err != nil {
+		return fail(fmt.Errorf("start sandbox %s: %w", sb.ID, err))
+	}
+	if _, err := o.waitAgent(ctx, l); err != nil {
+		return fail(err)
+	}
+	l.lastActive.Store(time.Now().UnixNano())
+	o.log.Info("sandbox started", "sandbox_id", sb.ID)
+	return o.transition(ctx, sb, StateRunning, "")
+}
+
+// Stop stops owner's running sandbox; its files are kept. Stopping a stopped
+// sandbox is a no-op.
+func (o *Orchestrator) Stop(ctx context.Context, owner, id string) (Sandbox, error) {
+	unlock := o.locks.Lock(id)
+	defer unlock()
+	sb, err := o.Get(ctx, owner, id)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	if sb.State == StateStopped {
+		return sb, nil
+	}
+	if err := o.stop(ctx, &sb, ""); err != nil {
+		return Sandbox{}, err
+	}
+	return sb, nil
+}
+
+// stop runs under id's write lock; reason is kept in the sandbox's Error field
+// (an idle stop says so).
+func (o *Orchestrator) stop(ctx context.Context, sb *Sandbox, reason string) error {
+	if err := o.transition(ctx, sb, StateStopping, ""); err != nil {
+		return err
+	}
+	if l := o.lookupLive(sb.ID); l != nil {
+		sb.LastActiveAt = time.Unix(0, l.lastActive.Load())
+	}
+	if err := o.rt.Stop(ctx, sb.ContainerID, o.cfg.StopTimeout); err != nil && !cerrdefs.IsNotFound(err) {
+		_ = o.transition(context.WithoutCancel(ctx), sb, StateFailed, err.Error())
+		return fmt.Errorf("stop sandbox %s: %w", sb.ID, err)
+	}
+	if l := o.lookupLive(sb.ID); l != nil {
+		l.ep.Drop()
+	}
+	o.log.Info("sandbox stopped", "sandbox_id", sb.ID, "reason", reason)
+	return o.transition(ctx, sb, StateStopped, reason)
+}
+
+// Delete removes owner's sandbox, its container and its files.
+func (o *Orchestrator) Delete(ctx context.Context, owner, id string) error {
+	unlock := o.locks.Lock(id)
+	defer unlock()
+	sb, err := o.Get(ctx, owner, id)
+	if err != nil {
+		return err
+	}
+	return o.delete(ctx, &sb, "")
+}
+
+// delete runs under id's write lock.
+func (o *Orchestrator) delete(ctx context.Context, sb *Sandbox, reason string) error {
+	if sb.State != StateDeleting {
+		if err := o.transition(ctx, sb, StateDeleting, reason); err != nil {
+			return err
+		}
+	}
+	o.dropEndpoint(sb.ID)
+	if sb.ContainerID != "" {
+		if err := o.rt.Remove(ctx, sb.ContainerID); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("delete sandbox %s: %w", sb.ID, err)
+		}
+	}
+	o.log.Info("sandbox deleted", "sandbox_id", sb.ID, "reason", reason)
+	return o.transition(ctx, sb, StateDeleted, reason)
+}
+
+// Update changes owner's sandbox's labels, idle timeout or TTL.
+func (o *Orchestrator) Update(ctx context.Context, owner, id string, opts UpdateOptions) (Sandbox, error) {
+	var v invalid
+	if opts.Labels != nil {
+		checkLabels(&v, *opts.Labels)
+	}
+	idle, ttl := int64(0), int64(0)
+	if opts.IdleTimeout != nil {
+		idle = *opts.IdleTimeout
+	}
+	if opts.TTLSeconds != nil {
+		ttl = *opts.TTLSeconds
+	}
+	checkTimeouts(&v, idle, ttl)
+	if err := v.err(); err != nil {
+		return Sandbox{}, err
+	}
+	unlock := o.locks.Lock(id)
+	defer unlock()
+	sb, err := o.Get(ctx, owner, id)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	if opts.Labels != nil {
+		sb.Labels = *opts.Labels
+	}
+	if opts.IdleTimeout != nil {
+		sb.Spec.IdleTimeout = idle
+	}
+	if opts.TTLSeconds != nil {
+		sb.Spec.TTLSeconds = ttl
+	}
+	sb.UpdatedAt = time.Now()
+	if err := o.store.update(ctx, &sb); err != nil {
+		return Sandbox{}, err
+	}
+	return sb, nil
+}

@@ -1,0 +1,321 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sandboxd/sandboxd/agent"
+	"github.com/sandboxd/sandboxd/runtime"
+)
+
+// Runtime is what the orchestrator needs of a container engine.
+type Runtime interface {
+	Create(ctx context.Context, spec runtime.Spec) (string, error)
+	Start(ctx context.Context, id string) error
+	Stop(ctx context.Context, id string, timeout time.Duration) error
+	Remove(ctx context.Context, id string) error
+	Inspect(ctx context.Context, id string) (runtime.Container, error)
+	List(ctx context.Context, labels map[string]string) ([]runtime.Container, error)
+	EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) error
+}
+
+// Images makes an image exist before a sandbox uses it.
+type Images interface {
+	Ensure(ctx context.Context, ref string, progress func(string)) (runtime.Image, error)
+}
+
+// Paths inside every sandbox container.
+const (
+	agentPath  = "/.sandboxd/bin/sandbox-agent"
+	runMount   = "/.sandboxd/run"
+	socketName = "a.sock"
+)
+
+// capabilities kept for root inside a sandbox; every other one is dropped.
+var capabilities = []string{"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE"}
+
+// Config is the orchestrator's part of sandboxd's configuration.
+type Config struct {
+	// Instance labels everything this sandboxd creates, so that several can share
+	// an engine without touching each other's containers.
+	Instance string
+	// DataDir holds the per-sandbox socket directories and the agent binary.
+	DataDir string
+	// AgentBinary is the host path of the static sandbox-agent.
+	AgentBinary  string
+	Network      string
+	Bridge       string
+	DefaultImage string
+	Limits       Limits
+
+	ReadyTimeout   time.Duration // from container start to the agent's hello
+	StopTimeout    time.Duration // from SIGTERM to SIGKILL on stop
+	OrphanGrace    time.Duration // how old an unknown labelled container must be before removal
+	ReconcileEvery time.Duration
+	ReapEvery      time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.ReadyTimeout == 0 {
+		c.ReadyTimeout = 30 * time.Second
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = 3 * time.Second
+	}
+	if c.OrphanGrace == 0 {
+		c.OrphanGrace = 2 * time.Minute
+	}
+	if c.ReconcileEvery == 0 {
+		c.ReconcileEvery = 30 * time.Second
+	}
+	if c.ReapEvery == 0 {
+		c.ReapEvery = 5 * time.Second
+	}
+	if c.Limits == (Limits{}) {
+		c.Limits = DefaultLimits()
+	}
+}
+
+// Orchestrator runs sandboxes.
+type Orchestrator struct {
+	cfg    Config
+	rt     Runtime
+	images Images
+	store  *store
+	log    *slog.Logger
+	locks  *keyedLock
+
+	agentHost string // the host copy of the agent binary that containers mount
+
+	mu   sync.Mutex
+	live map[string]*live
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// live is the in-memory side of a sandbox: its agent endpoint and activity.
+type live struct {
+	ep         *agent.Endpoint
+	lastActive atomic.Int64 // unix nanoseconds
+	inflight   atomic.Int64 // data-plane calls running now
+}
+
+// New opens the store (migrating it), prepares the data directory and the agent
+// binary, and makes the sandbox network. Run begins the background work.
+func New(ctx context.Context, cfg Config, rt Runtime, images Images, d *sql.DB, log *slog.Logger) (*Orchestrator, error) {
+	cfg.setDefaults()
+	if cfg.Instance == "" || cfg.DataDir == "" || cfg.AgentBinary == "" || cfg.Network == "" {
+		return nil, errors.New("orchestrator: Instance, DataDir, AgentBinary and Network are required")
+	}
+	if n := len(filepath.Join(cfg.DataDir, "run", "sb-0123456789abcdef", socketName)); n > 100 {
+		return nil, fmt.Errorf("orchestrator: data directory %s is too long for unix socket paths (%d bytes)", cfg.DataDir, n)
+	}
+	st, err := openStore(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	o := &Orchestrator{
+		cfg: cfg, rt: rt, images: images, store: st, locks: newKeyedLock(),
+		log:  log.With("component", "orchestrator"),
+		live: map[string]*live{},
+	}
+	for _, dir := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "run"), filepath.Join(cfg.DataDir, "agent")} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, err
+		}
+		// A remapped root in the container must traverse to its socket and
+		// the agent binary, and list nothing on the way.
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	if err := o.installAgent(); err != nil {
+		return nil, err
+	}
+	if err := rt.EnsureNetwork(ctx, runtime.NetworkSpec{
+		Name: cfg.Network, Bridge: cfg.Bridge, Isolated: true,
+		Labels: map[string]string{runtime.LabelKind: runtime.KindNetwork},
+	}); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// installAgent copies the agent binary under the data directory, named by its
+// hash, so that running containers keep the exact binary they started with.
+func (o *Orchestrator) installAgent() error {
+	b, err := os.ReadFile(o.cfg.AgentBinary)
+	if err != nil {
+		return fmt.Errorf("read agent binary: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	dst := filepath.Join(o.cfg.DataDir, "agent", "sandbox-agent-"+hex.EncodeToString(sum[:6]))
+	if _, err := os.Stat(dst); err != nil {
+		tmp := dst + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o755); err != nil {
+			return fmt.Errorf("install agent binary: %w", err)
+		}
+		if err := os.Rename(tmp, dst); err != nil {
+			return fmt.Errorf("install agent binary: %w", err)
+		}
+	}
+	o.agentHost = dst
+	return nil
+}
+
+// Run reconciles the store with the engine, then runs reconcile and the reaper
+// in the background until Close.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	if err := o.Reconcile(ctx); err != nil {
+		return fmt.Errorf("initial reconcile: %w", err)
+	}
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	o.cancel = cancel
+	o.every(loopCtx, o.cfg.ReconcileEvery, func(ctx context.Context) {
+		if err := o.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			o.log.Warn("reconcile", "err", err)
+		}
+	})
+	o.every(loopCtx, o.cfg.ReapEvery, o.reap)
+	return nil
+}
+
+func (o *Orchestrator) every(ctx context.Context, d time.Duration, fn func(context.Context)) {
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				fn(ctx)
+			}
+		}
+	}()
+}
+
+// Close stops the background loops and closes every agent endpoint. Containers
+// keep running: a restarted sandboxd adopts them.
+func (o *Orchestrator) Close() {
+	if o.cancel != nil {
+		o.cancel()
+	}
+	o.wg.Wait()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for id, l := range o.live {
+		l.ep.Close()
+		delete(o.live, id)
+	}
+}
+
+// endpoint returns the live entry of id, listening on its socket if not yet.
+func (o *Orchestrator) endpoint(sb *Sandbox) (*live, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if l, ok := o.live[sb.ID]; ok {
+		return l, nil
+	}
+	dir := o.runDir(sb.ID)
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
+	ep, err := agent.Listen(filepath.Join(dir, socketName), sb.token, o.log.With("sandbox_id", sb.ID))
+	if err != nil {
+		return nil, err
+	}
+	l := &live{ep: ep}
+	l.lastActive.Store(time.Now().UnixNano())
+	o.live[sb.ID] = l
+	return l, nil
+}
+
+// dropEndpoint closes id's endpoint and removes its socket directory.
+func (o *Orchestrator) dropEndpoint(id string) {
+	o.mu.Lock()
+	l, ok := o.live[id]
+	delete(o.live, id)
+	o.mu.Unlock()
+	if ok {
+		l.ep.Close()
+	}
+	os.RemoveAll(o.runDir(id))
+}
+
+func (o *Orchestrator) lookupLive(id string) *live {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.live[id]
+}
+
+func (o *Orchestrator) runDir(id string) string { return filepath.Join(o.cfg.DataDir, "run", id) }
+
+// transition moves sb to next (checked against the state diagram) and saves it.
+func (o *Orchestrator) transition(ctx context.Context, sb *Sandbox, next State, reason string) error {
+	if err := sb.State.check(next); err != nil {
+		return err
+	}
+	o.log.Debug("transition", "sandbox_id", sb.ID, "from", sb.State, "to", next)
+	sb.State, sb.Error, sb.UpdatedAt = next, reason, time.Now()
+	if next == StateDeleted {
+		return o.store.delete(ctx, sb.ID)
+	}
+	return o.store.update(ctx, sb)
+}
+
+// Get returns owner's sandbox id; another owner's is not found.
+func (o *Orchestrator) Get(ctx context.Context, owner, id string) (Sandbox, error) {
+	sb, err := o.store.get(ctx, id)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	if sb.Owner != owner {
+		return Sandbox{}, notFound(id)
+	}
+	if l := o.lookupLive(id); l != nil {
+		sb.LastActiveAt = time.Unix(0, l.lastActive.Load())
+	}
+	return sb, nil
+}
+
+// List returns owner's sandboxes matching f, and the cursor of the next page.
+func (o *Orchestrator) List(ctx context.Context, owner string, f ListFilter) ([]Sandbox, int64, error) {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	out, next, err := o.store.list(ctx, owner, f)
+	if err != nil {
+		return nil, 0, err
+	}
+	for i := range out {
+		if l := o.lookupLive(out[i].ID); l != nil {
+			out[i].LastActiveAt = time.Unix(0, l.lastActive.Load())
+		}
+	}
+	return out, next, nil
+}
+
+func newID(prefix string, n int) string {
+	b := make([]byte, n)
+	_, _ = io.ReadFull(rand.Reader, b)
+	return prefix + hex.EncodeToString(b)
+}

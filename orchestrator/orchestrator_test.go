@@ -1,0 +1,262 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/sandboxd/sandboxd/db"
+	"github.com/sandboxd/sandboxd/images"
+	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/sandboxd/sandboxd/runtime/docker"
+)
+
+type fixture struct {
+	o    *Orchestrator
+	d    *docker.Docker
+	cfg  Config
+	data string
+}
+
+func newFixture(t *testing.T, tweak func(*Config)) *fixture {
+	t.Helper()
+	d := testenv.Docker(t)
+	data := testenv.DataDir(t)
+	cfg := Config{
+		Instance:     "test-" + newID("", 6),
+		DataDir:      data,
+		AgentBinary:  testenv.AgentBinary(t),
+		Network:      "sandboxd-test",
+		Bridge:       "sbxtest0",
+		DefaultImage: images.Busybox,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	f := &fixture{d: d, cfg: cfg, data: data}
+	f.open(t)
+	t.Cleanup(func() { f.cleanup(t) })
+	return f
+}
+
+func (f *fixture) open(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	sq, err := db.Open(filepath.Join(f.data, "sandboxd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sq.Close() })
+	b := images.New(f.d, testenv.Logger(t), "http://deb.debian.org/debian", filepath.Join(f.data, "build"))
+	o, err := New(ctx, f.cfg, f.d, b, sq, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.o = o
+}
+
+// cleanup removes every container this test's instance made.
+func (f *fixture) cleanup(t *testing.T) {
+	f.o.Close()
+	cs, _ := f.d.List(context.Background(), map[string]string{runtime.LabelInstance: f.cfg.Instance})
+	for _, c := range cs {
+		_ = f.d.Remove(context.Background(), c.ID)
+	}
+}
+
+func (f *fixture) exec(t *testing.T, owner, id, shell string) (int, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := f.o.Exec(ctx, owner, id, ExecOptions{Shell: shell}, nil, &out, &errb)
+	if err != nil {
+		t.Fatalf("exec %q: %v", shell, err)
+	}
+	return res.ExitCode, out.String() + errb.String()
+}
+
+func TestLifecycle(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	sb, _, err := f.o.Create(ctx, "alice", CreateOptions{Env: map[string]string{"GREETING": "hi"}, Labels: map[string]string{"team": "a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.State != StateRunning {
+		t.Fatalf("state %s", sb.State)
+	}
+	if code, out := f.exec(t, "alice", sb.ID, `echo $GREETING; echo data > /root/keep`); code != 0 || out != "hi\n" {
+		t.Fatalf("exec: %d %q", code, out)
+	}
+	// Another owner sees nothing.
+	if _, err := f.o.Get(ctx, "bob", sb.ID); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("bob got %v", err)
+	}
+	if _, err := f.o.Exec(ctx, "bob", sb.ID, ExecOptions{Shell: "true"}, nil, &bytes.Buffer{}, &bytes.Buffer{}); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("bob exec got %v", err)
+	}
+	// Stop keeps files; an exec wakes the sandbox.
+	if sb, err = f.o.Stop(ctx, "alice", sb.ID); err != nil || sb.State != StateStopped {
+		t.Fatalf("stop: %v %s", err, sb.State)
+	}
+	if code, out := f.exec(t, "alice", sb.ID, "cat /root/keep"); code != 0 || out != "data\n" {
+		t.Fatalf("after wake: %d %q", code, out)
+	}
+	if sb, _ = f.o.Get(ctx, "alice", sb.ID); sb.State != StateRunning {
+		t.Fatalf("not woken: %s", sb.State)
+	}
+	list, _, err := f.o.List(ctx, "alice", ListFilter{Labels: map[string]string{"team": "a"}})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("list by label: %v %d", err, len(list))
+	}
+	if list, _, _ = f.o.List(ctx, "alice", ListFilter{Labels: map[string]string{"team": "b"}}); len(list) != 0 {
+		t.Fatalf("label filter matched %d", len(list))
+	}
+	if err := f.o.Delete(ctx, "alice", sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.d.Inspect(ctx, sb.ContainerID); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("container left behind: %v", err)
+	}
+}
+
+func TestCreateRejectsBadInput(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	neg := int64(-1)
+	for name, opts := range map[string]CreateOptions{
+		"negative cpus":  {CPUs: -1},
+		"absurd memory":  {MemoryMB: 1 << 40},
+		"few pids":       {Pids: 1},
+		"network":        {Network: "host"},
+		"idle":           {IdleTimeout: &neg},
+		"env name":       {Env: map[string]string{"A=B": "x"}},
+		"reserved env":   {Env: map[string]string{"SANDBOXD_TOKEN": "x"}},
+		"unknown image":  {Image: "no-such-image-for-sandboxd:v9"},
+		"relative dir":   {Workdir: "tmp"},
+		"unknown user":   {User: "nobody-here"},
+		"bad label":      {Labels: map[string]string{"": "x"}},
+		"bad user chars": {User: "root; rm -rf /"},
+	} {
+		if _, _, err := f.o.Create(ctx, "alice", opts); !cerrdefs.IsInvalidArgument(err) {
+			t.Errorf("%s: want invalid argument, got %v", name, err)
+		}
+		if list, _, _ := f.o.List(ctx, "alice", ListFilter{}); len(list) != 0 {
+			t.Fatalf("%s: left a row", name)
+		}
+	}
+	list, _, _ := f.o.List(ctx, "alice", ListFilter{})
+	cs, _ := f.d.List(ctx, map[string]string{runtime.LabelInstance: f.cfg.Instance})
+	if len(list) != 0 || len(cs) != 0 {
+		t.Fatalf("bad input left %d rows and %d containers", len(list), len(cs))
+	}
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	a, replayed, err := f.o.Create(ctx, "alice", CreateOptions{IdempotencyKey: "k1"})
+	if err != nil || replayed {
+		t.Fatal(err, replayed)
+	}
+	b, replayed, err := f.o.Create(ctx, "alice", CreateOptions{IdempotencyKey: "k1"})
+	if err != nil || !replayed || b.ID != a.ID {
+		t.Fatalf("repeat: %v %v %s != %s", err, replayed, b.ID, a.ID)
+	}
+	c, replayed, err := f.o.Create(ctx, "bob", CreateOptions{IdempotencyKey: "k1"})
+	if err != nil || replayed || c.ID == a.ID {
+		t.Fatalf("another owner shared a key: %v %v", err, replayed)
+	}
+}
+
+func TestIdleTimeoutAndTTL(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(c *Config) { c.ReapEvery = 100 * time.Millisecond })
+	ctx := context.Background()
+	idle, ttl := int64(1), int64(2)
+	a, _, err := f.o.Create(ctx, "alice", CreateOptions{IdleTimeout: &idle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := f.o.Create(ctx, "alice", CreateOptions{TTLSeconds: &ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, func() bool {
+		sb, _ := f.o.Get(ctx, "alice", a.ID)
+		return sb.State == StateStopped
+	})
+	waitFor(t, 20*time.Second, func() bool {
+		_, err := f.o.Get(ctx, "alice", b.ID)
+		return cerrdefs.IsNotFound(err)
+	})
+}
+
+func TestReconcile(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(c *Config) { c.OrphanGrace = time.Millisecond })
+	ctx := context.Background()
+	// A labelled container with no row is an orphan; an unlabelled one is not ours.
+	spec := runtime.Spec{Image: images.Busybox, Entrypoint: []string{"sleep", "60"}, Network: "none",
+		Labels: map[string]string{runtime.LabelInstance: f.cfg.Instance, runtime.LabelKind: runtime.KindSandbox, runtime.LabelID: "sb-orphan"}}
+	orphan, err := f.d.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Labels = map[string]string{"test": f.cfg.Instance}
+	stranger, err := f.d.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.d.Remove(context.Background(), stranger) })
+	time.Sleep(2 * time.Millisecond) // past the grace period
+	if err := f.o.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.d.Inspect(ctx, orphan); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("orphan survived: %v", err)
+	}
+	if _, err := f.d.Inspect(ctx, stranger); err != nil {
+		t.Fatalf("unlabelled container touched: %v", err)
+	}
+}
+
+func TestRestartAdoptsSandboxes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	sb, _, err := f.o.Create(ctx, "alice", CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.exec(t, "alice", sb.ID, "echo persisted > /root/f")
+	f.o.Close()
+	f.open(t)
+	if code, out := f.exec(t, "alice", sb.ID, "cat /root/f"); code != 0 || !strings.Contains(out, "persisted") {
+		t.Fatalf("after restart: %d %q", code, out)
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,100 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/sandboxd/sandboxd/runtime"
+)
+
+// Reconcile brings the store and the engine into agreement. Docker is the truth
+// for what exists:
+//   - a container with this instance's labels and no row is an orphan, removed
+//     once older than the grace period;
+//   - a row whose operation was interrupted (creating, deleting) is finished off;
+//   - a row whose container is gone fails; one whose container runs is adopted
+//     (its agent socket listened on); one whose container exited is stopped.
+//
+// Containers without this instance's labels are never touched. Rows with an
+// operation in progress are skipped.
+func (o *Orchestrator) Reconcile(ctx context.Context) error {
+	containers, err := o.rt.List(ctx, map[string]string{
+		runtime.LabelInstance: o.cfg.Instance,
+		runtime.LabelKind:     runtime.KindSandbox,
+	})
+	if err != nil {
+		return err
+	}
+	rows, err := o.store.all(ctx)
+	if err != nil {
+		return err
+	}
+	known := make(map[string]bool, len(rows))
+	for _, sb := range rows {
+		known[sb.ID] = true
+	}
+	byID := make(map[string]*runtime.Container, len(containers))
+	for i := range containers {
+		c := &containers[i]
+		id := c.Labels[runtime.LabelID]
+		if known[id] {
+			byID[id] = c
+			continue
+		}
+		if age := time.Since(c.Created); age < o.cfg.OrphanGrace {
+			continue
+		}
+		if err := o.rt.Remove(ctx, c.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			o.log.Warn("remove orphan container", "container", c.ID, "err", err)
+			continue
+		}
+		o.log.Info("removed orphan container", "container", c.ID, "sandbox_id", id)
+	}
+	for i := range rows {
+		sb := &rows[i]
+		unlock, ok := o.locks.TryLock(sb.ID)
+		if !ok {
+			continue
+		}
+		err := o.settle(ctx, sb, byID[sb.ID])
+		unlock()
+		if err != nil {
+			o.log.Warn("reconcile sandbox", "sandbox_id", sb.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// settle reconciles one row with its container (nil when there is none).
+func (o *Orchestrator) settle(ctx context.Context, sb *Sandbox, c *runtime.Container) error {
+	switch sb.State {
+	case StateCreating:
+		return o.delete(ctx, sb, "create was interrupted")
+	case StateDeleting:
+		return o.delete(ctx, sb, "delete was interrupted")
+	}
+	if c == nil {
+		if sb.State == StateFailed {
+			return nil
+		}
+		o.dropEndpoint(sb.ID)
+		return o.transition(ctx, sb, StateFailed, "its container disappeared")
+	}
+	if _, err := o.endpoint(sb); err != nil {
+		return err
+	}
+	switch {
+	case c.State == runtime.StateRunning && sb.State != StateRunning && sb.State != StateFailed:
+		return o.transition(ctx, sb, StateRunning, "")
+	case c.State != runtime.StateRunning && sb.State != StateStopped && sb.State != StateFailed:
+		reason := fmt.Sprintf("its container exited with code %d", c.ExitCode)
+		if c.OOMKilled {
+			reason = "its container ran out of memory"
+		}
+		return o.transition(ctx, sb, StateStopped, reason)
+	}
+	return nil
+}

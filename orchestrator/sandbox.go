@@ -1,0 +1,230 @@
+package orchestrator
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"runtime"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+)
+
+// Sandbox is one sandbox as the orchestrator knows it.
+type Sandbox struct {
+	ID          string
+	Owner       string
+	State       State
+	Image       string
+	ContainerID string
+	Spec        Spec
+	Labels      map[string]string
+	// Error says why the sandbox failed, when it did.
+	Error     string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// LastActiveAt is when a data-plane call last touched it.
+	LastActiveAt time.Time
+
+	seq   int64
+	token string
+}
+
+// ExpiresAt is when the TTL deletes the sandbox; zero when it has no TTL.
+func (s Sandbox) ExpiresAt() time.Time {
+	if s.Spec.TTLSeconds <= 0 {
+		return time.Time{}
+	}
+	return s.CreatedAt.Add(time.Duration(s.Spec.TTLSeconds) * time.Second)
+}
+
+// Spec is what a sandbox was asked to be.
+type Spec struct {
+	Env         map[string]string `json:"env,omitempty"`
+	CPUs        float64           `json:"cpus"`
+	MemoryMB    int64             `json:"memory_mb"`
+	Pids        int64             `json:"pids"`
+	Network     string            `json:"network"`
+	IdleTimeout int64             `json:"idle_timeout_s"`
+	TTLSeconds  int64             `json:"ttl_s"`
+	User        string            `json:"user,omitempty"`
+	Workdir     string            `json:"workdir,omitempty"`
+}
+
+// CreateOptions asks for a new sandbox. Zero fields take the defaults; pointer
+// fields distinguish "not given" from zero.
+type CreateOptions struct {
+	Image          string
+	Env            map[string]string
+	CPUs           float64
+	MemoryMB       int64
+	Pids           int64
+	Network        string
+	IdleTimeout    *int64
+	TTLSeconds     *int64
+	User           string
+	Workdir        string
+	Labels         map[string]string
+	IdempotencyKey string
+}
+
+// UpdateOptions changes what can change on a live sandbox. Nil fields are kept.
+type UpdateOptions struct {
+	Labels      *map[string]string
+	IdleTimeout *int64
+	TTLSeconds  *int64
+}
+
+// Limits bound what a create may ask for.
+type Limits struct {
+	MaxCPUs     float64
+	MaxMemoryMB int64
+	MaxPids     int64
+}
+
+// Defaults of a sandbox that asks for nothing.
+const (
+	DefaultCPUs        = 1.0
+	DefaultMemoryMB    = 1024
+	DefaultPids        = 1024
+	DefaultIdleTimeout = 15 * 60
+	maxTimeout         = 30 * 24 * 3600
+	maxEnv             = 256
+	maxEnvBytes        = 64 << 10
+	maxLabels          = 64
+)
+
+// DefaultLimits fit the host: every core, up to 64 GiB, 32768 processes.
+func DefaultLimits() Limits {
+	return Limits{MaxCPUs: float64(runtime.NumCPU()), MaxMemoryMB: 64 << 10, MaxPids: 32768}
+}
+
+var (
+	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	labelKey  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+	userSpec  = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})(:([a-z_][a-z0-9_-]{0,31}|[0-9]{1,10}))?$`)
+	imageSpec = regexp.MustCompile(`^[a-z0-9][a-z0-9._/:@-]{0,254}$`)
+)
+
+// invalid collects field problems into one invalid-argument error.
+type invalid []string
+
+func (v *invalid) add(field, format string, args ...any) {
+	*v = append(*v, field+": "+fmt.Sprintf(format, args...))
+}
+
+func (v invalid) err() error {
+	if len(v) == 0 {
+		return nil
+	}
+	return cerrdefs.ErrInvalidArgument.WithMessage(strings.Join(v, "; "))
+}
+
+// resolve validates opts against lim and fills in defaults.
+func (opts CreateOptions) resolve(defaultImage string, lim Limits) (image string, spec Spec, err error) {
+	var v invalid
+	image = opts.Image
+	if image == "" {
+		image = defaultImage
+	}
+	if !imageSpec.MatchString(image) {
+		v.add("image", "%q is not an image reference", image)
+	}
+	spec = Spec{
+		Env: opts.Env, CPUs: opts.CPUs, MemoryMB: opts.MemoryMB, Pids: opts.Pids,
+		Network: opts.Network, User: opts.User, Workdir: opts.Workdir,
+		IdleTimeout: DefaultIdleTimeout,
+	}
+	if spec.CPUs == 0 {
+		spec.CPUs = min(DefaultCPUs, lim.MaxCPUs)
+	}
+	if spec.CPUs < 0.01 || spec.CPUs > lim.MaxCPUs {
+		v.add("cpus", "must be between 0.01 and %g, got %g", lim.MaxCPUs, spec.CPUs)
+	}
+	if spec.MemoryMB == 0 {
+		spec.MemoryMB = min(DefaultMemoryMB, lim.MaxMemoryMB)
+	}
+	if spec.MemoryMB < 32 || spec.MemoryMB > lim.MaxMemoryMB {
+		v.add("memory_mb", "must be between 32 and %d, got %d", lim.MaxMemoryMB, spec.MemoryMB)
+	}
+	if spec.Pids == 0 {
+		spec.Pids = min(DefaultPids, lim.MaxPids)
+	}
+	if spec.Pids < 16 || spec.Pids > lim.MaxPids {
+		v.add("pids", "must be between 16 and %d, got %d", lim.MaxPids, spec.Pids)
+	}
+	switch spec.Network {
+	case "":
+		spec.Network = "bridge"
+	case "bridge", "none":
+	default:
+		v.add("network", `must be "bridge" or "none", got %q`, spec.Network)
+	}
+	if opts.IdleTimeout != nil {
+		spec.IdleTimeout = *opts.IdleTimeout
+	}
+	if opts.TTLSeconds != nil {
+		spec.TTLSeconds = *opts.TTLSeconds
+	}
+	checkTimeouts(&v, spec.IdleTimeout, spec.TTLSeconds)
+	if spec.User != "" && !userSpec.MatchString(spec.User) {
+		v.add("user", "%q is not a user name or uid[:gid]", spec.User)
+	}
+	if spec.Workdir != "" && (!path.IsAbs(spec.Workdir) || len(spec.Workdir) > 1024 || strings.ContainsRune(spec.Workdir, 0)) {
+		v.add("workdir", "must be an absolute path, got %q", spec.Workdir)
+	}
+	checkEnv(&v, "env", spec.Env)
+	for k := range spec.Env {
+		if strings.HasPrefix(k, "SANDBOXD_") {
+			v.add("env", "%s: the SANDBOXD_ prefix is reserved", k)
+		}
+	}
+	checkLabels(&v, opts.Labels)
+	if len(opts.IdempotencyKey) > 255 {
+		v.add("Idempotency-Key", "longer than 255 bytes")
+	}
+	return image, spec, v.err()
+}
+
+func checkTimeouts(v *invalid, idle, ttl int64) {
+	if idle < 0 || idle > maxTimeout {
+		v.add("idle_timeout_s", "must be between 0 (never) and %d, got %d", maxTimeout, idle)
+	}
+	if ttl < 0 || ttl > maxTimeout {
+		v.add("ttl_s", "must be between 0 (none) and %d, got %d", maxTimeout, ttl)
+	}
+}
+
+func checkEnv(v *invalid, field string, env map[string]string) {
+	if len(env) > maxEnv {
+		v.add(field, "at most %d variables, got %d", maxEnv, len(env))
+	}
+	size := 0
+	for k, val := range env {
+		size += len(k) + len(val)
+		if !envName.MatchString(k) {
+			v.add(field, "%q is not a variable name", k)
+		}
+		if strings.ContainsRune(val, 0) {
+			v.add(field, "%s: value contains a NUL byte", k)
+		}
+	}
+	if size > maxEnvBytes {
+		v.add(field, "larger than %d bytes", maxEnvBytes)
+	}
+}
+
+func checkLabels(v *invalid, labels map[string]string) {
+	if len(labels) > maxLabels {
+		v.add("labels", "at most %d, got %d", maxLabels, len(labels))
+	}
+	for k, val := range labels {
+		if !labelKey.MatchString(k) {
+			v.add("labels", "%q is not a label key (letters, digits, . _ / -, at most 63)", k)
+		}
+		if len(val) > 256 {
+			v.add("labels", "%s: value longer than 256 bytes", k)
+		}
+	}
+}

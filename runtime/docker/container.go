@@ -1,0 +1,169 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/client"
+
+	"github.com/sandboxd/sandboxd/runtime"
+)
+
+// Create creates (but does not start) a container from spec and returns its ID.
+// Every capability is dropped and spec.CapAdd added back; new privileges are
+// refused; swap is off.
+func (d *Docker) Create(ctx context.Context, spec runtime.Spec) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	cfg := &container.Config{
+		Image:      spec.Image,
+		Entrypoint: spec.Entrypoint,
+		Cmd:        []string{},
+		Env:        spec.Env,
+		User:       spec.User,
+		WorkingDir: spec.WorkingDir,
+		Hostname:   spec.Hostname,
+		Labels:     spec.Labels,
+	}
+	if spec.StopTimeout > 0 {
+		s := int(spec.StopTimeout / time.Second)
+		cfg.StopTimeout = &s
+	}
+	host := &container.HostConfig{
+		NetworkMode:    container.NetworkMode(spec.Network),
+		CapDrop:        []string{"ALL"},
+		CapAdd:         spec.CapAdd,
+		SecurityOpt:    []string{"no-new-privileges"},
+		ReadonlyRootfs: spec.ReadOnlyRoot,
+		Init:           new(bool),
+	}
+	host.NanoCPUs = spec.NanoCPUs
+	host.Memory = spec.MemoryBytes
+	if spec.MemoryBytes > 0 {
+		host.MemorySwap = spec.MemoryBytes
+	}
+	if spec.PidsLimit > 0 {
+		host.PidsLimit = &spec.PidsLimit
+	}
+	for _, m := range spec.Mounts {
+		host.Mounts = append(host.Mounts, mount.Mount{
+			Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly,
+		})
+	}
+	res, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: cfg, HostConfig: host, Name: spec.Name,
+	})
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
+	}
+	return res.ID, nil
+}
+
+// Start starts a created or stopped container.
+func (d *Docker) Start(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	if _, err := d.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("start container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Stop stops a container, killing it after timeout.
+func (d *Docker) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout+timeout)
+	defer cancel()
+	s := int(timeout / time.Second)
+	if _, err := d.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &s}); err != nil {
+		return fmt.Errorf("stop container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Remove force-removes a container and its anonymous volumes.
+func (d *Docker) Remove(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	if _, err := d.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+		return fmt.Errorf("remove container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Inspect reports one container.
+func (d *Docker) Inspect(ctx context.Context, id string) (runtime.Container, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return runtime.Container{}, fmt.Errorf("inspect container %s: %w", id, err)
+	}
+	c := res.Container
+	out := runtime.Container{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/")}
+	if c.Config != nil {
+		out.Image, out.Labels = c.Config.Image, c.Config.Labels
+	}
+	if c.State != nil {
+		out.State = runtime.State(c.State.Status)
+		out.OOMKilled = c.State.OOMKilled
+		out.ExitCode = c.State.ExitCode
+	}
+	out.Created, _ = time.Parse(time.RFC3339Nano, c.Created)
+	return out, nil
+}
+
+// List reports every container (running or not) that carries all of labels.
+func (d *Docker) List(ctx context.Context, labels map[string]string) ([]runtime.Container, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	f := client.Filters{}
+	for k, v := range labels {
+		f.Add("label", k+"="+v)
+	}
+	res, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]runtime.Container, 0, len(res.Items))
+	for _, c := range res.Items {
+		name := ""
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		out = append(out, runtime.Container{
+			ID: c.ID, Name: name, Image: c.Image, Labels: c.Labels,
+			State: runtime.State(c.State), Created: time.Unix(c.Created, 0),
+		})
+	}
+	return out, nil
+}
+
+// DockerExec runs argv in a container through the engine's own exec API and
+// returns its exit code. sandboxd does not use it: it is the baseline that the
+// agent's exec is measured against.
+func (d *Docker) DockerExec(ctx context.Context, id string, argv []string) (int, error) {
+	ex, err := d.cli.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: argv, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return 0, fmt.Errorf("exec create: %w", err)
+	}
+	att, err := d.cli.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("exec attach: %w", err)
+	}
+	_, err = stdcopy.StdCopy(io.Discard, io.Discard, att.Reader)
+	att.Close()
+	if err != nil {
+		return 0, fmt.Errorf("exec output: %w", err)
+	}
+	res, err := d.cli.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("exec inspect: %w", err)
+	}
+	return res.ExitCode, nil
+}

@@ -1,0 +1,70 @@
+// Package docker is the one adapter over the Docker Engine API. It translates the
+// neutral types of package runtime to and from the moby client; it makes no
+// lifecycle decisions. Errors keep the client's errdefs classes, so callers test
+// them with errdefs.IsNotFound and friends.
+package docker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/sandboxd/sandboxd/runtime"
+)
+
+// controlTimeout bounds one control call to the engine (create, start, inspect...).
+// Streams (image import, pull) get none.
+const controlTimeout = 30 * time.Second
+
+// Docker drives one Docker engine.
+type Docker struct {
+	cli   *client.Client
+	log   *slog.Logger
+	netMu sync.Mutex // one network ensure at a time
+}
+
+// New connects to the engine named by DOCKER_HOST (or the local socket) and
+// negotiates the API version.
+func New(ctx context.Context, log *slog.Logger) (*Docker, error) {
+	cli, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	d := &Docker{cli: cli, log: log}
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("docker engine does not answer: %w", err)
+	}
+	return d, nil
+}
+
+// Close releases the client.
+func (d *Docker) Close() error { return d.cli.Close() }
+
+// Info reports the engine's version and the isolation features it has on.
+func (d *Docker) Info(ctx context.Context) (runtime.EngineInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	res, err := d.cli.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return runtime.EngineInfo{}, fmt.Errorf("docker info: %w", err)
+	}
+	info := runtime.EngineInfo{
+		Version:    res.Info.ServerVersion,
+		APIVersion: d.cli.ClientVersion(),
+		CgroupV2:   res.Info.CgroupVersion == "2",
+	}
+	for _, opt := range res.Info.SecurityOptions {
+		if strings.Contains(opt, "name=userns") {
+			info.UsernsRemap = true
+		}
+	}
+	return info, nil
+}

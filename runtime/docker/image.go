@@ -1,0 +1,119 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/sandboxd/sandboxd/runtime"
+)
+
+// ImageInspect reports one local image by reference or ID.
+func (d *Docker) ImageInspect(ctx context.Context, ref string) (runtime.Image, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	res, err := d.cli.ImageInspect(ctx, ref)
+	if err != nil {
+		return runtime.Image{}, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	img := runtime.Image{ID: res.ID, Tags: res.RepoTags, Size: res.Size}
+	if res.Config != nil {
+		img.Labels = res.Config.Labels
+	}
+	img.Created, _ = time.Parse(time.RFC3339Nano, res.Created)
+	return img, nil
+}
+
+// ImageList reports every tagged local image.
+func (d *Docker) ImageList(ctx context.Context) ([]runtime.Image, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	res, err := d.cli.ImageList(ctx, client.ImageListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	var out []runtime.Image
+	for _, s := range res.Items {
+		if len(s.RepoTags) == 0 || s.RepoTags[0] == "<none>:<none>" {
+			continue
+		}
+		out = append(out, runtime.Image{
+			ID: s.ID, Tags: s.RepoTags, Labels: s.Labels, Size: s.Size, Created: time.Unix(s.Created, 0),
+		})
+	}
+	return out, nil
+}
+
+// ImageImport makes an image named ref from a root filesystem tarball, applying
+// Dockerfile-style changes (LABEL, ENV, WORKDIR...).
+func (d *Docker) ImageImport(ctx context.Context, rootfs io.Reader, ref string, changes []string) error {
+	res, err := d.cli.ImageImport(ctx, client.ImageImportSource{Source: rootfs, SourceName: "-"}, ref, client.ImageImportOptions{Changes: changes})
+	if err != nil {
+		return fmt.Errorf("import image %s: %w", ref, err)
+	}
+	defer res.Close()
+	return readMessages(res, nil)
+}
+
+// ImagePull pulls ref from its registry, reporting progress lines.
+func (d *Docker) ImagePull(ctx context.Context, ref string, progress func(string)) error {
+	res, err := d.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
+	if err != nil {
+		return fmt.Errorf("pull image %s: %w", ref, err)
+	}
+	defer res.Close()
+	if err := readMessages(res, progress); err != nil {
+		return fmt.Errorf("pull image %s: %w", ref, err)
+	}
+	return nil
+}
+
+// ImageRemove removes a local image.
+func (d *Docker) ImageRemove(ctx context.Context, ref string) error {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	if _, err := d.cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{}); err != nil {
+		return fmt.Errorf("remove image %s: %w", ref, err)
+	}
+	return nil
+}
+
+// readMessages drains a stream of the engine's JSON progress messages, returning
+// the first error message in it.
+func readMessages(r io.Reader, progress func(string)) error {
+	dec := json.NewDecoder(r)
+	for {
+		var m struct {
+			Status   string `json:"status"`
+			Progress string `json:"progress"`
+			ID       string `json:"id"`
+			Error    string `json:"error"`
+			Detail   struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&m); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		if m.Error != "" {
+			return fmt.Errorf("%s", m.Error)
+		}
+		if progress != nil && m.Status != "" {
+			line := m.Status
+			if m.ID != "" {
+				line = m.ID + ": " + line
+			}
+			if m.Progress != "" {
+				line += " " + m.Progress
+			}
+			progress(line)
+		}
+	}
+}

@@ -1,0 +1,108 @@
+// Package runtime holds the neutral container types that sandboxd's packages speak,
+// and the labels it puts on everything it creates. It makes no decisions; the one
+// adapter over the Docker Engine API lives in runtime/docker.
+package runtime
+
+import "time"
+
+// Labels sandboxd sets on the containers, networks and images it creates.
+const (
+	LabelID       = "sandboxd.id"       // the sandbox (or runner) ID
+	LabelOwner    = "sandboxd.owner"    // the API key ID that owns it
+	LabelKind     = "sandboxd.kind"     // "sandbox", "network", "image"
+	LabelInstance = "sandboxd.instance" // the sandboxd data directory that made it
+	LabelRecipe   = "sandboxd.recipe"   // hash of the recipe an image was built from
+)
+
+// Kinds, the values of LabelKind.
+const (
+	KindSandbox = "sandbox"
+	KindNetwork = "network"
+	KindImage   = "image"
+)
+
+// Mount is a bind mount from the host into a container.
+type Mount struct {
+	Source   string
+	Target   string
+	ReadOnly bool
+}
+
+// Spec describes a container to create.
+type Spec struct {
+	Name       string
+	Image      string
+	Entrypoint []string
+	Env        []string
+	User       string
+	WorkingDir string
+	Hostname   string
+	Labels     map[string]string
+	Mounts     []Mount
+
+	NanoCPUs    int64
+	MemoryBytes int64
+	PidsLimit   int64
+
+	// Network is the network to join; "none" for no network.
+	Network string
+	// CapAdd is added after every capability is dropped.
+	CapAdd       []string
+	ReadOnlyRoot bool
+	// StopTimeout is how long a stop waits before SIGKILL.
+	StopTimeout time.Duration
+}
+
+// State is what the engine says of a container.
+type State string
+
+// Container states, as the engine reports them.
+const (
+	StateCreated    State = "created"
+	StateRunning    State = "running"
+	StatePaused     State = "paused"
+	StateRestarting State = "restarting"
+	StateExited     State = "exited"
+	StateDead       State = "dead"
+	StateRemoving   State = "removing"
+)
+
+// Container is what the engine says of one container.
+type Container struct {
+	ID      string
+	Name    string
+	Image   string
+	Labels  map[string]string
+	State   State
+	Created time.Time
+	// OOMKilled is set when the engine saw the container's init killed by OOM.
+	OOMKilled bool
+	ExitCode  int
+}
+
+// NetworkSpec describes the bridge network sandboxes join.
+type NetworkSpec struct {
+	Name   string
+	Bridge string // the host interface name
+	Labels map[string]string
+	// Isolated turns off traffic between containers on the network, and from them
+	// to the host and to link-local addresses.
+	Isolated bool
+}
+
+// Image is what the engine says of one image.
+type Image struct {
+	ID      string
+	Tags    []string
+	Labels  map[string]string
+	Size    int64
+	Created time.Time
+}
+
+// EngineInfo is what sandboxd reports of the engine it drives.
+type EngineInfo struct {
+	Version     string
+	APIVersion  string
+	UsernsRemap bool
+	CgroupV2    bool
+}
