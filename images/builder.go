@@ -35,6 +35,12 @@ type Builder struct {
 
 	mu     sync.Mutex
 	flight map[string]*flight
+	warm   map[string]string // image -> "building", "ready" or "error: ..."
+
+	// Builds run on life, not on any caller's context, and stop at Close.
+	life   context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // flight is one build or pull in progress, shared by everyone ensuring that image.
@@ -47,7 +53,59 @@ type flight struct {
 // New returns a builder that debootstraps from mirror and builds root filesystems
 // under scratch (a directory on the host that sandboxes never see).
 func New(eng Engine, log *slog.Logger, mirror, scratch string) *Builder {
-	return &Builder{eng: eng, log: log, mirror: mirror, scratch: scratch, flight: map[string]*flight{}}
+	life, cancel := context.WithCancel(context.Background())
+	return &Builder{eng: eng, log: log.With("component", "images"), mirror: mirror, scratch: scratch,
+		flight: map[string]*flight{}, warm: map[string]string{}, life: life, cancel: cancel}
+}
+
+// Warm ensures refs in the background, so that the first sandbox does not wait
+// for a build; Status reports how far each got. Close waits for them.
+func (b *Builder) Warm(ctx context.Context, refs ...string) {
+	for _, ref := range refs {
+		name := normalize(ref)
+		b.setWarm(name, "building")
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			if _, err := b.Ensure(ctx, name, nil); err != nil {
+				b.log.Error("image not ready", "image", name, "err", err)
+				b.setWarm(name, "error: "+err.Error())
+				return
+			}
+			b.setWarm(name, "ready")
+		}()
+	}
+}
+
+func (b *Builder) setWarm(name, status string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.warm[name] = status
+}
+
+// Status reports the images Warm was asked for.
+func (b *Builder) Status() map[string]string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]string, len(b.warm))
+	for k, v := range b.warm {
+		out[k] = v
+	}
+	return out
+}
+
+// Close stops the builds in progress and waits for them.
+func (b *Builder) Close() {
+	b.cancel()
+	b.wg.Wait()
+}
+
+// RecipeHash returns the recipe hash of an image sandboxd builds, or "".
+func RecipeHash(ref string) string {
+	if r, ok := recipes[normalize(ref)]; ok {
+		return r.hash()
+	}
+	return ""
 }
 
 // Ensure makes ref exist in the engine: an image sandboxd builds itself is built
@@ -120,7 +178,7 @@ func (b *Builder) Remove(ctx context.Context, ref string) error {
 
 // share runs fn once for name however many callers ask at the same time; each
 // caller's progress function hears the lines, and each caller may stop waiting
-// when its ctx is done. The work itself runs to completion on its own context.
+// when its ctx is done. The work itself runs on the builder's own context.
 func (b *Builder) share(ctx context.Context, name string, progress func(string), fn func(context.Context, func(string)) error) error {
 	b.mu.Lock()
 	f, ok := b.flight[name]
@@ -133,7 +191,9 @@ func (b *Builder) share(ctx context.Context, name string, progress func(string),
 	}
 	b.mu.Unlock()
 	if !ok {
+		b.wg.Add(1)
 		go func() {
+			defer b.wg.Done()
 			broadcast := func(line string) {
 				b.log.Info("image build", "image", name, "step", line)
 				b.mu.Lock()
@@ -143,7 +203,7 @@ func (b *Builder) share(ctx context.Context, name string, progress func(string),
 					l(line)
 				}
 			}
-			f.err = fn(context.WithoutCancel(ctx), broadcast)
+			f.err = fn(b.life, broadcast)
 			b.mu.Lock()
 			delete(b.flight, name)
 			b.mu.Unlock()

@@ -1,0 +1,40 @@
+# sandboxd — see README.md. `make help` lists the targets.
+
+GO      ?= go
+BIN     := bin
+DATA    ?= ./data
+LISTEN  ?= 127.0.0.1:7070
+GOFLAGS_BUILD := -trimpath
+
+.DEFAULT_GOAL := help
+.PHONY: help build run engine test test-unit lint bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/sandboxd, bin/sbx and the static bin/sandbox-agent
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sandbox-agent ./cmd/sandbox-agent
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sandboxd ./cmd/sandboxd
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sbx ./cmd/sbx
+
+engine: ## make sure a Docker engine runs (installs and starts Debian's docker.io if not)
+	bash scripts/engine.sh
+
+run: build engine ## start sandboxd on $(LISTEN) with data in $(DATA)
+	$(BIN)/sandboxd --listen $(LISTEN) --data $(DATA)
+
+test: build engine lint ## unit, Docker-backed integration and end-to-end tests
+	SANDBOXD_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+test-unit: ## the tests that need no engine
+	$(GO) test -race -count=1 -short ./...
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: build engine ## measure sandboxd beside Docker on this machine
+	$(GO) run ./bench -sandboxd $(BIN)/sandboxd -agent $(BIN)/sandbox-agent
+
+clean: ## remove built binaries (not the data directory)
+	rm -rf $(BIN)

@@ -1,0 +1,299 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client calls a sandboxd server.
+type Client struct {
+	base string
+	key  string
+	http *http.Client
+}
+
+// NewClient returns a client of the server at baseURL (for example
+// "http://127.0.0.1:7070") that authenticates with key.
+func NewClient(baseURL, key string) *Client {
+	tr := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        64,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), key: key, http: &http.Client{Transport: tr}}
+}
+
+// do sends a request with a JSON body (when in is not nil) and decodes a JSON
+// answer into out (when not nil). Error answers become *Error.
+func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, in, out any) error {
+	resp, err := c.send(ctx, method, path, hdr, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// send sends a request and returns a successful response, or the error it
+// carried.
+func (c *Client) send(ctx context.Context, method, path string, hdr http.Header, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
+func decodeError(resp *http.Response) error {
+	var env ErrorEnvelope
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err := json.Unmarshal(b, &env); err != nil || env.Error.Code == "" {
+		return &Error{Code: CodeInternal, Message: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b))), Status: resp.StatusCode}
+	}
+	env.Error.Status = resp.StatusCode
+	return &env.Error
+}
+
+// IsNotFound reports whether err is a 404 from the server.
+func IsNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusNotFound
+}
+
+// CreateSandbox creates a sandbox. A non-empty idempotencyKey makes a repeated
+// call return the first call's sandbox.
+func (c *Client) CreateSandbox(ctx context.Context, req CreateSandboxRequest, idempotencyKey string) (Sandbox, error) {
+	var hdr http.Header
+	if idempotencyKey != "" {
+		hdr = http.Header{"Idempotency-Key": {idempotencyKey}}
+	}
+	var sb Sandbox
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes", hdr, req, &sb)
+	return sb, err
+}
+
+// ListOptions filters and pages GET /v1/sandboxes.
+type ListOptions struct {
+	Labels map[string]string
+	State  string
+	Limit  int
+	Cursor string
+}
+
+// ListSandboxes lists the caller's sandboxes.
+func (c *Client) ListSandboxes(ctx context.Context, opts ListOptions) (SandboxList, error) {
+	q := url.Values{}
+	for k, v := range opts.Labels {
+		q.Add("label", k+"="+v)
+	}
+	if opts.State != "" {
+		q.Set("state", opts.State)
+	}
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	if opts.Cursor != "" {
+		q.Set("cursor", opts.Cursor)
+	}
+	path := "/v1/sandboxes"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out SandboxList
+	err := c.do(ctx, http.MethodGet, path, nil, nil, &out)
+	return out, err
+}
+
+// GetSandbox returns one sandbox.
+func (c *Client) GetSandbox(ctx context.Context, id string) (Sandbox, error) {
+	var sb Sandbox
+	err := c.do(ctx, http.MethodGet, "/v1/sandboxes/"+url.PathEscape(id), nil, nil, &sb)
+	return sb, err
+}
+
+// UpdateSandbox changes a sandbox's labels, idle timeout or TTL.
+func (c *Client) UpdateSandbox(ctx context.Context, id string, req UpdateSandboxRequest) (Sandbox, error) {
+	var sb Sandbox
+	err := c.do(ctx, http.MethodPatch, "/v1/sandboxes/"+url.PathEscape(id), nil, req, &sb)
+	return sb, err
+}
+
+// DeleteSandbox deletes a sandbox and its files.
+func (c *Client) DeleteSandbox(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/sandboxes/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// StopSandbox stops a sandbox, keeping its files.
+func (c *Client) StopSandbox(ctx context.Context, id string) (Sandbox, error) {
+	var sb Sandbox
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/stop", nil, nil, &sb)
+	return sb, err
+}
+
+// StartSandbox starts a stopped sandbox.
+func (c *Client) StartSandbox(ctx context.Context, id string) (Sandbox, error) {
+	var sb Sandbox
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/start", nil, nil, &sb)
+	return sb, err
+}
+
+// Exec runs a command and returns its buffered output.
+func (c *Client) Exec(ctx context.Context, id string, req ExecRequest) (ExecResult, error) {
+	var res ExecResult
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/exec", nil, req, &res)
+	return res, err
+}
+
+// ExecStream runs a command, writing its output to stdout and stderr as it
+// arrives, and returns its result.
+func (c *Client) ExecStream(ctx context.Context, id string, req ExecRequest, stdout, stderr io.Writer) (ExecResult, error) {
+	resp, err := c.send(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/exec",
+		http.Header{"Accept": {"application/x-ndjson"}}, req)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	for sc.Scan() {
+		var ev ExecEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return ExecResult{}, fmt.Errorf("decode exec event: %w", err)
+		}
+		switch ev.Type {
+		case EventStdout:
+			_, _ = io.WriteString(stdout, ev.Data)
+		case EventStderr:
+			_, _ = io.WriteString(stderr, ev.Data)
+		case EventExit:
+			if ev.Result == nil {
+				return ExecResult{}, errors.New("exit event without a result")
+			}
+			return *ev.Result, nil
+		case EventError:
+			if ev.Error != nil {
+				return ExecResult{}, ev.Error
+			}
+			return ExecResult{}, errors.New("exec failed")
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return ExecResult{}, err
+	}
+	return ExecResult{}, io.ErrUnexpectedEOF
+}
+
+// ListImages lists the images sandboxes can use.
+func (c *Client) ListImages(ctx context.Context) (ImageList, error) {
+	var out ImageList
+	err := c.do(ctx, http.MethodGet, "/v1/images", nil, nil, &out)
+	return out, err
+}
+
+// BuildImage builds one of the images sandboxd has a recipe for, reporting
+// progress lines (admin only).
+func (c *Client) BuildImage(ctx context.Context, name string, progress func(string)) (Image, error) {
+	resp, err := c.send(ctx, http.MethodPost, "/v1/images", nil, BuildImageRequest{Name: name})
+	if err != nil {
+		return Image{}, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var ev BuildEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return Image{}, fmt.Errorf("decode build event: %w", err)
+		}
+		switch {
+		case ev.Type == "progress" && progress != nil:
+			progress(ev.Line)
+		case ev.Type == "done" && ev.Image != nil:
+			return *ev.Image, nil
+		case ev.Type == "error" && ev.Error != nil:
+			return Image{}, ev.Error
+		}
+	}
+	return Image{}, io.ErrUnexpectedEOF
+}
+
+// CreateKey makes an API key (admin only); its secret is in the answer only.
+func (c *Client) CreateKey(ctx context.Context, req CreateKeyRequest) (CreatedKey, error) {
+	var out CreatedKey
+	err := c.do(ctx, http.MethodPost, "/v1/keys", nil, req, &out)
+	return out, err
+}
+
+// ListKeys lists API keys (admin only).
+func (c *Client) ListKeys(ctx context.Context) (KeyList, error) {
+	var out KeyList
+	err := c.do(ctx, http.MethodGet, "/v1/keys", nil, nil, &out)
+	return out, err
+}
+
+// RevokeKey revokes an API key (admin only).
+func (c *Client) RevokeKey(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/keys/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// Ready returns the server's readiness.
+func (c *Client) Ready(ctx context.Context) (Readiness, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/readyz", nil)
+	if err != nil {
+		return Readiness{}, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Readiness{}, err
+	}
+	defer resp.Body.Close()
+	var r Readiness
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return Readiness{}, err
+	}
+	return r, nil
+}

@@ -1,0 +1,38 @@
+package api
+
+import "fmt"
+
+// Error codes, one per HTTP status class sandboxd answers with.
+const (
+	CodeInvalidArgument  = "invalid_argument"   // 400
+	CodeUnauthenticated  = "unauthenticated"    // 401
+	CodeForbidden        = "forbidden"          // 403
+	CodeNotFound         = "not_found"          // 404
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeConflict         = "conflict"           // 409
+	CodeTooLarge         = "payload_too_large"  // 413
+	CodeUnsupportedMedia = "unsupported_media_type"
+	CodeInternal         = "internal"    // 500
+	CodeUnavailable      = "unavailable" // 503
+)
+
+// Error is the one shape every error takes on the wire, inside ErrorEnvelope.
+type Error struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id,omitempty"`
+	// Status is the HTTP status the error came with (not sent).
+	Status int `json:"-"`
+}
+
+// ErrorEnvelope is the body of every error response.
+type ErrorEnvelope struct {
+	Error Error `json:"error"`
+}
+
+func (e *Error) Error() string {
+	if e.RequestID != "" {
+		return fmt.Sprintf("%s: %s (request %s)", e.Code, e.Message, e.RequestID)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}

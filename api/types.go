@@ -1,0 +1,194 @@
+package api
+
+import "time"
+
+// CreateSandboxRequest is the body of POST /v1/sandboxes. Zero fields take the
+// server's defaults.
+type CreateSandboxRequest struct {
+	Image    string            `json:"image,omitempty"`
+	Env      map[string]string `json:"env,omitempty"`
+	CPUs     float64           `json:"cpus,omitempty"`
+	MemoryMB int64             `json:"memory_mb,omitempty"`
+	Pids     int64             `json:"pids,omitempty"`
+	// Network is "bridge" (the default: outbound only) or "none".
+	Network string `json:"network,omitempty"`
+	// IdleTimeoutS stops the sandbox after this long without a call; 0 never.
+	// Absent means 900.
+	IdleTimeoutS *int64 `json:"idle_timeout_s,omitempty"`
+	// TTLS deletes the sandbox this long after creation; absent or 0 never.
+	TTLS    *int64            `json:"ttl_s,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	User    string            `json:"user,omitempty"`
+	Workdir string            `json:"workdir,omitempty"`
+}
+
+// UpdateSandboxRequest is the body of PATCH /v1/sandboxes/{id}; absent fields
+// are kept.
+type UpdateSandboxRequest struct {
+	Labels       *map[string]string `json:"labels,omitempty"`
+	IdleTimeoutS *int64             `json:"idle_timeout_s,omitempty"`
+	TTLS         *int64             `json:"ttl_s,omitempty"`
+}
+
+// Sandbox states.
+const (
+	StateCreating = "creating"
+	StateRunning  = "running"
+	StateStopping = "stopping"
+	StateStopped  = "stopped"
+	StateStarting = "starting"
+	StateFailed   = "failed"
+	StateDeleting = "deleting"
+)
+
+// Sandbox is a sandbox as the API shows it.
+type Sandbox struct {
+	ID           string            `json:"id"`
+	State        string            `json:"state"`
+	Image        string            `json:"image"`
+	CPUs         float64           `json:"cpus"`
+	MemoryMB     int64             `json:"memory_mb"`
+	Pids         int64             `json:"pids"`
+	Network      string            `json:"network"`
+	IdleTimeoutS int64             `json:"idle_timeout_s"`
+	TTLS         int64             `json:"ttl_s"`
+	User         string            `json:"user,omitempty"`
+	Workdir      string            `json:"workdir,omitempty"`
+	EnvKeys      []string          `json:"env_keys,omitempty"`
+	Labels       map[string]string `json:"labels"`
+	Error        string            `json:"error,omitempty"`
+	CreatedAt    time.Time         `json:"created_at"`
+	UpdatedAt    time.Time         `json:"updated_at"`
+	LastActiveAt time.Time         `json:"last_active_at"`
+	ExpiresAt    *time.Time        `json:"expires_at,omitempty"`
+}
+
+// SandboxList is a page of GET /v1/sandboxes.
+type SandboxList struct {
+	Sandboxes  []Sandbox `json:"sandboxes"`
+	NextCursor string    `json:"next_cursor,omitempty"`
+}
+
+// ExecRequest is the body of POST /v1/sandboxes/{id}/exec. Give Cmd (an argument
+// vector, run without a shell) or Shell (a line for /bin/sh -c).
+type ExecRequest struct {
+	Cmd   []string          `json:"cmd,omitempty"`
+	Shell string            `json:"shell,omitempty"`
+	Env   map[string]string `json:"env,omitempty"`
+	Cwd   string            `json:"cwd,omitempty"`
+	User  string            `json:"user,omitempty"`
+	Stdin string            `json:"stdin,omitempty"`
+	// TimeoutMs kills the command after this long; 0 means 10 minutes.
+	TimeoutMs int64 `json:"timeout_ms,omitempty"`
+	// MaxOutputBytes caps each of stdout and stderr in a buffered answer
+	// (default 1 MiB, at most 64 MiB); the rest is dropped and Truncated set.
+	MaxOutputBytes int64 `json:"max_output_bytes,omitempty"`
+}
+
+// ExecResult is the answer of a buffered exec, and the last event of a streamed
+// one (without Stdout and Stderr there). A non-zero ExitCode is a result, not an
+// error.
+type ExecResult struct {
+	ExitCode     int     `json:"exit_code"`
+	Signal       string  `json:"signal,omitempty"`
+	Stdout       string  `json:"stdout"`
+	Stderr       string  `json:"stderr"`
+	DurationMs   float64 `json:"duration_ms"`
+	CPUMs        float64 `json:"cpu_ms"`
+	PeakMemoryKB int64   `json:"peak_memory_kb"`
+	OOMKilled    bool    `json:"oom_killed"`
+	TimedOut     bool    `json:"timed_out"`
+	Truncated    bool    `json:"truncated"`
+	// StartError says why the command could not start (exit code 126 or 127).
+	StartError string `json:"start_error,omitempty"`
+}
+
+// Exec event types of a streamed exec (Accept: application/x-ndjson).
+const (
+	EventStdout = "stdout"
+	EventStderr = "stderr"
+	EventExit   = "exit"
+	EventError  = "error"
+)
+
+// ExecEvent is one line of a streamed exec.
+type ExecEvent struct {
+	Type   string      `json:"type"`
+	Data   string      `json:"data,omitempty"`
+	Result *ExecResult `json:"result,omitempty"`
+	Error  *Error      `json:"error,omitempty"`
+}
+
+// Image is an image sandboxes can run on.
+type Image struct {
+	Name      string    `json:"name"`
+	Tags      []string  `json:"tags"`
+	ID        string    `json:"id"`
+	SizeBytes int64     `json:"size_bytes"`
+	CreatedAt time.Time `json:"created_at"`
+	// Builtin is set for images sandboxd builds itself from a recipe.
+	Builtin bool   `json:"builtin"`
+	Recipe  string `json:"recipe,omitempty"`
+}
+
+// ImageList is the answer of GET /v1/images. Buildable names images sandboxd can
+// build (POST /v1/images) even when they do not exist yet.
+type ImageList struct {
+	Images    []Image  `json:"images"`
+	Buildable []string `json:"buildable"`
+}
+
+// BuildImageRequest is the body of POST /v1/images.
+type BuildImageRequest struct {
+	Name string `json:"name"`
+}
+
+// BuildEvent is one line of an image build's NDJSON progress stream.
+type BuildEvent struct {
+	Type  string `json:"type"` // "progress", "done" or "error"
+	Line  string `json:"line,omitempty"`
+	Image *Image `json:"image,omitempty"`
+	Error *Error `json:"error,omitempty"`
+}
+
+// Key is an API key as listed.
+type Key struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Admin     bool       `json:"admin"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// CreateKeyRequest is the body of POST /v1/keys.
+type CreateKeyRequest struct {
+	Name  string `json:"name"`
+	Admin bool   `json:"admin,omitempty"`
+}
+
+// CreatedKey is a new key with its secret, shown this once.
+type CreatedKey struct {
+	Key
+	Secret string `json:"secret"`
+}
+
+// KeyList is the answer of GET /v1/keys.
+type KeyList struct {
+	Keys []Key `json:"keys"`
+}
+
+// Readiness is the answer of GET /readyz.
+type Readiness struct {
+	Ready  bool              `json:"ready"`
+	Engine EngineStatus      `json:"engine"`
+	Images map[string]string `json:"images"`
+	Error  string            `json:"error,omitempty"`
+}
+
+// EngineStatus describes the container engine.
+type EngineStatus struct {
+	Version     string `json:"version"`
+	APIVersion  string `json:"api_version"`
+	UsernsRemap bool   `json:"userns_remap"`
+	CgroupV2    bool   `json:"cgroup_v2"`
+}

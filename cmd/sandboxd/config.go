@@ -1,0 +1,100 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sandboxd/sandboxd/images"
+)
+
+// config is everything sandboxd can be told, from flags, then environment
+// variables, then defaults.
+type config struct {
+	Listen         string
+	DataDir        string
+	AgentBinary    string
+	AdminKey       string
+	DefaultImage   string
+	DebianMirror   string
+	Network        string
+	Bridge         string
+	OrphanGrace    time.Duration
+	ReconcileEvery time.Duration
+	BodyLimit      int64
+	LogLevel       slog.Level
+	LogJSON        bool
+}
+
+func loadConfig(args []string) (config, error) {
+	fs := flag.NewFlagSet("sandboxd", flag.ContinueOnError)
+	env := func(name, def string) string {
+		if v, ok := os.LookupEnv(name); ok {
+			return v
+		}
+		return def
+	}
+	var c config
+	var level string
+	fs.StringVar(&c.Listen, "listen", env("SANDBOXD_LISTEN", "127.0.0.1:7070"), "address to serve the API on (SANDBOXD_LISTEN)")
+	fs.StringVar(&c.DataDir, "data", env("SANDBOXD_DATA", "./data"), "data directory: database, sockets, build scratch (SANDBOXD_DATA)")
+	fs.StringVar(&c.AgentBinary, "agent", env("SANDBOXD_AGENT", ""), "path of the static sandbox-agent binary (default: next to sandboxd) (SANDBOXD_AGENT)")
+	fs.StringVar(&c.DefaultImage, "default-image", env("SANDBOXD_DEFAULT_IMAGE", images.Base), "image of a sandbox that names none")
+	fs.StringVar(&c.DebianMirror, "debian-mirror", env("SANDBOXD_DEBIAN_MIRROR", "http://deb.debian.org/debian"), "Debian mirror the base image is debootstrapped from")
+	fs.StringVar(&c.Network, "network", env("SANDBOXD_NETWORK", "sandboxd"), "Docker network sandboxes join")
+	fs.StringVar(&c.Bridge, "bridge", env("SANDBOXD_BRIDGE", "sbx0"), "host interface name of that network's bridge")
+	fs.DurationVar(&c.OrphanGrace, "orphan-grace", 2*time.Minute, "age after which a labelled container with no sandbox is removed")
+	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", 30*time.Second, "how often to reconcile with the engine")
+	fs.Int64Var(&c.BodyLimit, "body-limit", 4<<20, "largest request body, in bytes")
+	fs.StringVar(&level, "log-level", env("SANDBOXD_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.BoolVar(&c.LogJSON, "log-json", false, "log JSON lines instead of text")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	c.AdminKey = os.Getenv("SANDBOXD_ADMIN_KEY")
+	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		return config{}, fmt.Errorf("-log-level: %w", err)
+	}
+	if c.AgentBinary == "" {
+		if exe, err := os.Executable(); err == nil {
+			c.AgentBinary = filepath.Join(filepath.Dir(exe), "sandbox-agent")
+		}
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every problem with the configuration at once.
+func (c config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("-listen %q: %w", c.Listen, err))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("-data is required"))
+	}
+	if fi, err := os.Stat(c.AgentBinary); err != nil || fi.IsDir() {
+		errs = append(errs, fmt.Errorf("-agent: no sandbox-agent binary at %q (run make build)", c.AgentBinary))
+	}
+	if c.AdminKey != "" && len(c.AdminKey) < 16 {
+		errs = append(errs, errors.New("SANDBOXD_ADMIN_KEY must be at least 16 characters"))
+	}
+	if c.Bridge == "" || len(c.Bridge) > 15 {
+		errs = append(errs, fmt.Errorf("-bridge %q: want 1 to 15 characters", c.Bridge))
+	}
+	if c.OrphanGrace <= 0 || c.ReconcileEvery <= 0 {
+		errs = append(errs, errors.New("-orphan-grace and -reconcile-every must be positive"))
+	}
+	if c.BodyLimit < 1024 {
+		errs = append(errs, errors.New("-body-limit must be at least 1024"))
+	}
+	if strings.TrimSpace(c.DefaultImage) == "" {
+		errs = append(errs, errors.New("-default-image is required"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,168 @@
+// Command sandboxd serves sandboxes for AI agents on a local Docker engine.
+// See README.md; `sandboxd -h` lists the flags.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sandboxd/sandboxd/db"
+	"github.com/sandboxd/sandboxd/images"
+	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/sandboxd/sandboxd/server"
+	"github.com/sandboxd/sandboxd/supervisor"
+)
+
+func main() {
+	cfg, err := loadConfig(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sandboxd:", err)
+		os.Exit(2)
+	}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	if cfg.LogJSON {
+		h = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	}
+	log := slog.New(h)
+	if err := run(cfg, log); err != nil {
+		log.Error("sandboxd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg config, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	data, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(data, 0o711); err != nil {
+		return err
+	}
+	instance, err := instanceID(data)
+	if err != nil {
+		return err
+	}
+	sq, err := db.Open(filepath.Join(data, "sandboxd.db"))
+	if err != nil {
+		return err
+	}
+	defer sq.Close()
+	_ = os.Chmod(filepath.Join(data, "sandboxd.db"), 0o600)
+
+	eng, err := docker.New(ctx, log)
+	if err != nil {
+		return fmt.Errorf("%w (is the engine running? scripts/engine.sh starts one)", err)
+	}
+	defer eng.Close()
+	info, err := eng.Info(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("docker engine", "version", info.Version, "api", info.APIVersion, "userns_remap", info.UsernsRemap, "cgroup_v2", info.CgroupV2)
+	if info.UsernsRemap {
+		if bad := unreachableAncestor(data); bad != "" {
+			return fmt.Errorf("the engine remaps users, so containers must be able to traverse %s, but %s is not executable by others (chmod o+x it, or pick another -data)", data, bad)
+		}
+	}
+
+	builder := images.New(eng, log, cfg.DebianMirror, filepath.Join(data, "build"))
+	defer builder.Close()
+	builder.Warm(ctx, cfg.DefaultImage, images.Busybox)
+
+	keys, err := supervisor.NewKeys(ctx, sq)
+	if err != nil {
+		return err
+	}
+	secret, err := keys.Bootstrap(ctx, cfg.AdminKey)
+	if err != nil {
+		return err
+	}
+	if secret != "" {
+		fmt.Fprintf(os.Stderr, "\n  sandboxd admin API key (shown once, keep it):\n\n    export SANDBOXD_KEY=%s\n\n", secret)
+	}
+
+	orch, err := orchestrator.New(ctx, orchestrator.Config{
+		Instance: instance, DataDir: data, AgentBinary: cfg.AgentBinary,
+		Network: cfg.Network, Bridge: cfg.Bridge, DefaultImage: cfg.DefaultImage,
+		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery,
+	}, eng, builder, sq, log)
+	if err != nil {
+		return err
+	}
+	defer orch.Close()
+	if err := orch.Run(ctx); err != nil {
+		return err
+	}
+
+	srv := server.New(server.Config{BodyLimit: cfg.BodyLimit}, server.Deps{
+		Orchestrator: orch, Keys: keys, Images: builder, Engine: eng, DB: sq, Log: log,
+	})
+	hs := srv.HTTPServer(cfg.Listen)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	log.Info("sandboxd serving", "url", "http://"+ln.Addr().String(), "data", data, "instance", instance)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("http shutdown", "err", err)
+	}
+	return nil
+}
+
+// instanceID reads (or makes, on first start) the ID that labels everything this
+// data directory's sandboxd creates.
+func instanceID(data string) (string, error) {
+	p := filepath.Join(data, "instance")
+	if b, err := os.ReadFile(p); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	id := hex.EncodeToString(b)
+	if err := os.WriteFile(p, []byte(id+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// unreachableAncestor returns the first directory above dir (exclusive) that
+// other users cannot traverse, or "".
+func unreachableAncestor(dir string) string {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil && fi.Mode().Perm()&0o001 == 0 {
+			return d
+		}
+		if d == "/" || d == "." {
+			return ""
+		}
+	}
+}

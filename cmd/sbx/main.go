@@ -1,0 +1,142 @@
+// Command sbx is sandboxd's command-line client, built on package api's Go
+// client. Each command turns its flags into a request and prints the answer.
+//
+//	sbx create [flags]            make a sandbox, print its ID
+//	sbx ls [flags]                list sandboxes
+//	sbx inspect ID                show one sandbox as JSON
+//	sbx exec [flags] ID -- CMD... run a command, stream its output, exit with its code
+//	sbx stop|start|rm ID...       stop, start or delete sandboxes
+//	sbx images                    list images
+//	sbx image build NAME          build a built-in image
+//	sbx key create|ls|rm          manage API keys (admin)
+//
+// The server URL and API key come from --url and --key, or SANDBOXD_URL and
+// SANDBOXD_KEY.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// exitError carries an exit code out of a command.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+type command struct {
+	run   func(ctx context.Context, c *api.Client, args []string) error
+	usage string
+}
+
+var commands = map[string]command{
+	"create":  {runCreate, "create [flags]"},
+	"ls":      {runList, "ls [--label k=v] [--state S] [--json]"},
+	"inspect": {runInspect, "inspect ID"},
+	"exec":    {runExec, "exec [flags] ID -- CMD [ARG...]"},
+	"stop":    {runStop, "stop ID..."},
+	"start":   {runStart, "start ID..."},
+	"rm":      {runRemove, "rm ID..."},
+	"images":  {runImages, "images"},
+	"image":   {runImage, "image build NAME"},
+	"key":     {runKey, "key create NAME [--admin] | key ls | key rm ID"},
+}
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	out, errOut = stdout, stderr
+	global := flag.NewFlagSet("sbx", flag.ContinueOnError)
+	global.SetOutput(stderr)
+	url := global.String("url", envOr("SANDBOXD_URL", "http://127.0.0.1:7070"), "sandboxd URL (SANDBOXD_URL)")
+	key := global.String("key", os.Getenv("SANDBOXD_KEY"), "API key (SANDBOXD_KEY)")
+	global.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sbx [--url URL] [--key KEY] COMMAND [ARGS]\n\ncommands:")
+		for _, name := range []string{"create", "ls", "inspect", "exec", "stop", "start", "rm", "images", "image", "key"} {
+			fmt.Fprintln(stderr, "  sbx "+commands[name].usage)
+		}
+	}
+	if err := global.Parse(args); err != nil {
+		return 2
+	}
+	if global.NArg() == 0 {
+		global.Usage()
+		return 2
+	}
+	cmd, ok := commands[global.Arg(0)]
+	if !ok {
+		fmt.Fprintf(stderr, "sbx: unknown command %q\n", global.Arg(0))
+		global.Usage()
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err := cmd.run(ctx, api.NewClient(*url, *key), global.Args()[1:])
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.Is(err, flag.ErrHelp):
+		return 2
+	}
+	fmt.Fprintln(stderr, "sbx:", err)
+	return 1
+}
+
+// out and errOut are where commands print; tests point them at buffers.
+var out, errOut io.Writer = os.Stdout, os.Stderr
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// kvFlag collects repeated KEY=VALUE flags.
+type kvFlag map[string]string
+
+func (f kvFlag) String() string { return "" }
+
+func (f kvFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", s)
+	}
+	f[k] = v
+	return nil
+}
+
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("sbx "+name, flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	return fs
+}
+
+// needArgs checks a command got at least n positional arguments.
+func needArgs(fs *flag.FlagSet, n int, what string) error {
+	if fs.NArg() < n {
+		return fmt.Errorf("%s: missing %s", fs.Name(), what)
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/labstack/echo/v5"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+const (
+	ctxRequestID = "request_id"
+	ctxKey       = "api_key"
+)
+
+// apiError is an error the server itself raises with a status and a code.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func newError(status int, code, msg string) error { return &apiError{status: status, code: code, msg: msg} }
+
+func badRequest(msg string) error { return newError(http.StatusBadRequest, api.CodeInvalidArgument, msg) }
+
+// classify maps an error to its HTTP status, code and client-safe message. This
+// is the one place errors become HTTP.
+func classify(err error) (int, string, string) {
+	var ae *apiError
+	var sc echo.HTTPStatusCoder
+	switch {
+	case errors.As(err, &ae):
+		return ae.status, ae.code, ae.msg
+	case cerrdefs.IsInvalidArgument(err):
+		return http.StatusBadRequest, api.CodeInvalidArgument, err.Error()
+	case cerrdefs.IsNotFound(err):
+		return http.StatusNotFound, api.CodeNotFound, err.Error()
+	case cerrdefs.IsConflict(err), cerrdefs.IsAlreadyExists(err), cerrdefs.IsFailedPrecondition(err):
+		return http.StatusConflict, api.CodeConflict, err.Error()
+	case cerrdefs.IsPermissionDenied(err):
+		return http.StatusForbidden, api.CodeForbidden, err.Error()
+	case cerrdefs.IsUnavailable(err):
+		return http.StatusServiceUnavailable, api.CodeUnavailable, err.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, api.CodeUnavailable, "the operation timed out"
+	case errors.As(err, &sc):
+		switch st := sc.StatusCode(); st {
+		case http.StatusNotFound:
+			return st, api.CodeNotFound, "no such route"
+		case http.StatusMethodNotAllowed:
+			return st, api.CodeMethodNotAllowed, "method not allowed on this route"
+		case http.StatusRequestEntityTooLarge:
+			return st, api.CodeTooLarge, "request body is too large"
+		case http.StatusUnsupportedMediaType:
+			return st, api.CodeUnsupportedMedia, "send application/json"
+		case http.StatusUnauthorized:
+			return st, api.CodeUnauthenticated, "unauthenticated"
+		default:
+			if st >= 400 && st < 500 {
+				return st, api.CodeInvalidArgument, http.StatusText(st)
+			}
+		}
+	}
+	return http.StatusInternalServerError, api.CodeInternal, "internal error"
+}
+
+// handleError writes every error as the JSON envelope, and logs the ones that
+// are the platform's fault.
+func (s *Server) handleError(c *echo.Context, err error) {
+	if r, _ := echo.UnwrapResponse(c.Response()); r != nil && r.Committed {
+		return
+	}
+	status, code, msg := classify(err)
+	rid, _ := c.Get(ctxRequestID).(string)
+	if status >= 500 {
+		s.log.Error("request failed", "err", err, "request_id", rid, "path", c.Request().URL.Path)
+	}
+	body := api.ErrorEnvelope{Error: api.Error{Code: code, Message: msg, RequestID: rid}}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	_ = c.JSON(status, body)
+}
+
+func (s *Server) notFound(c *echo.Context) error { return echo.ErrNotFound }

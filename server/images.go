@@ -1,0 +1,89 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/images"
+	"github.com/sandboxd/sandboxd/runtime"
+)
+
+func (s *Server) listImages(c *echo.Context) error {
+	list, err := s.deps.Images.List(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	out := api.ImageList{Images: []api.Image{}, Buildable: images.Recipes()}
+	for _, img := range list {
+		out.Images = append(out.Images, toImage(img))
+	}
+	sort.Slice(out.Images, func(i, j int) bool { return out.Images[i].Name < out.Images[j].Name })
+	return c.JSON(http.StatusOK, out)
+}
+
+// buildImage builds an image from its recipe, streaming progress as NDJSON.
+func (s *Server) buildImage(c *echo.Context) error {
+	var req api.BuildImageRequest
+	if err := bind(c, &req, false); err != nil {
+		return err
+	}
+	if !images.Known(req.Name) {
+		return badRequest("name: sandboxd builds " + strings.Join(images.Recipes(), ", ") + "; got " + req.Name)
+	}
+	w := c.Response()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	var mu sync.Mutex
+	enc := json.NewEncoder(w)
+	emit := func(ev api.BuildEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = enc.Encode(ev)
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+	img, err := s.deps.Images.Build(c.Request().Context(), req.Name, func(line string) {
+		emit(api.BuildEvent{Type: "progress", Line: line})
+	})
+	if err != nil {
+		_, code, msg := classify(err)
+		if code == api.CodeInternal {
+			msg = err.Error() // a build failure's cause is the admin's to see
+		}
+		emit(api.BuildEvent{Type: "error", Error: &api.Error{Code: code, Message: msg}})
+		return nil
+	}
+	out := toImage(img)
+	emit(api.BuildEvent{Type: "done", Image: &out})
+	return nil
+}
+
+func (s *Server) removeImage(c *echo.Context) error {
+	name := c.Param("*")
+	if name == "" {
+		return badRequest("name the image to remove")
+	}
+	if err := s.deps.Images.Remove(c.Request().Context(), name); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func toImage(img runtime.Image) api.Image {
+	out := api.Image{ID: img.ID, Tags: img.Tags, SizeBytes: img.Size, CreatedAt: img.Created.UTC()}
+	if len(img.Tags) > 0 {
+		out.Name = img.Tags[0]
+	}
+	if h := img.Labels[runtime.LabelRecipe]; h != "" {
+		out.Recipe = h
+		out.Builtin = images.Known(out.Name)
+	}
+	return out
+}

@@ -1,0 +1,28 @@
+package server
+
+// routes is the whole route table.
+func (s *Server) routes() {
+	e := s.e
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+
+	v1 := e.Group("/v1", s.authenticate)
+	v1.POST("/sandboxes", s.createSandbox)
+	v1.GET("/sandboxes", s.listSandboxes)
+	v1.GET("/sandboxes/:id", s.getSandbox)
+	v1.PATCH("/sandboxes/:id", s.updateSandbox)
+	v1.DELETE("/sandboxes/:id", s.deleteSandbox)
+	v1.POST("/sandboxes/:id/stop", s.stopSandbox)
+	v1.POST("/sandboxes/:id/start", s.startSandbox)
+	v1.POST("/sandboxes/:id/exec", s.exec)
+
+	v1.GET("/images", s.listImages)
+	v1.POST("/images", s.buildImage, s.adminOnly)
+	v1.DELETE("/images/*", s.removeImage, s.adminOnly)
+
+	v1.POST("/keys", s.createKey, s.adminOnly)
+	v1.GET("/keys", s.listKeys, s.adminOnly)
+	v1.DELETE("/keys/:id", s.revokeKey, s.adminOnly)
+
+	e.RouteNotFound("/*", s.notFound)
+}

@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/labstack/echo/v5/middleware"
+
+	"github.com/sandboxd/sandboxd/images"
+	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/sandboxd/sandboxd/supervisor"
+)
+
+// Engine reports the container engine, for /readyz.
+type Engine interface {
+	Info(ctx context.Context) (runtime.EngineInfo, error)
+}
+
+// Pinger is the database, for /readyz.
+type Pinger interface {
+	PingContext(ctx context.Context) error
+}
+
+// Deps are the components the server fronts.
+type Deps struct {
+	Orchestrator *orchestrator.Orchestrator
+	Keys         *supervisor.Keys
+	Images       *images.Builder
+	Engine       Engine
+	DB           Pinger
+	Log          *slog.Logger
+}
+
+// Config tunes the server.
+type Config struct {
+	// BodyLimit bounds request bodies, in bytes.
+	BodyLimit int64
+}
+
+// Server is the HTTP API.
+type Server struct {
+	deps Deps
+	cfg  Config
+	log  *slog.Logger
+	e    *echo.Echo
+}
+
+// New builds the Echo app and its routes.
+func New(cfg Config, deps Deps) *Server {
+	if cfg.BodyLimit == 0 {
+		cfg.BodyLimit = 4 << 20
+	}
+	s := &Server{deps: deps, cfg: cfg, log: deps.Log.With("component", "server")}
+	e := echo.NewWithConfig(echo.Config{Logger: s.log, HTTPErrorHandler: s.handleError})
+	e.Use(middleware.Recover())
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
+		RequestIDHandler: func(c *echo.Context, id string) { c.Set(ctxRequestID, id) },
+	}))
+	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus: true, LogMethod: true, LogURIPath: true, LogLatency: true, LogRequestID: true,
+		HandleError: true,
+		LogValuesFunc: func(c *echo.Context, v middleware.RequestLoggerValues) error {
+			level := slog.LevelDebug
+			if v.Status >= 500 {
+				level = slog.LevelError
+			} else if v.Status >= 400 {
+				level = slog.LevelInfo
+			}
+			s.log.Log(c.Request().Context(), level, "request",
+				"method", v.Method, "path", v.URIPath, "status", v.Status,
+				"latency_ms", float64(v.Latency.Microseconds())/1000, "request_id", v.RequestID)
+			return nil
+		},
+	}))
+	e.Use(middleware.BodyLimit(cfg.BodyLimit))
+	s.e = e
+	s.routes()
+	return s
+}
+
+// Handler is the server's http.Handler.
+func (s *Server) Handler() http.Handler { return s.e }
+
+// HTTPServer wraps the handler in an http.Server with sane timeouts for a server
+// whose routes stream (no write timeout).
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s.e,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
