@@ -25,9 +25,13 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.msg }
 
-func newError(status int, code, msg string) error { return &apiError{status: status, code: code, msg: msg} }
+func newError(status int, code, msg string) error {
+	return &apiError{status: status, code: code, msg: msg}
+}
 
-func badRequest(msg string) error { return newError(http.StatusBadRequest, api.CodeInvalidArgument, msg) }
+func badRequest(msg string) error {
+	return newError(http.StatusBadRequest, api.CodeInvalidArgument, msg)
+}
 
 // classify maps an error to its HTTP status, code and client-safe message. This
 // is the one place errors become HTTP.
