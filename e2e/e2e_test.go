@@ -1,0 +1,307 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/sandboxd/sandboxd/runtime"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds sandboxd, sbx and the static agent once.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "sandboxd-e2e-bin-")
+		if buildErr != nil {
+			return
+		}
+		for _, name := range []string{"sandboxd", "sbx", "sandbox-agent"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), "github.com/sandboxd/sandboxd/cmd/"+name)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v: %s", name, err, out)
+				return
+			}
+		}
+		// The agent binary must be readable by the remapped container root.
+		buildErr = os.Chmod(binDir, 0o755)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// daemon is one sandboxd process.
+type daemon struct {
+	cmd    *exec.Cmd
+	url    string
+	addr   string
+	stderr *bytes.Buffer
+	done   chan struct{}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startDaemon runs sandboxd on listen with data, waiting for /readyz.
+func startDaemon(t *testing.T, listen, data string, env ...string) *daemon {
+	t.Helper()
+	bin := binaries(t)
+	cmd := exec.Command(filepath.Join(bin, "sandboxd"), "--listen", listen, "--data", data,
+		"--network", "sandboxd-test", "--bridge", "sbxtest0", "--log-level", "debug")
+	cmd.Env = append(os.Environ(), env...)
+	d := &daemon{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd.Stderr = &lockedWriter{w: d.stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() { d.kill() })
+	_, port, _ := net.SplitHostPort(listen)
+	d.url = "http://127.0.0.1:" + port
+	deadline := time.Now().Add(6 * time.Minute) // a first run builds the base image
+	for {
+		select {
+		case <-d.done:
+			t.Fatalf("sandboxd exited: %s", d.log())
+		default:
+		}
+		resp, err := http.Get(d.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return d
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sandboxd not ready: %s", d.log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (d *daemon) log() string {
+	return d.stderr.String()
+}
+
+// kill sends SIGKILL: no shutdown path runs.
+func (d *daemon) kill() {
+	_ = d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// sbx runs the CLI and returns stdout, stderr and its exit code.
+func sbx(t *testing.T, url, key string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binaries(t), "sbx"), args...)
+	cmd.Env = append(os.Environ(), "SANDBOXD_URL="+url, "SANDBOXD_KEY="+key)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func removeInstance(t *testing.T, data string) {
+	b, err := os.ReadFile(filepath.Join(data, "instance"))
+	if err != nil {
+		return
+	}
+	d := testenv.Docker(t)
+	cs, _ := d.List(context.Background(), map[string]string{runtime.LabelInstance: strings.TrimSpace(string(b))})
+	for _, c := range cs {
+		_ = d.Remove(context.Background(), c.ID)
+	}
+}
+
+// TestUserJourney walks the acceptance of the foundation issue with the built
+// binaries, on the default (Debian) image.
+func TestUserJourney(t *testing.T) {
+	testenv.Docker(t)
+	const key = "e2e-admin-key-0123456789abcdef"
+	data := testenv.DataDir(t)
+	t.Cleanup(func() { removeInstance(t, data) })
+	// Listen on every address, so that the firewall, not the bind address,
+	// is what keeps sandboxes away from sandboxd's port.
+	port := freePort(t)
+	listen := fmt.Sprintf("0.0.0.0:%d", port)
+	d := startDaemon(t, listen, data, "SANDBOXD_ADMIN_KEY="+key)
+
+	out, errOut, code := sbx(t, d.url, key, "create", "--label", "suite=e2e")
+	if code != 0 {
+		t.Fatalf("sbx create: %d %s", code, errOut)
+	}
+	id := strings.TrimSpace(out)
+	if out, _, code := sbx(t, d.url, key, "exec", id, "--", "python3", "-c", "print(6*7)"); code != 0 || out != "42\n" {
+		t.Fatalf("python: %d %q", code, out)
+	}
+	if _, _, code := sbx(t, d.url, key, "exec", id, "--", "sh", "-c", "exit 3"); code != 3 {
+		t.Fatalf("exit code %d, want 3", code)
+	}
+	if _, _, code := sbx(t, d.url, key, "exec", id, "--", "sh", "-c", "echo kept > /root/note"); code != 0 {
+		t.Fatal("write file")
+	}
+
+	// Stop and start keep the file.
+	if _, e, code := sbx(t, d.url, key, "stop", id); code != 0 {
+		t.Fatalf("stop: %s", e)
+	}
+	if out, _, _ := sbx(t, d.url, key, "inspect", id); !strings.Contains(out, `"state": "stopped"`) {
+		t.Fatalf("not stopped: %s", out)
+	}
+	if _, e, code := sbx(t, d.url, key, "start", id); code != 0 {
+		t.Fatalf("start: %s", e)
+	}
+	if out, _, _ := sbx(t, d.url, key, "exec", id, "--", "cat", "/root/note"); out != "kept\n" {
+		t.Fatalf("after stop/start: %q", out)
+	}
+
+	// kill -9 and restart: the sandbox is still listed and still works.
+	d.kill()
+	d = startDaemon(t, listen, data, "SANDBOXD_ADMIN_KEY="+key)
+	if out, _, _ := sbx(t, d.url, key, "ls"); !strings.Contains(out, id) || !strings.Contains(out, "running") {
+		t.Fatalf("after restart, ls: %s", out)
+	}
+	if out, e, code := sbx(t, d.url, key, "exec", id, "--", "cat", "/root/note"); code != 0 || out != "kept\n" {
+		t.Fatalf("after restart: %d %q %s", code, out, e)
+	}
+
+	// Isolation: neither sandboxd's port on the host, nor the metadata address,
+	// nor another sandbox is reachable from inside.
+	c := api.NewClient(d.url, key)
+	ctx := context.Background()
+	other, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Exec(ctx, other.ID, api.ExecRequest{Shell: "python3 -m http.server 8000 >/dev/null 2>&1 & sleep 0.5; hostname -i"})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("start server: %v %+v", err, res)
+	}
+	otherIP := strings.Fields(res.Stdout)[0]
+	// The server answers inside its own sandbox...
+	res, err = c.Exec(ctx, other.ID, api.ExecRequest{Shell: "curl -s -m 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/"})
+	if err != nil || res.Stdout != "200" {
+		t.Fatalf("own server: %v %+v", err, res)
+	}
+	res, err = c.Exec(ctx, id, api.ExecRequest{Shell: "ip route 2>/dev/null | awk '/default/{print $3}' || true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateway := strings.TrimSpace(res.Stdout)
+	if gateway == "" {
+		gateway = strings.Join(strings.Split(otherIP, ".")[:3], ".") + ".1"
+	}
+	targets := []string{
+		fmt.Sprintf("http://%s:%d/healthz", gateway, port),
+		fmt.Sprintf("http://%s:%d/healthz", hostIP(t), port),
+		"http://169.254.169.254/latest/meta-data/",
+		"http://" + otherIP + ":8000/",
+	}
+	for _, u := range targets {
+		res, err := c.Exec(ctx, id, api.ExecRequest{Cmd: []string{"curl", "-s", "-m", "2", "-o", "/dev/null", "-w", "%{http_code}", u}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode == 0 || res.Stdout != "000" {
+			t.Errorf("%s reachable from a sandbox: exit %d, status %q", u, res.ExitCode, res.Stdout)
+		}
+	}
+	// ...and the host reaches sandboxd's port on that same address, so the
+	// refusals above are the firewall's doing.
+	resp, err := http.Get(fmt.Sprintf("http://%s:%d/healthz", hostIP(t), port))
+	if err != nil {
+		t.Fatalf("host cannot reach its own sandboxd: %v", err)
+	}
+	resp.Body.Close()
+
+	if _, e, code := sbx(t, d.url, key, "rm", id, other.ID); code != 0 {
+		t.Fatalf("rm: %s", e)
+	}
+}
+
+// hostIP is the host's first non-loopback address.
+func hostIP(t *testing.T) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() && !strings.HasPrefix(ipn.IP.String(), "172.") {
+			return ipn.IP.String()
+		}
+	}
+	t.Fatal("no host address")
+	return ""
+}
+
+// TestAdminKeyPrintedOnce: with no SANDBOXD_ADMIN_KEY, the first start makes an
+// admin key and prints it; the next start does not.
+func TestAdminKeyPrintedOnce(t *testing.T) {
+	testenv.Docker(t)
+	data := testenv.DataDir(t)
+	t.Cleanup(func() { removeInstance(t, data) })
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env := []string{"SANDBOXD_ADMIN_KEY=", "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox"}
+	d := startDaemon(t, listen, data, env...)
+	log := d.log()
+	i := strings.Index(log, "SANDBOXD_KEY=sbx_")
+	if i < 0 {
+		t.Fatalf("no key printed: %s", log)
+	}
+	key := strings.Fields(log[i+len("SANDBOXD_KEY="):])[0]
+	if out, e, code := sbx(t, d.url, key, "key", "ls"); code != 0 || !strings.Contains(out, "admin") {
+		t.Fatalf("key ls: %d %s %s", code, out, e)
+	}
+	d.kill()
+	d = startDaemon(t, listen, data, env...)
+	if strings.Contains(d.log(), "sbx_") {
+		t.Fatal("admin key printed again")
+	}
+	if _, _, code := sbx(t, d.url, "sbx_wrong", "ls"); code != 1 {
+		t.Fatalf("wrong key exit %d", code)
+	}
+}
