@@ -55,8 +55,7 @@ func binaries(t *testing.T) string {
 type daemon struct {
 	cmd    *exec.Cmd
 	url    string
-	addr   string
-	stderr *bytes.Buffer
+	stderr *lockedWriter
 	done   chan struct{}
 }
 
@@ -77,8 +76,8 @@ func startDaemon(t *testing.T, listen, data string, env ...string) *daemon {
 	cmd := exec.Command(filepath.Join(bin, "sandboxd"), "--listen", listen, "--data", data,
 		"--network", "sandboxd-test", "--bridge", "sbxtest0", "--log-level", "debug")
 	cmd.Env = append(os.Environ(), env...)
-	d := &daemon{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
-	cmd.Stderr = &lockedWriter{w: d.stderr}
+	d := &daemon{cmd: cmd, stderr: &lockedWriter{}, done: make(chan struct{})}
+	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +107,9 @@ func startDaemon(t *testing.T, listen, data string, env ...string) *daemon {
 }
 
 func (d *daemon) log() string {
-	return d.stderr.String()
+	d.stderr.mu.Lock()
+	defer d.stderr.mu.Unlock()
+	return d.stderr.w.String()
 }
 
 // kill sends SIGKILL: no shutdown path runs.
@@ -119,7 +120,7 @@ func (d *daemon) kill() {
 
 type lockedWriter struct {
 	mu sync.Mutex
-	w  *bytes.Buffer
+	w  bytes.Buffer
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {

@@ -33,9 +33,11 @@ func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOpti
 			}
 		}
 	}
+	t0 := time.Now()
 	if _, err := o.images.Ensure(ctx, image, nil); err != nil {
 		return Sandbox{}, false, err
 	}
+	tImage := time.Now()
 
 	now := time.Now()
 	sb = Sandbox{
@@ -67,6 +69,7 @@ func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOpti
 	}
 	undo.push(func(context.Context) error { o.dropEndpoint(id); return nil })
 
+	tStore := time.Now()
 	cid, err := o.rt.Create(ctx, o.containerSpec(&sb))
 	if err != nil {
 		return Sandbox{}, false, err
@@ -76,13 +79,16 @@ func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOpti
 	if err := o.store.update(ctx, &sb); err != nil {
 		return Sandbox{}, false, err
 	}
+	tCreate := time.Now()
 	if err := o.rt.Start(ctx, cid); err != nil {
 		return Sandbox{}, false, err
 	}
+	tStart := time.Now()
 	conn, err := o.waitAgent(ctx, l)
 	if err != nil {
 		return Sandbox{}, false, err
 	}
+	tAgent := time.Now()
 	if spec.User != "" {
 		if err := checkUser(ctx, conn, spec.User); err != nil {
 			return Sandbox{}, false, err
@@ -91,7 +97,11 @@ func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOpti
 	if err := o.transition(ctx, &sb, StateRunning, ""); err != nil {
 		return Sandbox{}, false, err
 	}
-	log.Info("sandbox created", "image", image, "owner", owner, "container", cid[:12])
+	log.Info("sandbox created", "image", image, "owner", owner, "container", cid[:12],
+		"ms", time.Since(t0).Milliseconds())
+	log.Debug("create timings", "image_ms", ms(tImage.Sub(t0)), "store_ms", ms(tStore.Sub(tImage)),
+		"docker_create_ms", ms(tCreate.Sub(tStore)), "docker_start_ms", ms(tStart.Sub(tCreate)),
+		"agent_ms", ms(tAgent.Sub(tStart)), "finish_ms", ms(time.Since(tAgent)))
 	return sb, false, nil
 }
 
@@ -160,3 +170,5 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 func notFound(id string) error {
 	return cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("sandbox %s not found", id))
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

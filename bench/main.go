@@ -1,0 +1,222 @@
+// Command bench measures sandboxd beside plain Docker on this machine, in one
+// run, and prints each figure with its baseline and the ratio between them:
+//
+//   - exec `true` through sandboxd's REST API vs `docker exec` through the
+//     Engine API, in the same container;
+//   - create sandbox -> first exec (cold: no warm pool) vs docker create+start
+//     of the same image.
+//
+// It starts the sandboxd binary it is given on a free loopback port with a
+// scratch data directory, and removes everything it made.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/sandboxd/sandboxd/runtime/docker"
+)
+
+func main() {
+	bin := flag.String("sandboxd", "bin/sandboxd", "sandboxd binary")
+	agentBin := flag.String("agent", "bin/sandbox-agent", "sandbox-agent binary")
+	image := flag.String("image", "sandboxd/base:latest", "image both sides run")
+	execN := flag.Int("exec-n", 2000, "execs through sandboxd")
+	dockerN := flag.Int("docker-exec-n", 100, "execs through docker")
+	createN := flag.Int("create-n", 10, "cold creates on each side")
+	flag.Parse()
+	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type row struct {
+	name       string
+	ours, base []time.Duration
+	target     string
+}
+
+func run(bin, agentBin, image string, execN, dockerN, createN int) error {
+	ctx := context.Background()
+	data, err := os.MkdirTemp("", "sandboxd-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(data)
+	if err := os.Chmod(data, 0o711); err != nil {
+		return err
+	}
+	const key = "bench-admin-key-0123456789abcdef"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "--listen", addr, "--data", data, "--agent", agentBin, "--default-image", image, "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "SANDBOXD_ADMIN_KEY="+key)
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	url := "http://" + addr
+	if err := waitReady(url, 10*time.Minute); err != nil {
+		return fmt.Errorf("%w: %s", err, logs.String())
+	}
+	c := api.NewClient(url, key)
+	eng, err := docker.New(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	info, _ := eng.Info(ctx)
+
+	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
+	if err != nil {
+		return err
+	}
+	defer c.DeleteSandbox(context.WithoutCancel(ctx), sb.ID)
+
+	// exec `true`: sandboxd REST vs docker exec, same container.
+	execTrue := api.ExecRequest{Cmd: []string{"true"}}
+	for range 100 { // warm up connections and caches
+		if _, err := c.Exec(ctx, sb.ID, execTrue); err != nil {
+			return err
+		}
+	}
+	ours := make([]time.Duration, 0, execN)
+	for range execN {
+		t0 := time.Now()
+		res, err := c.Exec(ctx, sb.ID, execTrue)
+		if err != nil || res.ExitCode != 0 {
+			return fmt.Errorf("exec: %v %+v", err, res)
+		}
+		ours = append(ours, time.Since(t0))
+	}
+	cname := "sandboxd-" + sb.ID
+	base := make([]time.Duration, 0, dockerN)
+	for i := range dockerN + 5 {
+		t0 := time.Now()
+		code, err := eng.DockerExec(ctx, cname, []string{"true"})
+		if err != nil || code != 0 {
+			return fmt.Errorf("docker exec: %v %d", err, code)
+		}
+		if i >= 5 {
+			base = append(base, time.Since(t0))
+		}
+	}
+	rows := []row{{name: "exec `true` (REST vs docker exec)", ours: ours, base: base, target: "p50 <= 3 ms, p99 <= 15 ms"}}
+
+	// Cold create -> first exec vs docker create+start, on Docker's default
+	// bridge and on the same isolated network sandboxes join.
+	var createOurs, createBase, createSameNet []time.Duration
+	for range createN {
+		t0 := time.Now()
+		s, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
+		if err != nil {
+			return err
+		}
+		if _, err := c.Exec(ctx, s.ID, execTrue); err != nil {
+			return err
+		}
+		createOurs = append(createOurs, time.Since(t0))
+		if err := c.DeleteSandbox(ctx, s.ID); err != nil {
+			return err
+		}
+
+		for _, side := range []struct {
+			network string
+			out     *[]time.Duration
+		}{{"bridge", &createBase}, {"sandboxd", &createSameNet}} {
+			d, err := dockerCreateStart(ctx, eng, image, side.network)
+			if err != nil {
+				return err
+			}
+			*side.out = append(*side.out, d)
+		}
+	}
+	rows = append(rows,
+		row{name: "create -> first exec, cold (vs docker create+start, default bridge)", ours: createOurs, base: createBase, target: "p50 <= 1.2 x baseline"},
+		row{name: "create -> first exec, cold (vs docker create+start, same isolated network)", ours: createOurs, base: createSameNet, target: "-"})
+
+	fmt.Printf("sandboxd benchmark, %s, %d cores, Docker %s (userns remap %v), image %s\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), numCPU(), info.Version, info.UsernsRemap, image)
+	fmt.Println("| operation | n | sandboxd p50 | sandboxd p99 | Docker p50 | Docker p99 | p50 ratio | target |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		op50, op99 := pct(r.ours, 50), pct(r.ours, 99)
+		bp50, bp99 := pct(r.base, 50), pct(r.base, 99)
+		fmt.Printf("| %s | %d / %d | %s | %s | %s | %s | %.3f | %s |\n", r.name, len(r.ours), len(r.base),
+			ms(op50), ms(op99), ms(bp50), ms(bp99), float64(op50)/float64(bp50), r.target)
+	}
+	return nil
+}
+
+// dockerCreateStart times a plain docker create+start of image on network, then
+// removes the container.
+func dockerCreateStart(ctx context.Context, eng *docker.Docker, image, network string) (time.Duration, error) {
+	t0 := time.Now()
+	id, err := eng.Create(ctx, runtime.Spec{
+		Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: network,
+		Labels: map[string]string{"sandboxd.bench": "baseline"},
+	})
+	if err != nil {
+		return 0, err
+	}
+	err = eng.Start(ctx, id)
+	d := time.Since(t0)
+	if rerr := eng.Remove(ctx, id); err == nil {
+		err = rerr
+	}
+	return d, err
+}
+
+func waitReady(url string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("sandboxd not ready after %s", limit)
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p + 99) / 100
+	return s[max(min(i, len(s))-1, 0)]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
