@@ -89,6 +89,11 @@ func (o *Orchestrator) Exec(ctx context.Context, owner, id string, opts ExecOpti
 		return agent.ExecResult{}, err
 	}
 	defer release()
+	// A stop or delete of this sandbox interrupts the command.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	calls := l.callContext()
+	defer context.AfterFunc(calls, cancel)()
 	conn, err := o.waitAgent(ctx, l)
 	if err != nil {
 		return agent.ExecResult{}, err
@@ -107,6 +112,9 @@ func (o *Orchestrator) Exec(ctx context.Context, owner, id string, opts ExecOpti
 		req.Cwd = sb.Spec.Workdir
 	}
 	res, err := conn.Exec(ctx, req, stdin, stdout, stderr)
+	if err != nil && calls.Err() != nil {
+		return res, cerrdefs.ErrConflict.WithMessage("sandbox " + id + " was stopped or deleted while the command ran")
+	}
 	if err != nil {
 		return res, fmt.Errorf("exec in sandbox %s: %w", id, err)
 	}

@@ -52,9 +52,13 @@ func (o *Orchestrator) start(ctx context.Context, sb *Sandbox) error {
 	return o.transition(ctx, sb, StateRunning, "")
 }
 
-// Stop stops owner's running sandbox; its files are kept. Stopping a stopped
-// sandbox is a no-op.
+// Stop stops owner's running sandbox; its files are kept. Commands running in it
+// are killed rather than waited for. Stopping a stopped sandbox is a no-op.
 func (o *Orchestrator) Stop(ctx context.Context, owner, id string) (Sandbox, error) {
+	if _, err := o.Get(ctx, owner, id); err != nil {
+		return Sandbox{}, err
+	}
+	o.interrupt(id)
 	unlock := o.locks.Lock(id)
 	defer unlock()
 	sb, err := o.Get(ctx, owner, id)
@@ -90,8 +94,13 @@ func (o *Orchestrator) stop(ctx context.Context, sb *Sandbox, reason string) err
 	return o.transition(ctx, sb, StateStopped, reason)
 }
 
-// Delete removes owner's sandbox, its container and its files.
+// Delete removes owner's sandbox, its container and its files, killing the
+// commands running in it.
 func (o *Orchestrator) Delete(ctx context.Context, owner, id string) error {
+	if _, err := o.Get(ctx, owner, id); err != nil {
+		return err
+	}
+	o.interrupt(id)
 	unlock := o.locks.Lock(id)
 	defer unlock()
 	sb, err := o.Get(ctx, owner, id)

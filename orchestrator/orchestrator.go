@@ -111,6 +111,31 @@ type live struct {
 	ep         *agent.Endpoint
 	lastActive atomic.Int64 // unix nanoseconds
 	inflight   atomic.Int64 // data-plane calls running now
+
+	mu          sync.Mutex
+	calls       context.Context // cancelled to interrupt the calls running now
+	cancelCalls context.CancelFunc
+}
+
+// callContext returns the context that interrupt cancels.
+func (l *live) callContext() context.Context {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.calls == nil {
+		l.calls, l.cancelCalls = context.WithCancel(context.Background())
+	}
+	return l.calls
+}
+
+// interrupt cancels the data-plane calls running now (their processes are
+// killed), so that a stop or delete does not wait behind a long command.
+func (l *live) interrupt() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cancelCalls != nil {
+		l.cancelCalls()
+		l.calls, l.cancelCalls = nil, nil
+	}
 }
 
 // New opens the store (migrating it), prepares the data directory and the agent
@@ -247,6 +272,13 @@ func (o *Orchestrator) endpoint(sb *Sandbox) (*live, error) {
 	l.lastActive.Store(time.Now().UnixNano())
 	o.live[sb.ID] = l
 	return l, nil
+}
+
+// interrupt cancels id's running data-plane calls, if it has any.
+func (o *Orchestrator) interrupt(id string) {
+	if l := o.lookupLive(id); l != nil {
+		l.interrupt()
+	}
 }
 
 // dropEndpoint closes id's endpoint and removes its socket directory.

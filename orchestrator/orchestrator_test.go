@@ -260,3 +260,58 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestStopInterruptsRunningCommand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	sb, _, err := f.o.Create(ctx, "alice", CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := f.o.Exec(ctx, "alice", sb.ID, ExecOptions{Argv: []string{"sleep", "300"}}, nil, &bytes.Buffer{}, &bytes.Buffer{})
+		errc <- err
+	}()
+	waitFor(t, 10*time.Second, func() bool {
+		l := f.o.lookupLive(sb.ID)
+		return l != nil && l.inflight.Load() == 1
+	})
+	start := time.Now()
+	if _, err := f.o.Stop(ctx, "alice", sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("stop waited %v for the command", d)
+	}
+	if err := <-errc; !cerrdefs.IsConflict(err) {
+		t.Fatalf("interrupted exec: %v", err)
+	}
+}
+
+func TestUserMemoryAndNetworkOptions(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	sb, _, err := f.o.Create(ctx, "alice", CreateOptions{User: "user", MemoryMB: 64, Network: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out := f.exec(t, "alice", sb.ID, "id -u; echo $HOME; ls /sys/class/net"); code != 0 || out != "1000\n/home/user\nlo\n" {
+		t.Fatalf("user and network: %d %q", code, out)
+	}
+	// The per-command user overrides the sandbox's.
+	res, err := f.o.Exec(ctx, "alice", sb.ID, ExecOptions{Argv: []string{"id", "-u"}, User: "root"}, nil, &bytes.Buffer{}, &bytes.Buffer{})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatal(err, res)
+	}
+	// Going over the memory limit is reported as an OOM kill, not a platform error.
+	res, err = f.o.Exec(ctx, "alice", sb.ID, ExecOptions{Shell: `x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo ${#x}`}, nil, &bytes.Buffer{}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OOMKilled || res.ExitCode == 0 {
+		t.Fatalf("want an OOM kill: %+v", res)
+	}
+}
