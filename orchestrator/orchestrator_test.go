@@ -73,6 +73,15 @@ func (f *fixture) cleanup(t *testing.T) {
 	}
 }
 
+func (f *fixture) create(t *testing.T, owner string, opts CreateOptions) Sandbox {
+	t.Helper()
+	sb, _, err := f.o.Create(context.Background(), owner, opts)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	return sb
+}
+
 func (f *fixture) exec(t *testing.T, owner, id, shell string) (int, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -187,14 +196,8 @@ func TestIdleTimeoutAndTTL(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.ReapEvery = 100 * time.Millisecond })
 	ctx := context.Background()
 	idle, ttl := int64(1), int64(2)
-	a, _, err := f.o.Create(ctx, "alice", CreateOptions{IdleTimeout: &idle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _, err := f.o.Create(ctx, "alice", CreateOptions{TTLSeconds: &ttl})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := f.create(t, "alice", CreateOptions{IdleTimeout: &idle})
+	b := f.create(t, "alice", CreateOptions{TTLSeconds: &ttl})
 	waitFor(t, 20*time.Second, func() bool {
 		sb, _ := f.o.Get(ctx, "alice", a.ID)
 		return sb.State == StateStopped
@@ -237,11 +240,7 @@ func TestReconcile(t *testing.T) {
 func TestRestartAdoptsSandboxes(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	ctx := context.Background()
-	sb, _, err := f.o.Create(ctx, "alice", CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := f.create(t, "alice", CreateOptions{})
 	f.exec(t, "alice", sb.ID, "echo persisted > /root/f")
 	f.o.Close()
 	f.open(t)
@@ -265,10 +264,7 @@ func TestStopInterruptsRunningCommand(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
 	ctx := context.Background()
-	sb, _, err := f.o.Create(ctx, "alice", CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := f.create(t, "alice", CreateOptions{})
 	errc := make(chan error, 1)
 	go func() {
 		_, err := f.o.Exec(ctx, "alice", sb.ID, ExecOptions{Argv: []string{"sleep", "300"}}, nil, &bytes.Buffer{}, &bytes.Buffer{})
@@ -294,10 +290,7 @@ func TestUserMemoryAndNetworkOptions(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
 	ctx := context.Background()
-	sb, _, err := f.o.Create(ctx, "alice", CreateOptions{User: "user", MemoryMB: 64, Network: "none"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := f.create(t, "alice", CreateOptions{User: "user", MemoryMB: 64, Network: "none"})
 	if code, out := f.exec(t, "alice", sb.ID, "id -u; echo $HOME; ls /sys/class/net"); code != 0 || out != "1000\n/home/user\nlo\n" {
 		t.Fatalf("user and network: %d %q", code, out)
 	}
