@@ -218,8 +218,10 @@ func (b *Builder) share(ctx context.Context, name string, progress func(string),
 	}
 }
 
-// build makes the root filesystem of r in a scratch directory and imports it.
+// build makes the root filesystem of r in a scratch directory and imports it,
+// then removes the image it replaced unless a container still uses it.
 func (b *Builder) build(ctx context.Context, r recipe, progress func(string)) error {
+	old, oldErr := b.eng.ImageInspect(ctx, r.name)
 	if err := os.MkdirAll(b.scratch, 0o700); err != nil {
 		return err
 	}
@@ -257,6 +259,13 @@ func (b *Builder) build(ctx context.Context, r recipe, progress func(string)) er
 		return ierr
 	}
 	progress("built " + r.name)
+	if oldErr == nil {
+		if img, err := b.eng.ImageInspect(ctx, r.name); err == nil && img.ID != old.ID {
+			if err := b.eng.ImageRemove(ctx, old.ID); err != nil {
+				b.log.Debug("keep replaced image", "image", old.ID, "err", err)
+			}
+		}
+	}
 	return nil
 }
 

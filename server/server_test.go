@@ -272,6 +272,11 @@ func TestKeysAndImagesOverHTTP(t *testing.T) {
 	if _, err := ci.ListSandboxes(ctx, api.ListOptions{}); err == nil || !asError(err, &e) || e.Status != 401 {
 		t.Fatalf("revoked key: %v", err)
 	}
+	var lines int
+	img, err := admin.BuildImage(ctx, "sandboxd/busybox", func(string) { lines++ })
+	if err != nil || img.Name != images.Busybox || lines == 0 {
+		t.Fatalf("build: %v %+v, %d lines", err, img, lines)
+	}
 	imgs, err := admin.ListImages(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -282,11 +287,6 @@ func TestKeysAndImagesOverHTTP(t *testing.T) {
 	}
 	if !found || len(imgs.Buildable) < 2 {
 		t.Fatalf("images: %+v", imgs)
-	}
-	var lines int
-	img, err := admin.BuildImage(ctx, "sandboxd/busybox", func(string) { lines++ })
-	if err != nil || img.Name != images.Busybox || lines == 0 {
-		t.Fatalf("build: %v %+v, %d lines", err, img, lines)
 	}
 	status, body := f.call(t, "POST", "/v1/images", f.admin, `{"name":"ubuntu"}`)
 	if status != 400 || envelope(t, body).Code != api.CodeInvalidArgument {
