@@ -126,10 +126,11 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 // split one.
 func (b *cappedBuffer) String() string {
 	s := b.buf
-	if b.truncated {
-		for len(s) > 0 && !utf8.Valid(s[max(len(s)-4, 0):]) {
-			s = s[:len(s)-1]
+	for i := 0; b.truncated && i < utf8.UTFMax-1 && len(s) > 0; i++ {
+		if r, size := utf8.DecodeLastRune(s); r != utf8.RuneError || size > 1 {
+			break
 		}
+		s = s[:len(s)-1]
 	}
 	return string(s)
 }

@@ -17,10 +17,13 @@ import (
 	"github.com/sandboxd/sandboxd/runtime/docker"
 )
 
-// Docker connects to the engine or fails (under CI, or when SANDBOXD_REQUIRE_DOCKER
-// is set) or skips the test.
+// Docker connects to the engine. Without one it fails the test under CI (or when
+// SANDBOXD_REQUIRE_DOCKER is set) and skips it otherwise; -short skips it.
 func Docker(t testing.TB) *docker.Docker {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no Docker-backed tests")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	d, err := docker.New(ctx, Logger(t))

@@ -48,24 +48,36 @@ func (d *Docker) EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) er
 
 // isolateBridge installs, once, the host rules that fence the bridge in:
 //   - INPUT: nothing new from the bridge reaches the host itself (sandboxd's port,
-//     any other host service, on any host address);
+//     any other host service, on any host address), over IPv4 or IPv6;
 //   - DOCKER-USER: nothing from the bridge reaches 169.254.0.0/16.
+//
+// Docker already turns IPv6 off inside containers of a network without it; the
+// IPv6 rule holds should that change.
 func isolateBridge(ctx context.Context, bridge string) error {
-	rules := [][]string{
-		{"INPUT", "-i", bridge, "-j", "DROP"},
-		{"INPUT", "-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
-		{"DOCKER-USER", "-i", bridge, "-d", "169.254.0.0/16", "-j", "DROP"},
-	}
-	// Rules are inserted at the top, so the list runs from the last to apply
+	established := []string{"INPUT", "-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"}
+	drop := []string{"INPUT", "-i", bridge, "-j", "DROP"}
+	// Rules are inserted at the top, so each list runs from the last to apply
 	// to the first.
+	if err := insertRules(ctx, "iptables", drop, established,
+		[]string{"DOCKER-USER", "-i", bridge, "-d", "169.254.0.0/16", "-j", "DROP"}); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("ip6tables"); err == nil {
+		return insertRules(ctx, "ip6tables", drop, established)
+	}
+	return nil
+}
+
+// insertRules inserts each rule at the top of its chain unless it is there.
+func insertRules(ctx context.Context, bin string, rules ...[]string) error {
 	for _, r := range rules {
 		check := append([]string{"-w", "-C"}, r...)
-		if exec.CommandContext(ctx, "iptables", check...).Run() == nil {
+		if exec.CommandContext(ctx, bin, check...).Run() == nil {
 			continue
 		}
 		insert := append([]string{"-w", "-I"}, r...)
-		if out, err := exec.CommandContext(ctx, "iptables", insert...).CombinedOutput(); err != nil {
-			return fmt.Errorf("iptables %s: %w: %s", strings.Join(insert, " "), err, strings.TrimSpace(string(out)))
+		if out, err := exec.CommandContext(ctx, bin, insert...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s %s: %w: %s", bin, strings.Join(insert, " "), err, strings.TrimSpace(string(out)))
 		}
 	}
 	return nil

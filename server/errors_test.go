@@ -1,0 +1,71 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/labstack/echo/v5"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{cerrdefs.ErrInvalidArgument.WithMessage("x"), 400, api.CodeInvalidArgument},
+		{fmt.Errorf("wrapped: %w", cerrdefs.ErrNotFound), 404, api.CodeNotFound},
+		{cerrdefs.ErrConflict, 409, api.CodeConflict},
+		{cerrdefs.ErrUnavailable, 503, api.CodeUnavailable},
+		{context.DeadlineExceeded, 503, api.CodeUnavailable},
+		{echo.ErrStatusRequestEntityTooLarge, 413, api.CodeTooLarge},
+		{echo.ErrMethodNotAllowed, 405, api.CodeMethodNotAllowed},
+		{newError(http.StatusUnauthorized, api.CodeUnauthenticated, "no"), 401, api.CodeUnauthenticated},
+		{errors.New("disk on fire at /var/lib/secret"), 500, api.CodeInternal},
+	}
+	for _, tc := range tests {
+		status, code, msg := classify(tc.err)
+		if status != tc.status || code != tc.code {
+			t.Errorf("%v: %d %s, want %d %s", tc.err, status, code, tc.status, tc.code)
+		}
+		if status == 500 && msg != "internal error" {
+			t.Errorf("a 500 leaked its cause: %q", msg)
+		}
+	}
+}
+
+func TestCappedBuffer(t *testing.T) {
+	b := &cappedBuffer{limit: 5}
+	n, err := b.Write([]byte("héllo world"))
+	if n != 12 || err != nil {
+		t.Fatalf("write reported %d %v", n, err)
+	}
+	// "héllo" is 6 bytes; the cap falls inside "l", after a whole "é".
+	if got := b.String(); got != "héll" || !b.truncated {
+		t.Fatalf("got %q truncated=%v", got, b.truncated)
+	}
+	b = &cappedBuffer{limit: 2}
+	b.Write([]byte("hé"))
+	if got := b.String(); got != "h" {
+		t.Fatalf("split rune kept: %q", got)
+	}
+}
+
+func TestCappedBufferKeepsWholeRunes(t *testing.T) {
+	b := &cappedBuffer{limit: 6}
+	b.Write([]byte("ééé"))
+	if got := b.String(); got != "ééé" {
+		t.Fatalf("whole runes trimmed: %q", got)
+	}
+	b = &cappedBuffer{limit: 5}
+	b.Write([]byte("éééé"))
+	if got := b.String(); got != "éé" {
+		t.Fatalf("got %q", got)
+	}
+}
