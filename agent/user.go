@@ -16,6 +16,12 @@ type identity struct {
 	name     string
 }
 
+// The account databases; tests point them elsewhere.
+var (
+	passwdFile = "/etc/passwd"
+	groupFile  = "/etc/group"
+)
+
 // lookupUser resolves spec ("", "name", "uid" or "uid:gid") against the sandbox's
 // own /etc/passwd and /etc/group, so it works in any image, with or without libc.
 func lookupUser(spec string) (identity, error) {
@@ -25,7 +31,7 @@ func lookupUser(spec string) (identity, error) {
 	name, group, hasGroup := strings.Cut(spec, ":")
 	id := identity{home: "/"}
 	found := false
-	for _, f := range readColon("/etc/passwd") {
+	for _, f := range readColon(passwdFile) {
 		if len(f) < 7 {
 			continue
 		}
@@ -40,7 +46,15 @@ func lookupUser(spec string) (identity, error) {
 			break
 		}
 	}
-	if !found {
+	switch {
+	case found:
+	case name == "root":
+		// An image with no passwd file (scratch, distroless) still has root.
+		id.name = "root"
+		if fi, err := os.Stat("/root"); err == nil && fi.IsDir() {
+			id.home = "/root"
+		}
+	default:
 		uid, err := strconv.ParseUint(name, 10, 32)
 		if err != nil {
 			return identity{}, fmt.Errorf("unknown user %q", name)
@@ -55,7 +69,7 @@ func lookupUser(spec string) (identity, error) {
 		id.gid = gid
 	}
 	if id.name != "" {
-		for _, f := range readColon("/etc/group") {
+		for _, f := range readColon(groupFile) {
 			if len(f) < 4 {
 				continue
 			}
@@ -72,7 +86,7 @@ func lookupUser(spec string) (identity, error) {
 }
 
 func lookupGroup(spec string) (uint32, error) {
-	for _, f := range readColon("/etc/group") {
+	for _, f := range readColon(groupFile) {
 		if len(f) >= 3 && f[0] == spec {
 			if g, err := strconv.ParseUint(f[2], 10, 32); err == nil {
 				return uint32(g), nil

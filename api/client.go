@@ -235,10 +235,11 @@ func (c *Client) ListImages(ctx context.Context) (ImageList, error) {
 	return out, err
 }
 
-// BuildImage builds one of the images sandboxd has a recipe for, reporting
-// progress lines (admin only).
-func (c *Client) BuildImage(ctx context.Context, name string, progress func(string)) (Image, error) {
-	resp, err := c.send(ctx, http.MethodPost, "/v1/images", nil, BuildImageRequest{Name: name})
+// BuildImage builds one of the images sandboxd has a recipe for (admin only),
+// reporting progress lines: when it is missing or its recipe changed, or always
+// with force.
+func (c *Client) BuildImage(ctx context.Context, name string, force bool, progress func(string)) (Image, error) {
+	resp, err := c.send(ctx, http.MethodPost, "/v1/images", nil, BuildImageRequest{Name: name, Force: force})
 	if err != nil {
 		return Image{}, err
 	}

@@ -138,9 +138,11 @@ type ImageList struct {
 	Buildable []string `json:"buildable"`
 }
 
-// BuildImageRequest is the body of POST /v1/images.
+// BuildImageRequest is the body of POST /v1/images: build a built-in image when
+// it is missing or its recipe changed, or always with Force.
 type BuildImageRequest struct {
-	Name string `json:"name"`
+	Name  string `json:"name"`
+	Force bool   `json:"force,omitempty"`
 }
 
 // BuildEvent is one line of an image build's NDJSON progress stream.

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"path/filepath"
@@ -306,5 +307,34 @@ func TestUserMemoryAndNetworkOptions(t *testing.T) {
 	}
 	if !res.OOMKilled || res.ExitCode == 0 {
 		t.Fatalf("want an OOM kill: %+v", res)
+	}
+}
+
+// TestEmptyImage runs a sandbox on an image with no files at all (no shell, no
+// passwd, no libc): the agent needs nothing from the image.
+func TestEmptyImage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	const ref = "sandboxd-test/empty:latest"
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777})
+	tw.Close()
+	if err := f.d.ImageImport(ctx, &tarball, ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	sb := f.create(t, "alice", CreateOptions{Image: ref})
+	var out, errb bytes.Buffer
+	res, err := f.o.Exec(ctx, "alice", sb.ID, ExecOptions{Argv: []string{"/.sandboxd/bin/sandbox-agent"}}, nil, &out, &errb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 2 || !strings.Contains(errb.String(), "SANDBOXD_SOCKET") {
+		t.Fatalf("exit %d, stderr %q", res.ExitCode, errb.String())
+	}
+	res, err = f.o.Exec(ctx, "alice", sb.ID, ExecOptions{Argv: []string{"sh"}}, nil, &out, &errb)
+	if err != nil || res.ExitCode != 127 || res.StartError == "" {
+		t.Fatalf("missing shell: %+v %v", res, err)
 	}
 }

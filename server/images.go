@@ -49,7 +49,11 @@ func (s *Server) buildImage(c *echo.Context) error {
 			f.Flush()
 		}
 	}
-	img, err := s.deps.Images.Build(c.Request().Context(), req.Name, func(line string) {
+	build := s.deps.Images.Ensure
+	if req.Force {
+		build = s.deps.Images.Build
+	}
+	img, err := build(c.Request().Context(), req.Name, func(line string) {
 		emit(api.BuildEvent{Type: "progress", Line: line})
 	})
 	if err != nil {

@@ -26,10 +26,18 @@ func runImages(ctx context.Context, c *api.Client, args []string) error {
 }
 
 func runImage(ctx context.Context, c *api.Client, args []string) error {
-	if len(args) != 2 || args[0] != "build" {
-		return fmt.Errorf("usage: sbx image build NAME")
+	if len(args) == 0 || args[0] != "build" {
+		return fmt.Errorf("usage: sbx image build [--force] NAME")
 	}
-	img, err := c.BuildImage(ctx, args[1], func(line string) { fmt.Fprintln(errOut, line) })
+	fs := newFlags("image build")
+	force := fs.Bool("force", false, "rebuild even when the recipe is unchanged")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 1, "image name"); err != nil {
+		return err
+	}
+	img, err := c.BuildImage(ctx, fs.Arg(0), *force, func(line string) { fmt.Fprintln(errOut, line) })
 	if err != nil {
 		return err
 	}

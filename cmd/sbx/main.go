@@ -7,7 +7,7 @@
 //	sbx exec [flags] ID -- CMD... run a command, stream its output, exit with its code
 //	sbx stop|start|rm ID...       stop, start or delete sandboxes
 //	sbx images                    list images
-//	sbx image build NAME          build a built-in image
+//	sbx image build [--force] NAME build a built-in image
 //	sbx key create|ls|rm          manage API keys (admin)
 //
 // The server URL and API key come from --url and --key, or SANDBOXD_URL and
@@ -48,7 +48,7 @@ var commands = map[string]command{
 	"start":   {runStart, "start ID..."},
 	"rm":      {runRemove, "rm ID..."},
 	"images":  {runImages, "images"},
-	"image":   {runImage, "image build NAME"},
+	"image":   {runImage, "image build [--force] NAME"},
 	"key":     {runKey, "key create NAME [--admin] | key ls | key rm ID"},
 }
 
