@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -95,9 +96,14 @@ const (
 	maxLabels          = 64
 )
 
-// DefaultLimits fit the host: every core, up to 64 GiB, 32768 processes.
+// DefaultLimits fit the host: every core, all of its memory, 32768 processes.
 func DefaultLimits() Limits {
-	return Limits{MaxCPUs: float64(runtime.NumCPU()), MaxMemoryMB: 64 << 10, MaxPids: 32768}
+	mem := int64(64 << 10)
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) == nil {
+		mem = int64(si.Totalram) * int64(si.Unit) >> 20
+	}
+	return Limits{MaxCPUs: float64(runtime.NumCPU()), MaxMemoryMB: mem, MaxPids: 32768}
 }
 
 var (

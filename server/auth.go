@@ -17,7 +17,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		h := c.Request().Header.Get("Authorization")
 		secret, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || strings.TrimSpace(secret) == "" {
-			return newError(http.StatusUnauthorized, api.CodeUnauthenticated, "missing API key: send Authorization: Bearer <key>")
+			return newError(http.StatusUnauthorized, api.CodeUnauthenticated, "missing API key: send the header Authorization: Bearer KEY")
 		}
 		key, err := s.deps.Keys.Authenticate(c.Request().Context(), strings.TrimSpace(secret))
 		if errors.Is(err, supervisor.ErrUnauthenticated) {

@@ -13,12 +13,13 @@ import (
 
 // bind decodes a JSON body into v strictly: unknown fields, trailing data and
 // wrong types are 400s naming the problem; an over-limit body is a 413. An empty
-// body leaves v as it is when emptyOK.
+// body leaves v as it is when emptyOK. A body sent as curl -d sends it (as a
+// form) is read as JSON too; other media types are refused.
 func bind(c *echo.Context, v any, emptyOK bool) error {
 	req := c.Request()
 	if ct := req.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json") && mt != "application/x-www-form-urlencoded") {
 			return echo.ErrUnsupportedMediaType
 		}
 	}
