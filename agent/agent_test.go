@@ -15,6 +15,13 @@ import (
 // pair starts an Endpoint and an agent dialling it in this process.
 func pair(t *testing.T) *Conn {
 	t.Helper()
+	c, _ := pairServer(t)
+	return c
+}
+
+// pairServer is pair, with the agent's server.
+func pairServer(t *testing.T) (*Conn, *Server) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sock := filepath.Join(t.TempDir(), "a.sock")
 	ep, err := Listen(sock, "secret", log)
@@ -38,7 +45,7 @@ func pair(t *testing.T) *Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return conn
+	return conn, srv
 }
 
 func run(t *testing.T, c *Conn, req ExecRequest, stdin io.Reader) (ExecResult, string, string) {

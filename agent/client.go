@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -123,4 +124,113 @@ func (c *Conn) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdou
 			return ExecResult{}, fmt.Errorf("agent: unexpected frame %q", typ)
 		}
 	}
+}
+
+// ErrNoSession is returned when a terminal session does not exist.
+var ErrNoSession = errors.New("no such terminal session")
+
+// PtyStream is one viewer's stream of a terminal session.
+type PtyStream struct {
+	st   net.Conn
+	out  *frameSender
+	Info PtyInfo
+}
+
+// PtyAttach opens a terminal stream (a new session when req.Open is set).
+func (c *Conn) PtyAttach(ctx context.Context, req PtyAttach) (*PtyStream, error) {
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { st.Close() })
+	out := &frameSender{w: st}
+	if err := out.sendJSON(Request{Op: "pty_attach", Pty: &req}); err != nil {
+		stop()
+		st.Close()
+		return nil, err
+	}
+	var info PtyInfo
+	if err := readJSON(st, &info); err != nil {
+		stop()
+		st.Close()
+		return nil, fmt.Errorf("pty attach: %w", err)
+	}
+	stop()
+	if info.Error != "" {
+		st.Close()
+		if req.Session != "" && info.Error == "no terminal session "+req.Session {
+			return nil, fmt.Errorf("%w: %s", ErrNoSession, req.Session)
+		}
+		return nil, &PtyError{Msg: info.Error}
+	}
+	return &PtyStream{st: st, out: out, Info: info}, nil
+}
+
+// PtyError is a terminal session the agent could not open.
+type PtyError struct{ Msg string }
+
+func (e *PtyError) Error() string { return e.Msg }
+
+// Next returns the next output chunk, or the exit when the session's process
+// ended (then the stream is over). io.EOF means the stream ended without an
+// exit: the viewer was dropped or detached.
+func (p *PtyStream) Next() ([]byte, *PtyExit, error) {
+	typ, payload, err := readFrame(p.st)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil, io.EOF
+		}
+		return nil, nil, err
+	}
+	switch typ {
+	case frameStdout:
+		return payload, nil, nil
+	case frameJSON:
+		var e PtyExit
+		if err := decodeFrame(payload, &e); err != nil {
+			return nil, nil, err
+		}
+		return nil, &e, nil
+	}
+	return nil, nil, fmt.Errorf("agent: unexpected frame %q", typ)
+}
+
+// Input sends keystrokes.
+func (p *PtyStream) Input(b []byte) error {
+	for len(b) > 0 {
+		n := min(len(b), MaxFrame)
+		if err := p.out.send(frameStdin, b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// Control sends a resize or a signal.
+func (p *PtyStream) Control(c PtyControl) error { return p.out.sendJSON(c) }
+
+// Close detaches this viewer; the session goes on.
+func (p *PtyStream) Close() error { return p.st.Close() }
+
+// PtyList lists the sandbox's terminal sessions.
+func (c *Conn) PtyList(ctx context.Context) ([]PtyInfo, error) {
+	var l PtyList
+	err := c.call(ctx, Request{Op: "pty_list"}, &l)
+	return l.Sessions, err
+}
+
+// PtyKill kills a terminal session's whole process tree.
+func (c *Conn) PtyKill(ctx context.Context, id string) error {
+	var r OpResult
+	if err := c.call(ctx, Request{Op: "pty_kill", Session: id}, &r); err != nil {
+		return err
+	}
+	if r.Error != "" {
+		if r.Error == "no terminal session "+id {
+			return fmt.Errorf("%w: %s", ErrNoSession, id)
+		}
+		return errors.New(r.Error)
+	}
+	return nil
 }

@@ -1,5 +1,7 @@
 package agent
 
+import "time"
+
 // ProtocolVersion is bumped on any incompatible change to the messages below.
 const ProtocolVersion = 1
 
@@ -18,10 +20,14 @@ type Welcome struct {
 
 // Request is the first frame on every stream sandboxd opens.
 type Request struct {
-	Op   string       `json:"op"` // "exec", "user" or "ping"
+	Op   string       `json:"op"` // "exec", "user", "ping", "pty_attach", "pty_list", "pty_kill"
 	Exec *ExecRequest `json:"exec,omitempty"`
 	// User is the user to look up, for op "user".
 	User string `json:"user,omitempty"`
+	// Pty is the stream to open, for op "pty_attach".
+	Pty *PtyAttach `json:"pty,omitempty"`
+	// Session names the session, for op "pty_kill".
+	Session string `json:"session,omitempty"`
 }
 
 // UserInfo answers op "user": who a user spec is inside the sandbox.
@@ -71,4 +77,65 @@ type ExecResult struct {
 // Pong answers a ping.
 type Pong struct {
 	PID int `json:"pid"`
+}
+
+// PtyOpen starts a new terminal session.
+type PtyOpen struct {
+	Argv []string          `json:"argv"`
+	Env  map[string]string `json:"env,omitempty"`
+	Cwd  string            `json:"cwd,omitempty"`
+	User string            `json:"user,omitempty"`
+	Cols uint16            `json:"cols"`
+	Rows uint16            `json:"rows"`
+	// IdleTimeoutMs kills the session after this long with no viewer.
+	IdleTimeoutMs int64 `json:"idle_timeout_ms,omitempty"`
+}
+
+// PtyAttach opens a terminal stream: to a new session (Open set) or an existing
+// one (Session set). The agent answers with PtyInfo (or PtyInfo.Error), then
+// the recent output when Replay is set, then live output frames; input frames
+// and PtyControl JSON frames go the other way. The last frame from the agent is
+// PtyExit when the session's process ends.
+type PtyAttach struct {
+	Session string   `json:"session,omitempty"`
+	Open    *PtyOpen `json:"open,omitempty"`
+	Replay  bool     `json:"replay,omitempty"`
+}
+
+// PtyControl is a control message from a viewer: "resize" or "signal".
+type PtyControl struct {
+	Type   string `json:"type"`
+	Cols   uint16 `json:"cols,omitempty"`
+	Rows   uint16 `json:"rows,omitempty"`
+	Signal string `json:"signal,omitempty"`
+}
+
+// PtyInfo describes a session.
+type PtyInfo struct {
+	ID        string    `json:"id"`
+	Argv      []string  `json:"argv"`
+	PID       int       `json:"pid"`
+	Cols      uint16    `json:"cols"`
+	Rows      uint16    `json:"rows"`
+	CreatedAt time.Time `json:"created_at"`
+	Viewers   int       `json:"viewers"`
+	Exited    bool      `json:"exited"`
+	ExitCode  int       `json:"exit_code"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// PtyExit ends a terminal stream: the session's process ended.
+type PtyExit struct {
+	ExitCode int    `json:"exit_code"`
+	Signal   string `json:"signal,omitempty"`
+}
+
+// PtyList answers op "pty_list".
+type PtyList struct {
+	Sessions []PtyInfo `json:"sessions"`
+}
+
+// OpResult answers an operation that returns nothing but success or an error.
+type OpResult struct {
+	Error string `json:"error,omitempty"`
 }

@@ -23,15 +23,22 @@ type Server struct {
 	log     *slog.Logger
 	reaper  *reaper
 	baseEnv []string
+	ptys    *ptyManager
 }
 
-// NewServer starts the reaper. Close stops it.
+// NewServer starts the reaper and the terminal session manager. Close stops
+// them.
 func NewServer(log *slog.Logger) *Server {
-	return &Server{log: log, reaper: newReaper(), baseEnv: baseEnviron()}
+	s := &Server{log: log, reaper: newReaper(), baseEnv: baseEnviron()}
+	s.ptys = newPtyManager(s)
+	return s
 }
 
-// Close stops the reaper.
-func (s *Server) Close() { s.reaper.close() }
+// Close kills the terminal sessions and stops the reaper.
+func (s *Server) Close() {
+	s.ptys.close()
+	s.reaper.close()
+}
 
 // ServeSession handles the streams sandboxd opens on sess until the session ends
 // or ctx is done, then waits for every stream's handler to return.
@@ -74,6 +81,16 @@ func (s *Server) handle(ctx context.Context, st net.Conn) {
 			info = UserInfo{Error: err.Error()}
 		}
 		_ = out.sendJSON(info)
+	case "pty_attach":
+		s.ptys.serveAttach(ctx, st, out, req.Pty)
+	case "pty_list":
+		_ = out.sendJSON(PtyList{Sessions: s.ptys.list()})
+	case "pty_kill":
+		var res OpResult
+		if err := s.ptys.remove(req.Session); err != nil {
+			res.Error = err.Error()
+		}
+		_ = out.sendJSON(res)
 	case "exec":
 		if req.Exec == nil {
 			_ = out.sendJSON(ExecResult{ExitCode: 126, StartError: "exec request without exec"})

@@ -1,0 +1,169 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// readUntil reads a stream's output until it contains want.
+func readUntil(t *testing.T, p *PtyStream, want string) string {
+	t.Helper()
+	var got bytes.Buffer
+	deadline := time.Now().Add(10 * time.Second)
+	_ = p.st.SetReadDeadline(deadline)
+	defer p.st.SetReadDeadline(time.Time{})
+	for !strings.Contains(got.String(), want) {
+		b, exit, err := p.Next()
+		if err != nil || exit != nil {
+			t.Fatalf("waiting for %q: exit=%v err=%v, got %q", want, exit, err, got.String())
+		}
+		got.Write(b)
+	}
+	return got.String()
+}
+
+func openShell(t *testing.T, c *Conn, cols, rows uint16) *PtyStream {
+	t.Helper()
+	p, err := c.PtyAttach(context.Background(), PtyAttach{Open: &PtyOpen{Argv: []string{"sh"}, Cols: cols, Rows: rows, Env: map[string]string{"PS1": "$ "}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestPtyEchoResizeAndExit(t *testing.T) {
+	c := pair(t)
+	p := openShell(t, c, 80, 24)
+	p.Input([]byte("echo $((6*7))\n"))
+	readUntil(t, p, "42")
+	p.Input([]byte("stty size\n"))
+	readUntil(t, p, "24 80")
+	if err := p.Control(PtyControl{Type: "resize", Cols: 132, Rows: 40}); err != nil {
+		t.Fatal(err)
+	}
+	p.Input([]byte("stty size\n"))
+	readUntil(t, p, "40 132")
+	p.Input([]byte("exit 5\n"))
+	for {
+		_, exit, err := p.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if exit != nil {
+			if exit.ExitCode != 5 {
+				t.Fatalf("exit %+v", exit)
+			}
+			return
+		}
+	}
+}
+
+func TestPtyReattachReplaysAndViewersShare(t *testing.T) {
+	c := pair(t)
+	p := openShell(t, c, 80, 24)
+	id := p.Info.ID
+	p.Input([]byte("echo before-$((1+1))\n"))
+	readUntil(t, p, "before-2")
+	p.Close() // detach: the session goes on
+
+	ctx := context.Background()
+	a, err := c.PtyAttach(ctx, PtyAttach{Session: id, Replay: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	readUntil(t, a, "before-2")
+	b, err := c.PtyAttach(ctx, PtyAttach{Session: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	list, err := c.PtyList(ctx)
+	if err != nil || len(list) != 1 || list[0].Viewers != 2 {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	a.Input([]byte("echo both-$((2+2))\n"))
+	readUntil(t, a, "both-4")
+	readUntil(t, b, "both-4")
+}
+
+func TestPtyKillLeavesNoProcess(t *testing.T) {
+	c, srv := pairServer(t)
+	p := openShell(t, c, 80, 24)
+	// A background job in its own process group, and a process that starts a
+	// session of its own: both must die with the session.
+	p.Input([]byte("sleep 1001 & setsid sleep 1002 & echo started\n"))
+	readUntil(t, p, "started")
+	time.Sleep(100 * time.Millisecond)
+	pids := sessionTree(p.Info.PID, "")
+	if len(pids) < 2 {
+		t.Fatalf("tree %v", pids)
+	}
+	// The double-forked one is found through the terminal it holds.
+	if all := sessionTree(p.Info.PID, ttyOf(t, srv, p.Info.ID)); len(all) != len(pids)+1 {
+		t.Fatalf("holders of the terminal not found: %v vs %v", all, pids)
+	}
+	pids = sessionTree(p.Info.PID, ttyOf(t, srv, p.Info.ID))
+	if err := c.PtyKill(context.Background(), p.Info.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("process %d survived the kill", pid)
+		}
+	}
+	if list, _ := c.PtyList(context.Background()); len(list) != 0 {
+		t.Fatalf("session still listed: %+v", list)
+	}
+	if err := c.PtyKill(context.Background(), p.Info.ID); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("second kill: %v", err)
+	}
+}
+
+func TestPtyScrollbackIsBounded(t *testing.T) {
+	c := pair(t)
+	p := openShell(t, c, 80, 24)
+	p.Input([]byte("head -c 600000 /dev/zero | tr '\\0' x; echo; echo done-$((3*3))\n"))
+	readUntil(t, p, "done-9")
+	p.Close()
+	a, err := c.PtyAttach(context.Background(), PtyAttach{Session: p.Info.ID, Replay: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	got := readUntil(t, a, "done-9")
+	if len(got) > Scrollback {
+		t.Fatalf("replayed %d bytes, more than the %d of scrollback", len(got), Scrollback)
+	}
+}
+
+// ttyOf reads a session's terminal path from the agent's server.
+func ttyOf(t *testing.T, srv *Server, id string) string {
+	t.Helper()
+	s, ok := srv.ptys.get(id)
+	if !ok {
+		t.Fatalf("session %s not found", id)
+	}
+	return s.tty
+}
+
+// alive reports whether pid exists and is not a zombie waiting to be reaped.
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || len(b) < i+3 || b[i+2] != 'Z'
+}
