@@ -19,6 +19,7 @@ var layer = map[string]int{
 	"supervisor":        2,
 	"orchestrator":      2,
 	"runtime/docker":    2,
+	"shell":             2,
 	"server":            3,
 	"cmd/sandboxd":      4,
 	"cmd/sbx":           4,

@@ -98,9 +98,6 @@ type viewer struct {
 }
 
 func (m *ptyManager) open(o *PtyOpen) (*ptySession, error) {
-	if len(o.Argv) == 0 || o.Argv[0] == "" {
-		return nil, errors.New("empty command")
-	}
 	m.mu.Lock()
 	n := len(m.sessions)
 	m.mu.Unlock()
@@ -110,6 +107,13 @@ func (m *ptyManager) open(o *PtyOpen) (*ptySession, error) {
 	id, err := lookupUser(o.User)
 	if err != nil {
 		return nil, err
+	}
+	argv := o.Argv
+	if len(argv) == 0 {
+		argv = []string{loginShell(id)}
+	}
+	if argv[0] == "" {
+		return nil, errors.New("empty command")
 	}
 	env := m.srv.environ(id, o.Env)
 	if envValue(env, "TERM") == "" {
@@ -122,7 +126,7 @@ func (m *ptyManager) open(o *PtyOpen) (*ptySession, error) {
 	if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("working directory %q does not exist", cwd)
 	}
-	path, err := lookPath(o.Argv[0], envValue(env, "PATH"), cwd)
+	path, err := lookPath(argv[0], envValue(env, "PATH"), cwd)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +153,7 @@ func (m *ptyManager) open(o *PtyOpen) (*ptySession, error) {
 		_ = slave.Chown(int(id.uid), -1)
 	}
 	proc, waitCh, err := m.srv.reaper.start(func() (*os.Process, error) {
-		return os.StartProcess(path, o.Argv, attr)
+		return os.StartProcess(path, argv, attr)
 	})
 	tty := slave.Name()
 	slave.Close()
@@ -165,7 +169,7 @@ func (m *ptyManager) open(o *PtyOpen) (*ptySession, error) {
 		return nil, err
 	}
 	s := &ptySession{
-		id: newSessionID(), argv: o.Argv, pid: proc.Pid, created: time.Now(), master: master, tty: tty,
+		id: newSessionID(), argv: argv, pid: proc.Pid, created: time.Now(), master: master, tty: tty,
 		idle: time.Duration(o.IdleTimeoutMs) * time.Millisecond,
 		cols: cols, rows: rows, viewers: map[*viewer]struct{}{}, detached: time.Now(),
 		done: make(chan struct{}),
@@ -183,6 +187,17 @@ func (m *ptyManager) open(o *PtyOpen) (*ptySession, error) {
 		s.pump(waitCh)
 	}()
 	return s, nil
+}
+
+// loginShell is the user's shell from the passwd file when it is executable,
+// else bash or sh.
+func loginShell(id identity) string {
+	for _, sh := range []string{id.shell, "/bin/bash", "/bin/sh"} {
+		if sh != "" && isExecutable(sh) && !strings.HasSuffix(sh, "/nologin") && !strings.HasSuffix(sh, "/false") {
+			return sh
+		}
+	}
+	return "/bin/sh"
 }
 
 // nonBlocking replaces f by a non-blocking duplicate of its descriptor.

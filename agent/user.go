@@ -14,6 +14,7 @@ type identity struct {
 	groups   []uint32
 	home     string
 	name     string
+	shell    string // the login shell, when the passwd file names one
 }
 
 // The account databases; tests point them elsewhere.
@@ -41,7 +42,7 @@ func lookupUser(spec string) (identity, error) {
 			if err1 != nil || err2 != nil {
 				continue
 			}
-			id.uid, id.gid, id.home, id.name = uint32(uid), uint32(gid), f[5], f[0]
+			id.uid, id.gid, id.home, id.name, id.shell = uint32(uid), uint32(gid), f[5], f[0], f[6]
 			found = true
 			break
 		}

@@ -194,3 +194,42 @@ type EngineStatus struct {
 	UsernsRemap bool   `json:"userns_remap"`
 	CgroupV2    bool   `json:"cgroup_v2"`
 }
+
+// PtySession is a terminal session in a sandbox.
+type PtySession struct {
+	ID        string    `json:"id"`
+	Argv      []string  `json:"argv"`
+	PID       int       `json:"pid"`
+	Cols      uint16    `json:"cols"`
+	Rows      uint16    `json:"rows"`
+	CreatedAt time.Time `json:"created_at"`
+	Viewers   int       `json:"viewers"`
+	Exited    bool      `json:"exited"`
+	ExitCode  int       `json:"exit_code"`
+}
+
+// PtySessionList is the answer of GET /v1/sandboxes/{id}/pty/sessions.
+type PtySessionList struct {
+	Sessions []PtySession `json:"sessions"`
+}
+
+// Ticket is a short-lived, single-use credential that lets a browser open a
+// WebSocket (which cannot carry an Authorization header) on one sandbox.
+type Ticket struct {
+	Ticket    string    `json:"ticket"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// PtyMessage is a JSON control message on a terminal WebSocket (text frames):
+// "session" and "exit" from the server, "resize" and "signal" from the client.
+type PtyMessage struct {
+	Type     string   `json:"type"`
+	ID       string   `json:"id,omitempty"`
+	PID      int      `json:"pid,omitempty"`
+	Argv     []string `json:"argv,omitempty"`
+	Cols     uint16   `json:"cols,omitempty"`
+	Rows     uint16   `json:"rows,omitempty"`
+	Signal   string   `json:"signal,omitempty"`
+	ExitCode *int     `json:"exit_code,omitempty"`
+	Message  string   `json:"message,omitempty"`
+}

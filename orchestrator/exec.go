@@ -84,41 +84,54 @@ func (o *Orchestrator) Exec(ctx context.Context, owner, id string, opts ExecOpti
 	if err := opts.validate(); err != nil {
 		return agent.ExecResult{}, err
 	}
+	var res agent.ExecResult
+	err := o.Attach(ctx, owner, id, func(ctx context.Context, sb Sandbox, conn *agent.Conn) error {
+		req := agent.ExecRequest{
+			Argv: opts.Argv, Env: opts.Env, Cwd: opts.Cwd, User: opts.User,
+			Stdin: opts.Stdin, TimeoutMs: opts.Timeout.Milliseconds(), MaxOutput: opts.MaxOutput,
+		}
+		if opts.Shell != "" {
+			req.Argv = []string{"/bin/sh", "-c", opts.Shell}
+		}
+		if req.User == "" {
+			req.User = sb.Spec.User
+		}
+		if req.Cwd == "" {
+			req.Cwd = sb.Spec.Workdir
+		}
+		var err error
+		res, err = conn.Exec(ctx, req, stdin, stdout, stderr)
+		if err != nil {
+			return fmt.Errorf("exec in sandbox %s: %w", id, err)
+		}
+		return nil
+	})
+	return res, err
+}
+
+// Attach runs fn with the agent connection of owner's sandbox, waking the
+// sandbox if it is stopped. It is how every data-plane call reaches a sandbox:
+// the call counts as activity for the idle timeout, and a stop or delete of the
+// sandbox cancels fn's context (and is then reported as a conflict).
+func (o *Orchestrator) Attach(ctx context.Context, owner, id string, fn func(ctx context.Context, sb Sandbox, conn *agent.Conn) error) error {
 	l, sb, release, err := o.acquire(ctx, owner, id)
 	if err != nil {
-		return agent.ExecResult{}, err
+		return err
 	}
 	defer release()
-	// A stop or delete of this sandbox interrupts the command.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	calls := l.callContext()
 	defer context.AfterFunc(calls, cancel)()
 	conn, err := o.waitAgent(ctx, l)
 	if err != nil {
-		return agent.ExecResult{}, err
+		return err
 	}
-	req := agent.ExecRequest{
-		Argv: opts.Argv, Env: opts.Env, Cwd: opts.Cwd, User: opts.User,
-		Stdin: opts.Stdin, TimeoutMs: opts.Timeout.Milliseconds(), MaxOutput: opts.MaxOutput,
-	}
-	if opts.Shell != "" {
-		req.Argv = []string{"/bin/sh", "-c", opts.Shell}
-	}
-	if req.User == "" {
-		req.User = sb.Spec.User
-	}
-	if req.Cwd == "" {
-		req.Cwd = sb.Spec.Workdir
-	}
-	res, err := conn.Exec(ctx, req, stdin, stdout, stderr)
+	err = fn(ctx, sb, conn)
 	if err != nil && calls.Err() != nil {
-		return res, cerrdefs.ErrConflict.WithMessage("sandbox " + id + " was stopped or deleted while the command ran")
+		return cerrdefs.ErrConflict.WithMessage("sandbox " + id + " was stopped or deleted during the call")
 	}
-	if err != nil {
-		return res, fmt.Errorf("exec in sandbox %s: %w", id, err)
-	}
-	return res, nil
+	return err
 }
 
 // acquire holds id's read lock for a data-plane call, starting the sandbox first

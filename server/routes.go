@@ -6,6 +6,9 @@ func (s *Server) routes() {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 
+	// WebSockets authenticate themselves: bearer key, or ticket and Origin.
+	e.GET("/v1/sandboxes/:id/pty", s.ptySocket)
+
 	v1 := e.Group("/v1", s.authenticate)
 	v1.POST("/sandboxes", s.createSandbox)
 	v1.GET("/sandboxes", s.listSandboxes)
@@ -15,6 +18,9 @@ func (s *Server) routes() {
 	v1.POST("/sandboxes/:id/stop", s.stopSandbox)
 	v1.POST("/sandboxes/:id/start", s.startSandbox)
 	v1.POST("/sandboxes/:id/exec", s.exec)
+	v1.POST("/sandboxes/:id/pty/tickets", s.ptyTicket)
+	v1.GET("/sandboxes/:id/pty/sessions", s.listPtySessions)
+	v1.DELETE("/sandboxes/:id/pty/sessions/:session", s.killPtySession)
 
 	v1.GET("/images", s.listImages)
 	v1.POST("/images", s.buildImage, s.adminOnly)

@@ -29,6 +29,7 @@ type Pinger interface {
 type Deps struct {
 	Orchestrator *orchestrator.Orchestrator
 	Keys         *supervisor.Keys
+	Tickets      *supervisor.Tickets
 	Images       *images.Builder
 	Engine       Engine
 	DB           Pinger
@@ -39,14 +40,23 @@ type Deps struct {
 type Config struct {
 	// BodyLimit bounds request bodies, in bytes.
 	BodyLimit int64
+	// AllowedOrigins may open WebSockets besides the server's own origin
+	// (scheme://host[:port] each).
+	AllowedOrigins []string
 }
 
 // Server is the HTTP API.
 type Server struct {
-	deps Deps
-	cfg  Config
-	log  *slog.Logger
-	e    *echo.Echo
+	deps    Deps
+	cfg     Config
+	log     *slog.Logger
+	e       *echo.Echo
+	tickets *supervisor.Tickets
+
+	// life ends at shutdown, ending the WebSockets that http.Server.Shutdown
+	// does not track.
+	life     context.Context
+	shutdown context.CancelFunc
 }
 
 // New builds the Echo app and its routes.
@@ -54,7 +64,11 @@ func New(cfg Config, deps Deps) *Server {
 	if cfg.BodyLimit == 0 {
 		cfg.BodyLimit = 4 << 20
 	}
-	s := &Server{deps: deps, cfg: cfg, log: deps.Log.With("component", "server")}
+	s := &Server{deps: deps, cfg: cfg, log: deps.Log.With("component", "server"), tickets: deps.Tickets}
+	if s.tickets == nil {
+		s.tickets = supervisor.NewTickets()
+	}
+	s.life, s.shutdown = context.WithCancel(context.Background())
 	e := echo.NewWithConfig(echo.Config{Logger: s.log, HTTPErrorHandler: s.handleError})
 	e.Use(middleware.Recover())
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
@@ -88,11 +102,16 @@ func (s *Server) Handler() http.Handler { return s.e }
 // HTTPServer wraps the handler in an http.Server with sane timeouts for a server
 // whose routes stream (no write timeout).
 func (s *Server) HTTPServer(addr string) *http.Server {
-	return &http.Server{
+	hs := &http.Server{
 		Addr:              addr,
 		Handler:           s.e,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	hs.RegisterOnShutdown(s.shutdown)
+	return hs
 }
+
+// Close ends the WebSockets still open (HTTPServer's Shutdown does it too).
+func (s *Server) Close() { s.shutdown() }

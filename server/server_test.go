@@ -24,6 +24,7 @@ type fixture struct {
 	url         string
 	admin, user string
 	orch        *orchestrator.Orchestrator
+	tickets     *supervisor.Tickets
 }
 
 // newFixture serves the real router, over a real orchestrator on the real
@@ -64,9 +65,11 @@ func newFixture(t *testing.T) *fixture {
 	if err := o.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{BodyLimit: 64 << 10}, Deps{Orchestrator: o, Keys: keys, Images: b, Engine: d, DB: sq, Log: log})
+	tickets := supervisor.NewTickets()
+	srv := New(Config{BodyLimit: 64 << 10}, Deps{Orchestrator: o, Keys: keys, Tickets: tickets, Images: b, Engine: d, DB: sq, Log: log})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
+		srv.Close()
 		hs.Close()
 		o.Close()
 		cs, _ := d.List(context.Background(), map[string]string{runtime.LabelInstance: instance})
@@ -74,7 +77,7 @@ func newFixture(t *testing.T) *fixture {
 			_ = d.Remove(context.Background(), c.ID)
 		}
 	})
-	return &fixture{url: hs.URL, admin: admin, user: user, orch: o}
+	return &fixture{url: hs.URL, admin: admin, user: user, orch: o, tickets: tickets}
 }
 
 // call sends a raw request and decodes the answer as an error envelope when it

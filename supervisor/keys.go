@@ -141,6 +141,16 @@ func (k *Keys) Revoke(ctx context.Context, id string) error {
 	return nil
 }
 
+// Get returns the live key id.
+func (k *Keys) Get(ctx context.Context, id string) (Key, error) {
+	row := k.db.QueryRowContext(ctx, `SELECT id, name, admin, created_at, revoked_at FROM api_keys WHERE id = ? AND revoked_at IS NULL`, id)
+	key, err := scanKey(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Key{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("key %s not found", id))
+	}
+	return key, err
+}
+
 // Authenticate returns the live key whose secret this is.
 func (k *Keys) Authenticate(ctx context.Context, secret string) (Key, error) {
 	if !strings.HasPrefix(secret, SecretPrefix) && len(secret) < 16 {

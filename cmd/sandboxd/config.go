@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,7 @@ type config struct {
 	OrphanGrace    time.Duration
 	ReconcileEvery time.Duration
 	BodyLimit      int64
+	AllowedOrigins []string
 	LogLevel       slog.Level
 	LogJSON        bool
 }
@@ -52,12 +54,18 @@ func loadConfig(args []string) (config, error) {
 	fs.DurationVar(&c.OrphanGrace, "orphan-grace", 2*time.Minute, "age after which a labelled container with no sandbox is removed")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", 30*time.Second, "how often to reconcile with the engine")
 	fs.Int64Var(&c.BodyLimit, "body-limit", 4<<20, "largest request body, in bytes")
+	origins := fs.String("allowed-origins", env("SANDBOXD_ALLOWED_ORIGINS", ""), "comma-separated origins (scheme://host:port) that may open WebSockets besides sandboxd's own")
 	fs.StringVar(&level, "log-level", env("SANDBOXD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.BoolVar(&c.LogJSON, "log-json", false, "log JSON lines instead of text")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	c.AdminKey = os.Getenv("SANDBOXD_ADMIN_KEY")
+	for _, o := range strings.Split(*origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.AllowedOrigins = append(c.AllowedOrigins, o)
+		}
+	}
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return config{}, fmt.Errorf("-log-level: %w", err)
 	}
@@ -89,6 +97,11 @@ func (c config) Validate() error {
 	}
 	if c.OrphanGrace <= 0 || c.ReconcileEvery <= 0 {
 		errs = append(errs, errors.New("-orphan-grace and -reconcile-every must be positive"))
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("-allowed-origins: %q is not scheme://host[:port]", o))
+		}
 	}
 	if c.BodyLimit < 1024 {
 		errs = append(errs, errors.New("-body-limit must be at least 1024"))

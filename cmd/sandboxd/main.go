@@ -110,9 +110,10 @@ func run(cfg config, log *slog.Logger) error {
 		return err
 	}
 
-	srv := server.New(server.Config{BodyLimit: cfg.BodyLimit}, server.Deps{
-		Orchestrator: orch, Keys: keys, Images: builder, Engine: eng, DB: sq, Log: log,
+	srv := server.New(server.Config{BodyLimit: cfg.BodyLimit, AllowedOrigins: cfg.AllowedOrigins}, server.Deps{
+		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Engine: eng, DB: sq, Log: log,
 	})
+	defer srv.Close()
 	hs := srv.HTTPServer(cfg.Listen)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -1,0 +1,228 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/labstack/echo/v5"
+
+	"github.com/sandboxd/sandboxd/agent"
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/shell"
+	"github.com/sandboxd/sandboxd/supervisor"
+)
+
+const ptyAction = "pty"
+
+var upgrader = websocket.Upgrader{
+	ReadBufferSize:  32 << 10,
+	WriteBufferSize: 64 << 10,
+	// The origin is checked before the upgrade, by socketAuth, so that a
+	// refusal gets the JSON error envelope.
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+// ptySocket opens a terminal over a WebSocket: a new session, or ?session= to
+// reattach to one (replaying its recent output unless ?replay=false).
+func (s *Server) ptySocket(c *echo.Context) error {
+	r := c.Request()
+	id := c.Param("id")
+	key, err := s.socketAuth(c, id, ptyAction)
+	if err != nil {
+		return err
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		return badRequest("this route needs a WebSocket upgrade")
+	}
+	req, err := ptyRequest(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.life, cancel)()
+	upgraded := false
+	err = s.deps.Orchestrator.Attach(ctx, key.ID, id, func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error {
+		if req.Open != nil {
+			if req.Open.User == "" {
+				req.Open.User = sb.Spec.User
+			}
+			if req.Open.Cwd == "" {
+				req.Open.Cwd = sb.Spec.Workdir
+			}
+		}
+		stream, err := conn.PtyAttach(ctx, req)
+		var perr *agent.PtyError
+		switch {
+		case errors.Is(err, agent.ErrNoSession):
+			return newError(http.StatusNotFound, api.CodeNotFound, "no terminal session "+req.Session+" in sandbox "+id)
+		case errors.As(err, &perr):
+			return badRequest("terminal: " + perr.Msg)
+		case err != nil:
+			return err
+		}
+		defer stream.Close()
+		ws, err := upgrader.Upgrade(c.Response(), r, nil)
+		if err != nil {
+			return nil // the upgrader has answered
+		}
+		upgraded = true
+		defer ws.Close()
+		_, err = shell.Bridge(ctx, ws, stream, s.log.With("sandbox_id", id, "session", stream.Info.ID))
+		return err
+	})
+	if upgraded {
+		return nil // the connection is the WebSocket's now; errors were logged
+	}
+	return err
+}
+
+// ptyRequest reads the terminal options from the query.
+func ptyRequest(q url.Values) (agent.PtyAttach, error) {
+	size := func(name string, def uint16) (uint16, error) {
+		v := q.Get(name)
+		if v == "" {
+			return def, nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return 0, badRequest(name + ": want 1 to 1000")
+		}
+		return uint16(n), nil
+	}
+	cols, err := size("cols", 80)
+	if err != nil {
+		return agent.PtyAttach{}, err
+	}
+	rows, err := size("rows", 24)
+	if err != nil {
+		return agent.PtyAttach{}, err
+	}
+	if sess := q.Get("session"); sess != "" {
+		return agent.PtyAttach{Session: sess, Replay: q.Get("replay") != "false"}, nil
+	}
+	cwd := q.Get("cwd")
+	if cwd != "" && !path.IsAbs(cwd) {
+		return agent.PtyAttach{}, badRequest("cwd: must be an absolute path")
+	}
+	for _, a := range q["cmd"] {
+		if a == "" || strings.ContainsRune(a, 0) {
+			return agent.PtyAttach{}, badRequest("cmd: empty argument or NUL byte")
+		}
+	}
+	return agent.PtyAttach{Open: &agent.PtyOpen{
+		Argv: q["cmd"], Cols: cols, Rows: rows, Cwd: cwd, User: q.Get("user"),
+	}}, nil
+}
+
+// socketAuth authenticates a WebSocket request: by bearer key (any client that
+// can set headers), or by a single-use ticket, which is accepted only from an
+// allowed Origin (browsers always send one). A request that carries an Origin
+// must come from an allowed one either way.
+func (s *Server) socketAuth(c *echo.Context, sandboxID, action string) (supervisor.Key, error) {
+	r := c.Request()
+	origin := r.Header.Get("Origin")
+	if origin != "" && !s.originAllowed(origin, r.Host) {
+		return supervisor.Key{}, newError(http.StatusForbidden, api.CodeForbidden, "origin "+origin+" is not allowed")
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		var key supervisor.Key
+		err := s.authenticate(func(c *echo.Context) error { key = caller(c); return nil })(c)
+		return key, err
+	}
+	ticket := r.URL.Query().Get("ticket")
+	if ticket == "" {
+		return supervisor.Key{}, newError(http.StatusUnauthorized, api.CodeUnauthenticated, "missing credentials: send Authorization: Bearer KEY, or ?ticket= from POST /v1/sandboxes/{id}/pty/tickets")
+	}
+	if origin == "" {
+		return supervisor.Key{}, newError(http.StatusForbidden, api.CodeForbidden, "a ticket is accepted only with an Origin header")
+	}
+	tk, err := s.tickets.Redeem(ticket, sandboxID, action)
+	if err != nil {
+		return supervisor.Key{}, newError(http.StatusUnauthorized, api.CodeUnauthenticated, err.Error())
+	}
+	key, err := s.deps.Keys.Get(r.Context(), tk.KeyID)
+	if err != nil {
+		return supervisor.Key{}, newError(http.StatusUnauthorized, api.CodeUnauthenticated, "the key that issued this ticket is revoked")
+	}
+	c.Set(ctxKey, key)
+	return key, nil
+}
+
+// originAllowed admits the server's own origin and the configured ones.
+func (s *Server) originAllowed(origin, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, host) && (u.Scheme == "http" || u.Scheme == "https") {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if strings.EqualFold(strings.TrimRight(o, "/"), origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// ptyTicket issues a ticket for the caller to open a terminal on a sandbox of
+// its own.
+func (s *Server) ptyTicket(c *echo.Context) error {
+	id := c.Param("id")
+	key := caller(c)
+	if _, err := s.deps.Orchestrator.Get(c.Request().Context(), key.ID, id); err != nil {
+		return err
+	}
+	secret, tk := s.tickets.Issue(key.ID, id, ptyAction)
+	return c.JSON(http.StatusCreated, api.Ticket{Ticket: secret, ExpiresAt: tk.ExpiresAt.UTC()})
+}
+
+func (s *Server) listPtySessions(c *echo.Context) error {
+	var out api.PtySessionList
+	err := s.deps.Orchestrator.Attach(c.Request().Context(), caller(c).ID, c.Param("id"),
+		func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
+			list, err := conn.PtyList(ctx)
+			if err != nil {
+				return err
+			}
+			out.Sessions = make([]api.PtySession, 0, len(list))
+			for _, p := range list {
+				out.Sessions = append(out.Sessions, api.PtySession{
+					ID: p.ID, Argv: p.Argv, PID: p.PID, Cols: p.Cols, Rows: p.Rows, CreatedAt: p.CreatedAt.UTC(),
+					Viewers: p.Viewers, Exited: p.Exited, ExitCode: p.ExitCode,
+				})
+			}
+			return nil
+		})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) killPtySession(c *echo.Context) error {
+	sess := c.Param("session")
+	err := s.deps.Orchestrator.Attach(c.Request().Context(), caller(c).ID, c.Param("id"),
+		func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
+			ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			err := conn.PtyKill(ctx, sess)
+			if errors.Is(err, agent.ErrNoSession) {
+				return newError(http.StatusNotFound, api.CodeNotFound, "no terminal session "+sess)
+			}
+			return err
+		})
+	if err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
