@@ -5,6 +5,7 @@
 //	sbx ls [flags]                list sandboxes
 //	sbx inspect ID                show one sandbox as JSON
 //	sbx exec [flags] ID -- CMD... run a command, stream its output, exit with its code
+//	sbx shell ID [-- CMD...]      an interactive terminal (--attach SESSION to reattach)
 //	sbx stop|start|rm ID...       stop, start or delete sandboxes
 //	sbx images                    list images
 //	sbx image build [--force] NAME build a built-in image
@@ -44,6 +45,7 @@ var commands = map[string]command{
 	"ls":      {runList, "ls [--label k=v] [--state S] [--json]"},
 	"inspect": {runInspect, "inspect ID"},
 	"exec":    {runExec, "exec [flags] ID -- CMD [ARG...]"},
+	"shell":   {runShell, "shell [--attach SESSION] [--user U] [--cwd DIR] ID [-- CMD...]"},
 	"stop":    {runStop, "stop ID..."},
 	"start":   {runStart, "start ID..."},
 	"rm":      {runRemove, "rm ID..."},
@@ -64,7 +66,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	key := global.String("key", os.Getenv("SANDBOXD_KEY"), "API key (SANDBOXD_KEY)")
 	global.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sbx [--url URL] [--key KEY] COMMAND [ARGS]\n\ncommands:")
-		for _, name := range []string{"create", "ls", "inspect", "exec", "stop", "start", "rm", "images", "image", "key"} {
+		for _, name := range []string{"create", "ls", "inspect", "exec", "shell", "stop", "start", "rm", "images", "image", "key"} {
 			fmt.Fprintln(stderr, "  sbx "+commands[name].usage)
 		}
 	}
