@@ -7,24 +7,30 @@ LISTEN  ?= 127.0.0.1:7070
 GOFLAGS_BUILD := -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build run engine test test-unit lint bench clean
+.PHONY: help build run engine browser test test-unit lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-build: ## build bin/sandboxd, bin/sbx and the static bin/sandbox-agent
+build: web/vendor/xterm.js ## build bin/sandboxd, bin/sbx and the static bin/sandbox-agent (and the web UI's npm assets)
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sandbox-agent ./cmd/sandbox-agent
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sandboxd ./cmd/sandboxd
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sbx ./cmd/sbx
 
+web/vendor/xterm.js: web/package.json web/package-lock.json scripts/web.sh
+	bash scripts/web.sh
+
 engine: ## make sure a Docker engine runs (installs and starts Debian's docker.io if not)
 	bash scripts/engine.sh
+
+browser: ## make sure Debian's chromium is installed (browser tests)
+	bash scripts/browser.sh
 
 run: build engine ## start sandboxd on $(LISTEN) with data in $(DATA)
 	$(BIN)/sandboxd --listen $(LISTEN) --data $(DATA)
 
-test: build engine lint ## unit, Docker-backed integration and end-to-end tests
-	SANDBOXD_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m ./...
+test: build engine browser lint ## unit, Docker-backed integration, end-to-end and browser tests
+	SANDBOXD_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m -artifacts ./...
 
 test-unit: ## the tests that need no engine
 	$(GO) test -race -count=1 -short ./...

@@ -1,5 +1,11 @@
 package server
 
+import (
+	"github.com/labstack/echo/v5"
+
+	"github.com/sandboxd/sandboxd/web"
+)
+
 // routes is the whole route table.
 func (s *Server) routes() {
 	e := s.e
@@ -29,6 +35,11 @@ func (s *Server) routes() {
 	v1.POST("/keys", s.createKey, s.adminOnly)
 	v1.GET("/keys", s.listKeys, s.adminOnly)
 	v1.DELETE("/keys/:id", s.revokeKey, s.adminOnly)
+
+	ui := echo.WrapHandler(web.Handler())
+	e.GET("/", ui)
+	e.GET("/static/*", ui)
+	e.GET("/vendor/*", ui)
 
 	e.RouteNotFound("/*", s.notFound)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/sandboxd/sandboxd/runtime/docker"
 	"github.com/sandboxd/sandboxd/server"
 	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/sandboxd/sandboxd/web"
 )
 
 func main() {
@@ -118,6 +119,9 @@ func run(cfg config, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
+	}
+	if !web.Built() {
+		log.Warn("the web UI was built without its npm assets (xterm.js); run make build")
 	}
 	log.Info("sandboxd serving", "url", "http://"+ln.Addr().String(), "data", data, "instance", instance)
 	errc := make(chan error, 1)

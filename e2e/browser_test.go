@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/sandboxd/sandboxd/internal/testenv"
+)
+
+// chromium finds Debian's chromium; under CI its absence fails the test.
+func chromium(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" || os.Getenv("SANDBOXD_REQUIRE_DOCKER") != "" {
+			t.Fatal("chromium is required (scripts/browser.sh installs it)")
+		}
+		t.Skip("no chromium")
+	}
+	return p
+}
+
+// TestWebUITerminal drives the web UI in headless Chromium as a person would:
+// enter the key, create a sandbox, open its terminal, type, read the answer.
+func TestWebUITerminal(t *testing.T) {
+	testenv.Docker(t)
+	browser := chromium(t)
+	const key = "e2e-browser-key-0123456789abcdef"
+	data := testenv.DataDir(t)
+	t.Cleanup(func() { removeInstance(t, data) })
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
+		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelTimeout()
+
+	type css = chromedp.CSS
+	shot := func(name string) {
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Logf("screenshot %s: %v", name, err)
+			return
+		}
+		p := filepath.Join(t.ArtifactDir(), name)
+		if err := os.WriteFile(p, png, 0o644); err == nil {
+			t.Logf("screenshot: %s", p)
+		}
+	}
+
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(d.url),
+		chromedp.WaitVisible(css("#key-input")),
+		chromedp.SendKeys(css("#key-input"), key),
+		chromedp.Click(css("#key-save")),
+		chromedp.WaitVisible(css("#create")),
+		chromedp.WaitReady(css(`#create-image option[value="sandboxd/busybox:latest"]`)),
+		chromedp.SetValue(css("#create-image"), "sandboxd/busybox:latest"),
+		chromedp.SetValue(css("#create-memory"), "256"),
+		chromedp.Click(css("#create")),
+		chromedp.WaitVisible(css(`#sandboxes tr[data-state="running"] .terminal-btn`)),
+		chromedp.Click(css(`#sandboxes tr[data-state="running"] .terminal-btn`)),
+		chromedp.WaitVisible(css("#terminal .xterm")),
+	)
+	if err != nil {
+		shot("failed.png")
+		t.Fatalf("open the terminal: %v", err)
+	}
+	screen := func() string {
+		s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector("#terminal .xterm-rows")||{}).innerText||""`))
+		return s
+	}
+	waitScreen := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(screen(), want) {
+			if time.Now().After(deadline) {
+				shot("failed.png")
+				t.Fatalf("no %q in the terminal: %q", want, screen())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// The shell's prompt shows the terminal is live before typing.
+	waitScreen("#")
+	// Text goes in as a keyboard's input would (Input.insertText), Enter as a
+	// key press.
+	typeText := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, input.InsertText, input.InsertTextParams{Text: "echo $((6*7))"})
+		return err
+	})
+	if err := chromedp.Do(ctx,
+		chromedp.Focus(css("#terminal .xterm-helper-textarea")),
+		typeText,
+		chromedp.KeyEvent(kb.Enter),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitScreen("\n42")
+	status, err := chromedp.Run(ctx, chromedp.Text(css("#terminal-status")))
+	if err != nil || !strings.HasPrefix(status, "session pty-") {
+		t.Fatalf("terminal status %q %v", status, err)
+	}
+	shot("terminal.png")
+}
