@@ -32,6 +32,8 @@ const (
 	maxPtySessions      = 64
 	ptyReapEvery        = time.Second
 	exitedSessionLinger = 30 * time.Second
+	// coalesce is how much queued output one frame carries at most.
+	coalesce = 256 << 10
 )
 
 // ptyManager owns the terminal sessions of one sandbox. Sessions live in the
@@ -82,7 +84,7 @@ type ptySession struct {
 	mu       sync.Mutex
 	cols     uint16
 	rows     uint16
-	scroll   []byte // the last Scrollback bytes of output
+	scroll   *ring // the last Scrollback bytes of output
 	viewers  map[*viewer]struct{}
 	exit     *PtyExit
 	detached time.Time // when the last viewer left (or the session began)
@@ -90,10 +92,12 @@ type ptySession struct {
 	done chan struct{} // closed once the process has exited and output drained
 }
 
-// viewer is one attached stream. Its queue is closed when the session ends or
-// the viewer is dropped for lagging.
+// viewer is one attached stream. out is never closed; end is closed (under the
+// session's lock) when the viewer detaches, is dropped for lagging, or the
+// session's process exits, after the last chunk it will get is queued.
 type viewer struct {
 	out     chan []byte
+	end     chan struct{}
 	dropped bool
 }
 
@@ -171,7 +175,7 @@ func (m *ptyManager) open(o *PtyOpen) (*ptySession, error) {
 	s := &ptySession{
 		id: newSessionID(), argv: argv, pid: proc.Pid, created: time.Now(), master: master, tty: tty,
 		idle: time.Duration(o.IdleTimeoutMs) * time.Millisecond,
-		cols: cols, rows: rows, viewers: map[*viewer]struct{}{}, detached: time.Now(),
+		cols: cols, rows: rows, scroll: newRing(Scrollback), viewers: map[*viewer]struct{}{}, detached: time.Now(),
 		done: make(chan struct{}),
 	}
 	proc.Release()
@@ -247,7 +251,7 @@ func (s *ptySession) pump(waitCh <-chan exitStatus) {
 	s.mu.Lock()
 	s.exit = exit
 	for v := range s.viewers {
-		close(v.out)
+		close(v.end)
 		delete(s.viewers, v)
 	}
 	s.detached = time.Now()
@@ -255,21 +259,32 @@ func (s *ptySession) pump(waitCh <-chan exitStatus) {
 	close(s.done)
 }
 
+// broadcast queues chunk for every viewer. A viewer whose queue is full is
+// dropped when others watch (a slow viewer must not stall them); a sole viewer
+// is waited for instead, which holds the process back through the terminal.
 func (s *ptySession) broadcast(chunk []byte) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.scroll = append(s.scroll, chunk...)
-	if over := len(s.scroll) - Scrollback; over > 0 {
-		s.scroll = append(s.scroll[:0:0], s.scroll[over:]...)
-	}
+	s.scroll.Write(chunk)
+	var wait *viewer
 	for v := range s.viewers {
 		select {
 		case v.out <- chunk:
 		default:
+			if len(s.viewers) == 1 {
+				wait = v
+				continue
+			}
 			v.dropped = true
-			close(v.out)
+			close(v.end)
 			delete(s.viewers, v)
 			s.noteDetach()
+		}
+	}
+	s.mu.Unlock()
+	if wait != nil {
+		select {
+		case wait.out <- chunk:
+		case <-wait.end:
 		}
 	}
 }
@@ -289,12 +304,12 @@ func (s *ptySession) attach(replay bool) (*viewer, []byte, *PtyExit) {
 	defer s.mu.Unlock()
 	var back []byte
 	if replay {
-		back = append([]byte(nil), s.scroll...)
+		back = s.scroll.Bytes()
 	}
 	if s.exit != nil {
 		return nil, back, s.exit
 	}
-	v := &viewer{out: make(chan []byte, viewerQueue)}
+	v := &viewer{out: make(chan []byte, viewerQueue), end: make(chan struct{})}
 	s.viewers[v] = struct{}{}
 	return v, back, nil
 }
@@ -304,7 +319,7 @@ func (s *ptySession) detach(v *viewer) {
 	defer s.mu.Unlock()
 	if _, ok := s.viewers[v]; ok {
 		delete(s.viewers, v)
-		close(v.out)
+		close(v.end)
 		s.noteDetach()
 	}
 }
@@ -562,9 +577,35 @@ func (m *ptyManager) serveAttach(ctx context.Context, st net.Conn, out *frameSen
 	}()
 	stop := context.AfterFunc(ctx, func() { s.detach(v) })
 	defer stop()
-	for chunk := range v.out {
-		if out.send(frameStdout, chunk) != nil {
-			s.detach(v)
+	// Chunks that queued up while a frame was being sent go out together, so a
+	// fast producer costs fewer, larger frames. After end, what is still
+	// queued is sent, then the stream ends.
+	batch := make([]byte, 0, coalesce)
+	for ended := false; !ended; {
+		select {
+		case c := <-v.out:
+			batch = append(batch[:0], c...)
+		case <-v.end:
+			ended = true
+			batch = batch[:0]
+		}
+	more:
+		for ended || len(batch) < coalesce {
+			select {
+			case c := <-v.out:
+				batch = append(batch, c...)
+			default:
+				break more
+			}
+		}
+		for b := batch; len(b) > 0; {
+			n := min(len(b), MaxFrame)
+			if out.send(frameStdout, b[:n]) != nil {
+				s.detach(v)
+				ended = true
+				break
+			}
+			b = b[n:]
 		}
 	}
 	s.mu.Lock()

@@ -13,6 +13,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,8 +39,9 @@ func main() {
 	execN := flag.Int("exec-n", 2000, "execs through sandboxd")
 	dockerN := flag.Int("docker-exec-n", 100, "execs through docker")
 	createN := flag.Int("create-n", 10, "cold creates on each side")
+	echoN := flag.Int("echo-n", 1000, "keystroke round trips through sandboxd (a tenth as many through docker)")
 	flag.Parse()
-	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN); err != nil {
+	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -51,7 +53,7 @@ type row struct {
 	target     string
 }
 
-func run(bin, agentBin, image string, execN, dockerN, createN int) error {
+func run(bin, agentBin, image string, execN, dockerN, createN, echoN int) error {
 	ctx := context.Background()
 	data, err := os.MkdirTemp("", "sandboxd-bench-")
 	if err != nil {
@@ -159,6 +161,18 @@ func run(bin, agentBin, image string, execN, dockerN, createN int) error {
 		row{name: "create -> first exec, cold (vs docker create+start, default bridge)", ours: createOurs, base: createBase, target: "p50 <= 1.2 x baseline"},
 		row{name: "create -> first exec, cold (vs docker create+start, same isolated network)", ours: createOurs, base: createSameNet, target: "-"})
 
+	// Terminals: keystroke echo round trip and output throughput, through the
+	// WebSocket vs `docker exec -t` through the Engine API.
+	echoOurs, echoBase, err := benchEcho(ctx, c, eng, sb.ID, cname, echoN)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, row{name: "PTY keystroke echo (WebSocket vs docker exec -t)", ours: echoOurs, base: echoBase, target: "p50 <= 3 ms"})
+	thrOurs, thrBase, err := benchThroughput(ctx, c, eng, sb.ID, cname)
+	if err != nil {
+		return err
+	}
+
 	fmt.Printf("sandboxd benchmark, %s, %d cores, Docker %s (userns remap %v), image %s\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), numCPU(), info.Version, info.UsernsRemap, image)
 	fmt.Println("| operation | n | sandboxd p50 | sandboxd p99 | Docker p50 | Docker p99 | p50 ratio | target |")
@@ -169,7 +183,97 @@ func run(bin, agentBin, image string, execN, dockerN, createN int) error {
 		fmt.Printf("| %s | %d / %d | %s | %s | %s | %s | %.3f | %s |\n", r.name, len(r.ours), len(r.base),
 			ms(op50), ms(op99), ms(bp50), ms(bp99), float64(op50)/float64(bp50), r.target)
 	}
+	fmt.Printf("| PTY output, cat of %d MB (WebSocket vs docker exec -t) | 1 / 1 | %.0f MB/s | - | %.0f MB/s | - | %.3f (throughput) | >= 100 MB/s |\n",
+		bigFile/1_000_000, thrOurs, thrBase, thrOurs/thrBase)
 	return nil
+}
+
+// bigFile is the size of the file the throughput benchmark cats.
+const bigFile = 100_000_000
+
+// benchEcho measures the time from sending one byte to a terminal running cat
+// (the line discipline echoes it) to reading it back.
+func benchEcho(ctx context.Context, c *api.Client, eng *docker.Docker, id, cname string, n int) (ours, base []time.Duration, err error) {
+	p, err := c.DialPty(ctx, id, api.PtyOptions{Cmd: []string{"cat"}})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.KillPtySession(context.WithoutCancel(ctx), id, p.Session.ID)
+	defer p.Close()
+	for i := range n + 50 {
+		t0 := time.Now()
+		if _, err := p.Write([]byte{'a'}); err != nil {
+			return nil, nil, err
+		}
+		if _, err := p.Read(); err != nil {
+			return nil, nil, err
+		}
+		if i >= 50 {
+			ours = append(ours, time.Since(t0))
+		}
+	}
+	tty, err := eng.DockerExecTTY(ctx, cname, []string{"cat"})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer tty.Close()
+	buf := make([]byte, 64)
+	for i := range n/10 + 20 {
+		t0 := time.Now()
+		if _, err := tty.Conn.Write([]byte{'a'}); err != nil {
+			return nil, nil, err
+		}
+		if _, err := tty.Reader.Read(buf); err != nil {
+			return nil, nil, err
+		}
+		if i >= 20 {
+			base = append(base, time.Since(t0))
+		}
+	}
+	return ours, base, nil
+}
+
+// benchThroughput cats a 100 MB text file through a terminal on both sides and
+// returns MB/s of terminal output received.
+func benchThroughput(ctx context.Context, c *api.Client, eng *docker.Docker, id, cname string) (ours, base float64, err error) {
+	mk := fmt.Sprintf("yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c %d > /tmp/bench-big", bigFile)
+	if res, err := c.Exec(ctx, id, api.ExecRequest{Shell: mk}); err != nil || res.ExitCode != 0 {
+		return 0, 0, fmt.Errorf("make file: %v %+v", err, res)
+	}
+	p, err := c.DialPty(ctx, id, api.PtyOptions{Cmd: []string{"cat", "/tmp/bench-big"}, Cols: 200, Rows: 50})
+	if err != nil {
+		return 0, 0, err
+	}
+	t0 := time.Now()
+	var got int
+	for {
+		b, err := p.Read()
+		if errors.Is(err, api.ErrExited) {
+			break
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		got += len(b)
+	}
+	ours = float64(got) / 1e6 / time.Since(t0).Seconds()
+	p.Close()
+
+	tty, err := eng.DockerExecTTY(ctx, cname, []string{"cat", "/tmp/bench-big"})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tty.Close()
+	t0 = time.Now()
+	n, err := io.Copy(io.Discard, tty.Reader)
+	if err != nil {
+		return 0, 0, err
+	}
+	base = float64(n) / 1e6 / time.Since(t0).Seconds()
+	if got < bigFile || n < bigFile {
+		return 0, 0, fmt.Errorf("short reads: %d and %d bytes", got, n)
+	}
+	return ours, base, nil
 }
 
 // dockerCreateStart times a plain docker create+start of image on network, then

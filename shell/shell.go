@@ -31,7 +31,12 @@ const (
 	pingEvery  = 15 * time.Second
 	MaxMessage = 64 << 10 // largest message a client may send
 	sendQueue  = 64
+	coalesce   = 256 << 10 // most output bytes one message carries
 )
+
+// queueClosed marks, in the writer, that the send queue closed while it was
+// batching output.
+const queueClosed = -1
 
 type outgoing struct {
 	kind int
@@ -96,25 +101,60 @@ func Bridge(ctx context.Context, ws *websocket.Conn, stream *agent.PtyStream, lo
 		defer wg.Done()
 		t := time.NewTicker(pingEvery)
 		defer t.Stop()
+		var held *outgoing // a message taken from the queue while batching
+		batch := make([]byte, 0, coalesce)
 		for {
-			select {
-			case o, ok := <-queue:
-				if !ok {
-					// Nothing more to send: give the client a moment to
-					// close, then stop the reader.
-					_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-					return
+			var o outgoing
+			ok := true
+			if held != nil {
+				o, held = *held, nil
+			} else {
+				select {
+				case o, ok = <-queue:
+				case <-t.C:
+					if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+						_ = ws.SetReadDeadline(time.Now())
+						return
+					}
+					continue
 				}
-				_ = ws.SetWriteDeadline(time.Now().Add(writeWait))
-				if err := ws.WriteMessage(o.kind, o.data); err != nil {
-					_ = ws.SetReadDeadline(time.Now())
-					return
+			}
+			if !ok {
+				// Nothing more to send: give the client a moment to
+				// close, then stop the reader.
+				_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+				return
+			}
+			if o.kind == websocket.BinaryMessage {
+				// Output that queued up meanwhile goes in the same message.
+				batch = append(batch[:0], o.data...)
+			more:
+				for len(batch) < coalesce {
+					select {
+					case n, ok := <-queue:
+						if !ok || n.kind != websocket.BinaryMessage {
+							if ok {
+								held = &n
+							} else {
+								held = &outgoing{kind: queueClosed}
+							}
+							break more
+						}
+						batch = append(batch, n.data...)
+					default:
+						break more
+					}
 				}
-			case <-t.C:
-				if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-					_ = ws.SetReadDeadline(time.Now())
-					return
-				}
+				o.data = batch
+			}
+			if o.kind == queueClosed { // the queue closed while batching
+				_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+				return
+			}
+			_ = ws.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := ws.WriteMessage(o.kind, o.data); err != nil {
+				_ = ws.SetReadDeadline(time.Now())
+				return
 			}
 		}
 	}()

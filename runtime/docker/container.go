@@ -167,3 +167,30 @@ func (d *Docker) DockerExec(ctx context.Context, id string, argv []string) (int,
 	}
 	return res.ExitCode, nil
 }
+
+// TTYStream is an exec with a terminal, attached through the engine.
+type TTYStream struct {
+	Conn   io.Writer
+	Reader io.Reader
+	close  func()
+}
+
+// Close ends the attachment.
+func (t *TTYStream) Close() { t.close() }
+
+// DockerExecTTY starts argv in a container with a terminal through the
+// engine's exec API (`docker exec -it`) and returns the attached stream. Like
+// DockerExec, it is a baseline for the benchmarks, not a path sandboxd uses.
+func (d *Docker) DockerExecTTY(ctx context.Context, id string, argv []string) (*TTYStream, error) {
+	ex, err := d.cli.ExecCreate(ctx, id, client.ExecCreateOptions{
+		Cmd: argv, TTY: true, AttachStdin: true, AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("exec create: %w", err)
+	}
+	att, err := d.cli.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{TTY: true})
+	if err != nil {
+		return nil, fmt.Errorf("exec attach: %w", err)
+	}
+	return &TTYStream{Conn: att.Conn, Reader: att.Reader, close: att.Close}, nil
+}
