@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -164,4 +165,37 @@ func TestFrameBounds(t *testing.T) {
 	if _, _, err := readFrame(&buf); err == nil {
 		t.Fatal("read an oversized frame header")
 	}
+}
+
+// noLeaks fails the test if goroutines started during it outlive its cleanup.
+// Call it first, so that its check runs after every other cleanup. The
+// runtime's own signal loop, started by the first signal.Notify, is not a leak.
+func noLeaks(t *testing.T) {
+	t.Helper()
+	before := goroutines()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			now := goroutines()
+			if len(now) <= len(before) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%d goroutines leaked:\n%s", len(now)-len(before), strings.Join(now, "\n\n"))
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+func goroutines() []string {
+	buf := make([]byte, 1<<20)
+	var out []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if !strings.Contains(g, "os/signal.loop") {
+			out = append(out, g)
+		}
+	}
+	return out
 }

@@ -40,6 +40,7 @@ func openShell(t *testing.T, c *Conn, cols, rows uint16) *PtyStream {
 }
 
 func TestPtyEchoResizeAndExit(t *testing.T) {
+	noLeaks(t)
 	c := pair(t)
 	p := openShell(t, c, 80, 24)
 	p.Input([]byte("echo $((6*7))\n"))
@@ -67,6 +68,7 @@ func TestPtyEchoResizeAndExit(t *testing.T) {
 }
 
 func TestPtyReattachReplaysAndViewersShare(t *testing.T) {
+	noLeaks(t)
 	c := pair(t)
 	p := openShell(t, c, 80, 24)
 	id := p.Info.ID
@@ -96,6 +98,7 @@ func TestPtyReattachReplaysAndViewersShare(t *testing.T) {
 }
 
 func TestPtyKillLeavesNoProcess(t *testing.T) {
+	noLeaks(t)
 	c, srv := pairServer(t)
 	p := openShell(t, c, 80, 24)
 	// A background job in its own process group, and a process that starts a
@@ -129,6 +132,7 @@ func TestPtyKillLeavesNoProcess(t *testing.T) {
 }
 
 func TestPtyScrollbackIsBounded(t *testing.T) {
+	noLeaks(t)
 	c := pair(t)
 	p := openShell(t, c, 80, 24)
 	p.Input([]byte("head -c 600000 /dev/zero | tr '\\0' x; echo; echo done-$((3*3))\n"))

@@ -73,9 +73,11 @@ func TestWebUITerminal(t *testing.T) {
 		}
 	}
 
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.url), chromedp.WaitVisible(css("#key-input"))); err != nil {
+		t.Fatal(err)
+	}
+	shot("login.png")
 	err := chromedp.Do(ctx,
-		chromedp.Navigate(d.url),
-		chromedp.WaitVisible(css("#key-input")),
 		chromedp.SendKeys(css("#key-input"), key),
 		chromedp.Click(css("#key-save")),
 		chromedp.WaitVisible(css("#create")),
@@ -110,21 +112,52 @@ func TestWebUITerminal(t *testing.T) {
 	waitScreen("#")
 	// Text goes in as a keyboard's input would (Input.insertText), Enter as a
 	// key press.
-	typeText := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := cdp.Call(ctx, t, input.InsertText, input.InsertTextParams{Text: "echo $((6*7))"})
-		return err
-	})
-	if err := chromedp.Do(ctx,
-		chromedp.Focus(css("#terminal .xterm-helper-textarea")),
-		typeText,
-		chromedp.KeyEvent(kb.Enter),
-	); err != nil {
+	typeLine := func(text string) {
+		t.Helper()
+		insert := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := cdp.Call(ctx, t, input.InsertText, input.InsertTextParams{Text: text})
+			return err
+		})
+		if err := chromedp.Do(ctx,
+			chromedp.Focus(css("#terminal .xterm-helper-textarea")),
+			insert,
+			chromedp.KeyEvent(kb.Enter),
+		); err != nil {
+			t.Fatal(err)
+		}
+	}
+	typeLine("echo $((6*7))")
+	waitScreen("\n42")
+	shot("terminal.png")
+
+	// A window resize reaches the terminal: the shell sees the new size.
+	cols, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelector("#terminal .xterm-screen").clientWidth`))
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitScreen("\n42")
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(760, 700)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelector("#terminal .xterm-screen").clientWidth`))
+		if w < cols {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the terminal did not shrink with the window (%d px)", w)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	termCols, err := chromedp.Run(ctx, chromedp.Evaluate[int](`window.sandboxdTerminal ? window.sandboxdTerminal.cols : 0`))
+	if err != nil || termCols == 0 {
+		t.Fatalf("terminal columns: %d %v", termCols, err)
+	}
+	typeLine("stty size")
+	waitScreen(fmt.Sprintf(" %d\n", termCols))
 	status, err := chromedp.Run(ctx, chromedp.Text(css("#terminal-status")))
 	if err != nil || !strings.HasPrefix(status, "session pty-") {
 		t.Fatalf("terminal status %q %v", status, err)
 	}
-	shot("terminal.png")
+	shot("resized.png")
 }

@@ -184,6 +184,7 @@
     fit = new FitAddon.FitAddon();
     term.loadAddon(fit);
     term.open($("#terminal"));
+    window.sandboxdTerminal = term; // for tests and the console
     fit.fit();
     termSandbox = id;
     const { ticket } = await api("POST", "/v1/sandboxes/" + id + "/pty/tickets");
@@ -221,6 +222,7 @@
     socket = null;
     if (term) term.dispose();
     term = null; fit = null; termSandbox = null; termSession = null;
+    window.sandboxdTerminal = null;
     $("#terminal-panel").hidden = true;
   }
 
