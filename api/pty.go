@@ -17,10 +17,14 @@ import (
 // PtyOptions open a terminal: a new session, or (Session set) an existing one.
 type PtyOptions struct {
 	Cmd        []string // empty: the user's login shell
+	Env        map[string]string
 	Cols, Rows uint16
 	Cwd, User  string
-	Session    string
-	NoReplay   bool // on attach, skip the recent output
+	// IdleTimeoutS kills the session after this long with no viewer (default
+	// 10 minutes).
+	IdleTimeoutS int
+	Session      string
+	NoReplay     bool // on attach, skip the recent output
 }
 
 // PtyConn is a terminal WebSocket. Read returns output; Write sends keystrokes.
@@ -36,6 +40,12 @@ func (c *Client) PtyURL(id string, o PtyOptions) string {
 	q := url.Values{}
 	for _, a := range o.Cmd {
 		q.Add("cmd", a)
+	}
+	for k, v := range o.Env {
+		q.Add("env", k+"="+v)
+	}
+	if o.IdleTimeoutS > 0 {
+		q.Set("idle_timeout_s", strconv.Itoa(o.IdleTimeoutS))
 	}
 	if o.Cols > 0 {
 		q.Set("cols", strconv.Itoa(int(o.Cols)))

@@ -118,8 +118,27 @@ func ptyRequest(q url.Values) (agent.PtyAttach, error) {
 			return agent.PtyAttach{}, badRequest("cmd: empty argument or NUL byte")
 		}
 	}
+	var env map[string]string
+	for _, kv := range q["env"] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(k, "\x00 ") || strings.ContainsRune(v, 0) {
+			return agent.PtyAttach{}, badRequest("env: want NAME=VALUE, got " + strconv.Quote(kv))
+		}
+		if env == nil {
+			env = map[string]string{}
+		}
+		env[k] = v
+	}
+	var idle int64
+	if v := q.Get("idle_timeout_s"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > 7*24*3600 {
+			return agent.PtyAttach{}, badRequest("idle_timeout_s: want 1 to 604800")
+		}
+		idle = n * 1000
+	}
 	return agent.PtyAttach{Open: &agent.PtyOpen{
-		Argv: q["cmd"], Cols: cols, Rows: rows, Cwd: cwd, User: q.Get("user"),
+		Argv: q["cmd"], Env: env, Cols: cols, Rows: rows, Cwd: cwd, User: q.Get("user"), IdleTimeoutMs: idle,
 	}}, nil
 }
 

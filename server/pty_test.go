@@ -48,11 +48,13 @@ func TestPtyOverWebSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := c.DialPty(ctx, sb.ID, api.PtyOptions{Cmd: []string{"sh"}, Cols: 80, Rows: 24})
+	p, err := c.DialPty(ctx, sb.ID, api.PtyOptions{Cmd: []string{"sh"}, Cols: 80, Rows: 24, Env: map[string]string{"COLOR": "teal"}, Cwd: "/tmp"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	session := p.Session.ID
+	p.Write([]byte("echo $COLOR-$(pwd)\n"))
+	readUntil(t, p, "teal-/tmp")
 	if session == "" || p.Session.PID == 0 {
 		t.Fatalf("session message %+v", p.Session)
 	}

@@ -21,6 +21,8 @@ func runShell(ctx context.Context, c *api.Client, args []string) error {
 	attach := fs.String("attach", "", "reattach to this session instead of starting one")
 	user := fs.String("user", "", "user to run as")
 	cwd := fs.String("cwd", "", "working directory")
+	env := kvFlag{}
+	fs.Var(env, "env", "environment variable KEY=VALUE (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -32,7 +34,7 @@ func runShell(ctx context.Context, c *api.Client, args []string) error {
 		cmd = cmd[1:]
 	}
 	in, outFd := int(os.Stdin.Fd()), int(os.Stdout.Fd())
-	opts := api.PtyOptions{Cmd: cmd, User: *user, Cwd: *cwd, Session: *attach}
+	opts := api.PtyOptions{Cmd: cmd, Env: env, User: *user, Cwd: *cwd, Session: *attach}
 	if w, h, err := term.GetSize(outFd); err == nil {
 		opts.Cols, opts.Rows = uint16(w), uint16(h)
 	}
