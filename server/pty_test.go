@@ -44,10 +44,7 @@ func TestPtyOverWebSocket(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	c := api.NewClient(f.url, f.user)
-	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := mustCreate(t, c)
 	p, err := c.DialPty(ctx, sb.ID, api.PtyOptions{Cmd: []string{"sh"}, Cols: 80, Rows: 24, Env: map[string]string{"COLOR": "teal"}, Cwd: "/tmp"})
 	if err != nil {
 		t.Fatal(err)
@@ -115,10 +112,7 @@ func TestPtyKillLeavesNoProcess(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	c := api.NewClient(f.url, f.user)
-	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := mustCreate(t, c)
 	p, err := c.DialPty(ctx, sb.ID, api.PtyOptions{Cmd: []string{"sh"}})
 	if err != nil {
 		t.Fatal(err)
@@ -151,14 +145,7 @@ func TestPtyCrossSiteChecks(t *testing.T) {
 	ctx := context.Background()
 	user := api.NewClient(f.url, f.user)
 	admin := api.NewClient(f.url, f.admin)
-	mine, err := user.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	theirs, err := admin.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mine, theirs := mustCreate(t, user), mustCreate(t, admin)
 	self := f.url // the server's own origin
 	dial := func(sandbox, ticket, origin string, bearer string) error {
 		hdr := http.Header{}
@@ -236,4 +223,14 @@ func TestPtyCrossSiteChecks(t *testing.T) {
 	if list, _ := admin.ListPtySessions(ctx, theirs.ID); len(list.Sessions) != 0 {
 		t.Fatalf("sessions opened on the other key's sandbox: %+v", list)
 	}
+}
+
+// mustCreate makes a sandbox with the server's defaults.
+func mustCreate(t *testing.T, c *api.Client) api.Sandbox {
+	t.Helper()
+	sb, err := c.CreateSandbox(context.Background(), api.CreateSandboxRequest{}, "")
+	if err != nil {
+		t.Fatalf("create sandbox: %v", err)
+	}
+	return sb
 }
