@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -233,4 +234,80 @@ func (c *Conn) PtyKill(ctx context.Context, id string) error {
 		return errors.New(r.Error)
 	}
 	return nil
+}
+
+// Fs runs a file operation. in supplies the bytes of a write or tar_in (nil
+// otherwise). For read and tar_out, sink is called with the header before any
+// data and returns where the data goes. A failed operation is an *FsError.
+func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(FsResult) (io.Writer, error)) (FsResult, error) {
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		return FsResult{}, fmt.Errorf("open stream: %w", err)
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
+	defer stop()
+	out := &frameSender{w: st}
+	if err := out.sendJSON(Request{Op: "fs", Fs: &req}); err != nil {
+		return FsResult{}, err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if in != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, MaxFrame)
+			for {
+				n, err := in.Read(buf)
+				if n > 0 && out.send(frameStdin, buf[:n]) != nil {
+					return
+				}
+				if err != nil {
+					if errors.Is(err, io.EOF) {
+						_ = out.send(frameStdinEOF, nil)
+					} else {
+						_ = st.Close() // the upload broke: abort the operation
+					}
+					return
+				}
+			}
+		}()
+		// However the operation ends, stop uploading when it does.
+		defer st.SetWriteDeadline(time.Now())
+	}
+	var w io.Writer = io.Discard
+	for {
+		typ, payload, err := readFrame(st)
+		if err != nil {
+			if ctx.Err() != nil {
+				return FsResult{}, ctx.Err()
+			}
+			return FsResult{}, fmt.Errorf("read file stream: %w", err)
+		}
+		switch typ {
+		case frameStdout:
+			if _, err := w.Write(payload); err != nil {
+				return FsResult{}, err
+			}
+		case frameJSON:
+			var res FsResult
+			if err := decodeFrame(payload, &res); err != nil {
+				return FsResult{}, err
+			}
+			if err := res.Err(); err != nil {
+				return res, err
+			}
+			if !res.Header {
+				return res, nil
+			}
+			if sink != nil {
+				if w, err = sink(res); err != nil {
+					return res, err
+				}
+			}
+		default:
+			return FsResult{}, fmt.Errorf("agent: unexpected frame %q", typ)
+		}
+	}
 }

@@ -24,6 +24,9 @@ func yamuxConfig() *yamux.Config {
 	cfg.EnableKeepAlive = true
 	cfg.KeepAliveInterval = 10 * time.Second
 	cfg.StreamCloseTimeout = 30 * time.Second
+	// A larger window lets one stream (a file upload or download) run at
+	// memory speed instead of waiting on window updates.
+	cfg.MaxStreamWindowSize = 4 << 20
 	return cfg
 }
 

@@ -28,6 +28,8 @@ type Request struct {
 	Pty *PtyAttach `json:"pty,omitempty"`
 	// Session names the session, for op "pty_kill".
 	Session string `json:"session,omitempty"`
+	// Fs is the file operation, for op "fs".
+	Fs *FsRequest `json:"fs,omitempty"`
 }
 
 // UserInfo answers op "user": who a user spec is inside the sandbox.

@@ -83,6 +83,8 @@ func (s *Server) handle(ctx context.Context, st net.Conn) {
 		_ = out.sendJSON(info)
 	case "pty_attach":
 		s.ptys.serveAttach(ctx, st, out, req.Pty)
+	case "fs":
+		s.serveFS(st, out, req.Fs)
 	case "pty_list":
 		_ = out.sendJSON(PtyList{Sessions: s.ptys.list()})
 	case "pty_kill":

@@ -13,6 +13,7 @@ const (
 	CodeTooLarge         = "payload_too_large"  // 413
 	CodeUnsupportedMedia = "unsupported_media_type"
 	CodeInternal         = "internal"    // 500
+	CodeNoSpace          = "no_space"    // 507
 	CodeUnavailable      = "unavailable" // 503
 )
 

@@ -233,3 +233,62 @@ type PtyMessage struct {
 	ExitCode *int     `json:"exit_code,omitempty"`
 	Message  string   `json:"message,omitempty"`
 }
+
+// FileInfo describes a file in a sandbox.
+type FileInfo struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+	// Type is file, dir, symlink or other.
+	Type   string    `json:"type"`
+	Size   int64     `json:"size"`
+	Mode   string    `json:"mode"` // octal permission bits, "0644"
+	MTime  time.Time `json:"mtime"`
+	Target string    `json:"target,omitempty"` // of a symlink
+}
+
+// DirList is the answer of GET /v1/sandboxes/{id}/files on a directory.
+type DirList struct {
+	Dir       FileInfo   `json:"dir"`
+	Entries   []FileInfo `json:"entries"`
+	Truncated bool       `json:"truncated,omitempty"`
+}
+
+// MkdirRequest is the body of POST /v1/sandboxes/{id}/files/mkdir.
+type MkdirRequest struct {
+	Path string `json:"path"`
+	Mode string `json:"mode,omitempty"` // octal, default "0755"
+	// Parents creates missing parents (and accepts an existing directory);
+	// default true.
+	Parents *bool `json:"parents,omitempty"`
+}
+
+// MoveRequest is the body of POST /v1/sandboxes/{id}/files/move.
+type MoveRequest struct {
+	From      string `json:"from"`
+	To        string `json:"to"`
+	Overwrite bool   `json:"overwrite,omitempty"`
+}
+
+// ChmodRequest is the body of POST /v1/sandboxes/{id}/files/chmod.
+type ChmodRequest struct {
+	Path string `json:"path"`
+	Mode string `json:"mode"` // octal
+}
+
+// ArchiveResult is the answer of PUT /v1/sandboxes/{id}/archive.
+type ArchiveResult struct {
+	Path  string `json:"path"`
+	Files int64  `json:"files"`
+	Bytes int64  `json:"bytes"`
+}
+
+// FileEvent is one event of GET /v1/sandboxes/{id}/files/watch.
+type FileEvent struct {
+	Seq  uint64 `json:"seq"`
+	Type string `json:"type"` // create, write, remove, rename, gap, ready
+	Path string `json:"path,omitempty"`
+	// From is the old path of a rename.
+	From  string    `json:"from,omitempty"`
+	IsDir bool      `json:"is_dir,omitempty"`
+	Time  time.Time `json:"time"`
+}

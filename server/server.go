@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -43,6 +44,10 @@ type Config struct {
 	// AllowedOrigins may open WebSockets besides the server's own origin
 	// (scheme://host[:port] each).
 	AllowedOrigins []string
+	// MaxFileBytes bounds an uploaded file or archive, in bytes.
+	MaxFileBytes int64
+	// MaxExtractBytes bounds what one archive may expand to.
+	MaxExtractBytes int64
 }
 
 // Server is the HTTP API.
@@ -63,6 +68,12 @@ type Server struct {
 func New(cfg Config, deps Deps) *Server {
 	if cfg.BodyLimit == 0 {
 		cfg.BodyLimit = 4 << 20
+	}
+	if cfg.MaxFileBytes == 0 {
+		cfg.MaxFileBytes = 4 << 30
+	}
+	if cfg.MaxExtractBytes == 0 {
+		cfg.MaxExtractBytes = 8 << 30
 	}
 	s := &Server{deps: deps, cfg: cfg, log: deps.Log.With("component", "server"), tickets: deps.Tickets}
 	if s.tickets == nil {
@@ -90,7 +101,14 @@ func New(cfg Config, deps Deps) *Server {
 			return nil
 		},
 	}))
-	e.Use(middleware.BodyLimit(cfg.BodyLimit))
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
+		LimitBytes: cfg.BodyLimit,
+		// Uploads stream to the sandbox under their own limit.
+		Skipper: func(c *echo.Context) bool {
+			r := c.Request()
+			return r.Method == http.MethodPut && (strings.HasSuffix(r.URL.Path, "/files") || strings.HasSuffix(r.URL.Path, "/archive"))
+		},
+	}))
 	s.e = e
 	s.routes()
 	return s

@@ -66,7 +66,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	tickets := supervisor.NewTickets()
-	srv := New(Config{BodyLimit: 64 << 10}, Deps{Orchestrator: o, Keys: keys, Tickets: tickets, Images: b, Engine: d, DB: sq, Log: log})
+	srv := New(Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20}, Deps{Orchestrator: o, Keys: keys, Tickets: tickets, Images: b, Engine: d, DB: sq, Log: log})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		srv.Close()

@@ -4,6 +4,9 @@
 //
 // It reads two variables, both set by sandboxd when it creates the container:
 // SANDBOXD_SOCKET (the socket to dial) and SANDBOXD_TOKEN (its proof of identity).
+//
+// Run as "sandbox-agent fs-helper", it is the one-shot helper the agent starts
+// with a non-root user's credentials to run one file operation as that user.
 package main
 
 import (
@@ -22,6 +25,9 @@ import (
 const termGrace = 1500 * time.Millisecond
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "fs-helper" {
+		os.Exit(agent.RunFSHelper())
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "sandbox-agent")
 	socket := os.Getenv("SANDBOXD_SOCKET")
 	token := os.Getenv("SANDBOXD_TOKEN")

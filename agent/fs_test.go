@@ -1,0 +1,203 @@
+package agent
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func fsDo(t *testing.T, c *Conn, req FsRequest, in []byte) (FsResult, []byte, error) {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		body = bytes.NewReader(in)
+	}
+	var out bytes.Buffer
+	res, err := c.Fs(context.Background(), req, body, func(FsResult) (io.Writer, error) { return &out, nil })
+	return res, out.Bytes(), err
+}
+
+func code(err error) string {
+	var fe *FsError
+	if errors.As(err, &fe) {
+		return fe.Code
+	}
+	return ""
+}
+
+func TestFsOperations(t *testing.T) {
+	c := pair(t)
+	dir := t.TempDir()
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+
+	res, _, err := fsDo(t, c, FsRequest{Op: "write", Path: dir + "/a b/ünï.bin", Parents: true, Mode: 0o600}, data)
+	if err != nil || res.Info.Size != int64(len(data)) || res.Info.Mode != 0o600 {
+		t.Fatalf("write: %+v %v", res, err)
+	}
+	_, got, err := fsDo(t, c, FsRequest{Op: "read", Path: dir + "/a b/ünï.bin", Length: -1}, nil)
+	if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("read back %d bytes: %v", len(got), err)
+	}
+	_, got, err = fsDo(t, c, FsRequest{Op: "read", Path: dir + "/a b/ünï.bin", Offset: 10, Length: 5}, nil)
+	if err != nil || !bytes.Equal(got, data[10:15]) {
+		t.Fatalf("range: %v %v", got, err)
+	}
+	if res, _, err = fsDo(t, c, FsRequest{Op: "write", Path: dir + "/empty"}, []byte{}); err != nil || res.Info.Size != 0 {
+		t.Fatalf("empty file: %+v %v", res, err)
+	}
+	res, _, err = fsDo(t, c, FsRequest{Op: "read", Path: dir, Length: -1}, nil)
+	if err != nil || res.Info.Type != "dir" || len(res.Entries) != 2 {
+		t.Fatalf("read of a directory lists it: %+v %v", res, err)
+	}
+	res, _, err = fsDo(t, c, FsRequest{Op: "list", Path: dir, Recursive: true}, nil)
+	if err != nil || len(res.Entries) != 3 {
+		t.Fatalf("recursive list: %+v %v", res, err)
+	}
+	if _, _, err = fsDo(t, c, FsRequest{Op: "mkdir", Path: dir + "/x/y/z", Parents: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if res, _, err = fsDo(t, c, FsRequest{Op: "move", Path: dir + "/empty", To: dir + "/x/moved"}, nil); err != nil || res.Info.Name != "moved" {
+		t.Fatalf("move: %+v %v", res, err)
+	}
+	if res, _, err = fsDo(t, c, FsRequest{Op: "chmod", Path: dir + "/x/moved", Mode: 0o751}, nil); err != nil || res.Info.Mode != 0o751 {
+		t.Fatalf("chmod: %+v %v", res, err)
+	}
+
+	errs := []struct {
+		name string
+		req  FsRequest
+		in   []byte
+		want string
+	}{
+		{"missing", FsRequest{Op: "read", Path: dir + "/nope", Length: -1}, nil, FsNotFound},
+		{"stat missing", FsRequest{Op: "stat", Path: dir + "/nope"}, nil, FsNotFound},
+		{"write over a dir", FsRequest{Op: "write", Path: dir + "/x"}, []byte("x"), FsIsDir},
+		{"list a file", FsRequest{Op: "list", Path: dir + "/a b/ünï.bin"}, nil, FsNotDir},
+		{"file as a parent", FsRequest{Op: "write", Path: dir + "/a b/ünï.bin/child"}, []byte("x"), FsNotDir},
+		{"no parents", FsRequest{Op: "write", Path: dir + "/q/r/s"}, []byte("x"), FsNotFound},
+		{"remove non-empty", FsRequest{Op: "remove", Path: dir + "/x"}, nil, FsNotEmpty},
+		{"move onto existing", FsRequest{Op: "move", Path: dir + "/x/moved", To: dir + "/a b/ünï.bin"}, nil, FsExists},
+		{"over the limit", FsRequest{Op: "write", Path: dir + "/a b/ünï.bin", MaxBytes: 10}, make([]byte, 11), FsTooLarge},
+		{"NUL in path", FsRequest{Op: "stat", Path: "/tmp/a\x00b"}, nil, FsInvalid},
+		{"empty path", FsRequest{Op: "stat", Path: ""}, nil, FsInvalid},
+		{"long path", FsRequest{Op: "stat", Path: "/" + strings.Repeat("a", MaxPath)}, nil, FsInvalid},
+	}
+	for _, e := range errs {
+		if _, _, err := fsDo(t, c, e.req, e.in); code(err) != e.want {
+			t.Errorf("%s: got %v (%s), want %s", e.name, err, code(err), e.want)
+		}
+	}
+	// The failed write changed nothing, and left no temporary file.
+	_, got, _ = fsDo(t, c, FsRequest{Op: "read", Path: dir + "/a b/ünï.bin", Length: -1}, nil)
+	if !bytes.Equal(got, data) {
+		t.Fatal("a refused write changed the file")
+	}
+	if ents, _ := os.ReadDir(dir + "/a b"); len(ents) != 1 {
+		t.Fatalf("leftovers: %v", ents)
+	}
+	if _, _, err := fsDo(t, c, FsRequest{Op: "remove", Path: dir + "/x", Recursive: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTarRoundTrip(t *testing.T) {
+	c := pair(t)
+	src, dst := t.TempDir(), t.TempDir()
+	for i := 0; i < 50; i++ {
+		os.MkdirAll(filepath.Join(src, "d", string(rune('a'+i%5))), 0o755)
+		os.WriteFile(filepath.Join(src, "d", string(rune('a'+i%5)), "f"+string(rune('0'+i%10))+".txt"), []byte(strings.Repeat("x", i)), 0o640)
+	}
+	os.Symlink("d/a", filepath.Join(src, "link"))
+	_, archive, err := fsDo(t, c, FsRequest{Op: "tar_out", Path: src}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _, err := fsDo(t, c, FsRequest{Op: "tar_in", Path: dst + "/out"}, archive)
+	if err != nil || res.Files == 0 {
+		t.Fatalf("tar_in: %+v %v", res, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "out", "d", "e", "f9.txt")); err != nil || len(b) != 49 {
+		t.Fatalf("extracted file: %d %v", len(b), err)
+	}
+	if l, err := os.Readlink(filepath.Join(dst, "out", "link")); err != nil || l != "d/a" {
+		t.Fatalf("link: %q %v", l, err)
+	}
+	// gzip works too.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(archive)
+	zw.Close()
+	if _, _, err := fsDo(t, c, FsRequest{Op: "tar_in", Path: dst + "/gz"}, gz.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tarball builds an archive from headers (and bodies for regular files).
+func tarball(entries ...tar.Header) []byte {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, h := range entries {
+		body := strings.Repeat("x", int(h.Size))
+		tw.WriteHeader(&h)
+		tw.Write([]byte(body))
+	}
+	tw.Close()
+	return b.Bytes()
+}
+
+func TestTarRefusesEscapes(t *testing.T) {
+	c := pair(t)
+	parent := t.TempDir()
+	target := filepath.Join(parent, "target")
+	os.Mkdir(target, 0o755)
+	os.WriteFile(filepath.Join(target, "keep"), []byte("old"), 0o644)
+	reg := func(name string) tar.Header { return tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3} }
+	bad := map[string][]byte{
+		"dot dot":          tarball(reg("ok"), reg("../escaped")),
+		"deep dot dot":     tarball(reg("a/../../escaped")),
+		"absolute":         tarball(reg("/tmp/escaped")),
+		"symlink out":      tarball(tar.Header{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "../"}),
+		"absolute symlink": tarball(tar.Header{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "/etc"}),
+		"hardlink out":     tarball(tar.Header{Name: "h", Typeflag: tar.TypeLink, Linkname: "../outside"}),
+	}
+	for name, archive := range bad {
+		_, _, err := fsDo(t, c, FsRequest{Op: "tar_in", Path: target}, archive)
+		if code(err) != FsInvalid {
+			t.Errorf("%s: got %v, want refusal", name, err)
+		}
+	}
+	// Nothing was written outside, and the refused archives changed nothing
+	// inside (the good "ok" entry before "../escaped" was not kept either).
+	ents, _ := os.ReadDir(parent)
+	inside, _ := os.ReadDir(target)
+	if len(ents) != 1 || len(inside) != 1 || inside[0].Name() != "keep" {
+		t.Fatalf("parent %v, target %v", ents, inside)
+	}
+	// A bomb: a small gzip that expands past the limit is stopped.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	tw := tar.NewWriter(zw)
+	tw.WriteHeader(&tar.Header{Name: "big", Typeflag: tar.TypeReg, Mode: 0o644, Size: 64 << 20})
+	tw.Write(make([]byte, 64<<20))
+	tw.Close()
+	zw.Close()
+	if gz.Len() > 1<<20 {
+		t.Fatalf("bomb is %d bytes compressed", gz.Len())
+	}
+	if _, _, err := fsDo(t, c, FsRequest{Op: "tar_in", Path: target, MaxBytes: 1 << 20}, gz.Bytes()); code(err) != FsTooLarge {
+		t.Fatalf("bomb: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(target, "big")); err == nil {
+		t.Fatal("the bomb left a file")
+	}
+}

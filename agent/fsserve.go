@@ -1,0 +1,221 @@
+package agent
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// fsHelperArg is the argument that makes the agent binary a one-shot file
+// operation helper, run with a non-root user's credentials.
+const fsHelperArg = "fs-helper"
+
+// fsRequestEnv carries the helper's request.
+const fsRequestEnv = "SANDBOXD_FS_REQUEST"
+
+// inputOps read uploaded bytes after the request.
+var inputOps = map[string]bool{"write": true, "tar_in": true}
+
+// serveFS runs one file operation for sandboxd: in this process when the user
+// is root (the agent's own credentials), otherwise in a helper process with the
+// user's uid, gid and groups, so that the kernel checks every path and
+// permission as that user, inside this container.
+func (s *Server) serveFS(st net.Conn, out *frameSender, req *FsRequest) {
+	if req == nil {
+		_ = out.sendJSON(failCode(FsInvalid, "fs without a request"))
+		return
+	}
+	paths := []string{req.Path}
+	if req.Op == "move" {
+		paths = append(paths, req.To)
+	}
+	for _, p := range paths {
+		if err := CheckPath(p); err != nil {
+			_ = out.sendJSON(failCode(FsInvalid, err.Error()))
+			return
+		}
+	}
+	id, err := lookupUser(req.User)
+	if err != nil {
+		_ = out.sendJSON(failCode(FsInvalid, err.Error()))
+		return
+	}
+	var in io.Reader
+	if inputOps[req.Op] {
+		in = &frameReader{r: st}
+	}
+	data := &frameWriter{out: out}
+	if os.Getuid() != 0 || (id.uid == 0 && id.gid == 0) {
+		res := fsOp(req, id.home, in, data, func(h FsResult) error { return out.sendJSON(h) })
+		_ = out.sendJSON(res)
+		return
+	}
+	s.fsHelper(req, id, in, data, out)
+}
+
+// fsHelper runs the operation in a helper process as the user. Its stdin gets
+// the uploaded bytes, its stdout carries downloaded bytes, and fd 3 carries the
+// JSON header and result, one per line.
+func (s *Server) fsHelper(req *FsRequest, id identity, in io.Reader, data io.Writer, out *frameSender) {
+	b, _ := json.Marshal(req)
+	self, err := os.Executable()
+	if err != nil {
+		_ = out.sendJSON(fail(err))
+		return
+	}
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		_ = out.sendJSON(fail(err))
+		return
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		_ = out.sendJSON(fail(err))
+		return
+	}
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		_ = out.sendJSON(fail(err))
+		return
+	}
+	attr := &os.ProcAttr{
+		Dir:   "/",
+		Env:   append(s.environ(id, nil), fsRequestEnv+"="+string(b)),
+		Files: []*os.File{inR, outW, os.Stderr, ctlW},
+		Sys: &syscall.SysProcAttr{
+			Setpgid:    true,
+			Credential: &syscall.Credential{Uid: id.uid, Gid: id.gid, Groups: id.groups},
+		},
+	}
+	_, waitCh, err := s.reaper.start(func() (*os.Process, error) {
+		return os.StartProcess(self, []string{self, fsHelperArg}, attr)
+	})
+	inR.Close()
+	outW.Close()
+	ctlW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		ctlR.Close()
+		_ = out.sendJSON(fail(err))
+		return
+	}
+	var wg sync.WaitGroup
+	first := make(chan struct{}) // closed once the first control line is sent
+	wg.Add(2)
+	go func() { // uploaded bytes to the helper
+		defer wg.Done()
+		if in != nil {
+			_, _ = io.Copy(inW, in)
+		}
+		inW.Close()
+	}()
+	go func() { // downloaded bytes from the helper, after the header
+		defer wg.Done()
+		<-first
+		_, _ = io.CopyBuffer(data, outR, make([]byte, copyBuffer))
+		outR.Close()
+	}()
+	// The control lines: the helper writes a header (or its only result)
+	// before any data, and its final result after all of it. The first line
+	// goes out at once and lets the data through; the rest wait for the data.
+	sc := bufio.NewScanner(ctlR)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	var later [][]byte
+	opened := false
+	for sc.Scan() {
+		line := append([]byte(nil), sc.Bytes()...)
+		if !opened {
+			_ = out.send(frameJSON, line)
+			opened = true
+			close(first)
+			continue
+		}
+		later = append(later, line)
+	}
+	if !opened {
+		close(first)
+	}
+	ctlR.Close()
+	wg.Wait()
+	for _, line := range later {
+		_ = out.send(frameJSON, line)
+	}
+	ws := <-waitCh
+	if !opened || !ws.status.Exited() || ws.status.ExitStatus() != 0 {
+		_ = out.sendJSON(failCode(FsIO, fmt.Sprintf("file helper failed (%v)", ws.status)))
+	}
+}
+
+// RunFSHelper is the helper process's main: it runs the request from the
+// environment with its own (the user's) credentials.
+func RunFSHelper() int {
+	var req FsRequest
+	if err := json.Unmarshal([]byte(os.Getenv(fsRequestEnv)), &req); err != nil {
+		return 2
+	}
+	ctl := os.NewFile(3, "ctl")
+	enc := json.NewEncoder(ctl)
+	home, _ := os.UserHomeDir()
+	if home == "" {
+		home = "/"
+	}
+	res := fsOp(&req, home, os.Stdin, os.Stdout, func(h FsResult) error { return enc.Encode(h) })
+	if err := enc.Encode(res); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// frameReader reads uploaded bytes from stdin frames until the stdin-EOF frame.
+type frameReader struct {
+	r    io.Reader
+	buf  []byte
+	done bool
+}
+
+func (f *frameReader) Read(p []byte) (int, error) {
+	for len(f.buf) == 0 {
+		if f.done {
+			return 0, io.EOF
+		}
+		typ, payload, err := readFrame(f.r)
+		if err != nil {
+			return 0, err
+		}
+		switch typ {
+		case frameStdin:
+			f.buf = payload
+		case frameStdinEOF:
+			f.done = true
+		}
+	}
+	n := copy(p, f.buf)
+	f.buf = f.buf[n:]
+	return n, nil
+}
+
+// frameWriter sends downloaded bytes as stdout frames.
+type frameWriter struct{ out *frameSender }
+
+func (f *frameWriter) Write(p []byte) (int, error) {
+	for b := p; len(b) > 0; {
+		n := min(len(b), MaxFrame)
+		if err := f.out.send(frameStdout, b[:n]); err != nil {
+			return 0, err
+		}
+		b = b[n:]
+	}
+	return len(p), nil
+}

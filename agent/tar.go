@@ -1,0 +1,275 @@
+package agent
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// Bounds of an extraction when the request names none.
+const (
+	defaultExtractBytes   = 8 << 30
+	defaultExtractEntries = 1_000_000
+)
+
+// tarOut streams p (a directory's contents, or one file) as a tar archive.
+// Entry names are relative to p; symlinks are archived as links, not followed.
+func tarOut(req *FsRequest, p string, out io.Writer, head func(FsResult) error) FsResult {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return fail(err)
+	}
+	info := fileInfo(p, fi)
+	if err := head(FsResult{Header: true, Info: &info}); err != nil {
+		return fail(err)
+	}
+	tw := tar.NewWriter(out)
+	var files, bytes int64
+	add := func(full, name string, fi fs.FileInfo) error {
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(full); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name = name
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.Uname, hdr.Gname = "", ""
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		files++
+		if !fi.Mode().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(full)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		n, err := io.CopyBuffer(tw, io.LimitReader(f, hdr.Size), make([]byte, copyBuffer))
+		bytes += n
+		if err == nil && n != hdr.Size {
+			err = fmt.Errorf("%s shrank while it was archived", full)
+		}
+		return err
+	}
+	if !fi.IsDir() {
+		err = add(p, fi.Name(), fi)
+	} else {
+		err = filepath.WalkDir(p, func(full string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if full == p {
+				return nil
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(p, full)
+			return add(full, filepath.ToSlash(rel), fi)
+		})
+	}
+	if err == nil {
+		err = tw.Close()
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return FsResult{Files: files, Bytes: bytes}
+}
+
+// tarIn extracts a tar archive (plain or gzip) into the directory p. Nothing
+// leaves p: entries with absolute names or "..", and links that point outside,
+// are refused, and every file is made through an os.Root. The archive is first
+// extracted into a staging directory inside p and moved into place only when
+// all of it was good, so a refused archive changes nothing. Bytes and entries
+// are bounded, so a small compressed bomb cannot fill the disk.
+func tarIn(req *FsRequest, p string, in io.Reader) FsResult {
+	if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+		return failCode(FsNotDir, p+" is not a directory")
+	}
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		return fail(err)
+	}
+	staging, err := os.MkdirTemp(p, ".sbx-extract-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(staging)
+	stage, err := os.OpenRoot(staging)
+	if err != nil {
+		return fail(err)
+	}
+	defer stage.Close()
+
+	budget := req.MaxBytes
+	if budget <= 0 {
+		budget = defaultExtractBytes
+	}
+	maxEntries := int64(req.MaxEntries)
+	if maxEntries <= 0 {
+		maxEntries = defaultExtractEntries
+	}
+	br := bufio.NewReaderSize(in, 64<<10)
+	var src io.Reader = br
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return failCode(FsInvalid, "bad gzip stream: "+err.Error())
+		}
+		defer gz.Close()
+		src = gz
+	}
+	res, dirModes, err := extract(tar.NewReader(src), stage, budget, maxEntries)
+	if err != nil {
+		return fail(err)
+	}
+	// Move the staged tree into place.
+	target, err := os.OpenRoot(p)
+	if err != nil {
+		return fail(err)
+	}
+	defer target.Close()
+	stageRel := filepath.Base(staging)
+	err = filepath.WalkDir(staging, func(full string, d fs.DirEntry, err error) error {
+		if err != nil || full == staging {
+			return err
+		}
+		rel, _ := filepath.Rel(staging, full)
+		if d.IsDir() {
+			if fi, err := target.Lstat(rel); err == nil && fi.IsDir() {
+				return nil // merge into the existing directory
+			}
+			if err := target.Rename(filepath.Join(stageRel, rel), rel); err != nil {
+				return err
+			}
+			return filepath.SkipDir // moved whole
+		}
+		return target.Rename(filepath.Join(stageRel, rel), rel)
+	})
+	if err != nil {
+		return fail(err)
+	}
+	for name, mode := range dirModes {
+		_ = target.Chmod(name, mode)
+	}
+	return res
+}
+
+// errUnsafe refuses an archive entry that would leave the target directory.
+var errUnsafe = errors.New("unsafe archive entry")
+
+// extract writes every entry of tr under root, within the bounds.
+func extract(tr *tar.Reader, root *os.Root, budget, maxEntries int64) (FsResult, map[string]fs.FileMode, error) {
+	var res FsResult
+	dirModes := map[string]fs.FileMode{}
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return res, dirModes, nil
+		}
+		if err != nil {
+			return res, nil, &FsError{Code: FsInvalid, Msg: "bad tar stream: " + err.Error()}
+		}
+		if res.Files++; res.Files > maxEntries {
+			return res, nil, &FsError{Code: FsTooLarge, Msg: fmt.Sprintf("the archive has more than %d entries", maxEntries)}
+		}
+		name, err := safeName(hdr.Name)
+		if err != nil {
+			return res, nil, err
+		}
+		if name == "." {
+			continue
+		}
+		mode := fs.FileMode(hdr.Mode) & fs.ModePerm
+		if dir := path.Dir(name); dir != "." {
+			if err := root.MkdirAll(dir, 0o755); err != nil {
+				return res, nil, err
+			}
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(name, 0o755); err != nil {
+				return res, nil, err
+			}
+			dirModes[name] = mode | 0o700
+		case tar.TypeReg:
+			if hdr.Size > budget {
+				return res, nil, &FsError{Code: FsTooLarge, Msg: "the archive expands past the limit"}
+			}
+			f, err := root.OpenFile(name, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+			if err != nil {
+				return res, nil, err
+			}
+			n, err := io.CopyBuffer(f, io.LimitReader(tr, hdr.Size), make([]byte, copyBuffer))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return res, nil, err
+			}
+			budget -= n
+			res.Bytes += n
+		case tar.TypeSymlink:
+			if err := safeLink(name, hdr.Linkname); err != nil {
+				return res, nil, err
+			}
+			if err := root.Symlink(hdr.Linkname, name); err != nil {
+				return res, nil, err
+			}
+		case tar.TypeLink:
+			old, err := safeName(hdr.Linkname)
+			if err != nil {
+				return res, nil, err
+			}
+			if err := root.Link(old, name); err != nil {
+				return res, nil, err
+			}
+		default:
+			res.Files-- // devices, fifos and the like are not extracted
+		}
+	}
+}
+
+// safeName cleans an archive entry's name and refuses one that is absolute or
+// climbs out with "..".
+func safeName(name string) (string, error) {
+	if err := CheckPath(name); err != nil {
+		return "", &FsError{Code: FsInvalid, Msg: fmt.Sprintf("%v: %v", errUnsafe, err)}
+	}
+	clean := path.Clean(strings.ReplaceAll(name, `\`, "/"))
+	if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", &FsError{Code: FsInvalid, Msg: fmt.Sprintf("%v: %q leaves the target directory", errUnsafe, name)}
+	}
+	return clean, nil
+}
+
+// safeLink refuses a symlink whose target, resolved from the link's
+// directory, leaves the target directory.
+func safeLink(name, target string) error {
+	if target == "" || path.IsAbs(target) {
+		return &FsError{Code: FsInvalid, Msg: fmt.Sprintf("%v: link %q points at %q", errUnsafe, name, target)}
+	}
+	resolved := path.Clean(path.Join(path.Dir(name), target))
+	if resolved == ".." || strings.HasPrefix(resolved, "../") {
+		return &FsError{Code: FsInvalid, Msg: fmt.Sprintf("%v: link %q points outside, at %q", errUnsafe, name, target)}
+	}
+	return nil
+}

@@ -1,0 +1,239 @@
+package server
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+func TestFileRoundTrips(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := api.NewClient(f.url, f.user)
+	sb := mustCreate(t, c)
+
+	data := make([]byte, 10<<20)
+	rand.Read(data)
+	fi, err := c.WriteFile(ctx, sb.ID, "/work/deep dir/bïnary ✓.bin", bytes.NewReader(data), api.WriteOptions{Parents: true, Mode: "0600", Size: int64(len(data))})
+	if err != nil || fi.Size != int64(len(data)) || fi.Mode != "0600" {
+		t.Fatalf("write: %+v %v", fi, err)
+	}
+	var back bytes.Buffer
+	if _, err := c.ReadFile(ctx, sb.ID, "/work/deep dir/bïnary ✓.bin", &back); err != nil || sha256.Sum256(back.Bytes()) != sha256.Sum256(data) {
+		t.Fatalf("read back %d bytes: %v", back.Len(), err)
+	}
+	// A byte range.
+	status, body := f.call(t, "GET", "/v1/sandboxes/"+sb.ID+"/files?path="+url.QueryEscape("/work/deep dir/bïnary ✓.bin"), f.user, "", "Range", "bytes=100-199")
+	if status != http.StatusPartialContent || !bytes.Equal(body, data[100:200]) {
+		t.Fatalf("range: %d, %d bytes", status, len(body))
+	}
+	// An empty file.
+	if _, err := c.WriteFile(ctx, sb.ID, "/work/empty", strings.NewReader(""), api.WriteOptions{Size: 0}); err != nil {
+		t.Fatal(err)
+	}
+	back.Reset()
+	if n, err := c.ReadFile(ctx, sb.ID, "/work/empty", &back); err != nil || n != 0 {
+		t.Fatalf("empty: %d %v", n, err)
+	}
+	list, err := c.ListDir(ctx, sb.ID, "/work", 3)
+	if err != nil || len(list.Entries) != 3 {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	if _, err := c.Move(ctx, sb.ID, "/work/empty", "/work/empty2", false); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := c.Chmod(ctx, sb.ID, "/work/empty2", "0751"); err != nil || fi.Mode != "0751" {
+		t.Fatalf("chmod: %+v %v", fi, err)
+	}
+	if _, err := c.Mkdir(ctx, sb.ID, "/work/a/b/c", ""); err != nil {
+		t.Fatal(err)
+	}
+
+	// A 5,000-file tree in as a tar, and out again.
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	for i := 0; i < 5000; i++ {
+		body := fmt.Sprintf("file %d", i)
+		tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d%02d/f%04d.txt", i%50, i), Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))})
+		tw.Write([]byte(body))
+	}
+	tw.Close()
+	res, err := c.UploadArchive(ctx, sb.ID, "/tree", bytes.NewReader(tb.Bytes()))
+	if err != nil || res.Files != 5000 {
+		t.Fatalf("upload archive: %+v %v", res, err)
+	}
+	var out bytes.Buffer
+	if _, err := c.DownloadArchive(ctx, sb.ID, "/tree", &out); err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(&out)
+	files := 0
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			files++
+			if h.Name == "d07/f4957.txt" {
+				b, _ := io.ReadAll(tr)
+				if string(b) != "file 4957" {
+					t.Fatalf("content %q", b)
+				}
+			}
+		}
+	}
+	if files != 5000 {
+		t.Fatalf("downloaded %d files", files)
+	}
+}
+
+func TestFileErrors(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := api.NewClient(f.url, f.user)
+	sb := mustCreate(t, c)
+	as := mustCreateWith(t, c, api.CreateSandboxRequest{User: "user"})
+	if _, err := c.WriteFile(ctx, sb.ID, "/data/f", strings.NewReader("original"), api.WriteOptions{Parents: true, Size: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Exec(ctx, as.ID, api.ExecRequest{Shell: "echo s > /root/secret && chmod 600 /root/secret", User: "root"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("plant a root-only file: %v %+v", err, res)
+	}
+	files := "/v1/sandboxes/" + sb.ID + "/files"
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+	}{
+		{"missing", "GET", files + "?path=/nope", "", 404},
+		{"stat missing", "GET", files + "/stat?path=/nope", "", 404},
+		{"delete missing", "DELETE", files + "?path=/nope", "", 404},
+		{"write over a directory", "PUT", files + "?path=/data", "x", 409},
+		{"file as a parent", "PUT", files + "?path=/data/f/child", "x", 409},
+		{"mkdir over a file", "POST", files + "/mkdir", `{"path":"/data/f"}`, 409},
+		{"remove a non-empty dir", "DELETE", files + "?path=/data", "", 409},
+		{"move onto a file", "POST", files + "/move", `{"from":"/data/f","to":"/etc/hostname"}`, 409},
+		{"permission", "PUT", "/v1/sandboxes/" + as.ID + "/files?path=/root/x", "x", 403},
+		{"permission to read", "GET", "/v1/sandboxes/" + as.ID + "/files?path=/root/secret", "", 403},
+		{"too large", "PUT", files + "?path=/data/f", strings.Repeat("x", 17<<20), 413},
+		{"empty path", "GET", files + "?path=", "", 400},
+		{"NUL byte", "GET", files + "?path=/etc%00passwd", "", 400},
+		{"not UTF-8", "GET", files + "?path=/tmp/%ff", "", 400},
+		{"too long", "GET", files + "?path=/" + strings.Repeat("a", 4100), "", 400},
+		{"bad mode", "PUT", files + "?path=/data/g&mode=999", "x", 400},
+		{"bad chmod", "POST", files + "/chmod", `{"path":"/data/f","mode":"rwx"}`, 400},
+		{"bad range", "GET", files + "?path=/data/f", "", 416},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var hdr []string
+			if tc.name == "bad range" {
+				hdr = []string{"Range", "bytes=9-3"}
+			}
+			if tc.method == "PUT" {
+				hdr = append(hdr, "Content-Type", "application/octet-stream")
+			}
+			status, body := f.call(t, tc.method, tc.path, f.user, tc.body, hdr...)
+			if status != tc.status {
+				t.Fatalf("status %d, want %d: %s", status, tc.status, body)
+			}
+			envelope(t, body)
+		})
+	}
+	// Nothing changed.
+	var b bytes.Buffer
+	if _, err := c.ReadFile(ctx, sb.ID, "/data/f", &b); err != nil || b.String() != "original" {
+		t.Fatalf("after the failures: %q %v", b.String(), err)
+	}
+	list, _ := c.ListDir(ctx, sb.ID, "/data", 1)
+	if len(list.Entries) != 1 {
+		t.Fatalf("leftovers: %+v", list.Entries)
+	}
+}
+
+func mustCreateWith(t *testing.T, c *api.Client, req api.CreateSandboxRequest) api.Sandbox {
+	t.Helper()
+	sb, err := c.CreateSandbox(context.Background(), req, "")
+	if err != nil {
+		t.Fatalf("create sandbox: %v", err)
+	}
+	return sb
+}
+
+// TestFileTraversalRace: while the sandbox flips a symlink between a directory
+// and / as fast as it can, thousands of reads and writes through it reach only
+// the sandbox's own files: never a secret planted on the host, never a file
+// made on the host.
+func TestFileTraversalRace(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := api.NewClient(f.url, f.user)
+	sb := mustCreate(t, c)
+	marker := fmt.Sprintf("sbx-race-%d", time.Now().UnixNano())
+	secret := filepath.Join(os.TempDir(), marker+"-secret")
+	if err := os.WriteFile(secret, []byte("HOST SECRET"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(secret) })
+	if _, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: "mkdir -p /tmp/d && (while true; do ln -sfn / /tmp/flip; ln -sfn /tmp/d /tmp/flip; done) >/dev/null 2>&1 &"}); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{"/tmp/flip" + secret, "/tmp/flip/../../.." + secret, "../../../../.." + secret, secret}
+	for i := 0; i < 1500; i++ {
+		var b bytes.Buffer
+		_, err := c.ReadFile(ctx, sb.ID, paths[i%len(paths)], &b)
+		if strings.Contains(b.String(), "HOST SECRET") {
+			t.Fatalf("read the host's secret through %s", paths[i%len(paths)])
+		}
+		if err == nil {
+			t.Fatalf("read %s: the file exists only on the host", paths[i%len(paths)])
+		}
+		name := fmt.Sprintf("/tmp/flip/%s-%d", marker, i)
+		if _, err := c.WriteFile(ctx, sb.ID, name, strings.NewReader("x"), api.WriteOptions{Size: 1}); err != nil && !api.IsNotFound(err) {
+			var e *api.Error
+			if !errorsAs(err, &e) || e.Status >= 500 {
+				t.Fatalf("write %s: %v", name, err)
+			}
+		}
+	}
+	for _, dir := range []string{"/", "/tmp", os.TempDir()} {
+		matches, _ := filepath.Glob(filepath.Join(dir, marker+"-*"))
+		for _, m := range matches {
+			if m != secret {
+				t.Fatalf("a file was made on the host: %s", m)
+			}
+		}
+	}
+	// The writes landed inside the sandbox.
+	res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: "ls / /tmp/d | grep -c " + marker})
+	if err != nil || strings.TrimSpace(res.Stdout) == "0" {
+		t.Fatalf("writes inside the sandbox: %q %v", res.Stdout, err)
+	}
+}
+
+func errorsAs(err error, target **api.Error) bool {
+	e, ok := err.(*api.Error)
+	if ok {
+		*target = e
+	}
+	return ok
+}
