@@ -311,3 +311,33 @@ func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(Fs
 		}
 	}
 }
+
+// Watch streams file events under req.Path to fn until ctx is done, fn returns
+// an error, or the agent ends the stream.
+func (c *Conn) Watch(ctx context.Context, req WatchRequest, fn func(WatchEvent) error) error {
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
+	defer stop()
+	if err := writeJSON(st, Request{Op: "watch", Watch: &req}); err != nil {
+		return err
+	}
+	for {
+		var e WatchEvent
+		if err := readJSON(st, &e); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		if e.Type == "error" {
+			return &FsError{Code: e.Code, Msg: e.Error}
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+}

@@ -161,7 +161,9 @@ func TestTarRefusesEscapes(t *testing.T) {
 	target := filepath.Join(parent, "target")
 	os.Mkdir(target, 0o755)
 	os.WriteFile(filepath.Join(target, "keep"), []byte("old"), 0o644)
-	reg := func(name string) tar.Header { return tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3} }
+	reg := func(name string) tar.Header {
+		return tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3}
+	}
 	bad := map[string][]byte{
 		"dot dot":          tarball(reg("ok"), reg("../escaped")),
 		"deep dot dot":     tarball(reg("a/../../escaped")),

@@ -30,6 +30,8 @@ type Request struct {
 	Session string `json:"session,omitempty"`
 	// Fs is the file operation, for op "fs".
 	Fs *FsRequest `json:"fs,omitempty"`
+	// Watch is the watch to open, for op "watch".
+	Watch *WatchRequest `json:"watch,omitempty"`
 }
 
 // UserInfo answers op "user": who a user spec is inside the sandbox.

@@ -24,6 +24,7 @@ type Server struct {
 	reaper  *reaper
 	baseEnv []string
 	ptys    *ptyManager
+	watches *watchHub
 }
 
 // NewServer starts the reaper and the terminal session manager. Close stops
@@ -31,11 +32,13 @@ type Server struct {
 func NewServer(log *slog.Logger) *Server {
 	s := &Server{log: log, reaper: newReaper(), baseEnv: baseEnviron()}
 	s.ptys = newPtyManager(s)
+	s.watches = newWatchHub()
 	return s
 }
 
 // Close kills the terminal sessions and stops the reaper.
 func (s *Server) Close() {
+	s.watches.close()
 	s.ptys.close()
 	s.reaper.close()
 }
@@ -85,6 +88,8 @@ func (s *Server) handle(ctx context.Context, st net.Conn) {
 		s.ptys.serveAttach(ctx, st, out, req.Pty)
 	case "fs":
 		s.serveFS(st, out, req.Fs)
+	case "watch":
+		s.serveWatch(ctx, st, out, req.Watch)
 	case "pty_list":
 		_ = out.sendJSON(PtyList{Sessions: s.ptys.list()})
 	case "pty_kill":

@@ -148,3 +148,34 @@ func (c *Client) stream(ctx context.Context, method, path string, r io.Reader, s
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }
+
+// WatchFiles streams file events under path (and below it when recursive) to
+// fn, resuming after sequence number from when it is not 0, until ctx is done
+// or fn returns an error. A "gap" event means events after from were lost.
+func (c *Client) WatchFiles(ctx context.Context, id, path string, recursive bool, from uint64, fn func(FileEvent) error) error {
+	q := url.Values{}
+	if recursive {
+		q.Set("recursive", "true")
+	}
+	if from > 0 {
+		q.Set("from", strconv.FormatUint(from, 10))
+	}
+	resp, err := c.send(ctx, http.MethodGet, c.filesURL(id, "/files/watch", path, q), nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var e FileEvent
+		if err := dec.Decode(&e); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+}

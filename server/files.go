@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -302,3 +303,55 @@ func parseRange(h string) (int64, int64, error) {
 	return start, end - start + 1, nil
 }
 
+// watchFiles streams file events under ?path= (?recursive=true), as NDJSON, or
+// as server-sent events with Accept: text/event-stream. ?from=SEQ resumes after
+// an event already seen.
+func (s *Server) watchFiles(c *echo.Context) error {
+	q := c.Request().URL.Query()
+	path := q.Get("path")
+	if err := agent.CheckPath(path); err != nil {
+		return badRequest("path: " + err.Error())
+	}
+	var from uint64
+	if f := q.Get("from"); f != "" {
+		n, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return badRequest("from: want a sequence number")
+		}
+		from = n
+	}
+	sse := strings.Contains(c.Request().Header.Get("Accept"), "text/event-stream")
+	w := c.Response()
+	started := false
+	err := s.deps.Orchestrator.Attach(c.Request().Context(), caller(c).ID, c.Param("id"),
+		func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
+			return conn.Watch(ctx, agent.WatchRequest{Path: path, Recursive: q.Get("recursive") == "true", From: from},
+				func(e agent.WatchEvent) error {
+					if !started {
+						if sse {
+							w.Header().Set("Content-Type", "text/event-stream")
+						} else {
+							w.Header().Set("Content-Type", "application/x-ndjson")
+						}
+						w.Header().Set("Cache-Control", "no-store")
+						w.WriteHeader(http.StatusOK)
+						started = true
+					}
+					b, _ := json.Marshal(api.FileEvent{Seq: e.Seq, Type: e.Type, Path: e.Path, From: e.From, IsDir: e.IsDir, Time: e.Time})
+					var err error
+					if sse {
+						_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, b)
+					} else {
+						_, err = fmt.Fprintf(w, "%s\n", b)
+					}
+					if f, ok := w.(http.Flusher); ok {
+						f.Flush()
+					}
+					return err
+				})
+		})
+	if started {
+		return nil // the stream ended (the client left, or the sandbox stopped)
+	}
+	return err
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -210,7 +211,7 @@ func TestFileTraversalRace(t *testing.T) {
 		name := fmt.Sprintf("/tmp/flip/%s-%d", marker, i)
 		if _, err := c.WriteFile(ctx, sb.ID, name, strings.NewReader("x"), api.WriteOptions{Size: 1}); err != nil && !api.IsNotFound(err) {
 			var e *api.Error
-			if !errorsAs(err, &e) || e.Status >= 500 {
+			if !errors.As(err, &e) || e.Status >= 500 {
 				t.Fatalf("write %s: %v", name, err)
 			}
 		}
@@ -230,10 +231,89 @@ func TestFileTraversalRace(t *testing.T) {
 	}
 }
 
-func errorsAs(err error, target **api.Error) bool {
-	e, ok := err.(*api.Error)
-	if ok {
-		*target = e
+func TestFileWatch(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := api.NewClient(f.url, f.user)
+	sb := mustCreate(t, c)
+	if _, err := c.Mkdir(ctx, sb.ID, "/w", ""); err != nil {
+		t.Fatal(err)
 	}
-	return ok
+	// watch collects events until want matches the last one, or times out.
+	watch := func(from uint64, until func(api.FileEvent) bool) []api.FileEvent {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		var got []api.FileEvent
+		done := errors.New("done")
+		err := c.WatchFiles(wctx, sb.ID, "/w", true, from, func(e api.FileEvent) error {
+			got = append(got, e)
+			if until(e) {
+				return done
+			}
+			return nil
+		})
+		if err != done {
+			t.Fatalf("watch: %v, got %+v", err, got)
+		}
+		return got
+	}
+	exec := func(shell string) {
+		t.Helper()
+		if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: shell}); err != nil || res.ExitCode != 0 {
+			t.Fatalf("%s: %v %+v", shell, err, res)
+		}
+	}
+	ready := make(chan struct{})
+	result := make(chan []api.FileEvent, 1)
+	go func() {
+		result <- watch(0, func(e api.FileEvent) bool {
+			if e.Type == "ready" {
+				close(ready)
+			}
+			return e.Type == "remove" && e.Path == "/w/sub/f2"
+		})
+	}()
+	<-ready
+	exec("echo a > /w/f1; mkdir /w/sub; echo b > /w/sub/f2; mv /w/f1 /w/f3; rm /w/sub/f2")
+	got := <-result
+	var seen []string
+	var last uint64
+	for _, e := range got {
+		if e.Type == "ready" {
+			continue
+		}
+		if e.Seq <= last {
+			t.Fatalf("sequence numbers not increasing: %+v", got)
+		}
+		last = e.Seq
+		s := e.Type + " " + e.Path
+		if e.From != "" {
+			s += " from " + e.From
+		}
+		seen = append(seen, s)
+	}
+	want := []string{"create /w/f1", "write /w/f1", "create /w/sub", "create /w/sub/f2", "write /w/sub/f2", "rename /w/f3 from /w/f1", "remove /w/sub/f2"}
+	if strings.Join(seen, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("events:\n got  %q\n want %q", seen, want)
+	}
+
+	// Reconnect from the last seen: what happened meanwhile is replayed.
+	exec("echo c > /w/f4")
+	got = watch(last, func(e api.FileEvent) bool { return e.Type == "ready" })
+	if len(got) < 2 || got[0].Type != "create" || got[0].Path != "/w/f4" {
+		t.Fatalf("replay: %+v", got)
+	}
+	last = got[len(got)-2].Seq
+
+	// Too far behind: a gap.
+	exec("i=0; while [ $i -lt 2500 ]; do echo x > /w/g$i; i=$((i+1)); done")
+	got = watch(last, func(e api.FileEvent) bool { return e.Type == "ready" })
+	if got[0].Type != "gap" {
+		t.Fatalf("want a gap first, got %+v", got[:min(3, len(got))])
+	}
+	if status, _ := f.call(t, "GET", "/v1/sandboxes/"+sb.ID+"/files/watch?path=/nope", f.user, ""); status != 404 {
+		t.Fatalf("watch of a missing directory: %d", status)
+	}
 }

@@ -28,6 +28,7 @@ func (s *Server) routes() {
 	v1.PUT("/sandboxes/:id/files", s.putFile)
 	v1.DELETE("/sandboxes/:id/files", s.deleteFile)
 	v1.GET("/sandboxes/:id/files/stat", s.statFile)
+	v1.GET("/sandboxes/:id/files/watch", s.watchFiles)
 	v1.POST("/sandboxes/:id/files/mkdir", s.mkdir)
 	v1.POST("/sandboxes/:id/files/move", s.move)
 	v1.POST("/sandboxes/:id/files/chmod", s.chmod)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -272,7 +273,7 @@ func TestKeysAndImagesOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	var e *api.Error
-	if _, err := ci.ListSandboxes(ctx, api.ListOptions{}); err == nil || !asError(err, &e) || e.Status != 401 {
+	if _, err := ci.ListSandboxes(ctx, api.ListOptions{}); err == nil || !errors.As(err, &e) || e.Status != 401 {
 		t.Fatalf("revoked key: %v", err)
 	}
 	// Without force, an image whose recipe is unchanged is not rebuilt (a
@@ -296,14 +297,6 @@ func TestKeysAndImagesOverHTTP(t *testing.T) {
 	if status != 400 || envelope(t, body).Code != api.CodeInvalidArgument {
 		t.Fatalf("build unknown: %d %s", status, body)
 	}
-}
-
-func asError(err error, target **api.Error) bool {
-	e, ok := err.(*api.Error)
-	if ok {
-		*target = e
-	}
-	return ok
 }
 
 func TestReadyz(t *testing.T) {
