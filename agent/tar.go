@@ -273,3 +273,11 @@ func safeLink(name, target string) error {
 	}
 	return nil
 }
+
+// Extract unpacks a tar (or tar.gz) stream into dir with the same safety as a
+// sandbox's tar_in: nothing leaves dir, bytes and entries are bounded, and a
+// refused archive changes nothing. The CLI uses it for downloads.
+func Extract(dir string, r io.Reader, maxBytes int64, maxEntries int) (files, bytes int64, err error) {
+	res := tarIn(&FsRequest{Op: "tar_in", Path: dir, MaxBytes: maxBytes, MaxEntries: maxEntries}, dir, r)
+	return res.Files, res.Bytes, res.Err()
+}

@@ -2,7 +2,9 @@
 // client. Each command turns its flags into a request and prints the answer.
 //
 //	sbx create [flags]            make a sandbox, print its ID
-//	sbx ls [flags]                list sandboxes
+//	sbx ls [flags]                list sandboxes (sbx ls ID:PATH lists a directory)
+//	sbx cp SRC DST                copy files and directories in or out (ID:PATH)
+//	sbx cat ID:PATH               print a sandbox's file
 //	sbx inspect ID                show one sandbox as JSON
 //	sbx exec [flags] ID -- CMD... run a command, stream its output, exit with its code
 //	sbx shell ID [-- CMD...]      an interactive terminal (--attach SESSION to reattach)
@@ -42,7 +44,9 @@ type command struct {
 
 var commands = map[string]command{
 	"create":  {runCreate, "create [flags]"},
-	"ls":      {runList, "ls [--label k=v] [--state S] [--json]"},
+	"ls":      {runList, "ls [--label k=v] [--state S] [--json] | ls ID:PATH"},
+	"cp":      {runCopy, "cp LOCAL ID:PATH | cp ID:PATH LOCAL"},
+	"cat":     {runCat, "cat ID:PATH"},
 	"inspect": {runInspect, "inspect ID"},
 	"exec":    {runExec, "exec [flags] ID -- CMD [ARG...]"},
 	"shell":   {runShell, "shell [--attach SESSION] [--user U] [--cwd DIR] ID [-- CMD...]"},
@@ -66,7 +70,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	key := global.String("key", os.Getenv("SANDBOXD_KEY"), "API key (SANDBOXD_KEY)")
 	global.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sbx [--url URL] [--key KEY] COMMAND [ARGS]\n\ncommands:")
-		for _, name := range []string{"create", "ls", "inspect", "exec", "shell", "stop", "start", "rm", "images", "image", "key"} {
+		for _, name := range []string{"create", "ls", "inspect", "exec", "shell", "cp", "cat", "stop", "start", "rm", "images", "image", "key"} {
 			fmt.Fprintln(stderr, "  sbx "+commands[name].usage)
 		}
 	}

@@ -63,6 +63,13 @@ func runList(ctx context.Context, c *api.Client, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() == 1 {
+		id, p, ok := remotePath(fs.Arg(0))
+		if !ok {
+			return fmt.Errorf("ls: want ID:PATH, got %q", fs.Arg(0))
+		}
+		return listFiles(ctx, c, id, p)
+	}
 	var all []api.Sandbox
 	opts := api.ListOptions{Labels: labels, State: *state, Limit: 1000}
 	for {

@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/testenv"
+)
+
+// TestCopyInAndOut drives sbx cp, ls and cat with files and directory trees.
+func TestCopyInAndOut(t *testing.T) {
+	testenv.Docker(t)
+	const key = "e2e-copy-key-0123456789abcdef"
+	data := testenv.DataDir(t)
+	t.Cleanup(func() { removeInstance(t, data) })
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
+		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+	sb, err := api.NewClient(d.url, key).CreateSandbox(context.Background(), api.CreateSandboxRequest{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := sbx(t, d.url, key, args...)
+		if code != 0 {
+			t.Fatalf("sbx %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+		}
+		return out
+	}
+
+	local := t.TempDir()
+	tree := map[string][]byte{
+		"a.txt":                []byte("alpha\n"),
+		"dir with space/ü.txt": []byte("unicode\n"),
+		"deep/er/empty":        {},
+	}
+	big := make([]byte, 3<<20)
+	rand.Read(big)
+	tree["deep/big.bin"] = big
+	for name, b := range tree {
+		p := filepath.Join(local, "src", name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, b, 0o640)
+	}
+	run("cp", filepath.Join(local, "src"), sb.ID+":/work/proj")
+	if out := run("ls", sb.ID+":/work/proj"); !strings.Contains(out, "a.txt") || !strings.Contains(out, "dir with space/") {
+		t.Fatalf("ls: %s", out)
+	}
+	if out := run("cat", sb.ID+":/work/proj/dir with space/ü.txt"); out != "unicode\n" {
+		t.Fatalf("cat: %q", out)
+	}
+	run("cp", sb.ID+":/work/proj", filepath.Join(local, "back"))
+	for name, want := range tree {
+		got, err := os.ReadFile(filepath.Join(local, "back", name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s came back as %d bytes (%v)", name, len(got), err)
+		}
+	}
+	// One file, into an existing directory on each side.
+	run("cp", filepath.Join(local, "src", "a.txt"), sb.ID+":/work")
+	os.Mkdir(filepath.Join(local, "one"), 0o755)
+	run("cp", sb.ID+":/work/a.txt", filepath.Join(local, "one"))
+	if b, err := os.ReadFile(filepath.Join(local, "one", "a.txt")); err != nil || string(b) != "alpha\n" {
+		t.Fatalf("single file: %q %v", b, err)
+	}
+	if _, errOut, code := sbx(t, d.url, key, "cat", sb.ID+":/work/nope"); code == 0 || !strings.Contains(errOut, "not_found") {
+		t.Fatalf("cat of a missing file: %d %s", code, errOut)
+	}
+}
