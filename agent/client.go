@@ -257,9 +257,12 @@ func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(Fs
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, MaxFrame)
+			buf := make([]byte, dataFrame)
 			for {
-				n, err := in.Read(buf)
+				n, err := io.ReadFull(in, buf)
+				if errors.Is(err, io.ErrUnexpectedEOF) {
+					err = io.EOF
+				}
 				if n > 0 && out.send(frameStdin, buf[:n]) != nil {
 					return
 				}
@@ -277,13 +280,17 @@ func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(Fs
 		defer st.SetWriteDeadline(time.Now())
 	}
 	var w io.Writer = io.Discard
+	var scratch []byte
 	for {
-		typ, payload, err := readFrame(st)
+		typ, payload, err := readFrameInto(st, scratch)
 		if err != nil {
 			if ctx.Err() != nil {
 				return FsResult{}, ctx.Err()
 			}
 			return FsResult{}, fmt.Errorf("read file stream: %w", err)
+		}
+		if cap(payload) > cap(scratch) {
+			scratch = payload
 		}
 		switch typ {
 		case frameStdout:

@@ -28,14 +28,17 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 // frameSender serialises frame writes from several goroutines onto one stream.
 type frameSender struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte // reused for every frame
 }
 
 func (f *frameSender) send(typ byte, p []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return writeFrame(f.w, typ, p)
+	var err error
+	f.buf, err = appendFrame(f.w, f.buf, typ, p)
+	return err
 }
 
 func (f *frameSender) sendJSON(v any) error {

@@ -25,15 +25,21 @@ var errFrameTooLarge = errors.New("agent: frame too large")
 
 // writeFrame writes one frame. It is not safe for concurrent use on one writer.
 func writeFrame(w io.Writer, typ byte, payload []byte) error {
-	if len(payload) > MaxFrame {
-		return errFrameTooLarge
-	}
-	buf := make([]byte, 5+len(payload))
-	buf[0] = typ
-	binary.BigEndian.PutUint32(buf[1:5], uint32(len(payload)))
-	copy(buf[5:], payload)
-	_, err := w.Write(buf)
+	_, err := appendFrame(w, nil, typ, payload)
 	return err
+}
+
+// appendFrame writes one frame, assembled in buf (grown as needed), and
+// returns buf for reuse.
+func appendFrame(w io.Writer, buf []byte, typ byte, payload []byte) ([]byte, error) {
+	if len(payload) > MaxFrame {
+		return buf, errFrameTooLarge
+	}
+	buf = append(buf[:0], typ, 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(buf[1:5], uint32(len(payload)))
+	buf = append(buf, payload...)
+	_, err := w.Write(buf)
+	return buf, err
 }
 
 // writeJSON encodes v and writes it as one JSON frame.
@@ -47,6 +53,12 @@ func writeJSON(w io.Writer, v any) error {
 
 // readFrame reads one frame, refusing payloads over MaxFrame.
 func readFrame(r io.Reader) (byte, []byte, error) {
+	return readFrameInto(r, nil)
+}
+
+// readFrameInto is readFrame reusing buf for the payload when it is large
+// enough: the payload is only good until the next call with the same buf.
+func readFrameInto(r io.Reader, buf []byte) (byte, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
@@ -55,7 +67,12 @@ func readFrame(r io.Reader) (byte, []byte, error) {
 	if n > MaxFrame {
 		return 0, nil, errFrameTooLarge
 	}
-	payload := make([]byte, n)
+	var payload []byte
+	if uint32(cap(buf)) >= n {
+		payload = buf[:n]
+	} else {
+		payload = make([]byte, n)
+	}
 	if _, err := io.ReadFull(r, payload); err != nil {
 		return 0, nil, fmt.Errorf("agent: short frame: %w", err)
 	}

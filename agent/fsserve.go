@@ -180,9 +180,10 @@ func RunFSHelper() int {
 
 // frameReader reads uploaded bytes from stdin frames until the stdin-EOF frame.
 type frameReader struct {
-	r    io.Reader
-	buf  []byte
-	done bool
+	r       io.Reader
+	buf     []byte // what is left of the current frame
+	scratch []byte // the frame buffer, reused
+	done    bool
 }
 
 func (f *frameReader) Read(p []byte) (int, error) {
@@ -190,9 +191,12 @@ func (f *frameReader) Read(p []byte) (int, error) {
 		if f.done {
 			return 0, io.EOF
 		}
-		typ, payload, err := readFrame(f.r)
+		typ, payload, err := readFrameInto(f.r, f.scratch)
 		if err != nil {
 			return 0, err
+		}
+		if cap(payload) > cap(f.scratch) {
+			f.scratch = payload
 		}
 		switch typ {
 		case frameStdin:
@@ -206,12 +210,16 @@ func (f *frameReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// dataFrame is the largest data frame file transfers send: small enough that
+// the channel's per-stream buffers stay small, large enough to be cheap.
+const dataFrame = 256 << 10
+
 // frameWriter sends downloaded bytes as stdout frames.
 type frameWriter struct{ out *frameSender }
 
 func (f *frameWriter) Write(p []byte) (int, error) {
 	for b := p; len(b) > 0; {
-		n := min(len(b), MaxFrame)
+		n := min(len(b), dataFrame)
 		if err := f.out.send(frameStdout, b[:n]); err != nil {
 			return 0, err
 		}

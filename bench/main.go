@@ -11,8 +11,10 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,8 +42,9 @@ func main() {
 	dockerN := flag.Int("docker-exec-n", 100, "execs through docker")
 	createN := flag.Int("create-n", 10, "cold creates on each side")
 	echoN := flag.Int("echo-n", 1000, "keystroke round trips through sandboxd (a tenth as many through docker)")
+	fileN := flag.Int("file-n", 100, "1 MiB write+read pairs through sandboxd (a quarter as many through docker)")
 	flag.Parse()
-	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN); err != nil {
+	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN, *fileN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -53,7 +56,7 @@ type row struct {
 	target     string
 }
 
-func run(bin, agentBin, image string, execN, dockerN, createN, echoN int) error {
+func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int) error {
 	ctx := context.Background()
 	data, err := os.MkdirTemp("", "sandboxd-bench-")
 	if err != nil {
@@ -161,6 +164,18 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN int) error 
 		row{name: "create -> first exec, cold (vs docker create+start, default bridge)", ours: createOurs, base: createBase, target: "p50 <= 1.2 x baseline"},
 		row{name: "create -> first exec, cold (vs docker create+start, same isolated network)", ours: createOurs, base: createSameNet, target: "-"})
 
+	// Files: write+read of 1 MiB, and 100 MiB up and down, through the REST
+	// API vs `docker cp` through the Engine API.
+	fileOurs, fileBase, err := benchSmallFiles(ctx, c, eng, sb.ID, cname, fileN)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, row{name: "file write+read 1 MiB (REST vs docker cp)", ours: fileOurs, base: fileBase, target: "p50 <= 10 ms"})
+	upOurs, downOurs, upBase, downBase, err := benchBigFile(ctx, c, eng, sb.ID, cname)
+	if err != nil {
+		return err
+	}
+
 	// Terminals: keystroke echo round trip and output throughput, through the
 	// WebSocket vs `docker exec -t` through the Engine API.
 	echoOurs, echoBase, err := benchEcho(ctx, c, eng, sb.ID, cname, echoN)
@@ -183,9 +198,90 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN int) error 
 		fmt.Printf("| %s | %d / %d | %s | %s | %s | %s | %.3f | %s |\n", r.name, len(r.ours), len(r.base),
 			ms(op50), ms(op99), ms(bp50), ms(bp99), float64(op50)/float64(bp50), r.target)
 	}
+	fmt.Printf("| upload %d MiB (PUT files vs docker cp in) | 1 / 1 | %.0f MB/s | - | %.0f MB/s | - | %.3f (throughput) | >= 200 MB/s |\n",
+		bigUpload>>20, upOurs, upBase, upOurs/upBase)
+	fmt.Printf("| download %d MiB (GET files vs docker cp out) | 1 / 1 | %.0f MB/s | - | %.0f MB/s | - | %.3f (throughput) | >= 200 MB/s |\n",
+		bigUpload>>20, downOurs, downBase, downOurs/downBase)
 	fmt.Printf("| PTY output, cat of %d MB (WebSocket vs docker exec -t) | 1 / 1 | %.0f MB/s | - | %.0f MB/s | - | %.3f (throughput) | >= 100 MB/s |\n",
 		bigFile/1_000_000, thrOurs, thrBase, thrOurs/thrBase)
 	return nil
+}
+
+// bigUpload is the size of the file the transfer benchmark moves.
+const bigUpload = 100 << 20
+
+// tarOf is a tar archive holding one file.
+func tarOf(name string, data []byte) []byte {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	_ = tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data))})
+	_, _ = tw.Write(data)
+	_ = tw.Close()
+	return b.Bytes()
+}
+
+// benchSmallFiles times writing then reading back 1 MiB.
+func benchSmallFiles(ctx context.Context, c *api.Client, eng *docker.Docker, id, cname string, n int) (ours, base []time.Duration, err error) {
+	data := make([]byte, 1<<20)
+	_, _ = rand.Read(data)
+	var back bytes.Buffer
+	for i := range n + 10 {
+		t0 := time.Now()
+		if _, err := c.WriteFile(ctx, id, "/tmp/bench-1m", bytes.NewReader(data), api.WriteOptions{Size: int64(len(data))}); err != nil {
+			return nil, nil, err
+		}
+		back.Reset()
+		if _, err := c.ReadFile(ctx, id, "/tmp/bench-1m", &back); err != nil || back.Len() != len(data) {
+			return nil, nil, fmt.Errorf("read back: %v (%d bytes)", err, back.Len())
+		}
+		if i >= 10 {
+			ours = append(ours, time.Since(t0))
+		}
+	}
+	archive := tarOf("bench-1m-docker", data)
+	for i := range n/4 + 3 {
+		t0 := time.Now()
+		if err := eng.DockerCopyTo(ctx, cname, "/tmp", bytes.NewReader(archive)); err != nil {
+			return nil, nil, err
+		}
+		back.Reset()
+		if err := eng.DockerCopyFrom(ctx, cname, "/tmp/bench-1m-docker", &back); err != nil || back.Len() < len(data) {
+			return nil, nil, fmt.Errorf("docker cp out: %v (%d bytes)", err, back.Len())
+		}
+		if i >= 3 {
+			base = append(base, time.Since(t0))
+		}
+	}
+	return ours, base, nil
+}
+
+// benchBigFile moves 100 MiB up and down on each side and returns MB/s.
+func benchBigFile(ctx context.Context, c *api.Client, eng *docker.Docker, id, cname string) (upOurs, downOurs, upBase, downBase float64, err error) {
+	data := make([]byte, bigUpload)
+	_, _ = rand.Read(data)
+	mbps := func(d time.Duration) float64 { return float64(bigUpload) / 1e6 / d.Seconds() }
+	t0 := time.Now()
+	if _, err := c.WriteFile(ctx, id, "/tmp/bench-100m", bytes.NewReader(data), api.WriteOptions{Size: bigUpload}); err != nil {
+		return 0, 0, 0, 0, err
+	}
+	upOurs = mbps(time.Since(t0))
+	t0 = time.Now()
+	if n, err := c.ReadFile(ctx, id, "/tmp/bench-100m", io.Discard); err != nil || n != bigUpload {
+		return 0, 0, 0, 0, fmt.Errorf("download: %v (%d bytes)", err, n)
+	}
+	downOurs = mbps(time.Since(t0))
+	archive := tarOf("bench-100m-docker", data)
+	t0 = time.Now()
+	if err := eng.DockerCopyTo(ctx, cname, "/tmp", bytes.NewReader(archive)); err != nil {
+		return 0, 0, 0, 0, err
+	}
+	upBase = mbps(time.Since(t0))
+	t0 = time.Now()
+	if err := eng.DockerCopyFrom(ctx, cname, "/tmp/bench-100m-docker", io.Discard); err != nil {
+		return 0, 0, 0, 0, err
+	}
+	downBase = mbps(time.Since(t0))
+	return upOurs, downOurs, upBase, downBase, nil
 }
 
 // bigFile is the size of the file the throughput benchmark cats.

@@ -30,6 +30,7 @@ type config struct {
 	ReconcileEvery time.Duration
 	BodyLimit      int64
 	AllowedOrigins []string
+	GCPercent      int
 	LogLevel       slog.Level
 	LogJSON        bool
 }
@@ -55,12 +56,16 @@ func loadConfig(args []string) (config, error) {
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", 30*time.Second, "how often to reconcile with the engine")
 	fs.Int64Var(&c.BodyLimit, "body-limit", 4<<20, "largest request body, in bytes")
 	origins := fs.String("allowed-origins", env("SANDBOXD_ALLOWED_ORIGINS", ""), "comma-separated origins (scheme://host:port) that may open WebSockets besides sandboxd's own")
+	fs.IntVar(&c.GCPercent, "gc-percent", 400, "Go GC target percentage (GOGC, when set, wins); transfers churn buffers over a small heap")
 	fs.StringVar(&level, "log-level", env("SANDBOXD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.BoolVar(&c.LogJSON, "log-json", false, "log JSON lines instead of text")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	c.AdminKey = os.Getenv("SANDBOXD_ADMIN_KEY")
+	if _, ok := os.LookupEnv("GOGC"); ok {
+		c.GCPercent = 0 // the runtime already applied GOGC
+	}
 	for _, o := range strings.Split(*origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			c.AllowedOrigins = append(c.AllowedOrigins, o)

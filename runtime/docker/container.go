@@ -194,3 +194,23 @@ func (d *Docker) DockerExecTTY(ctx context.Context, id string, argv []string) (*
 	}
 	return &TTYStream{Conn: att.Conn, Reader: att.Reader, close: att.Close}, nil
 }
+
+// DockerCopyTo extracts a tar stream into dir of a container through the
+// engine's archive API (`docker cp`). A benchmark baseline only: sandboxd never
+// copies into a running sandbox this way.
+func (d *Docker) DockerCopyTo(ctx context.Context, id, dir string, tarball io.Reader) error {
+	_, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: dir, Content: tarball})
+	return err
+}
+
+// DockerCopyFrom streams p out of a container as a tar through the engine's
+// archive API (`docker cp`). A benchmark baseline only.
+func (d *Docker) DockerCopyFrom(ctx context.Context, id, p string, w io.Writer) error {
+	res, err := d.cli.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: p})
+	if err != nil {
+		return err
+	}
+	defer res.Content.Close()
+	_, err = io.Copy(w, res.Content)
+	return err
+}
