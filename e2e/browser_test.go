@@ -135,7 +135,7 @@ func TestWebUITerminal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(760, 700)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(560, 800)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -160,4 +160,44 @@ func TestWebUITerminal(t *testing.T) {
 		t.Fatalf("terminal status %q %v", status, err)
 	}
 	shot("resized.png")
+
+	// The file browser beside the terminal: a file made in the terminal opens
+	// in the viewer; an upload appears in the listing and in the sandbox.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1400, 900)); err != nil {
+		t.Fatal(err)
+	}
+	typeLine("echo hello-from-the-shell > /root/note.txt")
+	upload := filepath.Join(t.TempDir(), "uploaded.txt")
+	if err := os.WriteFile(upload, []byte("uploaded through the browser\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Click(css("#files-go")),
+		chromedp.WaitVisible(css(`#files tr[data-name="note.txt"] td.name a`)),
+		chromedp.Click(css(`#files tr[data-name="note.txt"] td.name a`)),
+		chromedp.WaitVisible(css("#viewer-text")),
+		chromedp.SetUploadFiles(css("#files-upload"), []string{upload}),
+		chromedp.WaitVisible(css(`#files tr[data-name="uploaded.txt"]`)),
+	)
+	if err != nil {
+		shot("failed.png")
+		t.Fatalf("file browser: %v", err)
+	}
+	viewer, err := chromedp.Run(ctx, chromedp.Text(css("#viewer-text")))
+	if err != nil || !strings.Contains(viewer, "hello-from-the-shell") {
+		t.Fatalf("viewer shows %q (%v)", viewer, err)
+	}
+	typeLine("cat /root/uploaded.txt")
+	waitScreen("uploaded through the browser")
+	// A download is a fetch of the file with the key, as the page does it.
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => {
+		const id = document.querySelector("#sandboxes tr[data-id]").dataset.id;
+		const r = await fetch("/v1/sandboxes/" + id + "/files?path=/root/note.txt",
+			{headers: {Authorization: "Bearer " + sessionStorage.getItem("sandboxd.key")}});
+		return await r.text();
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil || got != "hello-from-the-shell\n" {
+		t.Fatalf("download from the page: %q %v", got, err)
+	}
+	shot("files.png")
 }

@@ -6,6 +6,8 @@
   let key = sessionStorage.getItem(KEY) || "";
   let refreshTimer = null;
   let term = null, fit = null, socket = null, termSandbox = null, termSession = null;
+  let filesSandbox = null, filesDir = "/";
+  const sandboxUsers = {};
 
   // api calls the REST API with the key; errors carry the server's message.
   async function api(method, path, body) {
@@ -114,6 +116,7 @@
       return;
     }
     $("#list-error").textContent = "";
+    list.sandboxes.forEach((sb) => { sandboxUsers[sb.id] = sb; });
     const rows = list.sandboxes.map((sb) => {
       const tr = document.createElement("tr");
       tr.dataset.id = sb.id;
@@ -177,7 +180,7 @@
   // a WebSocket) and opens a shell in the sandbox.
   async function openTerminal(id) {
     closeTerminal();
-    $("#terminal-panel").hidden = false;
+    $("#workbench").hidden = false;
     $("#terminal-title").textContent = "Terminal · " + id;
     $("#terminal-status").textContent = "connecting…";
     term = new Terminal({ cursorBlink: true, fontSize: 14, convertEol: false, scrollback: 5000 });
@@ -215,6 +218,8 @@
       if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "resize", cols, rows }));
     });
     term.focus();
+    filesSandbox = id;
+    loadFiles(homeOf(id));
   }
 
   function closeTerminal() {
@@ -223,8 +228,154 @@
     if (term) term.dispose();
     term = null; fit = null; termSandbox = null; termSession = null;
     window.sandboxdTerminal = null;
-    $("#terminal-panel").hidden = true;
+    filesSandbox = null;
+    $("#viewer").hidden = true;
+    $("#workbench").hidden = true;
   }
+
+  // The file browser of the open sandbox.
+  function homeOf(id) {
+    const sb = sandboxUsers[id] || {};
+    if (sb.workdir) return sb.workdir;
+    return sb.user && sb.user !== "root" ? "/home/" + sb.user : "/root";
+  }
+
+  function filesURL(route, path, extra) {
+    return "/v1/sandboxes/" + filesSandbox + route + "?path=" + encodeURIComponent(path) + (extra || "");
+  }
+
+  function joinPath(dir, name) {
+    return (dir.endsWith("/") ? dir : dir + "/") + name;
+  }
+
+  function humanSize(n) {
+    if (n < 1024) return n + " B";
+    if (n < 1 << 20) return (n / 1024).toFixed(1) + " KiB";
+    if (n < 1 << 30) return (n / (1 << 20)).toFixed(1) + " MiB";
+    return (n / (1 << 30)).toFixed(1) + " GiB";
+  }
+
+  async function loadFiles(dir) {
+    if (!filesSandbox) return;
+    $("#files-error").textContent = "";
+    let list;
+    try {
+      list = await api("GET", filesURL("/files", dir));
+    } catch (e) {
+      if (dir !== "/" && e.status === 404) return loadFiles("/");
+      $("#files-error").textContent = e.message;
+      return;
+    }
+    if (!list.entries) { // a file, not a directory
+      $("#files-error").textContent = dir + " is a file";
+      return;
+    }
+    filesDir = list.dir.path;
+    $("#files-path").value = filesDir;
+    const rows = list.entries
+      .sort((a, b) => (a.type === "dir") === (b.type === "dir") ? a.name.localeCompare(b.name) : a.type === "dir" ? -1 : 1)
+      .map((e) => {
+        const tr = document.createElement("tr");
+        tr.dataset.name = e.name;
+        tr.dataset.type = e.type;
+        const name = document.createElement("td");
+        name.className = "name";
+        const link = document.createElement("a");
+        link.textContent = e.name + (e.type === "dir" ? "/" : e.type === "symlink" ? " → " + e.target : "");
+        link.addEventListener("click", () => (e.type === "dir" ? loadFiles(e.path) : openFile(e)));
+        name.appendChild(link);
+        const size = document.createElement("td");
+        size.className = "num";
+        size.textContent = e.type === "dir" ? "" : humanSize(e.size);
+        const mode = document.createElement("td");
+        mode.textContent = e.mode;
+        const mtime = document.createElement("td");
+        const d = new Date(e.mtime), pad = (n) => String(n).padStart(2, "0");
+        mtime.textContent = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + pad(d.getHours()) + ":" + pad(d.getMinutes());
+        name.title = e.path;
+        const act = document.createElement("td");
+        act.className = "actions";
+        if (e.type === "file") {
+          const b = button("↓", "download-btn", () => downloadFile(e));
+          b.title = "Download " + e.name;
+          act.appendChild(b);
+        }
+        tr.append(name, size, mode, mtime, act);
+        return tr;
+      });
+    $("#files tbody").replaceChildren(...rows);
+  }
+
+  async function fetchFile(e) {
+    const resp = await fetch(filesURL("/files", e.path), { headers: { Authorization: "Bearer " + key } });
+    if (!resp.ok) {
+      const data = await resp.json().catch(() => ({}));
+      throw new Error((data.error && data.error.message) || resp.statusText);
+    }
+    return resp.blob();
+  }
+
+  // openFile shows a text file (up to 1 MiB) in the viewer.
+  async function openFile(e) {
+    $("#files-error").textContent = "";
+    if (e.size > 1 << 20) {
+      $("#files-error").textContent = e.name + " is over 1 MiB: download it instead";
+      return;
+    }
+    try {
+      const bytes = new Uint8Array(await (await fetchFile(e)).arrayBuffer());
+      let text;
+      try {
+        text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      } catch (_) {
+        $("#files-error").textContent = e.name + " is not text: download it instead";
+        return;
+      }
+      $("#viewer-name").textContent = e.path;
+      $("#viewer-text").textContent = text;
+      $("#viewer").hidden = false;
+    } catch (err) {
+      $("#files-error").textContent = err.message;
+    }
+  }
+
+  async function downloadFile(e) {
+    const blob = await fetchFile(e);
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = e.name;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }
+
+  $("#files-upload").addEventListener("change", async (ev) => {
+    const files = [...ev.target.files];
+    ev.target.value = "";
+    for (const f of files) {
+      $("#files-error").textContent = "uploading " + f.name + "…";
+      const resp = await fetch(filesURL("/files", joinPath(filesDir, f.name)), {
+        method: "PUT",
+        headers: { Authorization: "Bearer " + key, "Content-Type": "application/octet-stream" },
+        body: f,
+      });
+      if (!resp.ok) {
+        const data = await resp.json().catch(() => ({}));
+        $("#files-error").textContent = f.name + ": " + ((data.error && data.error.message) || resp.statusText);
+        return;
+      }
+    }
+    $("#files-error").textContent = "";
+    loadFiles(filesDir);
+  });
+  $("#files-up").addEventListener("click", () => {
+    const parent = filesDir.replace(/\/[^/]*\/?$/, "") || "/";
+    loadFiles(parent);
+  });
+  $("#files-go").addEventListener("click", () => loadFiles($("#files-path").value.trim() || "/"));
+  $("#files-path").addEventListener("keydown", (ev) => { if (ev.key === "Enter") loadFiles($("#files-path").value.trim() || "/"); });
+  $("#viewer-close").addEventListener("click", () => { $("#viewer").hidden = true; });
 
   $("#terminal-close").addEventListener("click", closeTerminal);
   $("#terminal-kill").addEventListener("click", async () => {
