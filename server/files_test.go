@@ -159,6 +159,21 @@ func TestFileErrors(t *testing.T) {
 			envelope(t, body)
 		})
 	}
+	// Paths that climb, encoded or not, and a symlink to / inside the sandbox,
+	// reach the sandbox's own files, as its user: never the host's.
+	if res, err := c.Exec(ctx, as.ID, api.ExecRequest{Shell: "ln -s / /tmp/toroot"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("symlink: %v %+v", err, res)
+	}
+	for _, raw := range []string{"%2e%2e/%2e%2e/etc/passwd", "../../../../etc/passwd", "/tmp/toroot/etc/passwd", "/tmp/toroot/../../etc/passwd"} {
+		status, body := f.call(t, "GET", "/v1/sandboxes/"+as.ID+"/files?path="+raw, f.user, "")
+		if status != 200 || !strings.Contains(string(body), "user:x:1000") || strings.Contains(string(body), "/bin/bash") {
+			t.Fatalf("%s: %d %q", raw, status, body)
+		}
+	}
+	if status, _ := f.call(t, "GET", "/v1/sandboxes/"+as.ID+"/files?path=/tmp/toroot/root/secret", f.user, ""); status != 403 {
+		t.Fatalf("a root-only file through a symlink to /: %d", status)
+	}
+
 	// Nothing changed.
 	var b bytes.Buffer
 	if _, err := c.ReadFile(ctx, sb.ID, "/data/f", &b); err != nil || b.String() != "original" {

@@ -30,6 +30,8 @@ type config struct {
 	ReconcileEvery time.Duration
 	BodyLimit      int64
 	AllowedOrigins []string
+	MaxFileBytes   int64
+	MaxExtract     int64
 	GCPercent      int
 	LogLevel       slog.Level
 	LogJSON        bool
@@ -56,6 +58,8 @@ func loadConfig(args []string) (config, error) {
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", 30*time.Second, "how often to reconcile with the engine")
 	fs.Int64Var(&c.BodyLimit, "body-limit", 4<<20, "largest request body, in bytes")
 	origins := fs.String("allowed-origins", env("SANDBOXD_ALLOWED_ORIGINS", ""), "comma-separated origins (scheme://host:port) that may open WebSockets besides sandboxd's own")
+	fs.Int64Var(&c.MaxFileBytes, "max-file-bytes", 4<<30, "largest file or archive upload, in bytes")
+	fs.Int64Var(&c.MaxExtract, "max-extract-bytes", 8<<30, "most bytes one uploaded archive may expand to")
 	fs.IntVar(&c.GCPercent, "gc-percent", 400, "Go GC target percentage (GOGC, when set, wins); transfers churn buffers over a small heap")
 	fs.StringVar(&level, "log-level", env("SANDBOXD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.BoolVar(&c.LogJSON, "log-json", false, "log JSON lines instead of text")
@@ -107,6 +111,9 @@ func (c config) Validate() error {
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			errs = append(errs, fmt.Errorf("-allowed-origins: %q is not scheme://host[:port]", o))
 		}
+	}
+	if c.MaxFileBytes < 1 || c.MaxExtract < 1 {
+		errs = append(errs, errors.New("-max-file-bytes and -max-extract-bytes must be positive"))
 	}
 	if c.BodyLimit < 1024 {
 		errs = append(errs, errors.New("-body-limit must be at least 1024"))

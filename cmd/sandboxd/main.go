@@ -115,7 +115,10 @@ func run(cfg config, log *slog.Logger) error {
 		return err
 	}
 
-	srv := server.New(server.Config{BodyLimit: cfg.BodyLimit, AllowedOrigins: cfg.AllowedOrigins}, server.Deps{
+	srv := server.New(server.Config{
+		BodyLimit: cfg.BodyLimit, AllowedOrigins: cfg.AllowedOrigins,
+		MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract,
+	}, server.Deps{
 		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Engine: eng, DB: sq, Log: log,
 	})
 	defer srv.Close()
