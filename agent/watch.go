@@ -235,7 +235,9 @@ func (w *watch) handle(raw *unix.InotifyEvent, name string) {
 	case raw.Mask&unix.IN_CREATE != 0:
 		e.Type = "create"
 		if isDir && w.key.recursive {
-			_ = w.add(p)
+			w.emit(e)
+			w.addNew(p)
+			return
 		}
 	case raw.Mask&(unix.IN_CLOSE_WRITE|unix.IN_MODIFY) != 0:
 		e.Type = "write"
@@ -271,7 +273,9 @@ func (w *watch) handle(raw *unix.InotifyEvent, name string) {
 			e.Type, e.From = "rename", from.Path
 		}
 		if isDir && w.key.recursive {
-			_ = w.add(p)
+			w.emit(e)
+			w.addNew(p)
+			return
 		}
 	default:
 		return
@@ -279,13 +283,29 @@ func (w *watch) handle(raw *unix.InotifyEvent, name string) {
 	w.emit(e)
 }
 
+// addNew watches a directory that just appeared, and reports what was made in
+// it before its watch existed (inotify cannot).
+func (w *watch) addNew(dir string) {
+	if err := w.add(dir); err != nil {
+		return
+	}
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return nil
+		}
+		w.emit(WatchEvent{Type: "create", Path: p, IsDir: d.IsDir(), Time: time.Now().UTC()})
+		return nil
+	})
+}
+
 // emit numbers an event, keeps it in the backlog and hands it to every client.
-// A write right after a write of the same file is folded into it.
 func (w *watch) emit(e WatchEvent) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if n := len(w.backlog); n > 0 && e.Type == "write" {
-		if last := w.backlog[n-1]; last.Type == "write" && last.Path == e.Path && e.Time.Sub(last.Time) < 100*time.Millisecond {
+	if n := len(w.backlog); n > 0 && (e.Type == "write" || e.Type == "create") {
+		// A write right after a write of the same file (or a create reported
+		// twice, by inotify and by addNew) is the same event.
+		if last := w.backlog[n-1]; last.Type == e.Type && last.Path == e.Path && e.Time.Sub(last.Time) < time.Second {
 			return
 		}
 	}

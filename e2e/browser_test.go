@@ -57,7 +57,7 @@ func TestWebUITerminal(t *testing.T) {
 	defer cancelAlloc()
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 150*time.Second)
 	defer cancelTimeout()
 
 	type css = chromedp.CSS
@@ -166,7 +166,8 @@ func TestWebUITerminal(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1400, 900)); err != nil {
 		t.Fatal(err)
 	}
-	typeLine("echo hello-from-the-shell > /root/note.txt")
+	typeLine("echo hello-from-the-shell > /root/note.txt && echo written-$((2+3))")
+	waitScreen("written-5")
 	upload := filepath.Join(t.TempDir(), "uploaded.txt")
 	if err := os.WriteFile(upload, []byte("uploaded through the browser\n"), 0o644); err != nil {
 		t.Fatal(err)
