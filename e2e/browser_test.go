@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/sandboxd/sandboxd/web"
 )
 
 // chromium finds Debian's chromium; under CI its absence fails the test.
@@ -36,6 +37,9 @@ func chromium(t *testing.T) string {
 func TestWebUITerminal(t *testing.T) {
 	testenv.Docker(t)
 	browser := chromium(t)
+	if !web.Built() {
+		t.Fatal("the web UI's npm assets are missing: run make build (scripts/web.sh) before the tests")
+	}
 	const key = "e2e-browser-key-0123456789abcdef"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
