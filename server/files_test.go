@@ -351,6 +351,20 @@ func TestFileWatch(t *testing.T) {
 	if got[0].Type != "gap" {
 		t.Fatalf("want a gap first, got %+v", got[:min(3, len(got))])
 	}
+	// Server-sent events, for browsers' EventSource.
+	req, _ := http.NewRequest("GET", f.url+"/v1/sandboxes/"+sb.ID+"/files/watch?path=/w", nil)
+	req.Header.Set("Authorization", "Bearer "+f.user)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	n, _ := io.ReadAtLeast(resp.Body, buf, 20)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" || !strings.Contains(string(buf[:n]), "event: ready") {
+		t.Fatalf("SSE: %s %q", ct, buf[:n])
+	}
 	if status, _ := f.call(t, "GET", "/v1/sandboxes/"+sb.ID+"/files/watch?path=/nope", f.user, ""); status != 404 {
 		t.Fatalf("watch of a missing directory: %d", status)
 	}
