@@ -281,3 +281,10 @@ func Extract(dir string, r io.Reader, maxBytes int64, maxEntries int) (files, by
 	res := tarIn(&FsRequest{Op: "tar_in", Path: dir, MaxBytes: maxBytes, MaxEntries: maxEntries}, dir, r)
 	return res.Files, res.Bytes, res.Err()
 }
+
+// Archive writes p (a directory's contents, or one file) to w as a tar stream,
+// as a sandbox's tar_out does. The CLI uses it for uploads.
+func Archive(p string, w io.Writer) (files, bytes int64, err error) {
+	res := tarOut(&FsRequest{Op: "tar_out", Path: p}, p, w, func(FsResult) error { return nil })
+	return res.Files, res.Bytes, res.Err()
+}

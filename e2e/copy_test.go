@@ -2,30 +2,17 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // TestCopyInAndOut drives sbx cp, ls and cat with files and directory trees.
 func TestCopyInAndOut(t *testing.T) {
-	testenv.Docker(t)
 	const key = "e2e-copy-key-0123456789abcdef"
-	data := testenv.DataDir(t)
-	t.Cleanup(func() { removeInstance(t, data) })
-	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
-		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
-	sb, err := api.NewClient(d.url, key).CreateSandbox(context.Background(), api.CreateSandboxRequest{}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, sb := startWithSandbox(t, key)
 	run := func(args ...string) string {
 		t.Helper()
 		out, errOut, code := sbx(t, d.url, key, args...)

@@ -306,3 +306,19 @@ func TestAdminKeyPrintedOnce(t *testing.T) {
 		t.Fatalf("wrong key exit %d", code)
 	}
 }
+
+// startWithSandbox runs a sandboxd (busybox by default) with an admin key and
+// makes one sandbox on it.
+func startWithSandbox(t *testing.T, key string) (*daemon, api.Sandbox) {
+	t.Helper()
+	testenv.Docker(t)
+	data := testenv.DataDir(t)
+	t.Cleanup(func() { removeInstance(t, data) })
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
+		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+	sb, err := api.NewClient(d.url, key).CreateSandbox(context.Background(), api.CreateSandboxRequest{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, sb
+}

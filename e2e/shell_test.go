@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,24 +11,13 @@ import (
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
-
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // TestShellThroughARealTerminal runs `sbx shell` on a pseudo-terminal, as a
 // person at a terminal would: types a command, reads the answer, exits.
 func TestShellThroughARealTerminal(t *testing.T) {
-	testenv.Docker(t)
 	const key = "e2e-shell-key-0123456789abcdef"
-	data := testenv.DataDir(t)
-	t.Cleanup(func() { removeInstance(t, data) })
-	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
-		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
-	sb, err := api.NewClient(d.url, key).CreateSandbox(context.Background(), api.CreateSandboxRequest{}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, sb := startWithSandbox(t, key)
 
 	cmd := exec.Command(filepath.Join(binaries(t), "sbx"), "shell", sb.ID)
 	cmd.Env = append(os.Environ(), "SANDBOXD_URL="+d.url, "SANDBOXD_KEY="+key, "TERM=xterm")

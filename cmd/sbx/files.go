@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/tar"
 	"context"
 	"fmt"
 	"io"
@@ -73,7 +72,10 @@ func upload(ctx context.Context, c *api.Client, local, id, remote string) error 
 	}
 	size := treeSize(local)
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeTar(local, pw)) }()
+	go func() {
+		_, _, err := agent.Archive(local, pw)
+		pw.CloseWithError(err)
+	}()
 	p := newProgress("upload", size)
 	defer p.done()
 	_, err = c.UploadArchive(ctx, id, remote, p.reader(pr))
@@ -124,51 +126,6 @@ func download(ctx context.Context, c *api.Client, id, remote, local string) erro
 		err = xerr
 	}
 	return err
-}
-
-// writeTar archives dir's contents (symlinks as links) into w.
-func writeTar(dir string, w io.Writer) error {
-	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		link := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			link, _ = os.Readlink(p)
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		hdr.Name = filepath.ToSlash(rel)
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.Uname, hdr.Gname, hdr.Uid, hdr.Gid = "", "", 0, 0
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
 }
 
 func treeSize(dir string) int64 {
