@@ -182,6 +182,20 @@ func (c *Client) StartSandbox(ctx context.Context, id string) (Sandbox, error) {
 	return sb, err
 }
 
+// PauseSandbox freezes a sandbox's processes, keeping their memory.
+func (c *Client) PauseSandbox(ctx context.Context, id string) (Sandbox, error) {
+	var sb Sandbox
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/pause", nil, nil, &sb)
+	return sb, err
+}
+
+// ResumeSandbox thaws a paused sandbox.
+func (c *Client) ResumeSandbox(ctx context.Context, id string) (Sandbox, error) {
+	var sb Sandbox
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/resume", nil, nil, &sb)
+	return sb, err
+}
+
 // Exec runs a command and returns its buffered output.
 func (c *Client) Exec(ctx context.Context, id string, req ExecRequest) (ExecResult, error) {
 	var res ExecResult

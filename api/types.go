@@ -36,6 +36,7 @@ const (
 	StateRunning  = "running"
 	StateStopping = "stopping"
 	StateStopped  = "stopped"
+	StatePaused   = "paused"
 	StateStarting = "starting"
 	StateFailed   = "failed"
 	StateDeleting = "deleting"

@@ -164,6 +164,15 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		row{name: "create -> first exec, cold (vs docker create+start, default bridge)", ours: createOurs, base: createBase, target: "p50 <= 1.2 x baseline"},
 		row{name: "create -> first exec, cold (vs docker create+start, same isolated network)", ours: createOurs, base: createSameNet, target: "-"})
 
+	// Pause and resume: REST vs the Engine API's pause and unpause.
+	pauseOurs, resumeOurs, pauseBase, resumeBase, err := benchPause(ctx, c, eng, sb.ID, cname, 20)
+	if err != nil {
+		return err
+	}
+	rows = append(rows,
+		row{name: "pause (REST vs docker pause)", ours: pauseOurs, base: pauseBase, target: "p50 <= 50 ms"},
+		row{name: "resume (REST vs docker unpause)", ours: resumeOurs, base: resumeBase, target: "p50 <= 50 ms"})
+
 	// Files: write+read of 1 MiB, and 100 MiB up and down, through the REST
 	// API vs `docker cp` through the Engine API.
 	fileOurs, fileBase, err := benchSmallFiles(ctx, c, eng, sb.ID, cname, fileN)
@@ -205,6 +214,48 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	fmt.Printf("| PTY output, cat of %d MB (WebSocket vs docker exec -t) | 1 / 1 | %.0f MB/s | - | %.0f MB/s | - | %.3f (throughput) | >= 100 MB/s |\n",
 		bigFile/1_000_000, thrOurs, thrBase, thrOurs/thrBase)
 	return nil
+}
+
+// benchPause times n pauses and resumes on each side.
+func benchPause(ctx context.Context, c *api.Client, eng *docker.Docker, id, cname string, n int) (pOurs, rOurs, pBase, rBase []time.Duration, err error) {
+	for range n {
+		t0 := time.Now()
+		if _, err := c.PauseSandbox(ctx, id); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		t1 := time.Now()
+		if _, err := c.ResumeSandbox(ctx, id); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		pOurs, rOurs = append(pOurs, t1.Sub(t0)), append(rOurs, time.Since(t1))
+	}
+	// The baseline pauses a plain container of the same image: sandboxd thaws
+	// a sandbox container that something else paused behind its back.
+	img, err := eng.Inspect(ctx, cname)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	plain, err := eng.Create(ctx, runtime.Spec{Image: img.Image, Entrypoint: []string{"sleep", "infinity"}, Network: "none",
+		Labels: map[string]string{"sandboxd.bench": "baseline"}})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	defer eng.Remove(context.WithoutCancel(ctx), plain)
+	if err := eng.Start(ctx, plain); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	for range n {
+		t0 := time.Now()
+		if err := eng.Pause(ctx, plain); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		t1 := time.Now()
+		if err := eng.Unpause(ctx, plain); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		pBase, rBase = append(pBase, t1.Sub(t0)), append(rBase, time.Since(t1))
+	}
+	return pOurs, rOurs, pBase, rBase, nil
 }
 
 // bigUpload is the size of the file the transfer benchmark moves.

@@ -135,7 +135,7 @@ func (o *Orchestrator) Attach(ctx context.Context, owner, id string, fn func(ctx
 }
 
 // acquire holds id's read lock for a data-plane call, starting the sandbox first
-// when it is stopped. release ends the call and records the activity.
+// when it is stopped, resuming it when it is paused. release ends the call and records the activity.
 func (o *Orchestrator) acquire(ctx context.Context, owner, id string) (*live, Sandbox, func(), error) {
 	for range 3 {
 		unlock := o.locks.RLock(id)
@@ -161,6 +161,11 @@ func (o *Orchestrator) acquire(ctx context.Context, owner, id string) (*live, Sa
 		case StateStopped:
 			unlock()
 			if _, err := o.Start(ctx, owner, id); err != nil {
+				return nil, Sandbox{}, nil, err
+			}
+		case StatePaused:
+			unlock()
+			if _, err := o.Resume(ctx, owner, id); err != nil {
 				return nil, Sandbox{}, nil, err
 			}
 		default:

@@ -75,8 +75,14 @@ func (o *Orchestrator) Stop(ctx context.Context, owner, id string) (Sandbox, err
 }
 
 // stop runs under id's write lock; reason is kept in the sandbox's Error field
-// (an idle stop says so).
+// (an idle stop says so). A paused sandbox is thawed first, so that its
+// processes see the SIGTERM.
 func (o *Orchestrator) stop(ctx context.Context, sb *Sandbox, reason string) error {
+	if sb.State == StatePaused {
+		if err := o.resume(ctx, sb); err != nil {
+			return err
+		}
+	}
 	if err := o.transition(ctx, sb, StateStopping, ""); err != nil {
 		return err
 	}
@@ -164,4 +170,66 @@ func (o *Orchestrator) Update(ctx context.Context, owner, id string, opts Update
 		return Sandbox{}, err
 	}
 	return sb, nil
+}
+
+// Pause freezes owner's running sandbox: its processes keep their memory but
+// get no CPU. Pausing a paused sandbox is a no-op.
+func (o *Orchestrator) Pause(ctx context.Context, owner, id string) (Sandbox, error) {
+	if _, err := o.Get(ctx, owner, id); err != nil {
+		return Sandbox{}, err
+	}
+	o.interrupt(id)
+	unlock := o.locks.Lock(id)
+	defer unlock()
+	sb, err := o.Get(ctx, owner, id)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	if sb.State == StatePaused {
+		return sb, nil
+	}
+	if err := sb.State.check(StatePaused); err != nil {
+		return Sandbox{}, err
+	}
+	if err := o.rt.Pause(ctx, sb.ContainerID); err != nil {
+		return Sandbox{}, fmt.Errorf("pause sandbox %s: %w", id, err)
+	}
+	if err := o.transition(ctx, &sb, StatePaused, ""); err != nil {
+		_ = o.rt.Unpause(context.WithoutCancel(ctx), sb.ContainerID)
+		return Sandbox{}, err
+	}
+	o.log.Info("sandbox paused", "sandbox_id", id)
+	return sb, nil
+}
+
+// Resume thaws owner's paused sandbox. Resuming a running sandbox is a no-op.
+func (o *Orchestrator) Resume(ctx context.Context, owner, id string) (Sandbox, error) {
+	unlock := o.locks.Lock(id)
+	defer unlock()
+	sb, err := o.Get(ctx, owner, id)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	if sb.State == StateRunning {
+		return sb, nil
+	}
+	if err := o.resume(ctx, &sb); err != nil {
+		return Sandbox{}, err
+	}
+	return sb, nil
+}
+
+// resume runs under id's write lock.
+func (o *Orchestrator) resume(ctx context.Context, sb *Sandbox) error {
+	if sb.State != StatePaused {
+		return cerrdefs.ErrConflict.WithMessage(fmt.Sprintf("sandbox %s is %s, not paused", sb.ID, sb.State))
+	}
+	if err := o.rt.Unpause(ctx, sb.ContainerID); err != nil {
+		return fmt.Errorf("resume sandbox %s: %w", sb.ID, err)
+	}
+	if l := o.lookupLive(sb.ID); l != nil {
+		l.lastActive.Store(time.Now().UnixNano())
+	}
+	o.log.Info("sandbox resumed", "sandbox_id", sb.ID)
+	return o.transition(ctx, sb, StateRunning, "")
 }

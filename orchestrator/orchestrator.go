@@ -25,6 +25,8 @@ type Runtime interface {
 	Create(ctx context.Context, spec runtime.Spec) (string, error)
 	Start(ctx context.Context, id string) error
 	Stop(ctx context.Context, id string, timeout time.Duration) error
+	Pause(ctx context.Context, id string) error
+	Unpause(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error
 	Inspect(ctx context.Context, id string) (runtime.Container, error)
 	List(ctx context.Context, labels map[string]string) ([]runtime.Container, error)

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -336,5 +337,59 @@ func TestEmptyImage(t *testing.T) {
 	res, err = f.o.Exec(ctx, "alice", sb.ID, ExecOptions{Argv: []string{"sh"}}, nil, &out, &errb)
 	if err != nil || res.ExitCode != 127 || res.StartError == "" {
 		t.Fatalf("missing shell: %+v %v", res, err)
+	}
+}
+
+// TestPauseStopsCPU: a busy loop makes no progress while its sandbox is
+// paused, and goes on after resume; any exec resumes a paused sandbox.
+func TestPauseStopsCPU(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	sb := f.create(t, "alice", CreateOptions{})
+	// The loop appends a byte per round: the file's size is its progress.
+	f.exec(t, "alice", sb.ID, "(while true; do printf x >> /tmp/n; done) >/dev/null 2>&1 &")
+	count := func() int {
+		t.Helper()
+		_, out := f.exec(t, "alice", sb.ID, "wc -c < /tmp/n")
+		var n int
+		fmt.Sscanf(strings.TrimSpace(out), "%d", &n)
+		return n
+	}
+	waitFor(t, 10*time.Second, func() bool { return count() > 100 })
+
+	if _, err := f.o.Pause(ctx, "alice", sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := f.o.Get(ctx, "alice", sb.ID)
+	c, _ := f.d.Inspect(ctx, sb.ContainerID)
+	if got.State != StatePaused || c.State != runtime.StatePaused {
+		t.Fatalf("state %s, container %s", got.State, c.State)
+	}
+	// An exec resumes a paused sandbox; the counter is sampled right before a
+	// second pause and right after its resume.
+	before := count()
+	if got, _ := f.o.Get(ctx, "alice", sb.ID); got.State != StateRunning {
+		t.Fatalf("an exec did not resume the paused sandbox: %s", got.State)
+	}
+	if _, err := f.o.Pause(ctx, "alice", sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the time the loop would have run
+	if _, err := f.o.Resume(ctx, "alice", sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	frozen := count() - before
+	time.Sleep(time.Second)
+	running := count() - before - frozen
+	if running < 100 || frozen*5 > running {
+		t.Fatalf("progress while paused %d, in a second of running %d", frozen, running)
+	}
+	// Stop and delete work on a paused sandbox.
+	if _, err := f.o.Pause(ctx, "alice", sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if sb, err := f.o.Stop(ctx, "alice", sb.ID); err != nil || sb.State != StateStopped {
+		t.Fatalf("stop a paused sandbox: %v %s", err, sb.State)
 	}
 }

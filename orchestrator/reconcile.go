@@ -87,6 +87,20 @@ func (o *Orchestrator) settle(ctx context.Context, sb *Sandbox, c *runtime.Conta
 		return err
 	}
 	switch {
+	case c.State == runtime.StatePaused && sb.State != StatePaused:
+		// Paused, but not by a pause of ours: an operation that pauses (a
+		// checkpoint) was interrupted. Thaw it.
+		if err := o.rt.Unpause(ctx, sb.ContainerID); err != nil {
+			return err
+		}
+		if sb.State != StateRunning && sb.State != StateFailed {
+			return o.transition(ctx, sb, StateRunning, "")
+		}
+		return nil
+	case c.State == runtime.StatePaused:
+		return nil
+	case c.State == runtime.StateRunning && sb.State == StatePaused:
+		return o.transition(ctx, sb, StateRunning, "")
 	case c.State == runtime.StateRunning && sb.State != StateRunning && sb.State != StateFailed:
 		return o.transition(ctx, sb, StateRunning, "")
 	case c.State != runtime.StateRunning && sb.State != StateStopped && sb.State != StateFailed:

@@ -10,8 +10,10 @@ import (
 // Orchestrator.transition, which checks the move against this diagram:
 //
 //	creating ──► running ◄─────────── starting
-//	   │          │   ▲                   ▲
-//	   │          ▼   │ (reconcile)       │ (start, or any data-plane call)
+//	   │          │ ▲ │ ▲                 ▲
+//	   │          │ │ ▼ │ (resume)        │ (start, or any data-plane call)
+//	   │          │ │ paused              │
+//	   │          ▼ │ (reconcile)         │
 //	   │        stopping ──► stopped ─────┘
 //	   │
 //	   └──► failed ◄── any live state, when an operation fails or the
@@ -30,6 +32,7 @@ const (
 	StateRunning  State = "running"
 	StateStopping State = "stopping"
 	StateStopped  State = "stopped"
+	StatePaused   State = "paused"
 	StateStarting State = "starting"
 	StateFailed   State = "failed"
 	StateDeleting State = "deleting"
@@ -38,11 +41,12 @@ const (
 
 var transitions = map[State][]State{
 	StateCreating: {StateRunning, StateFailed, StateDeleting},
-	StateRunning:  {StateStopping, StateDeleting, StateFailed, StateStopped},
+	StateRunning:  {StateStopping, StateDeleting, StateFailed, StateStopped, StatePaused},
+	StatePaused:   {StateRunning, StateDeleting, StateFailed, StateStopped},
 	StateStopping: {StateStopped, StateFailed, StateRunning},
 	StateStopped:  {StateStarting, StateDeleting, StateRunning, StateFailed},
 	StateStarting: {StateRunning, StateFailed, StateStopped},
-	StateFailed:   {StateStarting, StateDeleting, StateRunning, StateStopped},
+	StateFailed:   {StateStarting, StateDeleting, StateRunning, StateStopped, StatePaused},
 	StateDeleting: {StateDeleted},
 }
 

@@ -23,6 +23,8 @@ func (s *Server) routes() {
 	v1.DELETE("/sandboxes/:id", s.deleteSandbox)
 	v1.POST("/sandboxes/:id/stop", s.stopSandbox)
 	v1.POST("/sandboxes/:id/start", s.startSandbox)
+	v1.POST("/sandboxes/:id/pause", s.pauseSandbox)
+	v1.POST("/sandboxes/:id/resume", s.resumeSandbox)
 	v1.POST("/sandboxes/:id/exec", s.exec)
 	v1.GET("/sandboxes/:id/files", s.getFile)
 	v1.PUT("/sandboxes/:id/files", s.putFile)

@@ -146,3 +146,19 @@ func toSandbox(sb orchestrator.Sandbox) api.Sandbox {
 	}
 	return out
 }
+
+func (s *Server) pauseSandbox(c *echo.Context) error {
+	sb, err := s.deps.Orchestrator.Pause(c.Request().Context(), caller(c).ID, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toSandbox(sb))
+}
+
+func (s *Server) resumeSandbox(c *echo.Context) error {
+	sb, err := s.deps.Orchestrator.Resume(c.Request().Context(), caller(c).ID, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toSandbox(sb))
+}

@@ -9,6 +9,7 @@
 //	sbx exec [flags] ID -- CMD... run a command, stream its output, exit with its code
 //	sbx shell ID [-- CMD...]      an interactive terminal (--attach SESSION to reattach)
 //	sbx stop|start|rm ID...       stop, start or delete sandboxes
+//	sbx pause|resume ID...        freeze and thaw sandboxes
 //	sbx images                    list images
 //	sbx image build [--force] NAME build a built-in image
 //	sbx key create|ls|rm          manage API keys (admin)
@@ -53,6 +54,8 @@ var commands = map[string]command{
 	"stop":    {runStop, "stop ID..."},
 	"start":   {runStart, "start ID..."},
 	"rm":      {runRemove, "rm ID..."},
+	"pause":   {runPause, "pause ID..."},
+	"resume":  {runResume, "resume ID..."},
 	"images":  {runImages, "images"},
 	"image":   {runImage, "image build [--force] NAME"},
 	"key":     {runKey, "key create NAME [--admin] | key ls | key rm ID"},
@@ -70,7 +73,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	key := global.String("key", os.Getenv("SANDBOXD_KEY"), "API key (SANDBOXD_KEY)")
 	global.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sbx [--url URL] [--key KEY] COMMAND [ARGS]\n\ncommands:")
-		for _, name := range []string{"create", "ls", "inspect", "exec", "shell", "cp", "cat", "stop", "start", "rm", "images", "image", "key"} {
+		for _, name := range []string{"create", "ls", "inspect", "exec", "shell", "cp", "cat", "stop", "start", "pause", "resume", "rm", "images", "image", "key"} {
 			fmt.Fprintln(stderr, "  sbx "+commands[name].usage)
 		}
 	}

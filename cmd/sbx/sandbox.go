@@ -144,3 +144,11 @@ func runStart(ctx context.Context, c *api.Client, args []string) error {
 func runRemove(ctx context.Context, c *api.Client, args []string) error {
 	return eachID("rm", args, func(id string) error { return c.DeleteSandbox(ctx, id) })
 }
+
+func runPause(ctx context.Context, c *api.Client, args []string) error {
+	return eachID("pause", args, func(id string) error { _, err := c.PauseSandbox(ctx, id); return err })
+}
+
+func runResume(ctx context.Context, c *api.Client, args []string) error {
+	return eachID("resume", args, func(id string) error { _, err := c.ResumeSandbox(ctx, id); return err })
+}

@@ -214,3 +214,23 @@ func (d *Docker) DockerCopyFrom(ctx context.Context, id, p string, w io.Writer) 
 	_, err = io.Copy(w, res.Content)
 	return err
 }
+
+// Pause freezes every process of a container (cgroup freezer).
+func (d *Docker) Pause(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	if _, err := d.cli.ContainerPause(ctx, id, client.ContainerPauseOptions{}); err != nil {
+		return fmt.Errorf("pause container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Unpause thaws a paused container.
+func (d *Docker) Unpause(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	if _, err := d.cli.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{}); err != nil {
+		return fmt.Errorf("unpause container %s: %w", id, err)
+	}
+	return nil
+}
