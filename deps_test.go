@@ -20,6 +20,7 @@ var layer = map[string]int{
 	"orchestrator":      2,
 	"runtime/docker":    2,
 	"shell":             2,
+	"snapshot":          2,
 	"web":               2,
 	"server":            3,
 	"cmd/sandboxd":      4,

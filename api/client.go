@@ -196,6 +196,44 @@ func (c *Client) ResumeSandbox(ctx context.Context, id string) (Sandbox, error) 
 	return sb, err
 }
 
+// CreateSnapshot checkpoints a sandbox's filesystem.
+func (c *Client) CreateSnapshot(ctx context.Context, id string, req CreateSnapshotRequest) (Snapshot, error) {
+	var sn Snapshot
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/snapshots", nil, req, &sn)
+	return sn, err
+}
+
+// ListSnapshots lists the caller's snapshots, of one sandbox when sandboxID is
+// not empty.
+func (c *Client) ListSnapshots(ctx context.Context, sandboxID string) (SnapshotList, error) {
+	path := "/v1/snapshots"
+	if sandboxID != "" {
+		path += "?sandbox=" + url.QueryEscape(sandboxID)
+	}
+	var out SnapshotList
+	err := c.do(ctx, http.MethodGet, path, nil, nil, &out)
+	return out, err
+}
+
+// GetSnapshot returns one snapshot.
+func (c *Client) GetSnapshot(ctx context.Context, id string) (Snapshot, error) {
+	var sn Snapshot
+	err := c.do(ctx, http.MethodGet, "/v1/snapshots/"+url.PathEscape(id), nil, nil, &sn)
+	return sn, err
+}
+
+// DeleteSnapshot deletes a snapshot no sandbox or snapshot depends on.
+func (c *Client) DeleteSnapshot(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/snapshots/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// RestoreSandbox rolls a sandbox back to a snapshot, in place.
+func (c *Client) RestoreSandbox(ctx context.Context, id, snapshot string) (Sandbox, error) {
+	var sb Sandbox
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/restore", nil, RestoreRequest{Snapshot: snapshot}, &sb)
+	return sb, err
+}
+
 // Exec runs a command and returns its buffered output.
 func (c *Client) Exec(ctx context.Context, id string, req ExecRequest) (ExecResult, error) {
 	var res ExecResult

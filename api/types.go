@@ -5,7 +5,9 @@ import "time"
 // CreateSandboxRequest is the body of POST /v1/sandboxes. Zero fields take the
 // server's defaults.
 type CreateSandboxRequest struct {
-	Image    string            `json:"image,omitempty"`
+	Image string `json:"image,omitempty"`
+	// Snapshot restores a snapshot into the new sandbox (instead of Image).
+	Snapshot string            `json:"snapshot,omitempty"`
 	Env      map[string]string `json:"env,omitempty"`
 	CPUs     float64           `json:"cpus,omitempty"`
 	MemoryMB int64             `json:"memory_mb,omitempty"`
@@ -292,4 +294,34 @@ type FileEvent struct {
 	From  string    `json:"from,omitempty"`
 	IsDir bool      `json:"is_dir,omitempty"`
 	Time  time.Time `json:"time"`
+}
+
+// CreateSnapshotRequest is the body of POST /v1/sandboxes/{id}/snapshots.
+type CreateSnapshotRequest struct {
+	Name   string            `json:"name,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// Snapshot is a checkpoint of a sandbox's filesystem.
+type Snapshot struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	SandboxID string            `json:"sandbox_id"`
+	Parent    string            `json:"parent,omitempty"`
+	BaseImage string            `json:"base_image"`
+	Labels    map[string]string `json:"labels"`
+	SizeBytes int64             `json:"size_bytes"`
+	CreatedAt time.Time         `json:"created_at"`
+}
+
+// SnapshotList is the answer of GET /v1/snapshots.
+type SnapshotList struct {
+	Snapshots []Snapshot `json:"snapshots"`
+}
+
+// RestoreRequest is the body of POST /v1/sandboxes/{id}/restore.
+type RestoreRequest struct {
+	Snapshot string `json:"snapshot"`
+	// Paths restores only these paths (not implemented yet: refused).
+	Paths []string `json:"paths,omitempty"`
 }

@@ -9,16 +9,15 @@ import (
 // State is where a sandbox is in its life. It changes only through
 // Orchestrator.transition, which checks the move against this diagram:
 //
-//	creating ──► running ◄─────────── starting
-//	   │          │ ▲ │ ▲                 ▲
-//	   │          │ │ ▼ │ (resume)        │ (start, or any data-plane call)
-//	   │          │ │ paused              │
-//	   │          ▼ │ (reconcile)         │
-//	   │        stopping ──► stopped ─────┘
-//	   │
-//	   └──► failed ◄── any live state, when an operation fails or the
-//	                    container is lost; failed ──► starting retries
-//
+//	creating ──► running ◄──► paused                (pause, resume)
+//	                │  ▲
+//	                ▼  │ (reconcile)
+//	            stopping ──► stopped ──► starting ──► running
+//	                                     ▲                     (start, or any
+//	            running ─────────────────┘                      data-plane call;
+//	                                                            restore in place)
+//	any live state ──► failed (an operation failed, the container was lost);
+//	failed ──► starting retries
 //	any state but deleted ──► deleting ──► deleted (the row is removed)
 //
 // creating, stopping, starting and deleting are held only while the operation
@@ -41,7 +40,7 @@ const (
 
 var transitions = map[State][]State{
 	StateCreating: {StateRunning, StateFailed, StateDeleting},
-	StateRunning:  {StateStopping, StateDeleting, StateFailed, StateStopped, StatePaused},
+	StateRunning:  {StateStopping, StateDeleting, StateFailed, StateStopped, StatePaused, StateStarting},
 	StatePaused:   {StateRunning, StateDeleting, StateFailed, StateStopped},
 	StateStopping: {StateStopped, StateFailed, StateRunning},
 	StateStopped:  {StateStarting, StateDeleting, StateRunning, StateFailed},

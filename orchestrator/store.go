@@ -76,8 +76,8 @@ func (s *store) update(ctx context.Context, sb *Sandbox) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, `UPDATE sandboxes SET state = ?, container_id = ?, spec = ?, labels = ?, error = ?, updated_at = ?, last_active = ? WHERE id = ?`,
-		sb.State, sb.ContainerID, spec, labels, sb.Error, sb.UpdatedAt.UnixNano(), sb.LastActiveAt.UnixNano(), sb.ID)
+	_, err = s.db.ExecContext(ctx, `UPDATE sandboxes SET state = ?, image = ?, container_id = ?, spec = ?, labels = ?, error = ?, updated_at = ?, last_active = ? WHERE id = ?`,
+		sb.State, sb.Image, sb.ContainerID, spec, labels, sb.Error, sb.UpdatedAt.UnixNano(), sb.LastActiveAt.UnixNano(), sb.ID)
 	if err != nil {
 		return fmt.Errorf("update sandbox %s: %w", sb.ID, err)
 	}

@@ -17,6 +17,16 @@ func (s *Server) createSandbox(c *echo.Context) error {
 	if err := bind(c, &req, true); err != nil {
 		return err
 	}
+	if req.Snapshot != "" {
+		if req.Image != "" {
+			return badRequest("give image or snapshot, not both")
+		}
+		sn, err := s.deps.Snapshots.Get(c.Request().Context(), caller(c).ID, req.Snapshot)
+		if err != nil {
+			return err
+		}
+		req.Image = sn.Image
+	}
 	sb, replayed, err := s.deps.Orchestrator.Create(c.Request().Context(), caller(c).ID, orchestrator.CreateOptions{
 		Image: req.Image, Env: req.Env, CPUs: req.CPUs, MemoryMB: req.MemoryMB, Pids: req.Pids,
 		Network: req.Network, IdleTimeout: req.IdleTimeoutS, TTLSeconds: req.TTLS,

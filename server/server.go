@@ -13,6 +13,7 @@ import (
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/sandboxd/sandboxd/snapshot"
 	"github.com/sandboxd/sandboxd/supervisor"
 )
 
@@ -32,6 +33,7 @@ type Deps struct {
 	Keys         *supervisor.Keys
 	Tickets      *supervisor.Tickets
 	Images       *images.Builder
+	Snapshots    *snapshot.Snapshots
 	Engine       Engine
 	DB           Pinger
 	Log          *slog.Logger

@@ -18,6 +18,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/sandboxd/sandboxd/snapshot"
 	"github.com/sandboxd/sandboxd/supervisor"
 )
 
@@ -67,7 +68,11 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	tickets := supervisor.NewTickets()
-	srv := New(Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20}, Deps{Orchestrator: o, Keys: keys, Tickets: tickets, Images: b, Engine: d, DB: sq, Log: log})
+	snaps, err := snapshot.New(ctx, sq, d, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20}, Deps{Orchestrator: o, Keys: keys, Tickets: tickets, Images: b, Snapshots: snaps, Engine: d, DB: sq, Log: log})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		srv.Close()

@@ -24,6 +24,7 @@ import (
 	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/runtime/docker"
 	"github.com/sandboxd/sandboxd/server"
+	"github.com/sandboxd/sandboxd/snapshot"
 	"github.com/sandboxd/sandboxd/supervisor"
 	"github.com/sandboxd/sandboxd/web"
 )
@@ -115,11 +116,16 @@ func run(cfg config, log *slog.Logger) error {
 		return err
 	}
 
+	snaps, err := snapshot.New(ctx, sq, eng, log)
+	if err != nil {
+		return err
+	}
 	srv := server.New(server.Config{
 		BodyLimit: cfg.BodyLimit, AllowedOrigins: cfg.AllowedOrigins,
 		MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract,
 	}, server.Deps{
-		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Engine: eng, DB: sq, Log: log,
+		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Snapshots: snaps,
+		Engine: eng, DB: sq, Log: log,
 	})
 	defer srv.Close()
 	hs := srv.HTTPServer(cfg.Listen)

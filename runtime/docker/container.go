@@ -234,3 +234,18 @@ func (d *Docker) Unpause(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// Commit captures a container's filesystem changes as the image ref, pausing
+// the container while it does (the engine thaws it again whatever happens)
+// when it is running.
+func (d *Docker) Commit(ctx context.Context, id, ref string, labels map[string]string) (string, error) {
+	changes := make([]string, 0, len(labels))
+	for k, v := range labels {
+		changes = append(changes, fmt.Sprintf("LABEL %s=%q", k, v))
+	}
+	res, err := d.cli.ContainerCommit(ctx, id, client.ContainerCommitOptions{Reference: ref, Changes: changes})
+	if err != nil {
+		return "", fmt.Errorf("commit container %s: %w", id, err)
+	}
+	return res.ID, nil
+}

@@ -1,0 +1,136 @@
+package server
+
+import (
+	"context"
+	"testing"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+func TestSnapshotCheckpointAndRestore(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := api.NewClient(f.url, f.user)
+	sb := mustCreate(t, c)
+	sh := func(id, shell string) string {
+		t.Helper()
+		res, err := c.Exec(ctx, id, api.ExecRequest{Shell: shell})
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("%s: %v %+v", shell, err, res)
+		}
+		return res.Stdout
+	}
+	// tree lists every path under /data with its content's checksum.
+	tree := func(id string) string {
+		return sh(id, "cd /data && find . | sort && find . -type f | sort | xargs md5sum")
+	}
+	sh(sb.ID, "mkdir -p /data/sub && echo one > /data/a && echo two > /data/b && echo three > /data/sub/c && chmod 600 /data/a")
+	before := tree(sb.ID)
+	snap, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{Name: "before", Labels: map[string]string{"step": "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.SandboxID != sb.ID || snap.BaseImage == "" || snap.Labels["step"] != "1" {
+		t.Fatalf("snapshot %+v", snap)
+	}
+	sh(sb.ID, "echo changed > /data/a && rm /data/b && echo new > /data/d")
+	after := tree(sb.ID)
+	if after == before {
+		t.Fatal("the change changed nothing")
+	}
+
+	// A new sandbox from the snapshot has the checkpoint; the original keeps
+	// its own state.
+	clone, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: snap.ID}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tree(clone.ID); got != before {
+		t.Fatalf("clone:\n%s\nwant\n%s", got, before)
+	}
+	if got := tree(sb.ID); got != after {
+		t.Fatal("restoring into a new sandbox changed the original")
+	}
+
+	// Restore in place: same ID, the checkpoint's files.
+	restored, err := c.RestoreSandbox(ctx, sb.ID, snap.ID)
+	if err != nil || restored.ID != sb.ID || restored.State != api.StateRunning {
+		t.Fatalf("restore: %+v %v", restored, err)
+	}
+	if got := tree(sb.ID); got != before {
+		t.Fatalf("restored:\n%s\nwant\n%s", got, before)
+	}
+
+	// Listed, found, and not deletable while sandboxes run on it.
+	list, err := c.ListSnapshots(ctx, sb.ID)
+	if err != nil || len(list.Snapshots) != 1 || list.Snapshots[0].ID != snap.ID {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	if _, err := api.NewClient(f.url, f.admin).GetSnapshot(ctx, snap.ID); !api.IsNotFound(err) {
+		t.Fatalf("another key sees the snapshot: %v", err)
+	}
+	var e *api.Error
+	if err := c.DeleteSnapshot(ctx, snap.ID); err == nil || !asAPIError(err, &e) || e.Status != 409 {
+		t.Fatalf("delete while in use: %v", err)
+	}
+	// Deleting the sandboxes keeps the snapshot, which can then go.
+	for _, id := range []string{sb.ID, clone.ID} {
+		if err := c.DeleteSandbox(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.GetSnapshot(ctx, snap.ID); err != nil {
+		t.Fatalf("the snapshot went with its sandbox: %v", err)
+	}
+	if err := c.DeleteSnapshot(ctx, snap.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetSnapshot(ctx, snap.ID); !api.IsNotFound(err) {
+		t.Fatalf("after delete: %v", err)
+	}
+	status, body := f.call(t, "POST", "/v1/sandboxes/"+sb.ID+"/restore", f.user, `{"snapshot":"x","paths":["/a"]}`)
+	if status != 400 {
+		t.Fatalf("partial restore: %d %s", status, body)
+	}
+}
+
+// TestSnapshotRestoresWithSandboxdsOwnConfiguration: whatever a sandbox did to
+// its passwd file or its image metadata, a sandbox restored from its snapshot
+// runs sandboxd's agent, as sandboxd's user, with no extra privileges.
+func TestSnapshotRestoresWithSandboxdsOwnConfiguration(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := api.NewClient(f.url, f.user)
+	sb := mustCreate(t, c)
+	if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: "echo 'evil:x:0:0::/:/bin/sh' > /etc/passwd && chmod 4755 /bin/busybox"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("tamper: %v %+v", err, res)
+	}
+	if _, err := c.StopSandbox(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{Name: "stopped"})
+	if err != nil {
+		t.Fatalf("snapshot of a stopped sandbox: %v", err)
+	}
+	clone, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: snap.ID}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Exec(ctx, clone.ID, api.ExecRequest{Shell: "id -u; grep CapEff /proc/self/status; cat /proc/1/cmdline"})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("exec in the clone: %v %+v", err, res)
+	}
+	if want := "0\nCapEff:\t00000000000004eb\n/.sandboxd/bin/sandbox-agent"; res.Stdout[:len(want)] != want {
+		t.Fatalf("clone runs %q", res.Stdout)
+	}
+}
+
+func asAPIError(err error, target **api.Error) bool {
+	e, ok := err.(*api.Error)
+	if ok {
+		*target = e
+	}
+	return ok
+}

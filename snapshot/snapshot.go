@@ -1,0 +1,277 @@
+// Package snapshot checkpoints sandboxes' filesystems as images and keeps the
+// record of them: id, name, labels, owner, source sandbox, parent snapshot,
+// base image, size and state. It does not import the orchestrator: the server
+// hands it the container to capture, and restores by asking the orchestrator
+// for a sandbox on the snapshot's image.
+package snapshot
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/sandboxd/sandboxd/db"
+	"github.com/sandboxd/sandboxd/runtime"
+)
+
+// Engine is what snapshots need of a container engine.
+type Engine interface {
+	Commit(ctx context.Context, containerID, ref string, labels map[string]string) (string, error)
+	ImageInspect(ctx context.Context, ref string) (runtime.Image, error)
+	ImageRemove(ctx context.Context, ref string) error
+}
+
+// States of a snapshot: pending while it is captured, ready once it is whole.
+const (
+	StatePending = "pending"
+	StateReady   = "ready"
+)
+
+// KindSnapshot labels snapshot images.
+const KindSnapshot = "snapshot"
+
+// Snapshot is one checkpoint of a sandbox's filesystem.
+type Snapshot struct {
+	ID        string
+	Name      string
+	Owner     string
+	SandboxID string
+	// Parent is the snapshot the sandbox was restored from, if any.
+	Parent string
+	// BaseImage is the image the chain of snapshots started from.
+	BaseImage string
+	// Image is the engine image that holds the snapshot.
+	Image     string
+	Labels    map[string]string
+	Size      int64
+	State     string
+	CreatedAt time.Time
+}
+
+// Source is the sandbox a checkpoint captures.
+type Source struct {
+	SandboxID   string
+	ContainerID string
+	// Image is the image the sandbox runs now: a base image or a snapshot's.
+	Image string
+}
+
+var migrations = []string{`CREATE TABLE snapshots (
+	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	id         TEXT NOT NULL UNIQUE,
+	name       TEXT NOT NULL,
+	owner      TEXT NOT NULL,
+	sandbox_id TEXT NOT NULL,
+	parent     TEXT NOT NULL DEFAULT '',
+	base_image TEXT NOT NULL,
+	image      TEXT NOT NULL,
+	labels     TEXT NOT NULL DEFAULT '{}',
+	size       INTEGER NOT NULL DEFAULT 0,
+	state      TEXT NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE INDEX snapshots_owner ON snapshots (owner, seq);`}
+
+// Snapshots takes and keeps snapshots.
+type Snapshots struct {
+	db  *sql.DB
+	eng Engine
+	log *slog.Logger
+}
+
+// New migrates the snapshot table and settles snapshots a crash left pending:
+// whole ones (their image exists) become ready, the rest are forgotten.
+func New(ctx context.Context, d *sql.DB, eng Engine, log *slog.Logger) (*Snapshots, error) {
+	if err := db.Migrate(ctx, d, "snapshot", migrations); err != nil {
+		return nil, err
+	}
+	s := &Snapshots{db: d, eng: eng, log: log.With("component", "snapshot")}
+	pending, err := s.query(ctx, `WHERE state = ?`, StatePending)
+	if err != nil {
+		return nil, err
+	}
+	for _, sn := range pending {
+		if _, err := eng.ImageInspect(ctx, sn.Image); err == nil {
+			_, err = d.ExecContext(ctx, `UPDATE snapshots SET state = ? WHERE id = ?`, StateReady, sn.ID)
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if _, err := d.ExecContext(ctx, `DELETE FROM snapshots WHERE id = ?`, sn.ID); err != nil {
+			return nil, err
+		}
+		s.log.Info("forgot a snapshot that a crash left incomplete", "snapshot_id", sn.ID)
+	}
+	return s, nil
+}
+
+// ImageRef is the engine image of a snapshot.
+func ImageRef(id string) string { return "sandboxd/snapshot:" + id }
+
+// Create checkpoints src for owner. The container is paused while its
+// filesystem is captured (and thawed by the engine whatever happens); the
+// record is pending until the image is whole.
+func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name string, labels map[string]string) (Snapshot, error) {
+	if len(name) > 200 || strings.ContainsRune(name, 0) {
+		return Snapshot{}, cerrdefs.ErrInvalidArgument.WithMessage("name: at most 200 characters")
+	}
+	for k, v := range labels {
+		if k == "" || len(k) > 63 || len(v) > 256 {
+			return Snapshot{}, cerrdefs.ErrInvalidArgument.WithMessage("labels: keys 1 to 63 characters, values at most 256")
+		}
+	}
+	sn := Snapshot{
+		ID: newID(), Name: name, Owner: owner, SandboxID: src.SandboxID, BaseImage: src.Image,
+		Labels: labels, State: StatePending, CreatedAt: time.Now().UTC(),
+	}
+	sn.Image = ImageRef(sn.ID)
+	if strings.HasPrefix(src.Image, "sandboxd/snapshot:") {
+		parentID := strings.TrimPrefix(src.Image, "sandboxd/snapshot:")
+		sn.Parent = parentID
+		if p, err := s.get(ctx, parentID); err == nil {
+			sn.BaseImage = p.BaseImage
+		}
+	}
+	if sn.Name == "" {
+		sn.Name = sn.ID
+	}
+	if err := s.insert(ctx, &sn); err != nil {
+		return Snapshot{}, err
+	}
+	imageID, err := s.eng.Commit(context.WithoutCancel(ctx), src.ContainerID, sn.Image, map[string]string{
+		runtime.LabelKind: KindSnapshot, runtime.LabelID: sn.ID, runtime.LabelOwner: owner,
+	})
+	if err != nil {
+		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM snapshots WHERE id = ?`, sn.ID)
+		return Snapshot{}, err
+	}
+	img, err := s.eng.ImageInspect(ctx, imageID)
+	if err == nil {
+		sn.Size = img.Size
+		if base, err := s.eng.ImageInspect(ctx, src.Image); err == nil && img.Size >= base.Size {
+			sn.Size = img.Size - base.Size // what this snapshot adds
+		}
+	}
+	sn.State = StateReady
+	if _, err := s.db.ExecContext(ctx, `UPDATE snapshots SET state = ?, size = ? WHERE id = ?`, sn.State, sn.Size, sn.ID); err != nil {
+		return Snapshot{}, err
+	}
+	s.log.Info("snapshot taken", "snapshot_id", sn.ID, "sandbox_id", src.SandboxID, "bytes", sn.Size)
+	return sn, nil
+}
+
+// Get returns owner's ready snapshot id.
+func (s *Snapshots) Get(ctx context.Context, owner, id string) (Snapshot, error) {
+	sn, err := s.get(ctx, id)
+	if err != nil || sn.Owner != owner || sn.State != StateReady {
+		return Snapshot{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("snapshot %s not found", id))
+	}
+	return sn, nil
+}
+
+// Filter narrows List.
+type Filter struct {
+	SandboxID string
+	Labels    map[string]string
+}
+
+// List returns owner's ready snapshots, oldest first.
+func (s *Snapshots) List(ctx context.Context, owner string, f Filter) ([]Snapshot, error) {
+	where := `WHERE owner = ? AND state = ?`
+	args := []any{owner, StateReady}
+	if f.SandboxID != "" {
+		where += ` AND sandbox_id = ?`
+		args = append(args, f.SandboxID)
+	}
+	for k, v := range f.Labels {
+		where += ` AND EXISTS (SELECT 1 FROM json_each(snapshots.labels) WHERE json_each.key = ? AND json_each.value = ?)`
+		args = append(args, k, v)
+	}
+	return s.query(ctx, where, args...)
+}
+
+// Delete removes owner's snapshot and its image. The engine refuses (a
+// conflict) while a sandbox runs on it or another snapshot is built on it.
+func (s *Snapshots) Delete(ctx context.Context, owner, id string) error {
+	sn, err := s.Get(ctx, owner, id)
+	if err != nil {
+		return err
+	}
+	if err := s.eng.ImageRemove(ctx, sn.Image); err != nil && !cerrdefs.IsNotFound(err) {
+		if cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "conflict") || strings.Contains(err.Error(), "dependent child") {
+			return cerrdefs.ErrConflict.WithMessage(fmt.Sprintf("snapshot %s is in use (by a sandbox, or by a snapshot taken from one restored from it): %v", id, err))
+		}
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, `DELETE FROM snapshots WHERE id = ?`, id)
+	return err
+}
+
+func (s *Snapshots) get(ctx context.Context, id string) (Snapshot, error) {
+	list, err := s.query(ctx, `WHERE id = ?`, id)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if len(list) == 0 {
+		return Snapshot{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("snapshot %s not found", id))
+	}
+	return list[0], nil
+}
+
+func (s *Snapshots) insert(ctx context.Context, sn *Snapshot) error {
+	labels, _ := json.Marshal(orEmpty(sn.Labels))
+	_, err := s.db.ExecContext(ctx, `INSERT INTO snapshots (id, name, owner, sandbox_id, parent, base_image, image, labels, size, state, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		sn.ID, sn.Name, sn.Owner, sn.SandboxID, sn.Parent, sn.BaseImage, sn.Image, string(labels), sn.Size, sn.State, sn.CreatedAt.UnixNano())
+	if err != nil {
+		return fmt.Errorf("insert snapshot: %w", err)
+	}
+	return nil
+}
+
+func (s *Snapshots) query(ctx context.Context, where string, args ...any) ([]Snapshot, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, owner, sandbox_id, parent, base_image, image, labels, size, state, created_at FROM snapshots `+where+` ORDER BY seq`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	defer rows.Close()
+	var out []Snapshot
+	for rows.Next() {
+		var sn Snapshot
+		var labels string
+		var created int64
+		if err := rows.Scan(&sn.ID, &sn.Name, &sn.Owner, &sn.SandboxID, &sn.Parent, &sn.BaseImage, &sn.Image, &labels, &sn.Size, &sn.State, &created); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(labels), &sn.Labels); err != nil {
+			return nil, errors.New("snapshot labels are corrupt")
+		}
+		sn.CreatedAt = time.Unix(0, created).UTC()
+		out = append(out, sn)
+	}
+	return out, rows.Err()
+}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = io.ReadFull(rand.Reader, b)
+	return "snap-" + hex.EncodeToString(b)
+}
