@@ -173,6 +173,16 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		row{name: "pause (REST vs docker pause)", ours: pauseOurs, base: pauseBase, target: "p50 <= 50 ms"},
 		row{name: "resume (REST vs docker unpause)", ours: resumeOurs, base: resumeBase, target: "p50 <= 50 ms"})
 
+	// Snapshots: checkpoint of 100 MB of changes vs docker commit, and
+	// restore -> first exec vs docker create+start of the same image.
+	snapOurs, snapBase, restOurs, restBase, err := benchSnapshot(ctx, c, eng, image)
+	if err != nil {
+		return err
+	}
+	rows = append(rows,
+		row{name: "checkpoint, 100 MB changed (vs docker commit)", ours: snapOurs, base: snapBase, target: "<= 1.2 x baseline"},
+		row{name: "restore snapshot -> first exec (vs docker create+start)", ours: restOurs, base: restBase, target: "p50 <= 1.2 x baseline"})
+
 	// Files: write+read of 1 MiB, and 100 MiB up and down, through the REST
 	// API vs `docker cp` through the Engine API.
 	fileOurs, fileBase, err := benchSmallFiles(ctx, c, eng, sb.ID, cname, fileN)
@@ -256,6 +266,65 @@ func benchPause(ctx context.Context, c *api.Client, eng *docker.Docker, id, cnam
 		pBase, rBase = append(pBase, t1.Sub(t0)), append(rBase, time.Since(t1))
 	}
 	return pOurs, rOurs, pBase, rBase, nil
+}
+
+// benchSnapshot times checkpoints of 100 MB of fresh changes, and restores of
+// the snapshot, on each side.
+func benchSnapshot(ctx context.Context, c *api.Client, eng *docker.Docker, image string) (snapOurs, snapBase, restOurs, restBase []time.Duration, err error) {
+	const write = "head -c 100000000 /dev/urandom > /root/changes"
+	for range 3 {
+		sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: write}); err != nil || res.ExitCode != 0 {
+			return nil, nil, nil, nil, fmt.Errorf("write changes: %v %+v", err, res)
+		}
+		t0 := time.Now()
+		sn, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{Name: "bench"})
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		snapOurs = append(snapOurs, time.Since(t0))
+		t0 = time.Now()
+		clone, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: sn.ID}, "")
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if _, err := c.Exec(ctx, clone.ID, api.ExecRequest{Cmd: []string{"true"}}); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		restOurs = append(restOurs, time.Since(t0))
+		d, err := dockerCreateStart(ctx, eng, "sandboxd/snapshot:"+sn.ID, "bridge")
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		restBase = append(restBase, d)
+		_ = c.DeleteSandbox(ctx, clone.ID)
+		_ = c.DeleteSandbox(ctx, sb.ID)
+		_ = c.DeleteSnapshot(ctx, sn.ID)
+
+		plain, err := eng.Create(ctx, runtime.Spec{Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "none",
+			Labels: map[string]string{"sandboxd.bench": "baseline"}})
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if err := eng.Start(ctx, plain); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if code, err := eng.DockerExec(ctx, plain, []string{"sh", "-c", write}); err != nil || code != 0 {
+			return nil, nil, nil, nil, fmt.Errorf("docker exec write: %v %d", err, code)
+		}
+		t0 = time.Now()
+		ref := "sandboxd-bench/commit:latest"
+		if _, err := eng.Commit(ctx, plain, ref, nil); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		snapBase = append(snapBase, time.Since(t0))
+		_ = eng.Remove(ctx, plain)
+		_ = eng.ImageRemove(ctx, ref)
+	}
+	return snapOurs, snapBase, restOurs, restBase, nil
 }
 
 // bigUpload is the size of the file the transfer benchmark moves.

@@ -10,6 +10,7 @@
 //	sbx shell ID [-- CMD...]      an interactive terminal (--attach SESSION to reattach)
 //	sbx stop|start|rm ID...       stop, start or delete sandboxes
 //	sbx pause|resume ID...        freeze and thaw sandboxes
+//	sbx snapshot create|ls|rm|restore  checkpoint sandboxes and roll them back
 //	sbx images                    list images
 //	sbx image build [--force] NAME build a built-in image
 //	sbx key create|ls|rm          manage API keys (admin)
@@ -44,21 +45,22 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"create":  {runCreate, "create [flags]"},
-	"ls":      {runList, "ls [--label k=v] [--state S] [--json] | ls ID:PATH"},
-	"cp":      {runCopy, "cp LOCAL ID:PATH | cp ID:PATH LOCAL"},
-	"cat":     {runCat, "cat ID:PATH"},
-	"inspect": {runInspect, "inspect ID"},
-	"exec":    {runExec, "exec [flags] ID -- CMD [ARG...]"},
-	"shell":   {runShell, "shell [--attach SESSION] [--user U] [--cwd DIR] ID [-- CMD...]"},
-	"stop":    {runStop, "stop ID..."},
-	"start":   {runStart, "start ID..."},
-	"rm":      {runRemove, "rm ID..."},
-	"pause":   {runPause, "pause ID..."},
-	"resume":  {runResume, "resume ID..."},
-	"images":  {runImages, "images"},
-	"image":   {runImage, "image build [--force] NAME"},
-	"key":     {runKey, "key create NAME [--admin] | key ls | key rm ID"},
+	"create":   {runCreate, "create [flags]"},
+	"ls":       {runList, "ls [--label k=v] [--state S] [--json] | ls ID:PATH"},
+	"cp":       {runCopy, "cp LOCAL ID:PATH | cp ID:PATH LOCAL"},
+	"cat":      {runCat, "cat ID:PATH"},
+	"inspect":  {runInspect, "inspect ID"},
+	"exec":     {runExec, "exec [flags] ID -- CMD [ARG...]"},
+	"shell":    {runShell, "shell [--attach SESSION] [--user U] [--cwd DIR] ID [-- CMD...]"},
+	"stop":     {runStop, "stop ID..."},
+	"start":    {runStart, "start ID..."},
+	"rm":       {runRemove, "rm ID..."},
+	"pause":    {runPause, "pause ID..."},
+	"snapshot": {runSnapshot, "snapshot create ID [--name N] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP"},
+	"resume":   {runResume, "resume ID..."},
+	"images":   {runImages, "images"},
+	"image":    {runImage, "image build [--force] NAME"},
+	"key":      {runKey, "key create NAME [--admin] | key ls | key rm ID"},
 }
 
 func main() {
@@ -73,7 +75,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	key := global.String("key", os.Getenv("SANDBOXD_KEY"), "API key (SANDBOXD_KEY)")
 	global.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sbx [--url URL] [--key KEY] COMMAND [ARGS]\n\ncommands:")
-		for _, name := range []string{"create", "ls", "inspect", "exec", "shell", "cp", "cat", "stop", "start", "pause", "resume", "rm", "images", "image", "key"} {
+		for _, name := range []string{"create", "ls", "inspect", "exec", "shell", "cp", "cat", "stop", "start", "pause", "resume", "snapshot", "rm", "images", "image", "key"} {
 			fmt.Fprintln(stderr, "  sbx "+commands[name].usage)
 		}
 	}

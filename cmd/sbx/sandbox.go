@@ -16,6 +16,7 @@ func runCreate(ctx context.Context, c *api.Client, args []string) error {
 	env, labels := kvFlag{}, kvFlag{}
 	var req api.CreateSandboxRequest
 	fs.StringVar(&req.Image, "image", "", "image (default: the server's, sandboxd/base)")
+	fs.StringVar(&req.Snapshot, "snapshot", "", "restore this snapshot into the new sandbox")
 	fs.Var(env, "env", "environment variable KEY=VALUE (repeatable)")
 	fs.Var(labels, "label", "label KEY=VALUE (repeatable)")
 	fs.Float64Var(&req.CPUs, "cpus", 0, "CPU limit")

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// runSnapshot: sbx snapshot create|ls|rm|restore.
+func runSnapshot(ctx context.Context, c *api.Client, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: sbx snapshot create ID [--name N] [--label k=v] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP")
+	}
+	switch args[0] {
+	case "create":
+		fs := newFlags("snapshot create")
+		name := fs.String("name", "", "snapshot name")
+		labels := kvFlag{}
+		fs.Var(labels, "label", "label KEY=VALUE (repeatable)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if err := needArgs(fs, 1, "sandbox ID"); err != nil {
+			return err
+		}
+		sn, err := c.CreateSnapshot(ctx, fs.Arg(0), api.CreateSnapshotRequest{Name: *name, Labels: labels})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, sn.ID)
+		return nil
+	case "ls":
+		fs := newFlags("snapshot ls")
+		sandbox := fs.String("sandbox", "", "only snapshots of this sandbox")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		list, err := c.ListSnapshots(ctx, *sandbox)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tSANDBOX\tSIZE\tCREATED")
+		for _, sn := range list.Snapshots {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\t%s ago\n", sn.ID, sn.Name, sn.SandboxID, float64(sn.SizeBytes)/1e6, time.Since(sn.CreatedAt).Round(time.Second))
+		}
+		return tw.Flush()
+	case "rm":
+		return eachID("snapshot rm", args[1:], func(id string) error { return c.DeleteSnapshot(ctx, id) })
+	case "restore":
+		if len(args) != 3 {
+			return fmt.Errorf("usage: sbx snapshot restore ID SNAP")
+		}
+		sb, err := c.RestoreSandbox(ctx, args[1], args[2])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, sb.ID)
+		return nil
+	}
+	return fmt.Errorf("unknown snapshot command %q", args[0])
+}
