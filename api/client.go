@@ -227,6 +227,24 @@ func (c *Client) DeleteSnapshot(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/snapshots/"+url.PathEscape(id), nil, nil, nil)
 }
 
+// ExportSnapshot streams a snapshot's portable archive into w.
+func (c *Client) ExportSnapshot(ctx context.Context, id string, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, http.MethodGet, "/v1/snapshots/"+url.PathEscape(id)+"/export", nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return io.Copy(w, resp.Body)
+}
+
+// ImportSnapshot uploads an exported archive; it is verified before anything is
+// kept.
+func (c *Client) ImportSnapshot(ctx context.Context, r io.Reader) (Snapshot, error) {
+	var sn Snapshot
+	err := c.stream(ctx, http.MethodPost, "/v1/snapshots/import", r, -1, &sn)
+	return sn, err
+}
+
 // RestoreSandbox rolls a sandbox back to a snapshot, in place.
 func (c *Client) RestoreSandbox(ctx context.Context, id, snapshot string) (Sandbox, error) {
 	var sb Sandbox

@@ -97,6 +97,9 @@ type Image struct {
 	Labels  map[string]string
 	Size    int64
 	Created time.Time
+	// Layers are the digests of the image's uncompressed layers, base first
+	// (known from an inspect, not from a list).
+	Layers []string
 }
 
 // EngineInfo is what sandboxd reports of the engine it drives.

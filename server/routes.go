@@ -27,6 +27,8 @@ func (s *Server) routes() {
 	v1.POST("/sandboxes/:id/restore", s.restoreSandbox)
 	v1.GET("/snapshots", s.listSnapshots)
 	v1.GET("/snapshots/:id", s.getSnapshot)
+	v1.GET("/snapshots/:id/export", s.exportSnapshot)
+	v1.POST("/snapshots/import", s.importSnapshot)
 	v1.DELETE("/snapshots/:id", s.deleteSnapshot)
 	v1.POST("/sandboxes/:id/pause", s.pauseSandbox)
 	v1.POST("/sandboxes/:id/resume", s.resumeSandbox)

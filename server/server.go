@@ -108,7 +108,8 @@ func New(cfg Config, deps Deps) *Server {
 		// Uploads stream to the sandbox under their own limit.
 		Skipper: func(c *echo.Context) bool {
 			r := c.Request()
-			return r.Method == http.MethodPut && (strings.HasSuffix(r.URL.Path, "/files") || strings.HasSuffix(r.URL.Path, "/archive"))
+			return (r.Method == http.MethodPut && (strings.HasSuffix(r.URL.Path, "/files") || strings.HasSuffix(r.URL.Path, "/archive"))) ||
+				(r.Method == http.MethodPost && r.URL.Path == "/v1/snapshots/import")
 		},
 	}))
 	s.e = e

@@ -68,7 +68,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	tickets := supervisor.NewTickets()
-	snaps, err := snapshot.New(ctx, sq, d, log)
+	snaps, err := snapshot.New(ctx, sq, d, log, filepath.Join(data, "tmp"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,6 +89,35 @@ func (s *Server) deleteSnapshot(c *echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
+// exportSnapshot streams a snapshot as a portable archive.
+func (s *Server) exportSnapshot(c *echo.Context) error {
+	id := c.Param("id")
+	if _, err := s.deps.Snapshots.Get(c.Request().Context(), caller(c).ID, id); err != nil {
+		return err
+	}
+	w := c.Response()
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+id+`.tar"`)
+	w.WriteHeader(http.StatusOK)
+	if err := s.deps.Snapshots.Export(c.Request().Context(), caller(c).ID, id, w); err != nil {
+		s.log.Warn("snapshot export broke off", "err", err, "snapshot_id", id)
+	}
+	return nil
+}
+
+// importSnapshot verifies an exported archive and keeps it as a new snapshot.
+func (s *Server) importSnapshot(c *echo.Context) error {
+	body := &limitedBody{r: c.Request().Body, left: s.cfg.MaxFileBytes}
+	sn, err := s.deps.Snapshots.Import(c.Request().Context(), caller(c).ID, body, s.cfg.MaxFileBytes)
+	if body.over {
+		return echo.ErrStatusRequestEntityTooLarge
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, toSnapshot(sn))
+}
+
 func toSnapshot(sn snapshot.Snapshot) api.Snapshot {
 	labels := sn.Labels
 	if labels == nil {

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -133,4 +135,72 @@ func asAPIError(err error, target **api.Error) bool {
 		*target = e
 	}
 	return ok
+}
+
+// TestSnapshotExportImport: an exported archive holds what the snapshot adds,
+// imports (after the snapshot and its image are gone) into a snapshot that
+// restores the same files, and is refused when truncated or altered.
+func TestSnapshotExportImport(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := api.NewClient(f.url, f.user)
+	sb := mustCreate(t, c)
+	const changed = 3 << 20
+	res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: "mkdir -p /data && head -c 3145728 /dev/urandom > /data/blob && echo note > /data/n && cd /data && md5sum blob n"})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("write: %v %+v", err, res)
+	}
+	sums := res.Stdout
+	snap, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{Name: "portable"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var archive bytes.Buffer
+	if _, err := c.ExportSnapshot(ctx, snap.ID, &archive); err != nil {
+		t.Fatal(err)
+	}
+	if n := archive.Len(); n > changed*11/10+64<<10 {
+		t.Fatalf("export is %d bytes for %d changed", n, changed)
+	}
+	if err := c.DeleteSandbox(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteSnapshot(ctx, snap.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	data := archive.Bytes()
+	flipped := append([]byte(nil), data...)
+	flipped[len(flipped)/2] ^= 0xff
+	for name, bad := range map[string][]byte{
+		"flipped byte": flipped,
+		"truncated":    data[:len(data)*2/3],
+		"empty":        {},
+	} {
+		if _, err := c.ImportSnapshot(ctx, bytes.NewReader(bad)); err == nil {
+			t.Fatalf("%s archive imported", name)
+		} else if e := (*api.Error)(nil); !errors.As(err, &e) || e.Status != 400 {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if list, _ := c.ListSnapshots(ctx, ""); len(list.Snapshots) != 0 {
+		t.Fatalf("refused archives left snapshots: %+v", list)
+	}
+
+	imported, err := c.ImportSnapshot(ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if imported.Name != "portable" || imported.ID == snap.ID {
+		t.Fatalf("imported %+v", imported)
+	}
+	clone, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: imported.ID}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = c.Exec(ctx, clone.ID, api.ExecRequest{Shell: "cd /data && md5sum blob n"})
+	if err != nil || res.Stdout != sums {
+		t.Fatalf("restored from the import: %q, want %q (%v)", res.Stdout, sums, err)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -84,18 +85,26 @@ CREATE INDEX snapshots_owner ON snapshots (owner, seq);`}
 
 // Snapshots takes and keeps snapshots.
 type Snapshots struct {
-	db  *sql.DB
-	eng Engine
-	log *slog.Logger
+	db      *sql.DB
+	eng     Engine
+	arch    Archiver
+	log     *slog.Logger
+	scratch string // where archives are spooled (sandboxes never see it)
 }
 
 // New migrates the snapshot table and settles snapshots a crash left pending:
 // whole ones (their image exists) become ready, the rest are forgotten.
-func New(ctx context.Context, d *sql.DB, eng Engine, log *slog.Logger) (*Snapshots, error) {
+func New(ctx context.Context, d *sql.DB, eng interface {
+	Engine
+	Archiver
+}, log *slog.Logger, scratch string) (*Snapshots, error) {
 	if err := db.Migrate(ctx, d, "snapshot", migrations); err != nil {
 		return nil, err
 	}
-	s := &Snapshots{db: d, eng: eng, log: log.With("component", "snapshot")}
+	if err := os.MkdirAll(scratch, 0o700); err != nil {
+		return nil, err
+	}
+	s := &Snapshots{db: d, eng: eng, arch: eng, log: log.With("component", "snapshot"), scratch: scratch}
 	pending, err := s.query(ctx, `WHERE state = ?`, StatePending)
 	if err != nil {
 		return nil, err

@@ -116,7 +116,7 @@ func run(cfg config, log *slog.Logger) error {
 		return err
 	}
 
-	snaps, err := snapshot.New(ctx, sq, eng, log)
+	snaps, err := snapshot.New(ctx, sq, eng, log, filepath.Join(data, "tmp"))
 	if err != nil {
 		return err
 	}

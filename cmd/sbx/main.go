@@ -56,7 +56,7 @@ var commands = map[string]command{
 	"start":    {runStart, "start ID..."},
 	"rm":       {runRemove, "rm ID..."},
 	"pause":    {runPause, "pause ID..."},
-	"snapshot": {runSnapshot, "snapshot create ID [--name N] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP"},
+	"snapshot": {runSnapshot, "snapshot create ID [--name N] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP | export SNAP [-o FILE] | import FILE"},
 	"resume":   {runResume, "resume ID..."},
 	"images":   {runImages, "images"},
 	"image":    {runImage, "image build [--force] NAME"},

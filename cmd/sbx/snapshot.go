@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 // runSnapshot: sbx snapshot create|ls|rm|restore.
 func runSnapshot(ctx context.Context, c *api.Client, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: sbx snapshot create ID [--name N] [--label k=v] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP")
+		return fmt.Errorf("usage: sbx snapshot create ID [--name N] [--label k=v] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP | export SNAP [-o FILE] | import FILE")
 	}
 	switch args[0] {
 	case "create":
@@ -50,6 +51,41 @@ func runSnapshot(ctx context.Context, c *api.Client, args []string) error {
 		return tw.Flush()
 	case "rm":
 		return eachID("snapshot rm", args[1:], func(id string) error { return c.DeleteSnapshot(ctx, id) })
+	case "export":
+		fs := newFlags("snapshot export")
+		file := fs.String("o", "", "write the archive to this file (default: standard output)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if err := needArgs(fs, 1, "snapshot ID"); err != nil {
+			return err
+		}
+		w := out
+		if *file != "" {
+			f, err := os.Create(*file)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			w = f
+		}
+		_, err := c.ExportSnapshot(ctx, fs.Arg(0), w)
+		return err
+	case "import":
+		if len(args) != 2 {
+			return fmt.Errorf("usage: sbx snapshot import FILE")
+		}
+		f, err := os.Open(args[1])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		sn, err := c.ImportSnapshot(ctx, f)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, sn.ID)
+		return nil
 	case "restore":
 		if len(args) != 3 {
 			return fmt.Errorf("usage: sbx snapshot restore ID SNAP")

@@ -20,7 +20,7 @@ func (d *Docker) ImageInspect(ctx context.Context, ref string) (runtime.Image, e
 	if err != nil {
 		return runtime.Image{}, fmt.Errorf("inspect image %s: %w", ref, err)
 	}
-	img := runtime.Image{ID: res.ID, Tags: res.RepoTags, Size: res.Size}
+	img := runtime.Image{ID: res.ID, Tags: res.RepoTags, Size: res.Size, Layers: res.RootFS.Layers}
 	if res.Config != nil {
 		img.Labels = res.Config.Labels
 	}
@@ -116,4 +116,23 @@ func readMessages(r io.Reader, progress func(string)) error {
 			progress(line)
 		}
 	}
+}
+
+// ImageSave streams ref as the engine's image archive (docker save).
+func (d *Docker) ImageSave(ctx context.Context, ref string) (io.ReadCloser, error) {
+	res, err := d.cli.ImageSave(ctx, []string{ref})
+	if err != nil {
+		return nil, fmt.Errorf("save image %s: %w", ref, err)
+	}
+	return res, nil
+}
+
+// ImageLoad loads an image archive (docker load).
+func (d *Docker) ImageLoad(ctx context.Context, r io.Reader) error {
+	res, err := d.cli.ImageLoad(ctx, r, client.ImageLoadWithQuiet(true))
+	if err != nil {
+		return fmt.Errorf("load image: %w", err)
+	}
+	defer res.Close()
+	return readMessages(res, nil)
 }
