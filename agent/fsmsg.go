@@ -48,6 +48,10 @@ type FsRequest struct {
 	MaxBytes int64 `json:"max_bytes,omitempty"`
 	// MaxEntries bounds what a list returns or a tar_in extracts.
 	MaxEntries int `json:"max_entries,omitempty"`
+	// AnyLinks lets a tar_in keep symlinks that point outside the target (a
+	// restore of the sandbox's own files); extraction itself still never
+	// leaves the target.
+	AnyLinks bool `json:"any_links,omitempty"`
 }
 
 // FileInfo describes one file.

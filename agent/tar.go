@@ -137,7 +137,7 @@ func tarIn(req *FsRequest, p string, in io.Reader) FsResult {
 		defer gz.Close()
 		src = gz
 	}
-	res, dirModes, err := extract(tar.NewReader(src), stage, budget, maxEntries)
+	res, dirModes, err := extract(tar.NewReader(src), stage, budget, maxEntries, req.AnyLinks)
 	if err != nil {
 		return fail(err)
 	}
@@ -177,7 +177,7 @@ func tarIn(req *FsRequest, p string, in io.Reader) FsResult {
 var errUnsafe = errors.New("unsafe archive entry")
 
 // extract writes every entry of tr under root, within the bounds.
-func extract(tr *tar.Reader, root *os.Root, budget, maxEntries int64) (FsResult, map[string]fs.FileMode, error) {
+func extract(tr *tar.Reader, root *os.Root, budget, maxEntries int64, anyLinks bool) (FsResult, map[string]fs.FileMode, error) {
 	var res FsResult
 	dirModes := map[string]fs.FileMode{}
 	for {
@@ -228,8 +228,10 @@ func extract(tr *tar.Reader, root *os.Root, budget, maxEntries int64) (FsResult,
 			budget -= n
 			res.Bytes += n
 		case tar.TypeSymlink:
-			if err := safeLink(name, hdr.Linkname); err != nil {
-				return res, nil, err
+			if !anyLinks {
+				if err := safeLink(name, hdr.Linkname); err != nil {
+					return res, nil, err
+				}
 			}
 			if err := root.Symlink(hdr.Linkname, name); err != nil {
 				return res, nil, err

@@ -245,10 +245,11 @@ func (c *Client) ImportSnapshot(ctx context.Context, r io.Reader) (Snapshot, err
 	return sn, err
 }
 
-// RestoreSandbox rolls a sandbox back to a snapshot, in place.
-func (c *Client) RestoreSandbox(ctx context.Context, id, snapshot string) (Sandbox, error) {
+// RestoreSandbox rolls a sandbox back to a snapshot, in place: all of it, or
+// only the given paths.
+func (c *Client) RestoreSandbox(ctx context.Context, id, snapshot string, paths ...string) (Sandbox, error) {
 	var sb Sandbox
-	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/restore", nil, RestoreRequest{Snapshot: snapshot}, &sb)
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/restore", nil, RestoreRequest{Snapshot: snapshot, Paths: paths}, &sb)
 	return sb, err
 }
 

@@ -322,6 +322,7 @@ type SnapshotList struct {
 // RestoreRequest is the body of POST /v1/sandboxes/{id}/restore.
 type RestoreRequest struct {
 	Snapshot string `json:"snapshot"`
-	// Paths restores only these paths (not implemented yet: refused).
+	// Paths restores only these absolute paths (each exactly as in the
+	// snapshot: made, replaced or removed), leaving the rest of the sandbox.
 	Paths []string `json:"paths,omitempty"`
 }

@@ -1,12 +1,17 @@
 package server
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/snapshot"
@@ -40,14 +45,61 @@ func (s *Server) restoreSandbox(c *echo.Context) error {
 	if req.Snapshot == "" {
 		return badRequest("snapshot: required")
 	}
-	if len(req.Paths) > 0 {
-		return badRequest("paths: restoring only some paths is not implemented yet; restore the whole snapshot")
-	}
 	sn, err := s.deps.Snapshots.Get(c.Request().Context(), caller(c).ID, req.Snapshot)
 	if err != nil {
 		return err
 	}
+	if len(req.Paths) > 0 {
+		return s.restorePaths(c, sn.ID, req.Paths)
+	}
 	sb, err := s.deps.Orchestrator.Restore(c.Request().Context(), caller(c).ID, c.Param("id"), sn.Image)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toSandbox(sb))
+}
+
+// restorePaths puts back only the named paths as they are in a snapshot: each
+// is removed, then (when the snapshot has it) copied from the snapshot's image
+// through a container that is never started, and extracted by the agent, as
+// root, into the running sandbox. The rest of the sandbox is untouched.
+func (s *Server) restorePaths(c *echo.Context, snapID string, paths []string) error {
+	for _, p := range paths {
+		if err := agent.CheckPath(p); err != nil || !path.IsAbs(p) || path.Clean(p) == "/" {
+			return badRequest("paths: want absolute paths other than /, got " + strconv.Quote(p))
+		}
+	}
+	owner, id := caller(c).ID, c.Param("id")
+	err := s.deps.Orchestrator.Attach(c.Request().Context(), owner, id, func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
+		for _, p := range paths {
+			p = path.Clean(p)
+			rc, found, err := s.deps.Snapshots.ReadPath(ctx, owner, snapID, p)
+			if err != nil {
+				return err
+			}
+			_, err = conn.Fs(ctx, agent.FsRequest{Op: "remove", Path: p, Recursive: true, User: "root"}, nil, nil)
+			var fe *agent.FsError
+			if err != nil && !(errors.As(err, &fe) && fe.Code == agent.FsNotFound) {
+				if rc != nil {
+					rc.Close()
+				}
+				return err
+			}
+			if !found {
+				continue
+			}
+			_, err = conn.Fs(ctx, agent.FsRequest{Op: "tar_in", Path: path.Dir(p), User: "root", AnyLinks: true}, rc, nil)
+			rc.Close()
+			if err != nil {
+				return fmt.Errorf("restore %s: %w", p, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sb, err := s.deps.Orchestrator.Get(c.Request().Context(), owner, id)
 	if err != nil {
 		return err
 	}

@@ -64,6 +64,15 @@ func TestSnapshotCheckpointAndRestore(t *testing.T) {
 		t.Fatalf("restored:\n%s\nwant\n%s", got, before)
 	}
 
+	// A partial restore puts back only the named paths.
+	sh(sb.ID, "echo changed > /data/a && echo changed > /data/b && rm -r /data/sub && echo new > /data/new")
+	if _, err := c.RestoreSandbox(ctx, sb.ID, snap.ID, "/data/a", "/data/sub", "/data/new"); err != nil {
+		t.Fatal(err)
+	}
+	if got := sh(sb.ID, "cat /data/a /data/b /data/sub/c; ls /data; stat -c %a /data/a"); got != "one\nchanged\nthree\na\nb\nsub\n600\n" {
+		t.Fatalf("after a partial restore: %q", got)
+	}
+
 	// Listed, found, and not deletable while sandboxes run on it.
 	list, err := c.ListSnapshots(ctx, sb.ID)
 	if err != nil || len(list.Snapshots) != 1 || list.Snapshots[0].ID != snap.ID {
@@ -91,9 +100,9 @@ func TestSnapshotCheckpointAndRestore(t *testing.T) {
 	if _, err := c.GetSnapshot(ctx, snap.ID); !api.IsNotFound(err) {
 		t.Fatalf("after delete: %v", err)
 	}
-	status, body := f.call(t, "POST", "/v1/sandboxes/"+sb.ID+"/restore", f.user, `{"snapshot":"x","paths":["/a"]}`)
-	if status != 400 {
-		t.Fatalf("partial restore: %d %s", status, body)
+	status, body := f.call(t, "POST", "/v1/sandboxes/"+clone.ID+"/restore", f.user, `{"snapshot":"x","paths":["/a"]}`)
+	if status != 404 {
+		t.Fatalf("restore from a missing snapshot: %d %s", status, body)
 	}
 }
 

@@ -55,6 +55,18 @@ type Part struct {
 type Archiver interface {
 	ImageSave(ctx context.Context, ref string) (io.ReadCloser, error)
 	ImageLoad(ctx context.Context, r io.Reader) error
+	ReadImagePath(ctx context.Context, image, path string) (io.ReadCloser, bool, error)
+}
+
+// ReadPath streams path as it is in owner's snapshot, as a tar whose entry names
+// start at the path's base name; found is false when the snapshot has no such
+// path.
+func (s *Snapshots) ReadPath(ctx context.Context, owner, id, path string) (io.ReadCloser, bool, error) {
+	sn, err := s.Get(ctx, owner, id)
+	if err != nil {
+		return nil, false, err
+	}
+	return s.arch.ReadImagePath(ctx, sn.Image, path)
 }
 
 // saved is the engine's own archive of an image, spooled to a file.

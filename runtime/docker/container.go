@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -248,4 +249,40 @@ func (d *Docker) Commit(ctx context.Context, id, ref string, labels map[string]s
 		return "", fmt.Errorf("commit container %s: %w", id, err)
 	}
 	return res.ID, nil
+}
+
+// ReadImagePath streams path as it is in image, as a tar (entry names start at
+// path's base name), through a container that is created for it and never
+// started. found is false when image has no such path.
+func (d *Docker) ReadImagePath(ctx context.Context, image, path string) (rc io.ReadCloser, found bool, err error) {
+	res, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config:     &container.Config{Image: image, Entrypoint: []string{"/nonexistent"}, Labels: map[string]string{runtime.LabelKind: "probe"}},
+		HostConfig: &container.HostConfig{NetworkMode: "none"},
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("probe container of %s: %w", image, err)
+	}
+	remove := func() {
+		_, _ = d.cli.ContainerRemove(context.WithoutCancel(ctx), res.ID, client.ContainerRemoveOptions{Force: true})
+	}
+	out, err := d.cli.CopyFromContainer(ctx, res.ID, client.CopyFromContainerOptions{SourcePath: path})
+	if err != nil {
+		remove()
+		if cerrdefs.IsNotFound(err) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("read %s of %s: %w", path, image, err)
+	}
+	return &closeFunc{ReadCloser: out.Content, after: remove}, true, nil
+}
+
+type closeFunc struct {
+	io.ReadCloser
+	after func()
+}
+
+func (c *closeFunc) Close() error {
+	err := c.ReadCloser.Close()
+	c.after()
+	return err
 }
