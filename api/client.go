@@ -245,6 +245,14 @@ func (c *Client) ImportSnapshot(ctx context.Context, r io.Reader) (Snapshot, err
 	return sn, err
 }
 
+// DiffSnapshot lists what changed from snapshot id to to (a snapshot, or a
+// sandbox's current state).
+func (c *Client) DiffSnapshot(ctx context.Context, id, to string) (Diff, error) {
+	var d Diff
+	err := c.do(ctx, http.MethodGet, "/v1/snapshots/"+url.PathEscape(id)+"/diff?to="+url.QueryEscape(to), nil, nil, &d)
+	return d, err
+}
+
 // RestoreSandbox rolls a sandbox back to a snapshot, in place: all of it, or
 // only the given paths.
 func (c *Client) RestoreSandbox(ctx context.Context, id, snapshot string, paths ...string) (Sandbox, error) {

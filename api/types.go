@@ -326,3 +326,18 @@ type RestoreRequest struct {
 	// snapshot: made, replaced or removed), leaving the rest of the sandbox.
 	Paths []string `json:"paths,omitempty"`
 }
+
+// DiffEntry is one path that differs between two states.
+type DiffEntry struct {
+	Path   string `json:"path"`
+	Change string `json:"change"` // added, modified, deleted
+	Type   string `json:"type"`   // file, dir, symlink, other
+	Size   int64  `json:"size"`
+}
+
+// Diff is the answer of GET /v1/snapshots/{id}/diff?to=.
+type Diff struct {
+	From    string      `json:"from"`
+	To      string      `json:"to"`
+	Changes []DiffEntry `json:"changes"`
+}

@@ -28,6 +28,7 @@ func (s *Server) routes() {
 	v1.GET("/snapshots", s.listSnapshots)
 	v1.GET("/snapshots/:id", s.getSnapshot)
 	v1.GET("/snapshots/:id/export", s.exportSnapshot)
+	v1.GET("/snapshots/:id/diff", s.diffSnapshot)
 	v1.POST("/snapshots/import", s.importSnapshot)
 	v1.DELETE("/snapshots/:id", s.deleteSnapshot)
 	v1.POST("/sandboxes/:id/pause", s.pauseSandbox)

@@ -170,6 +170,37 @@ func (s *Server) importSnapshot(c *echo.Context) error {
 	return c.JSON(http.StatusCreated, toSnapshot(sn))
 }
 
+// diffSnapshot lists what changed from one snapshot to another, or to a
+// sandbox's current state (?to=ID of either).
+func (s *Server) diffSnapshot(c *echo.Context) error {
+	ctx, owner, from, to := c.Request().Context(), caller(c).ID, c.Param("id"), c.QueryParam("to")
+	if to == "" {
+		return badRequest("to: name a snapshot or a sandbox")
+	}
+	var changes []snapshot.Change
+	var err error
+	if strings.HasPrefix(to, "sb-") {
+		err = s.deps.Orchestrator.WithSandbox(ctx, owner, to, func(sb orchestrator.Sandbox) error {
+			var err error
+			changes, err = s.deps.Snapshots.DiffSandbox(ctx, owner, from, snapshot.Source{SandboxID: sb.ID, ContainerID: sb.ContainerID, Image: sb.Image})
+			return err
+		})
+	} else {
+		var sn snapshot.Snapshot
+		if sn, err = s.deps.Snapshots.Get(ctx, owner, to); err == nil {
+			changes, err = s.deps.Snapshots.Diff(ctx, owner, from, sn.Image)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	out := api.Diff{From: from, To: to, Changes: make([]api.DiffEntry, 0, len(changes))}
+	for _, ch := range changes {
+		out.Changes = append(out.Changes, api.DiffEntry{Path: ch.Path, Change: ch.Kind, Type: ch.Type, Size: ch.Size})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
 func toSnapshot(sn snapshot.Snapshot) api.Snapshot {
 	labels := sn.Labels
 	if labels == nil {

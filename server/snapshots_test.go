@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"sort"
+	"strings"
 	"testing"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -211,5 +214,70 @@ func TestSnapshotExportImport(t *testing.T) {
 	res, err = c.Exec(ctx, clone.ID, api.ExecRequest{Shell: "cd /data && md5sum blob n"})
 	if err != nil || res.Stdout != sums {
 		t.Fatalf("restored from the import: %q, want %q (%v)", res.Stdout, sums, err)
+	}
+}
+
+// TestSnapshotDiff: a diff lists exactly the paths that changed, between two
+// snapshots and between a snapshot and the sandbox as it is now.
+func TestSnapshotDiff(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := api.NewClient(f.url, f.user)
+	sb := mustCreate(t, c)
+	sh := func(shell string) {
+		t.Helper()
+		if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: shell}); err != nil || res.ExitCode != 0 {
+			t.Fatalf("%s: %v %+v", shell, err, res)
+		}
+	}
+	sh("mkdir -p /data/keep /data/gone && echo 1 > /data/same && echo 1 > /data/edit && echo 1 > /data/gone/x && echo 1 > /data/rm && echo 1 > /data/keep/k")
+	a, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh("echo 22 > /data/edit && rm /data/rm && rm -r /data/gone && echo new > /data/added && chmod 700 /data/keep/k && rm /bin/ls")
+	want := "added /data/added file 4; deleted /bin/ls symlink 0; deleted /data/gone dir 0; modified /data/edit file 3; deleted /data/rm file 2; modified /data/keep/k file 2"
+	show := func(d api.Diff) string {
+		var parts []string
+		for _, e := range d.Changes {
+			parts = append(parts, fmt.Sprintf("%s %s %s %d", e.Change, e.Path, e.Type, e.Size))
+		}
+		sort.Slice(parts, func(i, j int) bool { return strings.Fields(parts[i])[1] < strings.Fields(parts[j])[1] })
+		return strings.Join(parts, "; ")
+	}
+	sortWant := func(s string) string {
+		parts := strings.Split(s, "; ")
+		sort.Slice(parts, func(i, j int) bool { return strings.Fields(parts[i])[1] < strings.Fields(parts[j])[1] })
+		return strings.Join(parts, "; ")
+	}
+	// Against the sandbox as it is now.
+	d, err := c.DiffSnapshot(ctx, a.ID, sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := show(d); got != sortWant(want) {
+		t.Fatalf("diff to the sandbox:\n got  %s\n want %s", got, sortWant(want))
+	}
+	// Against a second snapshot.
+	b, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err = c.DiffSnapshot(ctx, a.ID, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := show(d); got != sortWant(want) {
+		t.Fatalf("diff to a snapshot:\n got  %s\n want %s", got, sortWant(want))
+	}
+	// And the other way round (a directory that comes back lists its files).
+	d, err = c.DiffSnapshot(ctx, b.ID, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reverse := "added /bin/ls symlink 0; deleted /data/added file 4; modified /data/edit file 2; added /data/gone dir 0; added /data/gone/x file 2; modified /data/keep/k file 2; added /data/rm file 2"
+	if got := show(d); got != sortWant(reverse) {
+		t.Fatalf("reverse diff:\n got  %s\n want %s", got, sortWant(reverse))
 	}
 }
