@@ -10,7 +10,7 @@
 //	sbx shell ID [-- CMD...]      an interactive terminal (--attach SESSION to reattach)
 //	sbx stop|start|rm ID...       stop, start or delete sandboxes
 //	sbx pause|resume ID...        freeze and thaw sandboxes
-//	sbx snapshot create|ls|rm|restore  checkpoint sandboxes and roll them back
+//	sbx snapshot create|ls|rm|restore|diff|export|import  checkpoints
 //	sbx images                    list images
 //	sbx image build [--force] NAME build a built-in image
 //	sbx key create|ls|rm          manage API keys (admin)
@@ -56,7 +56,7 @@ var commands = map[string]command{
 	"start":    {runStart, "start ID..."},
 	"rm":       {runRemove, "rm ID..."},
 	"pause":    {runPause, "pause ID..."},
-	"snapshot": {runSnapshot, "snapshot create ID [--name N] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP | export SNAP [-o FILE] | import FILE"},
+	"snapshot": {runSnapshot, "snapshot create ID [--name N] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP [PATH...] | diff SNAP SNAP|SANDBOX | export [-o FILE] SNAP | import FILE"},
 	"resume":   {runResume, "resume ID..."},
 	"images":   {runImages, "images"},
 	"image":    {runImage, "image build [--force] NAME"},

@@ -13,7 +13,7 @@ import (
 // runSnapshot: sbx snapshot create|ls|rm|restore.
 func runSnapshot(ctx context.Context, c *api.Client, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: sbx snapshot create ID [--name N] [--label k=v] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP | export SNAP [-o FILE] | import FILE")
+		return fmt.Errorf("usage: sbx snapshot create ID [--name N] [--label k=v] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP [PATH...] | diff SNAP SNAP|SANDBOX | export [-o FILE] SNAP | import FILE")
 	}
 	switch args[0] {
 	case "create":
@@ -86,11 +86,24 @@ func runSnapshot(ctx context.Context, c *api.Client, args []string) error {
 		}
 		fmt.Fprintln(out, sn.ID)
 		return nil
-	case "restore":
+	case "diff":
 		if len(args) != 3 {
-			return fmt.Errorf("usage: sbx snapshot restore ID SNAP")
+			return fmt.Errorf("usage: sbx snapshot diff SNAP SNAP|SANDBOX")
 		}
-		sb, err := c.RestoreSandbox(ctx, args[1], args[2])
+		d, err := c.DiffSnapshot(ctx, args[1], args[2])
+		if err != nil {
+			return err
+		}
+		for _, e := range d.Changes {
+			mark := map[string]string{"added": "+", "deleted": "-", "modified": "~"}[e.Change]
+			fmt.Fprintf(out, "%s %s\t%s\t%d\n", mark, e.Path, e.Type, e.Size)
+		}
+		return nil
+	case "restore":
+		if len(args) < 3 {
+			return fmt.Errorf("usage: sbx snapshot restore ID SNAP [PATH...]")
+		}
+		sb, err := c.RestoreSandbox(ctx, args[1], args[2], args[3:]...)
 		if err != nil {
 			return err
 		}
