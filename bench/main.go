@@ -175,7 +175,7 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 
 	// Snapshots: checkpoint of 100 MB of changes vs docker commit, and
 	// restore -> first exec vs docker create+start of the same image.
-	snapOurs, snapBase, restOurs, restBase, err := benchSnapshot(ctx, c, eng, image)
+	snapOurs, snapBase, restOurs, restBase, exported, err := benchSnapshot(ctx, c, eng, image)
 	if err != nil {
 		return err
 	}
@@ -217,6 +217,8 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		fmt.Printf("| %s | %d / %d | %s | %s | %s | %s | %.3f | %s |\n", r.name, len(r.ours), len(r.base),
 			ms(op50), ms(op99), ms(bp50), ms(bp99), float64(op50)/float64(bp50), r.target)
 	}
+	fmt.Printf("| export size of a snapshot of 100 MB of changes | 1 | %.1f MB | - | 100.0 MB changed | - | %.3f (size) | <= 1.1 x changed |\n",
+		float64(exported)/1e6, float64(exported)/1e8)
 	fmt.Printf("| upload %d MiB (PUT files vs docker cp in) | 1 / 1 | %.0f MB/s | - | %.0f MB/s | - | %.3f (throughput) | >= 200 MB/s |\n",
 		bigUpload>>20, upOurs, upBase, upOurs/upBase)
 	fmt.Printf("| download %d MiB (GET files vs docker cp out) | 1 / 1 | %.0f MB/s | - | %.0f MB/s | - | %.3f (throughput) | >= 200 MB/s |\n",
@@ -270,29 +272,34 @@ func benchPause(ctx context.Context, c *api.Client, eng *docker.Docker, id, cnam
 
 // benchSnapshot times checkpoints of 100 MB of fresh changes, and restores of
 // the snapshot, on each side.
-func benchSnapshot(ctx context.Context, c *api.Client, eng *docker.Docker, image string) (snapOurs, snapBase, restOurs, restBase []time.Duration, err error) {
+func benchSnapshot(ctx context.Context, c *api.Client, eng *docker.Docker, image string) (snapOurs, snapBase, restOurs, restBase []time.Duration, exported int64, err error) {
 	const write = "head -c 100000000 /dev/urandom > /root/changes"
-	for range 3 {
+	for i := range 3 {
 		sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
 		if err != nil {
-			return nil, nil, nil, nil, err
+			return nil, nil, nil, nil, 0, err
 		}
 		if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: write}); err != nil || res.ExitCode != 0 {
-			return nil, nil, nil, nil, fmt.Errorf("write changes: %v %+v", err, res)
+			return nil, nil, nil, nil, 0, fmt.Errorf("write changes: %v %+v", err, res)
 		}
 		t0 := time.Now()
 		sn, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{Name: "bench"})
 		if err != nil {
-			return nil, nil, nil, nil, err
+			return nil, nil, nil, nil, 0, err
 		}
 		snapOurs = append(snapOurs, time.Since(t0))
+		if i == 0 {
+			if exported, err = c.ExportSnapshot(ctx, sn.ID, io.Discard); err != nil {
+				return nil, nil, nil, nil, 0, err
+			}
+		}
 		t0 = time.Now()
 		clone, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: sn.ID}, "")
 		if err != nil {
-			return nil, nil, nil, nil, err
+			return nil, nil, nil, nil, 0, err
 		}
 		if _, err := c.Exec(ctx, clone.ID, api.ExecRequest{Cmd: []string{"true"}}); err != nil {
-			return nil, nil, nil, nil, err
+			return nil, nil, nil, nil, 0, err
 		}
 		restOurs = append(restOurs, time.Since(t0))
 		_ = c.DeleteSandbox(ctx, clone.ID)
@@ -302,18 +309,18 @@ func benchSnapshot(ctx context.Context, c *api.Client, eng *docker.Docker, image
 		plain, err := eng.Create(ctx, runtime.Spec{Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "none",
 			Labels: map[string]string{"sandboxd.bench": "baseline"}})
 		if err != nil {
-			return nil, nil, nil, nil, err
+			return nil, nil, nil, nil, 0, err
 		}
 		if err := eng.Start(ctx, plain); err != nil {
-			return nil, nil, nil, nil, err
+			return nil, nil, nil, nil, 0, err
 		}
 		if code, err := eng.DockerExec(ctx, plain, []string{"sh", "-c", write}); err != nil || code != 0 {
-			return nil, nil, nil, nil, fmt.Errorf("docker exec write: %v %d", err, code)
+			return nil, nil, nil, nil, 0, fmt.Errorf("docker exec write: %v %d", err, code)
 		}
 		t0 = time.Now()
 		ref := "sandboxd-bench/commit:latest"
 		if _, err := eng.Commit(ctx, plain, ref, nil); err != nil {
-			return nil, nil, nil, nil, err
+			return nil, nil, nil, nil, 0, err
 		}
 		snapBase = append(snapBase, time.Since(t0))
 		// The baseline restore is the first container made from a fresh
@@ -321,13 +328,13 @@ func benchSnapshot(ctx context.Context, c *api.Client, eng *docker.Docker, image
 		// prepares an image's layers for its first container.
 		d, err := dockerCreateStart(ctx, eng, ref, "bridge")
 		if err != nil {
-			return nil, nil, nil, nil, err
+			return nil, nil, nil, nil, 0, err
 		}
 		restBase = append(restBase, d)
 		_ = eng.Remove(ctx, plain)
 		_ = eng.ImageRemove(ctx, ref)
 	}
-	return snapOurs, snapBase, restOurs, restBase, nil
+	return snapOurs, snapBase, restOurs, restBase, exported, nil
 }
 
 // bigUpload is the size of the file the transfer benchmark moves.
