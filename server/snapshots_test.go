@@ -281,3 +281,50 @@ func TestSnapshotDiff(t *testing.T) {
 		t.Fatalf("reverse diff:\n got  %s\n want %s", got, sortWant(reverse))
 	}
 }
+
+// TestDeletingAParentSnapshotKeepsItsChildren: a snapshot taken from a sandbox
+// restored from another still restores and exports after that other is deleted.
+func TestDeletingAParentSnapshotKeepsItsChildren(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := api.NewClient(f.url, f.user)
+	sb := mustCreate(t, c)
+	if _, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: "echo a > /a"}); err != nil {
+		t.Fatal(err)
+	}
+	parent, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: parent.ID}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, mid.ID, api.ExecRequest{Shell: "echo b > /b"}); err != nil {
+		t.Fatal(err)
+	}
+	child, err := c.CreateSnapshot(ctx, mid.ID, api.CreateSnapshotRequest{})
+	if err != nil || child.Parent != parent.ID {
+		t.Fatalf("child %+v %v", child, err)
+	}
+	for _, id := range []string{sb.ID, mid.ID} {
+		if err := c.DeleteSandbox(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.DeleteSnapshot(ctx, parent.ID); err != nil {
+		t.Fatal(err)
+	}
+	clone, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: child.ID}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Exec(ctx, clone.ID, api.ExecRequest{Shell: "cat /a /b"}); err != nil || res.Stdout != "a\nb\n" {
+		t.Fatalf("the child after its parent went: %q %v", res.Stdout, err)
+	}
+	var archive bytes.Buffer
+	if _, err := c.ExportSnapshot(ctx, child.ID, &archive); err != nil || archive.Len() == 0 {
+		t.Fatalf("export of the child: %v", err)
+	}
+}
