@@ -95,6 +95,9 @@ type watch struct {
 	idle    time.Time // when the last client left
 	moving  map[uint32]WatchEvent
 	stopped bool
+	// recent is the last event of each path in the last second, to fold the
+	// same change reported twice (by inotify and by addNew's scan).
+	recent map[string]WatchEvent
 }
 
 // subscribe joins (or starts) the watch of key and returns the events after
@@ -153,7 +156,8 @@ func (h *watchHub) start(key watchKey) (*watch, error) {
 	}
 	w := &watch{hub: h, key: key, file: os.NewFile(uintptr(fd), "inotify"), dirs: map[int32]string{},
 		subs: map[chan WatchEvent]struct{}{}, moving: map[uint32]WatchEvent{}, idle: time.Now(),
-		known: eventSeq.Load()}
+		recent: map[string]WatchEvent{},
+		known:  eventSeq.Load()}
 	if err := w.add(key.path); err != nil {
 		w.file.Close()
 		return nil, err
@@ -294,6 +298,9 @@ func (w *watch) addNew(dir string) {
 			return nil
 		}
 		w.emit(WatchEvent{Type: "create", Path: p, IsDir: d.IsDir(), Time: time.Now().UTC()})
+		if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+			w.emit(WatchEvent{Type: "write", Path: p, Time: time.Now().UTC()})
+		}
 		return nil
 	})
 }
@@ -302,13 +309,22 @@ func (w *watch) addNew(dir string) {
 func (w *watch) emit(e WatchEvent) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if n := len(w.backlog); n > 0 && (e.Type == "write" || e.Type == "create") {
-		// A write right after a write of the same file (or a create reported
-		// twice, by inotify and by addNew) is the same event.
-		if last := w.backlog[n-1]; last.Type == e.Type && last.Path == e.Path && e.Time.Sub(last.Time) < time.Second {
+	// Within a second of a path's last event, a create after a create or a
+	// write (the path exists already), or a write after a write, reports
+	// nothing new: inotify and addNew's scan may both see one change.
+	if last, ok := w.recent[e.Path]; ok && e.Time.Sub(last.Time) < time.Second {
+		if (e.Type == "create" && (last.Type == "create" || last.Type == "write")) || (e.Type == "write" && last.Type == "write") {
 			return
 		}
 	}
+	if len(w.recent) > WatchBacklog {
+		for p, r := range w.recent {
+			if e.Time.Sub(r.Time) >= time.Second {
+				delete(w.recent, p)
+			}
+		}
+	}
+	w.recent[e.Path] = e
 	e.Seq = eventSeq.Add(1)
 	w.backlog = append(w.backlog, e)
 	if over := len(w.backlog) - WatchBacklog; over > 0 {
