@@ -140,7 +140,10 @@
       actions.className = "actions";
       actions.appendChild(button("Terminal", "terminal-btn primary", () => openTerminal(sb.id)));
       if (sb.state === "running") {
+        actions.appendChild(button("Pause", "pause-btn", async () => { await api("POST", "/v1/sandboxes/" + sb.id + "/pause"); await refresh(); }));
         actions.appendChild(button("Stop", "stop-btn", async () => { await api("POST", "/v1/sandboxes/" + sb.id + "/stop"); await refresh(); }));
+      } else if (sb.state === "paused") {
+        actions.appendChild(button("Resume", "resume-btn", async () => { await api("POST", "/v1/sandboxes/" + sb.id + "/resume"); await refresh(); }));
       } else if (sb.state === "stopped" || sb.state === "failed") {
         actions.appendChild(button("Start", "start-btn", async () => { await api("POST", "/v1/sandboxes/" + sb.id + "/start"); await refresh(); }));
       }
