@@ -11,16 +11,31 @@ import (
 // Start starts owner's stopped (or failed) sandbox and waits for its agent.
 // Starting a running sandbox is a no-op.
 func (o *Orchestrator) Start(ctx context.Context, owner, id string) (Sandbox, error) {
+	return o.lifecycle(ctx, owner, id, false, StateRunning, func(sb *Sandbox) error { return o.start(ctx, sb) })
+}
+
+// lifecycle runs op on owner's sandbox under its write lock, so that only one
+// lifecycle operation runs on a sandbox at a time. With interrupt, the
+// data-plane calls running in it are cancelled first (so that op does not wait
+// behind a long command), once the sandbox is known to be owner's. A sandbox
+// already in state done is returned as it is.
+func (o *Orchestrator) lifecycle(ctx context.Context, owner, id string, interrupt bool, done State, op func(*Sandbox) error) (Sandbox, error) {
+	if interrupt {
+		if _, err := o.Get(ctx, owner, id); err != nil {
+			return Sandbox{}, err
+		}
+		o.interrupt(id)
+	}
 	unlock := o.locks.Lock(id)
 	defer unlock()
 	sb, err := o.Get(ctx, owner, id)
 	if err != nil {
 		return Sandbox{}, err
 	}
-	if sb.State == StateRunning {
+	if done != "" && sb.State == done {
 		return sb, nil
 	}
-	if err := o.start(ctx, &sb); err != nil {
+	if err := op(&sb); err != nil {
 		return Sandbox{}, err
 	}
 	return sb, nil
@@ -55,23 +70,7 @@ func (o *Orchestrator) start(ctx context.Context, sb *Sandbox) error {
 // Stop stops owner's running sandbox; its files are kept. Commands running in it
 // are killed rather than waited for. Stopping a stopped sandbox is a no-op.
 func (o *Orchestrator) Stop(ctx context.Context, owner, id string) (Sandbox, error) {
-	if _, err := o.Get(ctx, owner, id); err != nil {
-		return Sandbox{}, err
-	}
-	o.interrupt(id)
-	unlock := o.locks.Lock(id)
-	defer unlock()
-	sb, err := o.Get(ctx, owner, id)
-	if err != nil {
-		return Sandbox{}, err
-	}
-	if sb.State == StateStopped {
-		return sb, nil
-	}
-	if err := o.stop(ctx, &sb, ""); err != nil {
-		return Sandbox{}, err
-	}
-	return sb, nil
+	return o.lifecycle(ctx, owner, id, true, StateStopped, func(sb *Sandbox) error { return o.stop(ctx, sb, "") })
 }
 
 // stop runs under id's write lock; reason is kept in the sandbox's Error field
@@ -103,17 +102,8 @@ func (o *Orchestrator) stop(ctx context.Context, sb *Sandbox, reason string) err
 // Delete removes owner's sandbox, its container and its files, killing the
 // commands running in it.
 func (o *Orchestrator) Delete(ctx context.Context, owner, id string) error {
-	if _, err := o.Get(ctx, owner, id); err != nil {
-		return err
-	}
-	o.interrupt(id)
-	unlock := o.locks.Lock(id)
-	defer unlock()
-	sb, err := o.Get(ctx, owner, id)
-	if err != nil {
-		return err
-	}
-	return o.delete(ctx, &sb, "")
+	_, err := o.lifecycle(ctx, owner, id, true, "", func(sb *Sandbox) error { return o.delete(ctx, sb, "") })
+	return err
 }
 
 // delete runs under id's write lock.
@@ -175,48 +165,25 @@ func (o *Orchestrator) Update(ctx context.Context, owner, id string, opts Update
 // Pause freezes owner's running sandbox: its processes keep their memory but
 // get no CPU. Pausing a paused sandbox is a no-op.
 func (o *Orchestrator) Pause(ctx context.Context, owner, id string) (Sandbox, error) {
-	if _, err := o.Get(ctx, owner, id); err != nil {
-		return Sandbox{}, err
-	}
-	o.interrupt(id)
-	unlock := o.locks.Lock(id)
-	defer unlock()
-	sb, err := o.Get(ctx, owner, id)
-	if err != nil {
-		return Sandbox{}, err
-	}
-	if sb.State == StatePaused {
-		return sb, nil
-	}
-	if err := sb.State.check(StatePaused); err != nil {
-		return Sandbox{}, err
-	}
-	if err := o.rt.Pause(ctx, sb.ContainerID); err != nil {
-		return Sandbox{}, fmt.Errorf("pause sandbox %s: %w", id, err)
-	}
-	if err := o.transition(ctx, &sb, StatePaused, ""); err != nil {
-		_ = o.rt.Unpause(context.WithoutCancel(ctx), sb.ContainerID)
-		return Sandbox{}, err
-	}
-	o.log.Info("sandbox paused", "sandbox_id", id)
-	return sb, nil
+	return o.lifecycle(ctx, owner, id, true, StatePaused, func(sb *Sandbox) error {
+		if err := sb.State.check(StatePaused); err != nil {
+			return err
+		}
+		if err := o.rt.Pause(ctx, sb.ContainerID); err != nil {
+			return fmt.Errorf("pause sandbox %s: %w", sb.ID, err)
+		}
+		if err := o.transition(ctx, sb, StatePaused, ""); err != nil {
+			_ = o.rt.Unpause(context.WithoutCancel(ctx), sb.ContainerID)
+			return err
+		}
+		o.log.Info("sandbox paused", "sandbox_id", sb.ID)
+		return nil
+	})
 }
 
 // Resume thaws owner's paused sandbox. Resuming a running sandbox is a no-op.
 func (o *Orchestrator) Resume(ctx context.Context, owner, id string) (Sandbox, error) {
-	unlock := o.locks.Lock(id)
-	defer unlock()
-	sb, err := o.Get(ctx, owner, id)
-	if err != nil {
-		return Sandbox{}, err
-	}
-	if sb.State == StateRunning {
-		return sb, nil
-	}
-	if err := o.resume(ctx, &sb); err != nil {
-		return Sandbox{}, err
-	}
-	return sb, nil
+	return o.lifecycle(ctx, owner, id, false, StateRunning, func(sb *Sandbox) error { return o.resume(ctx, sb) })
 }
 
 // resume runs under id's write lock.

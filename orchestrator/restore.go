@@ -28,27 +28,23 @@ func (o *Orchestrator) WithSandbox(ctx context.Context, owner, id string, fn fun
 // one made from image (a snapshot's), with the sandbox's own configuration
 // and isolation, under the same ID. Commands running in it are killed.
 func (o *Orchestrator) Restore(ctx context.Context, owner, id, image string) (Sandbox, error) {
-	if _, err := o.Get(ctx, owner, id); err != nil {
-		return Sandbox{}, err
-	}
-	o.interrupt(id)
-	unlock := o.locks.Lock(id)
-	defer unlock()
-	sb, err := o.Get(ctx, owner, id)
-	if err != nil {
-		return Sandbox{}, err
-	}
+	return o.lifecycle(ctx, owner, id, true, "", func(sb *Sandbox) error { return o.restore(ctx, sb, image) })
+}
+
+// restore runs under the sandbox's write lock.
+func (o *Orchestrator) restore(ctx context.Context, sb *Sandbox, image string) error {
+	id := sb.ID
 	if sb.State == StatePaused {
-		if err := o.resume(ctx, &sb); err != nil {
-			return Sandbox{}, err
+		if err := o.resume(ctx, sb); err != nil {
+			return err
 		}
 	}
-	if err := o.transition(ctx, &sb, StateStarting, ""); err != nil {
-		return Sandbox{}, err
+	if err := o.transition(ctx, sb, StateStarting, ""); err != nil {
+		return err
 	}
-	fail := func(err error) (Sandbox, error) {
-		_ = o.transition(context.WithoutCancel(ctx), &sb, StateFailed, "restore failed: "+err.Error())
-		return Sandbox{}, err
+	fail := func(err error) error {
+		_ = o.transition(context.WithoutCancel(ctx), sb, StateFailed, "restore failed: "+err.Error())
+		return err
 	}
 	if l := o.lookupLive(id); l != nil {
 		l.ep.Drop()
@@ -59,15 +55,15 @@ func (o *Orchestrator) Restore(ctx context.Context, owner, id, image string) (Sa
 		}
 	}
 	sb.Image = image
-	cid, err := o.rt.Create(ctx, o.containerSpec(&sb))
+	cid, err := o.rt.Create(ctx, o.containerSpec(sb))
 	if err != nil {
 		return fail(err)
 	}
 	sb.ContainerID = cid
-	if err := o.store.update(ctx, &sb); err != nil {
+	if err := o.store.update(ctx, sb); err != nil {
 		return fail(err)
 	}
-	l, err := o.endpoint(&sb)
+	l, err := o.endpoint(sb)
 	if err != nil {
 		return fail(err)
 	}
@@ -78,8 +74,5 @@ func (o *Orchestrator) Restore(ctx context.Context, owner, id, image string) (Sa
 		return fail(err)
 	}
 	o.log.Info("sandbox restored", "sandbox_id", id, "image", image)
-	if err := o.transition(ctx, &sb, StateRunning, ""); err != nil {
-		return Sandbox{}, err
-	}
-	return sb, nil
+	return o.transition(ctx, sb, StateRunning, "")
 }
