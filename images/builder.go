@@ -100,14 +100,6 @@ func (b *Builder) Close() {
 	b.wg.Wait()
 }
 
-// RecipeHash returns the recipe hash of an image sandboxd builds, or "".
-func RecipeHash(ref string) string {
-	if r, ok := recipes[normalize(ref)]; ok {
-		return r.hash()
-	}
-	return ""
-}
-
 // Ensure makes ref exist in the engine: an image sandboxd builds itself is built
 // when missing or when its recipe changed; any other image is used when local
 // and pulled otherwise. progress, when not nil, receives progress lines. An image

@@ -185,15 +185,6 @@ func TestFileErrors(t *testing.T) {
 	}
 }
 
-func mustCreateWith(t *testing.T, c *api.Client, req api.CreateSandboxRequest) api.Sandbox {
-	t.Helper()
-	sb, err := c.CreateSandbox(context.Background(), req, "")
-	if err != nil {
-		t.Fatalf("create sandbox: %v", err)
-	}
-	return sb
-}
-
 // TestFileTraversalRace: while the sandbox flips a symlink between a directory
 // and / as fast as it can, thousands of reads and writes through it reach only
 // the sandbox's own files: never a secret planted on the host, never a file
@@ -281,12 +272,7 @@ func TestFileWatch(t *testing.T) {
 		}
 		return got
 	}
-	exec := func(shell string) {
-		t.Helper()
-		if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: shell}); err != nil || res.ExitCode != 0 {
-			t.Fatalf("%s: %v %+v", shell, err, res)
-		}
-	}
+	exec := func(shell string) { t.Helper(); mustShell(t, c, sb.ID, shell) }
 	ready := make(chan struct{})
 	type outcome struct {
 		got []api.FileEvent

@@ -228,9 +228,26 @@ func TestPtyCrossSiteChecks(t *testing.T) {
 // mustCreate makes a sandbox with the server's defaults.
 func mustCreate(t *testing.T, c *api.Client) api.Sandbox {
 	t.Helper()
-	sb, err := c.CreateSandbox(context.Background(), api.CreateSandboxRequest{}, "")
+	return mustCreateWith(t, c, api.CreateSandboxRequest{})
+}
+
+// mustCreateWith makes a sandbox.
+func mustCreateWith(t *testing.T, c *api.Client, req api.CreateSandboxRequest) api.Sandbox {
+	t.Helper()
+	sb, err := c.CreateSandbox(context.Background(), req, "")
 	if err != nil {
 		t.Fatalf("create sandbox: %v", err)
 	}
 	return sb
+}
+
+// mustShell runs a shell line in a sandbox, which must succeed, and returns
+// its output.
+func mustShell(t *testing.T, c *api.Client, id, shell string) string {
+	t.Helper()
+	res, err := c.Exec(context.Background(), id, api.ExecRequest{Shell: shell})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("%s: %v %+v", shell, err, res)
+	}
+	return res.Stdout
 }

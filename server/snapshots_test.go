@@ -18,14 +18,7 @@ func TestSnapshotCheckpointAndRestore(t *testing.T) {
 	ctx := context.Background()
 	c := api.NewClient(f.url, f.user)
 	sb := mustCreate(t, c)
-	sh := func(id, shell string) string {
-		t.Helper()
-		res, err := c.Exec(ctx, id, api.ExecRequest{Shell: shell})
-		if err != nil || res.ExitCode != 0 {
-			t.Fatalf("%s: %v %+v", shell, err, res)
-		}
-		return res.Stdout
-	}
+	sh := func(id, shell string) string { t.Helper(); return mustShell(t, c, id, shell) }
 	// tree lists every path under /data with its content's checksum.
 	tree := func(id string) string {
 		return sh(id, "cd /data && find . | sort && find . -type f | sort | xargs md5sum")
@@ -85,7 +78,7 @@ func TestSnapshotCheckpointAndRestore(t *testing.T) {
 		t.Fatalf("another key sees the snapshot: %v", err)
 	}
 	var e *api.Error
-	if err := c.DeleteSnapshot(ctx, snap.ID); err == nil || !asAPIError(err, &e) || e.Status != 409 {
+	if err := c.DeleteSnapshot(ctx, snap.ID); err == nil || !errors.As(err, &e) || e.Status != 409 {
 		t.Fatalf("delete while in use: %v", err)
 	}
 	// Deleting the sandboxes keeps the snapshot, which can then go.
@@ -139,14 +132,6 @@ func TestSnapshotRestoresWithSandboxdsOwnConfiguration(t *testing.T) {
 	if want := "0\nCapEff:\t00000000000004eb\n/.sandboxd/bin/sandbox-agent"; res.Stdout[:len(want)] != want {
 		t.Fatalf("clone runs %q", res.Stdout)
 	}
-}
-
-func asAPIError(err error, target **api.Error) bool {
-	e, ok := err.(*api.Error)
-	if ok {
-		*target = e
-	}
-	return ok
 }
 
 // TestSnapshotExportImport: an exported archive holds what the snapshot adds,
@@ -225,12 +210,7 @@ func TestSnapshotDiff(t *testing.T) {
 	ctx := context.Background()
 	c := api.NewClient(f.url, f.user)
 	sb := mustCreate(t, c)
-	sh := func(shell string) {
-		t.Helper()
-		if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: shell}); err != nil || res.ExitCode != 0 {
-			t.Fatalf("%s: %v %+v", shell, err, res)
-		}
-	}
+	sh := func(shell string) { t.Helper(); mustShell(t, c, sb.ID, shell) }
 	sh("mkdir -p /data/keep /data/gone && echo 1 > /data/same && echo 1 > /data/edit && echo 1 > /data/gone/x && echo 1 > /data/rm && echo 1 > /data/keep/k")
 	a, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{})
 	if err != nil {

@@ -218,7 +218,7 @@ func (s *Snapshots) Delete(ctx context.Context, owner, id string) error {
 		return err
 	}
 	if err := s.eng.ImageRemove(ctx, sn.Image); err != nil && !cerrdefs.IsNotFound(err) {
-		if cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "conflict") || strings.Contains(err.Error(), "dependent child") {
+		if cerrdefs.IsConflict(err) {
 			return cerrdefs.ErrConflict.WithMessage(fmt.Sprintf("snapshot %s is in use (by a sandbox, or by a snapshot taken from one restored from it): %v", id, err))
 		}
 		return err
