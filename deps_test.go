@@ -21,6 +21,7 @@ var layer = map[string]int{
 	"runtime/docker":    2,
 	"shell":             2,
 	"snapshot":          2,
+	"isolate":           2,
 	"web":               2,
 	"server":            3,
 	"cmd/sandboxd":      4,

@@ -19,7 +19,7 @@ const (
 )
 
 // MaxFrame bounds the payload of one frame in either direction.
-const MaxFrame = 1 << 20
+const MaxFrame = 8 << 20
 
 var errFrameTooLarge = errors.New("agent: frame too large")
 

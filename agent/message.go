@@ -1,6 +1,9 @@
 package agent
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // ProtocolVersion is bumped on any incompatible change to the messages below.
 const ProtocolVersion = 1
@@ -32,6 +35,12 @@ type Request struct {
 	Fs *FsRequest `json:"fs,omitempty"`
 	// Watch is the watch to open, for op "watch".
 	Watch *WatchRequest `json:"watch,omitempty"`
+	// Run is the code to run, for op "run".
+	Run *RunRequest `json:"run,omitempty"`
+	// AppInit is the app to load, for op "app_init".
+	AppInit *AppInit `json:"app_init,omitempty"`
+	// Invoke is the request to hand to the app, for op "invoke".
+	Invoke *InvokeRequest `json:"invoke,omitempty"`
 }
 
 // UserInfo answers op "user": who a user spec is inside the sandbox.
@@ -142,4 +151,69 @@ type PtyList struct {
 // OpResult answers an operation that returns nothing but success or an error.
 type OpResult struct {
 	Error string `json:"error,omitempty"`
+}
+
+// RunRequest runs one piece of dynamic code in a runner's runtime host, in a
+// scratch directory that is emptied after the run.
+type RunRequest struct {
+	Code  string            `json:"code"`
+	Stdin []byte            `json:"stdin,omitempty"`
+	Files []RunFile         `json:"files,omitempty"`
+	Env   map[string]string `json:"env,omitempty"`
+	// TimeoutMs is the wall-clock limit; the run's processes are killed then.
+	TimeoutMs int64 `json:"timeout_ms"`
+	// MaxOutput caps each of stdout and stderr.
+	MaxOutput int64 `json:"max_output"`
+	// MaxFileBytes caps the bytes of files returned from the scratch directory.
+	MaxFileBytes int64 `json:"max_file_bytes"`
+}
+
+// RunFile is a file put into, or returned from, a run's scratch directory. Path
+// is relative to it.
+type RunFile struct {
+	Path string `json:"path"`
+	Data []byte `json:"data"`
+	Mode uint32 `json:"mode,omitempty"`
+}
+
+// RunResult is the last frame of a run stream; the output came before it as
+// stdout and stderr frames.
+type RunResult struct {
+	ExitCode        int       `json:"exit_code"`
+	Signal          string    `json:"signal,omitempty"`
+	DurationMs      float64   `json:"duration_ms"`
+	CPUMs           float64   `json:"cpu_ms"`
+	PeakMemoryKB    int64     `json:"peak_memory_kb"`
+	OOMKilled       bool      `json:"oom_killed,omitempty"`
+	TimedOut        bool      `json:"timed_out,omitempty"`
+	StdoutTruncated bool      `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool      `json:"stderr_truncated,omitempty"`
+	Files           []RunFile `json:"files,omitempty"`
+	FilesTruncated  bool      `json:"files_truncated,omitempty"`
+	// Leftover says processes of the run outlived it (they were killed).
+	Leftover bool `json:"leftover,omitempty"`
+	// Error says why the run could not happen at all.
+	Error string `json:"error,omitempty"`
+	// Recycle says this runner must not serve again: a timeout, an OOM kill, a
+	// leftover process, a scratch directory that would not clear, or a runtime
+	// host that died.
+	Recycle bool `json:"recycle,omitempty"`
+}
+
+// AppInit loads an app's code into the runner's runtime host, once.
+type AppInit struct {
+	Code      string            `json:"code"`
+	Env       map[string]string `json:"env,omitempty"`
+	TimeoutMs int64             `json:"timeout_ms"`
+	MaxOutput int64             `json:"max_output"`
+}
+
+// InvokeRequest starts an app invocation. Message is handed to the runtime host
+// as it is; from then on the agent relays JSON frames both ways between the
+// stream and the host until the host answers with op "response" or "error".
+// When the host fails to answer in time, or dies, the agent itself answers with
+// an "error" message carrying timed_out or recycle.
+type InvokeRequest struct {
+	TimeoutMs int64           `json:"timeout_ms"`
+	Message   json.RawMessage `json:"message"`
 }

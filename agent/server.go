@@ -25,6 +25,8 @@ type Server struct {
 	baseEnv []string
 	ptys    *ptyManager
 	watches *watchHub
+	// host is the runtime host of a runner container, nil in a sandbox.
+	host *runtimeHost
 }
 
 // NewServer starts the reaper and the terminal session manager. Close stops
@@ -38,6 +40,9 @@ func NewServer(log *slog.Logger) *Server {
 
 // Close kills the terminal sessions and stops the reaper.
 func (s *Server) Close() {
+	if s.host != nil {
+		s.host.kill()
+	}
 	s.watches.close()
 	s.ptys.close()
 	s.reaper.close()
@@ -98,6 +103,24 @@ func (s *Server) handle(ctx context.Context, st net.Conn) {
 			res.Error = err.Error()
 		}
 		_ = out.sendJSON(res)
+	case "run":
+		if req.Run == nil {
+			_ = out.sendJSON(RunResult{Error: "run request without run"})
+			return
+		}
+		s.serveRun(ctx, st, out, req.Run)
+	case "app_init":
+		if req.AppInit == nil {
+			_ = out.sendJSON(OpResult{Error: "app_init request without app"})
+			return
+		}
+		s.serveAppInit(out, req.AppInit)
+	case "invoke":
+		if req.Invoke == nil {
+			_ = out.sendJSON(OpResult{Error: "invoke request without request"})
+			return
+		}
+		s.serveInvoke(ctx, st, out, req.Invoke)
 	case "exec":
 		if req.Exec == nil {
 			_ = out.sendJSON(ExecResult{ExitCode: 126, StartError: "exec request without exec"})

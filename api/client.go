@@ -96,6 +96,7 @@ func decodeError(resp *http.Response) error {
 		return &Error{Code: CodeInternal, Message: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b))), Status: resp.StatusCode}
 	}
 	env.Error.Status = resp.StatusCode
+	env.Error.RetryAfter, _ = strconv.Atoi(resp.Header.Get("Retry-After"))
 	return &env.Error
 }
 

@@ -10,6 +10,7 @@ const (
 	CodeNotFound         = "not_found"          // 404
 	CodeMethodNotAllowed = "method_not_allowed" // 405
 	CodeConflict         = "conflict"           // 409
+	CodeRateLimited      = "rate_limited"       // 429, with Retry-After
 	CodeTooLarge         = "payload_too_large"  // 413
 	CodeUnsupportedMedia = "unsupported_media_type"
 	CodeInternal         = "internal"    // 500
@@ -24,6 +25,8 @@ type Error struct {
 	RequestID string `json:"request_id,omitempty"`
 	// Status is the HTTP status the error came with (not sent).
 	Status int `json:"-"`
+	// RetryAfter is the Retry-After header's value in seconds, on a 429.
+	RetryAfter int `json:"-"`
 }
 
 // ErrorEnvelope is the body of every error response.

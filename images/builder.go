@@ -22,6 +22,7 @@ type Engine interface {
 	ImageInspect(ctx context.Context, ref string) (runtime.Image, error)
 	ImageList(ctx context.Context) ([]runtime.Image, error)
 	ImageImport(ctx context.Context, rootfs io.Reader, ref string, changes []string) error
+	ImageBuild(ctx context.Context, dockerfile, ref string, progress func(string)) error
 	ImagePull(ctx context.Context, ref string, progress func(string)) error
 	ImageRemove(ctx context.Context, ref string) error
 }
@@ -214,6 +215,13 @@ func (b *Builder) share(ctx context.Context, name string, progress func(string),
 // then removes the image it replaced unless a container still uses it.
 func (b *Builder) build(ctx context.Context, r recipe, progress func(string)) error {
 	old, oldErr := b.eng.ImageInspect(ctx, r.name)
+	if r.from != "" {
+		if err := b.buildOnTop(ctx, r, progress); err != nil {
+			return err
+		}
+		b.dropReplaced(ctx, r.name, old, oldErr)
+		return nil
+	}
 	if err := os.MkdirAll(b.scratch, 0o700); err != nil {
 		return err
 	}
@@ -251,14 +259,38 @@ func (b *Builder) build(ctx context.Context, r recipe, progress func(string)) er
 		return ierr
 	}
 	progress("built " + r.name)
-	if oldErr == nil {
-		if img, err := b.eng.ImageInspect(ctx, r.name); err == nil && img.ID != old.ID {
-			if err := b.eng.ImageRemove(ctx, old.ID); err != nil {
-				b.log.Debug("keep replaced image", "image", old.ID, "err", err)
-			}
+	b.dropReplaced(ctx, r.name, old, oldErr)
+	return nil
+}
+
+// buildOnTop builds r as Dockerfile steps on its parent image, which is
+// ensured first.
+func (b *Builder) buildOnTop(ctx context.Context, r recipe, progress func(string)) error {
+	if _, err := b.Ensure(ctx, r.from, progress); err != nil {
+		return err
+	}
+	lines := append([]string{"FROM " + r.from,
+		fmt.Sprintf("LABEL %s=%s %s=%s", runtime.LabelRecipe, r.hash(), runtime.LabelKind, runtime.KindImage),
+	}, r.changes...)
+	progress("building " + r.name + " on " + r.from)
+	if err := b.eng.ImageBuild(ctx, strings.Join(lines, "\n")+"\n", r.name, progress); err != nil {
+		return err
+	}
+	progress("built " + r.name)
+	return nil
+}
+
+// dropReplaced removes the image a build replaced, unless a container still
+// uses it.
+func (b *Builder) dropReplaced(ctx context.Context, name string, old runtime.Image, oldErr error) {
+	if oldErr != nil {
+		return
+	}
+	if img, err := b.eng.ImageInspect(ctx, name); err == nil && img.ID != old.ID {
+		if err := b.eng.ImageRemove(ctx, old.ID); err != nil {
+			b.log.Debug("keep replaced image", "image", old.ID, "err", err)
 		}
 	}
-	return nil
 }
 
 // runLogged runs a command, sending each line it prints to progress.

@@ -17,6 +17,14 @@ const (
 	Busybox = "sandboxd/busybox:latest"
 )
 
+// Runner images, one per runtime of dynamic code. They run as nobody in
+// /tmp, which is the only writable place in a runner (a tmpfs).
+const (
+	RunnerPython = "sandboxd/runner-python:latest"
+	RunnerNode   = "sandboxd/runner-node:latest"
+	RunnerBash   = "sandboxd/runner-bash:latest"
+)
+
 // basePackages are installed into the base image on top of debootstrap's minbase.
 var basePackages = []string{"bash", "coreutils", "python3", "nodejs", "git", "curl", "ca-certificates", "procps"}
 
@@ -27,15 +35,26 @@ type recipe struct {
 	// spec is everything that decides the result; its hash labels the image.
 	spec    string
 	changes []string
-	build   func(ctx context.Context, b *Builder, dir string, progress func(string)) error
+	// from, when set, is the local image the recipe's changes are built on
+	// (with docker build); build is then unused.
+	from  string
+	build func(ctx context.Context, b *Builder, dir string, progress func(string)) error
 }
 
 func (r recipe) hash() string {
-	sum := sha256.Sum256([]byte(r.spec + "\n" + strings.Join(r.changes, "\n")))
+	spec := r.spec
+	if r.from != "" {
+		spec += " from " + r.from + "@" + recipes[r.from].hash()
+	}
+	sum := sha256.Sum256([]byte(spec + "\n" + strings.Join(r.changes, "\n")))
 	return hex.EncodeToString(sum[:8])
 }
 
 var recipes = map[string]recipe{
+	RunnerPython: runnerRecipe(RunnerPython, "python",
+		"ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONIOENCODING=utf-8"),
+	RunnerNode: runnerRecipe(RunnerNode, "node", "ENV NODE_ENV=production NODE_OPTIONS=--no-warnings"),
+	RunnerBash: runnerRecipe(RunnerBash, "bash", "ENV SHELL=/bin/bash"),
 	Base: {
 		name: Base,
 		spec: "v1 debootstrap --variant=minbase bookworm include=" + strings.Join(basePackages, ",") + " user=1000",
@@ -57,6 +76,21 @@ var recipes = map[string]recipe{
 		},
 		build: buildBusybox,
 	},
+}
+
+func runnerRecipe(name, runtime, env string) recipe {
+	return recipe{
+		name: name,
+		spec: "v1 runner " + runtime,
+		from: Base,
+		changes: []string{
+			"LABEL sandboxd.runtime=" + runtime,
+			env,
+			"ENV HOME=/tmp TMPDIR=/tmp",
+			"USER 65534:65534",
+			"WORKDIR /tmp",
+		},
+	}
 }
 
 // Known reports whether ref names an image sandboxd builds itself.

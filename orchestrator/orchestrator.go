@@ -203,6 +203,10 @@ func (o *Orchestrator) installAgent() error {
 	return nil
 }
 
+// AgentHost is the host path of the installed agent binary, which other
+// containers sandboxd makes (runners) mount too.
+func (o *Orchestrator) AgentHost() string { return o.agentHost }
+
 // Run reconciles the store with the engine, then runs reconcile and the reaper
 // in the background until Close.
 func (o *Orchestrator) Run(ctx context.Context) error {

@@ -19,6 +19,7 @@ const (
 	KindSandbox = "sandbox"
 	KindNetwork = "network"
 	KindImage   = "image"
+	KindRunner  = "runner" // a pool container for dynamic code and apps
 )
 
 // Mount is a bind mount from the host into a container.
@@ -49,6 +50,10 @@ type Spec struct {
 	// CapAdd is added after every capability is dropped.
 	CapAdd       []string
 	ReadOnlyRoot bool
+	// Tmpfs mounts a tmpfs at each key, with the value's mount options.
+	Tmpfs map[string]string
+	// NoFile is the open files limit (soft and hard); 0 keeps the engine's.
+	NoFile int64
 	// StopTimeout is how long a stop waits before SIGKILL.
 	StopTimeout time.Duration
 }

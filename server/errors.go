@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/labstack/echo/v5"
@@ -53,6 +56,8 @@ func classify(err error) (int, string, string) {
 		return http.StatusConflict, api.CodeConflict, err.Error()
 	case cerrdefs.IsPermissionDenied(err):
 		return http.StatusForbidden, api.CodeForbidden, err.Error()
+	case cerrdefs.IsResourceExhausted(err):
+		return http.StatusTooManyRequests, api.CodeRateLimited, err.Error()
 	case cerrdefs.IsUnavailable(err):
 		return http.StatusServiceUnavailable, api.CodeUnavailable, err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
@@ -90,12 +95,26 @@ func (s *Server) handleError(c *echo.Context, err error) {
 		s.log.Error("request failed", "err", err, "request_id", rid, "path", c.Request().URL.Path)
 	}
 	body := api.ErrorEnvelope{Error: api.Error{Code: code, Message: msg, RequestID: rid}}
+	// The header tells sandboxd's refusals from an app's own error answers.
+	h := c.Response().Header()
+	h.Set(headerSandboxdError, code)
+	if status == http.StatusTooManyRequests {
+		after := time.Second
+		var ra interface{ RetryAfter() time.Duration }
+		if errors.As(err, &ra) {
+			after = ra.RetryAfter()
+		}
+		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(max(after, time.Second).Seconds()))))
+	}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(status)
 		return
 	}
 	_ = c.JSON(status, body)
 }
+
+// headerSandboxdError is set on every error answer sandboxd itself makes.
+const headerSandboxdError = "X-Sandboxd-Error"
 
 func (s *Server) notFound(c *echo.Context) error { return echo.ErrNotFound }
 

@@ -48,6 +48,17 @@ func (s *Server) routes() {
 	v1.GET("/sandboxes/:id/pty/sessions", s.listPtySessions)
 	v1.DELETE("/sandboxes/:id/pty/sessions/:session", s.killPtySession)
 
+	v1.POST("/run", s.run)
+	v1.GET("/pools", s.listPools)
+	v1.GET("/apps", s.listApps)
+	v1.PUT("/apps/:name", s.deployApp)
+	v1.GET("/apps/:name", s.getApp)
+	v1.DELETE("/apps/:name", s.deleteApp)
+	v1.GET("/apps/:name/logs", s.appLogs)
+	v1.Any("/apps/:name/invoke", s.invokeApp)
+	v1.Any("/apps/:name/invoke/*", s.invokeApp)
+	v1.GET("/usage", s.usage)
+
 	v1.GET("/images", s.listImages)
 	v1.POST("/images", s.buildImage, s.adminOnly)
 	v1.DELETE("/images/*", s.removeImage, s.adminOnly)

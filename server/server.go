@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v5/middleware"
 
 	"github.com/sandboxd/sandboxd/images"
+	"github.com/sandboxd/sandboxd/isolate"
 	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/runtime"
 	"github.com/sandboxd/sandboxd/snapshot"
@@ -34,6 +35,9 @@ type Deps struct {
 	Tickets      *supervisor.Tickets
 	Images       *images.Builder
 	Snapshots    *snapshot.Snapshots
+	Isolate      *isolate.Service
+	Ledger       *supervisor.Ledger
+	Limits       *supervisor.Limits
 	Engine       Engine
 	DB           Pinger
 	Log          *slog.Logger
@@ -69,7 +73,7 @@ type Server struct {
 // New builds the Echo app and its routes.
 func New(cfg Config, deps Deps) *Server {
 	if cfg.BodyLimit == 0 {
-		cfg.BodyLimit = 4 << 20
+		cfg.BodyLimit = 8 << 20
 	}
 	if cfg.MaxFileBytes == 0 {
 		cfg.MaxFileBytes = 4 << 30
@@ -109,7 +113,8 @@ func New(cfg Config, deps Deps) *Server {
 		Skipper: func(c *echo.Context) bool {
 			r := c.Request()
 			return (r.Method == http.MethodPut && (strings.HasSuffix(r.URL.Path, "/files") || strings.HasSuffix(r.URL.Path, "/archive"))) ||
-				(r.Method == http.MethodPost && r.URL.Path == "/v1/snapshots/import")
+				(r.Method == http.MethodPost && r.URL.Path == "/v1/snapshots/import") ||
+				strings.Contains(r.URL.Path, "/invoke") // app bodies have their own limit
 		},
 	}))
 	s.e = e

@@ -4,6 +4,8 @@
 //
 // It reads two variables, both set by sandboxd when it creates the container:
 // SANDBOXD_SOCKET (the socket to dial) and SANDBOXD_TOKEN (its proof of identity).
+// In a runner container for dynamic code, SANDBOXD_RUNTIME (python, node or
+// bash) names the runtime host it starts before dialling.
 //
 // Run as "sandbox-agent fs-helper", it is the one-shot helper the agent starts
 // with a non-root user's credentials to run one file operation as that user.
@@ -45,6 +47,14 @@ func main() {
 	defer stop()
 
 	srv := agent.NewServer(log)
+	// A runner container loads its runtime before it dials in, so a runner
+	// that is connected is a warm one.
+	if rt := os.Getenv("SANDBOXD_RUNTIME"); rt != "" {
+		if err := srv.StartRuntime(rt); err != nil {
+			log.Error("start runtime", "runtime", rt, "err", err)
+			os.Exit(2)
+		}
+	}
 	agent.Dial(ctx, socket, token, srv, log)
 
 	if os.Getpid() == 1 {

@@ -33,6 +33,14 @@ type config struct {
 	MaxFileBytes   int64
 	MaxExtract     int64
 	GCPercent      int
+	RatePerKey     float64
+	BurstPerKey    int
+	RatePerApp     float64
+	BurstPerApp    int
+	Concurrency    int
+	PoolMinIdle    int
+	PoolMaxTotal   int
+	AppIdle        time.Duration
 	LogLevel       slog.Level
 	LogJSON        bool
 }
@@ -56,7 +64,15 @@ func loadConfig(args []string) (config, error) {
 	fs.StringVar(&c.Bridge, "bridge", env("SANDBOXD_BRIDGE", "sbx0"), "host interface name of that network's bridge")
 	fs.DurationVar(&c.OrphanGrace, "orphan-grace", 2*time.Minute, "age after which a labelled container with no sandbox is removed")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", 30*time.Second, "how often to reconcile with the engine")
-	fs.Int64Var(&c.BodyLimit, "body-limit", 4<<20, "largest request body, in bytes")
+	fs.Int64Var(&c.BodyLimit, "body-limit", 8<<20, "largest request body, in bytes")
+	fs.Float64Var(&c.RatePerKey, "rate-per-key", 1000, "runs and app invokes per second one API key may make (0: no limit)")
+	fs.IntVar(&c.BurstPerKey, "burst-per-key", 1000, "burst of -rate-per-key")
+	fs.Float64Var(&c.RatePerApp, "rate-per-app", 500, "invokes per second of one app unless the app sets its own rate (0: no limit)")
+	fs.IntVar(&c.BurstPerApp, "burst-per-app", 500, "burst of -rate-per-app")
+	fs.IntVar(&c.Concurrency, "concurrency-per-key", 16, "runs and invokes one API key may have in flight (0: no limit)")
+	fs.IntVar(&c.PoolMinIdle, "pool-min-idle", 2, "warm Python runners kept idle (one each for node and bash; 0 keeps none warm)")
+	fs.IntVar(&c.PoolMaxTotal, "pool-max", 32, "most runners of one pool, idle and leased")
+	fs.DurationVar(&c.AppIdle, "app-idle", time.Minute, "an app's runner idle this long is evicted (its data stays)")
 	origins := fs.String("allowed-origins", env("SANDBOXD_ALLOWED_ORIGINS", ""), "comma-separated origins (scheme://host:port) that may open WebSockets besides sandboxd's own")
 	fs.Int64Var(&c.MaxFileBytes, "max-file-bytes", 4<<30, "largest file or archive upload, in bytes")
 	fs.Int64Var(&c.MaxExtract, "max-extract-bytes", 8<<30, "most bytes one uploaded archive may expand to")
@@ -117,6 +133,9 @@ func (c config) Validate() error {
 	}
 	if c.BodyLimit < 1024 {
 		errs = append(errs, errors.New("-body-limit must be at least 1024"))
+	}
+	if c.RatePerKey < 0 || c.RatePerApp < 0 || c.BurstPerKey < 0 || c.BurstPerApp < 0 || c.Concurrency < 0 || c.PoolMinIdle < 0 || c.PoolMaxTotal < 1 || c.AppIdle <= 0 {
+		errs = append(errs, errors.New("rate, burst, concurrency and pool flags must not be negative (and -pool-max, -app-idle positive)"))
 	}
 	if strings.TrimSpace(c.DefaultImage) == "" {
 		errs = append(errs, errors.New("-default-image is required"))

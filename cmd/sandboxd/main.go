@@ -19,8 +19,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/db"
 	"github.com/sandboxd/sandboxd/images"
+	"github.com/sandboxd/sandboxd/isolate"
 	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/runtime/docker"
 	"github.com/sandboxd/sandboxd/server"
@@ -120,11 +122,37 @@ func run(cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	iso, err := isolate.New(ctx, isolate.Config{
+		Instance: instance, DataDir: data, AgentHost: orch.AgentHost(),
+		Images: map[string]string{
+			agent.RuntimePython: images.RunnerPython, agent.RuntimeNode: images.RunnerNode, agent.RuntimeBash: images.RunnerBash,
+		},
+		MinIdle: map[string]int{
+			agent.RuntimePython: cfg.PoolMinIdle, agent.RuntimeNode: min(cfg.PoolMinIdle, 1), agent.RuntimeBash: min(cfg.PoolMinIdle, 1),
+		},
+		MaxTotal: cfg.PoolMaxTotal, AppIdle: cfg.AppIdle,
+	}, eng, builder, sq, log)
+	if err != nil {
+		return err
+	}
+	iso.Start()
+	defer iso.Close()
+	ledger, err := supervisor.NewLedger(ctx, sq, log)
+	if err != nil {
+		return err
+	}
+	defer ledger.Close()
+	limits := supervisor.NewLimits(supervisor.LimitsConfig{
+		PerKey:      supervisor.Rate{PerSec: cfg.RatePerKey, Burst: cfg.BurstPerKey},
+		PerApp:      supervisor.Rate{PerSec: cfg.RatePerApp, Burst: cfg.BurstPerApp},
+		Concurrency: cfg.Concurrency,
+	})
 	srv := server.New(server.Config{
 		BodyLimit: cfg.BodyLimit, AllowedOrigins: cfg.AllowedOrigins,
 		MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract,
 	}, server.Deps{
 		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Snapshots: snaps,
+		Isolate: iso, Ledger: ledger, Limits: limits,
 		Engine: eng, DB: sq, Log: log,
 	})
 	defer srv.Close()

@@ -44,6 +44,10 @@ func (d *Docker) Create(ctx context.Context, spec runtime.Spec) (string, error) 
 		ReadonlyRootfs: spec.ReadOnlyRoot,
 		Init:           new(bool),
 	}
+	host.Tmpfs = spec.Tmpfs
+	if spec.NoFile > 0 {
+		host.Ulimits = []*container.Ulimit{{Name: "nofile", Soft: spec.NoFile, Hard: spec.NoFile}}
+	}
 	host.NanoCPUs = spec.NanoCPUs
 	host.Memory = spec.MemoryBytes
 	if spec.MemoryBytes > 0 {

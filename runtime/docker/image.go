@@ -1,10 +1,13 @@
 package docker
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -59,6 +62,33 @@ func (d *Docker) ImageImport(ctx context.Context, rootfs io.Reader, ref string, 
 	return readMessages(res, nil)
 }
 
+// ImageBuild builds ref from a Dockerfile with no other build context (its
+// FROM image must be local), reporting the build's output lines.
+func (d *Docker) ImageBuild(ctx context.Context, dockerfile, ref string, progress func(string)) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile))}); err != nil {
+		return err
+	}
+	if _, err := tw.Write([]byte(dockerfile)); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	res, err := d.cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{
+		Tags: []string{ref}, Remove: true, ForceRemove: true, NetworkMode: "none",
+	})
+	if err != nil {
+		return fmt.Errorf("build image %s: %w", ref, err)
+	}
+	defer res.Body.Close()
+	if err := readMessages(res.Body, progress); err != nil {
+		return fmt.Errorf("build image %s: %w", ref, err)
+	}
+	return nil
+}
+
 // ImagePull pulls ref from its registry, reporting progress lines.
 func (d *Docker) ImagePull(ctx context.Context, ref string, progress func(string)) error {
 	res, err := d.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
@@ -89,6 +119,7 @@ func readMessages(r io.Reader, progress func(string)) error {
 	for {
 		var m struct {
 			Status   string `json:"status"`
+			Stream   string `json:"stream"`
 			Progress string `json:"progress"`
 			ID       string `json:"id"`
 			Error    string `json:"error"`
@@ -104,6 +135,9 @@ func readMessages(r io.Reader, progress func(string)) error {
 		}
 		if m.Error != "" {
 			return fmt.Errorf("%s", m.Error)
+		}
+		if line := strings.TrimSpace(m.Stream); progress != nil && line != "" {
+			progress(line)
 		}
 		if progress != nil && m.Status != "" {
 			line := m.Status

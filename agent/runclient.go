@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Run runs req in a runner. Output is written to stdout and stderr as it
+// arrives. Cancelling ctx kills the run.
+func (c *Conn) Run(ctx context.Context, req RunRequest, stdout, stderr io.Writer) (RunResult, error) {
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		return RunResult{}, fmt.Errorf("open stream: %w", err)
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() {
+		st.Close()
+		_ = st.SetReadDeadline(time.Now().Add(cancelGrace))
+	})
+	defer stop()
+	if err := writeJSON(st, Request{Op: "run", Run: &req}); err != nil {
+		return RunResult{}, fmt.Errorf("send run request: %w", err)
+	}
+	for {
+		typ, payload, err := readFrame(st)
+		if err != nil {
+			if ctx.Err() != nil {
+				return RunResult{}, ctx.Err()
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return RunResult{}, fmt.Errorf("read run stream: %w", err)
+		}
+		switch typ {
+		case frameStdout:
+			_, _ = stdout.Write(payload)
+		case frameStderr:
+			_, _ = stderr.Write(payload)
+		case frameJSON:
+			var res RunResult
+			err := decodeFrame(payload, &res)
+			return res, err
+		default:
+			return RunResult{}, fmt.Errorf("agent: unexpected frame %q", typ)
+		}
+	}
+}
+
+// AppInit loads an app into a runner. An app that fails to load is an error
+// whose message is the app's own.
+func (c *Conn) AppInit(ctx context.Context, req AppInit) error {
+	var res OpResult
+	if err := c.call(ctx, Request{Op: "app_init", AppInit: &req}, &res); err != nil {
+		return err
+	}
+	if res.Error != "" {
+		return &AppError{Msg: res.Error}
+	}
+	return nil
+}
+
+// AppError is an app that would not load.
+type AppError struct{ Msg string }
+
+func (e *AppError) Error() string { return e.Msg }
+
+// Invoke hands one request to the app loaded in a runner. Every message the
+// app's host sends before its answer is passed to onCall, whose reply goes
+// back to the host. Invoke returns the host's last message: op "response" or
+// "error".
+func (c *Conn) Invoke(ctx context.Context, req InvokeRequest, onCall func([]byte) []byte) ([]byte, error) {
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { st.Close() })
+	defer stop()
+	out := &frameSender{w: st}
+	if err := out.sendJSON(Request{Op: "invoke", Invoke: &req}); err != nil {
+		return nil, fmt.Errorf("send invoke request: %w", err)
+	}
+	for {
+		typ, payload, err := readFrame(st)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("read invoke stream: %w", err)
+		}
+		if typ != frameJSON {
+			return nil, fmt.Errorf("agent: unexpected frame %q", typ)
+		}
+		var m struct {
+			Op string `json:"op"`
+		}
+		if err := json.Unmarshal(payload, &m); err != nil {
+			return nil, fmt.Errorf("agent: decode frame: %w", err)
+		}
+		if m.Op == "response" || m.Op == "error" {
+			return payload, nil
+		}
+		if reply := onCall(payload); reply != nil {
+			if err := out.send(frameJSON, reply); err != nil {
+				return nil, fmt.Errorf("send to app: %w", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,472 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// scratchParent is the runner's writable tmpfs; scratchDir, inside it, is the
+// working directory of every run and is emptied after each.
+const (
+	scratchParent = "/tmp"
+	scratchDir    = "/tmp/run"
+)
+
+// hostGrace is how long past a run's deadline the agent waits for the host to
+// answer before it kills the host.
+const hostGrace = 2 * time.Second
+
+func (s *Server) serveRun(ctx context.Context, st net.Conn, out *frameSender, req *RunRequest) {
+	h := s.host
+	if h == nil {
+		_ = out.sendJSON(RunResult{Error: "this container is not a runner", Recycle: true})
+		return
+	}
+	h.op.Lock()
+	defer h.op.Unlock()
+	if !h.alive() {
+		_ = out.sendJSON(RunResult{Error: "the runtime host has exited", Recycle: true})
+		return
+	}
+	inputs, err := prepareScratch(req.Files)
+	if err != nil {
+		_ = out.sendJSON(RunResult{Error: err.Error(), Recycle: errors.Is(err, errScratch)})
+		return
+	}
+	oomBefore := oomKills()
+	var res RunResult
+	wait := noWait
+	switch h.kind {
+	case RuntimePython:
+		res = s.runForked(ctx, h, out, req)
+	case RuntimeNode:
+		res = s.runInHost(ctx, h, out, req)
+	case RuntimeBash:
+		var er ExecResult
+		er, wait = s.exec(ctx, st, out, &ExecRequest{
+			Argv: []string{"bash", "-c", req.Code}, Env: runEnv(req.Env), Cwd: scratchDir,
+			Stdin: req.Stdin, TimeoutMs: req.TimeoutMs, MaxOutput: req.MaxOutput,
+		})
+		res = RunResult{ExitCode: er.ExitCode, Signal: er.Signal, DurationMs: er.DurationMs, CPUMs: er.CPUMs,
+			PeakMemoryKB: er.PeakMemoryKB, OOMKilled: er.OOMKilled, TimedOut: er.TimedOut,
+			StdoutTruncated: er.StdoutTruncated, StderrTruncated: er.StderrTruncated, Error: er.StartError}
+	}
+	if !res.OOMKilled && res.Signal == "SIGKILL" && oomKills() > oomBefore {
+		res.OOMKilled = true
+	}
+	if killLeftovers(h) {
+		res.Leftover = true
+	}
+	res.Files, res.FilesTruncated = collectScratch(inputs, req.MaxFileBytes)
+	if err := clearScratch(); err != nil {
+		res.Recycle = true
+	}
+	if res.TimedOut || res.OOMKilled || res.Leftover || !h.alive() {
+		res.Recycle = true
+	}
+	_ = out.sendJSON(res)
+	_ = st.SetReadDeadline(time.Now().Add(resultDrain))
+	wait()
+}
+
+// runEnv is a run's environment: a plain one, not the agent's.
+func runEnv(extra map[string]string) map[string]string {
+	env := map[string]string{"HOME": scratchParent, "PATH": defaultPath, "LANG": "C.UTF-8", "TMPDIR": scratchParent}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
+// runForked has the Python host fork a fresh process for the run, with stdio
+// pipes the agent made, and streams its output.
+func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender, req *RunRequest) RunResult {
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		return RunResult{Error: err.Error()}
+	}
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		stdinR.Close()
+		stdinW.Close()
+		return RunResult{Error: err.Error()}
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		for _, f := range []*os.File{stdinR, stdinW, stdoutR, stdoutW} {
+			f.Close()
+		}
+		return RunResult{Error: err.Error()}
+	}
+	defer stdoutR.Close()
+	defer stderrR.Close()
+	started := time.Now()
+	msg := map[string]any{"op": "run", "code": req.Code, "env": runEnv(req.Env), "cwd": scratchDir, "timeout_ms": req.TimeoutMs}
+	err = h.sendJSON(msg, int(stdinR.Fd()), int(stdoutW.Fd()), int(stderrW.Fd()))
+	stdinR.Close()
+	stdoutW.Close()
+	stderrW.Close()
+	if err != nil {
+		stdinW.Close()
+		h.kill()
+		return RunResult{Error: "send to runtime host: " + err.Error(), Recycle: true}
+	}
+	go func() {
+		_, _ = stdinW.Write(req.Stdin)
+		stdinW.Close()
+	}()
+	var wg sync.WaitGroup
+	var outTrunc, errTrunc atomic.Bool
+	wg.Add(2)
+	go func() { defer wg.Done(); pump(stdoutR, out, frameStdout, req.MaxOutput, &outTrunc) }()
+	go func() { defer wg.Done(); pump(stderrR, out, frameStderr, req.MaxOutput, &errTrunc) }()
+
+	var m hostMessage
+	if err := h.recv(&m); err != nil || m.Op != "started" {
+		h.kill()
+		return RunResult{Error: fmt.Sprintf("runtime host: %v %s", err, m.Message), Recycle: true}
+	}
+	pid := m.PID
+	var timedOut atomic.Bool
+	kill := func() { _ = syscall.Kill(-pid, syscall.SIGKILL) }
+	timer := time.AfterFunc(time.Duration(req.TimeoutMs)*time.Millisecond, func() { timedOut.Store(true); kill() })
+	defer timer.Stop()
+	stop := context.AfterFunc(ctx, kill)
+	defer stop()
+	if err := h.recv(&m); err != nil || m.Op != "exit" {
+		kill()
+		h.kill()
+		return RunResult{Error: fmt.Sprintf("runtime host: %v %s", err, m.Message), Recycle: true}
+	}
+	elapsed := time.Since(started)
+	kill() // whatever the run left in its session
+	pumped := make(chan struct{})
+	go func() { wg.Wait(); close(pumped) }()
+	select {
+	case <-pumped:
+	case <-time.After(pipeGrace):
+		stdoutR.Close()
+		stderrR.Close()
+		<-pumped
+	}
+	res := RunResult{
+		DurationMs: float64(elapsed.Microseconds()) / 1000, CPUMs: m.CPUMs, PeakMemoryKB: m.MaxRSSKB,
+		TimedOut: timedOut.Load(), StdoutTruncated: outTrunc.Load(), StderrTruncated: errTrunc.Load(),
+	}
+	ws := syscall.WaitStatus(m.Status)
+	switch {
+	case ws.Exited():
+		res.ExitCode = ws.ExitStatus()
+	case ws.Signaled():
+		res.ExitCode = 128 + int(ws.Signal())
+		res.Signal = unix.SignalName(ws.Signal())
+	}
+	return res
+}
+
+// runInHost has the Node host run the code in its own process; the output comes
+// back in its answer.
+func (s *Server) runInHost(ctx context.Context, h *runtimeHost, out *frameSender, req *RunRequest) RunResult {
+	started := time.Now()
+	msg := map[string]any{"op": "run", "code": req.Code, "env": runEnv(req.Env), "cwd": scratchDir,
+		"timeout_ms": req.TimeoutMs, "max_output": req.MaxOutput, "stdin": req.Stdin}
+	if err := h.sendJSON(msg); err != nil {
+		h.kill()
+		return RunResult{Error: "send to runtime host: " + err.Error(), Recycle: true}
+	}
+	_ = h.ctl.SetReadDeadline(time.Now().Add(time.Duration(req.TimeoutMs)*time.Millisecond + hostGrace))
+	defer func() { _ = h.ctl.SetReadDeadline(time.Time{}) }()
+	stop := context.AfterFunc(ctx, h.kill)
+	defer stop()
+	var m hostMessage
+	if err := h.recv(&m); err != nil || m.Op != "exit" {
+		// A loop the host cannot interrupt, or a host that died: it goes.
+		h.kill()
+		oom := oomKills() > 0
+		return RunResult{ExitCode: 137, Signal: "SIGKILL", TimedOut: !oom, OOMKilled: oom, Recycle: true,
+			DurationMs: float64(time.Since(started).Microseconds()) / 1000}
+	}
+	for typ, data := range map[byte][]byte{frameStdout: m.Stdout, frameStderr: m.Stderr} {
+		for len(data) > 0 {
+			n := min(len(data), MaxFrame)
+			_ = out.send(typ, data[:n])
+			data = data[n:]
+		}
+	}
+	return RunResult{
+		ExitCode: m.ExitCode, TimedOut: m.TimedOut, CPUMs: m.CPUMs, PeakMemoryKB: m.MaxRSSKB,
+		DurationMs:      float64(time.Since(started).Microseconds()) / 1000,
+		StdoutTruncated: m.StdoutTruncated, StderrTruncated: m.StderrTruncated,
+	}
+}
+
+var errScratch = errors.New("scratch directory")
+
+// prepareScratch makes an empty scratch directory holding files, and returns
+// what it wrote, to tell the run's own files from its inputs afterwards.
+func prepareScratch(files []RunFile) (map[string][]byte, error) {
+	if err := clearScratch(); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(scratchDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errScratch, err)
+	}
+	defer root.Close()
+	inputs := make(map[string][]byte, len(files))
+	for _, f := range files {
+		p, err := scratchPath(f.Path)
+		if err != nil {
+			return nil, err
+		}
+		if dir := path.Dir(p); dir != "." {
+			if err := root.MkdirAll(dir, 0o755); err != nil {
+				return nil, fmt.Errorf("file %s: %v", f.Path, err)
+			}
+		}
+		mode := os.FileMode(f.Mode) & 0o777
+		if mode == 0 {
+			mode = 0o644
+		}
+		w, err := root.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+		if err != nil {
+			return nil, fmt.Errorf("file %s: %v", f.Path, err)
+		}
+		_, err = w.Write(f.Data)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("file %s: %v", f.Path, err)
+		}
+		inputs[p] = f.Data
+	}
+	return inputs, nil
+}
+
+// scratchPath checks a path relative to the scratch directory.
+func scratchPath(p string) (string, error) {
+	clean := path.Clean(p)
+	if p == "" || strings.ContainsRune(p, 0) || path.IsAbs(p) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", fmt.Errorf("file path %q must be relative and stay inside the scratch directory", p)
+	}
+	return clean, nil
+}
+
+// clearScratch leaves an empty scratch directory, whatever the last run did to it.
+func clearScratch() error {
+	if err := os.RemoveAll(scratchDir); err != nil {
+		// A run may have taken the write bit off its own directories.
+		_ = filepath.WalkDir(scratchDir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = os.Chmod(p, 0o700)
+			}
+			return nil
+		})
+		if err := os.RemoveAll(scratchDir); err != nil {
+			return fmt.Errorf("%w: %v", errScratch, err)
+		}
+	}
+	if err := os.Mkdir(scratchDir, 0o700); err != nil {
+		return fmt.Errorf("%w: %v", errScratch, err)
+	}
+	return nil
+}
+
+// collectScratch returns the regular files the run made or changed in the
+// scratch directory, up to limit bytes in all. Links are never followed: the
+// walk stays inside an os.Root and opens nothing but regular files.
+func collectScratch(inputs map[string][]byte, limit int64) (files []RunFile, truncated bool) {
+	if fi, err := os.Lstat(scratchDir); err != nil || !fi.IsDir() {
+		return nil, false
+	}
+	root, err := os.OpenRoot(scratchDir)
+	if err != nil {
+		return nil, false
+	}
+	defer root.Close()
+	var total int64
+	_ = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		f, err := root.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+		if total+fi.Size() > limit {
+			truncated = true
+			return nil
+		}
+		data, err := io.ReadAll(io.LimitReader(f, limit-total))
+		if err != nil {
+			return nil
+		}
+		if in, ok := inputs[p]; ok && bytes.Equal(in, data) {
+			return nil
+		}
+		total += int64(len(data))
+		files = append(files, RunFile{Path: p, Data: data, Mode: uint32(fi.Mode().Perm())})
+		return nil
+	})
+	return files, truncated
+}
+
+// killLeftovers kills every process in the container but the agent and its
+// runtime host, and reports whether there were any. Zombies waiting for the
+// reaper do not count.
+func killLeftovers(h *runtimeHost) bool {
+	found := false
+	for round := 0; round < 3; round++ {
+		entries, err := os.ReadDir("/proc")
+		if err != nil {
+			return found
+		}
+		any := false
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == 1 || pid == os.Getpid() || pid == h.pid {
+				continue
+			}
+			stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+				continue
+			}
+			any = true
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if !any {
+			return found
+		}
+		found = true
+		time.Sleep(5 * time.Millisecond)
+	}
+	return found
+}
+
+func (s *Server) serveAppInit(out *frameSender, req *AppInit) {
+	h := s.host
+	if h == nil || h.ctl == nil {
+		_ = out.sendJSON(OpResult{Error: "this container is not an app runner"})
+		return
+	}
+	h.op.Lock()
+	defer h.op.Unlock()
+	msg := map[string]any{"op": "app_init", "code": req.Code, "env": req.Env, "max_output": req.MaxOutput}
+	if err := h.sendJSON(msg); err != nil {
+		_ = out.sendJSON(OpResult{Error: "runtime host: " + err.Error()})
+		return
+	}
+	_ = h.ctl.SetReadDeadline(time.Now().Add(time.Duration(req.TimeoutMs) * time.Millisecond))
+	defer func() { _ = h.ctl.SetReadDeadline(time.Time{}) }()
+	var m hostMessage
+	err := h.recv(&m)
+	switch {
+	case err != nil:
+		h.kill()
+		_ = out.sendJSON(OpResult{Error: "the app did not load in time: " + err.Error()})
+	case m.Op != "ready":
+		_ = out.sendJSON(OpResult{Error: m.Message})
+	default:
+		_ = out.sendJSON(OpResult{})
+	}
+}
+
+// serveInvoke hands one request to the app and relays messages between the
+// stream and the host until the host answers.
+func (s *Server) serveInvoke(ctx context.Context, st net.Conn, out *frameSender, req *InvokeRequest) {
+	h := s.host
+	fail := func(msg string, timedOut bool) {
+		_ = out.sendJSON(map[string]any{"op": "error", "message": msg, "timed_out": timedOut, "recycle": true})
+	}
+	if h == nil || h.ctl == nil {
+		fail("this container is not an app runner", false)
+		return
+	}
+	h.op.Lock()
+	defer h.op.Unlock()
+	if !h.alive() {
+		fail("the runtime host has exited", false)
+		return
+	}
+	if err := h.send(req.Message); err != nil {
+		h.kill()
+		fail("runtime host: "+err.Error(), false)
+		return
+	}
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(time.Duration(req.TimeoutMs)*time.Millisecond, func() { timedOut.Store(true); h.kill() })
+	defer timer.Stop()
+	// sandboxd -> host: storage results, until the stream ends.
+	var answered atomic.Bool
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		for {
+			typ, payload, err := readFrame(st)
+			if err != nil {
+				if !answered.Load() {
+					h.kill() // sandboxd gave up on the request
+				}
+				return
+			}
+			if typ == frameJSON && h.send(payload) != nil {
+				return
+			}
+		}
+	}()
+	stop := context.AfterFunc(ctx, h.kill)
+	defer stop()
+	for {
+		b, err := h.recvRaw()
+		if err != nil {
+			if timedOut.Load() {
+				fail("the app did not answer within its time limit", true)
+			} else {
+				fail("the app's runtime host died: "+err.Error(), false)
+			}
+			break
+		}
+		var m hostMessage
+		if json.Unmarshal(b, &m) != nil {
+			h.kill()
+			fail("the app's runtime host sent a malformed message", false)
+			break
+		}
+		if err := out.send(frameJSON, b); err != nil {
+			h.kill()
+			break
+		}
+		if m.Op == "response" || m.Op == "error" {
+			break
+		}
+	}
+	answered.Store(true)
+	_ = st.SetReadDeadline(time.Now())
+	<-relayDone
+}

@@ -1,0 +1,321 @@
+package server
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/sandboxd/sandboxd/agent"
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/isolate"
+	"github.com/sandboxd/sandboxd/supervisor"
+)
+
+// run handles POST /v1/run.
+func (s *Server) run(c *echo.Context) error {
+	var req api.RunRequest
+	if err := bind(c, &req, false); err != nil {
+		return err
+	}
+	if req.TimeoutMs < 0 || req.MemoryMB < 0 || req.MaxOutputBytes < 0 {
+		return badRequest("timeout_ms, memory_mb and max_output_bytes must not be negative")
+	}
+	files := make([]agent.RunFile, 0, len(req.Files))
+	bytesIn := int64(len(req.Code) + len(req.Stdin))
+	for _, f := range req.Files {
+		data := []byte(f.Content)
+		switch f.Encoding {
+		case "", "utf-8", "utf8":
+		case "base64":
+			var err error
+			if data, err = base64.StdEncoding.DecodeString(f.Content); err != nil {
+				return badRequest(fmt.Sprintf("file %q: content is not valid base64", f.Path))
+			}
+		default:
+			return badRequest(fmt.Sprintf("file %q: encoding %q is not utf-8 or base64", f.Path, f.Encoding))
+		}
+		bytesIn += int64(len(data))
+		files = append(files, agent.RunFile{Path: f.Path, Data: data, Mode: f.Mode})
+	}
+	key := caller(c)
+	release, err := s.deps.Limits.Admit(key.ID, "", supervisor.Rate{})
+	if err != nil {
+		return err
+	}
+	defer release()
+	maxOut := req.MaxOutputBytes
+	if maxOut == 0 {
+		maxOut = isolate.DefaultMaxOutput
+	}
+	// The agent caps output; these buffers cap it again, since the agent is
+	// not trusted.
+	stdout := &cappedBuffer{limit: maxOut}
+	stderr := &cappedBuffer{limit: maxOut}
+	res, err := s.deps.Isolate.Run(c.Request().Context(), key.ID, isolate.RunOptions{
+		Runtime: req.Runtime, Code: req.Code, Stdin: []byte(req.Stdin), Files: files, Env: req.Env,
+		Timeout: time.Duration(req.TimeoutMs) * time.Millisecond, MemoryMB: req.MemoryMB,
+		Mode: req.Mode, MaxOutput: req.MaxOutputBytes,
+	}, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	out := api.RunResult{
+		Stdout: stdout.String(), Stderr: stderr.String(), ExitCode: res.ExitCode, Signal: res.Signal,
+		DurationMs: res.DurationMs, CPUMs: res.CPUMs, MemoryPeakBytes: res.PeakMemoryKB << 10,
+		TimedOut: res.TimedOut, OOM: res.OOMKilled, Leftover: res.Leftover,
+		Truncated: res.StdoutTruncated || res.StderrTruncated || res.FilesTruncated || stdout.truncated || stderr.truncated,
+		Files:     make([]api.RunFile, 0, len(res.Files)), Runner: res.Runner, Warm: res.Warm, WallMs: res.WallMs,
+	}
+	bytesOut := int64(len(out.Stdout) + len(out.Stderr))
+	for _, f := range res.Files {
+		rf := api.RunFile{Path: f.Path, Content: string(f.Data), Mode: f.Mode}
+		if !utf8.Valid(f.Data) {
+			rf.Content, rf.Encoding = base64.StdEncoding.EncodeToString(f.Data), "base64"
+		}
+		bytesOut += int64(len(f.Data))
+		out.Files = append(out.Files, rf)
+	}
+	s.deps.Ledger.Record(supervisor.Entry{
+		Key: key.ID, Kind: "run", App: req.Runtime, Status: res.ExitCode, DurationMs: res.WallMs, CPUMs: res.CPUMs,
+		BytesIn: bytesIn, BytesOut: bytesOut, Output: out.Stdout + out.Stderr, Truncated: out.Truncated,
+		Failed: res.ExitCode != 0 || res.TimedOut || res.OOMKilled, Error: runError(out),
+	})
+	return c.JSON(http.StatusOK, out)
+}
+
+func runError(r api.RunResult) string {
+	switch {
+	case r.TimedOut:
+		return "timed out"
+	case r.OOM:
+		return "killed: out of memory"
+	case r.Signal != "":
+		return "killed by " + r.Signal
+	}
+	return ""
+}
+
+// listPools handles GET /v1/pools.
+func (s *Server) listPools(c *echo.Context) error {
+	out := api.PoolList{Pools: []api.Pool{}}
+	for _, p := range s.deps.Isolate.Pools() {
+		out.Pools = append(out.Pools, api.Pool{
+			Runtime: p.Runtime, MemoryMB: p.MemoryMB, Idle: p.Idle, Leased: p.Leased, Starting: p.Starting,
+			MinIdle: p.MinIdle, Target: p.Target, MaxTotal: p.MaxTotal, Hits: p.Hits, Misses: p.Misses,
+			Failures: p.Failures, RefillP50Ms: p.RefillP50Ms, RefillLastMs: p.RefillLastMs,
+		})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// deployApp handles PUT /v1/apps/{name}.
+func (s *Server) deployApp(c *echo.Context) error {
+	var req api.DeployAppRequest
+	if err := bind(c, &req, false); err != nil {
+		return err
+	}
+	l := req.Limits
+	app, err := s.deps.Isolate.Deploy(c.Request().Context(), caller(c).ID, c.Param("name"), isolate.DeployOptions{
+		Runtime: req.Runtime, Code: req.Code, Env: req.Env,
+		Limits: isolate.AppLimits{TimeoutMs: l.TimeoutMs, MemoryMB: l.MemoryMB, StorageBytes: l.StorageBytes,
+			RatePerSec: l.RatePerSec, Burst: l.Burst},
+	})
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if app.Version == 1 {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, s.toApp(c, app, false))
+}
+
+func (s *Server) toApp(c *echo.Context, a isolate.App, withCode bool) api.App {
+	out := api.App{
+		Name: a.Name, Runtime: a.Runtime, Version: a.Version, CodeSHA256: a.CodeSHA256(), Env: a.Env,
+		Limits: api.AppLimits{TimeoutMs: a.Limits.TimeoutMs, MemoryMB: a.Limits.MemoryMB,
+			StorageBytes: a.Limits.StorageBytes, RatePerSec: a.Limits.RatePerSec, Burst: a.Limits.Burst},
+		StorageBytes: s.deps.Isolate.StorageBytes(c.Request().Context(), a),
+		CreatedAt:    a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC(),
+	}
+	if withCode {
+		out.Code = a.Code
+	}
+	return out
+}
+
+// getApp handles GET /v1/apps/{name}.
+func (s *Server) getApp(c *echo.Context) error {
+	app, err := s.deps.Isolate.GetApp(c.Request().Context(), caller(c).ID, c.Param("name"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.toApp(c, app, true))
+}
+
+// listApps handles GET /v1/apps.
+func (s *Server) listApps(c *echo.Context) error {
+	apps, err := s.deps.Isolate.Apps(c.Request().Context(), caller(c).ID)
+	if err != nil {
+		return err
+	}
+	out := api.AppList{Apps: make([]api.App, 0, len(apps))}
+	for _, a := range apps {
+		out.Apps = append(out.Apps, s.toApp(c, a, false))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// deleteApp handles DELETE /v1/apps/{name}.
+func (s *Server) deleteApp(c *echo.Context) error {
+	if err := s.deps.Isolate.DeleteApp(c.Request().Context(), caller(c).ID, c.Param("name")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// hopHeaders are not passed between the client and the app.
+var hopHeaders = map[string]bool{
+	"Authorization": true, "Connection": true, "Keep-Alive": true, "Proxy-Authorization": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Content-Length": true,
+}
+
+// invokeApp handles any method on /v1/apps/{name}/invoke[/*path].
+func (s *Server) invokeApp(c *echo.Context) error {
+	key, name := caller(c), c.Param("name")
+	ctx := c.Request().Context()
+	app, err := s.deps.Isolate.GetApp(ctx, key.ID, name)
+	if err != nil {
+		return err
+	}
+	release, err := s.deps.Limits.Admit(key.ID, name, supervisor.Rate{PerSec: app.Limits.RatePerSec, Burst: app.Limits.Burst})
+	if err != nil {
+		return err
+	}
+	defer release()
+	r := c.Request()
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20+1))
+	if err != nil {
+		var sc echo.HTTPStatusCoder
+		if errors.As(err, &sc) {
+			return err
+		}
+		return badRequest("could not read the request body")
+	}
+	if len(body) > 4<<20 {
+		return newError(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "an app request body may be at most 4 MiB")
+	}
+	headers := make(map[string]string, len(r.Header))
+	for k, v := range r.Header {
+		if !hopHeaders[k] && len(v) > 0 {
+			headers[strings.ToLower(k)] = strings.Join(v, ", ")
+		}
+	}
+	t0 := time.Now()
+	res, err := s.deps.Isolate.Invoke(ctx, key.ID, name, isolate.Request{
+		Method: r.Method, Path: "/" + strings.TrimPrefix(c.Param("*"), "/"), Query: r.URL.RawQuery,
+		Headers: headers, Body: body,
+	})
+	if err != nil {
+		return err
+	}
+	wall := float64(time.Since(t0).Microseconds()) / 1000
+	output := res.Logs
+	if res.Error != "" {
+		output = res.Error + "\n" + output
+	}
+	s.deps.Ledger.Record(supervisor.Entry{
+		Key: key.ID, Kind: "invoke", App: name, Status: res.Status, Error: res.Error, DurationMs: wall, CPUMs: res.CPUMs,
+		RowsRead: res.RowsRead, RowsWritten: res.RowsWritten, BytesIn: int64(len(body)), BytesOut: int64(len(res.Body)),
+		Output: output, Truncated: res.LogsTrunc, Failed: res.Status >= 500,
+	})
+	h := c.Response().Header()
+	h.Set("X-Sandboxd-App-Version", strconv.Itoa(res.Version))
+	if res.Error != "" {
+		code := "app_error"
+		if res.TimedOut {
+			code = "app_timeout"
+		}
+		return c.JSON(res.Status, api.ErrorEnvelope{Error: api.Error{Code: code, Message: res.Error}})
+	}
+	for k, v := range res.Headers {
+		if !hopHeaders[http.CanonicalHeaderKey(k)] {
+			h.Set(k, v)
+		}
+	}
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "application/octet-stream")
+	}
+	return c.Blob(res.Status, h.Get("Content-Type"), res.Body)
+}
+
+// appLogs handles GET /v1/apps/{name}/logs.
+func (s *Server) appLogs(c *echo.Context) error {
+	key, name := caller(c), c.Param("name")
+	if _, err := s.deps.Isolate.GetApp(c.Request().Context(), key.ID, name); err != nil {
+		return err
+	}
+	limit := 100
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return badRequest("limit must be between 1 and 1000")
+		}
+		limit = n
+	}
+	entries, err := s.deps.Ledger.Logs(c.Request().Context(), key.ID, "invoke", name, limit)
+	if err != nil {
+		return err
+	}
+	out := api.LogList{Entries: make([]api.LogEntry, 0, len(entries))}
+	for _, e := range entries {
+		out.Entries = append(out.Entries, api.LogEntry{
+			Time: e.Time.UTC(), Kind: e.Kind, App: e.App, Status: e.Status, Error: e.Error, DurationMs: e.DurationMs,
+			CPUMs: e.CPUMs, RowsRead: e.RowsRead, RowsWritten: e.RowsWritten, BytesIn: e.BytesIn, BytesOut: e.BytesOut,
+			Output: e.Output, Truncated: e.Truncated,
+		})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// usage handles GET /v1/usage?since=RFC3339[&all=true]. An admin key may see
+// every key's usage with all=true.
+func (s *Server) usage(c *echo.Context) error {
+	key := caller(c)
+	since := time.Now().Add(-24 * time.Hour)
+	if v := c.QueryParam("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return badRequest("since must be an RFC 3339 time, like 2026-01-02T15:04:05Z")
+		}
+		since = t
+	}
+	who := key.ID
+	if c.QueryParam("all") == "true" {
+		if !key.Admin {
+			return newError(http.StatusForbidden, api.CodeForbidden, "only an admin key may see every key's usage")
+		}
+		who = ""
+	}
+	rows, err := s.deps.Ledger.Usage(c.Request().Context(), who, since)
+	if err != nil {
+		return err
+	}
+	out := api.Usage{Rows: make([]api.UsageRow, 0, len(rows))}
+	for _, u := range rows {
+		out.Rows = append(out.Rows, api.UsageRow{
+			Hour: u.Hour, Key: u.Key, Kind: u.Kind, App: u.App, Requests: u.Requests, Errors: u.Errors,
+			DurationMs: u.DurationMs, CPUMs: u.CPUMs, RowsRead: u.RowsRead, RowsWritten: u.RowsWritten,
+			BytesIn: u.BytesIn, BytesOut: u.BytesOut,
+		})
+	}
+	return c.JSON(http.StatusOK, out)
+}
