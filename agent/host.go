@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The runtime hosts: long-lived interpreters that run dynamic code for a runner.
@@ -37,13 +39,46 @@ const maxHostMessage = 64 << 20
 const hostReadyTimeout = 30 * time.Second
 
 // runtimeHost is the interpreter of a runner, spoken to over a socket pair as
-// length-prefixed JSON. It serves one operation at a time.
+// length-prefixed JSON. It serves one operation at a time. One goroutine reads
+// its messages: spare processes (with their sockets) go to spares, the rest
+// to inbox.
 type runtimeHost struct {
 	kind string
 	op   sync.Mutex // held for the whole of one run, app_init or invoke
 	ctl  *net.UnixConn
 	pid  int
 	dead chan struct{} // closed when the host process has exited
+	// exit is how the host ended, once dead is closed.
+	exit syscall.WaitStatus
+
+	inbox  chan []byte
+	spares chan spare
+	closed chan struct{} // closed when the reader stops
+}
+
+// spare is a process the Python host forked ahead of a run, and the agent's
+// end of its socket.
+type spare struct {
+	pid  int
+	conn *net.UnixConn
+}
+
+var (
+	errHostGone    = errors.New("the runtime host has exited")
+	errHostTimeout = errors.New("the runtime host did not answer in time")
+)
+
+// death describes how the host ended, waiting a moment for it to be reaped.
+func (h *runtimeHost) death() string {
+	select {
+	case <-h.dead:
+		if h.exit.Signaled() {
+			return "killed by " + unix.SignalName(h.exit.Signal())
+		}
+		return fmt.Sprintf("exited with status %d", h.exit.ExitStatus())
+	case <-time.After(100 * time.Millisecond):
+		return "still running"
+	}
 }
 
 // hostMessage is the part of a host's message the agent looks at.
@@ -83,19 +118,14 @@ func (s *Server) StartRuntime(kind string) error {
 	if err != nil {
 		return err
 	}
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socketpair: %w", err)
-	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), "host-ctl"), os.NewFile(uintptr(fds[1]), "host-ctl")
-	defer theirs.Close()
-	fc, err := net.FileConn(ours)
-	ours.Close()
+	ours, theirs, err := socketPair()
 	if err != nil {
 		return err
 	}
+	defer theirs.Close()
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
+		ours.Close()
 		return err
 	}
 	defer devnull.Close()
@@ -107,26 +137,139 @@ func (s *Server) StartRuntime(kind string) error {
 	}
 	proc, waitCh, err := s.reaper.start(func() (*os.Process, error) { return os.StartProcess(path, argv, attr) })
 	if err != nil {
-		fc.Close()
+		ours.Close()
 		return fmt.Errorf("start %s host: %w", kind, err)
 	}
-	h := &runtimeHost{kind: kind, ctl: fc.(*net.UnixConn), pid: proc.Pid, dead: make(chan struct{})}
+	h := &runtimeHost{kind: kind, ctl: ours, pid: proc.Pid, dead: make(chan struct{}),
+		inbox: make(chan []byte, 16), spares: make(chan spare, 8), closed: make(chan struct{})}
 	proc.Release()
 	go func() {
 		ws := <-waitCh
 		s.log.Warn("runtime host exited", "runtime", kind, "status", ws.status)
+		h.exit = ws.status
 		close(h.dead)
 		h.ctl.Close()
 	}()
-	_ = h.ctl.SetReadDeadline(time.Now().Add(hostReadyTimeout))
+	go h.read()
+	b, err := h.next(hostReadyTimeout)
 	var m hostMessage
-	if err := h.recv(&m); err != nil || m.Op != "ready" {
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil || m.Op != "ready" {
 		h.kill()
 		return fmt.Errorf("%s host did not start: %v %s", kind, err, m.Message)
 	}
-	_ = h.ctl.SetReadDeadline(time.Time{})
 	s.host = h
 	return nil
+}
+
+// socketPair makes a connected pair of unix stream sockets: ours as a conn,
+// theirs as a file to hand to a child.
+func socketPair() (*net.UnixConn, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	f := os.NewFile(uintptr(fds[0]), "host-ctl")
+	fc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		syscall.Close(fds[1])
+		return nil, nil, err
+	}
+	return fc.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "host-ctl"), nil
+}
+
+// read reads the host's messages until its socket closes.
+func (h *runtimeHost) read() {
+	defer close(h.closed)
+	for {
+		b, fds, err := readMessage(h.ctl)
+		if err != nil {
+			return
+		}
+		var m hostMessage
+		if len(fds) == 1 && json.Unmarshal(b, &m) == nil && m.Op == "spare" {
+			f := os.NewFile(uintptr(fds[0]), "spare")
+			fc, err := net.FileConn(f)
+			f.Close()
+			if err == nil {
+				h.spares <- spare{pid: m.PID, conn: fc.(*net.UnixConn)}
+			}
+			continue
+		}
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+		h.inbox <- b
+	}
+}
+
+// readMessage reads one message from c, with any fds passed alongside it.
+func readMessage(c *net.UnixConn) ([]byte, []int, error) {
+	var head [4]byte
+	oob := make([]byte, syscall.CmsgSpace(4*4))
+	n, oobn, _, _, err := c.ReadMsgUnix(head[:], oob)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n < 4 {
+		if _, err := io.ReadFull(c, head[n:]); err != nil {
+			return nil, nil, err
+		}
+	}
+	var fds []int
+	if oobn > 0 {
+		msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+		if err == nil {
+			for _, m := range msgs {
+				got, err := syscall.ParseUnixRights(&m)
+				if err == nil {
+					fds = append(fds, got...)
+				}
+			}
+		}
+	}
+	size := binary.BigEndian.Uint32(head[:])
+	if size > maxHostMessage {
+		return nil, fds, errors.New("runtime host message too large")
+	}
+	b := make([]byte, size)
+	_, err = io.ReadFull(c, b)
+	return b, fds, err
+}
+
+// next returns the host's next message (not a spare), waiting up to timeout
+// (0: for ever).
+func (h *runtimeHost) next(timeout time.Duration) ([]byte, error) {
+	var expire <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expire = t.C
+	}
+	select {
+	case b := <-h.inbox:
+		return b, nil
+	case <-h.closed:
+		select {
+		case b := <-h.inbox:
+			return b, nil
+		default:
+			return nil, errHostGone
+		}
+	case <-expire:
+		return nil, errHostTimeout
+	}
+}
+
+func (h *runtimeHost) recv(m *hostMessage, timeout time.Duration) error {
+	b, err := h.next(timeout)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, m)
 }
 
 // kill ends the host and every process of its group.
@@ -149,48 +292,28 @@ func (h *runtimeHost) alive() bool {
 	}
 }
 
-// send writes one message, passing fds alongside its first bytes.
-func (h *runtimeHost) send(payload []byte, fds ...int) error {
-	var head [4]byte
-	binary.BigEndian.PutUint32(head[:], uint32(len(payload)))
-	if len(fds) > 0 {
-		if _, _, err := h.ctl.WriteMsgUnix(head[:], syscall.UnixRights(fds...), nil); err != nil {
-			return err
-		}
-		_, err := h.ctl.Write(payload)
-		return err
-	}
-	_, err := h.ctl.Write(append(head[:], payload...))
-	return err
-}
+// send writes one message to the host.
+func (h *runtimeHost) send(payload []byte) error { return sendMessage(h.ctl, payload) }
 
-func (h *runtimeHost) sendJSON(v any, fds ...int) error {
+func (h *runtimeHost) sendJSON(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return h.send(b, fds...)
+	return h.send(b)
 }
 
-// recvRaw reads one message.
-func (h *runtimeHost) recvRaw() ([]byte, error) {
+// sendMessage writes one message, passing fds alongside its first bytes.
+func sendMessage(c *net.UnixConn, payload []byte, fds ...int) error {
 	var head [4]byte
-	if _, err := io.ReadFull(h.ctl, head[:]); err != nil {
-		return nil, err
-	}
-	n := binary.BigEndian.Uint32(head[:])
-	if n > maxHostMessage {
-		return nil, errors.New("runtime host message too large")
-	}
-	b := make([]byte, n)
-	_, err := io.ReadFull(h.ctl, b)
-	return b, err
-}
-
-func (h *runtimeHost) recv(m *hostMessage) error {
-	b, err := h.recvRaw()
-	if err != nil {
+	binary.BigEndian.PutUint32(head[:], uint32(len(payload)))
+	if len(fds) > 0 {
+		if _, _, err := c.WriteMsgUnix(head[:], syscall.UnixRights(fds...), nil); err != nil {
+			return err
+		}
+		_, err := c.Write(payload)
 		return err
 	}
-	return json.Unmarshal(b, m)
+	_, err := c.Write(append(head[:], payload...))
+	return err
 }

@@ -95,9 +95,21 @@ func runEnv(extra map[string]string) map[string]string {
 	return env
 }
 
-// runForked has the Python host fork a fresh process for the run, with stdio
-// pipes the agent made, and streams its output.
+// spareWait bounds the wait for the Python host to fork a spare process.
+const spareWait = 10 * time.Second
+
+// runForked hands the run to a process the Python host forked ahead of time,
+// with stdio pipes the agent made, and streams its output. The process reports
+// its own exit; only when it was killed does the host say how it ended.
 func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender, req *RunRequest) RunResult {
+	var sp spare
+	select {
+	case sp = <-h.spares:
+	case <-time.After(spareWait):
+		h.kill()
+		return RunResult{Error: "the runtime host has no process ready", Recycle: true}
+	}
+	defer sp.conn.Close()
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
 		return RunResult{Error: err.Error()}
@@ -118,15 +130,15 @@ func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender
 	defer stdoutR.Close()
 	defer stderrR.Close()
 	started := time.Now()
-	msg := map[string]any{"op": "run", "code": req.Code, "env": runEnv(req.Env), "cwd": scratchDir, "timeout_ms": req.TimeoutMs}
-	err = h.sendJSON(msg, int(stdinR.Fd()), int(stdoutW.Fd()), int(stderrW.Fd()))
+	msg, _ := json.Marshal(map[string]any{"code": req.Code, "env": runEnv(req.Env), "cwd": scratchDir, "timeout_ms": req.TimeoutMs})
+	err = sendMessage(sp.conn, msg, int(stdinR.Fd()), int(stdoutW.Fd()), int(stderrW.Fd()))
 	stdinR.Close()
 	stdoutW.Close()
 	stderrW.Close()
 	if err != nil {
 		stdinW.Close()
-		h.kill()
-		return RunResult{Error: "send to runtime host: " + err.Error(), Recycle: true}
+		_ = syscall.Kill(sp.pid, syscall.SIGKILL)
+		return RunResult{Error: "send to the run's process: " + err.Error(), Recycle: true}
 	}
 	go func() {
 		_, _ = stdinW.Write(req.Stdin)
@@ -138,25 +150,34 @@ func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender
 	go func() { defer wg.Done(); pump(stdoutR, out, frameStdout, req.MaxOutput, &outTrunc) }()
 	go func() { defer wg.Done(); pump(stderrR, out, frameStderr, req.MaxOutput, &errTrunc) }()
 
-	var m hostMessage
-	if err := h.recv(&m); err != nil || m.Op != "started" {
-		h.kill()
-		return RunResult{Error: fmt.Sprintf("runtime host: %v %s", err, m.Message), Recycle: true}
-	}
-	pid := m.PID
+	pid := sp.pid
 	var timedOut atomic.Bool
 	kill := func() { _ = syscall.Kill(-pid, syscall.SIGKILL) }
 	timer := time.AfterFunc(time.Duration(req.TimeoutMs)*time.Millisecond, func() { timedOut.Store(true); kill() })
 	defer timer.Stop()
 	stop := context.AfterFunc(ctx, kill)
 	defer stop()
-	if err := h.recv(&m); err != nil || m.Op != "exit" {
-		kill()
-		h.kill()
-		return RunResult{Error: fmt.Sprintf("runtime host: %v %s", err, m.Message), Recycle: true}
+	var m hostMessage
+	b, _, err := readMessage(sp.conn)
+	if err == nil {
+		err = json.Unmarshal(b, &m)
 	}
 	elapsed := time.Since(started)
 	kill() // whatever the run left in its session
+	// The replacement is forked after the run, while sandboxd answers.
+	if err := h.sendJSON(map[string]string{"op": "fork"}); err != nil {
+		return RunResult{Error: "runtime host: " + err.Error(), Recycle: true}
+	}
+	if err != nil {
+		// Killed before it could report: the host knows how it ended.
+		if err := h.sendJSON(map[string]any{"op": "wait", "pid": pid}); err != nil {
+			return RunResult{Error: "runtime host: " + err.Error(), Recycle: true}
+		}
+		if err := h.recv(&m, spareWait); err != nil || m.Op != "waited" {
+			h.kill()
+			return RunResult{Error: fmt.Sprintf("runtime host: %v %s", err, m.Message), Recycle: true}
+		}
+	}
 	pumped := make(chan struct{})
 	go func() { wg.Wait(); close(pumped) }()
 	select {
@@ -191,12 +212,10 @@ func (s *Server) runInHost(ctx context.Context, h *runtimeHost, out *frameSender
 		h.kill()
 		return RunResult{Error: "send to runtime host: " + err.Error(), Recycle: true}
 	}
-	_ = h.ctl.SetReadDeadline(time.Now().Add(time.Duration(req.TimeoutMs)*time.Millisecond + hostGrace))
-	defer func() { _ = h.ctl.SetReadDeadline(time.Time{}) }()
 	stop := context.AfterFunc(ctx, h.kill)
 	defer stop()
 	var m hostMessage
-	if err := h.recv(&m); err != nil || m.Op != "exit" {
+	if err := h.recv(&m, time.Duration(req.TimeoutMs)*time.Millisecond+hostGrace); err != nil || m.Op != "exit" {
 		// A loop the host cannot interrupt, or a host that died: it goes.
 		h.kill()
 		oom := oomKills() > 0
@@ -222,8 +241,12 @@ var errScratch = errors.New("scratch directory")
 // prepareScratch makes an empty scratch directory holding files, and returns
 // what it wrote, to tell the run's own files from its inputs afterwards.
 func prepareScratch(files []RunFile) (map[string][]byte, error) {
-	if err := clearScratch(); err != nil {
-		return nil, err
+	// The last run's scratch directory was cleared after it (or its runner
+	// retired), so an existing one is empty.
+	if fi, err := os.Lstat(scratchDir); err != nil || !fi.IsDir() {
+		if err := clearScratch(); err != nil {
+			return nil, err
+		}
 	}
 	root, err := os.OpenRoot(scratchDir)
 	if err != nil {
@@ -334,9 +357,11 @@ func collectScratch(inputs map[string][]byte, limit int64) (files []RunFile, tru
 	return files, truncated
 }
 
-// killLeftovers kills every process in the container but the agent and its
-// runtime host, and reports whether there were any. Zombies waiting for the
-// reaper do not count.
+// killLeftovers kills every process in the container but the agent, its
+// runtime host and the host's own children (the Python host's spare process),
+// and reports whether there were any. Zombies waiting for the reaper do not
+// count. A run's descendants are never the host's children: an orphan is
+// re-parented to the agent.
 func killLeftovers(h *runtimeHost) bool {
 	found := false
 	for round := 0; round < 3; round++ {
@@ -354,7 +379,13 @@ func killLeftovers(h *runtimeHost) bool {
 			if err != nil {
 				continue
 			}
-			if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			// After the command's closing parenthesis: state, then ppid.
+			i := bytes.LastIndexByte(stat, ')')
+			if i < 0 {
+				continue
+			}
+			f := bytes.Fields(stat[i+1:])
+			if len(f) < 2 || f[0][0] == 'Z' || (h.pid > 0 && string(f[1]) == strconv.Itoa(h.pid)) {
 				continue
 			}
 			any = true
@@ -382,10 +413,8 @@ func (s *Server) serveAppInit(out *frameSender, req *AppInit) {
 		_ = out.sendJSON(OpResult{Error: "runtime host: " + err.Error()})
 		return
 	}
-	_ = h.ctl.SetReadDeadline(time.Now().Add(time.Duration(req.TimeoutMs) * time.Millisecond))
-	defer func() { _ = h.ctl.SetReadDeadline(time.Time{}) }()
 	var m hostMessage
-	err := h.recv(&m)
+	err := h.recv(&m, time.Duration(req.TimeoutMs)*time.Millisecond)
 	switch {
 	case err != nil:
 		h.kill()
@@ -443,12 +472,12 @@ func (s *Server) serveInvoke(ctx context.Context, st net.Conn, out *frameSender,
 	stop := context.AfterFunc(ctx, h.kill)
 	defer stop()
 	for {
-		b, err := h.recvRaw()
+		b, err := h.next(0)
 		if err != nil {
 			if timedOut.Load() {
 				fail("the app did not answer within its time limit", true)
 			} else {
-				fail("the app's runtime host died: "+err.Error(), false)
+				fail(fmt.Sprintf("the app's runtime host died (%s): %v", h.death(), err), false)
 			}
 			break
 		}
@@ -458,11 +487,17 @@ func (s *Server) serveInvoke(ctx context.Context, st net.Conn, out *frameSender,
 			fail("the app's runtime host sent a malformed message", false)
 			break
 		}
+		last := m.Op == "response" || m.Op == "error"
+		if last {
+			// Before sandboxd can see the answer and close the stream, so
+			// that the relay does not take the close for a caller gone away.
+			answered.Store(true)
+		}
 		if err := out.send(frameJSON, b); err != nil {
 			h.kill()
 			break
 		}
-		if m.Op == "response" || m.Op == "error" {
+		if last {
 			break
 		}
 	}

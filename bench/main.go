@@ -43,12 +43,20 @@ func main() {
 	createN := flag.Int("create-n", 10, "cold creates on each side")
 	echoN := flag.Int("echo-n", 1000, "keystroke round trips through sandboxd (a tenth as many through docker)")
 	fileN := flag.Int("file-n", 100, "1 MiB write+read pairs through sandboxd (a quarter as many through docker)")
+	flag.IntVar(&runN, "run-n", 1000, "dynamic runs and app invokes through sandboxd")
+	flag.IntVar(&dockerRunN, "docker-run-n", 10, "docker run --rm of the same snippets")
+	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps`)
 	flag.Parse()
 	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN, *fileN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
+
+var (
+	runN, dockerRunN int
+	only             string
+)
 
 type row struct {
 	name       string
@@ -74,7 +82,8 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	addr := l.Addr().String()
 	l.Close()
 	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--listen", addr, "--data", data, "--agent", agentBin, "--default-image", image, "--log-level", "warn")
+	cmd := exec.Command(bin, "--listen", addr, "--data", data, "--agent", agentBin, "--default-image", image, "--log-level", "warn",
+		"--pool-min-idle", "4")
 	cmd.Env = append(os.Environ(), "SANDBOXD_ADMIN_KEY="+key)
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
@@ -95,6 +104,22 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	}
 	defer eng.Close()
 	info, _ := eng.Info(ctx)
+	header := func() {
+		fmt.Printf("sandboxd benchmark, %s, %d cores, Docker %s (userns remap %v), image %s\n\n",
+			time.Now().UTC().Format("2006-01-02 15:04 UTC"), numCPU(), info.Version, info.UsernsRemap, image)
+		fmt.Println("| operation | n | sandboxd p50 | sandboxd p99 | Docker p50 | Docker p99 | p50 ratio | target |")
+		fmt.Println("|---|---|---|---|---|---|---|---|")
+	}
+	dyn, err := benchDynamic(ctx, c, runN, dockerRunN)
+	if err != nil {
+		return fmt.Errorf("%w\nsandboxd's log:\n%s", err, logs.String())
+	}
+	if only == "dynamic" {
+		header()
+		printRows(dyn.rows)
+		printDynamic(dyn)
+		return nil
+	}
 
 	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
 	if err != nil {
@@ -207,16 +232,9 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		return err
 	}
 
-	fmt.Printf("sandboxd benchmark, %s, %d cores, Docker %s (userns remap %v), image %s\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), numCPU(), info.Version, info.UsernsRemap, image)
-	fmt.Println("| operation | n | sandboxd p50 | sandboxd p99 | Docker p50 | Docker p99 | p50 ratio | target |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
-	for _, r := range rows {
-		op50, op99 := pct(r.ours, 50), pct(r.ours, 99)
-		bp50, bp99 := pct(r.base, 50), pct(r.base, 99)
-		fmt.Printf("| %s | %d / %d | %s | %s | %s | %s | %.3f | %s |\n", r.name, len(r.ours), len(r.base),
-			ms(op50), ms(op99), ms(bp50), ms(bp99), float64(op50)/float64(bp50), r.target)
-	}
+	header()
+	printRows(append(rows, dyn.rows...))
+	printDynamic(dyn)
 	fmt.Printf("| export size of a snapshot of 100 MB of changes | 1 | %.1f MB | - | 100.0 MB changed | - | %.3f (size) | <= 1.1 x changed |\n",
 		float64(exported)/1e6, float64(exported)/1e8)
 	fmt.Printf("| upload %d MiB (PUT files vs docker cp in) | 1 / 1 | %.0f MB/s | - | %.0f MB/s | - | %.3f (throughput) | >= 200 MB/s |\n",
@@ -226,6 +244,23 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	fmt.Printf("| PTY output, cat of %d MB (WebSocket vs docker exec -t) | 1 / 1 | %.0f MB/s | - | %.0f MB/s | - | %.3f (throughput) | >= 100 MB/s |\n",
 		bigFile/1_000_000, thrOurs, thrBase, thrOurs/thrBase)
 	return nil
+}
+
+func printRows(rows []row) {
+	for _, r := range rows {
+		op50, op99 := pct(r.ours, 50), pct(r.ours, 99)
+		bp50, bp99 := pct(r.base, 50), pct(r.base, 99)
+		fmt.Printf("| %s | %d / %d | %s | %s | %s | %s | %.3f | %s |\n", r.name, len(r.ours), len(r.base),
+			ms(op50), ms(op99), ms(bp50), ms(bp99), float64(op50)/float64(bp50), r.target)
+	}
+}
+
+func printDynamic(d dynamicResults) {
+	fmt.Printf("| python print(1), sustained, one key, %d in flight (vs sequential docker run --rm) | 5 s | %.0f runs/s | - | %.2f runs/s | - | %.0f (throughput) | >= 200 runs/s |\n",
+		numCPU()+1, d.perSec, d.dockerPerSec, d.perSec/d.dockerPerSec)
+	if d.ephemeralCold > 0 {
+		fmt.Printf("\n(%d ephemeral runs found the pool empty and were left out)\n", d.ephemeralCold)
+	}
 }
 
 // benchPause times n pauses and resumes on each side.

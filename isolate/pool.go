@@ -36,6 +36,9 @@ type PoolStats struct {
 	RefillLastMs float64
 }
 
+// refillDelay is how long after a hit the pool starts replacing the runner.
+const refillDelay = 100 * time.Millisecond
+
 // pool keeps warm runners of one profile. Its goroutine (run) owns refilling:
 // it starts runners while idle+starting is below the target, up to the
 // refill concurrency and the pool's maximum, backing off after failures.
@@ -98,7 +101,9 @@ func (p *pool) take(ctx context.Context) (*runner, bool, error) {
 		p.hits++
 		r.counted = true
 		p.mu.Unlock()
-		p.poke()
+		// The refill waits a moment, so that the engine's work does not
+		// compete for the CPU with the run that took this runner.
+		time.AfterFunc(refillDelay, p.poke)
 		return r, true, nil
 	}
 	p.misses++

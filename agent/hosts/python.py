@@ -2,8 +2,10 @@
 # runner container with its control socket as fd 3. It imports the standard
 # library, freezes the heap, and then serves the agent one message at a time:
 #
-#   run       fork a fresh process (with the stdio fds passed alongside the
-#             message) that executes the code; answer "started", then "exit"
+#   fork      fork a process for a future run and send the agent its socket
+#             ("spare"); the agent sends that process the run and its stdio
+#             fds directly, and the process reports its own exit
+#   wait      say how a run process that was killed ended ("waited")
 #   app_init  load an app's code into this process once
 #   invoke    call the app's fetch(request, env); storage calls go back to the
 #             agent as "storage" messages and wait for "storage_result"
@@ -18,14 +20,14 @@ import threading, time, traceback, typing, urllib.parse, uuid
 ctl = socket.socket(fileno=3)
 
 
-def recv_exact(n, fds=None):
+def recv_exact(n, fds=None, sock=ctl):
     data = b""
     while len(data) < n:
         if fds is not None and not data:
-            chunk, got, _, _ = socket.recv_fds(ctl, n, 3)
+            chunk, got, _, _ = socket.recv_fds(sock, n, 3)
             fds.extend(got)
         else:
-            chunk = ctl.recv(n - len(data))
+            chunk = sock.recv(n - len(data))
         if not chunk:
             raise EOFError
         data += chunk
@@ -45,38 +47,61 @@ def send(msg):
 
 def set_limits(m):
     cpu = max(1, int(m.get("timeout_ms", 0) / 1000) + 1)
-    for res, val in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0),
-                     (resource.RLIMIT_NOFILE, 256)):
-        try:
-            resource.setrlimit(res, (val, val))
-        except (ValueError, OSError):
-            pass
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    except (ValueError, OSError):
+        pass
 
 
-def child(m, fds):
-    """Runs in the forked process and never returns."""
+def spare_child(sock):
+    """A forked process made ready before it has work: it waits on sock for
+    one run from the agent (the message and its stdio fds), runs it, reports,
+    and exits."""
     rc = 1
     try:
         os.setsid()
-        for i, fd in enumerate(fds):
-            os.dup2(fd, i)
-        os.closerange(3, 4096)
+        keep = sock.fileno()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 4096)
         try:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write("1000")
         except OSError:
             pass
+        for res, val in ((resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, 256)):
+            try:
+                resource.setrlimit(res, (val, val))
+            except (ValueError, OSError):
+                pass
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # The streams are bound to fd numbers; the run's pipes replace the
+        # fds under them.
+        stdin = open(0, "r", closefd=False)
+        stdout = open(1, "w", closefd=False, errors="backslashreplace")
+        stderr = open(2, "w", closefd=False, errors="backslashreplace", buffering=1)
+        # Touch what every run touches, so that the copy-on-write faults
+        # happen now rather than on the run's clock.
+        exec(compile("x = [1]\nprint(x, len(x), end='')", "warm", "exec"),
+             {"__builtins__": builtins, "print": lambda *a, **k: None})
+        json.dumps({"status": 0, "cpu_ms": 0.0, "maxrss_kb": 0})
+        resource.getrusage(resource.RUSAGE_SELF)
+        fds = []
+        try:
+            (n,) = struct.unpack(">I", recv_exact(4, fds, sock))
+            m = json.loads(recv_exact(n, None, sock))
+        except EOFError:  # the host is gone, and no run came
+            os._exit(0)
+        for i, fd in enumerate(fds):
+            os.dup2(fd, i)
+            os.close(fd)
+        sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
         set_limits(m)
         os.chdir(m["cwd"])
         os.environ.clear()
         os.environ.update(m.get("env") or {})
-        sys.stdin = open(0, "r", closefd=False)
-        sys.stdout = open(1, "w", closefd=False, errors="backslashreplace")
-        sys.stderr = open(2, "w", closefd=False, errors="backslashreplace", buffering=1)
         sys.argv = ["main.py"]
         sys.path.insert(0, m["cwd"])
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         code = compile(m["code"], "main.py", "exec")
         exec(code, {"__name__": "__main__", "__builtins__": builtins})
         rc = 0
@@ -97,19 +122,68 @@ def child(m, fds):
                 f.flush()
             except BaseException:
                 pass
+        # Report to the agent before exiting: tearing down the process's
+        # memory takes longer than the run. Closing stdio first ends the
+        # output.
+        try:
+            for fd in (0, 1, 2):
+                os.close(fd)
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            b = json.dumps({"status": (rc & 0xFF) << 8, "cpu_ms": (ru.ru_utime + ru.ru_stime) * 1000,
+                            "maxrss_kb": ru.ru_maxrss}).encode()
+            sock.sendall(struct.pack(">I", len(b)) + b)
+        except BaseException:
+            pass
         os._exit(rc)
 
 
-def run(m, fds):
+reaped = collections.OrderedDict()  # pid -> how it ended, for "wait"
+
+
+def fork_spare():
+    """Forks a process for a future run and hands the agent its socket."""
+    ours, theirs = socket.socketpair()
     pid = os.fork()
     if pid == 0:
-        child(m, fds)
-    for fd in fds:
-        os.close(fd)
-    send({"op": "started", "pid": pid})
-    _, status, ru = os.wait4(pid, 0)
-    send({"op": "exit", "status": status, "cpu_ms": (ru.ru_utime + ru.ru_stime) * 1000,
-          "maxrss_kb": ru.ru_maxrss})
+        ours.close()
+        ctl.close()
+        spare_child(theirs)
+    theirs.close()
+    b = json.dumps({"op": "spare", "pid": pid}).encode()
+    ctl.sendmsg([struct.pack(">I", len(b))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", ours.fileno()))])
+    ctl.sendall(b)
+    ours.close()
+
+
+def ended(pid, status, ru):
+    return {"op": "waited", "pid": pid, "status": status,
+            "cpu_ms": (ru.ru_utime + ru.ru_stime) * 1000, "maxrss_kb": ru.ru_maxrss}
+
+
+def reap():
+    """Collects the runs that have ended, keeping how the last ones did."""
+    while True:
+        try:
+            pid, status, ru = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        reaped[pid] = ended(pid, status, ru)
+        while len(reaped) > 64:
+            reaped.popitem(last=False)
+
+
+def wait(pid):
+    reap()
+    if pid in reaped:
+        send(reaped.pop(pid))
+        return
+    try:
+        _, status, ru = os.wait4(pid, 0)
+        send(ended(pid, status, ru))
+    except ChildProcessError:
+        send({"op": "error", "message": "no such run process %d" % pid})
 
 
 # --- apps -----------------------------------------------------------------
@@ -296,14 +370,19 @@ def serve():
     gc.collect()
     gc.freeze()
     send({"op": "ready", "pid": os.getpid()})
+    for _ in range(2):  # two, so that the one a run takes is long ready
+        fork_spare()
     while True:
         try:
-            m, fds = recv()
+            m, _ = recv()
         except EOFError:
             return
+        reap()
         op = m.get("op")
-        if op == "run":
-            run(m, fds)
+        if op == "fork":
+            fork_spare()
+        elif op == "wait":
+            wait(m.get("pid"))
         elif op == "app_init":
             try:
                 app_init(m)
