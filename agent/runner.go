@@ -163,7 +163,7 @@ func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender
 		err = json.Unmarshal(b, &m)
 	}
 	elapsed := time.Since(started)
-	kill() // whatever the run left in its session
+	// What the run left behind is found (and killed) by killLeftovers.
 	// The replacement is forked after the run, while sandboxd answers.
 	if err := h.sendJSON(map[string]string{"op": "fork"}); err != nil {
 		return RunResult{Error: "runtime host: " + err.Error(), Recycle: true}

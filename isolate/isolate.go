@@ -159,6 +159,16 @@ func New(ctx context.Context, cfg Config, rt Engine, images Images, d *sql.DB, l
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "apps"), 0o700); err != nil {
 		return nil, err
 	}
+	// A runner's remapped user must traverse to its socket, and list
+	// nothing on the way.
+	for _, dir := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "run")} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return nil, err
+		}
+	}
 	apps, err := openAppStore(ctx, d, filepath.Join(cfg.DataDir, "apps"))
 	if err != nil {
 		return nil, err

@@ -94,6 +94,7 @@ func (p *pool) poke() {
 // longer the pool's: the caller leases or destroys it.
 func (p *pool) take(ctx context.Context) (*runner, bool, error) {
 	p.mu.Lock()
+	p.pruneDead()
 	if n := len(p.idle); n > 0 {
 		r := p.idle[n-1]
 		p.idle = p.idle[:n-1]
@@ -152,6 +153,20 @@ func (p *pool) record(d time.Duration) {
 	}
 }
 
+// pruneDead drops idle runners whose agent is gone (a container that was
+// killed, or that died); called with p.mu held.
+func (p *pool) pruneDead() {
+	keep := p.idle[:0]
+	for _, r := range p.idle {
+		if r.ep.Connected() {
+			keep = append(keep, r)
+		} else {
+			go p.s.destroy(r)
+		}
+	}
+	p.idle = keep
+}
+
 func (p *pool) run(ctx context.Context) {
 	defer p.wg.Done()
 	var starts sync.WaitGroup
@@ -160,6 +175,7 @@ func (p *pool) run(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		p.mu.Lock()
+		p.pruneDead()
 		now := time.Now()
 		if p.target > p.minIdle && now.Sub(p.lastMiss) > p.s.cfg.DecayAfter {
 			p.target--
@@ -254,10 +270,10 @@ func (p *pool) stats() PoolStats {
 	return st
 }
 
-// Ready reports whether every default pool has reached its minimum.
+// Ready reports whether every pool has its minimum of idle runners.
 func (s *Service) Ready() bool {
 	for _, st := range s.Pools() {
-		if st.Idle+st.Leased < st.MinIdle {
+		if st.Idle < st.MinIdle {
 			return false
 		}
 	}

@@ -383,8 +383,13 @@ func splitSQL(q string) ([]string, error) {
 					return fmt.Errorf("PRAGMA %s is not allowed", strings.ToLower(name))
 				}
 			}
-			if strings.Contains(strings.ToUpper(s), "LOAD_EXTENSION") {
-				return errors.New("load_extension is not allowed")
+			for _, w := range words {
+				if name, ok := strings.CutPrefix(w, "PRAGMA_"); ok && !readPragmas[name] {
+					return fmt.Errorf("%s is not allowed", strings.ToLower(w))
+				}
+				if w == "LOAD_EXTENSION" {
+					return errors.New("load_extension is not allowed")
+				}
 			}
 		}
 		stmts = append(stmts, s)
