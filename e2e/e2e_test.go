@@ -75,7 +75,8 @@ func startDaemon(t *testing.T, listen, data string, env ...string) *daemon {
 	bin := binaries(t)
 	cmd := exec.Command(filepath.Join(bin, "sandboxd"), "--listen", listen, "--data", data,
 		"--network", "sandboxd-test", "--bridge", "sbxtest0", "--log-level", "debug")
-	cmd.Env = append(os.Environ(), env...)
+	// No warm runners unless a test asks for them: they cost every test CPU.
+	cmd.Env = append(append(os.Environ(), "SANDBOXD_POOL_MIN_IDLE=0"), env...)
 	d := &daemon{cmd: cmd, stderr: &lockedWriter{}, done: make(chan struct{})}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {

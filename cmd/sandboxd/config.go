@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -70,7 +71,11 @@ func loadConfig(args []string) (config, error) {
 	fs.Float64Var(&c.RatePerApp, "rate-per-app", 500, "invokes per second of one app unless the app sets its own rate (0: no limit)")
 	fs.IntVar(&c.BurstPerApp, "burst-per-app", 500, "burst of -rate-per-app")
 	fs.IntVar(&c.Concurrency, "concurrency-per-key", 16, "runs and invokes one API key may have in flight (0: no limit)")
-	fs.IntVar(&c.PoolMinIdle, "pool-min-idle", 2, "warm Python runners kept idle (one each for node and bash; 0 keeps none warm)")
+	poolMin, err := strconv.Atoi(env("SANDBOXD_POOL_MIN_IDLE", "2"))
+	if err != nil {
+		return config{}, fmt.Errorf("SANDBOXD_POOL_MIN_IDLE: %w", err)
+	}
+	fs.IntVar(&c.PoolMinIdle, "pool-min-idle", poolMin, "warm Python runners kept idle; node and bash keep one (0 keeps none warm) (SANDBOXD_POOL_MIN_IDLE)")
 	fs.IntVar(&c.PoolMaxTotal, "pool-max", 32, "most runners of one pool, idle and leased")
 	fs.DurationVar(&c.AppIdle, "app-idle", time.Minute, "an app's runner idle this long is evicted (its data stays)")
 	origins := fs.String("allowed-origins", env("SANDBOXD_ALLOWED_ORIGINS", ""), "comma-separated origins (scheme://host:port) that may open WebSockets besides sandboxd's own")

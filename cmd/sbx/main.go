@@ -14,6 +14,9 @@
 //	sbx images                    list images
 //	sbx image build [--force] NAME build a built-in image
 //	sbx key create|ls|rm          manage API keys (admin)
+//	sbx run python -c CODE        run dynamic code in a warm runner (or sbx run FILE)
+//	sbx apps deploy|invoke|logs|ls|get|rm  apps with their own database
+//	sbx usage                     hourly usage of runs and apps
 //
 // The server URL and API key come from --url and --key, or SANDBOXD_URL and
 // SANDBOXD_KEY.
@@ -61,6 +64,9 @@ var commands = map[string]command{
 	"images":   {runImages, "images"},
 	"image":    {runImage, "image build [--force] NAME"},
 	"key":      {runKey, "key create NAME [--admin] | key ls | key rm ID"},
+	"run":      {runRun, "run RUNTIME -c CODE | run RUNTIME - | run FILE  [--timeout D] [--memory MiB] [--ephemeral] [--env K=V] [--file F] [--stdin F]"},
+	"apps":     {runApps, "apps deploy NAME FILE [--runtime R] [--rate N] | invoke NAME [PATH] [-X M] [-d BODY] [-H H] [-i] | logs NAME | ls | get NAME | rm NAME..."},
+	"usage":    {runUsage, "usage [--since 24h] [--json]"},
 }
 
 func main() {
@@ -75,7 +81,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	key := global.String("key", os.Getenv("SANDBOXD_KEY"), "API key (SANDBOXD_KEY)")
 	global.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sbx [--url URL] [--key KEY] COMMAND [ARGS]\n\ncommands:")
-		for _, name := range []string{"create", "ls", "inspect", "exec", "shell", "cp", "cat", "stop", "start", "pause", "resume", "snapshot", "rm", "images", "image", "key"} {
+		for _, name := range []string{"create", "ls", "inspect", "exec", "shell", "cp", "cat", "stop", "start", "pause", "resume", "snapshot", "rm", "images", "image", "key", "run", "apps", "usage"} {
 			fmt.Fprintln(stderr, "  sbx "+commands[name].usage)
 		}
 	}
