@@ -88,9 +88,16 @@ func TestPtyReattachReplaysAndViewersShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	list, err := c.PtyList(ctx)
-	if err != nil || len(list) != 1 || list[0].Viewers != 2 {
-		t.Fatalf("list: %+v %v", list, err)
+	// The detached viewer leaves asynchronously: wait for it to be gone.
+	var list []PtyInfo
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		list, err = c.PtyList(ctx)
+		if err == nil && len(list) == 1 && list[0].Viewers == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("list: %+v %v", list, err)
+		}
 	}
 	a.Input([]byte("echo both-$((2+2))\n"))
 	readUntil(t, a, "both-4")
