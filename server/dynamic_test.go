@@ -41,7 +41,7 @@ type dynFixture struct {
 
 // newDynFixture serves the real router over a real isolate service (runner
 // pools on the real engine), a real ledger and real limits.
-func newDynFixture(t *testing.T, limits supervisor.LimitsConfig) *dynFixture {
+func newDynFixture(t *testing.T, limits supervisor.LimitsConfig, appIdle time.Duration) *dynFixture {
 	t.Helper()
 	ctx := context.Background()
 	d := testenv.Docker(t)
@@ -73,6 +73,7 @@ func newDynFixture(t *testing.T, limits supervisor.LimitsConfig) *dynFixture {
 			agent.RuntimePython: images.RunnerPython, agent.RuntimeNode: images.RunnerNode, agent.RuntimeBash: images.RunnerBash,
 		},
 		MinIdle: map[string]int{agent.RuntimePython: 1, agent.RuntimeNode: 1, agent.RuntimeBash: 1},
+		AppIdle: appIdle,
 	}, d, b, sq, log)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +119,7 @@ func run(t *testing.T, c *api.Client, req api.RunRequest) api.RunResult {
 // TestRuns covers POST /v1/run on the real engine: the three runtimes, files,
 // isolation between keys, the limits, and bad input.
 func TestRuns(t *testing.T) {
-	f := newDynFixture(t, supervisor.LimitsConfig{Concurrency: 4})
+	f := newDynFixture(t, supervisor.LimitsConfig{Concurrency: 4}, 0)
 	ctx := context.Background()
 
 	t.Run("runtimes", func(t *testing.T) {
@@ -403,7 +404,7 @@ func invoke(t *testing.T, c *api.Client, app, method, path, body string) (int, s
 // JavaScript across evictions and new versions, rollback, the storage API,
 // isolation between apps, rate limits, logs and usage.
 func TestApps(t *testing.T) {
-	f := newDynFixture(t, supervisor.LimitsConfig{})
+	f := newDynFixture(t, supervisor.LimitsConfig{}, 3*time.Second)
 	ctx := context.Background()
 
 	for _, tc := range []struct{ runtime, code string }{{"python", pyCounter}, {"node", jsCounter}} {
@@ -454,9 +455,10 @@ func TestApps(t *testing.T) {
 				t.Fatalf("request %d: %q", i, body)
 			}
 		}
-		f.iso.EvictApps()
+		// Idle for longer than the fixture's 3 s, the runner is evicted.
+		time.Sleep(5 * time.Second)
 		if _, body, _ := invoke(t, f.a, "memory", "GET", "/", ""); body != "1" {
-			t.Fatalf("after eviction the state starts again: %q", body)
+			t.Fatalf("after an idle eviction the state starts again: %q", body)
 		}
 	})
 

@@ -49,6 +49,10 @@ type UsageRow struct {
 // excerptBytes bounds the output a log entry keeps.
 const excerptBytes = 2048
 
+// logRetention is how long the request log keeps an entry; the hourly usage
+// is kept.
+const logRetention = 7 * 24 * time.Hour
+
 // Ledger records runs and invokes off the hot path: Record queues an entry,
 // and one goroutine writes queued entries in batches, adding them to the
 // request log and to the hourly usage aggregates in one transaction.
@@ -150,6 +154,8 @@ func (l *Ledger) writer() {
 	defer l.wg.Done()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	prune := time.NewTicker(time.Hour)
+	defer prune.Stop()
 	var batch []Entry
 	drain := func() {
 		for {
@@ -179,6 +185,10 @@ func (l *Ledger) writer() {
 			}
 		case <-tick.C:
 			write()
+		case <-prune.C:
+			if _, err := l.db.Exec(`DELETE FROM request_log WHERE at < ?`, time.Now().Add(-logRetention).UnixMilli()); err != nil {
+				l.log.Warn("prune request log", "err", err)
+			}
 		case ch := <-l.flushes:
 			write()
 			close(ch)
