@@ -71,7 +71,7 @@ func (s *Server) serveRun(ctx context.Context, st net.Conn, out *frameSender, re
 	if !res.OOMKilled && res.Signal == "SIGKILL" && oomKills() > oomBefore {
 		res.OOMKilled = true
 	}
-	if killLeftovers(h) {
+	if h.kind != RuntimePython && killLeftovers(h) {
 		res.Leftover = true
 	}
 	res.Files, res.FilesTruncated = collectScratch(inputs, req.MaxFileBytes)
@@ -110,6 +110,12 @@ func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender
 		return RunResult{Error: "the runtime host has no process ready", Recycle: true}
 	}
 	defer sp.conn.Close()
+	defer func() {
+		// The run's process, which reported but may linger, is killed without
+		// being called a leftover: an honest one is exiting anyway.
+		_ = syscall.Kill(-sp.pid, syscall.SIGKILL)
+		_ = syscall.Kill(sp.pid, syscall.SIGKILL)
+	}()
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
 		return RunResult{Error: err.Error()}
@@ -163,7 +169,8 @@ func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender
 		err = json.Unmarshal(b, &m)
 	}
 	elapsed := time.Since(started)
-	// What the run left behind is found (and killed) by killLeftovers.
+	// What the run left behind is found (and killed) by killLeftovers, which
+	// runs first.
 	// The replacement is forked after the run, while sandboxd answers.
 	if err := h.sendJSON(map[string]string{"op": "fork"}); err != nil {
 		return RunResult{Error: "runtime host: " + err.Error(), Recycle: true}
@@ -190,6 +197,7 @@ func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender
 	res := RunResult{
 		DurationMs: float64(elapsed.Microseconds()) / 1000, CPUMs: m.CPUMs, PeakMemoryKB: m.MaxRSSKB,
 		TimedOut: timedOut.Load(), StdoutTruncated: outTrunc.Load(), StderrTruncated: errTrunc.Load(),
+		Leftover: killLeftovers(h),
 	}
 	ws := syscall.WaitStatus(m.Status)
 	switch {
@@ -358,10 +366,10 @@ func collectScratch(inputs map[string][]byte, limit int64) (files []RunFile, tru
 }
 
 // killLeftovers kills every process in the container but the agent, its
-// runtime host and the host's own children (the Python host's spare process),
-// and reports whether there were any. Zombies waiting for the reaper do not
-// count. A run's descendants are never the host's children: an orphan is
-// re-parented to the agent.
+// runtime host and the host's own children (the Python host's spare processes,
+// and the run in progress, which its caller kills), and reports whether there
+// were any. Zombies waiting for the reaper do not count. A run's descendants
+// are never the host's children: an orphan is re-parented to the agent.
 func killLeftovers(h *runtimeHost) bool {
 	found := false
 	for round := 0; round < 3; round++ {
