@@ -125,7 +125,12 @@ func TestPtyKillLeavesNoProcess(t *testing.T) {
 	if err := c.PtyKill(context.Background(), p.Info.ID); err != nil {
 		t.Fatal(err)
 	}
+	// SIGKILL is sent; a loaded machine may take a moment to finish them.
 	for _, pid := range pids {
+		deadline := time.Now().Add(3 * time.Second)
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
 		if alive(pid) {
 			t.Errorf("process %d survived the kill", pid)
 		}
