@@ -54,6 +54,8 @@ type runtimeHost struct {
 	inbox  chan []byte
 	spares chan spare
 	closed chan struct{} // closed when the reader stops
+	// after, when set, finishes a run once its answer is sent (under op).
+	after func()
 }
 
 // spare is a process the Python host forked ahead of a run, and the agent's

@@ -82,6 +82,10 @@ func (s *Server) serveRun(ctx context.Context, st net.Conn, out *frameSender, re
 		res.Recycle = true
 	}
 	_ = out.sendJSON(res)
+	if h.after != nil {
+		h.after()
+		h.after = nil
+	}
 	_ = st.SetReadDeadline(time.Now().Add(resultDrain))
 	wait()
 }
@@ -109,13 +113,16 @@ func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender
 		h.kill()
 		return RunResult{Error: "the runtime host has no process ready", Recycle: true}
 	}
-	defer sp.conn.Close()
-	defer func() {
-		// The run's process, which reported but may linger, is killed without
-		// being called a leftover: an honest one is exiting anyway.
+	// After the answer is sent: the run's process, which reported but may
+	// linger, is killed without being called a leftover (an honest one is
+	// waiting to exit), and its replacement is forked. On two cores, tearing
+	// down a process and forking one compete with the answer for the CPU.
+	h.after = func() {
 		_ = syscall.Kill(-sp.pid, syscall.SIGKILL)
 		_ = syscall.Kill(sp.pid, syscall.SIGKILL)
-	}()
+		sp.conn.Close()
+		_ = h.sendJSON(map[string]string{"op": "fork"})
+	}
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
 		return RunResult{Error: err.Error()}
@@ -171,10 +178,6 @@ func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender
 	elapsed := time.Since(started)
 	// What the run left behind is found (and killed) by killLeftovers, which
 	// runs first.
-	// The replacement is forked after the run, while sandboxd answers.
-	if err := h.sendJSON(map[string]string{"op": "fork"}); err != nil {
-		return RunResult{Error: "runtime host: " + err.Error(), Recycle: true}
-	}
 	if err != nil {
 		// Killed before it could report: the host knows how it ended.
 		if err := h.sendJSON(map[string]any{"op": "wait", "pid": pid}); err != nil {

@@ -132,6 +132,7 @@ def spare_child(sock):
             b = json.dumps({"status": (rc & 0xFF) << 8, "cpu_ms": (ru.ru_utime + ru.ru_stime) * 1000,
                             "maxrss_kb": ru.ru_maxrss}).encode()
             sock.sendall(struct.pack(">I", len(b)) + b)
+            sock.recv(1)  # the agent closes the socket once it has answered
         except BaseException:
             pass
         os._exit(rc)
