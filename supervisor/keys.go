@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -46,14 +47,32 @@ type Key struct {
 // Keys stores API keys.
 type Keys struct {
 	db *sql.DB
+
+	// cache holds keys recently authenticated, by secret hash, for
+	// keyCacheTTL: every request authenticates, and a database query costs
+	// more than the rest of a fast request. Revoke empties it.
+	mu    sync.Mutex
+	cache map[string]cachedKey
 }
+
+type cachedKey struct {
+	key     Key
+	expires time.Time
+}
+
+// keyCacheTTL bounds how long a key revoked by another process stays usable
+// here; a revoke through this process takes effect at once.
+const (
+	keyCacheTTL  = 5 * time.Second
+	keyCacheSize = 10000
+)
 
 // NewKeys migrates the key table.
 func NewKeys(ctx context.Context, d *sql.DB) (*Keys, error) {
 	if err := db.Migrate(ctx, d, "supervisor", migrations); err != nil {
 		return nil, err
 	}
-	return &Keys{db: d}, nil
+	return &Keys{db: d, cache: map[string]cachedKey{}}, nil
 }
 
 func hashSecret(secret string) string {
@@ -132,6 +151,9 @@ func (k *Keys) List(ctx context.Context) ([]Key, error) {
 // Revoke revokes a key; it stops working at once.
 func (k *Keys) Revoke(ctx context.Context, id string) error {
 	res, err := k.db.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, time.Now().UnixNano(), id)
+	k.mu.Lock()
+	clear(k.cache)
+	k.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("revoke key: %w", err)
 	}
@@ -156,12 +178,29 @@ func (k *Keys) Authenticate(ctx context.Context, secret string) (Key, error) {
 	if !strings.HasPrefix(secret, SecretPrefix) && len(secret) < 16 {
 		return Key{}, ErrUnauthenticated
 	}
-	row := k.db.QueryRowContext(ctx, `SELECT id, name, admin, created_at, revoked_at FROM api_keys WHERE hash = ? AND revoked_at IS NULL`, hashSecret(secret))
+	hash := hashSecret(secret)
+	now := time.Now()
+	k.mu.Lock()
+	c, ok := k.cache[hash]
+	k.mu.Unlock()
+	if ok && now.Before(c.expires) {
+		return c.key, nil
+	}
+	row := k.db.QueryRowContext(ctx, `SELECT id, name, admin, created_at, revoked_at FROM api_keys WHERE hash = ? AND revoked_at IS NULL`, hash)
 	key, err := scanKey(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Key{}, ErrUnauthenticated
 	}
-	return key, err
+	if err != nil {
+		return Key{}, err
+	}
+	k.mu.Lock()
+	if len(k.cache) >= keyCacheSize {
+		clear(k.cache)
+	}
+	k.cache[hash] = cachedKey{key: key, expires: now.Add(keyCacheTTL)}
+	k.mu.Unlock()
+	return key, nil
 }
 
 type scanner interface{ Scan(...any) error }

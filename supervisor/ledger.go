@@ -205,24 +205,32 @@ func (l *Ledger) write(batch []Entry) error {
 		return err
 	}
 	defer tx.Rollback()
+	logStmt, err := tx.Prepare(`INSERT INTO request_log (at, key_id, kind, app, status, error, duration_ms, cpu_ms,
+		rows_read, rows_written, bytes_in, bytes_out, output, truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer logStmt.Close()
+	usageStmt, err := tx.Prepare(`INSERT INTO usage_hourly (hour, key_id, kind, app, requests, errors, duration_ms, cpu_ms,
+		rows_read, rows_written, bytes_in, bytes_out) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (hour, key_id, kind, app) DO UPDATE SET requests = requests + 1, errors = errors + excluded.errors,
+		duration_ms = duration_ms + excluded.duration_ms, cpu_ms = cpu_ms + excluded.cpu_ms,
+		rows_read = rows_read + excluded.rows_read, rows_written = rows_written + excluded.rows_written,
+		bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out`)
+	if err != nil {
+		return err
+	}
+	defer usageStmt.Close()
 	for _, e := range batch {
 		failed := 0
 		if e.Failed {
 			failed = 1
 		}
-		if _, err := tx.Exec(`INSERT INTO request_log (at, key_id, kind, app, status, error, duration_ms, cpu_ms,
-			rows_read, rows_written, bytes_in, bytes_out, output, truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			e.Time.UnixMilli(), e.Key, e.Kind, e.App, e.Status, e.Error, e.DurationMs, e.CPUMs, e.RowsRead, e.RowsWritten,
-			e.BytesIn, e.BytesOut, e.Output, e.Truncated); err != nil {
+		if _, err := logStmt.Exec(e.Time.UnixMilli(), e.Key, e.Kind, e.App, e.Status, e.Error, e.DurationMs, e.CPUMs,
+			e.RowsRead, e.RowsWritten, e.BytesIn, e.BytesOut, e.Output, e.Truncated); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(`INSERT INTO usage_hourly (hour, key_id, kind, app, requests, errors, duration_ms, cpu_ms,
-			rows_read, rows_written, bytes_in, bytes_out) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (hour, key_id, kind, app) DO UPDATE SET requests = requests + 1, errors = errors + excluded.errors,
-			duration_ms = duration_ms + excluded.duration_ms, cpu_ms = cpu_ms + excluded.cpu_ms,
-			rows_read = rows_read + excluded.rows_read, rows_written = rows_written + excluded.rows_written,
-			bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out`,
-			e.Time.Truncate(time.Hour).Unix(), e.Key, e.Kind, e.App, failed, e.DurationMs, e.CPUMs,
+		if _, err := usageStmt.Exec(e.Time.Truncate(time.Hour).Unix(), e.Key, e.Kind, e.App, failed, e.DurationMs, e.CPUMs,
 			e.RowsRead, e.RowsWritten, e.BytesIn, e.BytesOut); err != nil {
 			return err
 		}
