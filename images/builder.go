@@ -51,9 +51,15 @@ type flight struct {
 	listeners []func(string)
 }
 
-// New returns a builder that debootstraps from mirror and builds root filesystems
+// DefaultMirror is the Debian mirror base images come from unless told otherwise.
+const DefaultMirror = "http://deb.debian.org/debian"
+
+// New returns a builder that debootstraps from mirror (DefaultMirror when empty) and builds root filesystems
 // under scratch (a directory on the host that sandboxes never see).
 func New(eng Engine, log *slog.Logger, mirror, scratch string) *Builder {
+	if mirror == "" {
+		mirror = DefaultMirror
+	}
 	life, cancel := context.WithCancel(context.Background())
 	return &Builder{eng: eng, log: log.With("component", "images"), mirror: mirror, scratch: scratch,
 		flight: map[string]*flight{}, warm: map[string]string{}, life: life, cancel: cancel}

@@ -60,7 +60,7 @@ func loadConfig(args []string) (config, error) {
 	fs.StringVar(&c.DataDir, "data", env("SANDBOXD_DATA", "./data"), "data directory: database, sockets, build scratch (SANDBOXD_DATA)")
 	fs.StringVar(&c.AgentBinary, "agent", env("SANDBOXD_AGENT", ""), "path of the static sandbox-agent binary (default: next to sandboxd) (SANDBOXD_AGENT)")
 	fs.StringVar(&c.DefaultImage, "default-image", env("SANDBOXD_DEFAULT_IMAGE", images.Base), "image of a sandbox that names none")
-	fs.StringVar(&c.DebianMirror, "debian-mirror", env("SANDBOXD_DEBIAN_MIRROR", "http://deb.debian.org/debian"), "Debian mirror the base image is debootstrapped from")
+	fs.StringVar(&c.DebianMirror, "debian-mirror", env("SANDBOXD_DEBIAN_MIRROR", images.DefaultMirror), "Debian mirror the base image is debootstrapped from")
 	fs.StringVar(&c.Network, "network", env("SANDBOXD_NETWORK", "sandboxd"), "Docker network sandboxes join")
 	fs.StringVar(&c.Bridge, "bridge", env("SANDBOXD_BRIDGE", "sbx0"), "host interface name of that network's bridge")
 	fs.DurationVar(&c.OrphanGrace, "orphan-grace", 2*time.Minute, "age after which a labelled container with no sandbox is removed")
