@@ -106,23 +106,6 @@ const spareWait = 10 * time.Second
 // with stdio pipes the agent made, and streams its output. The process reports
 // its own exit; only when it was killed does the host say how it ended.
 func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender, req *RunRequest) RunResult {
-	var sp spare
-	select {
-	case sp = <-h.spares:
-	case <-time.After(spareWait):
-		h.kill()
-		return RunResult{Error: "the runtime host has no process ready", Recycle: true}
-	}
-	// After the answer is sent: the run's process, which reported but may
-	// linger, is killed without being called a leftover (an honest one is
-	// waiting to exit), and its replacement is forked. On two cores, tearing
-	// down a process and forking one compete with the answer for the CPU.
-	h.after = func() {
-		_ = syscall.Kill(-sp.pid, syscall.SIGKILL)
-		_ = syscall.Kill(sp.pid, syscall.SIGKILL)
-		sp.conn.Close()
-		_ = h.sendJSON(map[string]string{"op": "fork"})
-	}
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
 		return RunResult{Error: err.Error()}
@@ -142,16 +125,45 @@ func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender
 	}
 	defer stdoutR.Close()
 	defer stderrR.Close()
-	started := time.Now()
 	msg, _ := json.Marshal(map[string]any{"code": req.Code, "env": runEnv(req.Env), "cwd": scratchDir, "timeout_ms": req.TimeoutMs})
-	err = sendMessage(sp.conn, msg, int(stdinR.Fd()), int(stdoutW.Fd()), int(stderrW.Fd()))
+	started := time.Now()
+	// A spare that died waiting (the OOM killer may pick one) is replaced,
+	// and the next one tried.
+	var sp spare
+	for attempt := 0; attempt < 3; attempt++ {
+		err = nil
+		select {
+		case sp = <-h.spares:
+		case <-time.After(spareWait):
+			err = errors.New("the runtime host has no process ready")
+		}
+		if err != nil {
+			break
+		}
+		if err = sendMessage(sp.conn, msg, int(stdinR.Fd()), int(stdoutW.Fd()), int(stderrW.Fd())); err == nil {
+			break
+		}
+		_ = syscall.Kill(sp.pid, syscall.SIGKILL)
+		sp.conn.Close()
+		_ = h.sendJSON(map[string]string{"op": "fork"})
+	}
 	stdinR.Close()
 	stdoutW.Close()
 	stderrW.Close()
 	if err != nil {
 		stdinW.Close()
+		h.kill()
+		return RunResult{Error: "no process of the runtime host took the run: " + err.Error(), Recycle: true}
+	}
+	// After the answer is sent: the run's process, which reported but may
+	// linger, is killed without being called a leftover (an honest one is
+	// waiting to exit), and its replacement is forked. On two cores, tearing
+	// down a process and forking one compete with the answer for the CPU.
+	h.after = func() {
+		_ = syscall.Kill(-sp.pid, syscall.SIGKILL)
 		_ = syscall.Kill(sp.pid, syscall.SIGKILL)
-		return RunResult{Error: "send to the run's process: " + err.Error(), Recycle: true}
+		sp.conn.Close()
+		_ = h.sendJSON(map[string]string{"op": "fork"})
 	}
 	go func() {
 		_, _ = stdinW.Write(req.Stdin)
