@@ -187,7 +187,10 @@ type Readiness struct {
 	Ready  bool              `json:"ready"`
 	Engine EngineStatus      `json:"engine"`
 	Images map[string]string `json:"images"`
-	Error  string            `json:"error,omitempty"`
+	// PoolsWarm says every runner pool has its minimum of idle runners (it
+	// does not gate Ready: sandboxes do not need runners).
+	PoolsWarm bool   `json:"pools_warm"`
+	Error     string `json:"error,omitempty"`
 }
 
 // EngineStatus describes the container engine.

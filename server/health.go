@@ -22,6 +22,9 @@ func (s *Server) readyz(c *echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
 	defer cancel()
 	r := api.Readiness{Ready: true, Images: s.deps.Images.Status()}
+	if s.deps.Isolate != nil {
+		r.PoolsWarm = s.deps.Isolate.Ready()
+	}
 	info, err := s.deps.Engine.Info(ctx)
 	if err != nil {
 		r.Ready, r.Error = false, "engine: "+err.Error()
