@@ -221,10 +221,23 @@ func (d *Docker) DockerCopyFrom(ctx context.Context, id, p string, w io.Writer) 
 }
 
 // Pause freezes every process of a container (cgroup freezer).
+//
+// On cgroup v1 the freezer gives up on a cgroup whose tasks keep moving (runc:
+// "unable to freeze"), more often on a loaded machine; runc thaws it again,
+// so the pause is tried again, up to three times.
 func (d *Docker) Pause(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
-	if _, err := d.cli.ContainerPause(ctx, id, client.ContainerPauseOptions{}); err != nil {
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+		}
+		if _, err = d.cli.ContainerPause(ctx, id, client.ContainerPauseOptions{}); err == nil || !strings.Contains(err.Error(), "unable to freeze") {
+			break
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("pause container %s: %w", id, err)
 	}
 	return nil
