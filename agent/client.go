@@ -96,16 +96,30 @@ func (c *Conn) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdou
 			}
 		}()
 	}
+	payload, err := readOutput(ctx, st, "exec", stdout, stderr)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	var res ExecResult
+	if err := decodeFrame(payload, &res); err != nil {
+		return ExecResult{}, err
+	}
+	return res, ctx.Err()
+}
+
+// readOutput writes the stdout and stderr frames of an exec or run stream to
+// stdout and stderr, and returns the JSON frame that ends the stream.
+func readOutput(ctx context.Context, st net.Conn, what string, stdout, stderr io.Writer) ([]byte, error) {
 	for {
 		typ, payload, err := readFrame(st)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ExecResult{}, ctx.Err()
+				return nil, ctx.Err()
 			}
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return ExecResult{}, fmt.Errorf("read exec stream: %w", err)
+			return nil, fmt.Errorf("read %s stream: %w", what, err)
 		}
 		switch typ {
 		case frameStdout:
@@ -113,16 +127,9 @@ func (c *Conn) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdou
 		case frameStderr:
 			_, _ = stderr.Write(payload)
 		case frameJSON:
-			var res ExecResult
-			if err := decodeFrame(payload, &res); err != nil {
-				return ExecResult{}, err
-			}
-			if ctx.Err() != nil {
-				return res, ctx.Err()
-			}
-			return res, nil
+			return payload, nil
 		default:
-			return ExecResult{}, fmt.Errorf("agent: unexpected frame %q", typ)
+			return nil, fmt.Errorf("agent: unexpected frame %q", typ)
 		}
 	}
 }

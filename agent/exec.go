@@ -120,11 +120,7 @@ func (s *Server) exec(ctx context.Context, st net.Conn, out *frameSender, req *E
 		defer t.Stop()
 	}
 
-	var wg sync.WaitGroup
-	var outTrunc, errTrunc atomic.Bool
-	wg.Add(2)
-	go func() { defer wg.Done(); pump(stdoutR, out, frameStdout, req.MaxOutput, &outTrunc) }()
-	go func() { defer wg.Done(); pump(stderrR, out, frameStderr, req.MaxOutput, &errTrunc) }()
+	pumped := pumpOutputs(out, stdoutR, stderrR, req.MaxOutput)
 
 	// The stream's reader: stdin frames when streaming, and in every case the
 	// signal that the caller went away, which kills the process group.
@@ -146,34 +142,54 @@ func (s *Server) exec(ctx context.Context, st net.Conn, out *frameSender, req *E
 	finished.Store(true)
 	elapsed := time.Since(started)
 
-	pumped := make(chan struct{})
-	go func() { wg.Wait(); close(pumped) }()
-	select {
-	case <-pumped:
-	case <-time.After(pipeGrace):
-		stdoutR.Close()
-		stderrR.Close()
-		<-pumped
-	}
-
+	outTrunc, errTrunc := pumped()
 	res := ExecResult{
 		DurationMs:      float64(elapsed.Microseconds()) / 1000,
 		CPUMs:           float64(ws.rusage.Utime.Nano()+ws.rusage.Stime.Nano()) / 1e6,
 		PeakMemoryKB:    ws.rusage.Maxrss,
 		TimedOut:        timedOut.Load(),
-		StdoutTruncated: outTrunc.Load(),
-		StderrTruncated: errTrunc.Load(),
+		StdoutTruncated: outTrunc,
+		StderrTruncated: errTrunc,
 	}
-	switch {
-	case ws.status.Exited():
-		res.ExitCode = ws.status.ExitStatus()
-	case ws.status.Signaled():
-		sig := ws.status.Signal()
-		res.ExitCode = 128 + int(sig)
-		res.Signal = unix.SignalName(sig)
-		res.OOMKilled = sig == syscall.SIGKILL && !res.TimedOut && oomKills() > oomBefore
-	}
+	res.ExitCode, res.Signal = exitOf(ws.status)
+	res.OOMKilled = res.Signal == "SIGKILL" && !res.TimedOut && oomKills() > oomBefore
 	return res, func() { <-readerDone }
+}
+
+// exitOf is a wait status as a shell reports it: the exit code, or 128 plus
+// the signal's number and the signal's name.
+func exitOf(ws syscall.WaitStatus) (code int, signal string) {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus(), ""
+	case ws.Signaled():
+		return 128 + int(ws.Signal()), unix.SignalName(ws.Signal())
+	}
+	return 0, ""
+}
+
+// pumpOutputs forwards a process's stdout and stderr as frames, each up to
+// limit bytes. The function it returns waits for both to reach end of file,
+// but no longer than pipeGrace (a background child may hold them open), and
+// says which was truncated.
+func pumpOutputs(out *frameSender, stdoutR, stderrR *os.File, limit int64) func() (outTrunc, errTrunc bool) {
+	var wg sync.WaitGroup
+	var o, e atomic.Bool
+	wg.Add(2)
+	go func() { defer wg.Done(); pump(stdoutR, out, frameStdout, limit, &o) }()
+	go func() { defer wg.Done(); pump(stderrR, out, frameStderr, limit, &e) }()
+	return func() (bool, bool) {
+		pumped := make(chan struct{})
+		go func() { wg.Wait(); close(pumped) }()
+		select {
+		case <-pumped:
+		case <-time.After(pipeGrace):
+			stdoutR.Close()
+			stderrR.Close()
+			<-pumped
+		}
+		return o.Load(), e.Load()
+	}
 }
 
 func startFailure(code int, msg string) ExecResult {

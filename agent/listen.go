@@ -14,6 +14,16 @@ import (
 	"github.com/hashicorp/yamux"
 )
 
+// Where sandboxd puts the agent and its socket in every container it makes:
+// the binary and the directory holding the socket are bind-mounted read-only.
+const (
+	BinaryPath = "/.sandboxd/bin/sandbox-agent"
+	RunMount   = "/.sandboxd/run"
+	SocketName = "a.sock"
+	// SocketEnv tells the agent where to dial (SANDBOXD_SOCKET).
+	SocketEnv = "SANDBOXD_SOCKET=" + RunMount + "/" + SocketName
+)
+
 // handshakeTimeout bounds how long a dialler may take to say hello.
 const handshakeTimeout = 2 * time.Second
 

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -25,30 +24,13 @@ func (c *Conn) Run(ctx context.Context, req RunRequest, stdout, stderr io.Writer
 	if err := writeJSON(st, Request{Op: "run", Run: &req}); err != nil {
 		return RunResult{}, fmt.Errorf("send run request: %w", err)
 	}
-	for {
-		typ, payload, err := readFrame(st)
-		if err != nil {
-			if ctx.Err() != nil {
-				return RunResult{}, ctx.Err()
-			}
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return RunResult{}, fmt.Errorf("read run stream: %w", err)
-		}
-		switch typ {
-		case frameStdout:
-			_, _ = stdout.Write(payload)
-		case frameStderr:
-			_, _ = stderr.Write(payload)
-		case frameJSON:
-			var res RunResult
-			err := decodeFrame(payload, &res)
-			return res, err
-		default:
-			return RunResult{}, fmt.Errorf("agent: unexpected frame %q", typ)
-		}
+	payload, err := readOutput(ctx, st, "run", stdout, stderr)
+	if err != nil {
+		return RunResult{}, err
 	}
+	var res RunResult
+	err = decodeFrame(payload, &res)
+	return res, err
 }
 
 // AppInit loads an app into a runner. An app that fails to load is an error

@@ -14,12 +14,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // scratchParent is the runner's writable tmpfs; scratchDir, inside it, is the
@@ -106,21 +103,8 @@ const spareWait = 10 * time.Second
 // with stdio pipes the agent made, and streams its output. The process reports
 // its own exit; only when it was killed does the host say how it ended.
 func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender, req *RunRequest) RunResult {
-	stdinR, stdinW, err := os.Pipe()
+	stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW, err := openPipes(&ExecRequest{StreamStdin: true})
 	if err != nil {
-		return RunResult{Error: err.Error()}
-	}
-	stdoutR, stdoutW, err := os.Pipe()
-	if err != nil {
-		stdinR.Close()
-		stdinW.Close()
-		return RunResult{Error: err.Error()}
-	}
-	stderrR, stderrW, err := os.Pipe()
-	if err != nil {
-		for _, f := range []*os.File{stdinR, stdinW, stdoutR, stdoutW} {
-			f.Close()
-		}
 		return RunResult{Error: err.Error()}
 	}
 	defer stdoutR.Close()
@@ -169,12 +153,7 @@ func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender
 		_, _ = stdinW.Write(req.Stdin)
 		stdinW.Close()
 	}()
-	var wg sync.WaitGroup
-	var outTrunc, errTrunc atomic.Bool
-	wg.Add(2)
-	go func() { defer wg.Done(); pump(stdoutR, out, frameStdout, req.MaxOutput, &outTrunc) }()
-	go func() { defer wg.Done(); pump(stderrR, out, frameStderr, req.MaxOutput, &errTrunc) }()
-
+	pumped := pumpOutputs(out, stdoutR, stderrR, req.MaxOutput)
 	pid := sp.pid
 	var timedOut atomic.Bool
 	kill := func() { _ = syscall.Kill(-pid, syscall.SIGKILL) }
@@ -188,8 +167,6 @@ func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender
 		err = json.Unmarshal(b, &m)
 	}
 	elapsed := time.Since(started)
-	// What the run left behind is found (and killed) by killLeftovers, which
-	// runs first.
 	if err != nil {
 		// Killed before it could report: the host knows how it ended.
 		if err := h.sendJSON(map[string]any{"op": "wait", "pid": pid}); err != nil {
@@ -200,28 +177,13 @@ func (s *Server) runForked(ctx context.Context, h *runtimeHost, out *frameSender
 			return RunResult{Error: fmt.Sprintf("runtime host: %v %s", err, m.Message), Recycle: true}
 		}
 	}
-	pumped := make(chan struct{})
-	go func() { wg.Wait(); close(pumped) }()
-	select {
-	case <-pumped:
-	case <-time.After(pipeGrace):
-		stdoutR.Close()
-		stderrR.Close()
-		<-pumped
-	}
+	outTrunc, errTrunc := pumped()
 	res := RunResult{
 		DurationMs: float64(elapsed.Microseconds()) / 1000, CPUMs: m.CPUMs, PeakMemoryKB: m.MaxRSSKB,
-		TimedOut: timedOut.Load(), StdoutTruncated: outTrunc.Load(), StderrTruncated: errTrunc.Load(),
+		TimedOut: timedOut.Load(), StdoutTruncated: outTrunc, StderrTruncated: errTrunc,
 		Leftover: killLeftovers(h),
 	}
-	ws := syscall.WaitStatus(m.Status)
-	switch {
-	case ws.Exited():
-		res.ExitCode = ws.ExitStatus()
-	case ws.Signaled():
-		res.ExitCode = 128 + int(ws.Signal())
-		res.Signal = unix.SignalName(ws.Signal())
-	}
+	res.ExitCode, res.Signal = exitOf(syscall.WaitStatus(m.Status))
 	return res
 }
 
@@ -278,7 +240,7 @@ func prepareScratch(files []RunFile) (map[string][]byte, error) {
 	defer root.Close()
 	inputs := make(map[string][]byte, len(files))
 	for _, f := range files {
-		p, err := scratchPath(f.Path)
+		p, err := ScratchPath(f.Path)
 		if err != nil {
 			return nil, err
 		}
@@ -307,8 +269,9 @@ func prepareScratch(files []RunFile) (map[string][]byte, error) {
 	return inputs, nil
 }
 
-// scratchPath checks a path relative to the scratch directory.
-func scratchPath(p string) (string, error) {
+// ScratchPath checks a run's file path, which is relative to the scratch
+// directory, and returns it cleaned.
+func ScratchPath(p string) (string, error) {
 	clean := path.Clean(p)
 	if p == "" || strings.ContainsRune(p, 0) || path.IsAbs(p) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
 		return "", fmt.Errorf("file path %q must be relative and stay inside the scratch directory", p)

@@ -247,18 +247,21 @@ func (s *Service) Apps(ctx context.Context, owner string) ([]App, error) {
 // StorageBytes is the size of the app's database.
 func (s *Service) StorageBytes(ctx context.Context, app App) int64 {
 	h := s.host(app.ID)
-	if err := h.lock(ctx); err != nil {
+	// An invoke in progress holds the database; a listing does not wait for
+	// it, and reads the file's size instead.
+	select {
+	case h.sem <- struct{}{}:
+		defer h.unlock()
+		if h.db != nil {
+			return h.db.size(ctx)
+		}
+	default:
+	}
+	fi, err := os.Stat(s.appDBPath(app.ID))
+	if err != nil {
 		return 0
 	}
-	defer h.unlock()
-	if h.db == nil {
-		fi, err := os.Stat(s.appDBPath(app.ID))
-		if err != nil {
-			return 0
-		}
-		return fi.Size()
-	}
-	return h.db.size(ctx)
+	return fi.Size()
 }
 
 // DeleteApp removes owner's app, its runner and its database.
@@ -301,6 +304,7 @@ type appHost struct {
 	version  int
 	lastUsed time.Time
 	db       *appDB
+	quota    int64 // the storage quota db was last given
 }
 
 func (h *appHost) lock(ctx context.Context) error {
@@ -367,14 +371,10 @@ type Response struct {
 	Warm        bool // the app's runner was already loaded
 }
 
-// Invoke calls owner's app name with req. Storage calls made by the app join
-// one transaction that commits when the app answers and rolls back when it
-// throws, times out or dies.
-func (s *Service) Invoke(ctx context.Context, owner, name string, req Request) (Response, error) {
-	app, err := s.apps.get(ctx, owner, name)
-	if err != nil {
-		return Response{}, err
-	}
+// Invoke calls app (as GetApp returned it) with req. Storage calls made by
+// the app join one transaction that commits when the app answers and rolls
+// back when it throws, times out or dies.
+func (s *Service) Invoke(ctx context.Context, app App, req Request) (Response, error) {
 	if len(req.Body) > maxAppBody {
 		return Response{}, cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("request body over %d bytes", maxAppBody))
 	}
@@ -383,6 +383,12 @@ func (s *Service) Invoke(ctx context.Context, owner, name string, req Request) (
 		return Response{}, err
 	}
 	defer h.unlock()
+	s.mu.Lock()
+	deleted := s.live[app.ID] != h // DeleteApp ran while this request waited
+	s.mu.Unlock()
+	if deleted {
+		return Response{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("app %s not found", app.Name))
+	}
 	h.lastUsed = time.Now()
 	if h.r != nil && (h.version != app.Version || !h.r.ep.Connected()) {
 		s.destroy(h.r) // a new version drains the old runner
@@ -417,10 +423,13 @@ func (s *Service) Invoke(ctx context.Context, owner, name string, req Request) (
 		if err != nil {
 			return Response{}, err
 		}
-		h.db = d
+		h.db, h.quota = d, app.Limits.StorageBytes
 	}
-	if _, err := h.db.conn.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", max(app.Limits.StorageBytes/4096, 16))); err != nil {
-		return Response{}, err
+	if h.quota != app.Limits.StorageBytes { // a new version changed it
+		if err := h.db.setQuota(ctx, app.Limits.StorageBytes); err != nil {
+			return Response{}, err
+		}
+		h.quota = app.Limits.StorageBytes
 	}
 	// The invoke's own context keeps the transaction alive to its end even
 	// when the caller goes: the rollback below still needs it.

@@ -40,13 +40,6 @@ type Images interface {
 	Ensure(ctx context.Context, ref string, progress func(string)) (runtime.Image, error)
 }
 
-// Paths inside a runner container.
-const (
-	agentPath  = "/.sandboxd/bin/sandbox-agent"
-	runMount   = "/.sandboxd/run"
-	socketName = "a.sock"
-)
-
 // Config tunes the pools.
 type Config struct {
 	Instance string // labels the runners this sandboxd makes
@@ -294,7 +287,7 @@ func (s *Service) newRunner(ctx context.Context, prof profile) (*runner, error) 
 		return nil, err
 	}
 	token := newID("", 24)
-	ep, err := agent.Listen(filepath.Join(dir, socketName), token, s.log.With("runner", r.id))
+	ep, err := agent.Listen(filepath.Join(dir, agent.SocketName), token, s.log.With("runner", r.id))
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -303,8 +296,8 @@ func (s *Service) newRunner(ctx context.Context, prof profile) (*runner, error) 
 	spec := runtime.Spec{
 		Name:       "sandboxd-" + r.id,
 		Image:      image,
-		Entrypoint: []string{agentPath},
-		Env: []string{"SANDBOXD_SOCKET=" + runMount + "/" + socketName, "SANDBOXD_TOKEN=" + token,
+		Entrypoint: []string{agent.BinaryPath},
+		Env: []string{agent.SocketEnv, "SANDBOXD_TOKEN=" + token,
 			"SANDBOXD_RUNTIME=" + prof.runtime},
 		User:       "65534:65534",
 		WorkingDir: "/tmp",
@@ -314,8 +307,8 @@ func (s *Service) newRunner(ctx context.Context, prof profile) (*runner, error) 
 			"sandboxd.runtime": prof.runtime,
 		},
 		Mounts: []runtime.Mount{
-			{Source: s.cfg.AgentHost, Target: agentPath, ReadOnly: true},
-			{Source: dir, Target: runMount, ReadOnly: true},
+			{Source: s.cfg.AgentHost, Target: agent.BinaryPath, ReadOnly: true},
+			{Source: dir, Target: agent.RunMount, ReadOnly: true},
 		},
 		NanoCPUs:     int64(s.cfg.CPUs * 1e9),
 		MemoryBytes:  prof.memoryMB << 20,

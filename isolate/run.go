@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -108,9 +107,9 @@ func (s *Service) validate(o *RunOptions) error {
 	}
 	seen := map[string]bool{}
 	for _, f := range o.Files {
-		clean := path.Clean(f.Path)
-		if f.Path == "" || strings.ContainsRune(f.Path, 0) || path.IsAbs(f.Path) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
-			return bad("file path %q must be relative and stay inside the scratch directory", f.Path)
+		clean, err := agent.ScratchPath(f.Path)
+		if err != nil {
+			return cerrdefs.ErrInvalidArgument.WithMessage(err.Error())
 		}
 		if seen[clean] {
 			return bad("file %q is given twice", f.Path)

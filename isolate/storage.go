@@ -38,7 +38,7 @@ type appDB struct {
 func openAppDB(ctx context.Context, path string, quotaBytes int64) (*appDB, error) {
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(5000)", "synchronous(NORMAL)",
-		"trusted_schema(0)", fmt.Sprintf("max_page_count(%d)", max(quotaBytes/4096, 16))} {
+		"trusted_schema(0)", fmt.Sprintf("max_page_count(%d)", maxPages(quotaBytes))} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
@@ -65,6 +65,15 @@ func openAppDB(ctx context.Context, path string, quotaBytes int64) (*appDB, erro
 		return nil, fmt.Errorf("prepare app database: %w", err)
 	}
 	return &appDB{db: d, conn: conn}, nil
+}
+
+// maxPages is a storage quota in SQLite's default 4 KiB pages.
+func maxPages(quotaBytes int64) int64 { return max(quotaBytes/4096, 16) }
+
+// setQuota changes the database's size quota.
+func (a *appDB) setQuota(ctx context.Context, quotaBytes int64) error {
+	_, err := a.conn.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", maxPages(quotaBytes)))
+	return err
 }
 
 func (a *appDB) close() {

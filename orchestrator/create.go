@@ -135,7 +135,7 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
-	env = append(env, "SANDBOXD_SOCKET="+runMount+"/"+socketName, "SANDBOXD_TOKEN="+sb.token)
+	env = append(env, agent.SocketEnv, "SANDBOXD_TOKEN="+sb.token)
 	network := o.cfg.Network
 	if sb.Spec.Network == "none" {
 		network = "none"
@@ -143,7 +143,7 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 	return runtime.Spec{
 		Name:       "sandboxd-" + sb.ID,
 		Image:      sb.Image,
-		Entrypoint: []string{agentPath},
+		Entrypoint: []string{agent.BinaryPath},
 		Env:        env,
 		User:       "0:0",
 		WorkingDir: sb.Spec.Workdir,
@@ -155,8 +155,8 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 			runtime.LabelInstance: o.cfg.Instance,
 		},
 		Mounts: []runtime.Mount{
-			{Source: o.agentHost, Target: agentPath, ReadOnly: true},
-			{Source: o.runDir(sb.ID), Target: runMount, ReadOnly: true},
+			{Source: o.agentHost, Target: agent.BinaryPath, ReadOnly: true},
+			{Source: o.runDir(sb.ID), Target: agent.RunMount, ReadOnly: true},
 		},
 		NanoCPUs:    int64(sb.Spec.CPUs * 1e9),
 		MemoryBytes: sb.Spec.MemoryMB << 20,

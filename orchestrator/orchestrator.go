@@ -38,13 +38,6 @@ type Images interface {
 	Ensure(ctx context.Context, ref string, progress func(string)) (runtime.Image, error)
 }
 
-// Paths inside every sandbox container.
-const (
-	agentPath  = "/.sandboxd/bin/sandbox-agent"
-	runMount   = "/.sandboxd/run"
-	socketName = "a.sock"
-)
-
 // capabilities kept for root inside a sandbox; every other one is dropped.
 var capabilities = []string{"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE"}
 
@@ -147,7 +140,7 @@ func New(ctx context.Context, cfg Config, rt Runtime, images Images, d *sql.DB, 
 	if cfg.Instance == "" || cfg.DataDir == "" || cfg.AgentBinary == "" || cfg.Network == "" {
 		return nil, errors.New("orchestrator: Instance, DataDir, AgentBinary and Network are required")
 	}
-	if n := len(filepath.Join(cfg.DataDir, "run", "sb-0123456789abcdef", socketName)); n > 100 {
+	if n := len(filepath.Join(cfg.DataDir, "run", "sb-0123456789abcdef", agent.SocketName)); n > 100 {
 		return nil, fmt.Errorf("orchestrator: data directory %s is too long for unix socket paths (%d bytes)", cfg.DataDir, n)
 	}
 	st, err := openStore(ctx, d)
@@ -270,7 +263,7 @@ func (o *Orchestrator) endpoint(sb *Sandbox) (*live, error) {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, err
 	}
-	ep, err := agent.Listen(filepath.Join(dir, socketName), sb.token, o.log.With("sandbox_id", sb.ID))
+	ep, err := agent.Listen(filepath.Join(dir, agent.SocketName), sb.token, o.log.With("sandbox_id", sb.ID))
 	if err != nil {
 		return nil, err
 	}

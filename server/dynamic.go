@@ -220,7 +220,7 @@ func (s *Server) invokeApp(c *echo.Context) error {
 		}
 	}
 	t0 := time.Now()
-	res, err := s.deps.Isolate.Invoke(ctx, key.ID, name, isolate.Request{
+	res, err := s.deps.Isolate.Invoke(ctx, app, isolate.Request{
 		Method: r.Method, Path: "/" + strings.TrimPrefix(c.Param("*"), "/"), Query: r.URL.RawQuery,
 		Headers: headers, Body: body,
 	})

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/db"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/isolate"
@@ -28,53 +26,29 @@ import (
 )
 
 type dynFixture struct {
-	url, data  string
-	admin, bob string
-	a, b       *api.Client
-	iso        *isolate.Service
-	instance   string
-	d          interface {
-		List(ctx context.Context, labels map[string]string) ([]runtime.Container, error)
-		Remove(ctx context.Context, id string) error
-	}
+	*base
+	url      string
+	a, b     *api.Client
+	iso      *isolate.Service
+	instance string
 }
 
 // newDynFixture serves the real router over a real isolate service (runner
-// pools on the real engine), a real ledger and real limits.
+// pools on the real engine), a real ledger and real limits. Client a has the
+// admin key, b another key.
 func newDynFixture(t *testing.T, limits supervisor.LimitsConfig, appIdle time.Duration) *dynFixture {
 	t.Helper()
 	ctx := context.Background()
-	d := testenv.Docker(t)
-	data := testenv.DataDir(t)
-	log := testenv.Logger(t)
-	sq, err := db.Open(filepath.Join(data, "sandboxd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sq.Close() })
-	b := images.New(d, log, "", filepath.Join(data, "build"))
-	t.Cleanup(b.Close)
-	keys, err := supervisor.NewKeys(ctx, sq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := keys.Bootstrap(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, bob, err := keys.Create(ctx, "bob", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	instance := "dyntest-" + filepath.Base(data)
+	b := newBase(t)
+	instance := "dyntest-" + filepath.Base(b.data)
 	iso, err := isolate.New(ctx, isolate.Config{
-		Instance: instance, DataDir: data, AgentHost: testenv.AgentBinary(t),
+		Instance: instance, DataDir: b.data, AgentHost: testenv.AgentBinary(t),
 		Images: map[string]string{
 			agent.RuntimePython: images.RunnerPython, agent.RuntimeNode: images.RunnerNode, agent.RuntimeBash: images.RunnerBash,
 		},
 		MinIdle: map[string]int{agent.RuntimePython: 1, agent.RuntimeNode: 1, agent.RuntimeBash: 1},
 		AppIdle: appIdle,
-	}, d, b, sq, log)
+	}, b.d, b.images, b.sq, b.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,24 +61,15 @@ func newDynFixture(t *testing.T, limits supervisor.LimitsConfig, appIdle time.Du
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	ledger, err := supervisor.NewLedger(ctx, sq, log)
+	ledger, err := supervisor.NewLedger(ctx, b.sq, b.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{}, Deps{Keys: keys, Isolate: iso, Ledger: ledger, Limits: supervisor.NewLimits(limits),
-		Engine: d, DB: sq, Log: log})
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		hs.Close()
-		ledger.Close()
-		cs, _ := d.List(context.Background(), map[string]string{runtime.LabelInstance: instance})
-		for _, c := range cs {
-			_ = d.Remove(context.Background(), c.ID)
-		}
-	})
-	return &dynFixture{url: hs.URL, data: data, admin: admin, bob: bob, a: api.NewClient(hs.URL, admin), b: api.NewClient(hs.URL, bob),
-		iso: iso, instance: instance, d: d}
+	srv := New(Config{}, Deps{Keys: b.keys, Isolate: iso, Ledger: ledger, Limits: supervisor.NewLimits(limits),
+		Engine: b.d, DB: b.sq, Log: b.log})
+	url := b.serve(t, srv, instance, ledger.Close)
+	return &dynFixture{base: b, url: url, a: api.NewClient(url, b.admin), b: api.NewClient(url, b.user),
+		iso: iso, instance: instance}
 }
 
 func run(t *testing.T, c *api.Client, req api.RunRequest) api.RunResult {
@@ -345,22 +310,6 @@ func usageOf(t *testing.T, c *api.Client, kind, app string) api.UsageRow {
 		}
 	}
 	return sum
-}
-
-func call(t *testing.T, base, method, path, key, body string) (int, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+key)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
 }
 
 // Counter apps: every request adds one to a counter in storage and returns it.

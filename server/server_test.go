@@ -3,9 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/sandboxd/sandboxd/runtime/docker"
 	"github.com/sandboxd/sandboxd/snapshot"
 	"github.com/sandboxd/sandboxd/supervisor"
 )
@@ -29,38 +32,68 @@ type fixture struct {
 	tickets     *supervisor.Tickets
 }
 
+// base is what every server fixture needs: the real engine, a data
+// directory, a SQLite database, an image builder, and two keys.
+type base struct {
+	d           *docker.Docker
+	data        string
+	log         *slog.Logger
+	sq          *sql.DB
+	images      *images.Builder
+	keys        *supervisor.Keys
+	admin, user string
+}
+
+func newBase(t *testing.T) *base {
+	t.Helper()
+	ctx := context.Background()
+	b := &base{d: testenv.Docker(t), data: testenv.DataDir(t), log: testenv.Logger(t)}
+	var err error
+	if b.sq, err = db.Open(filepath.Join(b.data, "sandboxd.db")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.sq.Close() })
+	b.images = images.New(b.d, b.log, "", filepath.Join(b.data, "build"))
+	t.Cleanup(b.images.Close)
+	if b.keys, err = supervisor.NewKeys(ctx, b.sq); err != nil {
+		t.Fatal(err)
+	}
+	if b.admin, err = b.keys.Bootstrap(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, b.user, err = b.keys.Create(ctx, "user", false); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// serve serves srv from an httptest server until the test ends, then closes
+// it, runs closeAll, and removes every container of instance.
+func (b *base) serve(t *testing.T, srv *Server, instance string, closeAll func()) string {
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		hs.Close()
+		closeAll()
+		cs, _ := b.d.List(context.Background(), map[string]string{runtime.LabelInstance: instance})
+		for _, c := range cs {
+			_ = b.d.Remove(context.Background(), c.ID)
+		}
+	})
+	return hs.URL
+}
+
 // newFixture serves the real router, over a real orchestrator on the real
 // engine, from an httptest server.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	d := testenv.Docker(t)
-	data := testenv.DataDir(t)
-	log := testenv.Logger(t)
-	sq, err := db.Open(filepath.Join(data, "sandboxd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sq.Close() })
-	b := images.New(d, log, "", filepath.Join(data, "build"))
-	t.Cleanup(b.Close)
-	keys, err := supervisor.NewKeys(ctx, sq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := keys.Bootstrap(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, user, err := keys.Create(ctx, "user", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	instance := "srvtest-" + filepath.Base(data)
+	b := newBase(t)
+	instance := "srvtest-" + filepath.Base(b.data)
 	o, err := orchestrator.New(ctx, orchestrator.Config{
-		Instance: instance, DataDir: data, AgentBinary: testenv.AgentBinary(t),
+		Instance: instance, DataDir: b.data, AgentBinary: testenv.AgentBinary(t),
 		Network: "sandboxd-test", Bridge: "sbxtest0", DefaultImage: images.Busybox,
-	}, d, b, sq, log)
+	}, b.d, b.images, b.sq, b.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,29 +101,26 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	tickets := supervisor.NewTickets()
-	snaps, err := snapshot.New(ctx, sq, d, log, filepath.Join(data, "tmp"))
+	snaps, err := snapshot.New(ctx, b.sq, b.d, b.log, filepath.Join(b.data, "tmp"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20}, Deps{Orchestrator: o, Keys: keys, Tickets: tickets, Images: b, Snapshots: snaps, Engine: d, DB: sq, Log: log})
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		hs.Close()
-		o.Close()
-		cs, _ := d.List(context.Background(), map[string]string{runtime.LabelInstance: instance})
-		for _, c := range cs {
-			_ = d.Remove(context.Background(), c.ID)
-		}
-	})
-	return &fixture{url: hs.URL, admin: admin, user: user, orch: o, tickets: tickets}
+	srv := New(Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20}, Deps{Orchestrator: o, Keys: b.keys, Tickets: tickets,
+		Images: b.images, Snapshots: snaps, Engine: b.d, DB: b.sq, Log: b.log})
+	url := b.serve(t, srv, instance, o.Close)
+	return &fixture{url: url, admin: b.admin, user: b.user, orch: o, tickets: tickets}
 }
 
-// call sends a raw request and decodes the answer as an error envelope when it
-// is one.
+// call sends a raw request and returns its status and body.
 func (f *fixture) call(t *testing.T, method, path, key, body string, hdr ...string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, f.url+path, strings.NewReader(body))
+	return call(t, f.url, method, path, key, body, hdr...)
+}
+
+// call sends a raw request to the server at base.
+func call(t *testing.T, base, method, path, key, body string, hdr ...string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
