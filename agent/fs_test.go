@@ -203,3 +203,73 @@ func TestTarRefusesEscapes(t *testing.T) {
 		t.Fatal("the bomb left a file")
 	}
 }
+
+// TestTarIsAllOrNothing: an archive refused for any reason, at any point,
+// leaves the target as it was, makes no directory, and is refused as the
+// client's fault (never an internal error).
+func TestTarIsAllOrNothing(t *testing.T) {
+	c := pair(t)
+	reg := func(name string) tar.Header {
+		return tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3}
+	}
+	dir := func(name string) tar.Header { return tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o755} }
+	link := func(name, to string) tar.Header {
+		return tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: to}
+	}
+	for _, tc := range []struct {
+		name    string
+		archive []byte
+		want    string
+	}{
+		// zz is a file in the target: aa must not be written either.
+		{"directory over a file", tarball(reg("aa"), dir("zz/"), reg("zz/x")), FsNotDir},
+		{"file over a directory", tarball(reg("aa"), reg("sub")), FsIsDir},
+		{"through its own link", tarball(link("s", "."), link("s/t", ".."), reg("s/t/file")), FsInvalid},
+		{"through a link to a parent", tarball(link("up", ".."), reg("up/escaped")), FsInvalid},
+		{"hard link through a link", tarball(link("s", "."), tar.Header{Name: "h", Typeflag: tar.TypeLink, Linkname: "s/zz"}), FsInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			target := filepath.Join(parent, "target")
+			os.Mkdir(target, 0o755)
+			os.WriteFile(filepath.Join(target, "zz"), []byte("old"), 0o644)
+			os.Mkdir(filepath.Join(target, "sub"), 0o755)
+			_, _, err := fsDo(t, c, FsRequest{Op: "tar_in", Path: target}, tc.archive)
+			if code(err) != tc.want {
+				t.Fatalf("got %v (%s), want %s", err, code(err), tc.want)
+			}
+			inside, _ := os.ReadDir(target)
+			if len(inside) != 2 || inside[0].Name() != "sub" || inside[1].Name() != "zz" {
+				t.Fatalf("the target changed: %v", inside)
+			}
+			if b, _ := os.ReadFile(filepath.Join(target, "zz")); string(b) != "old" {
+				t.Fatalf("zz is now %q", b)
+			}
+			if ents, _ := os.ReadDir(parent); len(ents) != 1 {
+				t.Fatalf("the parent holds %v", ents)
+			}
+		})
+	}
+	// A refused archive into a directory that does not exist yet leaves
+	// no directory behind.
+	parent := t.TempDir()
+	_, _, err := fsDo(t, c, FsRequest{Op: "tar_in", Path: filepath.Join(parent, "new", "deeper")}, tarball(reg("ok"), reg("../../x")))
+	if code(err) != FsInvalid {
+		t.Fatalf("got %v", err)
+	}
+	if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+		t.Fatalf("a refused archive made %v", ents)
+	}
+	// A good one merges into an existing directory and makes new ones.
+	if _, _, err := fsDo(t, c, FsRequest{Op: "tar_in", Path: filepath.Join(parent, "new")}, tarball(dir("d/"), reg("d/f"), reg("g"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := fsDo(t, c, FsRequest{Op: "tar_in", Path: filepath.Join(parent, "new")}, tarball(dir("d/"), reg("d/h"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"d/f", "d/h", "g"} {
+		if _, err := os.Stat(filepath.Join(parent, "new", f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

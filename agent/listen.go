@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,7 +24,35 @@ const (
 	SocketName = "a.sock"
 	// SocketEnv tells the agent where to dial (SANDBOXD_SOCKET).
 	SocketEnv = "SANDBOXD_SOCKET=" + RunMount + "/" + SocketName
+	// TokenName is the file beside the socket that holds the agent's token,
+	// readable by the agent's uid alone: no secret travels in a container's
+	// environment, which a commit, an export or an inspect would carry.
+	TokenName = "token"
 )
+
+// WriteToken puts token in dir for an agent that runs as the host uid uid.
+func WriteToken(dir, token string, uid int) error {
+	p := filepath.Join(dir, TokenName)
+	tmp := p + ".tmp"
+	_ = os.Remove(tmp)
+	if err := os.WriteFile(tmp, []byte(token), 0o400); err != nil {
+		return fmt.Errorf("write agent token: %w", err)
+	}
+	if err := os.Chown(tmp, uid, uid); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write agent token: %w", err)
+	}
+	return os.Rename(tmp, p)
+}
+
+// ReadToken reads the token WriteToken put beside socket.
+func ReadToken(socket string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(socket), TokenName))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
 
 // handshakeTimeout bounds how long a dialler may take to say hello.
 const handshakeTimeout = 2 * time.Second

@@ -101,13 +101,21 @@ func tarOut(req *FsRequest, p string, out io.Writer, head func(FsResult) error) 
 // extracted into a staging directory inside p and moved into place only when
 // all of it was good, so a refused archive changes nothing. Bytes and entries
 // are bounded, so a small compressed bomb cannot fill the disk.
-func tarIn(req *FsRequest, p string, in io.Reader) FsResult {
+func tarIn(req *FsRequest, p string, in io.Reader) (res FsResult) {
 	if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
 		return failCode(FsNotDir, p+" is not a directory")
 	}
+	// The directories made for the target are removed again when the
+	// archive is refused.
+	made := firstMissing(p)
 	if err := os.MkdirAll(p, 0o755); err != nil {
 		return fail(err)
 	}
+	defer func() {
+		if made != "" && res.Code != "" {
+			os.RemoveAll(made)
+		}
+	}()
 	staging, err := os.MkdirTemp(p, ".sbx-extract-")
 	if err != nil {
 		return fail(err)
@@ -141,12 +149,16 @@ func tarIn(req *FsRequest, p string, in io.Reader) FsResult {
 	if err != nil {
 		return fail(err)
 	}
-	// Move the staged tree into place.
+	// Move the staged tree into place, once nothing in the way would stop
+	// part of it.
 	target, err := os.OpenRoot(p)
 	if err != nil {
 		return fail(err)
 	}
 	defer target.Close()
+	if err := checkMerge(staging, target); err != nil {
+		return fail(err)
+	}
 	stageRel := filepath.Base(staging)
 	err = filepath.WalkDir(staging, func(full string, d fs.DirEntry, err error) error {
 		if err != nil || full == staging {
@@ -173,6 +185,50 @@ func tarIn(req *FsRequest, p string, in io.Reader) FsResult {
 	return res
 }
 
+// firstMissing is the outermost directory on the way to p that does not
+// exist yet ("" when p exists).
+func firstMissing(p string) string {
+	missing := ""
+	for dir := filepath.Clean(p); ; dir = filepath.Dir(dir) {
+		if _, err := os.Lstat(dir); err == nil {
+			return missing
+		}
+		missing = dir
+		if parent := filepath.Dir(dir); parent == dir {
+			return missing
+		}
+	}
+}
+
+// checkMerge refuses, before anything moves, a staged tree that cannot merge
+// into target: a directory where target has something else (a file, or a
+// link), or anything but a directory where target has a directory.
+func checkMerge(staging string, target *os.Root) error {
+	return filepath.WalkDir(staging, func(full string, d fs.DirEntry, err error) error {
+		if err != nil || full == staging {
+			return err
+		}
+		rel, _ := filepath.Rel(staging, full)
+		fi, err := target.Lstat(rel)
+		if errors.Is(err, fs.ErrNotExist) {
+			if d.IsDir() {
+				return filepath.SkipDir // moved whole
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir() && !fi.IsDir():
+			return &FsError{Code: FsNotDir, Msg: fmt.Sprintf("the archive has a directory %s where there is a file", rel)}
+		case !d.IsDir() && fi.IsDir():
+			return &FsError{Code: FsIsDir, Msg: fmt.Sprintf("the archive has a file %s where there is a directory", rel)}
+		}
+		return nil
+	})
+}
+
 // errUnsafe refuses an archive entry that would leave the target directory.
 var errUnsafe = errors.New("unsafe archive entry")
 
@@ -180,6 +236,9 @@ var errUnsafe = errors.New("unsafe archive entry")
 func extract(tr *tar.Reader, root *os.Root, budget, maxEntries int64, anyLinks bool) (FsResult, map[string]fs.FileMode, error) {
 	var res FsResult
 	dirModes := map[string]fs.FileMode{}
+	// links are the symbolic links the archive made: no later entry may go
+	// through one, which could lead it anywhere.
+	links := map[string]bool{}
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -197,6 +256,9 @@ func extract(tr *tar.Reader, root *os.Root, budget, maxEntries int64, anyLinks b
 		}
 		if name == "." {
 			continue
+		}
+		if err := throughLink(links, name); err != nil {
+			return res, nil, err
 		}
 		mode := fs.FileMode(hdr.Mode) & fs.ModePerm
 		if dir := path.Dir(name); dir != "." {
@@ -236,10 +298,17 @@ func extract(tr *tar.Reader, root *os.Root, budget, maxEntries int64, anyLinks b
 			if err := root.Symlink(hdr.Linkname, name); err != nil {
 				return res, nil, err
 			}
+			links[name] = true
 		case tar.TypeLink:
 			old, err := safeName(hdr.Linkname)
 			if err != nil {
 				return res, nil, err
+			}
+			if err := throughLink(links, old); err != nil {
+				return res, nil, err
+			}
+			if links[old] {
+				return res, nil, &FsError{Code: FsInvalid, Msg: fmt.Sprintf("%v: hard link %q to the symbolic link %q", errUnsafe, name, old)}
 			}
 			if err := root.Link(old, name); err != nil {
 				return res, nil, err
@@ -248,6 +317,16 @@ func extract(tr *tar.Reader, root *os.Root, budget, maxEntries int64, anyLinks b
 			res.Files-- // devices, fifos and the like are not extracted
 		}
 	}
+}
+
+// throughLink refuses a name one of whose parents is a link of links.
+func throughLink(links map[string]bool, name string) error {
+	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+		if links[dir] {
+			return &FsError{Code: FsInvalid, Msg: fmt.Sprintf("%v: %q goes through the link %q", errUnsafe, name, dir)}
+		}
+	}
+	return nil
 }
 
 // safeName cleans an archive entry's name and refuses one that is absolute or

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -265,8 +266,27 @@ func (c *Client) RestoreSandbox(ctx context.Context, id, snapshot string, paths 
 // Exec runs a command and returns its buffered output.
 func (c *Client) Exec(ctx context.Context, id string, req ExecRequest) (ExecResult, error) {
 	var res ExecResult
-	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/exec", nil, req, &res)
+	if err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/exec", nil, req, &res); err != nil {
+		return res, err
+	}
+	err := decodeOutput(&res.Stdout, &res.StdoutEncoding)
+	if err2 := decodeOutput(&res.Stderr, &res.StderrEncoding); err == nil {
+		err = err2
+	}
 	return res, err
+}
+
+// decodeOutput turns base64 output back into its bytes, clearing enc.
+func decodeOutput(s, enc *string) error {
+	if *enc != "base64" {
+		return nil
+	}
+	b, err := base64.StdEncoding.DecodeString(*s)
+	if err != nil {
+		return fmt.Errorf("decode output: %w", err)
+	}
+	*s, *enc = string(b), ""
+	return nil
 }
 
 // ExecStream runs a command, writing its output to stdout and stderr as it
@@ -284,6 +304,9 @@ func (c *Client) ExecStream(ctx context.Context, id string, req ExecRequest, std
 		var ev ExecEvent
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return ExecResult{}, fmt.Errorf("decode exec event: %w", err)
+		}
+		if err := decodeOutput(&ev.Data, &ev.Encoding); err != nil {
+			return ExecResult{}, err
 		}
 		switch ev.Type {
 		case EventStdout:

@@ -40,8 +40,11 @@ type RunFile struct {
 // RunResult is the answer of POST /v1/run. A non-zero exit, a timeout or an
 // OOM kill is a result, not an error.
 type RunResult struct {
-	Stdout          string  `json:"stdout"`
-	Stderr          string  `json:"stderr"`
+	Stdout string `json:"stdout"`
+	Stderr string `json:"stderr"`
+	// StdoutEncoding and StderrEncoding are "base64" as in ExecResult.
+	StdoutEncoding  string  `json:"stdout_encoding,omitempty"`
+	StderrEncoding  string  `json:"stderr_encoding,omitempty"`
 	ExitCode        int     `json:"exit_code"`
 	Signal          string  `json:"signal,omitempty"`
 	DurationMs      float64 `json:"duration_ms"`
@@ -170,7 +173,13 @@ type Usage struct {
 // Run runs code in a warm runner.
 func (c *Client) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	var out RunResult
-	err := c.do(ctx, http.MethodPost, "/v1/run", nil, req, &out)
+	if err := c.do(ctx, http.MethodPost, "/v1/run", nil, req, &out); err != nil {
+		return out, err
+	}
+	err := decodeOutput(&out.Stdout, &out.StdoutEncoding)
+	if err2 := decodeOutput(&out.Stderr, &out.StderrEncoding); err == nil {
+		err = err2
+	}
 	return out, err
 }
 

@@ -12,6 +12,9 @@ type CreateSandboxRequest struct {
 	CPUs     float64           `json:"cpus,omitempty"`
 	MemoryMB int64             `json:"memory_mb,omitempty"`
 	Pids     int64             `json:"pids,omitempty"`
+	// DiskMB bounds what the sandbox may write to its filesystem, bytes and
+	// files together (absent: the server's default).
+	DiskMB int64 `json:"disk_mb,omitempty"`
 	// Network is "bridge" (the default: outbound only) or "none".
 	Network string `json:"network,omitempty"`
 	// IdleTimeoutS stops the sandbox after this long without a call; 0 never.
@@ -52,6 +55,7 @@ type Sandbox struct {
 	CPUs         float64           `json:"cpus"`
 	MemoryMB     int64             `json:"memory_mb"`
 	Pids         int64             `json:"pids"`
+	DiskMB       int64             `json:"disk_mb,omitempty"`
 	Network      string            `json:"network"`
 	IdleTimeoutS int64             `json:"idle_timeout_s"`
 	TTLS         int64             `json:"ttl_s"`
@@ -104,6 +108,11 @@ type ExecResult struct {
 	Truncated    bool    `json:"truncated"`
 	// StartError says why the command could not start (exit code 126 or 127).
 	StartError string `json:"start_error,omitempty"`
+	// StdoutEncoding and StderrEncoding are "base64" where the output is
+	// not UTF-8 text, or JSON would inflate it past base64 (NUL bytes and
+	// other control characters); empty for text. The Go client decodes.
+	StdoutEncoding string `json:"stdout_encoding,omitempty"`
+	StderrEncoding string `json:"stderr_encoding,omitempty"`
 }
 
 // Exec event types of a streamed exec (Accept: application/x-ndjson).
@@ -116,10 +125,12 @@ const (
 
 // ExecEvent is one line of a streamed exec.
 type ExecEvent struct {
-	Type   string      `json:"type"`
-	Data   string      `json:"data,omitempty"`
-	Result *ExecResult `json:"result,omitempty"`
-	Error  *Error      `json:"error,omitempty"`
+	Type string `json:"type"`
+	Data string `json:"data,omitempty"`
+	// Encoding is "base64" where Data is base64 of binary output.
+	Encoding string      `json:"encoding,omitempty"`
+	Result   *ExecResult `json:"result,omitempty"`
+	Error    *Error      `json:"error,omitempty"`
 }
 
 // Image is an image sandboxes can run on.
@@ -189,8 +200,11 @@ type Readiness struct {
 	Images map[string]string `json:"images"`
 	// PoolsWarm says every runner pool has its minimum of idle runners (it
 	// does not gate Ready: sandboxes do not need runners).
-	PoolsWarm bool   `json:"pools_warm"`
-	Error     string `json:"error,omitempty"`
+	PoolsWarm bool `json:"pools_warm"`
+	// DiskLimits names how sandboxes' disk_mb is enforced; "none" when the
+	// engine cannot, and disk_mb is then refused.
+	DiskLimits string `json:"disk_limits"`
+	Error      string `json:"error,omitempty"`
 }
 
 // EngineStatus describes the container engine.

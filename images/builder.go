@@ -139,6 +139,28 @@ func (b *Builder) Ensure(ctx context.Context, ref string, progress func(string))
 	return b.eng.ImageInspect(ctx, name)
 }
 
+// Usable says whether the key owner may run img. An image that sandboxd made
+// from one key's files carries that key as its owner and is that key's alone;
+// one of the snapshot kind without an owner is nobody's.
+func Usable(img runtime.Image, owner string) bool {
+	if o, ok := img.Labels[runtime.LabelOwner]; ok {
+		return o == owner
+	}
+	return img.Labels[runtime.LabelKind] != runtime.KindSnapshot
+}
+
+// EnsureFor is Ensure on behalf of the key owner: an image that owner may not
+// use is refused exactly as a missing one is, so that its existence does not
+// show either.
+func (b *Builder) EnsureFor(ctx context.Context, owner, ref string, progress func(string)) (runtime.Image, error) {
+	img, err := b.Ensure(ctx, ref, progress)
+	if err == nil && !Usable(img, owner) {
+		return runtime.Image{}, cerrdefs.ErrInvalidArgument.WithMessage(
+			fmt.Sprintf("image %q is not available locally and could not be pulled", ref))
+	}
+	return img, err
+}
+
 // Build rebuilds an image sandboxd knows the recipe of, even when it exists.
 func (b *Builder) Build(ctx context.Context, ref string, progress func(string)) (runtime.Image, error) {
 	name := normalize(ref)
@@ -238,6 +260,12 @@ func (b *Builder) build(ctx context.Context, r recipe, progress func(string)) er
 	defer os.RemoveAll(dir)
 	progress("building root filesystem for " + r.name)
 	if err := r.build(ctx, b, dir, progress); err != nil {
+		return err
+	}
+	// The archive's "." entry becomes the image's root directory on storage
+	// drivers that keep its mode (btrfs does; overlay2 does not): it must not
+	// be the scratch directory's 0700.
+	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
 	progress("importing " + r.name)

@@ -57,7 +57,7 @@ var recipes = map[string]recipe{
 	RunnerBash: runnerRecipe(RunnerBash, "bash", "ENV SHELL=/bin/bash"),
 	Base: {
 		name: Base,
-		spec: "v1 debootstrap --variant=minbase bookworm include=" + strings.Join(basePackages, ",") + " user=1000",
+		spec: "v2 debootstrap --variant=minbase bookworm include=" + strings.Join(basePackages, ",") + " user=1000",
 		changes: []string{
 			"ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"ENV LANG=C.UTF-8",
@@ -68,7 +68,7 @@ var recipes = map[string]recipe{
 	},
 	Busybox: {
 		name: Busybox,
-		spec: "v1 busybox-static applets user=1000",
+		spec: "v2 busybox-static applets user=1000",
 		changes: []string{
 			"ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"WORKDIR /root",

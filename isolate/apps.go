@@ -438,7 +438,8 @@ func (s *Service) Invoke(ctx context.Context, app App, req Request) (Response, e
 	if err != nil {
 		return Response{}, fmt.Errorf("begin app transaction: %w", err)
 	}
-	t := &txn{tx: tx}
+	h.db.policy.rolledBack.Store(false)
+	t := &txn{db: h.db, tx: tx}
 	msg, _ := json.Marshal(map[string]any{"op": "invoke", "request": map[string]any{
 		"method": req.Method, "path": req.Path, "query": req.Query, "headers": req.Headers,
 		"url":  "http://" + app.Name + ".app" + req.Path + querySuffix(req.Query),
@@ -482,6 +483,11 @@ func (s *Service) Invoke(ctx context.Context, app App, req Request) (Response, e
 		if m.TimedOut {
 			out.Status = 504
 		}
+		return out, nil
+	}
+	if t.broken {
+		_ = tx.Rollback()
+		out.Status, out.Error = 500, errRolledBack.Error()
 		return out, nil
 	}
 	if err := tx.Commit(); err != nil {

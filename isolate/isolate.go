@@ -33,6 +33,7 @@ type Engine interface {
 	Start(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error
 	List(ctx context.Context, labels map[string]string) ([]runtime.Container, error)
+	Info(ctx context.Context) (runtime.EngineInfo, error)
 }
 
 // Images ensures the runner images exist.
@@ -130,11 +131,17 @@ type Service struct {
 	leases map[string][]*runner // owner and profile -> idle runners leased to that owner
 	live   map[string]*appHost  // app id -> its runner, when warm
 
+	// agentUID is the host uid a runner's agent runs as (its nobody).
+	agentUID int
+
 	removals chan *runner
 	life     context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 }
+
+// runnerUID is the user (and group) a runner runs as: nobody.
+const runnerUID = 65534
 
 // New prepares the service: it removes runners an earlier sandboxd left
 // behind (their state cannot be trusted) and migrates the app tables. Start
@@ -162,6 +169,10 @@ func New(ctx context.Context, cfg Config, rt Engine, images Images, d *sql.DB, l
 			return nil, err
 		}
 	}
+	info, err := rt.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
 	apps, err := openAppStore(ctx, d, filepath.Join(cfg.DataDir, "apps"))
 	if err != nil {
 		return nil, err
@@ -171,6 +182,7 @@ func New(ctx context.Context, cfg Config, rt Engine, images Images, d *sql.DB, l
 		cfg: cfg, rt: rt, images: images, log: log.With("component", "isolate"), apps: apps,
 		pools: map[profile]*pool{}, leases: map[string][]*runner{}, live: map[string]*appHost{},
 		removals: make(chan *runner, 1024), life: life, cancel: cancel,
+		agentUID: info.RootUID + runnerUID,
 	}
 	if err := s.removeStale(ctx); err != nil {
 		cancel()
@@ -287,6 +299,10 @@ func (s *Service) newRunner(ctx context.Context, prof profile) (*runner, error) 
 		return nil, err
 	}
 	token := newID("", 24)
+	if err := agent.WriteToken(dir, token, s.agentUID); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	ep, err := agent.Listen(filepath.Join(dir, agent.SocketName), token, s.log.With("runner", r.id))
 	if err != nil {
 		os.RemoveAll(dir)
@@ -297,9 +313,9 @@ func (s *Service) newRunner(ctx context.Context, prof profile) (*runner, error) 
 		Name:       "sandboxd-" + r.id,
 		Image:      image,
 		Entrypoint: []string{agent.BinaryPath},
-		Env: []string{agent.SocketEnv, "SANDBOXD_TOKEN=" + token,
+		Env: []string{agent.SocketEnv,
 			"SANDBOXD_RUNTIME=" + prof.runtime},
-		User:       "65534:65534",
+		User:       fmt.Sprintf("%d:%d", runnerUID, runnerUID),
 		WorkingDir: "/tmp",
 		Hostname:   "runner",
 		Labels: map[string]string{

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"modernc.org/sqlite"
 )
@@ -29,12 +30,14 @@ const (
 // appDB is one app's own SQLite file, on one connection: invokes of an app
 // are serialised, as a Durable Object's are.
 type appDB struct {
-	db   *sql.DB
-	conn *sql.Conn
+	db     *sql.DB
+	conn   *sql.Conn
+	policy *policy
 }
 
-// openAppDB opens (creating) the app's database with its size quota, and with
-// ATTACH made impossible, so that no statement can name another file.
+// openAppDB opens (creating) the app's database with its size quota and its
+// policy, so that no statement can name another file, change a setting or end
+// the invoke's transaction.
 func openAppDB(ctx context.Context, path string, quotaBytes int64) (*appDB, error) {
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(5000)", "synchronous(NORMAL)",
@@ -64,7 +67,13 @@ func openAppDB(ctx context.Context, path string, quotaBytes int64) (*appDB, erro
 		d.Close()
 		return nil, fmt.Errorf("prepare app database: %w", err)
 	}
-	return &appDB{db: d, conn: conn}, nil
+	p := &policy{}
+	if err := p.install(ctx, conn); err != nil {
+		conn.Close()
+		d.Close()
+		return nil, err
+	}
+	return &appDB{db: d, conn: conn, policy: p}, nil
 }
 
 // maxPages is a storage quota in SQLite's default 4 KiB pages.
@@ -118,12 +127,20 @@ type storageResult struct {
 
 // txn is one invoke's transaction and what it has metered.
 type txn struct {
-	tx          *sql.Tx
+	db *appDB
+	tx *sql.Tx
+	// broken says a statement rolled the transaction back whole: every
+	// later call fails, and the invoke keeps nothing.
+	broken      bool
 	savepoints  int
 	rowsRead    int64
 	rowsWritten int64
 	calls       int
 }
+
+// errRolledBack answers every storage call after a statement rolled back the
+// invoke's transaction.
+var errRolledBack = errors.New("a statement rolled back the invoke's transaction: nothing this invoke wrote is kept")
 
 // handle runs one storage call in t and returns the reply to send the host.
 func (t *txn) handle(ctx context.Context, msg []byte) []byte {
@@ -134,8 +151,14 @@ func (t *txn) handle(ctx context.Context, msg []byte) []byte {
 	} else {
 		res.ID = c.ID
 		t.calls++
-		if err := t.do(ctx, &c, &res); err != nil {
+		if t.broken {
+			res.Error = errRolledBack.Error()
+		} else if err := t.do(ctx, &c, &res); err != nil {
 			res.Error = err.Error()
+		}
+		if t.db.policy.rolledBack.Load() && !t.broken {
+			t.broken = true
+			res.Error = errRolledBack.Error()
 		}
 		t.rowsRead += res.RowsRead
 		t.rowsWritten += res.RowsWritten
@@ -255,18 +278,12 @@ func (t *txn) sql(ctx context.Context, c *storageCall, res *storageResult) error
 	if len(c.Params) > maxSQLParams {
 		return fmt.Errorf("%d parameters; the limit is %d", len(c.Params), maxSQLParams)
 	}
-	stmts, err := splitSQL(c.Query)
-	if err != nil {
-		return err
+	if strings.TrimSpace(c.Query) == "" {
+		return errors.New("the query has no statement")
 	}
 	var before int64
 	if err := t.tx.QueryRowContext(ctx, `SELECT total_changes()`).Scan(&before); err != nil {
 		return storageErr(err)
-	}
-	for _, s := range stmts[:len(stmts)-1] {
-		if _, err := t.tx.ExecContext(ctx, s); err != nil {
-			return storageErr(err)
-		}
 	}
 	params := make([]any, len(c.Params))
 	for i, p := range c.Params {
@@ -280,9 +297,13 @@ func (t *txn) sql(ctx context.Context, c *storageCall, res *storageResult) error
 			params[i] = v
 		}
 	}
-	rows, err := t.tx.QueryContext(ctx, stmts[len(stmts)-1], params...)
+	// SQLite runs every statement of the query, under the app's policy;
+	// the rows are the last statement's.
+	t.db.policy.enforce.Store(true)
+	defer t.db.policy.enforce.Store(false)
+	rows, err := t.tx.QueryContext(ctx, c.Query, params...)
 	if err != nil {
-		return storageErr(err)
+		return t.db.policy.explain(err)
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
@@ -297,7 +318,7 @@ func (t *txn) sql(ctx context.Context, c *storageCall, res *storageResult) error
 			ptrs[i] = &vals[i]
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return storageErr(err)
+			return t.db.policy.explain(err)
 		}
 		row := make(map[string]any, len(cols))
 		for i, col := range cols {
@@ -310,9 +331,10 @@ func (t *txn) sql(ctx context.Context, c *storageCall, res *storageResult) error
 		res.Rows = append(res.Rows, row)
 	}
 	if err := rows.Err(); err != nil {
-		return storageErr(err)
+		return t.db.policy.explain(err)
 	}
 	rows.Close()
+	t.db.policy.enforce.Store(false)
 	var after int64
 	if err := t.tx.QueryRowContext(ctx, `SELECT total_changes()`).Scan(&after); err != nil {
 		return storageErr(err)
@@ -320,6 +342,16 @@ func (t *txn) sql(ctx context.Context, c *storageCall, res *storageResult) error
 	res.RowsRead = int64(len(res.Rows))
 	res.RowsWritten = after - before
 	return nil
+}
+
+// explain is storageErr with the policy's reason for a refusal.
+func (p *policy) explain(err error) error {
+	if err != nil && strings.Contains(err.Error(), "not authorized") {
+		if why := p.denied.Load(); why != nil {
+			return errors.New(*why)
+		}
+	}
+	return storageErr(err)
 }
 
 // storageErr strips the driver's prefix from SQLite's message; the quota
@@ -338,132 +370,68 @@ func storageErr(err error) error {
 	return errors.New(msg)
 }
 
-// deniedStatements may not appear in an app's SQL: the invoke owns the
-// transaction, and nothing may name another database file.
-var deniedStatements = map[string]string{
-	"ATTACH": "ATTACH is not allowed: an app has one database", "DETACH": "DETACH is not allowed",
-	"VACUUM": "VACUUM is not allowed", "BEGIN": "use storage.transaction() instead of BEGIN",
-	"COMMIT": "use storage.transaction() instead of COMMIT", "END": "use storage.transaction() instead of END",
-	"ROLLBACK": "use storage.transaction() instead of ROLLBACK", "SAVEPOINT": "use storage.transaction() instead of SAVEPOINT",
-	"RELEASE": "use storage.transaction() instead of RELEASE",
-}
-
-// readPragmas are the PRAGMAs an app may run: they only read its schema.
+// readPragmas are the PRAGMAs an app may run, as statements or as
+// table-valued functions: they only read its own schema and pages.
 var readPragmas = map[string]bool{
-	"TABLE_INFO": true, "TABLE_XINFO": true, "TABLE_LIST": true, "INDEX_LIST": true, "INDEX_INFO": true,
-	"INDEX_XINFO": true, "FOREIGN_KEY_LIST": true, "FOREIGN_KEY_CHECK": true, "INTEGRITY_CHECK": true,
-	"QUICK_CHECK": true, "PAGE_COUNT": true, "FREELIST_COUNT": true,
+	"table_info": true, "table_xinfo": true, "table_list": true, "index_list": true, "index_info": true,
+	"index_xinfo": true, "foreign_key_list": true, "foreign_key_check": true, "integrity_check": true,
+	"quick_check": true, "page_count": true, "freelist_count": true,
 }
 
-// splitSQL splits a query into statements, checking each against the denied
-// statements. Quotes, comments and trigger bodies are respected.
-func splitSQL(q string) ([]string, error) {
-	var stmts []string
-	var words []string // upper-cased words of the current statement
-	start, depth := 0, 0
-	inTrigger := func() bool {
-		for i, w := range words {
-			if w == "TRIGGER" && i <= 3 && words[0] == "CREATE" {
-				return true
-			}
-		}
-		return false
-	}
-	flush := func(end int) error {
-		s := strings.TrimSpace(q[start:end])
-		start = end + 1
-		if s == "" {
-			words = words[:0]
-			return nil
-		}
-		if len(words) > 0 {
-			if msg, ok := deniedStatements[words[0]]; ok {
-				return errors.New(msg)
-			}
-			if words[0] == "PRAGMA" {
-				name := ""
-				if len(words) > 1 {
-					name = words[1]
-					if i := strings.LastIndexByte(name, '.'); i >= 0 {
-						name = name[i+1:]
-					}
-				}
-				if !readPragmas[name] || strings.Contains(s, "=") {
-					return fmt.Errorf("PRAGMA %s is not allowed", strings.ToLower(name))
-				}
-			}
-			for _, w := range words {
-				if name, ok := strings.CutPrefix(w, "PRAGMA_"); ok && !readPragmas[name] {
-					return fmt.Errorf("%s is not allowed", strings.ToLower(w))
-				}
-				if w == "LOAD_EXTENSION" {
-					return errors.New("load_extension is not allowed")
-				}
-			}
-		}
-		stmts = append(stmts, s)
-		words = words[:0]
-		return nil
-	}
-	for i := 0; i < len(q); i++ {
-		c := q[i]
-		switch {
-		case c == '\'' || c == '"' || c == '`' || c == '[':
-			closer := c
-			if c == '[' {
-				closer = ']'
-			}
-			j := strings.IndexByte(q[i+1:], closer)
-			if j < 0 {
-				return nil, errors.New("unterminated quote in SQL")
-			}
-			i += j + 1
-		case c == '-' && i+1 < len(q) && q[i+1] == '-':
-			j := strings.IndexByte(q[i:], '\n')
-			if j < 0 {
-				i = len(q)
-			} else {
-				i += j
-			}
-		case c == '/' && i+1 < len(q) && q[i+1] == '*':
-			j := strings.Index(q[i+2:], "*/")
-			if j < 0 {
-				return nil, errors.New("unterminated comment in SQL")
-			}
-			i += j + 3
-		case c == ';':
-			if depth == 0 {
-				if err := flush(i); err != nil {
-					return nil, err
-				}
-			}
-		case isWordByte(c):
-			j := i
-			for j < len(q) && (isWordByte(q[j]) || q[j] == '.') {
-				j++
-			}
-			w := strings.ToUpper(q[i:j])
-			words = append(words, w)
-			if inTrigger() {
-				switch w {
-				case "BEGIN", "CASE":
-					depth++
-				case "END":
-					depth = max(depth-1, 0)
-				}
-			}
-			i = j - 1
-		}
-	}
-	if err := flush(len(q)); err != nil {
-		return nil, err
-	}
-	if len(stmts) == 0 {
-		return nil, errors.New("the query has no statement")
-	}
-	return stmts, nil
+// policy is SQLite's own authorizer for an app's statements: SQLite asks it
+// about every operation as a statement is compiled (trigger bodies included),
+// however the statement was spelled. It holds only while enforce is set, so
+// that sandboxd's own statements on the connection (its transaction, the
+// key-value table, metering) are not bound by it.
+type policy struct {
+	enforce atomic.Bool
+	// denied says why the last refusal was made, for the error message.
+	denied atomic.Pointer[string]
+	// rolledBack is set when a transaction on the connection is rolled back
+	// whole: by a statement (RAISE(ROLLBACK) in a trigger, OR ROLLBACK), it
+	// ends the invoke's transaction, which must then keep nothing.
+	rolledBack atomic.Bool
 }
 
-func isWordByte(c byte) bool {
-	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+func (p *policy) deny(why string) sqlite.AuthorizerReturnCode {
+	p.denied.Store(&why)
+	return sqlite.AuthorizerDeny
+}
+
+// authorize is the authorizer callback.
+func (p *policy) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, database, _ string) sqlite.AuthorizerReturnCode {
+	if !p.enforce.Load() {
+		return sqlite.AuthorizerOK
+	}
+	switch action {
+	case sqlite.AuthAttach, sqlite.AuthDetach:
+		return p.deny("ATTACH and DETACH are not allowed: an app has one database")
+	case sqlite.AuthTransaction, sqlite.AuthSavepoint:
+		return p.deny("transaction control is not allowed: every invoke is one transaction; use storage.transaction()")
+	case sqlite.AuthPragma:
+		if !readPragmas[strings.ToLower(arg1)] {
+			return p.deny("PRAGMA " + strings.ToLower(arg1) + " is not allowed")
+		}
+	case sqlite.AuthFunction:
+		if strings.EqualFold(arg2, "load_extension") {
+			return p.deny("load_extension is not allowed")
+		}
+	}
+	if database != "" && database != "main" && database != "temp" {
+		return p.deny("only the app's own database may be used")
+	}
+	return sqlite.AuthorizerOK
+}
+
+// install puts p on the physical connection c.
+func (p *policy) install(ctx context.Context, c *sql.Conn) error {
+	return c.Raw(func(dc any) error {
+		a, ok := dc.(sqlite.AuthorizerRegisterer)
+		h, ok2 := dc.(interface{ RegisterRollbackHook(sqlite.RollbackHookFn) })
+		if !ok || !ok2 {
+			return errors.New("the SQLite driver has no authorizer or rollback hook")
+		}
+		h.RegisterRollbackHook(func() { p.rolledBack.Store(true) })
+		return a.RegisterAuthorizer(p.authorize)
+	})
 }

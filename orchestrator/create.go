@@ -16,7 +16,7 @@ import (
 // idempotency key it returns the sandbox an earlier create with the same key
 // made (replayed is then true) as long as that sandbox exists.
 func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOptions) (sb Sandbox, replayed bool, err error) {
-	image, spec, err := opts.resolve(o.cfg.DefaultImage, o.cfg.Limits)
+	image, spec, err := opts.resolve(o.cfg.DefaultImage, o.cfg.Limits, o.diskLimits)
 	if err != nil {
 		return Sandbox{}, false, err
 	}
@@ -34,7 +34,7 @@ func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOpti
 		}
 	}
 	t0 := time.Now()
-	if _, err := o.images.Ensure(ctx, image, nil); err != nil {
+	if _, err := o.images.EnsureFor(ctx, owner, image, nil); err != nil {
 		return Sandbox{}, false, err
 	}
 	tImage := time.Now()
@@ -135,7 +135,7 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
-	env = append(env, agent.SocketEnv, "SANDBOXD_TOKEN="+sb.token)
+	env = append(env, agent.SocketEnv)
 	network := o.cfg.Network
 	if sb.Spec.Network == "none" {
 		network = "none"
@@ -160,6 +160,7 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 		},
 		NanoCPUs:    int64(sb.Spec.CPUs * 1e9),
 		MemoryBytes: sb.Spec.MemoryMB << 20,
+		DiskBytes:   sb.Spec.DiskMB << 20,
 		PidsLimit:   sb.Spec.Pids,
 		Network:     network,
 		CapAdd:      capabilities,

@@ -31,11 +31,24 @@ type Runtime interface {
 	Inspect(ctx context.Context, id string) (runtime.Container, error)
 	List(ctx context.Context, labels map[string]string) ([]runtime.Container, error)
 	EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) error
+	Info(ctx context.Context) (runtime.EngineInfo, error)
 }
 
-// Images makes an image exist before a sandbox uses it.
+// Images makes an image exist before a sandbox uses it, and refuses an image
+// the sandbox's owner may not use.
 type Images interface {
-	Ensure(ctx context.Context, ref string, progress func(string)) (runtime.Image, error)
+	EnsureFor(ctx context.Context, owner, ref string, progress func(string)) (runtime.Image, error)
+}
+
+// BlockedRanges are the destinations no sandbox reaches (unless a range of
+// Config.AllowedRanges holds the address): link-local (cloud metadata),
+// private (RFC 1918), shared (CGNAT) and unique-local IPv6 addresses, and the
+// other non-public ranges that name somebody's internal network. The host
+// itself is fenced off separately, on every address.
+var BlockedRanges = []string{
+	"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+	"192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+	"fc00::/7", "fe80::/10", "ff00::/8",
 }
 
 // capabilities kept for root inside a sandbox; every other one is dropped.
@@ -49,11 +62,14 @@ type Config struct {
 	// DataDir holds the per-sandbox socket directories and the agent binary.
 	DataDir string
 	// AgentBinary is the host path of the static sandbox-agent.
-	AgentBinary  string
-	Network      string
-	Bridge       string
-	DefaultImage string
-	Limits       Limits
+	AgentBinary string
+	Network     string
+	Bridge      string
+	// AllowedRanges (CIDR) are reachable from sandboxes although they lie in
+	// BlockedRanges.
+	AllowedRanges []string
+	DefaultImage  string
+	Limits        Limits
 
 	ReadyTimeout   time.Duration // from container start to the agent's hello
 	StopTimeout    time.Duration // from SIGTERM to SIGKILL on stop
@@ -81,6 +97,12 @@ func (c *Config) setDefaults() {
 	if c.Limits == (Limits{}) {
 		c.Limits = DefaultLimits()
 	}
+	if c.Limits.MaxDiskMB == 0 {
+		c.Limits.MaxDiskMB = DefaultLimits().MaxDiskMB
+	}
+	if c.Limits.DefaultDiskMB == 0 {
+		c.Limits.DefaultDiskMB = min(DefaultLimits().DefaultDiskMB, c.Limits.MaxDiskMB)
+	}
 }
 
 // Orchestrator runs sandboxes.
@@ -93,6 +115,9 @@ type Orchestrator struct {
 	locks  *keyedLock
 
 	agentHost string // the host copy of the agent binary that containers mount
+	rootUID   int    // the host uid of root in a container: the agent's
+	// diskLimits names how the engine enforces a sandbox's disk size.
+	diskLimits string
 
 	mu   sync.Mutex
 	live map[string]*live
@@ -152,6 +177,11 @@ func New(ctx context.Context, cfg Config, rt Runtime, images Images, d *sql.DB, 
 		log:  log.With("component", "orchestrator"),
 		live: map[string]*live{},
 	}
+	info, err := rt.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o.rootUID, o.diskLimits = info.RootUID, info.DiskLimits
 	for _, dir := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "run"), filepath.Join(cfg.DataDir, "agent")} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return nil, err
@@ -167,6 +197,7 @@ func New(ctx context.Context, cfg Config, rt Runtime, images Images, d *sql.DB, 
 	}
 	if err := rt.EnsureNetwork(ctx, runtime.NetworkSpec{
 		Name: cfg.Network, Bridge: cfg.Bridge, Isolated: true,
+		Blocked: BlockedRanges, Allowed: cfg.AllowedRanges,
 		Labels: map[string]string{runtime.LabelKind: runtime.KindNetwork},
 	}); err != nil {
 		return nil, err
@@ -261,6 +292,9 @@ func (o *Orchestrator) endpoint(sb *Sandbox) (*live, error) {
 		return nil, err
 	}
 	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
+	if err := agent.WriteToken(dir, sb.token, o.rootUID); err != nil {
 		return nil, err
 	}
 	ep, err := agent.Listen(filepath.Join(dir, agent.SocketName), sb.token, o.log.With("sandbox_id", sb.ID))

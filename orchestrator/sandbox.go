@@ -46,6 +46,7 @@ type Spec struct {
 	CPUs        float64           `json:"cpus"`
 	MemoryMB    int64             `json:"memory_mb"`
 	Pids        int64             `json:"pids"`
+	DiskMB      int64             `json:"disk_mb,omitempty"`
 	Network     string            `json:"network"`
 	IdleTimeout int64             `json:"idle_timeout_s"`
 	TTLSeconds  int64             `json:"ttl_s"`
@@ -61,6 +62,7 @@ type CreateOptions struct {
 	CPUs           float64
 	MemoryMB       int64
 	Pids           int64
+	DiskMB         int64
 	Network        string
 	IdleTimeout    *int64
 	TTLSeconds     *int64
@@ -82,6 +84,10 @@ type Limits struct {
 	MaxCPUs     float64
 	MaxMemoryMB int64
 	MaxPids     int64
+	// MaxDiskMB bounds disk_mb; DefaultDiskMB is a sandbox's that asks for
+	// none. Both apply only where the engine enforces a disk size.
+	MaxDiskMB     int64
+	DefaultDiskMB int64
 }
 
 // Defaults of a sandbox that asks for nothing.
@@ -103,8 +109,12 @@ func DefaultLimits() Limits {
 	if syscall.Sysinfo(&si) == nil {
 		mem = int64(si.Totalram) * int64(si.Unit) >> 20
 	}
-	return Limits{MaxCPUs: float64(runtime.NumCPU()), MaxMemoryMB: mem, MaxPids: 32768}
+	return Limits{MaxCPUs: float64(runtime.NumCPU()), MaxMemoryMB: mem, MaxPids: 32768,
+		MaxDiskMB: 100 << 10, DefaultDiskMB: 10 << 10}
 }
+
+// minDiskMB is the smallest disk a sandbox may ask for.
+const minDiskMB = 64
 
 var (
 	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -127,8 +137,10 @@ func (v invalid) err() error {
 	return cerrdefs.ErrInvalidArgument.WithMessage(strings.Join(v, "; "))
 }
 
-// resolve validates opts against lim and fills in defaults.
-func (opts CreateOptions) resolve(defaultImage string, lim Limits) (image string, spec Spec, err error) {
+// resolve validates opts against lim and fills in defaults. diskLimits names
+// how the engine enforces a disk size; empty when it cannot, and disk_mb is
+// then refused rather than ignored.
+func (opts CreateOptions) resolve(defaultImage string, lim Limits, diskLimits string) (image string, spec Spec, err error) {
 	var v invalid
 	image = opts.Image
 	if image == "" {
@@ -159,6 +171,18 @@ func (opts CreateOptions) resolve(defaultImage string, lim Limits) (image string
 	}
 	if spec.Pids < 16 || spec.Pids > lim.MaxPids {
 		v.add("pids", "must be between 16 and %d, got %d", lim.MaxPids, spec.Pids)
+	}
+	switch {
+	case diskLimits == "" && opts.DiskMB != 0:
+		v.add("disk_mb", "this engine's storage cannot enforce a disk size, and sandboxd does not pretend to (see docs/security.md)")
+	case diskLimits != "":
+		spec.DiskMB = opts.DiskMB
+		if spec.DiskMB == 0 {
+			spec.DiskMB = min(lim.DefaultDiskMB, lim.MaxDiskMB)
+		}
+		if spec.DiskMB < minDiskMB || spec.DiskMB > lim.MaxDiskMB {
+			v.add("disk_mb", "must be between %d and %d, got %d", minDiskMB, lim.MaxDiskMB, spec.DiskMB)
+		}
 	}
 	switch spec.Network {
 	case "":

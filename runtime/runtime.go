@@ -20,6 +20,9 @@ const (
 	KindNetwork = "network"
 	KindImage   = "image"
 	KindRunner  = "runner" // a pool container for dynamic code and apps
+	// KindSnapshot marks an image that holds one key's files (a snapshot, or
+	// a sandbox's state captured for a diff); LabelOwner names the key.
+	KindSnapshot = "snapshot"
 )
 
 // Mount is a bind mount from the host into a container.
@@ -31,6 +34,10 @@ type Mount struct {
 
 // Spec describes a container to create.
 type Spec struct {
+	// DiskBytes bounds what the container may write to its own filesystem,
+	// bytes and metadata together; 0 is no bound. Only engines whose
+	// storage enforces a size take one.
+	DiskBytes  int64
 	Name       string
 	Image      string
 	Entrypoint []string
@@ -91,8 +98,11 @@ type NetworkSpec struct {
 	Bridge string // the host interface name
 	Labels map[string]string
 	// Isolated turns off traffic between containers on the network, and from them
-	// to the host and to link-local addresses.
+	// to the host and to Blocked.
 	Isolated bool
+	// Blocked are the destination ranges (CIDR) the network's containers may
+	// not reach, unless a range of Allowed holds the address.
+	Blocked, Allowed []string
 }
 
 // Image is what the engine says of one image.
@@ -105,6 +115,17 @@ type Image struct {
 	// Layers are the digests of the image's uncompressed layers, base first
 	// (known from an inspect, not from a list).
 	Layers []string
+	// Config is what the image sets for its containers (from an inspect).
+	Config ImageConfig
+}
+
+// ImageConfig is the part of an image's configuration that sandboxd keeps
+// when it writes an image config of its own.
+type ImageConfig struct {
+	Env        []string
+	Cmd        []string
+	WorkingDir string
+	User       string
 }
 
 // EngineInfo is what sandboxd reports of the engine it drives.
@@ -113,4 +134,12 @@ type EngineInfo struct {
 	APIVersion  string
 	UsernsRemap bool
 	CgroupV2    bool
+	// RootUID is the host uid that root in a container is (0 without
+	// user-namespace remapping); uid N in a container is RootUID+N.
+	RootUID int
+	// StorageDriver is the engine's storage driver (overlay2, btrfs...).
+	StorageDriver string
+	// DiskLimits names how the engine enforces Spec.DiskBytes ("btrfs
+	// quota", "zfs quota", "xfs project quota"); empty when it cannot.
+	DiskLimits string
 }

@@ -57,8 +57,10 @@ func (s *Server) run(c *echo.Context) error {
 	}
 	// The agent caps output; these buffers cap it again, since the agent is
 	// not trusted.
-	stdout := &cappedBuffer{limit: maxOut}
-	stderr := &cappedBuffer{limit: maxOut}
+	stdout := &cappedBuffer{limit: maxOut, budget: s.outBudget}
+	stderr := &cappedBuffer{limit: maxOut, budget: s.outBudget}
+	defer stdout.Release()
+	defer stderr.Release()
 	res, err := s.deps.Isolate.Run(c.Request().Context(), key.ID, isolate.RunOptions{
 		Runtime: req.Runtime, Code: req.Code, Stdin: []byte(req.Stdin), Files: files, Env: req.Env,
 		Timeout: time.Duration(req.TimeoutMs) * time.Millisecond, MemoryMB: req.MemoryMB,
@@ -67,14 +69,15 @@ func (s *Server) run(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	so, se := stdout.Bytes(), stderr.Bytes()
 	out := api.RunResult{
-		Stdout: stdout.String(), Stderr: stderr.String(), ExitCode: res.ExitCode, Signal: res.Signal,
+		StdoutEncoding: outputEncoding(so), StderrEncoding: outputEncoding(se), ExitCode: res.ExitCode, Signal: res.Signal,
 		DurationMs: res.DurationMs, CPUMs: res.CPUMs, MemoryPeakBytes: res.PeakMemoryKB << 10,
 		TimedOut: res.TimedOut, OOM: res.OOMKilled, Leftover: res.Leftover,
 		Truncated: res.StdoutTruncated || res.StderrTruncated || res.FilesTruncated || stdout.truncated || stderr.truncated,
 		Files:     make([]api.RunFile, 0, len(res.Files)), Runner: res.Runner, Warm: res.Warm, WallMs: res.WallMs,
 	}
-	bytesOut := int64(len(out.Stdout) + len(out.Stderr))
+	bytesOut := int64(len(so) + len(se))
 	for _, f := range res.Files {
 		rf := api.RunFile{Path: f.Path, Content: string(f.Data), Mode: f.Mode}
 		if !utf8.Valid(f.Data) {
@@ -85,10 +88,17 @@ func (s *Server) run(c *echo.Context) error {
 	}
 	s.deps.Ledger.Record(supervisor.Entry{
 		Key: key.ID, Kind: "run", App: req.Runtime, Status: res.ExitCode, DurationMs: res.WallMs, CPUMs: res.CPUMs,
-		BytesIn: bytesIn, BytesOut: bytesOut, Output: out.Stdout + out.Stderr, Truncated: out.Truncated,
+		BytesIn: bytesIn, BytesOut: bytesOut, Output: excerpt(so, se), Truncated: out.Truncated,
 		Failed: res.ExitCode != 0 || res.TimedOut || res.OOMKilled, Error: runError(out),
 	})
-	return c.JSON(http.StatusOK, out)
+	return writeWithOutputs(c, http.StatusOK, out,
+		outputField{"stdout", so, out.StdoutEncoding}, outputField{"stderr", se, out.StderrEncoding})
+}
+
+// excerpt is the start of a run's output for the ledger, which keeps no more.
+func excerpt(stdout, stderr []byte) string {
+	const n = 8 << 10
+	return string(stdout[:min(len(stdout), n)]) + string(stderr[:min(len(stderr), n-min(len(stdout), n))])
 }
 
 func runError(r api.RunResult) string {
@@ -182,6 +192,9 @@ func (s *Server) deleteApp(c *echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
+// maxAppBody bounds the body of a request to an app.
+const maxAppBody = 4 << 20
+
 // hopHeaders are not passed between the client and the app.
 var hopHeaders = map[string]bool{
 	"Authorization": true, "Connection": true, "Keep-Alive": true, "Proxy-Authorization": true,
@@ -202,16 +215,13 @@ func (s *Server) invokeApp(c *echo.Context) error {
 	}
 	defer release()
 	r := c.Request()
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20+1))
+	body, err := io.ReadAll(r.Body) // at most maxAppBody: the route's limit
 	if err != nil {
 		var sc echo.HTTPStatusCoder
 		if errors.As(err, &sc) {
-			return err
+			return newError(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "an app request body may be at most 4 MiB")
 		}
 		return badRequest("could not read the request body")
-	}
-	if len(body) > 4<<20 {
-		return newError(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "an app request body may be at most 4 MiB")
 	}
 	headers := make(map[string]string, len(r.Header))
 	for k, v := range r.Header {

@@ -39,33 +39,3 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
-
-func TestCappedBuffer(t *testing.T) {
-	b := &cappedBuffer{limit: 5}
-	n, err := b.Write([]byte("héllo world"))
-	if n != 12 || err != nil {
-		t.Fatalf("write reported %d %v", n, err)
-	}
-	// "héllo" is 6 bytes; the cap falls inside "l", after a whole "é".
-	if got := b.String(); got != "héll" || !b.truncated {
-		t.Fatalf("got %q truncated=%v", got, b.truncated)
-	}
-	b = &cappedBuffer{limit: 2}
-	b.Write([]byte("hé"))
-	if got := b.String(); got != "h" {
-		t.Fatalf("split rune kept: %q", got)
-	}
-}
-
-func TestCappedBufferKeepsWholeRunes(t *testing.T) {
-	b := &cappedBuffer{limit: 6}
-	b.Write([]byte("ééé"))
-	if got := b.String(); got != "ééé" {
-		t.Fatalf("whole runes trimmed: %q", got)
-	}
-	b = &cappedBuffer{limit: 5}
-	b.Write([]byte("éééé"))
-	if got := b.String(); got != "éé" {
-		t.Fatalf("got %q", got)
-	}
-}

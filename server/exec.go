@@ -1,12 +1,12 @@
 package server
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/labstack/echo/v5"
 
@@ -42,16 +42,21 @@ func (s *Server) exec(c *echo.Context) error {
 	}
 	// The agent caps output; these buffers cap it again, since the agent is
 	// not trusted.
-	stdout := &cappedBuffer{limit: opts.MaxOutput}
-	stderr := &cappedBuffer{limit: opts.MaxOutput}
+	// Both draw on the server's output budget.
+	stdout := &cappedBuffer{limit: opts.MaxOutput, budget: s.outBudget}
+	stderr := &cappedBuffer{limit: opts.MaxOutput, budget: s.outBudget}
+	defer stdout.Release()
+	defer stderr.Release()
 	res, err := s.deps.Orchestrator.Exec(c.Request().Context(), caller(c).ID, c.Param("id"), opts, nil, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	out := toExecResult(res)
-	out.Stdout, out.Stderr = stdout.String(), stderr.String()
 	out.Truncated = out.Truncated || stdout.truncated || stderr.truncated
-	return c.JSON(http.StatusOK, out)
+	so, se := stdout.Bytes(), stderr.Bytes()
+	out.StdoutEncoding, out.StderrEncoding = outputEncoding(so), outputEncoding(se)
+	return writeWithOutputs(c, http.StatusOK, out,
+		outputField{"stdout", so, out.StdoutEncoding}, outputField{"stderr", se, out.StderrEncoding})
 }
 
 // execStream answers with one NDJSON event per chunk of output, then the result.
@@ -99,40 +104,16 @@ type eventWriter struct {
 	emit func(api.ExecEvent)
 }
 
+// Write emits p as one event, in base64 where JSON would inflate it more.
 func (w eventWriter) Write(p []byte) (int, error) {
-	w.emit(api.ExecEvent{Type: w.typ, Data: string(p)})
-	return len(p), nil
-}
-
-// cappedBuffer keeps the first limit bytes written to it.
-type cappedBuffer struct {
-	buf       []byte
-	limit     int64
-	truncated bool
-}
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	room := b.limit - int64(len(b.buf))
-	if int64(len(p)) > room {
-		b.buf = append(b.buf, p[:max(room, 0)]...)
-		b.truncated = true
-		return len(p), nil
+	ev := api.ExecEvent{Type: w.typ, Encoding: outputEncoding(p)}
+	if ev.Encoding == encBase64 {
+		ev.Data = base64.StdEncoding.EncodeToString(p)
+	} else {
+		ev.Data = string(p)
 	}
-	b.buf = append(b.buf, p...)
+	w.emit(ev)
 	return len(p), nil
-}
-
-// String returns the output, cut back to a whole UTF-8 character if the cap
-// split one.
-func (b *cappedBuffer) String() string {
-	s := b.buf
-	for i := 0; b.truncated && i < utf8.UTFMax-1 && len(s) > 0; i++ {
-		if r, size := utf8.DecodeLastRune(s); r != utf8.RuneError || size > 1 {
-			break
-		}
-		s = s[:len(s)-1]
-	}
-	return string(s)
 }
 
 func toExecResult(r agent.ExecResult) api.ExecResult {

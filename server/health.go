@@ -29,6 +29,10 @@ func (s *Server) readyz(c *echo.Context) error {
 	if err != nil {
 		r.Ready, r.Error = false, "engine: "+err.Error()
 	}
+	r.DiskLimits = info.DiskLimits
+	if r.DiskLimits == "" {
+		r.DiskLimits = "none"
+	}
 	r.Engine = api.EngineStatus{Version: info.Version, APIVersion: info.APIVersion, UsernsRemap: info.UsernsRemap, CgroupV2: info.CgroupV2}
 	if err := s.deps.DB.PingContext(ctx); err != nil {
 		r.Ready, r.Error = false, "database: "+err.Error()

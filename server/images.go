@@ -19,8 +19,12 @@ func (s *Server) listImages(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	key := caller(c)
 	out := api.ImageList{Images: []api.Image{}, Buildable: images.Recipes()}
 	for _, img := range list {
+		if !key.Admin && !images.Usable(img, key.ID) {
+			continue
+		}
 		out.Images = append(out.Images, toImage(img))
 	}
 	sort.Slice(out.Images, func(i, j int) bool { return out.Images[i].Name < out.Images[j].Name })

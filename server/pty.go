@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -37,6 +38,9 @@ func (s *Server) ptySocket(c *echo.Context) error {
 	id := c.Param("id")
 	key, err := s.socketAuth(c, id, ptyAction)
 	if err != nil {
+		return err
+	}
+	if _, err := s.deps.Orchestrator.Get(r.Context(), key.ID, id); err != nil {
 		return err
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
@@ -149,6 +153,13 @@ func ptyRequest(q url.Values) (agent.PtyAttach, error) {
 func (s *Server) socketAuth(c *echo.Context, sandboxID, action string) (supervisor.Key, error) {
 	r := c.Request()
 	origin := r.Header.Get("Origin")
+	// A ticket is spent by any attempt to use it, refused or not.
+	var tk supervisor.Ticket
+	var tkErr error
+	ticket := r.URL.Query().Get("ticket")
+	if ticket != "" {
+		tk, tkErr = s.tickets.Redeem(ticket, sandboxID, action)
+	}
 	if origin != "" && !s.originAllowed(origin, r.Host) {
 		return supervisor.Key{}, newError(http.StatusForbidden, api.CodeForbidden, "origin "+origin+" is not allowed")
 	}
@@ -157,16 +168,14 @@ func (s *Server) socketAuth(c *echo.Context, sandboxID, action string) (supervis
 		err := s.authenticate(func(c *echo.Context) error { key = caller(c); return nil })(c)
 		return key, err
 	}
-	ticket := r.URL.Query().Get("ticket")
 	if ticket == "" {
 		return supervisor.Key{}, newError(http.StatusUnauthorized, api.CodeUnauthenticated, "missing credentials: send Authorization: Bearer KEY, or ?ticket= from POST /v1/sandboxes/{id}/pty/tickets")
 	}
 	if origin == "" {
 		return supervisor.Key{}, newError(http.StatusForbidden, api.CodeForbidden, "a ticket is accepted only with an Origin header")
 	}
-	tk, err := s.tickets.Redeem(ticket, sandboxID, action)
-	if err != nil {
-		return supervisor.Key{}, newError(http.StatusUnauthorized, api.CodeUnauthenticated, err.Error())
+	if tkErr != nil {
+		return supervisor.Key{}, newError(http.StatusUnauthorized, api.CodeUnauthenticated, tkErr.Error())
 	}
 	key, err := s.deps.Keys.Get(r.Context(), tk.KeyID)
 	if err != nil {
@@ -176,13 +185,20 @@ func (s *Server) socketAuth(c *echo.Context, sandboxID, action string) (supervis
 	return key, nil
 }
 
-// originAllowed admits the server's own origin and the configured ones.
+// originAllowed admits the configured origins, and the server's own origin
+// when it is named by an IP address or "localhost": a page can only have
+// such an origin if it was loaded from that very address and port. A DNS
+// name in the request's Host proves nothing (a DNS-rebinding page sends
+// matching Host and Origin), so a deployment reached by name lists its origin
+// in AllowedOrigins.
 func (s *Server) originAllowed(origin, host string) bool {
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" {
 		return false
 	}
-	if strings.EqualFold(u.Host, host) && (u.Scheme == "http" || u.Scheme == "https") {
+	name := u.Hostname()
+	literal := net.ParseIP(name) != nil || strings.EqualFold(name, "localhost")
+	if literal && strings.EqualFold(u.Host, host) && (u.Scheme == "http" || u.Scheme == "https") {
 		return true
 	}
 	for _, o := range s.cfg.AllowedOrigins {

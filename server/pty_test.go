@@ -147,8 +147,11 @@ func TestPtyCrossSiteChecks(t *testing.T) {
 	admin := api.NewClient(f.url, f.admin)
 	mine, theirs := mustCreate(t, user), mustCreate(t, admin)
 	self := f.url // the server's own origin
-	dial := func(sandbox, ticket, origin string, bearer string) error {
+	dial := func(sandbox, ticket, origin string, bearer string, extra ...string) error {
 		hdr := http.Header{}
+		for i := 0; i+1 < len(extra); i += 2 {
+			hdr.Set(extra[i], extra[i+1])
+		}
 		if origin != "" {
 			hdr.Set("Origin", origin)
 		}
@@ -185,6 +188,12 @@ func TestPtyCrossSiteChecks(t *testing.T) {
 	if err := dial(mine.ID, good, self, ""); err != nil {
 		t.Fatalf("valid ticket refused: %v", err)
 	}
+	// A ticket tried from a foreign origin is spent: it opens nothing later.
+	spent := ticket(user, mine.ID)
+	if err := dial(mine.ID, spent, "http://evil.example", ""); status(err) != 403 {
+		t.Fatalf("foreign origin: %v", err)
+	}
+	_, port, _ := strings.Cut(strings.TrimPrefix(self, "http://"), ":")
 	refusals := []struct {
 		name   string
 		err    error
@@ -192,6 +201,9 @@ func TestPtyCrossSiteChecks(t *testing.T) {
 	}{
 		{"reused ticket", dial(mine.ID, good, self, ""), 401},
 		{"wrong origin", dial(mine.ID, ticket(user, mine.ID), "http://evil.example", ""), 403},
+		{"DNS rebinding: Host and Origin agree on a name", dial(mine.ID, ticket(user, mine.ID), "http://rebind.example:"+port, "", "Host", "rebind.example:"+port), 403},
+		{"DNS rebinding with a key", dial(mine.ID, "", "http://rebind.example:"+port, f.user, "Host", "rebind.example:"+port), 403},
+		{"ticket spent by a refused origin", dial(mine.ID, spent, self, ""), 401},
 		{"wrong origin with a key", dial(mine.ID, "", "http://evil.example", f.user), 403},
 		{"missing ticket", dial(mine.ID, "", self, ""), 401},
 		{"ticket without origin", dial(mine.ID, ticket(user, mine.ID), "", ""), 403},

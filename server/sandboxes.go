@@ -28,7 +28,7 @@ func (s *Server) createSandbox(c *echo.Context) error {
 		req.Image = sn.Image
 	}
 	sb, replayed, err := s.deps.Orchestrator.Create(c.Request().Context(), caller(c).ID, orchestrator.CreateOptions{
-		Image: req.Image, Env: req.Env, CPUs: req.CPUs, MemoryMB: req.MemoryMB, Pids: req.Pids,
+		Image: req.Image, Env: req.Env, CPUs: req.CPUs, MemoryMB: req.MemoryMB, Pids: req.Pids, DiskMB: req.DiskMB,
 		Network: req.Network, IdleTimeout: req.IdleTimeoutS, TTLSeconds: req.TTLS,
 		User: req.User, Workdir: req.Workdir, Labels: req.Labels,
 		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"),
@@ -138,7 +138,7 @@ func (s *Server) startSandbox(c *echo.Context) error {
 func toSandbox(sb orchestrator.Sandbox) api.Sandbox {
 	out := api.Sandbox{
 		ID: sb.ID, State: string(sb.State), Image: sb.Image,
-		CPUs: sb.Spec.CPUs, MemoryMB: sb.Spec.MemoryMB, Pids: sb.Spec.Pids, Network: sb.Spec.Network,
+		CPUs: sb.Spec.CPUs, MemoryMB: sb.Spec.MemoryMB, Pids: sb.Spec.Pids, DiskMB: sb.Spec.DiskMB, Network: sb.Spec.Network,
 		IdleTimeoutS: sb.Spec.IdleTimeout, TTLS: sb.Spec.TTLSeconds, User: sb.Spec.User, Workdir: sb.Spec.Workdir,
 		Labels: sb.Labels, Error: sb.Error,
 		CreatedAt: sb.CreatedAt.UTC(), UpdatedAt: sb.UpdatedAt.UTC(), LastActiveAt: sb.LastActiveAt.UTC(),

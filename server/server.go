@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -54,6 +53,9 @@ type Config struct {
 	MaxFileBytes int64
 	// MaxExtractBytes bounds what one archive may expand to.
 	MaxExtractBytes int64
+	// OutputBudget bounds, server-wide, the output of commands and runs
+	// held in memory for answers not streamed; past it output is truncated.
+	OutputBudget int64
 }
 
 // Server is the HTTP API.
@@ -63,6 +65,8 @@ type Server struct {
 	log     *slog.Logger
 	e       *echo.Echo
 	tickets *supervisor.Tickets
+	// outBudget is what buffered command output may hold, server-wide.
+	outBudget *budget
 
 	// life ends at shutdown, ending the WebSockets that http.Server.Shutdown
 	// does not track.
@@ -81,7 +85,11 @@ func New(cfg Config, deps Deps) *Server {
 	if cfg.MaxExtractBytes == 0 {
 		cfg.MaxExtractBytes = 8 << 30
 	}
-	s := &Server{deps: deps, cfg: cfg, log: deps.Log.With("component", "server"), tickets: deps.Tickets}
+	if cfg.OutputBudget == 0 {
+		cfg.OutputBudget = 256 << 20
+	}
+	s := &Server{deps: deps, cfg: cfg, log: deps.Log.With("component", "server"), tickets: deps.Tickets,
+		outBudget: newBudget(cfg.OutputBudget)}
 	if s.tickets == nil {
 		s.tickets = supervisor.NewTickets()
 	}
@@ -105,16 +113,6 @@ func New(cfg Config, deps Deps) *Server {
 				"method", v.Method, "path", v.URIPath, "status", v.Status,
 				"latency_ms", float64(v.Latency.Microseconds())/1000, "request_id", v.RequestID)
 			return nil
-		},
-	}))
-	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
-		LimitBytes: cfg.BodyLimit,
-		// Uploads stream to the sandbox under their own limit.
-		Skipper: func(c *echo.Context) bool {
-			r := c.Request()
-			return (r.Method == http.MethodPut && (strings.HasSuffix(r.URL.Path, "/files") || strings.HasSuffix(r.URL.Path, "/archive"))) ||
-				(r.Method == http.MethodPost && r.URL.Path == "/v1/snapshots/import") ||
-				strings.Contains(r.URL.Path, "/invoke") // app bodies have their own limit
 		},
 	}))
 	s.e = e

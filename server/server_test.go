@@ -101,7 +101,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	tickets := supervisor.NewTickets()
-	snaps, err := snapshot.New(ctx, b.sq, b.d, b.log, filepath.Join(b.data, "tmp"))
+	snaps, err := snapshot.New(ctx, snapshot.Config{Instance: instance, Scratch: filepath.Join(b.data, "tmp")}, b.sq, b.d, b.log)
 	if err != nil {
 		t.Fatal(err)
 	}

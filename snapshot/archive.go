@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"time"
@@ -173,8 +175,14 @@ func (s *Snapshots) Export(ctx context.Context, owner, id string, w io.Writer) e
 		Snapshot:   Meta{ID: sn.ID, Name: sn.Name, Labels: sn.Labels, BaseImage: sn.BaseImage, CreatedAt: sn.CreatedAt},
 		BaseLayers: base.Layers,
 	}
+	// The config is sandboxd's own, not the commit's: the commit copied the
+	// container's environment and settings, which are not the archive's to
+	// carry.
+	config := imageConfig(base.Config, img.Layers, nil)
+	sum := sha256.Sum256(config)
+	m.Config = Part{Size: int64(len(config)), SHA256: hex.EncodeToString(sum[:])}
 	// Digest the parts first: the manifest leads the archive.
-	parts := map[string]*Part{sv.config: &m.Config}
+	parts := map[string]*Part{}
 	m.Layers = make([]Part, len(added))
 	for i, name := range added {
 		parts[name] = &m.Layers[i]
@@ -204,8 +212,11 @@ func (s *Snapshots) Export(ctx context.Context, owner, id string, w io.Writer) e
 	if err := writeEntry(tw, manifestName, int64(len(mb)), strings.NewReader(string(mb))); err != nil {
 		return err
 	}
-	order := append([]string{sv.config}, added...)
-	outName := map[string]string{sv.config: m.Config.File}
+	if err := writeEntry(tw, m.Config.File, m.Config.Size, bytes.NewReader(config)); err != nil {
+		return err
+	}
+	order := added
+	outName := map[string]string{}
 	for i, name := range added {
 		outName[name] = m.Layers[i].File
 	}
@@ -310,7 +321,18 @@ func (s *Snapshots) Import(ctx context.Context, owner string, r io.Reader, maxBy
 	if err := s.insert(ctx, &sn); err != nil {
 		return Snapshot{}, err
 	}
-	if err := s.load(ctx, base, m, got, sn.Image); err != nil {
+	// The archive's config is verified but not used: what an image makes of
+	// its containers (environment, health checks, volumes, labels) is
+	// sandboxd's to say. The new image gets its base image's settings.
+	diffIDs := append([]string(nil), base.Layers...)
+	for _, l := range m.Layers {
+		diffIDs = append(diffIDs, "sha256:"+l.SHA256)
+	}
+	config := imageConfig(base.Config, diffIDs, map[string]string{
+		runtime.LabelKind: runtime.KindSnapshot, runtime.LabelID: sn.ID, runtime.LabelOwner: owner,
+		runtime.LabelInstance: s.cfg.Instance,
+	})
+	if err := s.load(ctx, m, got, config, sn.Image); err != nil {
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM snapshots WHERE id = ?`, sn.ID)
 		_ = s.eng.ImageRemove(context.WithoutCancel(ctx), sn.Image)
 		return Snapshot{}, err
@@ -331,9 +353,40 @@ func (s *Snapshots) Import(ctx context.Context, owner string, r io.Reader, maxBy
 	return sn, nil
 }
 
+// imageConfig is an engine image config of sandboxd's own: the layers, the
+// settings of base (environment, command, working directory, user) and
+// labels, and nothing else (no health check, volumes, ports or anything a
+// commit or an archive brought along).
+func imageConfig(base runtime.ImageConfig, diffIDs []string, labels map[string]string) []byte {
+	type config struct {
+		Env        []string          `json:"Env,omitempty"`
+		Cmd        []string          `json:"Cmd,omitempty"`
+		WorkingDir string            `json:"WorkingDir,omitempty"`
+		User       string            `json:"User,omitempty"`
+		Labels     map[string]string `json:"Labels,omitempty"`
+	}
+	b, _ := json.Marshal(struct {
+		Architecture string `json:"architecture"`
+		OS           string `json:"os"`
+		Config       config `json:"config"`
+		RootFS       struct {
+			Type    string   `json:"type"`
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}{
+		Architecture: goruntime.GOARCH, OS: "linux",
+		Config: config{Env: base.Env, Cmd: base.Cmd, WorkingDir: base.WorkingDir, User: base.User, Labels: labels},
+		RootFS: struct {
+			Type    string   `json:"type"`
+			DiffIDs []string `json:"diff_ids"`
+		}{"layers", diffIDs},
+	})
+	return b
+}
+
 // load builds an engine image archive of the base image's layers (from the
 // engine) and the verified parts, and loads it as ref.
-func (s *Snapshots) load(ctx context.Context, base runtime.Image, m Manifest, parts map[string]*os.File, ref string) error {
+func (s *Snapshots) load(ctx context.Context, m Manifest, parts map[string]*os.File, config []byte, ref string) error {
 	sv, err := s.spoolSave(ctx, m.Snapshot.BaseImage)
 	if err != nil {
 		return err
@@ -368,12 +421,9 @@ func (s *Snapshots) load(ctx context.Context, base runtime.Image, m Manifest, pa
 			}
 			layers = append(layers, name)
 		}
-		cf := parts[m.Config.File]
-		if _, err := cf.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		configName := m.Config.SHA256 + ".json"
-		if err := writeEntry(tw, configName, m.Config.Size, cf); err != nil {
+		sum := sha256.Sum256(config)
+		configName := hex.EncodeToString(sum[:]) + ".json"
+		if err := writeEntry(tw, configName, int64(len(config)), bytes.NewReader(config)); err != nil {
 			return err
 		}
 		man, _ := json.Marshal([]map[string]any{{"Config": configName, "RepoTags": []string{ref}, "Layers": layers}})

@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/sandboxd/sandboxd/runtime"
 )
 
 // Change kinds of a diff.
@@ -244,7 +246,9 @@ func (s *Snapshots) DiffSandbox(ctx context.Context, owner, a string, src Source
 		return nil, err
 	}
 	ref := "sandboxd/snapshot-diff:" + strings.TrimPrefix(newID(), "snap-")
-	if _, err := s.eng.Commit(ctx, src.ContainerID, ref, map[string]string{"sandboxd.kind": "diff"}); err != nil {
+	if _, err := s.eng.Commit(ctx, src.ContainerID, ref, map[string]string{
+		runtime.LabelKind: runtime.KindSnapshot, runtime.LabelOwner: owner, runtime.LabelInstance: s.cfg.Instance,
+	}); err != nil {
 		return nil, err
 	}
 	defer s.eng.ImageRemove(context.WithoutCancel(ctx), ref)

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -30,6 +31,21 @@ type Engine interface {
 	Commit(ctx context.Context, containerID, ref string, labels map[string]string) (string, error)
 	ImageInspect(ctx context.Context, ref string) (runtime.Image, error)
 	ImageRemove(ctx context.Context, ref string) error
+	ImageList(ctx context.Context) ([]runtime.Image, error)
+}
+
+// Config is the snapshot store's part of sandboxd's configuration.
+type Config struct {
+	// Instance labels the images this sandboxd makes, so that reconcile
+	// touches no other sandboxd's.
+	Instance string
+	// Scratch is where archives are spooled (sandboxes never see it).
+	Scratch string
+	// OrphanGrace is how old an image of this instance that no snapshot owns
+	// must be before reconcile removes it (default 2 minutes).
+	OrphanGrace time.Duration
+	// ReconcileEvery is how often Run reconciles (default 30 s).
+	ReconcileEvery time.Duration
 }
 
 // States of a snapshot: pending while it is captured, ready once it is whole.
@@ -37,9 +53,6 @@ const (
 	StatePending = "pending"
 	StateReady   = "ready"
 )
-
-// KindSnapshot labels snapshot images.
-const KindSnapshot = "snapshot"
 
 // Snapshot is one checkpoint of a sandbox's filesystem.
 type Snapshot struct {
@@ -85,26 +98,39 @@ CREATE INDEX snapshots_owner ON snapshots (owner, seq);`}
 
 // Snapshots takes and keeps snapshots.
 type Snapshots struct {
+	cfg     Config
 	db      *sql.DB
 	eng     Engine
 	arch    Archiver
 	log     *slog.Logger
 	scratch string // where archives are spooled (sandboxes never see it)
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // New migrates the snapshot table and settles snapshots a crash left pending:
 // whole ones (their image exists) become ready, the rest are forgotten.
-func New(ctx context.Context, d *sql.DB, eng interface {
+func New(ctx context.Context, cfg Config, d *sql.DB, eng interface {
 	Engine
 	Archiver
-}, log *slog.Logger, scratch string) (*Snapshots, error) {
+}, log *slog.Logger) (*Snapshots, error) {
+	if cfg.Instance == "" || cfg.Scratch == "" {
+		return nil, errors.New("snapshot: Instance and Scratch are required")
+	}
+	if cfg.OrphanGrace == 0 {
+		cfg.OrphanGrace = 2 * time.Minute
+	}
+	if cfg.ReconcileEvery == 0 {
+		cfg.ReconcileEvery = 30 * time.Second
+	}
 	if err := db.Migrate(ctx, d, "snapshot", migrations); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(scratch, 0o700); err != nil {
+	if err := os.MkdirAll(cfg.Scratch, 0o700); err != nil {
 		return nil, err
 	}
-	s := &Snapshots{db: d, eng: eng, arch: eng, log: log.With("component", "snapshot"), scratch: scratch}
+	s := &Snapshots{cfg: cfg, db: d, eng: eng, arch: eng, log: log.With("component", "snapshot"), scratch: cfg.Scratch}
 	pending, err := s.query(ctx, `WHERE state = ?`, StatePending)
 	if err != nil {
 		return nil, err
@@ -159,7 +185,8 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 		return Snapshot{}, err
 	}
 	imageID, err := s.eng.Commit(context.WithoutCancel(ctx), src.ContainerID, sn.Image, map[string]string{
-		runtime.LabelKind: KindSnapshot, runtime.LabelID: sn.ID, runtime.LabelOwner: owner,
+		runtime.LabelKind: runtime.KindSnapshot, runtime.LabelID: sn.ID, runtime.LabelOwner: owner,
+		runtime.LabelInstance: s.cfg.Instance,
 	})
 	if err != nil {
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM snapshots WHERE id = ?`, sn.ID)

@@ -2,8 +2,8 @@
 // zombies, forwards termination to every process in the container, and serves
 // sandboxd over the channel described in package agent.
 //
-// It reads two variables, both set by sandboxd when it creates the container:
-// SANDBOXD_SOCKET (the socket to dial) and SANDBOXD_TOKEN (its proof of identity).
+// It reads SANDBOXD_SOCKET, the socket to dial, set by sandboxd when it creates
+// the container, and its proof of identity from the token file beside it.
 // In a runner container for dynamic code, SANDBOXD_RUNTIME (python, node or
 // bash) names the runtime host it starts before dialling.
 //
@@ -38,9 +38,13 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "sandbox-agent")
 	socket := os.Getenv("SANDBOXD_SOCKET")
-	token := os.Getenv("SANDBOXD_TOKEN")
-	if socket == "" || token == "" {
-		log.Error("SANDBOXD_SOCKET and SANDBOXD_TOKEN must be set")
+	if socket == "" {
+		log.Error("SANDBOXD_SOCKET must be set")
+		os.Exit(2)
+	}
+	token, err := agent.ReadToken(socket)
+	if err != nil {
+		log.Error("read the agent token", "err", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)

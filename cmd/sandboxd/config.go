@@ -31,6 +31,10 @@ type config struct {
 	ReconcileEvery time.Duration
 	BodyLimit      int64
 	AllowedOrigins []string
+	AllowedRanges  []string
+	OutputBudget   int64
+	DiskMB         int64
+	MaxDiskMB      int64
 	MaxFileBytes   int64
 	MaxExtract     int64
 	GCPercent      int
@@ -78,6 +82,10 @@ func loadConfig(args []string) (config, error) {
 	fs.IntVar(&c.PoolMinIdle, "pool-min-idle", poolMin, "warm Python runners kept idle; node and bash keep one (0 keeps none warm) (SANDBOXD_POOL_MIN_IDLE)")
 	fs.IntVar(&c.PoolMaxTotal, "pool-max", 32, "most runners of one pool, idle and leased")
 	fs.DurationVar(&c.AppIdle, "app-idle", time.Minute, "an app's runner idle this long is evicted (its data stays)")
+	ranges := fs.String("allow-private", env("SANDBOXD_ALLOW_PRIVATE", ""), "comma-separated CIDR ranges sandboxes may reach although they are private, link-local or otherwise non-public (blocked by default)")
+	fs.Int64Var(&c.DiskMB, "sandbox-disk-mb", 10<<10, "disk of a sandbox that asks for none, in MiB, where the engine enforces one (see /readyz disk_limits)")
+	fs.Int64Var(&c.MaxDiskMB, "max-disk-mb", 100<<10, "largest disk_mb a sandbox may ask for")
+	fs.Int64Var(&c.OutputBudget, "output-budget", 256<<20, "bytes of command and run output held in memory at once, over all requests answered as one JSON document (past it, output is truncated)")
 	origins := fs.String("allowed-origins", env("SANDBOXD_ALLOWED_ORIGINS", ""), "comma-separated origins (scheme://host:port) that may open WebSockets besides sandboxd's own")
 	fs.Int64Var(&c.MaxFileBytes, "max-file-bytes", 4<<30, "largest file or archive upload, in bytes")
 	fs.Int64Var(&c.MaxExtract, "max-extract-bytes", 8<<30, "most bytes one uploaded archive may expand to")
@@ -90,6 +98,11 @@ func loadConfig(args []string) (config, error) {
 	c.AdminKey = os.Getenv("SANDBOXD_ADMIN_KEY")
 	if _, ok := os.LookupEnv("GOGC"); ok {
 		c.GCPercent = 0 // the runtime already applied GOGC
+	}
+	for _, r := range strings.Split(*ranges, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			c.AllowedRanges = append(c.AllowedRanges, r)
+		}
 	}
 	for _, o := range strings.Split(*origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -132,6 +145,17 @@ func (c config) Validate() error {
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			errs = append(errs, fmt.Errorf("-allowed-origins: %q is not scheme://host[:port]", o))
 		}
+	}
+	for _, r := range c.AllowedRanges {
+		if _, _, err := net.ParseCIDR(r); err != nil {
+			errs = append(errs, fmt.Errorf("-allow-private: %q is not a CIDR range", r))
+		}
+	}
+	if c.DiskMB < 64 || c.MaxDiskMB < c.DiskMB {
+		errs = append(errs, errors.New("-sandbox-disk-mb must be at least 64 and at most -max-disk-mb"))
+	}
+	if c.OutputBudget < 1<<20 {
+		errs = append(errs, errors.New("-output-budget must be at least 1 MiB"))
 	}
 	if c.MaxFileBytes < 1 || c.MaxExtract < 1 {
 		errs = append(errs, errors.New("-max-file-bytes and -max-extract-bytes must be positive"))

@@ -107,8 +107,9 @@ func run(cfg config, log *slog.Logger) error {
 
 	orch, err := orchestrator.New(ctx, orchestrator.Config{
 		Instance: instance, DataDir: data, AgentBinary: cfg.AgentBinary,
-		Network: cfg.Network, Bridge: cfg.Bridge, DefaultImage: cfg.DefaultImage,
+		Network: cfg.Network, Bridge: cfg.Bridge, AllowedRanges: cfg.AllowedRanges, DefaultImage: cfg.DefaultImage,
 		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery,
+		Limits: diskLimits(cfg),
 	}, eng, builder, sq, log)
 	if err != nil {
 		return err
@@ -118,10 +119,15 @@ func run(cfg config, log *slog.Logger) error {
 		return err
 	}
 
-	snaps, err := snapshot.New(ctx, sq, eng, log, filepath.Join(data, "tmp"))
+	snaps, err := snapshot.New(ctx, snapshot.Config{
+		Instance: instance, Scratch: filepath.Join(data, "tmp"),
+		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery,
+	}, sq, eng, log)
 	if err != nil {
 		return err
 	}
+	snaps.Run(ctx)
+	defer snaps.Close()
 	iso, err := isolate.New(ctx, isolate.Config{
 		Instance: instance, DataDir: data, AgentHost: orch.AgentHost(),
 		Images: map[string]string{
@@ -149,7 +155,7 @@ func run(cfg config, log *slog.Logger) error {
 	})
 	srv := server.New(server.Config{
 		BodyLimit: cfg.BodyLimit, AllowedOrigins: cfg.AllowedOrigins,
-		MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract,
+		MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract, OutputBudget: cfg.OutputBudget,
 	}, server.Deps{
 		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Snapshots: snaps,
 		Isolate: iso, Ledger: ledger, Limits: limits,
@@ -211,4 +217,11 @@ func unreachableAncestor(dir string) string {
 			return ""
 		}
 	}
+}
+
+// diskLimits are the host's default limits with the configured disk sizes.
+func diskLimits(cfg config) orchestrator.Limits {
+	l := orchestrator.DefaultLimits()
+	l.DefaultDiskMB, l.MaxDiskMB = cfg.DiskMB, cfg.MaxDiskMB
+	return l
 }

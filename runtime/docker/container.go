@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,10 @@ func (d *Docker) Create(ctx context.Context, spec runtime.Spec) (string, error) 
 		WorkingDir: spec.WorkingDir,
 		Hostname:   spec.Hostname,
 		Labels:     spec.Labels,
+		// Whatever the image says, sandboxd's containers have no health
+		// check and stop on SIGTERM.
+		Healthcheck: &container.HealthConfig{Test: []string{"NONE"}},
+		StopSignal:  "SIGTERM",
 	}
 	if spec.StopTimeout > 0 {
 		s := int(spec.StopTimeout / time.Second)
@@ -45,6 +50,9 @@ func (d *Docker) Create(ctx context.Context, spec runtime.Spec) (string, error) 
 		Init:           new(bool),
 	}
 	host.Tmpfs = spec.Tmpfs
+	if spec.DiskBytes > 0 {
+		host.StorageOpt = map[string]string{"size": strconv.FormatInt(spec.DiskBytes, 10)}
+	}
 	if spec.NoFile > 0 {
 		host.Ulimits = []*container.Ulimit{{Name: "nofile", Soft: spec.NoFile, Hard: spec.NoFile}}
 	}

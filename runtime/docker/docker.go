@@ -8,6 +8,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +67,29 @@ func (d *Docker) Info(ctx context.Context) (runtime.EngineInfo, error) {
 		if strings.Contains(opt, "name=userns") {
 			info.UsernsRemap = true
 		}
+	}
+	info.StorageDriver = res.Info.Driver
+	switch res.Info.Driver {
+	case "btrfs":
+		info.DiskLimits = "btrfs quota"
+	case "zfs":
+		info.DiskLimits = "zfs quota"
+	case "overlay2":
+		for _, kv := range res.Info.DriverStatus {
+			if kv[0] == "Backing Filesystem" && kv[1] == "xfs" {
+				info.DiskLimits = "xfs project quota"
+			}
+		}
+	}
+	// A remapping engine keeps its data under a directory named for the
+	// remapped root: <data-root>/<uid>.<gid>.
+	if info.UsernsRemap {
+		uid, _, ok := strings.Cut(filepath.Base(res.Info.DockerRootDir), ".")
+		n, err := strconv.Atoi(uid)
+		if !ok || err != nil {
+			return runtime.EngineInfo{}, fmt.Errorf("docker info: cannot tell the remapped root uid from %q", res.Info.DockerRootDir)
+		}
+		info.RootUID = n
 	}
 	return info, nil
 }

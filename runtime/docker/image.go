@@ -26,6 +26,8 @@ func (d *Docker) ImageInspect(ctx context.Context, ref string) (runtime.Image, e
 	img := runtime.Image{ID: res.ID, Tags: res.RepoTags, Size: res.Size, Layers: res.RootFS.Layers}
 	if res.Config != nil {
 		img.Labels = res.Config.Labels
+		img.Config = runtime.ImageConfig{Env: res.Config.Env, Cmd: res.Config.Cmd,
+			WorkingDir: res.Config.WorkingDir, User: res.Config.User}
 	}
 	img.Created, _ = time.Parse(time.RFC3339Nano, res.Created)
 	return img, nil

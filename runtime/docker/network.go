@@ -41,31 +41,83 @@ func (d *Docker) EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) er
 		return fmt.Errorf("ensure network %s: %w", spec.Name, err)
 	}
 	if spec.Isolated {
-		return isolateBridge(ctx, spec.Bridge)
+		return isolateBridge(ctx, spec)
 	}
 	return nil
 }
 
-// isolateBridge installs, once, the host rules that fence the bridge in:
+// isolateBridge installs the host rules that fence the bridge in:
 //   - INPUT: nothing new from the bridge reaches the host itself (sandboxd's port,
 //     any other host service, on any host address), over IPv4 or IPv6;
-//   - DOCKER-USER: nothing from the bridge reaches 169.254.0.0/16.
+//   - a chain of the bridge's own, jumped to from DOCKER-USER (IPv4) and
+//     FORWARD (IPv6) for traffic from the bridge, rebuilt on every call: the
+//     Allowed ranges return, the Blocked ones are dropped.
 //
 // Docker already turns IPv6 off inside containers of a network without it; the
-// IPv6 rule holds should that change.
-func isolateBridge(ctx context.Context, bridge string) error {
+// IPv6 rules hold should that change.
+func isolateBridge(ctx context.Context, spec runtime.NetworkSpec) error {
+	bridge := spec.Bridge
 	established := []string{"INPUT", "-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"}
 	drop := []string{"INPUT", "-i", bridge, "-j", "DROP"}
+	chain := "SBX-" + bridge
+	var v4, v6 []string
+	for _, r := range spec.Blocked {
+		if strings.Contains(r, ":") {
+			v6 = append(v6, r)
+		} else {
+			v4 = append(v4, r)
+		}
+	}
 	// Rules are inserted at the top, so each list runs from the last to apply
 	// to the first.
-	if err := insertRules(ctx, "iptables", drop, established,
-		[]string{"DOCKER-USER", "-i", bridge, "-d", "169.254.0.0/16", "-j", "DROP"}); err != nil {
+	if err := insertRules(ctx, "iptables", drop, established); err != nil {
+		return err
+	}
+	if err := fillChain(ctx, "iptables", chain, spec.Allowed, v4, "DOCKER-USER", bridge); err != nil {
 		return err
 	}
 	if _, err := exec.LookPath("ip6tables"); err == nil {
-		return insertRules(ctx, "ip6tables", drop, established)
+		if err := insertRules(ctx, "ip6tables", drop, established); err != nil {
+			return err
+		}
+		return fillChain(ctx, "ip6tables", chain, spec.Allowed, v6, "FORWARD", bridge)
 	}
 	return nil
+}
+
+// fillChain makes chain (empty), fills it with a RETURN for each allowed range
+// of its family and a DROP for each blocked one, and jumps to it from parent
+// for traffic that comes in on bridge.
+func fillChain(ctx context.Context, bin, chain string, allowed, blocked []string, parent, bridge string) error {
+	run := func(args ...string) error {
+		out, err := exec.CommandContext(ctx, bin, append([]string{"-w"}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if exec.CommandContext(ctx, bin, "-w", "-n", "-L", chain).Run() != nil {
+		if err := run("-N", chain); err != nil {
+			return err
+		}
+	}
+	if err := run("-F", chain); err != nil {
+		return err
+	}
+	v6 := bin == "ip6tables"
+	for _, r := range allowed {
+		if strings.Contains(r, ":") == v6 {
+			if err := run("-A", chain, "-d", r, "-j", "RETURN"); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range blocked {
+		if err := run("-A", chain, "-d", r, "-j", "DROP"); err != nil {
+			return err
+		}
+	}
+	return insertRules(ctx, bin, []string{parent, "-i", bridge, "-j", chain})
 }
 
 // insertRules inserts each rule at the top of its chain unless it is there.

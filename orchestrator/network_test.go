@@ -1,0 +1,86 @@
+package orchestrator
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testHost is a host of the test's own on a private address: a network
+// namespace joined to the host by a veth pair, serving HTTP.
+type testHost struct{ addr string }
+
+func newTestHost(t *testing.T) testHost {
+	t.Helper()
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Fatalf("ip (iproute2) is needed: %v", err)
+	}
+	id := newID("", 3)
+	ns, hostIf, nsIf := "sbxt-"+id, "sbxh"+id, "sbxn"+id
+	host, addr := "10.213.77.1", "10.213.77.2"
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	// A namespace another run of this test left behind holds the address.
+	if out, err := exec.Command("ip", "-o", "addr", "show", "to", host+"/32").Output(); err == nil {
+		for _, f := range strings.Fields(string(out)) {
+			if strings.HasPrefix(f, "sbxh") {
+				_ = exec.Command("ip", "link", "del", strings.TrimSuffix(f, ":")).Run()
+			}
+		}
+	}
+	run("ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	run("ip", "link", "add", hostIf, "type", "veth", "peer", "name", nsIf)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", hostIf).Run() })
+	run("ip", "link", "set", nsIf, "netns", ns)
+	run("ip", "addr", "add", host+"/24", "dev", hostIf)
+	run("ip", "link", "set", hostIf, "up")
+	run("ip", "netns", "exec", ns, "ip", "addr", "add", addr+"/24", "dev", nsIf)
+	run("ip", "netns", "exec", ns, "ip", "link", "set", nsIf, "up")
+	run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+	srv := exec.Command("ip", "netns", "exec", ns, "python3", "-m", "http.server", "8080", "--bind", addr)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	// Wait, bounded, for the server to answer from the host.
+	deadline := time.Now().Add(30 * time.Second)
+	for exec.Command("curl", "-s", "-o", "/dev/null", "--max-time", "1", fmt.Sprintf("http://%s:8080/", addr)).Run() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the test host does not answer")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return testHost{addr: addr}
+}
+
+// TestPrivateRangesBlocked: a sandbox does not reach a host on a private
+// address, while a sandbox on a network whose sandboxd allows that range
+// does (so the route exists and only the rule stands between them).
+func TestPrivateRangesBlocked(t *testing.T) {
+	h := newTestHost(t)
+	fetch := fmt.Sprintf("wget -q -T 3 -O- http://%s:8080/ >/dev/null && echo reached || echo blocked", h.addr)
+
+	blocked := newFixture(t, nil)
+	sb := blocked.create(t, "alice", CreateOptions{})
+	if _, out := blocked.exec(t, "alice", sb.ID, fetch); strings.TrimSpace(out) != "blocked" {
+		t.Fatalf("a sandbox reached %s on a private address: %q", h.addr, out)
+	}
+	allowed := newFixture(t, func(c *Config) {
+		c.Network, c.Bridge, c.AllowedRanges = "sandboxd-test-allow", "sbxtallow0", []string{"10.213.77.0/24"}
+	})
+	sb2 := allowed.create(t, "alice", CreateOptions{})
+	if _, out := allowed.exec(t, "alice", sb2.ID, fetch); strings.TrimSpace(out) != "reached" {
+		t.Fatalf("a sandbox allowed 10.213.77.0/24 did not reach %s: %q", h.addr, out)
+	}
+	// The other private ranges stay closed on the allowing network too.
+	if _, out := allowed.exec(t, "alice", sb2.ID, "wget -q -T 2 -O- http://192.168.255.254/ >/dev/null && echo reached || echo blocked"); strings.TrimSpace(out) != "blocked" {
+		t.Fatalf("192.168.255.254: %q", out)
+	}
+}

@@ -1,0 +1,80 @@
+package snapshot
+
+import (
+	"context"
+	"time"
+
+	"github.com/sandboxd/sandboxd/runtime"
+)
+
+// Reconcile removes the images of this instance that no snapshot owns and
+// that are older than the orphan grace: a checkpoint the engine finished
+// after sandboxd died (and forgot it), or a diff's temporary capture. An
+// image without this instance's labels is never touched.
+func (s *Snapshots) Reconcile(ctx context.Context) error {
+	imgs, err := s.eng.ImageList(ctx)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM snapshots`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		known[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	cutoff := time.Now().Add(-s.cfg.OrphanGrace)
+	for _, img := range imgs {
+		l := img.Labels
+		if l[runtime.LabelKind] != runtime.KindSnapshot || l[runtime.LabelInstance] != s.cfg.Instance ||
+			known[l[runtime.LabelID]] || img.Created.After(cutoff) {
+			continue
+		}
+		for _, tag := range img.Tags {
+			if err := s.eng.ImageRemove(ctx, tag); err != nil {
+				s.log.Warn("remove an orphaned snapshot image", "image", tag, "err", err)
+				continue
+			}
+			s.log.Info("removed an image no snapshot owns", "image", tag)
+		}
+	}
+	return nil
+}
+
+// Run reconciles now and then in the background until Close.
+func (s *Snapshots) Run(ctx context.Context) {
+	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(s.cfg.ReconcileEvery)
+		defer t.Stop()
+		for {
+			if err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("reconcile snapshot images", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// Close stops Run and waits for it.
+func (s *Snapshots) Close() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+}

@@ -1,0 +1,71 @@
+package snapshot
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/sandboxd/sandboxd/db"
+	"github.com/sandboxd/sandboxd/images"
+	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/sandboxd/sandboxd/runtime"
+)
+
+// TestReconcileRemovesImagesNoSnapshotOwns: an image of this instance with no
+// snapshot row (a checkpoint sandboxd forgot when it was killed) is removed;
+// a snapshot's image, and another instance's orphan, are kept.
+func TestReconcileRemovesImagesNoSnapshotOwns(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := testenv.Docker(t)
+	data := testenv.DataDir(t)
+	log := testenv.Logger(t)
+	sq, err := db.Open(filepath.Join(data, "sandboxd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sq.Close() })
+	b := images.New(d, log, "", filepath.Join(data, "build"))
+	t.Cleanup(b.Close)
+	if _, err := b.Ensure(ctx, images.Busybox, nil); err != nil {
+		t.Fatal(err)
+	}
+	instance := "snaptest-" + filepath.Base(data)
+	s, err := New(ctx, Config{Instance: instance, Scratch: filepath.Join(data, "tmp"), OrphanGrace: 1}, sq, d, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid, err := d.Create(ctx, runtime.Spec{Name: instance, Image: images.Busybox, Labels: map[string]string{runtime.LabelInstance: instance}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Remove(context.Background(), cid) })
+	commit := func(id, inst string) string {
+		ref := ImageRef(id)
+		if _, err := d.Commit(ctx, cid, ref, map[string]string{
+			runtime.LabelKind: runtime.KindSnapshot, runtime.LabelID: id, runtime.LabelOwner: "k", runtime.LabelInstance: inst,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d.ImageRemove(context.Background(), ref) })
+		return ref
+	}
+	orphan := commit("snap-orphan-"+filepath.Base(data), instance)
+	others := commit("snap-others-"+filepath.Base(data), "another-instance")
+	kept := Snapshot{ID: "snap-kept-" + filepath.Base(data), Name: "kept", Owner: "k", BaseImage: images.Busybox, State: StateReady}
+	kept.Image = commit(kept.ID, instance)
+	if err := s.insert(ctx, &kept); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ImageInspect(ctx, orphan); err == nil {
+		t.Fatalf("the orphaned image %s is still there", orphan)
+	}
+	for _, ref := range []string{others, kept.Image} {
+		if _, err := d.ImageInspect(ctx, ref); err != nil {
+			t.Fatalf("%s was removed: %v", ref, err)
+		}
+	}
+}
