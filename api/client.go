@@ -384,6 +384,14 @@ func (c *Client) RevokeKey(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/keys/"+url.PathEscape(id), nil, nil, nil)
 }
 
+// SetKeyQuota sets a key's own quota fields (admin only); zero fields follow
+// the server's defaults.
+func (c *Client) SetKeyQuota(ctx context.Context, id string, q Quota) (Key, error) {
+	var out Key
+	err := c.do(ctx, http.MethodPatch, "/v1/keys/"+url.PathEscape(id), nil, UpdateKeyRequest{Quota: &q}, &out)
+	return out, err
+}
+
 // Ready returns the server's readiness.
 func (c *Client) Ready(ctx context.Context) (Readiness, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/readyz", nil)

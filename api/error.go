@@ -11,6 +11,7 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed" // 405
 	CodeConflict         = "conflict"           // 409
 	CodeRateLimited      = "rate_limited"       // 429, with Retry-After
+	CodeQuotaExceeded    = "quota_exceeded"     // 429: the key holds all its quota allows
 	CodeTooLarge         = "payload_too_large"  // 413
 	CodeUnsupportedMedia = "unsupported_media_type"
 	CodeInternal         = "internal"    // 500

@@ -174,12 +174,34 @@ type Key struct {
 	Admin     bool       `json:"admin"`
 	CreatedAt time.Time  `json:"created_at"`
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// Quota is what the key is held to: QuotaSet, over the server's
+	// defaults (which admin keys do not have).
+	Quota    Quota `json:"quota"`
+	QuotaSet Quota `json:"quota_set"`
+}
+
+// Quota bounds what one key may hold at once; a zero (absent) field is no
+// bound, or, when set on a key, the server's default.
+type Quota struct {
+	Sandboxes     int64   `json:"sandboxes,omitempty"`
+	Running       int64   `json:"running,omitempty"`
+	MemoryMB      int64   `json:"memory_mb,omitempty"`
+	CPUs          float64 `json:"cpus,omitempty"`
+	DiskMB        int64   `json:"disk_mb,omitempty"`
+	Snapshots     int64   `json:"snapshots,omitempty"`
+	SnapshotBytes int64   `json:"snapshot_bytes,omitempty"`
 }
 
 // CreateKeyRequest is the body of POST /v1/keys.
 type CreateKeyRequest struct {
 	Name  string `json:"name"`
 	Admin bool   `json:"admin,omitempty"`
+	Quota *Quota `json:"quota,omitempty"`
+}
+
+// UpdateKeyRequest is the body of PATCH /v1/keys/{id}.
+type UpdateKeyRequest struct {
+	Quota *Quota `json:"quota,omitempty"`
 }
 
 // CreatedKey is a new key with its secret, shown this once.

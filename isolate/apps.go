@@ -485,9 +485,9 @@ func (s *Service) Invoke(ctx context.Context, app App, req Request) (Response, e
 		}
 		return out, nil
 	}
-	if t.broken {
+	if t.broken != "" {
 		_ = tx.Rollback()
-		out.Status, out.Error = 500, errRolledBack.Error()
+		out.Status, out.Error = 500, t.brokenError()
 		return out, nil
 	}
 	if err := tx.Commit(); err != nil {

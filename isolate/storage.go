@@ -129,18 +129,22 @@ type storageResult struct {
 type txn struct {
 	db *appDB
 	tx *sql.Tx
-	// broken says a statement rolled the transaction back whole: every
-	// later call fails, and the invoke keeps nothing.
-	broken      bool
+	// broken, when set, says why the transaction was rolled back whole
+	// under the invoke (a statement's RAISE(ROLLBACK), OR ROLLBACK, or the
+	// storage quota, on which SQLite rolls back): every later call fails,
+	// and the invoke keeps nothing.
+	broken      string
 	savepoints  int
 	rowsRead    int64
 	rowsWritten int64
 	calls       int
 }
 
-// errRolledBack answers every storage call after a statement rolled back the
-// invoke's transaction.
-var errRolledBack = errors.New("a statement rolled back the invoke's transaction: nothing this invoke wrote is kept")
+// brokenError answers every storage call after the invoke's transaction was
+// rolled back under it, and the invoke itself.
+func (t *txn) brokenError() string {
+	return "the invoke's transaction was rolled back (" + t.broken + "): nothing this invoke wrote is kept"
+}
 
 // handle runs one storage call in t and returns the reply to send the host.
 func (t *txn) handle(ctx context.Context, msg []byte) []byte {
@@ -151,14 +155,17 @@ func (t *txn) handle(ctx context.Context, msg []byte) []byte {
 	} else {
 		res.ID = c.ID
 		t.calls++
-		if t.broken {
-			res.Error = errRolledBack.Error()
+		if t.broken != "" {
+			res.Error = t.brokenError()
 		} else if err := t.do(ctx, &c, &res); err != nil {
 			res.Error = err.Error()
 		}
-		if t.db.policy.rolledBack.Load() && !t.broken {
-			t.broken = true
-			res.Error = errRolledBack.Error()
+		if t.db.policy.rolledBack.Load() && t.broken == "" {
+			t.broken = res.Error
+			if t.broken == "" {
+				t.broken = "a statement"
+			}
+			res.Error = t.brokenError()
 		}
 		t.rowsRead += res.RowsRead
 		t.rowsWritten += res.RowsWritten

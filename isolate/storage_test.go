@@ -46,18 +46,19 @@ func TestStoragePolicy(t *testing.T) {
 	d := openTestDB(t)
 	tx := begin(t, d)
 	defer tx.tx.Rollback()
-	allowed := map[string]string{
-		"several statements": "CREATE TABLE t (x); INSERT INTO t VALUES (1); SELECT x FROM t",
-		"quotes":             `SELECT 'ATTACH', "x" FROM t WHERE x = 1 -- ; ATTACH`,
-		"trigger body":       "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET x = CASE WHEN 1 THEN 2 END WHERE x = 0; END",
-		"read pragma":        "PRAGMA table_info(t)",
-		"pragma function":    "SELECT * FROM pragma_table_info('t')",
-		"schema":             "SELECT name FROM sqlite_master",
-		"cte":                "WITH y AS (SELECT 1) SELECT * FROM y",
+	// In order: the first makes the table the others use.
+	allowed := []string{
+		"CREATE TABLE t (x); INSERT INTO t VALUES (1); SELECT x FROM t",
+		`SELECT 'ATTACH', "x" FROM t WHERE x = 1 -- ; ATTACH`,
+		"CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET x = CASE WHEN 1 THEN 2 END WHERE x = 0; END",
+		"PRAGMA table_info(t)",
+		"SELECT * FROM pragma_table_info('t')",
+		"SELECT name FROM sqlite_master",
+		"WITH y AS (SELECT 1) SELECT * FROM y",
 	}
-	for name, q := range allowed {
+	for _, q := range allowed {
 		if res := sqlCall(t, tx, "sql", q); res.Error != "" {
-			t.Errorf("%s: %q refused: %s", name, q, res.Error)
+			t.Errorf("%q refused: %s", q, res.Error)
 		}
 	}
 	denied := map[string]string{
@@ -124,7 +125,7 @@ func TestStatementThatRollsBackTheInvoke(t *testing.T) {
 		if res := sqlCall(t, tx, "sql", roll); res.Error == "" {
 			t.Fatalf("%q: no error", roll)
 		}
-		if !tx.broken {
+		if tx.broken == "" {
 			t.Fatalf("%q: the invoke's transaction is not marked broken", roll)
 		}
 		// The app caught the error and writes again.

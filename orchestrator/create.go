@@ -54,7 +54,14 @@ func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOpti
 	var undo undoStack
 	defer undo.run(ctx, &err, log)
 
-	if err := o.store.insert(ctx, &sb); err != nil {
+	unlockQuota := o.locks.Lock("quota\x00" + owner)
+	if err := o.admit(ctx, owner, spec, true); err != nil {
+		unlockQuota()
+		return Sandbox{}, false, err
+	}
+	err = o.store.insert(ctx, &sb)
+	unlockQuota()
+	if err != nil {
 		return Sandbox{}, false, err
 	}
 	undo.push(func(ctx context.Context) error { return o.store.delete(ctx, id) })

@@ -43,7 +43,13 @@ func (o *Orchestrator) lifecycle(ctx context.Context, owner, id string, interrup
 
 // start runs under id's write lock.
 func (o *Orchestrator) start(ctx context.Context, sb *Sandbox) error {
-	if err := o.transition(ctx, sb, StateStarting, ""); err != nil {
+	unlockQuota := o.locks.Lock("quota\x00" + sb.Owner)
+	err := o.admit(ctx, sb.Owner, sb.Spec, false)
+	if err == nil {
+		err = o.transition(ctx, sb, StateStarting, "")
+	}
+	unlockQuota()
+	if err != nil {
 		return err
 	}
 	fail := func(err error) error {

@@ -70,6 +70,9 @@ type Config struct {
 	AllowedRanges []string
 	DefaultImage  string
 	Limits        Limits
+	// Quotas, when set, tells each owner's quota; creates and starts past
+	// it are refused.
+	Quotas QuotaFunc
 
 	ReadyTimeout   time.Duration // from container start to the agent's hello
 	StopTimeout    time.Duration // from SIGTERM to SIGKILL on stop

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,9 +50,19 @@ func newFullFixture(t *testing.T, cfg Config) *fullFixture {
 	ctx := context.Background()
 	b := newBase(t)
 	instance := "fulltest-" + filepath.Base(b.data)
+	// The keys' quotas reach the domain as cmd/sandboxd wires them.
+	sandboxQuota := func(ctx context.Context, owner string) (orchestrator.Quota, error) {
+		k, err := b.keys.Get(ctx, owner)
+		q := k.Quota
+		return orchestrator.Quota{Sandboxes: q.Sandboxes, Running: q.Running, MemoryMB: q.MemoryMB, CPUs: q.CPUs, DiskMB: q.DiskMB}, err
+	}
+	snapshotQuota := func(ctx context.Context, owner string) (snapshot.Quota, error) {
+		k, err := b.keys.Get(ctx, owner)
+		return snapshot.Quota{Snapshots: k.Quota.Snapshots, Bytes: k.Quota.SnapshotBytes}, err
+	}
 	o, err := orchestrator.New(ctx, orchestrator.Config{
 		Instance: instance, DataDir: b.data, AgentBinary: testenv.AgentBinary(t),
-		Network: "sandboxd-test", Bridge: "sbxtest0", DefaultImage: images.Busybox,
+		Network: "sandboxd-test", Bridge: "sbxtest0", DefaultImage: images.Busybox, Quotas: sandboxQuota,
 	}, b.d, b.images, b.sq, b.log)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +70,8 @@ func newFullFixture(t *testing.T, cfg Config) *fullFixture {
 	if err := o.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	snaps, err := snapshot.New(ctx, snapshot.Config{Instance: instance, Scratch: filepath.Join(b.data, "tmp")}, b.sq, b.d, b.log)
+	snaps, err := snapshot.New(ctx, snapshot.Config{Instance: instance, Scratch: filepath.Join(b.data, "tmp"), Quotas: snapshotQuota},
+		b.sq, b.d, b.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +283,7 @@ func TestTenancyOnEveryRoute(t *testing.T) {
 		"POST /v1/keys":       {{"POST", "/v1/keys", `{"name":"x"}`, 403}},
 		"GET /v1/keys":        {{"GET", "/v1/keys", "", 403}},
 		"DELETE /v1/keys/:id": {{"DELETE", "/v1/keys/" + f.aID, "", 403}},
+		"PATCH /v1/keys/:id":  {{"PATCH", "/v1/keys/" + f.bID, `{"quota":{"sandboxes":1000}}`, 403}},
 	}
 	routes := map[string]bool{}
 	for _, rk := range routeKeys(f.srv) {
@@ -465,6 +478,17 @@ func dockerInspect(t *testing.T, ref string) map[string]any {
 	return v[0]
 }
 
+// containerOf is the ID of the container behind a sandbox.
+func containerOf(t *testing.T, sandboxID string) string {
+	t.Helper()
+	out, err := exec.Command("docker", "ps", "-aq", "--no-trunc", "--filter", "label=sandboxd.id="+sandboxID).Output()
+	id := strings.TrimSpace(string(out))
+	if err != nil || id == "" || strings.Contains(id, "\n") {
+		t.Fatalf("the container of %s: %q %v", sandboxID, out, err)
+	}
+	return id
+}
+
 // untar reads the entries of a tar into a map.
 func untar(t *testing.T, b []byte) (names []string, files map[string][]byte) {
 	t.Helper()
@@ -500,11 +524,7 @@ func TestNoSecretInEnvironmentOrExport(t *testing.T) {
 	if err != nil || res.ExitCode == 0 || res.Stdout != "" {
 		t.Fatalf("a non-root user read the token: %+v %v", res, err)
 	}
-	live, err := f.orch.Get(ctx, "", sb.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inspect, _ := json.Marshal(dockerInspect(t, live.ContainerID))
+	inspect, _ := json.Marshal(dockerInspect(t, containerOf(t, sb.ID)))
 	if strings.Contains(string(inspect), "SANDBOXD_TOKEN") {
 		t.Fatalf("docker inspect shows the token")
 	}
@@ -596,15 +616,85 @@ func TestImportKeepsOnlyTheLayers(t *testing.T) {
 	if got := mustShell(t, c, clone.ID, "cat /root/f; env | grep -c LD_PRELOAD; true"); got != "kept\n0\n" {
 		t.Fatalf("restored sandbox: %q", got)
 	}
-	live, err := f.orch.Get(ctx, "", clone.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctr := dockerInspect(t, live.ContainerID)
+	ctr := dockerInspect(t, containerOf(t, clone.ID))
 	if mounts, _ := ctr["Mounts"].([]any); len(mounts) != 2 {
 		t.Fatalf("the restored container has %d mounts (want the agent's two): %v", len(mounts), mounts)
 	}
 	if state, _ := ctr["State"].(map[string]any); state["Health"] != nil {
 		t.Fatalf("the restored container has a health check: %v", state["Health"])
+	}
+}
+
+// TestQuotasPerKey: an admin sets a key's quota; creates, starts and
+// snapshots past it are 429 quota_exceeded naming the quota, and change
+// nothing; the server's defaults hold for keys without their own.
+func TestQuotasPerKey(t *testing.T) {
+	t.Parallel()
+	f := newFullFixture(t, Config{})
+	ctx := context.Background()
+	f.keys.SetDefaultQuota(supervisor.Quota{Sandboxes: 50})
+	t.Cleanup(func() { f.keys.SetDefaultQuota(supervisor.Quota{}) })
+	k, err := f.adminC.SetKeyQuota(ctx, f.bID, api.Quota{Sandboxes: 2, Running: 1, MemoryMB: 300, Snapshots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Quota.Sandboxes != 2 || k.QuotaSet.Running != 1 || k.Quota.MemoryMB != 300 {
+		t.Fatalf("key after PATCH: %+v", k)
+	}
+	if status, body := call(t, f.url, "PATCH", "/v1/keys/"+f.bID, f.user, `{"quota":{"sandboxes":1000}}`); status != 403 {
+		t.Fatalf("a non-admin set a quota: %d %s", status, body)
+	}
+	if status, body := call(t, f.url, "PATCH", "/v1/keys/"+f.bID, f.admin, `{"quota":{"sandboxes":-1}}`); status != 400 {
+		t.Fatalf("a negative quota: %d %s", status, body)
+	}
+	refused := func(what string, err error, quota string) {
+		t.Helper()
+		var e *api.Error
+		if !errors.As(err, &e) || e.Status != 429 || e.Code != api.CodeQuotaExceeded || !strings.Contains(e.Message, quota) {
+			t.Fatalf("%s: %v, want 429 quota_exceeded naming %q", what, err, quota)
+		}
+	}
+	one := mustCreateWith(t, f.b, api.CreateSandboxRequest{MemoryMB: 256})
+	_, err = f.b.CreateSandbox(ctx, api.CreateSandboxRequest{MemoryMB: 32}, "")
+	refused("a second running sandbox", err, "running")
+	if _, err := f.b.StopSandbox(ctx, one.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.b.CreateSandbox(ctx, api.CreateSandboxRequest{MemoryMB: 512}, "")
+	refused("512 MiB with 300 allowed", err, "memory_mb")
+	two := mustCreateWith(t, f.b, api.CreateSandboxRequest{MemoryMB: 64})
+	_, err = f.b.CreateSandbox(ctx, api.CreateSandboxRequest{MemoryMB: 32}, "")
+	refused("a third sandbox", err, "sandboxes")
+	_, err = f.b.StartSandbox(ctx, one.ID)
+	refused("starting a second", err, "running")
+	// A data-plane call does not wake it past the quota either.
+	_, err = f.b.Exec(ctx, one.ID, api.ExecRequest{Shell: "true"})
+	refused("waking a second by exec", err, "running")
+	if sb, _ := f.b.GetSandbox(ctx, one.ID); sb.State != api.StateStopped {
+		t.Fatalf("the refused start left %s", sb.State)
+	}
+	if _, err := f.b.CreateSnapshot(ctx, two.ID, api.CreateSnapshotRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.b.CreateSnapshot(ctx, two.ID, api.CreateSnapshotRequest{})
+	refused("a second snapshot", err, "snapshots")
+	list, _ := f.b.ListSandboxes(ctx, api.ListOptions{})
+	snaps, _ := f.b.ListSnapshots(ctx, "")
+	if len(list.Sandboxes) != 2 || len(snaps.Snapshots) != 1 {
+		t.Fatalf("after the refusals: %d sandboxes, %d snapshots", len(list.Sandboxes), len(snaps.Snapshots))
+	}
+	for _, sn := range snaps.Snapshots {
+		_ = f.b.DeleteSnapshot(ctx, sn.ID)
+	}
+	// Key a has no quota of its own: the server's default (50 sandboxes)
+	// is what it is held to.
+	keys, err := f.adminC.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range keys.Keys {
+		if key.ID == f.aID && (key.Quota.Sandboxes != 50 || key.QuotaSet.Sandboxes != 0) {
+			t.Fatalf("key a: %+v", key)
+		}
 	}
 }

@@ -57,6 +57,11 @@ func classify(err error) (int, string, string) {
 	case cerrdefs.IsPermissionDenied(err):
 		return http.StatusForbidden, api.CodeForbidden, err.Error()
 	case cerrdefs.IsResourceExhausted(err):
+		// A rate limit says when to come back; a quota does not.
+		var ra interface{ RetryAfter() time.Duration }
+		if !errors.As(err, &ra) {
+			return http.StatusTooManyRequests, api.CodeQuotaExceeded, err.Error()
+		}
 		return http.StatusTooManyRequests, api.CodeRateLimited, err.Error()
 	case cerrdefs.IsUnavailable(err):
 		return http.StatusServiceUnavailable, api.CodeUnavailable, err.Error()
@@ -98,7 +103,7 @@ func (s *Server) handleError(c *echo.Context, err error) {
 	// The header tells sandboxd's refusals from an app's own error answers.
 	h := c.Response().Header()
 	h.Set(headerSandboxdError, code)
-	if status == http.StatusTooManyRequests {
+	if code == api.CodeRateLimited {
 		after := time.Second
 		var ra interface{ RetryAfter() time.Duration }
 		if errors.As(err, &ra) {

@@ -78,6 +78,7 @@ func (s *Server) routes() {
 
 	v1.POST("/keys", s.createKey, jsonBody, s.adminOnly)
 	v1.GET("/keys", s.listKeys, noBody, s.adminOnly)
+	v1.PATCH("/keys/:id", s.updateKey, jsonBody, s.adminOnly)
 	v1.DELETE("/keys/:id", s.revokeKey, noBody, s.adminOnly)
 
 	ui := echo.WrapHandler(web.Handler())

@@ -318,7 +318,11 @@ func (s *Snapshots) Import(ctx context.Context, owner string, r io.Reader, maxBy
 		Labels: m.Snapshot.Labels, State: StatePending, CreatedAt: time.Now().UTC(),
 	}
 	sn.Image = ImageRef(sn.ID)
-	if err := s.insert(ctx, &sn); err != nil {
+	var adding int64
+	for _, l := range m.Layers {
+		adding += l.Size
+	}
+	if err := s.insertWithin(ctx, &sn, adding); err != nil {
 		return Snapshot{}, err
 	}
 	// The archive's config is verified but not used: what an image makes of

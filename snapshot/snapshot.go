@@ -46,6 +46,8 @@ type Config struct {
 	OrphanGrace time.Duration
 	// ReconcileEvery is how often Run reconciles (default 30 s).
 	ReconcileEvery time.Duration
+	// Quotas, when set, tells each owner's snapshot quota.
+	Quotas QuotaFunc
 }
 
 // States of a snapshot: pending while it is captured, ready once it is whole.
@@ -107,6 +109,8 @@ type Snapshots struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	quotaMu sync.Mutex // a quota check and the insert it admits
 }
 
 // New migrates the snapshot table and settles snapshots a crash left pending:
@@ -181,7 +185,7 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 	if sn.Name == "" {
 		sn.Name = sn.ID
 	}
-	if err := s.insert(ctx, &sn); err != nil {
+	if err := s.insertWithin(ctx, &sn, 0); err != nil {
 		return Snapshot{}, err
 	}
 	imageID, err := s.eng.Commit(context.WithoutCancel(ctx), src.ContainerID, sn.Image, map[string]string{

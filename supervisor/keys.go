@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ var migrations = []string{
 		created_at INTEGER NOT NULL,
 		revoked_at INTEGER
 	)`,
+	`ALTER TABLE api_keys ADD COLUMN quota TEXT NOT NULL DEFAULT '{}'`,
 }
 
 // SecretPrefix starts every API key, so that a leaked one is recognisable.
@@ -42,6 +44,10 @@ type Key struct {
 	Admin     bool
 	CreatedAt time.Time
 	RevokedAt time.Time
+	// OwnQuota is what was set for this key; Quota is what it is held to
+	// (OwnQuota over the server's defaults).
+	OwnQuota Quota
+	Quota    Quota
 }
 
 // Keys stores API keys.
@@ -51,8 +57,9 @@ type Keys struct {
 	// cache holds keys recently authenticated, by secret hash, for
 	// keyCacheTTL: every request authenticates, and a database query costs
 	// more than the rest of a fast request. Revoke empties it.
-	mu    sync.Mutex
-	cache map[string]cachedKey
+	mu       sync.Mutex
+	cache    map[string]cachedKey
+	defaults Quota
 }
 
 type cachedKey struct {
@@ -132,7 +139,7 @@ func (k *Keys) Create(ctx context.Context, name string, admin bool) (Key, string
 
 // List returns every key, revoked ones included, oldest first.
 func (k *Keys) List(ctx context.Context) ([]Key, error) {
-	rows, err := k.db.QueryContext(ctx, `SELECT id, name, admin, created_at, revoked_at FROM api_keys ORDER BY created_at`)
+	rows, err := k.db.QueryContext(ctx, `SELECT id, name, admin, created_at, revoked_at, quota FROM api_keys ORDER BY created_at`)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
@@ -143,6 +150,7 @@ func (k *Keys) List(ctx context.Context) ([]Key, error) {
 		if err != nil {
 			return nil, err
 		}
+		k.effective(&key)
 		out = append(out, key)
 	}
 	return out, rows.Err()
@@ -165,11 +173,12 @@ func (k *Keys) Revoke(ctx context.Context, id string) error {
 
 // Get returns the live key id.
 func (k *Keys) Get(ctx context.Context, id string) (Key, error) {
-	row := k.db.QueryRowContext(ctx, `SELECT id, name, admin, created_at, revoked_at FROM api_keys WHERE id = ? AND revoked_at IS NULL`, id)
+	row := k.db.QueryRowContext(ctx, `SELECT id, name, admin, created_at, revoked_at, quota FROM api_keys WHERE id = ? AND revoked_at IS NULL`, id)
 	key, err := scanKey(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Key{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("key %s not found", id))
 	}
+	k.effective(&key)
 	return key, err
 }
 
@@ -186,7 +195,7 @@ func (k *Keys) Authenticate(ctx context.Context, secret string) (Key, error) {
 	if ok && now.Before(c.expires) {
 		return c.key, nil
 	}
-	row := k.db.QueryRowContext(ctx, `SELECT id, name, admin, created_at, revoked_at FROM api_keys WHERE hash = ? AND revoked_at IS NULL`, hash)
+	row := k.db.QueryRowContext(ctx, `SELECT id, name, admin, created_at, revoked_at, quota FROM api_keys WHERE hash = ? AND revoked_at IS NULL`, hash)
 	key, err := scanKey(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Key{}, ErrUnauthenticated
@@ -194,6 +203,7 @@ func (k *Keys) Authenticate(ctx context.Context, secret string) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
+	k.effective(&key)
 	k.mu.Lock()
 	if len(k.cache) >= keyCacheSize {
 		clear(k.cache)
@@ -209,8 +219,12 @@ func scanKey(r scanner) (Key, error) {
 	var key Key
 	var created int64
 	var revoked sql.NullInt64
-	if err := r.Scan(&key.ID, &key.Name, &key.Admin, &created, &revoked); err != nil {
+	var quota string
+	if err := r.Scan(&key.ID, &key.Name, &key.Admin, &created, &revoked, &quota); err != nil {
 		return Key{}, err
+	}
+	if err := json.Unmarshal([]byte(quota), &key.OwnQuota); err != nil {
+		return Key{}, fmt.Errorf("key %s: quota: %w", key.ID, err)
 	}
 	key.CreatedAt = time.Unix(0, created)
 	if revoked.Valid {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/images"
+	"github.com/sandboxd/sandboxd/supervisor"
 )
 
 // config is everything sandboxd can be told, from flags, then environment
@@ -35,6 +36,7 @@ type config struct {
 	OutputBudget   int64
 	DiskMB         int64
 	MaxDiskMB      int64
+	Quota          supervisor.Quota
 	MaxFileBytes   int64
 	MaxExtract     int64
 	GCPercent      int
@@ -85,6 +87,13 @@ func loadConfig(args []string) (config, error) {
 	ranges := fs.String("allow-private", env("SANDBOXD_ALLOW_PRIVATE", ""), "comma-separated CIDR ranges sandboxes may reach although they are private, link-local or otherwise non-public (blocked by default)")
 	fs.Int64Var(&c.DiskMB, "sandbox-disk-mb", 10<<10, "disk of a sandbox that asks for none, in MiB, where the engine enforces one (see /readyz disk_limits)")
 	fs.Int64Var(&c.MaxDiskMB, "max-disk-mb", 100<<10, "largest disk_mb a sandbox may ask for")
+	fs.Int64Var(&c.Quota.Sandboxes, "quota-sandboxes", 100, "sandboxes one key may have, in any state (0: no bound; an admin sets a key's own with PATCH /v1/keys/{id})")
+	fs.Int64Var(&c.Quota.Running, "quota-running", 20, "sandboxes one key may have running or paused")
+	fs.Int64Var(&c.Quota.MemoryMB, "quota-memory-mb", 32<<10, "memory_mb of one key's running and paused sandboxes, together")
+	fs.Float64Var(&c.Quota.CPUs, "quota-cpus", 32, "cpus of one key's running and paused sandboxes, together")
+	fs.Int64Var(&c.Quota.DiskMB, "quota-disk-mb", 500<<10, "disk_mb of one key's sandboxes, together")
+	fs.Int64Var(&c.Quota.Snapshots, "quota-snapshots", 200, "snapshots one key may keep")
+	fs.Int64Var(&c.Quota.SnapshotBytes, "quota-snapshot-bytes", 200<<30, "bytes one key's snapshots may add to their base images, together")
 	fs.Int64Var(&c.OutputBudget, "output-budget", 256<<20, "bytes of command and run output held in memory at once, over all requests answered as one JSON document (past it, output is truncated)")
 	origins := fs.String("allowed-origins", env("SANDBOXD_ALLOWED_ORIGINS", ""), "comma-separated origins (scheme://host:port) that may open WebSockets besides sandboxd's own")
 	fs.Int64Var(&c.MaxFileBytes, "max-file-bytes", 4<<30, "largest file or archive upload, in bytes")
@@ -150,6 +159,9 @@ func (c config) Validate() error {
 		if _, _, err := net.ParseCIDR(r); err != nil {
 			errs = append(errs, fmt.Errorf("-allow-private: %q is not a CIDR range", r))
 		}
+	}
+	if q := c.Quota; q.Sandboxes < 0 || q.Running < 0 || q.MemoryMB < 0 || q.CPUs < 0 || q.DiskMB < 0 || q.Snapshots < 0 || q.SnapshotBytes < 0 {
+		errs = append(errs, errors.New("-quota-* flags must not be negative"))
 	}
 	if c.DiskMB < 64 || c.MaxDiskMB < c.DiskMB {
 		errs = append(errs, errors.New("-sandbox-disk-mb must be at least 64 and at most -max-disk-mb"))

@@ -97,6 +97,7 @@ func run(cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	keys.SetDefaultQuota(cfg.Quota)
 	secret, err := keys.Bootstrap(ctx, cfg.AdminKey)
 	if err != nil {
 		return err
@@ -109,7 +110,7 @@ func run(cfg config, log *slog.Logger) error {
 		Instance: instance, DataDir: data, AgentBinary: cfg.AgentBinary,
 		Network: cfg.Network, Bridge: cfg.Bridge, AllowedRanges: cfg.AllowedRanges, DefaultImage: cfg.DefaultImage,
 		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery,
-		Limits: diskLimits(cfg),
+		Limits: diskLimits(cfg), Quotas: sandboxQuota(keys),
 	}, eng, builder, sq, log)
 	if err != nil {
 		return err
@@ -121,7 +122,7 @@ func run(cfg config, log *slog.Logger) error {
 
 	snaps, err := snapshot.New(ctx, snapshot.Config{
 		Instance: instance, Scratch: filepath.Join(data, "tmp"),
-		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery,
+		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery, Quotas: snapshotQuota(keys),
 	}, sq, eng, log)
 	if err != nil {
 		return err
@@ -224,4 +225,27 @@ func diskLimits(cfg config) orchestrator.Limits {
 	l := orchestrator.DefaultLimits()
 	l.DefaultDiskMB, l.MaxDiskMB = cfg.DiskMB, cfg.MaxDiskMB
 	return l
+}
+
+// sandboxQuota tells the orchestrator each key's sandbox quota.
+func sandboxQuota(keys *supervisor.Keys) orchestrator.QuotaFunc {
+	return func(ctx context.Context, owner string) (orchestrator.Quota, error) {
+		k, err := keys.Get(ctx, owner)
+		if err != nil {
+			return orchestrator.Quota{}, err
+		}
+		q := k.Quota
+		return orchestrator.Quota{Sandboxes: q.Sandboxes, Running: q.Running, MemoryMB: q.MemoryMB, CPUs: q.CPUs, DiskMB: q.DiskMB}, nil
+	}
+}
+
+// snapshotQuota tells the snapshot store each key's snapshot quota.
+func snapshotQuota(keys *supervisor.Keys) snapshot.QuotaFunc {
+	return func(ctx context.Context, owner string) (snapshot.Quota, error) {
+		k, err := keys.Get(ctx, owner)
+		if err != nil {
+			return snapshot.Quota{}, err
+		}
+		return snapshot.Quota{Snapshots: k.Quota.Snapshots, Bytes: k.Quota.SnapshotBytes}, nil
+	}
 }
