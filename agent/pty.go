@@ -358,14 +358,24 @@ func (s *ptySession) resize(cols, rows uint16) error {
 // kill ends the session's whole process tree: every process in its session,
 // every descendant of those, and every process still holding its terminal (one
 // that double-forked into a session of its own, say).
+//
+// One scan can miss a process forked while it ran (say, by setsid on its way
+// to a session of its own, killed before the scan saw its child), so scans
+// repeat, a bounded number of times, until one finds nothing alive.
 func (s *ptySession) kill() {
-	for _, pid := range sessionTree(s.pid, s.tty) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	for range 20 {
+		pids := sessionTree(s.pid, s.tty)
+		if len(pids) == 0 {
+			return
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 
-// sessionTree lists the processes whose session is sid, their descendants, and
-// the processes with tty open.
+// sessionTree lists the live (not zombie) processes whose session is sid,
+// their descendants, and the processes with tty open.
 func sessionTree(sid int, tty string) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -373,6 +383,7 @@ func sessionTree(sid int, tty string) []int {
 	}
 	parent := map[int]int{}
 	inSession := map[int]bool{}
+	dead := map[int]bool{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -396,9 +407,15 @@ func sessionTree(sid int, tty string) []int {
 		psid, _ := strconv.Atoi(f[3])
 		parent[pid] = ppid
 		inSession[pid] = psid == sid || (tty != "" && holds(pid, tty))
+		if f[0] == "Z" || f[0] == "X" {
+			dead[pid] = true
+		}
 	}
 	var out []int
 	for pid := range parent {
+		if dead[pid] {
+			continue
+		}
 		for p := pid; p > 1; p = parent[p] {
 			if inSession[p] || p == sid {
 				out = append(out, pid)

@@ -400,6 +400,7 @@ func (s *Service) Invoke(ctx context.Context, app App, req Request) (Response, e
 		if mem == 0 {
 			mem = s.cfg.DefaultMemoryMB
 		}
+		mem = memoryClass(mem)
 		r, _, err := s.pool(profile{runtime: app.Runtime, memoryMB: mem}).take(ctx)
 		if err != nil {
 			return Response{}, err

@@ -55,8 +55,12 @@ type Config struct {
 	MinIdle map[string]int
 	// MaxIdle caps the adaptive idle target of a pool.
 	MaxIdle int
-	// MaxTotal caps the runners of one pool, idle and leased.
+	// MaxTotal caps the runner containers of every pool together: idle,
+	// leased and starting.
 	MaxTotal int
+	// MaxPerKey caps the runners one key holds: running its code, or idle
+	// and leased to it.
+	MaxPerKey int
 	// RefillConcurrency bounds the runners one pool starts at once.
 	RefillConcurrency int
 	// DecayAfter is how long a pool must go without a miss before its idle
@@ -88,6 +92,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.MaxIdle, 8)
 	def(&c.MaxTotal, 32)
+	def(&c.MaxPerKey, max(1, c.MaxTotal/4))
 	def(&c.RefillConcurrency, 2)
 	def(&c.MaxRuns, 500)
 	if c.DecayAfter <= 0 {
@@ -130,6 +135,8 @@ type Service struct {
 	pools  map[profile]*pool
 	leases map[string][]*runner // owner and profile -> idle runners leased to that owner
 	live   map[string]*appHost  // app id -> its runner, when warm
+	total  int                  // runners made or being made, under MaxTotal
+	held   map[string]int       // key -> runners it holds, under MaxPerKey
 
 	// agentUID is the host uid a runner's agent runs as (its nobody).
 	agentUID int
@@ -180,7 +187,7 @@ func New(ctx context.Context, cfg Config, rt Engine, images Images, d *sql.DB, l
 	life, cancel := context.WithCancel(context.Background())
 	s := &Service{
 		cfg: cfg, rt: rt, images: images, log: log.With("component", "isolate"), apps: apps,
-		pools: map[profile]*pool{}, leases: map[string][]*runner{}, live: map[string]*appHost{},
+		pools: map[profile]*pool{}, leases: map[string][]*runner{}, live: map[string]*appHost{}, held: map[string]int{},
 		removals: make(chan *runner, 1024), life: life, cancel: cancel,
 		agentUID: info.RootUID + runnerUID,
 	}
@@ -278,19 +285,28 @@ type runner struct {
 
 	// counted says the runner left its pool through take and is counted in
 	// the pool's leased figure until destroyed.
-	counted  bool
+	counted bool
+	// reserved says the runner counts against the server-wide cap; owner,
+	// when set, is the key whose share it counts against.
+	reserved bool
+	owner    string
 	runs     int
 	lastUsed time.Time
 	born     time.Time
 }
 
-// newRunner creates, starts and waits for one runner of prof.
-func (s *Service) newRunner(ctx context.Context, prof profile) (*runner, error) {
+// newRunner creates, starts and waits for one runner of prof, within the
+// server-wide cap (reclaiming a waiting runner for it when reclaim is set).
+func (s *Service) newRunner(ctx context.Context, prof profile, reclaim bool) (*runner, error) {
+	if !s.reserve(reclaim) {
+		return nil, s.errAtCapacity()
+	}
+	r := &runner{id: newID("rn-", 8), prof: prof, born: time.Now(), reserved: true}
 	image := s.cfg.Images[prof.runtime]
 	if _, err := s.images.Ensure(ctx, image, nil); err != nil {
+		s.unreserve(r)
 		return nil, err
 	}
-	r := &runner{id: newID("rn-", 8), prof: prof, born: time.Now()}
 	dir := filepath.Join(s.cfg.DataDir, "run", r.id)
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, err
@@ -358,8 +374,9 @@ func (s *Service) newRunner(ctx context.Context, prof profile) (*runner, error) 
 	return r, nil
 }
 
-// destroy hands r to the remover.
+// destroy hands r to the remover; its place under the cap is free at once.
 func (s *Service) destroy(r *runner) {
+	s.unreserve(r)
 	r.ep.Drop()
 	select {
 	case s.removals <- r:
@@ -370,6 +387,7 @@ func (s *Service) destroy(r *runner) {
 
 // destroyNow removes r's container, endpoint and socket directory.
 func (s *Service) destroyNow(ctx context.Context, r *runner) {
+	s.unreserve(r)
 	if r.ep != nil {
 		r.ep.Close()
 	}

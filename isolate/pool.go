@@ -110,16 +110,11 @@ func (p *pool) take(ctx context.Context) (*runner, bool, error) {
 	p.misses++
 	p.lastMiss = time.Now()
 	p.target = min(p.target+1, max(p.s.cfg.MaxIdle, p.minIdle))
-	if p.leased+p.starting >= p.s.cfg.MaxTotal {
-		p.mu.Unlock()
-		return nil, false, cerrdefs.ErrResourceExhausted.WithMessage(
-			fmt.Sprintf("the %s pool is at its maximum of %d runners; try again shortly", p.prof, p.s.cfg.MaxTotal))
-	}
 	p.leased++
 	p.mu.Unlock()
 	p.poke()
 	t0 := time.Now()
-	r, err := p.s.newRunner(ctx, p.prof)
+	r, err := p.s.newRunner(ctx, p.prof, true)
 	if err != nil {
 		p.mu.Lock()
 		p.leased--
@@ -188,8 +183,7 @@ func (p *pool) run(ctx context.Context) {
 			p.idle = p.idle[1:]
 		}
 		n := 0
-		for len(p.idle)+p.starting+n < p.target && p.starting+n < p.s.cfg.RefillConcurrency &&
-			p.leased+len(p.idle)+p.starting+n < p.s.cfg.MaxTotal && now.After(p.retryAt) {
+		for len(p.idle)+p.starting+n < p.target && p.starting+n < p.s.cfg.RefillConcurrency && now.After(p.retryAt) {
 			n++
 		}
 		p.starting += n
@@ -216,9 +210,15 @@ func (p *pool) run(ctx context.Context) {
 // refill starts one runner into the pool.
 func (p *pool) refill(ctx context.Context) {
 	t0 := time.Now()
-	r, err := p.s.newRunner(ctx, p.prof)
+	r, err := p.s.newRunner(ctx, p.prof, false)
 	p.mu.Lock()
 	p.starting--
+	if cerrdefs.IsResourceExhausted(err) {
+		// At the server-wide cap: waiting runners are not worth a busy
+		// one's place. The pool tries again on its next tick.
+		p.mu.Unlock()
+		return
+	}
 	if err != nil {
 		p.failures++
 		p.backoff = min(max(2*p.backoff, 250*time.Millisecond), 30*time.Second)
@@ -239,6 +239,25 @@ func (p *pool) refill(ctx context.Context) {
 	p.mu.Unlock()
 	p.record(time.Since(t0))
 	p.poke()
+}
+
+// idleCount is how many runners wait in the pool.
+func (p *pool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+// takeIdle takes the oldest idle runner out of the pool, for destruction.
+func (p *pool) takeIdle() *runner {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) == 0 {
+		return nil
+	}
+	r := p.idle[0]
+	p.idle = p.idle[1:]
+	return r
 }
 
 // wait joins the pool's goroutine (after the service's context is done).

@@ -95,6 +95,7 @@ func (s *Service) validate(o *RunOptions) error {
 	case o.MemoryMB < MinMemoryMB || o.MemoryMB > MaxMemoryMB:
 		return bad("memory_mb must be between %d and %d", MinMemoryMB, MaxMemoryMB)
 	}
+	o.MemoryMB = memoryClass(o.MemoryMB)
 	switch {
 	case o.MaxOutput == 0:
 		o.MaxOutput = DefaultMaxOutput
@@ -147,10 +148,17 @@ func (s *Service) Run(ctx context.Context, owner string, o RunOptions, stdout, s
 		r = s.takeLease(leaseKey)
 	}
 	if r == nil {
-		var err error
-		if r, warm, err = s.pool(prof).take(ctx); err != nil {
+		if err := s.hold(owner); err != nil {
 			return RunOutput{}, err
 		}
+		var err error
+		if r, warm, err = s.pool(prof).take(ctx); err != nil {
+			s.unhold(owner)
+			return RunOutput{}, err
+		}
+		s.mu.Lock()
+		r.owner = owner
+		s.mu.Unlock()
 	}
 	res, err := r.conn.Run(ctx, agent.RunRequest{
 		Code: o.Code, Stdin: o.Stdin, Files: o.Files, Env: o.Env,

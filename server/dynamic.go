@@ -55,16 +55,22 @@ func (s *Server) run(c *echo.Context) error {
 	if maxOut == 0 {
 		maxOut = isolate.DefaultMaxOutput
 	}
+	if maxOut > isolate.MaxOutput {
+		return badRequest(fmt.Sprintf("max_output_bytes must be between 1 and %d", isolate.MaxOutput))
+	}
 	// The agent caps output; these buffers cap it again, since the agent is
 	// not trusted.
-	stdout := &cappedBuffer{limit: maxOut, budget: s.outBudget}
-	stderr := &cappedBuffer{limit: maxOut, budget: s.outBudget}
-	defer stdout.Release()
-	defer stderr.Release()
+	maxOut, releaseOut, err := s.outBudget.reserve(c.Request().Context(), maxOut)
+	if err != nil {
+		return err
+	}
+	defer releaseOut()
+	stdout := &cappedBuffer{limit: maxOut}
+	stderr := &cappedBuffer{limit: maxOut}
 	res, err := s.deps.Isolate.Run(c.Request().Context(), key.ID, isolate.RunOptions{
 		Runtime: req.Runtime, Code: req.Code, Stdin: []byte(req.Stdin), Files: files, Env: req.Env,
 		Timeout: time.Duration(req.TimeoutMs) * time.Millisecond, MemoryMB: req.MemoryMB,
-		Mode: req.Mode, MaxOutput: req.MaxOutputBytes,
+		Mode: req.Mode, MaxOutput: maxOut,
 	}, stdout, stderr)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -42,17 +43,27 @@ func (s *Server) exec(c *echo.Context) error {
 	}
 	// The agent caps output; these buffers cap it again, since the agent is
 	// not trusted.
-	// Both draw on the server's output budget.
-	stdout := &cappedBuffer{limit: opts.MaxOutput, budget: s.outBudget}
-	stderr := &cappedBuffer{limit: opts.MaxOutput, budget: s.outBudget}
-	defer stdout.Release()
-	defer stderr.Release()
+	// The caps come out of the server's output budget; the agent gets what
+	// was granted.
+	if opts.MaxOutput < 0 || opts.MaxOutput > orchestrator.MaxOutputCap {
+		return badRequest(fmt.Sprintf("max_output_bytes: must be between 0 and %d", orchestrator.MaxOutputCap))
+	}
+	granted, release, err := s.outBudget.reserve(c.Request().Context(), opts.MaxOutput)
+	if err != nil {
+		return err
+	}
+	defer release()
+	opts.MaxOutput = granted
+	stdout := &cappedBuffer{limit: granted}
+	stderr := &cappedBuffer{limit: granted}
 	res, err := s.deps.Orchestrator.Exec(c.Request().Context(), caller(c).ID, c.Param("id"), opts, nil, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	out := toExecResult(res)
 	out.Truncated = out.Truncated || stdout.truncated || stderr.truncated
+	// The agent flags what passed a cap that the budget cut; the client
+	// asked for more, so it is told.
 	so, se := stdout.Bytes(), stderr.Bytes()
 	out.StdoutEncoding, out.StderrEncoding = outputEncoding(so), outputEncoding(se)
 	return writeWithOutputs(c, http.StatusOK, out,

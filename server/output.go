@@ -3,70 +3,56 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v5"
+	"golang.org/x/sync/semaphore"
 )
 
 // Output a command or run produces is held in sandboxd's memory only on the
 // way to a client that asked for one JSON answer (streamed forms hold a chunk
-// at a time). Every such buffer draws on one server-wide budget, so that no
-// number of requests, whatever caps they ask for, can hold more than the
-// budget: output past it is cut and flagged as truncated. The JSON answer is
-// then written straight from the buffers, never copied into a string, and in
-// the encoding that costs least (base64 for anything that JSON would inflate
-// past it), so the bytes on the wire stay within 4/3 of the output's.
+// at a time). Such a request reserves, before its command starts, the bytes
+// its caps ask for from one server-wide budget, waiting its turn while the
+// budget is spent; the caps it hands the agent are what it got, so the agent
+// itself drops the rest and no number of requests, whatever caps they ask
+// for, holds more than the budget. A cap larger than the whole budget is cut
+// to it. The JSON answer is then written straight from the buffers, never
+// copied into a string, and in the encoding that costs least (base64 for
+// anything that JSON would inflate past it), so the bytes on the wire stay
+// within 4/3 of the output's.
 
-// budget is a pool of bytes shared by the buffers of every request.
-type budget struct{ left atomic.Int64 }
-
-func newBudget(n int64) *budget {
-	b := &budget{}
-	b.left.Store(n)
-	return b
+// budget is a pool of bytes shared by the buffered output of every request.
+type budget struct {
+	size int64
+	sem  *semaphore.Weighted
 }
 
-// take takes up to n bytes and returns how many it got.
-func (b *budget) take(n int64) int64 {
-	for {
-		left := b.left.Load()
-		got := min(n, left)
-		if got <= 0 {
-			return 0
-		}
-		if b.left.CompareAndSwap(left, left-got) {
-			return got
-		}
+func newBudget(n int64) *budget { return &budget{size: n, sem: semaphore.NewWeighted(n)} }
+
+// reserve waits for room for two streams of up to perStream bytes each, and
+// returns the cap each stream gets (perStream, or less when that is more
+// than the whole budget) and the function that gives the bytes back.
+func (b *budget) reserve(ctx context.Context, perStream int64) (int64, func(), error) {
+	perStream = min(perStream, b.size/2)
+	if err := b.sem.Acquire(ctx, 2*perStream); err != nil {
+		return 0, nil, err
 	}
+	return perStream, func() { b.sem.Release(2 * perStream) }, nil
 }
 
-func (b *budget) give(n int64) { b.left.Add(n) }
-
-// budgetChunk is how much a buffer takes from the budget at a time.
-const budgetChunk = 64 << 10
-
-// cappedBuffer keeps the first limit bytes written to it, as far as the
-// budget allows. Release gives its bytes back.
+// cappedBuffer keeps the first limit bytes written to it.
 type cappedBuffer struct {
 	buf       []byte
 	limit     int64
 	truncated bool
-	budget    *budget
-	held      int64
 }
 
 func (b *cappedBuffer) Write(p []byte) (int, error) {
 	room := b.limit - int64(len(b.buf))
-	if b.budget != nil && int64(len(p)) > b.held-int64(len(b.buf)) {
-		want := min(room, int64(len(b.buf))+int64(len(p))-b.held)
-		want = (want + budgetChunk - 1) / budgetChunk * budgetChunk
-		b.held += b.budget.take(want)
-		room = min(room, b.held-int64(len(b.buf)))
-	}
 	if int64(len(p)) > room {
 		b.buf = append(b.buf, p[:max(room, 0)]...)
 		b.truncated = true
@@ -74,14 +60,6 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 	}
 	b.buf = append(b.buf, p...)
 	return len(p), nil
-}
-
-// Release returns the buffer's bytes to the budget; the buffer is empty after.
-func (b *cappedBuffer) Release() {
-	if b.budget != nil {
-		b.budget.give(b.held)
-	}
-	b.buf, b.held = nil, 0
 }
 
 // Bytes returns the output, cut back to a whole UTF-8 character if the cap

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -9,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 
 	"github.com/labstack/echo/v5"
@@ -47,45 +47,38 @@ func TestCappedBufferKeepsWholeRunes(t *testing.T) {
 	}
 }
 
-func TestBudgetBoundsEveryBufferTogether(t *testing.T) {
-	bud := newBudget(1 << 20)
-	var wg sync.WaitGroup
-	bufs := make([]*cappedBuffer, 8)
-	chunk := bytes.Repeat([]byte("x"), 10_000)
-	for i := range bufs {
-		bufs[i] = &cappedBuffer{limit: 1 << 20, budget: bud}
-		wg.Add(1)
-		go func(b *cappedBuffer) {
-			defer wg.Done()
-			for range 100 {
-				b.Write(chunk)
-			}
-		}(bufs[i])
+func TestBudgetBoundsTheCapsTogether(t *testing.T) {
+	ctx := context.Background()
+	bud := newBudget(10 << 20)
+	got, release, err := bud.reserve(ctx, 4<<20)
+	if err != nil || got != 4<<20 {
+		t.Fatalf("reserve 2 x 4 MiB of 10: %d %v", got, err)
 	}
-	wg.Wait()
-	total, truncated := 0, 0
-	for _, b := range bufs {
-		total += len(b.buf)
-		if b.truncated {
-			truncated++
+	// 8 of the 10 MiB are held: no one else gets 2 x 2 MiB until they are
+	// given back, and then does.
+	if bud.sem.TryAcquire(4 << 20) {
+		t.Fatal("the budget gave out more than it has")
+	}
+	done := make(chan int64)
+	go func() {
+		got, rel, err := bud.reserve(ctx, 2<<20)
+		if err == nil {
+			rel()
 		}
+		done <- got
+	}()
+	release()
+	if got := <-done; got != 2<<20 {
+		t.Fatalf("a waiting reserve got %d", got)
 	}
-	if total > 1<<20 || truncated == 0 {
-		t.Fatalf("8 buffers hold %d bytes together (budget 1 MiB), %d truncated", total, truncated)
+	// A cap larger than the budget is cut to it.
+	got, release, err = bud.reserve(ctx, 64<<20)
+	if err != nil || got != 5<<20 {
+		t.Fatalf("reserve 2 x 64 MiB of 10: %d %v", got, err)
 	}
-	for _, b := range bufs {
-		b.Release()
-	}
-	if left := bud.left.Load(); left != 1<<20 {
-		t.Fatalf("released budget: %d", left)
-	}
-	// With the budget back, one buffer gets its whole cap.
-	b := &cappedBuffer{limit: 1 << 20, budget: bud}
-	for range 100 {
-		b.Write(chunk)
-	}
-	if len(b.buf) != 1_000_000 || b.truncated {
-		t.Fatalf("after release: %d truncated=%v", len(b.buf), b.truncated)
+	release()
+	if !bud.sem.TryAcquire(10 << 20) {
+		t.Fatal("the budget is not whole again")
 	}
 }
 

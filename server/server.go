@@ -86,7 +86,7 @@ func New(cfg Config, deps Deps) *Server {
 		cfg.MaxExtractBytes = 8 << 30
 	}
 	if cfg.OutputBudget == 0 {
-		cfg.OutputBudget = 256 << 20
+		cfg.OutputBudget = 128 << 20
 	}
 	s := &Server{deps: deps, cfg: cfg, log: deps.Log.With("component", "server"), tickets: deps.Tickets,
 		outBudget: newBudget(cfg.OutputBudget)}

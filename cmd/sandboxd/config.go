@@ -40,6 +40,7 @@ type config struct {
 	MaxFileBytes   int64
 	MaxExtract     int64
 	GCPercent      int
+	MemoryLimit    int64
 	RatePerKey     float64
 	BurstPerKey    int
 	RatePerApp     float64
@@ -47,6 +48,7 @@ type config struct {
 	Concurrency    int
 	PoolMinIdle    int
 	PoolMaxTotal   int
+	RunnersPerKey  int
 	AppIdle        time.Duration
 	LogLevel       slog.Level
 	LogJSON        bool
@@ -82,7 +84,8 @@ func loadConfig(args []string) (config, error) {
 		return config{}, fmt.Errorf("SANDBOXD_POOL_MIN_IDLE: %w", err)
 	}
 	fs.IntVar(&c.PoolMinIdle, "pool-min-idle", poolMin, "warm Python runners kept idle; node and bash keep one (0 keeps none warm) (SANDBOXD_POOL_MIN_IDLE)")
-	fs.IntVar(&c.PoolMaxTotal, "pool-max", 32, "most runners of one pool, idle and leased")
+	fs.IntVar(&c.PoolMaxTotal, "pool-max", 32, "most runner containers of all pools together, idle, leased and starting")
+	fs.IntVar(&c.RunnersPerKey, "runners-per-key", 0, "most runners one key holds, running or leased to it (default: a quarter of -pool-max)")
 	fs.DurationVar(&c.AppIdle, "app-idle", time.Minute, "an app's runner idle this long is evicted (its data stays)")
 	ranges := fs.String("allow-private", env("SANDBOXD_ALLOW_PRIVATE", ""), "comma-separated CIDR ranges sandboxes may reach although they are private, link-local or otherwise non-public (blocked by default)")
 	fs.Int64Var(&c.DiskMB, "sandbox-disk-mb", 10<<10, "disk of a sandbox that asks for none, in MiB, where the engine enforces one (see /readyz disk_limits)")
@@ -94,11 +97,12 @@ func loadConfig(args []string) (config, error) {
 	fs.Int64Var(&c.Quota.DiskMB, "quota-disk-mb", 500<<10, "disk_mb of one key's sandboxes, together")
 	fs.Int64Var(&c.Quota.Snapshots, "quota-snapshots", 200, "snapshots one key may keep")
 	fs.Int64Var(&c.Quota.SnapshotBytes, "quota-snapshot-bytes", 200<<30, "bytes one key's snapshots may add to their base images, together")
-	fs.Int64Var(&c.OutputBudget, "output-budget", 256<<20, "bytes of command and run output held in memory at once, over all requests answered as one JSON document (past it, output is truncated)")
+	fs.Int64Var(&c.OutputBudget, "output-budget", 128<<20, "bytes of command and run output held in memory at once, over all requests answered as one JSON document (past it, output is truncated)")
 	origins := fs.String("allowed-origins", env("SANDBOXD_ALLOWED_ORIGINS", ""), "comma-separated origins (scheme://host:port) that may open WebSockets besides sandboxd's own")
 	fs.Int64Var(&c.MaxFileBytes, "max-file-bytes", 4<<30, "largest file or archive upload, in bytes")
 	fs.Int64Var(&c.MaxExtract, "max-extract-bytes", 8<<30, "most bytes one uploaded archive may expand to")
 	fs.IntVar(&c.GCPercent, "gc-percent", 400, "Go GC target percentage (GOGC, when set, wins); transfers churn buffers over a small heap")
+	fs.Int64Var(&c.MemoryLimit, "memory-limit", 768<<20, "soft limit of sandboxd's own heap, in bytes (GOMEMLIMIT, when set, wins): past it the GC works harder instead of letting -gc-percent grow the heap")
 	fs.StringVar(&level, "log-level", env("SANDBOXD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.BoolVar(&c.LogJSON, "log-json", false, "log JSON lines instead of text")
 	if err := fs.Parse(args); err != nil {
@@ -107,6 +111,9 @@ func loadConfig(args []string) (config, error) {
 	c.AdminKey = os.Getenv("SANDBOXD_ADMIN_KEY")
 	if _, ok := os.LookupEnv("GOGC"); ok {
 		c.GCPercent = 0 // the runtime already applied GOGC
+	}
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+		c.MemoryLimit = 0 // likewise
 	}
 	for _, r := range strings.Split(*ranges, ",") {
 		if r = strings.TrimSpace(r); r != "" {
@@ -165,6 +172,9 @@ func (c config) Validate() error {
 	}
 	if c.DiskMB < 64 || c.MaxDiskMB < c.DiskMB {
 		errs = append(errs, errors.New("-sandbox-disk-mb must be at least 64 and at most -max-disk-mb"))
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < 4*c.OutputBudget {
+		errs = append(errs, errors.New("-memory-limit must be at least 4 times -output-budget"))
 	}
 	if c.OutputBudget < 1<<20 {
 		errs = append(errs, errors.New("-output-budget must be at least 1 MiB"))

@@ -49,6 +49,9 @@ func main() {
 }
 
 func run(cfg config, log *slog.Logger) error {
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
 	if cfg.GCPercent > 0 {
 		debug.SetGCPercent(cfg.GCPercent)
 	}
@@ -137,7 +140,7 @@ func run(cfg config, log *slog.Logger) error {
 		MinIdle: map[string]int{
 			agent.RuntimePython: cfg.PoolMinIdle, agent.RuntimeNode: min(cfg.PoolMinIdle, 1), agent.RuntimeBash: min(cfg.PoolMinIdle, 1),
 		},
-		MaxTotal: cfg.PoolMaxTotal, AppIdle: cfg.AppIdle,
+		MaxTotal: cfg.PoolMaxTotal, MaxPerKey: cfg.RunnersPerKey, AppIdle: cfg.AppIdle,
 	}, eng, builder, sq, log)
 	if err != nil {
 		return err
