@@ -45,7 +45,7 @@ func main() {
 	fileN := flag.Int("file-n", 100, "1 MiB write+read pairs through sandboxd (a quarter as many through docker)")
 	flag.IntVar(&runN, "run-n", 1000, "dynamic runs and app invokes through sandboxd")
 	flag.IntVar(&dockerRunN, "docker-run-n", 10, "docker run --rm of the same snippets")
-	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps`)
+	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits`)
 	flag.Parse()
 	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN, *fileN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -128,6 +128,19 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		return nil
 	}
 
+	if only == "disk" {
+		if info.DiskLimits == "" {
+			return fmt.Errorf("this engine (%s) enforces no disk size", info.StorageDriver)
+		}
+		rows, err := benchDisk(ctx, c, eng, image, createN)
+		if err != nil {
+			return err
+		}
+		header()
+		printRows(rows)
+		return nil
+	}
+
 	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
 	if err != nil {
 		return err
@@ -195,6 +208,16 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	rows = append(rows,
 		row{name: "create -> first exec, cold (vs docker create+start, default bridge)", ours: createOurs, base: createBase, target: "p50 <= 1.2 x baseline"},
 		row{name: "create -> first exec, cold (vs docker create+start, same isolated network)", ours: createOurs, base: createSameNet, target: "-"})
+
+	// Disk limits: what a size costs to create and to write, where the
+	// engine enforces one.
+	if info.DiskLimits != "" {
+		diskRows, err := benchDisk(ctx, c, eng, image, createN)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, diskRows...)
+	}
 
 	// Pause and resume: REST vs the Engine API's pause and unpause.
 	pauseOurs, resumeOurs, pauseBase, resumeBase, err := benchPause(ctx, c, eng, sb.ID, cname, 20)
