@@ -35,9 +35,10 @@ test: build engine browser lint ## unit, Docker-backed integration, end-to-end a
 test-unit: ## the tests that need no engine
 	$(GO) test -race -count=1 -short ./...
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 bench: build engine ## measure sandboxd beside Docker on this machine
 	$(GO) run ./bench -sandboxd $(BIN)/sandboxd -agent $(BIN)/sandbox-agent

@@ -286,19 +286,19 @@ func intParam(s string, lo, hi int) (int, error) {
 func parseRange(h string) (int64, int64, error) {
 	spec, ok := strings.CutPrefix(h, "bytes=")
 	if !ok || strings.Contains(spec, ",") {
-		return 0, 0, errors.New("Range: only one bytes=N-M range is supported")
+		return 0, 0, errors.New("the Range header: only one bytes=N-M range is supported")
 	}
 	a, b, ok := strings.Cut(spec, "-")
 	start, err := strconv.ParseInt(a, 10, 64)
 	if !ok || err != nil || start < 0 {
-		return 0, 0, errors.New("Range: want bytes=N-M or bytes=N-")
+		return 0, 0, errors.New("the Range header: want bytes=N-M or bytes=N-")
 	}
 	if b == "" {
 		return start, -1, nil
 	}
 	end, err := strconv.ParseInt(b, 10, 64)
 	if err != nil || end < start {
-		return 0, 0, errors.New("Range: want bytes=N-M with M >= N")
+		return 0, 0, errors.New("the Range header: want bytes=N-M with M >= N")
 	}
 	return start, end - start + 1, nil
 }

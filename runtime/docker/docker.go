@@ -33,7 +33,7 @@ type Docker struct {
 // New connects to the engine named by DOCKER_HOST (or the local socket) and
 // negotiates the API version.
 func New(ctx context.Context, log *slog.Logger) (*Docker, error) {
-	cli, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
