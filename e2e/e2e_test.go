@@ -153,9 +153,18 @@ func removeInstance(t *testing.T, data string) {
 		return
 	}
 	d := testenv.Docker(t)
-	cs, _ := d.List(context.Background(), map[string]string{runtime.LabelInstance: strings.TrimSpace(string(b))})
+	instance := strings.TrimSpace(string(b))
+	cs, _ := d.List(context.Background(), map[string]string{runtime.LabelInstance: instance})
 	for _, c := range cs {
 		_ = d.Remove(context.Background(), c.ID)
+	}
+	imgs, _ := d.ImageList(context.Background())
+	for _, img := range imgs {
+		if img.Labels[runtime.LabelInstance] == instance {
+			for _, tag := range img.Tags {
+				_ = d.ImageRemove(context.Background(), tag)
+			}
+		}
 	}
 }
 

@@ -18,11 +18,12 @@ import (
 	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
-// memoryCgroup puts pid in a new memory cgroup limited to limit bytes and
-// returns a function that reads the cgroup's peak usage. The cgroup goes
-// when the test ends.
-func memoryCgroup(t *testing.T, pid int, limit int64) func() int64 {
+// memoryCgroup puts d in a new memory cgroup limited to limit bytes and
+// returns a function that reads the cgroup's peak usage. When the test ends,
+// d is killed and the cgroup removed.
+func memoryCgroup(t *testing.T, d *daemon, limit int64) func() int64 {
 	t.Helper()
+	pid := d.cmd.Process.Pid
 	name := fmt.Sprintf("sandboxd-e2e-%d", pid)
 	v1 := filepath.Join("/sys/fs/cgroup/memory", name)
 	v2 := filepath.Join("/sys/fs/cgroup", name)
@@ -44,7 +45,7 @@ func memoryCgroup(t *testing.T, pid int, limit int64) func() int64 {
 		if err := os.Mkdir(v1, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = os.Remove(v1) })
+		t.Cleanup(func() { d.kill(); _ = os.Remove(v1) })
 		write(filepath.Join(v1, "memory.limit_in_bytes"), strconv.FormatInt(limit, 10))
 		write(filepath.Join(v1, "memory.memsw.limit_in_bytes"), strconv.FormatInt(limit, 10))
 		write(filepath.Join(v1, "cgroup.procs"), strconv.Itoa(pid))
@@ -53,27 +54,11 @@ func memoryCgroup(t *testing.T, pid int, limit int64) func() int64 {
 	if err := os.Mkdir(v2, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.Remove(v2) })
+	t.Cleanup(func() { d.kill(); _ = os.Remove(v2) })
 	write(filepath.Join(v2, "memory.max"), strconv.FormatInt(limit, 10))
 	write(filepath.Join(v2, "memory.swap.max"), "0")
 	write(filepath.Join(v2, "cgroup.procs"), strconv.Itoa(pid))
 	return func() int64 { return readInt(filepath.Join(v2, "memory.peak")) }
-}
-
-// bigBody is a body of n bytes that is never held anywhere: it is made as it
-// is read.
-type bigBody struct{ left int64 }
-
-func (b *bigBody) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, io.EOF
-	}
-	n := int(min(int64(len(p)), b.left))
-	for i := range p[:n] {
-		p[i] = '['
-	}
-	b.left -= int64(n)
-	return n, nil
 }
 
 // TestMemoryBoundedUnderHostileRequests: under a 2 GiB memory limit,
@@ -86,7 +71,7 @@ func TestMemoryBoundedUnderHostileRequests(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "SANDBOXD_ADMIN_KEY="+key)
-	peak := memoryCgroup(t, d.cmd.Process.Pid, 2<<30)
+	peak := memoryCgroup(t, d, 2<<30)
 	ctx := context.Background()
 	c := api.NewClient(d.url, key)
 	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
@@ -157,7 +142,7 @@ func TestMemoryBoundedUnderHostileRequests(t *testing.T) {
 				if i%4 == 0 { // streamed, with no length to refuse on sight
 					size = -1
 				}
-				status, _, err := send(r.method, r.path, &bigBody{left: 512 << 20}, size)
+				status, _, err := send(r.method, r.path, testenv.Body(512<<20, nil), size)
 				// A route that takes no body may ignore one it is not
 				// told the size of; a told size is refused by all.
 				if err == nil && status < 400 && size > 0 {

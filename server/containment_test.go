@@ -106,6 +106,20 @@ func newFullFixture(t *testing.T, cfg Config) *fullFixture {
 		a: api.NewClient(url, b.user), b: api.NewClient(url, bSecret), adminC: api.NewClient(url, b.admin)}
 }
 
+// mustSnapshot makes a sandbox of c's, runs shell in it and checkpoints it;
+// the snapshot is deleted when the test ends.
+func mustSnapshot(t *testing.T, c *api.Client, shell string, req api.CreateSnapshotRequest) (api.Sandbox, api.Snapshot) {
+	t.Helper()
+	sb := mustCreate(t, c)
+	mustShell(t, c, sb.ID, shell)
+	snap, err := c.CreateSnapshot(context.Background(), sb.ID, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.DeleteSnapshot(context.Background(), snap.ID) })
+	return sb, snap
+}
+
 // routeKeys lists "METHOD path" of every route the server registers.
 func routeKeys(srv *Server) []string {
 	var out []string
@@ -138,7 +152,7 @@ func TestEveryRouteLimitsItsBodyBeforeReadingIt(t *testing.T) {
 		for _, p := range paths {
 			for _, sized := range []bool{true, false} {
 				var read atomic.Int64
-				body := &endless{n: &read, left: 1 << 30}
+				body := testenv.Body(1<<30, &read)
 				req, _ := http.NewRequest(method, f.url+p, body)
 				if sized {
 					req.ContentLength = 1 << 30
@@ -165,25 +179,6 @@ func TestEveryRouteLimitsItsBodyBeforeReadingIt(t *testing.T) {
 	}
 }
 
-// endless is a body of '{' bytes (never valid JSON) that counts what is read.
-type endless struct {
-	n    *atomic.Int64
-	left int64
-}
-
-func (e *endless) Read(p []byte) (int, error) {
-	if e.left <= 0 {
-		return 0, io.EOF
-	}
-	n := int(min(int64(len(p)), e.left))
-	for i := range p[:n] {
-		p[i] = '['
-	}
-	e.left -= int64(n)
-	e.n.Add(int64(n))
-	return n, nil
-}
-
 // TestTenancyOnEveryRoute has key b try every route on key a's sandbox,
 // snapshot and app. The table must name every route the server registers, so
 // a new route without a two-key check fails this test.
@@ -191,13 +186,7 @@ func TestTenancyOnEveryRoute(t *testing.T) {
 	t.Parallel()
 	f := newFullFixture(t, Config{})
 	ctx := context.Background()
-	sb := mustCreate(t, f.a)
-	mustShell(t, f.a, sb.ID, "echo a-secret > /root/secret")
-	snap, err := f.a.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{Name: "a-snap"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.a.DeleteSnapshot(context.Background(), snap.ID) })
+	sb, snap := mustSnapshot(t, f.a, "echo a-secret > /root/secret", api.CreateSnapshotRequest{Name: "a-snap"})
 	if _, err := f.a.DeployApp(ctx, "a-app", api.DeployAppRequest{Runtime: "python",
 		Code: "def fetch(request, env):\n    return 'a-app'\n"}); err != nil {
 		t.Fatal(err)
@@ -349,13 +338,7 @@ func TestImagesOfOneKeyAreNotAnothers(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	a := api.NewClient(f.url, f.user)
-	sb := mustCreate(t, a)
-	mustShell(t, a, sb.ID, "echo mine > /root/f")
-	snap, err := a.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.DeleteSnapshot(context.Background(), snap.ID) })
+	_, snap := mustSnapshot(t, a, "echo mine > /root/f", api.CreateSnapshotRequest{})
 	admin := api.NewClient(f.url, f.admin)
 	list := func(c *api.Client) map[string]string {
 		imgs, err := c.ListImages(ctx)
@@ -555,13 +538,7 @@ func TestImportKeepsOnlyTheLayers(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	c := api.NewClient(f.url, f.user)
-	sb := mustCreate(t, c)
-	mustShell(t, c, sb.ID, "echo kept > /root/f")
-	snap, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.DeleteSnapshot(context.Background(), snap.ID) })
+	_, snap := mustSnapshot(t, c, "echo kept > /root/f", api.CreateSnapshotRequest{})
 	var archive bytes.Buffer
 	if _, err := c.ExportSnapshot(ctx, snap.ID, &archive); err != nil {
 		t.Fatal(err)

@@ -79,6 +79,15 @@ func (b *base) serve(t *testing.T, srv *Server, instance string, closeAll func()
 		for _, c := range cs {
 			_ = b.d.Remove(context.Background(), c.ID)
 		}
+		// And the images it made: snapshots the test did not delete.
+		imgs, _ := b.d.ImageList(context.Background())
+		for _, img := range imgs {
+			if img.Labels[runtime.LabelInstance] == instance {
+				for _, tag := range img.Tags {
+					_ = b.d.ImageRemove(context.Background(), tag)
+				}
+			}
+		}
 	})
 	return hs.URL
 }

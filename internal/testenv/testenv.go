@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,4 +85,28 @@ func DataDir(t testing.TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// Body is a request body of n bytes that no one holds: it is made as it is
+// read ('[' bytes, never valid JSON), and read, when not nil, counts them.
+func Body(n int64, read *atomic.Int64) io.Reader { return &body{left: n, read: read} }
+
+type body struct {
+	left int64
+	read *atomic.Int64
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), b.left))
+	for i := range p[:n] {
+		p[i] = '['
+	}
+	b.left -= int64(n)
+	if b.read != nil {
+		b.read.Add(int64(n))
+	}
+	return n, nil
 }
