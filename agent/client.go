@@ -31,6 +31,13 @@ func (c *Conn) Ping(ctx context.Context) error {
 	return c.call(ctx, Request{Op: "ping"}, &p)
 }
 
+// Disk probes whether the sandbox's disk limit is used up.
+func (c *Conn) Disk(ctx context.Context) (DiskState, error) {
+	var d DiskState
+	err := c.call(ctx, Request{Op: "disk"}, &d)
+	return d, err
+}
+
 // User resolves a user spec inside the sandbox. An unknown user is reported in
 // UserInfo.Error, not as an error.
 func (c *Conn) User(ctx context.Context, user string) (UserInfo, error) {

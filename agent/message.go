@@ -92,6 +92,13 @@ type Pong struct {
 	PID int `json:"pid"`
 }
 
+// DiskState answers a disk probe: Full says a small write to the container's
+// own filesystem fails for want of space (its disk limit is used up).
+type DiskState struct {
+	Full  bool   `json:"full"`
+	Error string `json:"error,omitempty"`
+}
+
 // PtyOpen starts a new terminal session.
 type PtyOpen struct {
 	Argv []string          `json:"argv"`

@@ -82,6 +82,8 @@ func (s *Server) handle(ctx context.Context, st net.Conn) {
 	switch req.Op {
 	case "ping":
 		_ = out.sendJSON(Pong{PID: os.Getpid()})
+	case "disk":
+		_ = out.sendJSON(probeDisk())
 	case "user":
 		id, err := lookupUser(req.User)
 		info := UserInfo{UID: id.uid, GID: id.gid, Home: id.home}

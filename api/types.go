@@ -49,13 +49,16 @@ const (
 
 // Sandbox is a sandbox as the API shows it.
 type Sandbox struct {
-	ID           string            `json:"id"`
-	State        string            `json:"state"`
-	Image        string            `json:"image"`
-	CPUs         float64           `json:"cpus"`
-	MemoryMB     int64             `json:"memory_mb"`
-	Pids         int64             `json:"pids"`
-	DiskMB       int64             `json:"disk_mb,omitempty"`
+	ID       string  `json:"id"`
+	State    string  `json:"state"`
+	Image    string  `json:"image"`
+	CPUs     float64 `json:"cpus"`
+	MemoryMB int64   `json:"memory_mb"`
+	Pids     int64   `json:"pids"`
+	DiskMB   int64   `json:"disk_mb,omitempty"`
+	// DiskFull says the sandbox has used its disk_mb up (shown when one
+	// sandbox is inspected, not in lists).
+	DiskFull     bool              `json:"disk_full,omitempty"`
 	Network      string            `json:"network"`
 	IdleTimeoutS int64             `json:"idle_timeout_s"`
 	TTLS         int64             `json:"ttl_s"`

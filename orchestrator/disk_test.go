@@ -58,8 +58,22 @@ func TestDiskLimit(t *testing.T) {
 	if n, _ := strconv.ParseInt(fields[4], 10, 64); n > 64<<20 || n < 32<<20 {
 		t.Fatalf("the file is %d bytes", n)
 	}
+	// The full sandbox is flagged; the other is not.
+	flagged := func(id string) bool {
+		t.Helper()
+		sb, err := f.o.Get(ctx, "alice", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.o.DiskFull(ctx, sb)
+	}
+	if !flagged(small.ID) || flagged(other.ID) {
+		t.Fatalf("disk full: the full sandbox %v, the other %v", flagged(small.ID), flagged(other.ID))
+	}
 	// Files: empty files until the metadata fills the limit.
 	run(small.ID, "rm -f /root/big")
+	// The space comes back when the filesystem commits the removal.
+	waitFor(t, time.Minute, func() bool { return !flagged(small.ID) })
 	code, out = run(small.ID, `mkdir -p /root/many && cd /root/many && i=0
 		while [ $i -lt 2000000 ]; do touch $(seq $i $((i+999))) 2>/dev/null || break; i=$((i+1000)); done
 		touch one-more 2>&1; echo files=$i`)

@@ -89,11 +89,14 @@ func (s *Server) listSandboxes(c *echo.Context) error {
 }
 
 func (s *Server) getSandbox(c *echo.Context) error {
-	sb, err := s.deps.Orchestrator.Get(c.Request().Context(), caller(c).ID, c.Param("id"))
+	ctx := c.Request().Context()
+	sb, err := s.deps.Orchestrator.Get(ctx, caller(c).ID, c.Param("id"))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, toSandbox(sb))
+	out := toSandbox(sb)
+	out.DiskFull = s.deps.Orchestrator.DiskFull(ctx, sb)
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) updateSandbox(c *echo.Context) error {

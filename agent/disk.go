@@ -1,0 +1,32 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// probeSize is what the disk probe writes: a few blocks, which a filesystem
+// whose quota is used up refuses at once.
+const probeSize = 16 << 10
+
+// probeDisk writes and removes a small file at the root of the container's
+// own filesystem: a write refused for want of space (EDQUOT, or ENOSPC) means
+// the disk limit is used up.
+func probeDisk() DiskState {
+	f, err := os.CreateTemp("/", ".sandboxd-disk-probe-")
+	if err == nil {
+		defer os.Remove(f.Name())
+		_, err = f.Write(make([]byte, probeSize))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	switch {
+	case err == nil:
+		return DiskState{}
+	case errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.ENOSPC):
+		return DiskState{Full: true}
+	}
+	return DiskState{Error: err.Error()}
+}
