@@ -239,8 +239,7 @@ func (w *watch) handle(raw *unix.InotifyEvent, name string) {
 	case raw.Mask&unix.IN_CREATE != 0:
 		e.Type = "create"
 		if isDir && w.key.recursive {
-			w.emit(e)
-			w.addNew(p)
+			w.addNew(p, e)
 			return
 		}
 	case raw.Mask&(unix.IN_CLOSE_WRITE|unix.IN_MODIFY) != 0:
@@ -277,8 +276,7 @@ func (w *watch) handle(raw *unix.InotifyEvent, name string) {
 			e.Type, e.From = "rename", from.Path
 		}
 		if isDir && w.key.recursive {
-			w.emit(e)
-			w.addNew(p)
+			w.addNew(p, e)
 			return
 		}
 	default:
@@ -287,10 +285,14 @@ func (w *watch) handle(raw *unix.InotifyEvent, name string) {
 	w.emit(e)
 }
 
-// addNew watches a directory that just appeared, and reports what was made in
-// it before its watch existed (inotify cannot).
-func (w *watch) addNew(dir string) {
-	if err := w.add(dir); err != nil {
+// addNew watches a directory that just appeared, then reports it (e), so that
+// a client that has seen the directory's event knows that what happens in it
+// from then on is seen; then it reports what was made in it before its watch
+// existed (inotify cannot).
+func (w *watch) addNew(dir string, e WatchEvent) {
+	err := w.add(dir)
+	w.emit(e)
+	if err != nil {
 		return
 	}
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

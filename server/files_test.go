@@ -273,7 +273,7 @@ func TestFileWatch(t *testing.T) {
 		return got
 	}
 	exec := func(shell string) { t.Helper(); mustShell(t, c, sb.ID, shell) }
-	ready := make(chan struct{})
+	ready, subSeen := make(chan struct{}), make(chan struct{})
 	type outcome struct {
 		got []api.FileEvent
 		err error
@@ -284,6 +284,9 @@ func TestFileWatch(t *testing.T) {
 			if e.Type == "ready" {
 				close(ready)
 			}
+			if e.Type == "create" && e.Path == "/w/sub" {
+				close(subSeen)
+			}
 			return e.Type == "remove" && e.Path == "/w/sub/f2"
 		})
 		result <- outcome{got, err}
@@ -293,7 +296,16 @@ func TestFileWatch(t *testing.T) {
 	case o := <-result:
 		t.Fatalf("the watch ended before it was ready: %v", o.err)
 	}
-	exec("echo a > /w/f1; mkdir /w/sub; echo b > /w/sub/f2; mv /w/f1 /w/f3; rm /w/sub/f2")
+	// A file made and removed in a new directory before its watch exists
+	// is seen by nothing (inotify cannot); the directory's own event says
+	// its watch exists.
+	exec("echo a > /w/f1; mkdir /w/sub")
+	select {
+	case <-subSeen:
+	case o := <-result:
+		t.Fatalf("the watch ended before /w/sub was seen: %v", o.err)
+	}
+	exec("echo b > /w/sub/f2; mv /w/f1 /w/f3; rm /w/sub/f2")
 	o := <-result
 	if o.err != nil {
 		t.Fatal(o.err)

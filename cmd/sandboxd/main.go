@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -49,6 +50,9 @@ func main() {
 }
 
 func run(cfg config, log *slog.Logger) error {
+	if cfg.MaxProcs > 0 {
+		goruntime.GOMAXPROCS(cfg.MaxProcs)
+	}
 	if cfg.MemoryLimit > 0 {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
