@@ -40,22 +40,23 @@ func TestDiskLimit(t *testing.T) {
 	full := func(out string) bool {
 		return strings.Contains(out, "Disk quota exceeded") || strings.Contains(out, "No space left")
 	}
+	// Bytes: 600 MiB into 512 MiB; files: a flood of empty files into 64 MiB.
+	half := f.create(t, "alice", CreateOptions{DiskMB: 512})
 	small := f.create(t, "alice", CreateOptions{DiskMB: 64})
 	other := f.create(t, "alice", CreateOptions{})
-	if other.Spec.DiskMB != f.o.cfg.Limits.DefaultDiskMB || small.Spec.DiskMB != 64 {
-		t.Fatalf("disk_mb: %d and %d", small.Spec.DiskMB, other.Spec.DiskMB)
+	if other.Spec.DiskMB != f.o.cfg.Limits.DefaultDiskMB || small.Spec.DiskMB != 64 || half.Spec.DiskMB != 512 {
+		t.Fatalf("disk_mb: %d, %d and %d", half.Spec.DiskMB, small.Spec.DiskMB, other.Spec.DiskMB)
 	}
-	// Bytes: 100 MiB into 64 MiB.
-	code, out := run(small.ID, "dd if=/dev/zero of=/root/big bs=1M count=100 2>&1; ls -l /root/big")
+	code, out := run(half.ID, "dd if=/dev/zero of=/root/big bs=1M count=600 2>&1; ls -l /root/big")
 	if !full(out) {
-		t.Fatalf("100 MiB into a 64 MiB sandbox: exit %d: %s", code, out)
+		t.Fatalf("600 MiB into a 512 MiB sandbox: exit %d: %s", code, out)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	fields := strings.Fields(lines[len(lines)-1])
 	if len(fields) < 5 {
 		t.Fatalf("ls: %q", out)
 	}
-	if n, _ := strconv.ParseInt(fields[4], 10, 64); n > 64<<20 || n < 32<<20 {
+	if n, _ := strconv.ParseInt(fields[4], 10, 64); n > 512<<20 || n < 448<<20 {
 		t.Fatalf("the file is %d bytes", n)
 	}
 	// The full sandbox is flagged; the other is not.
@@ -67,13 +68,13 @@ func TestDiskLimit(t *testing.T) {
 		}
 		return f.o.DiskFull(ctx, sb)
 	}
-	if !flagged(small.ID) || flagged(other.ID) {
-		t.Fatalf("disk full: the full sandbox %v, the other %v", flagged(small.ID), flagged(other.ID))
+	if !flagged(half.ID) || flagged(other.ID) {
+		t.Fatalf("disk full: the full sandbox %v, the other %v", flagged(half.ID), flagged(other.ID))
 	}
-	// Files: empty files until the metadata fills the limit.
-	run(small.ID, "rm -f /root/big")
+	run(half.ID, "rm -f /root/big")
 	// The space comes back when the filesystem commits the removal.
-	waitFor(t, time.Minute, func() bool { return !flagged(small.ID) })
+	waitFor(t, time.Minute, func() bool { return !flagged(half.ID) })
+	// Files: empty files until the metadata fills the limit.
 	code, out = run(small.ID, `mkdir -p /root/many && cd /root/many && i=0
 		while [ $i -lt 2000000 ]; do touch $(seq $i $((i+999))) 2>/dev/null || break; i=$((i+1000)); done
 		touch one-more 2>&1; echo files=$i`)
