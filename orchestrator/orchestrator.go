@@ -195,7 +195,11 @@ func New(ctx context.Context, cfg Config, rt Runtime, images Images, d *sql.DB, 
 			return nil, err
 		}
 	}
-	if err := o.installAgent(); err != nil {
+	hidden, err := hideRunDir(filepath.Join(cfg.DataDir, "run"))
+	if err != nil {
+		o.log.Warn("containers will see the host path of the data directory in their mount table", "why", err)
+	}
+	if err := o.installAgent(hidden); err != nil {
 		return nil, err
 	}
 	if err := rt.EnsureNetwork(ctx, runtime.NetworkSpec{
@@ -210,7 +214,8 @@ func New(ctx context.Context, cfg Config, rt Runtime, images Images, d *sql.DB, 
 
 // installAgent copies the agent binary under the data directory, named by its
 // hash, so that running containers keep the exact binary they started with.
-func (o *Orchestrator) installAgent() error {
+// With the run directory hidden, containers mount the copies in it.
+func (o *Orchestrator) installAgent(hidden bool) error {
 	b, err := os.ReadFile(o.cfg.AgentBinary)
 	if err != nil {
 		return fmt.Errorf("read agent binary: %w", err)
@@ -227,6 +232,13 @@ func (o *Orchestrator) installAgent() error {
 		}
 	}
 	o.agentHost = dst
+	if hidden {
+		run := filepath.Join(o.cfg.DataDir, "run", ".agent")
+		if err := copyAgents(filepath.Dir(dst), run); err != nil {
+			return fmt.Errorf("install agent binary: %w", err)
+		}
+		o.agentHost = filepath.Join(run, filepath.Base(dst))
+	}
 	return nil
 }
 

@@ -503,6 +503,11 @@ func TestNoSecretInEnvironmentOrExport(t *testing.T) {
 	if got := mustShell(t, c, sb.ID, "tr '\\0' '\\n' < /proc/1/environ | grep -c SANDBOXD_TOKEN; env | grep -c SANDBOXD_TOKEN; true"); got != "0\n0\n" {
 		t.Fatalf("the token is in the environment: %q", got)
 	}
+	// Nor does the mount table name the host's data directory.
+	if got := mustShell(t, c, sb.ID, "cat /proc/self/mountinfo"); strings.Contains(got, filepath.Base(f.data)) ||
+		!strings.Contains(got, "/sb-") || !strings.Contains(got, "sandboxd-run") {
+		t.Fatalf("the mount table: %s", got)
+	}
 	res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: "cat /.sandboxd/run/token", User: "1000"})
 	if err != nil || res.ExitCode == 0 || res.Stdout != "" {
 		t.Fatalf("a non-root user read the token: %+v %v", res, err)

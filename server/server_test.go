@@ -27,6 +27,7 @@ import (
 
 type fixture struct {
 	url         string
+	data        string // the data directory
 	admin, user string
 	orch        *orchestrator.Orchestrator
 	tickets     *supervisor.Tickets
@@ -117,7 +118,7 @@ func newFixture(t *testing.T) *fixture {
 	srv := New(Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20}, Deps{Orchestrator: o, Keys: b.keys, Tickets: tickets,
 		Images: b.images, Snapshots: snaps, Engine: b.d, DB: b.sq, Log: b.log})
 	url := b.serve(t, srv, instance, o.Close)
-	return &fixture{url: url, admin: b.admin, user: b.user, orch: o, tickets: tickets}
+	return &fixture{url: url, data: b.data, admin: b.admin, user: b.user, orch: o, tickets: tickets}
 }
 
 // call sends a raw request and returns its status and body.

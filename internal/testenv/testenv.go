@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sandboxd/sandboxd/runtime/docker"
 )
 
@@ -83,7 +85,11 @@ func DataDir(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		// sandboxd mounts a tmpfs on its run directory.
+		_ = unix.Unmount(filepath.Join(dir, "run"), unix.MNT_DETACH)
+		os.RemoveAll(dir)
+	})
 	return dir
 }
 
