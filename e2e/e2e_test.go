@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/sandboxd/sandboxd/runtime/docker"
 )
 
 var (
@@ -147,13 +150,36 @@ func sbx(t *testing.T, url, key string, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
+// instances are the instances of sandboxd this run of the tests started;
+// TestMain sweeps them once more at the end, for what the engine finished
+// making after a test's own clean-up (a runner whose create was in flight
+// when its sandboxd was killed).
+var instances sync.Map
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if d, err := docker.New(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
+		instances.Range(func(k, _ any) bool {
+			sweep(d, k.(string))
+			return true
+		})
+		d.Close()
+	}
+	os.Exit(code)
+}
+
 func removeInstance(t *testing.T, data string) {
 	b, err := os.ReadFile(filepath.Join(data, "instance"))
 	if err != nil {
 		return
 	}
-	d := testenv.Docker(t)
 	instance := strings.TrimSpace(string(b))
+	instances.Store(instance, true)
+	sweep(testenv.Docker(t), instance)
+}
+
+// sweep removes every container and image of instance.
+func sweep(d *docker.Docker, instance string) {
 	cs, _ := d.List(context.Background(), map[string]string{runtime.LabelInstance: instance})
 	for _, c := range cs {
 		_ = d.Remove(context.Background(), c.ID)

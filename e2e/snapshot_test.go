@@ -7,12 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/testenv"
+	sbxruntime "github.com/sandboxd/sandboxd/runtime"
 )
 
 // repoRoot is the module's root directory.
@@ -83,8 +85,12 @@ func TestKillDuringCheckpoint(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	killedAt := time.Now()
 	d.kill()
-	d = startDaemon(t, listen, data, "SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+	// The restarted sandboxd reconciles every second and removes what no
+	// record owns after a second.
+	d = startDaemon(t, listen, data, "SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox",
+		"SANDBOXD_ORPHAN_GRACE=1s", "SANDBOXD_RECONCILE_EVERY=1s")
 	c = api.NewClient(d.url, key)
 	// No sandbox stays paused.
 	deadline = time.Now().Add(30 * time.Second)
@@ -117,4 +123,57 @@ func TestKillDuringCheckpoint(t *testing.T) {
 		}
 	}
 	t.Logf("%d snapshot(s) survived the crash, all whole", len(list.Snapshots))
+
+	// The engine finishes the commit sandboxd was killed in (it says so with
+	// a commit event); the image it makes belongs to no snapshot that
+	// sandboxd knows, and reconcile removes it.
+	deadline = time.Now().Add(3 * time.Minute)
+	for {
+		out, err := exec.Command("docker", "events", "--since", strconv.FormatInt(killedAt.Add(-time.Minute).Unix(), 10),
+			"--until", strconv.FormatInt(time.Now().Unix(), 10), "--filter", "event=commit",
+			"--filter", "container=sandboxd-"+sb.ID, "--format", "{{.Action}}").Output()
+		if err == nil && strings.Contains(string(out), "commit") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the engine never finished the interrupted commit: %v %s", err, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	known := map[string]bool{}
+	if list, err = c.ListSnapshots(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range list.Snapshots {
+		known["sandboxd/snapshot:"+sn.ID+":latest"] = true
+	}
+	orphans := func() []string {
+		imgs, err := eng.ImageList(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, img := range imgs {
+			if img.Labels[sbxruntime.LabelKind] == sbxruntime.KindSnapshot && len(img.Tags) > 0 && !known[img.Tags[0]] &&
+				img.Labels[sbxruntime.LabelID] != "" && strings.HasPrefix(img.Tags[0], "sandboxd/snapshot:") &&
+				img.Created.After(killedAt.Add(-time.Minute)) && img.Labels[sbxruntime.LabelOwner] != "" && isOurs(img.Labels, data) {
+				out = append(out, img.Tags[0])
+			}
+		}
+		return out
+	}
+	t.Logf("after the commit event: images no snapshot owns: %v", orphans())
+	deadline = time.Now().Add(time.Minute)
+	for len(orphans()) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("images no snapshot owns are still there: %v", orphans())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// isOurs says labels carry the instance of the sandboxd whose data is data.
+func isOurs(labels map[string]string, data string) bool {
+	b, err := os.ReadFile(filepath.Join(data, "instance"))
+	return err == nil && labels[sbxruntime.LabelInstance] == strings.TrimSpace(string(b))
 }

@@ -73,8 +73,16 @@ func loadConfig(args []string) (config, error) {
 	fs.StringVar(&c.DebianMirror, "debian-mirror", env("SANDBOXD_DEBIAN_MIRROR", images.DefaultMirror), "Debian mirror the base image is debootstrapped from")
 	fs.StringVar(&c.Network, "network", env("SANDBOXD_NETWORK", "sandboxd"), "Docker network sandboxes join")
 	fs.StringVar(&c.Bridge, "bridge", env("SANDBOXD_BRIDGE", "sbx0"), "host interface name of that network's bridge")
-	fs.DurationVar(&c.OrphanGrace, "orphan-grace", 2*time.Minute, "age after which a labelled container with no sandbox is removed")
-	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", 30*time.Second, "how often to reconcile with the engine")
+	grace, err := time.ParseDuration(env("SANDBOXD_ORPHAN_GRACE", "2m"))
+	if err != nil {
+		return config{}, fmt.Errorf("SANDBOXD_ORPHAN_GRACE: %w", err)
+	}
+	every, err := time.ParseDuration(env("SANDBOXD_RECONCILE_EVERY", "30s"))
+	if err != nil {
+		return config{}, fmt.Errorf("SANDBOXD_RECONCILE_EVERY: %w", err)
+	}
+	fs.DurationVar(&c.OrphanGrace, "orphan-grace", grace, "age after which a labelled container or image that nothing of sandboxd's owns is removed (SANDBOXD_ORPHAN_GRACE)")
+	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", every, "how often to reconcile with the engine (SANDBOXD_RECONCILE_EVERY)")
 	fs.Int64Var(&c.BodyLimit, "body-limit", 8<<20, "largest request body, in bytes")
 	fs.Float64Var(&c.RatePerKey, "rate-per-key", 1000, "runs and app invokes per second one API key may make (0: no limit)")
 	fs.IntVar(&c.BurstPerKey, "burst-per-key", 1000, "burst of -rate-per-key")

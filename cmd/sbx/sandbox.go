@@ -21,6 +21,7 @@ func runCreate(ctx context.Context, c *api.Client, args []string) error {
 	fs.Var(labels, "label", "label KEY=VALUE (repeatable)")
 	fs.Float64Var(&req.CPUs, "cpus", 0, "CPU limit")
 	fs.Int64Var(&req.MemoryMB, "memory", 0, "memory limit in MiB")
+	fs.Int64Var(&req.DiskMB, "disk", 0, "disk limit in MiB: bytes and files the sandbox may write (default: the server's)")
 	fs.Int64Var(&req.Pids, "pids", 0, "process limit")
 	fs.StringVar(&req.Network, "network", "", `"bridge" or "none"`)
 	idle := fs.Int64("idle-timeout", -1, "seconds idle before stopping (0 never; default the server's)")
