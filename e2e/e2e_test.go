@@ -254,7 +254,9 @@ func TestUserJourney(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Exec(ctx, other.ID, api.ExecRequest{Shell: "python3 -m http.server 8000 >/dev/null 2>&1 & sleep 0.5; hostname -i"})
+	// Start a server, and wait (bounded) until it listens.
+	res, err := c.Exec(ctx, other.ID, api.ExecRequest{Shell: "python3 -m http.server 8000 >/dev/null 2>&1 & " +
+		"for i in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:8000/ && break; sleep 0.1; done; hostname -i"})
 	if err != nil || res.ExitCode != 0 {
 		t.Fatalf("start server: %v %+v", err, res)
 	}

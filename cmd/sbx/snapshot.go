@@ -94,6 +94,10 @@ func runSnapshot(ctx context.Context, c *api.Client, args []string) error {
 		if err != nil {
 			return err
 		}
+		if len(d.Changes) == 0 {
+			fmt.Fprintln(out, "no changes")
+			return nil
+		}
 		for _, e := range d.Changes {
 			mark := map[string]string{"added": "+", "deleted": "-", "modified": "~"}[e.Change]
 			fmt.Fprintf(out, "%s %s\t%s\t%d\n", mark, e.Path, e.Type, e.Size)
