@@ -40,11 +40,13 @@ func TestDiskLimit(t *testing.T) {
 	full := func(out string) bool {
 		return strings.Contains(out, "Disk quota exceeded") || strings.Contains(out, "No space left")
 	}
-	// Bytes: 600 MiB into 512 MiB; files: a flood of empty files into 64 MiB.
+	// Bytes: 600 MiB into 512 MiB; files: a flood of empty files into the
+	// smallest disk (16 MiB), with long names, so that the flood, and the
+	// engine's removal of it, stay short.
 	half := f.create(t, "alice", CreateOptions{DiskMB: 512})
-	small := f.create(t, "alice", CreateOptions{DiskMB: 64})
+	small := f.create(t, "alice", CreateOptions{DiskMB: minDiskMB})
 	other := f.create(t, "alice", CreateOptions{})
-	if other.Spec.DiskMB != f.o.cfg.Limits.DefaultDiskMB || small.Spec.DiskMB != 64 || half.Spec.DiskMB != 512 {
+	if other.Spec.DiskMB != f.o.cfg.Limits.DefaultDiskMB || small.Spec.DiskMB != minDiskMB || half.Spec.DiskMB != 512 {
 		t.Fatalf("disk_mb: %d, %d and %d", half.Spec.DiskMB, small.Spec.DiskMB, other.Spec.DiskMB)
 	}
 	code, out := run(half.ID, "dd if=/dev/zero of=/root/big bs=1M count=600 2>&1; ls -l /root/big")
@@ -76,12 +78,13 @@ func TestDiskLimit(t *testing.T) {
 	waitFor(t, time.Minute, func() bool { return !flagged(half.ID) })
 	// Files: empty files until the metadata fills the limit.
 	code, out = run(small.ID, `mkdir -p /root/many && cd /root/many && i=0
-		while [ $i -lt 2000000 ]; do touch $(seq $i $((i+999))) 2>/dev/null || break; i=$((i+1000)); done
+		p=$(printf '%0200d' 0)
+		while [ $i -lt 500000 ] && : > "$p$i" 2>/dev/null; do i=$((i+1)); done
 		touch one-more 2>&1; echo files=$i`)
-	if !full(out) || strings.Contains(out, "files=2000000") {
+	if !full(out) || strings.Contains(out, "files=500000") {
 		t.Fatalf("a flood of empty files was not stopped: exit %d: %s", code, out)
 	}
-	t.Logf("the 64 MiB sandbox stopped at: %s", strings.TrimSpace(out))
+	t.Logf("the %d MiB sandbox stopped at: %s", minDiskMB, strings.TrimSpace(out))
 	// The other sandbox is unaffected.
 	if code, out := run(other.ID, "dd if=/dev/zero of=/root/f bs=1M count=20 2>&1 && echo ok"); code != 0 || !strings.Contains(out, "ok") {
 		t.Fatalf("the other sandbox: %d %s", code, out)

@@ -114,7 +114,7 @@ func DefaultLimits() Limits {
 }
 
 // minDiskMB is the smallest disk a sandbox may ask for.
-const minDiskMB = 64
+const minDiskMB = 16
 
 var (
 	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
