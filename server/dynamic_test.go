@@ -658,9 +658,10 @@ def fetch(request, env):
 
 	t.Run("rate limit", func(t *testing.T) {
 		code := "def fetch(request, env):\n    return 'ok'\n"
-		// Slow enough that a cold start on a loaded machine does not
-		// refill the bucket (one token in 20 s).
-		if _, err := f.a.DeployApp(ctx, "limited", api.DeployAppRequest{Runtime: "python", Code: code, Limits: api.AppLimits{RatePerSec: 0.05, Burst: 2}}); err != nil {
+		// One token per 1000 s: however long a cold start takes on a
+		// loaded machine, the bucket does not refill during the test (the
+		// refill itself is the supervisor's unit test, on a fake clock).
+		if _, err := f.a.DeployApp(ctx, "limited", api.DeployAppRequest{Runtime: "python", Code: code, Limits: api.AppLimits{RatePerSec: 0.001, Burst: 2}}); err != nil {
 			t.Fatal(err)
 		}
 		for i := range 2 {
@@ -673,12 +674,8 @@ def fetch(request, env):
 		if !errors.As(err, &e) {
 			t.Fatalf("third request at once: %v", err)
 		}
-		if e.Status != 429 || e.RetryAfter < 1 || e.RetryAfter > 20 || e.Code != api.CodeRateLimited {
+		if e.Status != 429 || e.RetryAfter < 500 || e.RetryAfter > 1000 || e.Code != api.CodeRateLimited {
 			t.Fatalf("third request at once: %v (Retry-After %d)", err, e.RetryAfter)
-		}
-		time.Sleep(time.Duration(e.RetryAfter) * time.Second)
-		if status, _, _ := invoke(t, f.a, "limited", "GET", "/", ""); status != 200 {
-			t.Fatalf("after Retry-After: %d", status)
 		}
 	})
 
