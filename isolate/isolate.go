@@ -355,7 +355,9 @@ func (s *Service) newRunner(ctx context.Context, prof profile, reclaim bool) (*r
 		s.destroyNow(context.WithoutCancel(ctx), r)
 		return nil, err
 	}
-	cid, err := s.rt.Create(ctx, spec)
+	// The create is not cancelled with ctx: the engine would make the
+	// container all the same, and no one would know its ID to remove it.
+	cid, err := s.rt.Create(context.WithoutCancel(ctx), spec)
 	if err != nil {
 		return fail(err)
 	}
