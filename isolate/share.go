@@ -86,8 +86,14 @@ func (s *Service) victim() *runner {
 	if key == "" {
 		return nil
 	}
+	return s.takeOldestLease(key)
+}
+
+// takeOldestLease takes out the longest idle runner leased under key, which
+// has one. Called with s.mu held.
+func (s *Service) takeOldestLease(key string) *runner {
 	rs := s.leases[key]
-	r := rs[0] // the longest idle
+	r := rs[0]
 	if len(rs) == 1 {
 		delete(s.leases, key)
 	} else {
@@ -136,12 +142,7 @@ func (s *Service) hold(owner string) error {
 	var own *runner
 	for k, rs := range s.leases {
 		if len(rs) > 0 && rs[0].owner == owner {
-			own = rs[0]
-			if len(rs) == 1 {
-				delete(s.leases, k)
-			} else {
-				s.leases[k] = rs[1:]
-			}
+			own = s.takeOldestLease(k)
 			break
 		}
 	}
