@@ -31,20 +31,20 @@ func fsOp(req *FsRequest, home string, in io.Reader, out io.Writer, head func(Fs
 	}
 	p := abs(req.Path)
 	switch req.Op {
-	case "stat":
+	case OpStat:
 		fi, err := os.Lstat(p)
 		if err != nil {
 			return fail(err)
 		}
 		info := fileInfo(p, fi)
 		return FsResult{Info: &info}
-	case "read":
+	case OpRead:
 		return fsRead(req, p, out, head)
-	case "list":
+	case OpList:
 		return fsList(req, p)
-	case "write":
+	case OpWrite:
 		return fsWrite(req, p, in)
-	case "mkdir":
+	case OpMkdir:
 		mode := fs.FileMode(req.Mode & 0o7777)
 		if mode == 0 {
 			mode = 0o755
@@ -62,7 +62,7 @@ func fsOp(req *FsRequest, home string, in io.Reader, out io.Writer, head func(Fs
 			return fail(err)
 		}
 		return statResult(p)
-	case "remove":
+	case OpRemove:
 		if _, err := os.Lstat(p); err != nil {
 			return fail(err)
 		}
@@ -79,7 +79,7 @@ func fsOp(req *FsRequest, home string, in io.Reader, out io.Writer, head func(Fs
 			return fail(err)
 		}
 		return FsResult{}
-	case "move":
+	case OpMove:
 		to := abs(req.To)
 		if _, err := os.Lstat(p); err != nil {
 			return fail(err)
@@ -96,17 +96,17 @@ func fsOp(req *FsRequest, home string, in io.Reader, out io.Writer, head func(Fs
 			return fail(err)
 		}
 		return statResult(to)
-	case "chmod":
+	case OpChmod:
 		if err := os.Chmod(p, fs.FileMode(req.Mode&0o7777)); err != nil {
 			return fail(err)
 		}
 		return statResult(p)
-	case "tar_out":
+	case OpTarOut:
 		return tarOut(req, p, out, head)
-	case "tar_in":
+	case OpTarIn:
 		return tarIn(req, p, in)
 	}
-	return failCode(FsInvalid, "unknown file operation "+req.Op)
+	return failCode(FsInvalid, "unknown file operation "+string(req.Op))
 }
 
 func statResult(p string) FsResult {

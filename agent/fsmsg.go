@@ -24,11 +24,26 @@ const (
 	FsIO         = "io"
 )
 
+// FsOp names a file operation.
+type FsOp string
+
+// The file operations.
+const (
+	OpRead   FsOp = "read"
+	OpWrite  FsOp = "write"
+	OpStat   FsOp = "stat"
+	OpList   FsOp = "list"
+	OpMkdir  FsOp = "mkdir"
+	OpRemove FsOp = "remove"
+	OpMove   FsOp = "move"
+	OpChmod  FsOp = "chmod"
+	OpTarOut FsOp = "tar_out"
+	OpTarIn  FsOp = "tar_in"
+)
+
 // FsRequest is one file operation, run in the sandbox as User.
 type FsRequest struct {
-	// Op is read, write, stat, list, mkdir, remove, move, chmod, tar_out or
-	// tar_in.
-	Op   string `json:"op"`
+	Op   FsOp   `json:"op"`
 	Path string `json:"path"`
 	// To is the destination of a move.
 	To   string `json:"to,omitempty"`

@@ -19,7 +19,7 @@ const fsHelperArg = "fs-helper"
 const fsRequestEnv = "SANDBOXD_FS_REQUEST"
 
 // inputOps read uploaded bytes after the request.
-var inputOps = map[string]bool{"write": true, "tar_in": true}
+var inputOps = map[FsOp]bool{OpWrite: true, OpTarIn: true}
 
 // serveFS runs one file operation for sandboxd: in this process when the user
 // is root (the agent's own credentials), otherwise in a helper process with the
@@ -31,7 +31,7 @@ func (s *Server) serveFS(st net.Conn, out *frameSender, req *FsRequest) {
 		return
 	}
 	paths := []string{req.Path}
-	if req.Op == "move" {
+	if req.Op == OpMove {
 		paths = append(paths, req.To)
 	}
 	for _, p := range paths {

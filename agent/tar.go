@@ -359,13 +359,13 @@ func safeLink(name, target string) error {
 // sandbox's tar_in: nothing leaves dir, bytes and entries are bounded, and a
 // refused archive changes nothing. The CLI uses it for downloads.
 func Extract(dir string, r io.Reader, maxBytes int64, maxEntries int) (files, bytes int64, err error) {
-	res := tarIn(&FsRequest{Op: "tar_in", Path: dir, MaxBytes: maxBytes, MaxEntries: maxEntries}, dir, r)
+	res := tarIn(&FsRequest{Op: OpTarIn, Path: dir, MaxBytes: maxBytes, MaxEntries: maxEntries}, dir, r)
 	return res.Files, res.Bytes, res.Err()
 }
 
 // Archive writes p (a directory's contents, or one file) to w as a tar stream,
 // as a sandbox's tar_out does. The CLI uses it for uploads.
 func Archive(p string, w io.Writer) (files, bytes int64, err error) {
-	res := tarOut(&FsRequest{Op: "tar_out", Path: p}, p, w, func(FsResult) error { return nil })
+	res := tarOut(&FsRequest{Op: OpTarOut, Path: p}, p, w, func(FsResult) error { return nil })
 	return res.Files, res.Bytes, res.Err()
 }

@@ -187,11 +187,6 @@ func Recipes() []string {
 	return out
 }
 
-// List reports every tagged image in the engine.
-func (b *Builder) List(ctx context.Context) ([]runtime.Image, error) {
-	return b.eng.ImageList(ctx)
-}
-
 // Remove removes an image.
 func (b *Builder) Remove(ctx context.Context, ref string) error {
 	return b.eng.ImageRemove(ctx, normalize(ref))

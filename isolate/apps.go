@@ -19,6 +19,8 @@ import (
 
 	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/db"
+	"github.com/sandboxd/sandboxd/internal/errclass"
+	"github.com/sandboxd/sandboxd/supervisor"
 )
 
 // AppLimits bound one app.
@@ -373,8 +375,34 @@ type Response struct {
 
 // Invoke calls app (as GetApp returned it) with req. Storage calls made by
 // the app join one transaction that commits when the app answers and rolls
-// back when it throws, times out or dies.
+// back when it throws, times out or dies. The call is admitted against the
+// app's and its owner's rates first, and recorded in the ledger.
 func (s *Service) Invoke(ctx context.Context, app App, req Request) (Response, error) {
+	if s.cfg.Limits != nil {
+		release, err := s.cfg.Limits.Admit(app.Owner, app.Name, supervisor.Rate{PerSec: app.Limits.RatePerSec, Burst: app.Limits.Burst})
+		if err != nil {
+			return Response{}, err
+		}
+		defer release()
+	}
+	t0 := time.Now()
+	res, err := s.invoke(ctx, app, req)
+	if err == nil && s.cfg.Ledger != nil {
+		output := res.Logs
+		if res.Error != "" {
+			output = res.Error + "\n" + output
+		}
+		s.cfg.Ledger.Record(supervisor.Entry{
+			Key: app.Owner, Kind: "invoke", App: app.Name, Status: res.Status, Error: res.Error,
+			DurationMs: float64(time.Since(t0).Microseconds()) / 1000, CPUMs: res.CPUMs,
+			RowsRead: res.RowsRead, RowsWritten: res.RowsWritten, BytesIn: int64(len(req.Body)), BytesOut: int64(len(res.Body)),
+			Output: output, Truncated: res.LogsTrunc, Failed: res.Status >= 500,
+		})
+	}
+	return res, err
+}
+
+func (s *Service) invoke(ctx context.Context, app App, req Request) (Response, error) {
 	if len(req.Body) > maxAppBody {
 		return Response{}, cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("request body over %d bytes", maxAppBody))
 	}
@@ -412,7 +440,7 @@ func (s *Service) Invoke(ctx context.Context, app App, req Request) (Response, e
 				out.Status, out.Error = 500, "the app failed to load: "+ae.Msg
 				return out, nil
 			}
-			return Response{}, cerrdefs.ErrUnavailable.WithMessage("the app's runner failed: " + err.Error())
+			return Response{}, errclass.Wrap(cerrdefs.ErrUnavailable, err, "the app's runner failed")
 		}
 		h.r, h.version = r, app.Version
 	}
@@ -455,7 +483,7 @@ func (s *Service) Invoke(ctx context.Context, app App, req Request) (Response, e
 		if ctx.Err() != nil {
 			return Response{}, ctx.Err()
 		}
-		return Response{}, cerrdefs.ErrUnavailable.WithMessage("the app's runner failed: " + err.Error())
+		return Response{}, errclass.Wrap(cerrdefs.ErrUnavailable, err, "the app's runner failed")
 	}
 	var m struct {
 		Op        string            `json:"op"`

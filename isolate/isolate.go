@@ -79,6 +79,12 @@ type Config struct {
 	Pids            int64
 	TmpfsMB         int64
 	ReadyTimeout    time.Duration
+
+	// Limits admits each run against its key's rates and concurrency; nil
+	// admits every run.
+	Limits Admitter
+	// Ledger records each run; nil records none.
+	Ledger Recorder
 }
 
 func (c *Config) setDefaults() {

@@ -11,6 +11,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/sandboxd/sandboxd/agent"
+	"github.com/sandboxd/sandboxd/internal/errclass"
+	"github.com/sandboxd/sandboxd/supervisor"
 )
 
 // Run modes.
@@ -33,12 +35,20 @@ const (
 	MaxMemoryMB      = 4096
 )
 
+// File is a file of a run's scratch directory: given to the code before it
+// runs, or left there by it.
+type File struct {
+	Path string
+	Data []byte
+	Mode uint32
+}
+
 // RunOptions is one piece of dynamic code to run.
 type RunOptions struct {
 	Runtime   string
 	Code      string
 	Stdin     []byte
-	Files     []agent.RunFile
+	Files     []File
 	Env       map[string]string
 	Timeout   time.Duration
 	MemoryMB  int64
@@ -46,14 +56,29 @@ type RunOptions struct {
 	MaxOutput int64
 }
 
-// RunOutput is what a run produced.
+// RunOutput is how a run ended and the files it left; its output went to
+// the writers the caller gave.
 type RunOutput struct {
-	agent.RunResult
+	ExitCode int
+	// Signal names the signal that killed the code, if one did.
+	Signal       string
+	DurationMs   float64
+	CPUMs        float64
+	PeakMemoryKB int64
+	OOMKilled    bool
+	TimedOut     bool
+	// Truncated says output or returned files passed their caps.
+	Truncated bool
+	Files     []File
+	// Leftover says processes of the run outlived it (they were killed).
+	Leftover bool
 	// Runner is the runner's ID; Warm says it was warm when the run began.
 	Runner string
 	Warm   bool
 	// WallMs is the time sandboxd spent on the run, the lease included.
 	WallMs float64
+
+	excerpt *excerpt
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -110,7 +135,7 @@ func (s *Service) validate(o *RunOptions) error {
 	for _, f := range o.Files {
 		clean, err := agent.ScratchPath(f.Path)
 		if err != nil {
-			return cerrdefs.ErrInvalidArgument.WithMessage(err.Error())
+			return errclass.Wrap(cerrdefs.ErrInvalidArgument, nil, err.Error())
 		}
 		if seen[clean] {
 			return bad("file %q is given twice", f.Path)
@@ -135,11 +160,32 @@ func (s *Service) validate(o *RunOptions) error {
 // Run runs o for owner, writing its output to stdout and stderr. In process
 // mode the runner stays leased to owner for its next runs; in ephemeral mode
 // it is destroyed after this one.
+//
+// The run is admitted against owner's rate and concurrency limits first, and
+// recorded in the ledger when it ends.
 func (s *Service) Run(ctx context.Context, owner string, o RunOptions, stdout, stderr io.Writer) (RunOutput, error) {
 	if err := s.validate(&o); err != nil {
 		return RunOutput{}, err
 	}
+	if s.cfg.Limits != nil {
+		release, err := s.cfg.Limits.Admit(owner, "", supervisor.Rate{})
+		if err != nil {
+			return RunOutput{}, err
+		}
+		defer release()
+	}
+	out, err := s.run(ctx, owner, o, stdout, stderr)
+	if err == nil && s.cfg.Ledger != nil {
+		s.cfg.Ledger.Record(runEntry(owner, o, out))
+	}
+	return out, err
+}
+
+// run leases a runner, runs o in it, and recycles or keeps the runner.
+func (s *Service) run(ctx context.Context, owner string, o RunOptions, stdout, stderr io.Writer) (RunOutput, error) {
 	t0 := time.Now()
+	head := &excerpt{}
+	stdout, stderr = io.MultiWriter(stdout, &head.out), io.MultiWriter(stderr, &head.err)
 	prof := profile{runtime: o.Runtime, memoryMB: o.MemoryMB}
 	leaseKey := owner + "\x00" + prof.String()
 	var r *runner
@@ -160,8 +206,12 @@ func (s *Service) Run(ctx context.Context, owner string, o RunOptions, stdout, s
 		r.owner = owner
 		s.mu.Unlock()
 	}
+	files := make([]agent.RunFile, 0, len(o.Files))
+	for _, f := range o.Files {
+		files = append(files, agent.RunFile{Path: f.Path, Data: f.Data, Mode: f.Mode})
+	}
 	res, err := r.conn.Run(ctx, agent.RunRequest{
-		Code: o.Code, Stdin: o.Stdin, Files: o.Files, Env: o.Env,
+		Code: o.Code, Stdin: o.Stdin, Files: files, Env: o.Env,
 		TimeoutMs: o.Timeout.Milliseconds(), MaxOutput: o.MaxOutput, MaxFileBytes: MaxReturnedFiles,
 	}, stdout, stderr)
 	r.runs++
@@ -175,13 +225,23 @@ func (s *Service) Run(ctx context.Context, owner string, o RunOptions, stdout, s
 		if ctx.Err() != nil {
 			return RunOutput{}, ctx.Err()
 		}
-		return RunOutput{}, cerrdefs.ErrUnavailable.WithMessage("the runner failed: " + err.Error())
+		return RunOutput{}, errclass.Wrap(cerrdefs.ErrUnavailable, err, "the runner failed")
 	}
 	if res.Error != "" {
 		return RunOutput{}, cerrdefs.ErrUnavailable.WithMessage("the runner could not run the code: " + res.Error)
 	}
-	return RunOutput{RunResult: res, Runner: r.id, Warm: warm,
-		WallMs: float64(time.Since(t0).Microseconds()) / 1000}, nil
+	out := RunOutput{
+		ExitCode: res.ExitCode, Signal: res.Signal, DurationMs: res.DurationMs, CPUMs: res.CPUMs,
+		PeakMemoryKB: res.PeakMemoryKB, OOMKilled: res.OOMKilled, TimedOut: res.TimedOut,
+		Truncated: res.StdoutTruncated || res.StderrTruncated || res.FilesTruncated,
+		Files:     make([]File, 0, len(res.Files)), Leftover: res.Leftover,
+		Runner: r.id, Warm: warm, WallMs: float64(time.Since(t0).Microseconds()) / 1000,
+		excerpt: head,
+	}
+	for _, f := range res.Files {
+		out.Files = append(out.Files, File{Path: f.Path, Data: f.Data, Mode: f.Mode})
+	}
+	return out, nil
 }
 
 // takeLease returns an idle runner leased to key, if there is one.

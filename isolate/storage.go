@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Per-app storage limits (Cloudflare's Durable Object limits, where it has one).
@@ -353,7 +354,8 @@ func (t *txn) sql(ctx context.Context, c *storageCall, res *storageResult) error
 
 // explain is storageErr with the policy's reason for a refusal.
 func (p *policy) explain(err error) error {
-	if err != nil && strings.Contains(err.Error(), "not authorized") {
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_AUTH {
 		if why := p.denied.Load(); why != nil {
 			return errors.New(*why)
 		}
@@ -371,7 +373,7 @@ func storageErr(err error) error {
 	if i := strings.Index(msg, "SQL logic error: "); i >= 0 {
 		msg = msg[i+len("SQL logic error: "):]
 	}
-	if strings.Contains(msg, "database or disk is full") {
+	if se := (*sqlite.Error)(nil); errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
 		msg = "the app's storage quota is used up (" + msg + ")"
 	}
 	return errors.New(msg)

@@ -9,6 +9,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/sandboxd/sandboxd/agent"
+	"github.com/sandboxd/sandboxd/internal/errclass"
 	"github.com/sandboxd/sandboxd/runtime"
 )
 
@@ -118,7 +119,7 @@ func (o *Orchestrator) waitAgent(ctx context.Context, l *live) (*agent.Conn, err
 	defer cancel()
 	conn, err := l.ep.Conn(ctx)
 	if err != nil {
-		return nil, cerrdefs.ErrUnavailable.WithMessage(fmt.Sprintf("sandbox agent did not connect within %s: %v", o.cfg.ReadyTimeout, err))
+		return nil, errclass.Wrap(cerrdefs.ErrUnavailable, err, fmt.Sprintf("sandbox agent did not connect within %s", o.cfg.ReadyTimeout))
 	}
 	return conn, nil
 }

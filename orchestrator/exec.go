@@ -37,6 +37,24 @@ type ExecOptions struct {
 	MaxOutput int64
 }
 
+// ExecResult is how a command ended. Its output went to the writers the
+// caller gave.
+type ExecResult struct {
+	ExitCode int
+	// Signal names the signal that killed the command, if one did.
+	Signal       string
+	DurationMs   float64
+	CPUMs        float64
+	PeakMemoryKB int64
+	OOMKilled    bool
+	TimedOut     bool
+	// Truncated says output passed the MaxOutput cap and was dropped.
+	Truncated bool
+	// StartError says why the command could not start (no such program,
+	// user or directory); ExitCode is then 126 or 127, as a shell's.
+	StartError string
+}
+
 func (e ExecOptions) validate() error {
 	var v invalid
 	switch {
@@ -80,11 +98,11 @@ func (e ExecOptions) validate() error {
 // Exec runs a command in owner's sandbox, waking it if it is stopped. Output
 // goes to stdout and stderr as it arrives; stdin, when not nil, is streamed.
 // A non-zero exit status is in the result, not an error.
-func (o *Orchestrator) Exec(ctx context.Context, owner, id string, opts ExecOptions, stdin io.Reader, stdout, stderr io.Writer) (agent.ExecResult, error) {
+func (o *Orchestrator) Exec(ctx context.Context, owner, id string, opts ExecOptions, stdin io.Reader, stdout, stderr io.Writer) (ExecResult, error) {
 	if err := opts.validate(); err != nil {
-		return agent.ExecResult{}, err
+		return ExecResult{}, err
 	}
-	var res agent.ExecResult
+	var res ExecResult
 	err := o.Attach(ctx, owner, id, func(ctx context.Context, sb Sandbox, conn *agent.Conn) error {
 		req := agent.ExecRequest{
 			Argv: opts.Argv, Env: opts.Env, Cwd: opts.Cwd, User: opts.User,
@@ -99,10 +117,14 @@ func (o *Orchestrator) Exec(ctx context.Context, owner, id string, opts ExecOpti
 		if req.Cwd == "" {
 			req.Cwd = sb.Spec.Workdir
 		}
-		var err error
-		res, err = conn.Exec(ctx, req, stdin, stdout, stderr)
+		r, err := conn.Exec(ctx, req, stdin, stdout, stderr)
 		if err != nil {
 			return fmt.Errorf("exec in sandbox %s: %w", id, err)
+		}
+		res = ExecResult{
+			ExitCode: r.ExitCode, Signal: r.Signal, DurationMs: r.DurationMs, CPUMs: r.CPUMs,
+			PeakMemoryKB: r.PeakMemoryKB, OOMKilled: r.OOMKilled, TimedOut: r.TimedOut,
+			Truncated: r.StdoutTruncated || r.StderrTruncated, StartError: r.StartError,
 		}
 		return nil
 	})

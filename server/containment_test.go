@@ -21,10 +21,12 @@ import (
 
 	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/isolate"
 	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/shell"
 	"github.com/sandboxd/sandboxd/snapshot"
 	"github.com/sandboxd/sandboxd/supervisor"
 )
@@ -75,24 +77,25 @@ func newFullFixture(t *testing.T, cfg Config) *fullFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ledger, err := supervisor.NewLedger(ctx, b.sq, b.log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	iso, err := isolate.New(ctx, isolate.Config{
 		Instance: instance, DataDir: b.data, AgentHost: o.AgentHost(),
 		Images: map[string]string{
 			agent.RuntimePython: images.RunnerPython, agent.RuntimeNode: images.RunnerNode, agent.RuntimeBash: images.RunnerBash,
 		},
 		MinIdle: map[string]int{agent.RuntimePython: 0, agent.RuntimeNode: 0, agent.RuntimeBash: 0},
+		Limits:  supervisor.NewLimits(supervisor.LimitsConfig{}), Ledger: ledger,
 	}, b.d, b.images, b.sq, b.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	iso.Start()
-	ledger, err := supervisor.NewLedger(ctx, b.sq, b.log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := New(cfg, Deps{Orchestrator: o, Keys: b.keys, Tickets: supervisor.NewTickets(), Images: b.images,
-		Snapshots: snaps, Isolate: iso, Ledger: ledger, Limits: supervisor.NewLimits(supervisor.LimitsConfig{}),
-		Engine: b.d, DB: b.sq, Log: b.log})
+		Files: fsapi.New(o, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes}), Shell: shell.New(o, b.log),
+		Snapshots: snaps, Isolate: iso, Ledger: ledger, DB: b.sq, Log: b.log})
 	url := b.serve(t, srv, instance, func() { ledger.Close(); iso.Close(); o.Close() })
 	aKey, err := b.keys.Authenticate(ctx, b.user)
 	if err != nil {

@@ -13,10 +13,8 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/isolate"
-	"github.com/sandboxd/sandboxd/supervisor"
 )
 
 // run handles POST /v1/run.
@@ -28,8 +26,7 @@ func (s *Server) run(c *echo.Context) error {
 	if req.TimeoutMs < 0 || req.MemoryMB < 0 || req.MaxOutputBytes < 0 {
 		return badRequest("timeout_ms, memory_mb and max_output_bytes must not be negative")
 	}
-	files := make([]agent.RunFile, 0, len(req.Files))
-	bytesIn := int64(len(req.Code) + len(req.Stdin))
+	files := make([]isolate.File, 0, len(req.Files))
 	for _, f := range req.Files {
 		data := []byte(f.Content)
 		switch f.Encoding {
@@ -42,15 +39,8 @@ func (s *Server) run(c *echo.Context) error {
 		default:
 			return badRequest(fmt.Sprintf("file %q: encoding %q is not utf-8 or base64", f.Path, f.Encoding))
 		}
-		bytesIn += int64(len(data))
-		files = append(files, agent.RunFile{Path: f.Path, Data: data, Mode: f.Mode})
+		files = append(files, isolate.File{Path: f.Path, Data: data, Mode: f.Mode})
 	}
-	key := caller(c)
-	release, err := s.deps.Limits.Admit(key.ID, "", supervisor.Rate{})
-	if err != nil {
-		return err
-	}
-	defer release()
 	maxOut := req.MaxOutputBytes
 	if maxOut == 0 {
 		maxOut = isolate.DefaultMaxOutput
@@ -59,7 +49,7 @@ func (s *Server) run(c *echo.Context) error {
 		return badRequest(fmt.Sprintf("max_output_bytes must be between 1 and %d", isolate.MaxOutput))
 	}
 	// The agent caps output; these buffers cap it again, since the agent is
-	// not trusted.
+	// not trusted. The caps come out of the server's output budget.
 	maxOut, releaseOut, err := s.outBudget.reserve(c.Request().Context(), maxOut)
 	if err != nil {
 		return err
@@ -67,7 +57,7 @@ func (s *Server) run(c *echo.Context) error {
 	defer releaseOut()
 	stdout := &cappedBuffer{limit: maxOut}
 	stderr := &cappedBuffer{limit: maxOut}
-	res, err := s.deps.Isolate.Run(c.Request().Context(), key.ID, isolate.RunOptions{
+	res, err := s.deps.Isolate.Run(c.Request().Context(), caller(c).ID, isolate.RunOptions{
 		Runtime: req.Runtime, Code: req.Code, Stdin: []byte(req.Stdin), Files: files, Env: req.Env,
 		Timeout: time.Duration(req.TimeoutMs) * time.Millisecond, MemoryMB: req.MemoryMB,
 		Mode: req.Mode, MaxOutput: maxOut,
@@ -80,43 +70,18 @@ func (s *Server) run(c *echo.Context) error {
 		StdoutEncoding: outputEncoding(so), StderrEncoding: outputEncoding(se), ExitCode: res.ExitCode, Signal: res.Signal,
 		DurationMs: res.DurationMs, CPUMs: res.CPUMs, MemoryPeakBytes: res.PeakMemoryKB << 10,
 		TimedOut: res.TimedOut, OOM: res.OOMKilled, Leftover: res.Leftover,
-		Truncated: res.StdoutTruncated || res.StderrTruncated || res.FilesTruncated || stdout.truncated || stderr.truncated,
+		Truncated: res.Truncated || stdout.truncated || stderr.truncated,
 		Files:     make([]api.RunFile, 0, len(res.Files)), Runner: res.Runner, Warm: res.Warm, WallMs: res.WallMs,
 	}
-	bytesOut := int64(len(so) + len(se))
 	for _, f := range res.Files {
 		rf := api.RunFile{Path: f.Path, Content: string(f.Data), Mode: f.Mode}
 		if !utf8.Valid(f.Data) {
 			rf.Content, rf.Encoding = base64.StdEncoding.EncodeToString(f.Data), "base64"
 		}
-		bytesOut += int64(len(f.Data))
 		out.Files = append(out.Files, rf)
 	}
-	s.deps.Ledger.Record(supervisor.Entry{
-		Key: key.ID, Kind: "run", App: req.Runtime, Status: res.ExitCode, DurationMs: res.WallMs, CPUMs: res.CPUMs,
-		BytesIn: bytesIn, BytesOut: bytesOut, Output: excerpt(so, se), Truncated: out.Truncated,
-		Failed: res.ExitCode != 0 || res.TimedOut || res.OOMKilled, Error: runError(out),
-	})
 	return writeWithOutputs(c, http.StatusOK, out,
 		outputField{"stdout", so, out.StdoutEncoding}, outputField{"stderr", se, out.StderrEncoding})
-}
-
-// excerpt is the start of a run's output for the ledger, which keeps no more.
-func excerpt(stdout, stderr []byte) string {
-	const n = 8 << 10
-	return string(stdout[:min(len(stdout), n)]) + string(stderr[:min(len(stderr), n-min(len(stdout), n))])
-}
-
-func runError(r api.RunResult) string {
-	switch {
-	case r.TimedOut:
-		return "timed out"
-	case r.OOM:
-		return "killed: out of memory"
-	case r.Signal != "":
-		return "killed by " + r.Signal
-	}
-	return ""
 }
 
 // listPools handles GET /v1/pools.
@@ -215,11 +180,6 @@ func (s *Server) invokeApp(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	release, err := s.deps.Limits.Admit(key.ID, name, supervisor.Rate{PerSec: app.Limits.RatePerSec, Burst: app.Limits.Burst})
-	if err != nil {
-		return err
-	}
-	defer release()
 	r := c.Request()
 	body, err := io.ReadAll(r.Body) // at most maxAppBody: the route's limit
 	if err != nil {
@@ -235,7 +195,6 @@ func (s *Server) invokeApp(c *echo.Context) error {
 			headers[strings.ToLower(k)] = strings.Join(v, ", ")
 		}
 	}
-	t0 := time.Now()
 	res, err := s.deps.Isolate.Invoke(ctx, app, isolate.Request{
 		Method: r.Method, Path: "/" + strings.TrimPrefix(c.Param("*"), "/"), Query: r.URL.RawQuery,
 		Headers: headers, Body: body,
@@ -243,16 +202,6 @@ func (s *Server) invokeApp(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	wall := float64(time.Since(t0).Microseconds()) / 1000
-	output := res.Logs
-	if res.Error != "" {
-		output = res.Error + "\n" + output
-	}
-	s.deps.Ledger.Record(supervisor.Entry{
-		Key: key.ID, Kind: "invoke", App: name, Status: res.Status, Error: res.Error, DurationMs: wall, CPUMs: res.CPUMs,
-		RowsRead: res.RowsRead, RowsWritten: res.RowsWritten, BytesIn: int64(len(body)), BytesOut: int64(len(res.Body)),
-		Output: output, Truncated: res.LogsTrunc, Failed: res.Status >= 500,
-	})
 	h := c.Response().Header()
 	h.Set("X-Sandboxd-App-Version", strconv.Itoa(res.Version))
 	if res.Error != "" {

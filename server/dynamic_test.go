@@ -41,13 +41,17 @@ func newDynFixture(t *testing.T, limits supervisor.LimitsConfig, appIdle time.Du
 	ctx := context.Background()
 	b := newBase(t)
 	instance := "dyntest-" + filepath.Base(b.data)
+	ledger, err := supervisor.NewLedger(ctx, b.sq, b.log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	iso, err := isolate.New(ctx, isolate.Config{
 		Instance: instance, DataDir: b.data, AgentHost: testenv.AgentBinary(t),
 		Images: map[string]string{
 			agent.RuntimePython: images.RunnerPython, agent.RuntimeNode: images.RunnerNode, agent.RuntimeBash: images.RunnerBash,
 		},
 		MinIdle: map[string]int{agent.RuntimePython: 1, agent.RuntimeNode: 1, agent.RuntimeBash: 1},
-		AppIdle: appIdle,
+		AppIdle: appIdle, Limits: supervisor.NewLimits(limits), Ledger: ledger,
 	}, b.d, b.images, b.sq, b.log)
 	if err != nil {
 		t.Fatal(err)
@@ -61,12 +65,7 @@ func newDynFixture(t *testing.T, limits supervisor.LimitsConfig, appIdle time.Du
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	ledger, err := supervisor.NewLedger(ctx, b.sq, b.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := New(Config{}, Deps{Keys: b.keys, Isolate: iso, Ledger: ledger, Limits: supervisor.NewLimits(limits),
-		Engine: b.d, DB: b.sq, Log: b.log})
+	srv := New(Config{}, Deps{Keys: b.keys, Isolate: iso, Ledger: ledger, DB: b.sq, Log: b.log})
 	url := b.serve(t, srv, instance, ledger.Close)
 	return &dynFixture{base: b, url: url, a: api.NewClient(url, b.admin), b: api.NewClient(url, b.user),
 		iso: iso, instance: instance}

@@ -11,8 +11,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/fsapi"
 )
 
 const (
@@ -42,12 +42,13 @@ func badRequest(msg string) error {
 func classify(err error) (int, string, string) {
 	var ae *apiError
 	var sc echo.HTTPStatusCoder
-	var fe *agent.FsError
 	switch {
 	case errors.As(err, &ae):
 		return ae.status, ae.code, ae.msg
-	case errors.As(err, &fe):
-		return fsStatus(fe)
+	case errors.Is(err, fsapi.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, api.CodeTooLarge, err.Error()
+	case errors.Is(err, fsapi.ErrNoSpace):
+		return http.StatusInsufficientStorage, api.CodeNoSpace, err.Error()
 	case cerrdefs.IsInvalidArgument(err):
 		return http.StatusBadRequest, api.CodeInvalidArgument, err.Error()
 	case cerrdefs.IsNotFound(err):
@@ -122,22 +123,3 @@ func (s *Server) handleError(c *echo.Context, err error) {
 const headerSandboxdError = "X-Sandboxd-Error"
 
 func (s *Server) notFound(c *echo.Context) error { return echo.ErrNotFound }
-
-// fsStatus maps a file operation's failure to HTTP.
-func fsStatus(fe *agent.FsError) (int, string, string) {
-	switch fe.Code {
-	case agent.FsNotFound:
-		return http.StatusNotFound, api.CodeNotFound, fe.Msg
-	case agent.FsIsDir, agent.FsNotDir, agent.FsExists, agent.FsNotEmpty:
-		return http.StatusConflict, api.CodeConflict, fe.Msg
-	case agent.FsPermission:
-		return http.StatusForbidden, api.CodeForbidden, fe.Msg
-	case agent.FsInvalid:
-		return http.StatusBadRequest, api.CodeInvalidArgument, fe.Msg
-	case agent.FsTooLarge:
-		return http.StatusRequestEntityTooLarge, api.CodeTooLarge, fe.Msg
-	case agent.FsNoSpace:
-		return http.StatusInsufficientStorage, api.CodeNoSpace, fe.Msg
-	}
-	return http.StatusInternalServerError, api.CodeInternal, "file operation failed: " + fe.Msg
-}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/orchestrator"
 )
@@ -127,11 +126,10 @@ func (w eventWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func toExecResult(r agent.ExecResult) api.ExecResult {
+func toExecResult(r orchestrator.ExecResult) api.ExecResult {
 	return api.ExecResult{
 		ExitCode: r.ExitCode, Signal: r.Signal, DurationMs: r.DurationMs, CPUMs: r.CPUMs,
 		PeakMemoryKB: r.PeakMemoryKB, OOMKilled: r.OOMKilled, TimedOut: r.TimedOut,
-		Truncated:  r.StdoutTruncated || r.StderrTruncated,
-		StartError: r.StartError,
+		Truncated: r.Truncated, StartError: r.StartError,
 	}
 }

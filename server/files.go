@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,48 +11,28 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/fsapi"
 )
 
-// fsCall runs one file operation in the caller's sandbox, as the sandbox's user
-// unless ?user= names another.
-func (s *Server) fsCall(c *echo.Context, req agent.FsRequest, in io.Reader, sink func(agent.FsResult) (io.Writer, error)) (agent.FsResult, error) {
-	if err := agent.CheckPath(req.Path); err != nil {
-		return agent.FsResult{}, badRequest("path: " + err.Error())
-	}
-	if req.Op == "move" {
-		if err := agent.CheckPath(req.To); err != nil {
-			return agent.FsResult{}, badRequest("to: " + err.Error())
-		}
-	}
-	var res agent.FsResult
-	err := s.deps.Orchestrator.Attach(c.Request().Context(), caller(c).ID, c.Param("id"),
-		func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error {
-			req.User = c.QueryParam("user")
-			if req.User == "" {
-				req.User = sb.Spec.User
-			}
-			var err error
-			res, err = conn.Fs(ctx, req, in, sink)
-			return err
-		})
-	return res, err
+// target is the sandbox of the request, as the user ?user= names (by
+// default the sandbox's own).
+func target(c *echo.Context) fsapi.Target {
+	return fsapi.Target{Owner: caller(c).ID, Sandbox: c.Param("id"), User: c.QueryParam("user")}
 }
 
 // getFile streams a file (a byte range of it with Range or ?offset=&length=),
 // or lists a directory (?recursive=true&depth=N).
 func (s *Server) getFile(c *echo.Context) error {
 	q := c.Request().URL.Query()
-	req := agent.FsRequest{Op: "read", Path: q.Get("path"), Length: -1, Recursive: q.Get("recursive") == "true"}
+	o := fsapi.ReadOptions{Path: q.Get("path"), Length: -1, Recursive: q.Get("recursive") == "true"}
 	var err error
-	if req.Depth, err = intParam(q.Get("depth"), 0, 1<<20); err != nil {
+	if o.Depth, err = intParam(q.Get("depth"), 0, 1<<20); err != nil {
 		return badRequest("depth: " + err.Error())
 	}
 	partial := false
 	if rng := c.Request().Header.Get("Range"); rng != "" {
-		if req.Offset, req.Length, err = parseRange(rng); err != nil {
+		if o.Offset, o.Length, err = parseRange(rng); err != nil {
 			return newError(http.StatusRequestedRangeNotSatisfiable, api.CodeInvalidArgument, err.Error())
 		}
 		partial = true
@@ -62,27 +41,27 @@ func (s *Server) getFile(c *echo.Context) error {
 		if err != nil {
 			return badRequest("offset: " + err.Error())
 		}
-		req.Offset = int64(off)
+		o.Offset = int64(off)
 		if l := q.Get("length"); l != "" {
 			n, err := intParam(l, 0, 1<<62)
 			if err != nil {
 				return badRequest("length: " + err.Error())
 			}
-			req.Length = int64(n)
+			o.Length = int64(n)
 		}
 	}
 	w := c.Response()
-	res, err := s.fsCall(c, req, nil, func(h agent.FsResult) (io.Writer, error) {
+	list, err := s.deps.Files.Read(c.Request().Context(), target(c), o, func(f fsapi.FileInfo) (io.Writer, error) {
 		hdr := w.Header()
 		hdr.Set("Content-Type", "application/octet-stream")
-		hdr.Set("Content-Length", strconv.FormatInt(h.Info.Size, 10))
-		hdr.Set("Last-Modified", h.Info.MTime.UTC().Format(http.TimeFormat))
-		hdr.Set("X-File-Mode", fmt.Sprintf("%04o", h.Info.Mode))
+		hdr.Set("Content-Length", strconv.FormatInt(f.Size, 10))
+		hdr.Set("Last-Modified", f.MTime.UTC().Format(http.TimeFormat))
+		hdr.Set("X-File-Mode", fmt.Sprintf("%04o", f.Mode))
 		hdr.Set("Accept-Ranges", "bytes")
 		status := http.StatusOK
 		if partial {
 			status = http.StatusPartialContent
-			hdr.Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", req.Offset, req.Offset+h.Info.Size-1))
+			hdr.Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", o.Offset, o.Offset+f.Size-1))
 		}
 		w.WriteHeader(status)
 		return w, nil
@@ -94,8 +73,8 @@ func (s *Server) getFile(c *echo.Context) error {
 		}
 		return err
 	}
-	if res.Info != nil && res.Info.Type == "dir" {
-		return c.JSON(http.StatusOK, toDirList(res))
+	if list != nil {
+		return c.JSON(http.StatusOK, toDirList(list))
 	}
 	return nil
 }
@@ -111,31 +90,26 @@ func (s *Server) putFile(c *echo.Context) error {
 		return echo.ErrStatusRequestEntityTooLarge
 	}
 	body := &limitedBody{r: c.Request().Body, left: s.cfg.MaxFileBytes}
-	res, err := s.fsCall(c, agent.FsRequest{Op: "write", Path: q.Get("path"), Mode: mode,
-		Parents: q.Get("parents") == "true", MaxBytes: s.cfg.MaxFileBytes}, body, nil)
+	info, err := s.deps.Files.Write(c.Request().Context(), target(c), q.Get("path"), mode, q.Get("parents") == "true", body)
 	if body.over {
 		return echo.ErrStatusRequestEntityTooLarge
 	}
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, toFileInfo(*res.Info))
+	return c.JSON(http.StatusOK, toFileInfo(info))
 }
 
 func (s *Server) deleteFile(c *echo.Context) error {
 	q := c.Request().URL.Query()
-	if _, err := s.fsCall(c, agent.FsRequest{Op: "remove", Path: q.Get("path"), Recursive: q.Get("recursive") == "true"}, nil, nil); err != nil {
+	if err := s.deps.Files.Remove(c.Request().Context(), target(c), q.Get("path"), q.Get("recursive") == "true"); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
 }
 
 func (s *Server) statFile(c *echo.Context) error {
-	res, err := s.fsCall(c, agent.FsRequest{Op: "stat", Path: c.QueryParam("path")}, nil, nil)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, toFileInfo(*res.Info))
+	return fileInfoAnswer(c)(s.deps.Files.Stat(c.Request().Context(), target(c), c.QueryParam("path")))
 }
 
 func (s *Server) mkdir(c *echo.Context) error {
@@ -147,11 +121,7 @@ func (s *Server) mkdir(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.fsCall(c, agent.FsRequest{Op: "mkdir", Path: req.Path, Mode: mode, Parents: req.Parents == nil || *req.Parents}, nil, nil)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, toFileInfo(*res.Info))
+	return fileInfoAnswer(c)(s.deps.Files.Mkdir(c.Request().Context(), target(c), req.Path, mode, req.Parents == nil || *req.Parents))
 }
 
 func (s *Server) move(c *echo.Context) error {
@@ -159,11 +129,7 @@ func (s *Server) move(c *echo.Context) error {
 	if err := bind(c, &req, false); err != nil {
 		return err
 	}
-	res, err := s.fsCall(c, agent.FsRequest{Op: "move", Path: req.From, To: req.To, Overwrite: req.Overwrite}, nil, nil)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, toFileInfo(*res.Info))
+	return fileInfoAnswer(c)(s.deps.Files.Move(c.Request().Context(), target(c), req.From, req.To, req.Overwrite))
 }
 
 func (s *Server) chmod(c *echo.Context) error {
@@ -178,17 +144,23 @@ func (s *Server) chmod(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.fsCall(c, agent.FsRequest{Op: "chmod", Path: req.Path, Mode: mode}, nil, nil)
-	if err != nil {
-		return err
+	return fileInfoAnswer(c)(s.deps.Files.Chmod(c.Request().Context(), target(c), req.Path, mode))
+}
+
+// fileInfoAnswer answers with a file's information, or the error.
+func fileInfoAnswer(c *echo.Context) func(fsapi.FileInfo, error) error {
+	return func(f fsapi.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, toFileInfo(f))
 	}
-	return c.JSON(http.StatusOK, toFileInfo(*res.Info))
 }
 
 // getArchive streams ?path= (a directory's contents, or a file) as a tar.
 func (s *Server) getArchive(c *echo.Context) error {
 	w := c.Response()
-	_, err := s.fsCall(c, agent.FsRequest{Op: "tar_out", Path: c.QueryParam("path")}, nil, func(agent.FsResult) (io.Writer, error) {
+	err := s.deps.Files.ArchiveOut(c.Request().Context(), target(c), c.QueryParam("path"), func() (io.Writer, error) {
 		w.Header().Set("Content-Type", "application/x-tar")
 		w.WriteHeader(http.StatusOK)
 		return w, nil
@@ -210,7 +182,7 @@ func (s *Server) putArchive(c *echo.Context) error {
 	}
 	body := &limitedBody{r: c.Request().Body, left: s.cfg.MaxFileBytes}
 	path := c.QueryParam("path")
-	res, err := s.fsCall(c, agent.FsRequest{Op: "tar_in", Path: path, MaxBytes: s.cfg.MaxExtractBytes}, body, nil)
+	res, err := s.deps.Files.ArchiveIn(c.Request().Context(), target(c), path, body)
 	if body.over {
 		return echo.ErrStatusRequestEntityTooLarge
 	}
@@ -245,13 +217,13 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func toFileInfo(f agent.FileInfo) api.FileInfo {
-	return api.FileInfo{Name: f.Name, Path: f.Path, Type: f.Type, Size: f.Size,
+func toFileInfo(f fsapi.FileInfo) api.FileInfo {
+	return api.FileInfo{Name: f.Name, Path: f.Path, Type: string(f.Type), Size: f.Size,
 		Mode: fmt.Sprintf("%04o", f.Mode), MTime: f.MTime, Target: f.Target}
 }
 
-func toDirList(res agent.FsResult) api.DirList {
-	out := api.DirList{Dir: toFileInfo(*res.Info), Entries: make([]api.FileInfo, 0, len(res.Entries)), Truncated: res.Truncated}
+func toDirList(res *fsapi.Listing) api.DirList {
+	out := api.DirList{Dir: toFileInfo(res.Dir), Entries: make([]api.FileInfo, 0, len(res.Entries)), Truncated: res.Truncated}
 	for _, e := range res.Entries {
 		out.Entries = append(out.Entries, toFileInfo(e))
 	}
@@ -308,48 +280,40 @@ func parseRange(h string) (int64, int64, error) {
 // an event already seen.
 func (s *Server) watchFiles(c *echo.Context) error {
 	q := c.Request().URL.Query()
-	path := q.Get("path")
-	if err := agent.CheckPath(path); err != nil {
-		return badRequest("path: " + err.Error())
-	}
-	var from uint64
+	o := fsapi.WatchOptions{Path: q.Get("path"), Recursive: q.Get("recursive") == "true"}
 	if f := q.Get("from"); f != "" {
 		n, err := strconv.ParseUint(f, 10, 64)
 		if err != nil {
 			return badRequest("from: want a sequence number")
 		}
-		from = n
+		o.From = n
 	}
 	sse := strings.Contains(c.Request().Header.Get("Accept"), "text/event-stream")
 	w := c.Response()
 	started := false
-	err := s.deps.Orchestrator.Attach(c.Request().Context(), caller(c).ID, c.Param("id"),
-		func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
-			return conn.Watch(ctx, agent.WatchRequest{Path: path, Recursive: q.Get("recursive") == "true", From: from},
-				func(e agent.WatchEvent) error {
-					if !started {
-						if sse {
-							w.Header().Set("Content-Type", "text/event-stream")
-						} else {
-							w.Header().Set("Content-Type", "application/x-ndjson")
-						}
-						w.Header().Set("Cache-Control", "no-store")
-						w.WriteHeader(http.StatusOK)
-						started = true
-					}
-					b, _ := json.Marshal(api.FileEvent{Seq: e.Seq, Type: e.Type, Path: e.Path, From: e.From, IsDir: e.IsDir, Time: e.Time})
-					var err error
-					if sse {
-						_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, b)
-					} else {
-						_, err = fmt.Fprintf(w, "%s\n", b)
-					}
-					if f, ok := w.(http.Flusher); ok {
-						f.Flush()
-					}
-					return err
-				})
-		})
+	err := s.deps.Files.Watch(c.Request().Context(), target(c), o, func(e fsapi.Event) error {
+		if !started {
+			if sse {
+				w.Header().Set("Content-Type", "text/event-stream")
+			} else {
+				w.Header().Set("Content-Type", "application/x-ndjson")
+			}
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		b, _ := json.Marshal(api.FileEvent{Seq: e.Seq, Type: e.Type, Path: e.Path, From: e.From, IsDir: e.IsDir, Time: e.Time})
+		var err error
+		if sse {
+			_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, b)
+		} else {
+			_, err = fmt.Fprintf(w, "%s\n", b)
+		}
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		return err
+	})
 	if started {
 		return nil // the stream ended (the client left, or the sandbox stopped)
 	}

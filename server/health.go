@@ -25,7 +25,7 @@ func (s *Server) readyz(c *echo.Context) error {
 	if s.deps.Isolate != nil {
 		r.PoolsWarm = s.deps.Isolate.Ready()
 	}
-	info, err := s.deps.Engine.Info(ctx)
+	info, err := s.deps.Orchestrator.Engine(ctx)
 	if err != nil {
 		r.Ready, r.Error = false, "engine: "+err.Error()
 	}

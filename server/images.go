@@ -11,20 +11,16 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/runtime"
 )
 
 func (s *Server) listImages(c *echo.Context) error {
-	list, err := s.deps.Images.List(c.Request().Context())
+	key := caller(c)
+	list, err := s.deps.Images.Catalog(c.Request().Context(), key.ID, key.Admin)
 	if err != nil {
 		return err
 	}
-	key := caller(c)
 	out := api.ImageList{Images: []api.Image{}, Buildable: images.Recipes()}
 	for _, img := range list {
-		if !key.Admin && !images.Usable(img, key.ID) {
-			continue
-		}
 		out.Images = append(out.Images, toImage(img))
 	}
 	sort.Slice(out.Images, func(i, j int) bool { return out.Images[i].Name < out.Images[j].Name })
@@ -53,11 +49,7 @@ func (s *Server) buildImage(c *echo.Context) error {
 			f.Flush()
 		}
 	}
-	build := s.deps.Images.Ensure
-	if req.Force {
-		build = s.deps.Images.Build
-	}
-	img, err := build(c.Request().Context(), req.Name, func(line string) {
+	img, err := s.deps.Images.Make(c.Request().Context(), req.Name, req.Force, func(line string) {
 		emit(api.BuildEvent{Type: "progress", Line: line})
 	})
 	if err != nil {
@@ -84,14 +76,7 @@ func (s *Server) removeImage(c *echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-func toImage(img runtime.Image) api.Image {
-	out := api.Image{ID: img.ID, Tags: img.Tags, SizeBytes: img.Size, CreatedAt: img.Created.UTC()}
-	if len(img.Tags) > 0 {
-		out.Name = img.Tags[0]
-	}
-	if h := img.Labels[runtime.LabelRecipe]; h != "" {
-		out.Recipe = h
-		out.Builtin = images.Known(out.Name)
-	}
-	return out
+func toImage(img images.Image) api.Image {
+	return api.Image{ID: img.ID, Name: img.Name, Tags: img.Tags, SizeBytes: img.Size, CreatedAt: img.Created.UTC(),
+		Recipe: img.Recipe, Builtin: img.Builtin}
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,9 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/shell"
 	"github.com/sandboxd/sandboxd/supervisor"
 )
@@ -53,35 +50,8 @@ func (s *Server) ptySocket(c *echo.Context) error {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	defer context.AfterFunc(s.life, cancel)()
-	upgraded := false
-	err = s.deps.Orchestrator.Attach(ctx, key.ID, id, func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error {
-		if req.Open != nil {
-			if req.Open.User == "" {
-				req.Open.User = sb.Spec.User
-			}
-			if req.Open.Cwd == "" {
-				req.Open.Cwd = sb.Spec.Workdir
-			}
-		}
-		stream, err := conn.PtyAttach(ctx, req)
-		var perr *agent.PtyError
-		switch {
-		case errors.Is(err, agent.ErrNoSession):
-			return newError(http.StatusNotFound, api.CodeNotFound, "no terminal session "+req.Session+" in sandbox "+id)
-		case errors.As(err, &perr):
-			return badRequest("terminal: " + perr.Msg)
-		case err != nil:
-			return err
-		}
-		defer stream.Close()
-		ws, err := upgrader.Upgrade(c.Response(), r, nil)
-		if err != nil {
-			return nil // the upgrader has answered
-		}
-		upgraded = true
-		defer ws.Close()
-		_, err = shell.Bridge(ctx, ws, stream, s.log.With("sandbox_id", id, "session", stream.Info.ID))
-		return err
+	upgraded, err := s.deps.Shell.Serve(ctx, key.ID, id, req, func() (*websocket.Conn, error) {
+		return upgrader.Upgrade(c.Response(), r, nil)
 	})
 	if upgraded {
 		return nil // the connection is the WebSocket's now; errors were logged
@@ -90,7 +60,7 @@ func (s *Server) ptySocket(c *echo.Context) error {
 }
 
 // ptyRequest reads the terminal options from the query.
-func ptyRequest(q url.Values) (agent.PtyAttach, error) {
+func ptyRequest(q url.Values) (shell.Request, error) {
 	size := func(name string, def uint16) (uint16, error) {
 		v := q.Get(name)
 		if v == "" {
@@ -104,46 +74,46 @@ func ptyRequest(q url.Values) (agent.PtyAttach, error) {
 	}
 	cols, err := size("cols", 80)
 	if err != nil {
-		return agent.PtyAttach{}, err
+		return shell.Request{}, err
 	}
 	rows, err := size("rows", 24)
 	if err != nil {
-		return agent.PtyAttach{}, err
+		return shell.Request{}, err
 	}
 	if sess := q.Get("session"); sess != "" {
-		return agent.PtyAttach{Session: sess, Replay: q.Get("replay") != "false"}, nil
+		return shell.Request{Session: sess, Replay: q.Get("replay") != "false"}, nil
 	}
 	cwd := q.Get("cwd")
 	if cwd != "" && !path.IsAbs(cwd) {
-		return agent.PtyAttach{}, badRequest("cwd: must be an absolute path")
+		return shell.Request{}, badRequest("cwd: must be an absolute path")
 	}
 	for _, a := range q["cmd"] {
 		if a == "" || strings.ContainsRune(a, 0) {
-			return agent.PtyAttach{}, badRequest("cmd: empty argument or NUL byte")
+			return shell.Request{}, badRequest("cmd: empty argument or NUL byte")
 		}
 	}
 	var env map[string]string
 	for _, kv := range q["env"] {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" || strings.ContainsAny(k, "\x00 ") || strings.ContainsRune(v, 0) {
-			return agent.PtyAttach{}, badRequest("env: want NAME=VALUE, got " + strconv.Quote(kv))
+			return shell.Request{}, badRequest("env: want NAME=VALUE, got " + strconv.Quote(kv))
 		}
 		if env == nil {
 			env = map[string]string{}
 		}
 		env[k] = v
 	}
-	var idle int64
+	var idle time.Duration
 	if v := q.Get("idle_timeout_s"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 || n > 7*24*3600 {
-			return agent.PtyAttach{}, badRequest("idle_timeout_s: want 1 to 604800")
+			return shell.Request{}, badRequest("idle_timeout_s: want 1 to 604800")
 		}
-		idle = n * 1000
+		idle = time.Duration(n) * time.Second
 	}
-	return agent.PtyAttach{Open: &agent.PtyOpen{
-		Argv: q["cmd"], Env: env, Cols: cols, Rows: rows, Cwd: cwd, User: q.Get("user"), IdleTimeoutMs: idle,
-	}}, nil
+	return shell.Request{
+		Argv: q["cmd"], Env: env, Cols: cols, Rows: rows, Cwd: cwd, User: q.Get("user"), IdleTimeout: idle,
+	}, nil
 }
 
 // socketAuth authenticates a WebSocket request: by bearer key (any client that
@@ -222,41 +192,22 @@ func (s *Server) ptyTicket(c *echo.Context) error {
 }
 
 func (s *Server) listPtySessions(c *echo.Context) error {
-	var out api.PtySessionList
-	err := s.deps.Orchestrator.Attach(c.Request().Context(), caller(c).ID, c.Param("id"),
-		func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
-			list, err := conn.PtyList(ctx)
-			if err != nil {
-				return err
-			}
-			out.Sessions = make([]api.PtySession, 0, len(list))
-			for _, p := range list {
-				out.Sessions = append(out.Sessions, api.PtySession{
-					ID: p.ID, Argv: p.Argv, PID: p.PID, Cols: p.Cols, Rows: p.Rows, CreatedAt: p.CreatedAt.UTC(),
-					Viewers: p.Viewers, Exited: p.Exited, ExitCode: p.ExitCode,
-				})
-			}
-			return nil
-		})
+	list, err := s.deps.Shell.List(c.Request().Context(), caller(c).ID, c.Param("id"))
 	if err != nil {
 		return err
+	}
+	out := api.PtySessionList{Sessions: make([]api.PtySession, 0, len(list))}
+	for _, p := range list {
+		out.Sessions = append(out.Sessions, api.PtySession{
+			ID: p.ID, Argv: p.Argv, PID: p.PID, Cols: p.Cols, Rows: p.Rows, CreatedAt: p.CreatedAt.UTC(),
+			Viewers: p.Viewers, Exited: p.Exited, ExitCode: p.ExitCode,
+		})
 	}
 	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) killPtySession(c *echo.Context) error {
-	sess := c.Param("session")
-	err := s.deps.Orchestrator.Attach(c.Request().Context(), caller(c).ID, c.Param("id"),
-		func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
-			ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			defer cancel()
-			err := conn.PtyKill(ctx, sess)
-			if errors.Is(err, agent.ErrNoSession) {
-				return newError(http.StatusNotFound, api.CodeNotFound, "no terminal session "+sess)
-			}
-			return err
-		})
-	if err != nil {
+	if err := s.deps.Shell.Kill(c.Request().Context(), caller(c).ID, c.Param("id"), c.Param("session")); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

@@ -9,18 +9,14 @@ import (
 	"github.com/labstack/echo/v5"
 	"github.com/labstack/echo/v5/middleware"
 
+	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/isolate"
 	"github.com/sandboxd/sandboxd/orchestrator"
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/sandboxd/sandboxd/shell"
 	"github.com/sandboxd/sandboxd/snapshot"
 	"github.com/sandboxd/sandboxd/supervisor"
 )
-
-// Engine reports the container engine, for /readyz.
-type Engine interface {
-	Info(ctx context.Context) (runtime.EngineInfo, error)
-}
 
 // Pinger is the database, for /readyz.
 type Pinger interface {
@@ -30,14 +26,14 @@ type Pinger interface {
 // Deps are the components the server fronts.
 type Deps struct {
 	Orchestrator *orchestrator.Orchestrator
+	Files        *fsapi.Service
+	Shell        *shell.Service
 	Keys         *supervisor.Keys
 	Tickets      *supervisor.Tickets
 	Images       *images.Builder
 	Snapshots    *snapshot.Snapshots
 	Isolate      *isolate.Service
 	Ledger       *supervisor.Ledger
-	Limits       *supervisor.Limits
-	Engine       Engine
 	DB           Pinger
 	Log          *slog.Logger
 }
@@ -51,8 +47,6 @@ type Config struct {
 	AllowedOrigins []string
 	// MaxFileBytes bounds an uploaded file or archive, in bytes.
 	MaxFileBytes int64
-	// MaxExtractBytes bounds what one archive may expand to.
-	MaxExtractBytes int64
 	// OutputBudget bounds, server-wide, the output of commands and runs
 	// held in memory for answers not streamed; past it output is truncated.
 	OutputBudget int64
@@ -81,9 +75,6 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	if cfg.MaxFileBytes == 0 {
 		cfg.MaxFileBytes = 4 << 30
-	}
-	if cfg.MaxExtractBytes == 0 {
-		cfg.MaxExtractBytes = 8 << 30
 	}
 	if cfg.OutputBudget == 0 {
 		cfg.OutputBudget = 128 << 20

@@ -16,11 +16,13 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/db"
+	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/runtime"
 	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/sandboxd/sandboxd/shell"
 	"github.com/sandboxd/sandboxd/snapshot"
 	"github.com/sandboxd/sandboxd/supervisor"
 )
@@ -116,7 +118,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	srv := New(Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20}, Deps{Orchestrator: o, Keys: b.keys, Tickets: tickets,
-		Images: b.images, Snapshots: snaps, Engine: b.d, DB: b.sq, Log: b.log})
+		Files: fsapi.New(o, fsapi.Limits{MaxFileBytes: 16 << 20}), Shell: shell.New(o, b.log),
+		Images: b.images, Snapshots: snaps, DB: b.sq, Log: b.log})
 	url := b.serve(t, srv, instance, o.Close)
 	return &fixture{url: url, data: b.data, admin: b.admin, user: b.user, orch: o, tickets: tickets}
 }

@@ -2,17 +2,15 @@ package server
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"io"
 	"net/http"
-	"path"
 	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/snapshot"
 )
@@ -59,43 +57,14 @@ func (s *Server) restoreSandbox(c *echo.Context) error {
 	return c.JSON(http.StatusOK, toSandbox(sb))
 }
 
-// restorePaths puts back only the named paths as they are in a snapshot: each
-// is removed, then (when the snapshot has it) copied from the snapshot's image
-// through a container that is never started, and extracted by the agent, as
-// root, into the running sandbox. The rest of the sandbox is untouched.
+// restorePaths puts back only the named paths as they are in a snapshot; the
+// rest of the sandbox is untouched.
 func (s *Server) restorePaths(c *echo.Context, snapID string, paths []string) error {
-	for _, p := range paths {
-		if err := agent.CheckPath(p); err != nil || !path.IsAbs(p) || path.Clean(p) == "/" {
-			return badRequest("paths: want absolute paths other than /, got " + strconv.Quote(p))
-		}
-	}
 	owner, id := caller(c).ID, c.Param("id")
-	err := s.deps.Orchestrator.Attach(c.Request().Context(), owner, id, func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
-		for _, p := range paths {
-			p = path.Clean(p)
-			rc, found, err := s.deps.Snapshots.ReadPath(ctx, owner, snapID, p)
-			if err != nil {
-				return err
-			}
-			_, err = conn.Fs(ctx, agent.FsRequest{Op: "remove", Path: p, Recursive: true, User: "root"}, nil, nil)
-			var fe *agent.FsError
-			if err != nil && !(errors.As(err, &fe) && fe.Code == agent.FsNotFound) {
-				if rc != nil {
-					rc.Close()
-				}
-				return err
-			}
-			if !found {
-				continue
-			}
-			_, err = conn.Fs(ctx, agent.FsRequest{Op: "tar_in", Path: path.Dir(p), User: "root", AnyLinks: true}, rc, nil)
-			rc.Close()
-			if err != nil {
-				return fmt.Errorf("restore %s: %w", p, err)
-			}
-		}
-		return nil
-	})
+	err := s.deps.Files.RestorePaths(c.Request().Context(), fsapi.Target{Owner: owner, Sandbox: id}, paths,
+		func(ctx context.Context, p string) (io.ReadCloser, bool, error) {
+			return s.deps.Snapshots.ReadPath(ctx, owner, snapID, p)
+		})
 	if err != nil {
 		return err
 	}

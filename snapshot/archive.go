@@ -18,6 +18,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
+	"github.com/sandboxd/sandboxd/internal/errclass"
 	"github.com/sandboxd/sandboxd/runtime"
 )
 
@@ -156,7 +157,7 @@ func (s *Snapshots) Export(ctx context.Context, owner, id string, w io.Writer) e
 	}
 	base, err := s.eng.ImageInspect(ctx, sn.BaseImage)
 	if err != nil {
-		return cerrdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("the base image %s of snapshot %s is gone: %v", sn.BaseImage, id, err))
+		return errclass.Wrap(cerrdefs.ErrFailedPrecondition, err, fmt.Sprintf("the base image %s of snapshot %s is gone", sn.BaseImage, id))
 	}
 	if len(img.Layers) < len(base.Layers) || !slices.Equal(img.Layers[:len(base.Layers)], base.Layers) {
 		return fmt.Errorf("snapshot %s does not build on its base image %s", id, sn.BaseImage)

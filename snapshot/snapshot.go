@@ -23,6 +23,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/sandboxd/sandboxd/db"
+	"github.com/sandboxd/sandboxd/internal/errclass"
 	"github.com/sandboxd/sandboxd/runtime"
 )
 
@@ -250,7 +251,7 @@ func (s *Snapshots) Delete(ctx context.Context, owner, id string) error {
 	}
 	if err := s.eng.ImageRemove(ctx, sn.Image); err != nil && !cerrdefs.IsNotFound(err) {
 		if cerrdefs.IsConflict(err) {
-			return cerrdefs.ErrConflict.WithMessage(fmt.Sprintf("snapshot %s is in use (by a sandbox, or by a snapshot taken from one restored from it): %v", id, err))
+			return errclass.Wrap(cerrdefs.ErrConflict, err, fmt.Sprintf("snapshot %s is in use (by a sandbox, or by a snapshot taken from one restored from it)", id))
 		}
 		return err
 	}

@@ -22,11 +22,13 @@ import (
 
 	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/db"
+	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/isolate"
 	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/runtime/docker"
 	"github.com/sandboxd/sandboxd/server"
+	"github.com/sandboxd/sandboxd/shell"
 	"github.com/sandboxd/sandboxd/snapshot"
 	"github.com/sandboxd/sandboxd/supervisor"
 	"github.com/sandboxd/sandboxd/web"
@@ -136,21 +138,6 @@ func run(cfg config, log *slog.Logger) error {
 	}
 	snaps.Run(ctx)
 	defer snaps.Close()
-	iso, err := isolate.New(ctx, isolate.Config{
-		Instance: instance, DataDir: data, AgentHost: orch.AgentHost(),
-		Images: map[string]string{
-			agent.RuntimePython: images.RunnerPython, agent.RuntimeNode: images.RunnerNode, agent.RuntimeBash: images.RunnerBash,
-		},
-		MinIdle: map[string]int{
-			agent.RuntimePython: cfg.PoolMinIdle, agent.RuntimeNode: min(cfg.PoolMinIdle, 1), agent.RuntimeBash: min(cfg.PoolMinIdle, 1),
-		},
-		MaxTotal: cfg.PoolMaxTotal, MaxPerKey: cfg.RunnersPerKey, AppIdle: cfg.AppIdle,
-	}, eng, builder, sq, log)
-	if err != nil {
-		return err
-	}
-	iso.Start()
-	defer iso.Close()
 	ledger, err := supervisor.NewLedger(ctx, sq, log)
 	if err != nil {
 		return err
@@ -161,13 +148,29 @@ func run(cfg config, log *slog.Logger) error {
 		PerApp:      supervisor.Rate{PerSec: cfg.RatePerApp, Burst: cfg.BurstPerApp},
 		Concurrency: cfg.Concurrency,
 	})
+	iso, err := isolate.New(ctx, isolate.Config{
+		Instance: instance, DataDir: data, AgentHost: orch.AgentHost(),
+		Images: map[string]string{
+			agent.RuntimePython: images.RunnerPython, agent.RuntimeNode: images.RunnerNode, agent.RuntimeBash: images.RunnerBash,
+		},
+		MinIdle: map[string]int{
+			agent.RuntimePython: cfg.PoolMinIdle, agent.RuntimeNode: min(cfg.PoolMinIdle, 1), agent.RuntimeBash: min(cfg.PoolMinIdle, 1),
+		},
+		MaxTotal: cfg.PoolMaxTotal, MaxPerKey: cfg.RunnersPerKey, AppIdle: cfg.AppIdle,
+		Limits: limits, Ledger: ledger,
+	}, eng, builder, sq, log)
+	if err != nil {
+		return err
+	}
+	iso.Start()
+	defer iso.Close()
 	srv := server.New(server.Config{
 		BodyLimit: cfg.BodyLimit, AllowedOrigins: cfg.AllowedOrigins,
-		MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract, OutputBudget: cfg.OutputBudget,
+		MaxFileBytes: cfg.MaxFileBytes, OutputBudget: cfg.OutputBudget,
 	}, server.Deps{
 		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Snapshots: snaps,
-		Isolate: iso, Ledger: ledger, Limits: limits,
-		Engine: eng, DB: sq, Log: log,
+		Files: fsapi.New(orch, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract}),
+		Shell: shell.New(orch, log), Isolate: iso, Ledger: ledger, DB: sq, Log: log,
 	})
 	defer srv.Close()
 	hs := srv.HTTPServer(cfg.Listen)

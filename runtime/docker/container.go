@@ -232,7 +232,8 @@ func (d *Docker) DockerCopyFrom(ctx context.Context, id, p string, w io.Writer) 
 //
 // On cgroup v1 the freezer gives up on a cgroup whose tasks keep moving (runc:
 // "unable to freeze"), more often on a loaded machine; runc thaws it again,
-// so the pause is tried again, up to three times.
+// so a pause that fails with the engine's internal error is tried again, up
+// to three times.
 func (d *Docker) Pause(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
@@ -241,7 +242,9 @@ func (d *Docker) Pause(ctx context.Context, id string) error {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
 		}
-		if _, err = d.cli.ContainerPause(ctx, id, client.ContainerPauseOptions{}); err == nil || !strings.Contains(err.Error(), "unable to freeze") {
+		// The freezer's failure reaches us as the engine's internal error;
+		// any other class (no such container, not running) is final.
+		if _, err = d.cli.ContainerPause(ctx, id, client.ContainerPauseOptions{}); err == nil || !cerrdefs.IsInternal(err) {
 			break
 		}
 	}

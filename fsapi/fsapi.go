@@ -1,0 +1,317 @@
+// Package fsapi is the file operations domain: reading, writing, listing and
+// changing files inside a sandbox, archives in and out, watches, and putting
+// paths back from a snapshot. Every operation runs inside the sandbox through
+// its agent, as the sandbox's user (or the one the caller names), so sandboxd
+// never follows a path the sandbox can write.
+//
+// Paths are checked here before anything reaches the sandbox; failures are
+// classified with containerd/errdefs, so the front doors map them to their
+// protocol once.
+package fsapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/sandboxd/sandboxd/agent"
+	"github.com/sandboxd/sandboxd/internal/errclass"
+	"github.com/sandboxd/sandboxd/orchestrator"
+)
+
+// MaxPath is the longest path an operation accepts, in bytes.
+const MaxPath = agent.MaxPath
+
+// Sandboxes reaches a sandbox's agent: the orchestrator, which wakes a
+// stopped sandbox, checks its owner and counts the call as activity.
+type Sandboxes interface {
+	Attach(ctx context.Context, owner, id string, fn func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error) error
+}
+
+// Limits bound what one operation moves; a zero field takes its default.
+type Limits struct {
+	// MaxFileBytes bounds a written file, in bytes (default 4 GiB).
+	MaxFileBytes int64
+	// MaxExtractBytes bounds what one archive may expand to (default 8 GiB).
+	MaxExtractBytes int64
+}
+
+// Service runs file operations in sandboxes.
+type Service struct {
+	sandboxes Sandboxes
+	lim       Limits
+}
+
+// New returns the file operations over sandboxes.
+func New(sandboxes Sandboxes, lim Limits) *Service {
+	if lim.MaxFileBytes <= 0 {
+		lim.MaxFileBytes = 4 << 30
+	}
+	if lim.MaxExtractBytes <= 0 {
+		lim.MaxExtractBytes = 8 << 30
+	}
+	return &Service{sandboxes: sandboxes, lim: lim}
+}
+
+// Target names the sandbox an operation runs in and the user it runs as
+// (empty: the sandbox's own user).
+type Target struct {
+	Owner   string
+	Sandbox string
+	User    string
+}
+
+// FileType is what kind of file an entry is.
+type FileType string
+
+// File types.
+const (
+	TypeFile    FileType = "file"
+	TypeDir     FileType = "dir"
+	TypeSymlink FileType = "symlink"
+	TypeOther   FileType = "other"
+)
+
+// FileInfo describes one file.
+type FileInfo struct {
+	Name  string
+	Path  string
+	Type  FileType
+	Size  int64
+	Mode  uint32 // permission bits
+	MTime time.Time
+	// Target is where a symlink points.
+	Target string
+}
+
+// Listing is a directory and its entries.
+type Listing struct {
+	Dir     FileInfo
+	Entries []FileInfo
+	// Truncated says the listing stopped at the agent's entry cap.
+	Truncated bool
+}
+
+// ArchiveResult counts what an extraction wrote.
+type ArchiveResult struct {
+	Files int64
+	Bytes int64
+}
+
+// ReadOptions selects what Read returns.
+type ReadOptions struct {
+	Path string
+	// Offset and Length select a byte range of a file; Length < 0 reads to
+	// the end.
+	Offset, Length int64
+	// Recursive and Depth list a directory's subdirectories too.
+	Recursive bool
+	Depth     int
+}
+
+// Read streams a file, or lists a directory. For a file, open is called with
+// its information before any data and returns where the data goes; the
+// listing is nil. For a directory, the listing is returned and open is not
+// called.
+func (s *Service) Read(ctx context.Context, t Target, o ReadOptions, open func(FileInfo) (io.Writer, error)) (*Listing, error) {
+	if err := CheckPath("path", o.Path); err != nil {
+		return nil, err
+	}
+	req := agent.FsRequest{Op: agent.OpRead, Path: o.Path, Offset: o.Offset, Length: o.Length, Recursive: o.Recursive, Depth: o.Depth}
+	res, err := s.call(ctx, t, req, nil, func(h agent.FsResult) (io.Writer, error) {
+		return open(infoOf(h.Info))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if res.Info != nil && res.Info.Type == string(TypeDir) {
+		l := &Listing{Dir: infoOf(res.Info), Entries: make([]FileInfo, 0, len(res.Entries)), Truncated: res.Truncated}
+		for i := range res.Entries {
+			l.Entries = append(l.Entries, infoOf(&res.Entries[i]))
+		}
+		return l, nil
+	}
+	return nil, nil
+}
+
+// Write stores body at p atomically: a reader sees the old file or the whole
+// new one. mode 0 is 0644; parents makes missing directories.
+func (s *Service) Write(ctx context.Context, t Target, p string, mode uint32, parents bool, body io.Reader) (FileInfo, error) {
+	if err := CheckPath("path", p); err != nil {
+		return FileInfo{}, err
+	}
+	res, err := s.call(ctx, t, agent.FsRequest{Op: agent.OpWrite, Path: p, Mode: mode, Parents: parents, MaxBytes: s.lim.MaxFileBytes}, body, nil)
+	return infoOf(res.Info), err
+}
+
+// Stat describes p (a symlink itself, not its target).
+func (s *Service) Stat(ctx context.Context, t Target, p string) (FileInfo, error) {
+	return s.simple(ctx, t, agent.FsRequest{Op: agent.OpStat, Path: p})
+}
+
+// Mkdir makes directory p (mode 0 is 0755), with its parents when asked.
+func (s *Service) Mkdir(ctx context.Context, t Target, p string, mode uint32, parents bool) (FileInfo, error) {
+	return s.simple(ctx, t, agent.FsRequest{Op: agent.OpMkdir, Path: p, Mode: mode, Parents: parents})
+}
+
+// Remove deletes p; a non-empty directory only when recursive.
+func (s *Service) Remove(ctx context.Context, t Target, p string, recursive bool) error {
+	_, err := s.simple(ctx, t, agent.FsRequest{Op: agent.OpRemove, Path: p, Recursive: recursive})
+	return err
+}
+
+// Move renames from to to, replacing an existing to only with overwrite.
+func (s *Service) Move(ctx context.Context, t Target, from, to string, overwrite bool) (FileInfo, error) {
+	if err := CheckPath("to", to); err != nil {
+		return FileInfo{}, err
+	}
+	return s.simple(ctx, t, agent.FsRequest{Op: agent.OpMove, Path: from, To: to, Overwrite: overwrite})
+}
+
+// Chmod sets p's permission bits.
+func (s *Service) Chmod(ctx context.Context, t Target, p string, mode uint32) (FileInfo, error) {
+	return s.simple(ctx, t, agent.FsRequest{Op: agent.OpChmod, Path: p, Mode: mode})
+}
+
+// ArchiveOut streams p (a directory's contents, or one file) as a tar. open is
+// called once the archive is known to start and returns where it goes.
+func (s *Service) ArchiveOut(ctx context.Context, t Target, p string, open func() (io.Writer, error)) error {
+	if err := CheckPath("path", p); err != nil {
+		return err
+	}
+	_, err := s.call(ctx, t, agent.FsRequest{Op: agent.OpTarOut, Path: p}, nil, func(agent.FsResult) (io.Writer, error) {
+		return open()
+	})
+	return err
+}
+
+// ArchiveIn extracts a tar (or tar.gz) into directory p, all or nothing.
+func (s *Service) ArchiveIn(ctx context.Context, t Target, p string, body io.Reader) (ArchiveResult, error) {
+	if err := CheckPath("path", p); err != nil {
+		return ArchiveResult{}, err
+	}
+	res, err := s.call(ctx, t, agent.FsRequest{Op: agent.OpTarIn, Path: p, MaxBytes: s.lim.MaxExtractBytes}, body, nil)
+	return ArchiveResult{Files: res.Files, Bytes: res.Bytes}, err
+}
+
+func (s *Service) simple(ctx context.Context, t Target, req agent.FsRequest) (FileInfo, error) {
+	if err := CheckPath("path", req.Path); err != nil {
+		return FileInfo{}, err
+	}
+	res, err := s.call(ctx, t, req, nil, nil)
+	return infoOf(res.Info), err
+}
+
+// call runs req in t's sandbox as t's user, or the sandbox's.
+func (s *Service) call(ctx context.Context, t Target, req agent.FsRequest, in io.Reader, sink func(agent.FsResult) (io.Writer, error)) (agent.FsResult, error) {
+	var res agent.FsResult
+	err := s.sandboxes.Attach(ctx, t.Owner, t.Sandbox, func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error {
+		req.User = t.User
+		if req.User == "" {
+			req.User = sb.Spec.User
+		}
+		var err error
+		res, err = conn.Fs(ctx, req, in, sink)
+		return classify(err)
+	})
+	return res, err
+}
+
+// RestorePaths puts back the named absolute paths of t's sandbox as open
+// gives them: each path is removed, then, when open finds it (as a tar of that
+// one path, named relative to its parent), extracted in its place, as root.
+// The rest of the sandbox is untouched.
+func (s *Service) RestorePaths(ctx context.Context, t Target, paths []string, open func(ctx context.Context, p string) (io.ReadCloser, bool, error)) error {
+	for _, p := range paths {
+		if err := CheckPath("paths", p); err != nil {
+			return err
+		}
+		if !path.IsAbs(p) || path.Clean(p) == "/" {
+			return cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("paths: want absolute paths other than /, got %q", p))
+		}
+	}
+	return s.sandboxes.Attach(ctx, t.Owner, t.Sandbox, func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
+		for _, p := range paths {
+			p = path.Clean(p)
+			rc, found, err := open(ctx, p)
+			if err != nil {
+				return err
+			}
+			_, err = conn.Fs(ctx, agent.FsRequest{Op: agent.OpRemove, Path: p, Recursive: true, User: "root"}, nil, nil)
+			if err = classify(err); err != nil && !cerrdefs.IsNotFound(err) {
+				if rc != nil {
+					rc.Close()
+				}
+				return err
+			}
+			if !found {
+				continue
+			}
+			_, err = conn.Fs(ctx, agent.FsRequest{Op: agent.OpTarIn, Path: path.Dir(p), User: "root", AnyLinks: true}, rc, nil)
+			rc.Close()
+			if err != nil {
+				return fmt.Errorf("restore %s: %w", p, classify(err))
+			}
+		}
+		return nil
+	})
+}
+
+// CheckPath refuses a path no operation accepts: empty, longer than MaxPath,
+// not UTF-8, or with a NUL byte. Anything else is a path inside the sandbox,
+// resolved there (relative ones from the user's home), so it needs no other
+// check here. field names the parameter in the error.
+func CheckPath(field, p string) error {
+	if err := agent.CheckPath(p); err != nil {
+		return cerrdefs.ErrInvalidArgument.WithMessage(field + ": " + err.Error())
+	}
+	return nil
+}
+
+func infoOf(f *agent.FileInfo) FileInfo {
+	if f == nil {
+		return FileInfo{}
+	}
+	return FileInfo{Name: f.Name, Path: f.Path, Type: FileType(f.Type), Size: f.Size, Mode: f.Mode, MTime: f.MTime, Target: f.Target}
+}
+
+// ErrTooLarge and ErrNoSpace tell the two ways an operation exhausts a
+// resource apart; both are also errdefs.ErrResourceExhausted.
+var (
+	ErrTooLarge = errors.New("too large")
+	ErrNoSpace  = errors.New("no space left in the sandbox")
+)
+
+// classify turns the agent's failure codes into errdefs classes; other
+// errors pass through.
+func classify(err error) error {
+	var fe *agent.FsError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	var causes []error
+	switch fe.Code {
+	case agent.FsNotFound:
+		causes = []error{cerrdefs.ErrNotFound}
+	case agent.FsExists:
+		causes = []error{cerrdefs.ErrAlreadyExists}
+	case agent.FsIsDir, agent.FsNotDir, agent.FsNotEmpty:
+		causes = []error{cerrdefs.ErrFailedPrecondition}
+	case agent.FsPermission:
+		causes = []error{cerrdefs.ErrPermissionDenied}
+	case agent.FsInvalid:
+		causes = []error{cerrdefs.ErrInvalidArgument}
+	case agent.FsTooLarge:
+		causes = []error{cerrdefs.ErrResourceExhausted, ErrTooLarge}
+	case agent.FsNoSpace:
+		causes = []error{cerrdefs.ErrResourceExhausted, ErrNoSpace}
+	default:
+		causes = []error{cerrdefs.ErrUnknown}
+	}
+	return errclass.New(fe.Msg, causes...)
+}
