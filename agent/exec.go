@@ -91,7 +91,7 @@ func (s *Server) exec(ctx context.Context, st net.Conn, out *frameSender, req *E
 	}
 	oomBefore := oomKills()
 	started := time.Now()
-	proc, waitCh, err := s.reaper.start(func() (*os.Process, error) {
+	proc, waitCh, err := s.children().start(func() (*os.Process, error) {
 		return os.StartProcess(path, req.Argv, attr)
 	})
 	stdinR.Close()

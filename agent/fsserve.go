@@ -98,7 +98,7 @@ func (s *Server) fsHelper(req *FsRequest, id identity, in io.Reader, data io.Wri
 			Credential: &syscall.Credential{Uid: id.uid, Gid: id.gid, Groups: id.groups},
 		},
 	}
-	_, waitCh, err := s.reaper.start(func() (*os.Process, error) {
+	_, waitCh, err := s.children().start(func() (*os.Process, error) {
 		return os.StartProcess(self, []string{self, fsHelperArg}, attr)
 	})
 	inR.Close()

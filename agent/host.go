@@ -137,7 +137,7 @@ func (s *Server) StartRuntime(kind string) error {
 		Files: []*os.File{devnull, os.Stderr, os.Stderr, theirs},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
-	proc, waitCh, err := s.reaper.start(func() (*os.Process, error) { return os.StartProcess(path, argv, attr) })
+	proc, waitCh, err := s.children().start(func() (*os.Process, error) { return os.StartProcess(path, argv, attr) })
 	if err != nil {
 		ours.Close()
 		return fmt.Errorf("start %s host: %w", kind, err)

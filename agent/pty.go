@@ -156,7 +156,7 @@ func (m *ptyManager) open(o *PtyOpen) (*ptySession, error) {
 		// The terminal must belong to the user for a login-like shell.
 		_ = slave.Chown(int(id.uid), -1)
 	}
-	proc, waitCh, err := m.srv.reaper.start(func() (*os.Process, error) {
+	proc, waitCh, err := m.srv.children().start(func() (*os.Process, error) {
 		return os.StartProcess(path, argv, attr)
 	})
 	tty := slave.Name()

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"os"
 	"os/signal"
 	"sync"
@@ -40,6 +41,9 @@ func newReaper() *reaper {
 // start runs startFn (which forks a child) with the reaper's lock held, so the
 // child's exit cannot be reaped before its waiter is registered.
 func (r *reaper) start(startFn func() (*os.Process, error)) (*os.Process, <-chan exitStatus, error) {
+	if r == nil {
+		return nil, nil, errors.New("the agent is shutting down")
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, err := startFn()

@@ -20,22 +20,36 @@ const resultDrain = 5 * time.Second
 // Server serves sandboxd's requests inside a sandbox. It owns the reaper, so one
 // process has exactly one Server.
 type Server struct {
-	log     *slog.Logger
-	reaper  *reaper
-	baseEnv []string
-	ptys    *ptyManager
-	watches *watchHub
+	log *slog.Logger
+	// reaper starts with the first child, or at once as PID 1, where
+	// orphans are re-parented from the start.
+	reaperOnce sync.Once
+	reaper     *reaper
+	baseEnv    []string
+	ptys       *ptyManager
+	watches    *watchHub
 	// host is the runtime host of a runner container, nil in a sandbox.
 	host *runtimeHost
 }
 
-// NewServer starts the reaper and the terminal session manager. Close stops
-// them.
+// NewServer starts the terminal session manager, and the reaper when the
+// agent is PID 1. Close stops them.
 func NewServer(log *slog.Logger) *Server {
-	s := &Server{log: log, reaper: newReaper(), baseEnv: baseEnviron()}
+	s := &Server{log: log, baseEnv: baseEnviron()}
 	s.ptys = newPtyManager(s)
 	s.watches = newWatchHub()
+	if os.Getpid() == 1 {
+		s.children()
+	}
 	return s
+}
+
+// children returns the reaper, starting it on first use: a process that
+// never starts a child (an agent serving only pings and file reads) never
+// takes over SIGCHLD.
+func (s *Server) children() *reaper {
+	s.reaperOnce.Do(func() { s.reaper = newReaper() })
+	return s.reaper
 }
 
 // Close kills the terminal sessions and stops the reaper.
@@ -45,7 +59,10 @@ func (s *Server) Close() {
 	}
 	s.watches.close()
 	s.ptys.close()
-	s.reaper.close()
+	s.reaperOnce.Do(func() {}) // no reaper starts after this
+	if s.reaper != nil {
+		s.reaper.close()
+	}
 }
 
 // ServeSession handles the streams sandboxd opens on sess until the session ends

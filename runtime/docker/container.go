@@ -14,6 +14,7 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 
+	"github.com/sandboxd/sandboxd/internal/errclass"
 	"github.com/sandboxd/sandboxd/runtime"
 )
 
@@ -258,10 +259,18 @@ func (d *Docker) Pause(ctx context.Context, id string) error {
 func (d *Docker) Unpause(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
-	if _, err := d.cli.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{}); err != nil {
-		return fmt.Errorf("unpause container %s: %w", id, err)
+	_, err := d.cli.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{})
+	if err == nil {
+		return nil
 	}
-	return nil
+	// The engine answers an unpause of a container that is not paused
+	// with an internal error; it is the caller's conflict.
+	if cerrdefs.IsInternal(err) {
+		if c, ierr := d.Inspect(ctx, id); ierr == nil && c.State != runtime.StatePaused {
+			return errclass.Wrap(cerrdefs.ErrConflict, err, fmt.Sprintf("unpause container %s: it is %s", id, c.State))
+		}
+	}
+	return fmt.Errorf("unpause container %s: %w", id, err)
 }
 
 // Commit captures a container's filesystem changes as the image ref, pausing

@@ -46,6 +46,36 @@ func (d *Docker) EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) er
 	return nil
 }
 
+// RemoveNetwork removes a network no container uses. The host rules of an
+// isolated network stay: they name only its bridge, which is gone.
+func (d *Docker) RemoveNetwork(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	if _, err := d.cli.NetworkRemove(ctx, name, client.NetworkRemoveOptions{}); err != nil {
+		return fmt.Errorf("remove network %s: %w", name, err)
+	}
+	return nil
+}
+
+// Networks lists, by name, the networks that carry all of labels.
+func (d *Docker) Networks(ctx context.Context, labels map[string]string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	f := client.Filters{}
+	for k, v := range labels {
+		f.Add("label", k+"="+v)
+	}
+	res, err := d.cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list networks: %w", err)
+	}
+	out := make([]string, 0, len(res.Items))
+	for _, n := range res.Items {
+		out = append(out, n.Name)
+	}
+	return out, nil
+}
+
 // isolateBridge installs the host rules that fence the bridge in:
 //   - INPUT: nothing new from the bridge reaches the host itself (sandboxd's port,
 //     any other host service, on any host address), over IPv4 or IPv6;

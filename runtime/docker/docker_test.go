@@ -1,0 +1,38 @@
+package docker_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/sandboxd/sandboxd/images"
+	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/sandboxd/sandboxd/runtime/conformance"
+	"github.com/sandboxd/sandboxd/runtime/docker"
+)
+
+var _ conformance.Engine = (*docker.Docker)(nil)
+
+func TestDockerPassesTheConformanceSuite(t *testing.T) {
+	d := testenv.Docker(t)
+	ctx := context.Background()
+	data := testenv.DataDir(t)
+	b := images.New(d, testenv.Logger(t), "http://deb.debian.org/debian", filepath.Join(data, "build"))
+	if _, err := b.Ensure(ctx, images.Busybox, nil); err != nil {
+		t.Fatal(err)
+	}
+	instance := "conf-" + filepath.Base(data)
+	conformance.Run(t, conformance.Setup{Engine: d, Image: images.Busybox, Instance: instance, Bridge: "sbxconf0"})
+	left, err := d.List(ctx, map[string]string{runtime.LabelInstance: instance})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets, err := d.Networks(ctx, map[string]string{runtime.LabelInstance: instance})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 || len(nets) > 0 {
+		t.Fatalf("left behind: %d containers, networks %v", len(left), nets)
+	}
+}
