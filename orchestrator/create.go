@@ -40,7 +40,7 @@ func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOpti
 	}
 	tImage := time.Now()
 
-	now := time.Now()
+	now := o.now()
 	sb = Sandbox{
 		ID: newID("sb-", 8), Owner: owner, State: StateCreating, Image: image, Spec: spec,
 		Labels: opts.Labels, CreatedAt: now, UpdatedAt: now, LastActiveAt: now,

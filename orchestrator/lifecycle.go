@@ -68,7 +68,7 @@ func (o *Orchestrator) start(ctx context.Context, sb *Sandbox) error {
 	if _, err := o.waitAgent(ctx, l); err != nil {
 		return fail(err)
 	}
-	l.lastActive.Store(time.Now().UnixNano())
+	l.lastActive.Store(o.now().UnixNano())
 	o.log.Info("sandbox started", "sandbox_id", sb.ID)
 	return o.transition(ctx, sb, StateRunning, "")
 }
@@ -161,7 +161,7 @@ func (o *Orchestrator) Update(ctx context.Context, owner, id string, opts Update
 	if opts.TTLSeconds != nil {
 		sb.Spec.TTLSeconds = ttl
 	}
-	sb.UpdatedAt = time.Now()
+	sb.UpdatedAt = o.now()
 	if err := o.store.update(ctx, &sb); err != nil {
 		return Sandbox{}, err
 	}
@@ -201,7 +201,7 @@ func (o *Orchestrator) resume(ctx context.Context, sb *Sandbox) error {
 		return fmt.Errorf("resume sandbox %s: %w", sb.ID, err)
 	}
 	if l := o.lookupLive(sb.ID); l != nil {
-		l.lastActive.Store(time.Now().UnixNano())
+		l.lastActive.Store(o.now().UnixNano())
 	}
 	o.log.Info("sandbox resumed", "sandbox_id", sb.ID)
 	return o.transition(ctx, sb, StateRunning, "")

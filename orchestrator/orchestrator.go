@@ -79,6 +79,10 @@ type Config struct {
 	OrphanGrace    time.Duration // how old an unknown labelled container must be before removal
 	ReconcileEvery time.Duration
 	ReapEvery      time.Duration
+
+	// Now is the clock of activity, idle and TTL times and orphan ages;
+	// time.Now when nil.
+	Now func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -96,6 +100,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReapEvery == 0 {
 		c.ReapEvery = 5 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.Limits == (Limits{}) {
 		c.Limits = DefaultLimits()
@@ -317,7 +324,7 @@ func (o *Orchestrator) endpoint(sb *Sandbox) (*live, error) {
 		return nil, err
 	}
 	l := &live{ep: ep}
-	l.lastActive.Store(time.Now().UnixNano())
+	l.lastActive.Store(o.now().UnixNano())
 	o.live[sb.ID] = l
 	return l, nil
 }
@@ -347,6 +354,8 @@ func (o *Orchestrator) lookupLive(id string) *live {
 	return o.live[id]
 }
 
+func (o *Orchestrator) now() time.Time { return o.cfg.Now() }
+
 func (o *Orchestrator) runDir(id string) string { return filepath.Join(o.cfg.DataDir, "run", id) }
 
 // transition moves sb to next (checked against the state diagram) and saves it.
@@ -355,7 +364,7 @@ func (o *Orchestrator) transition(ctx context.Context, sb *Sandbox, next State, 
 		return err
 	}
 	o.log.Debug("transition", "sandbox_id", sb.ID, "from", sb.State, "to", next)
-	sb.State, sb.Error, sb.UpdatedAt = next, reason, time.Now()
+	sb.State, sb.Error, sb.UpdatedAt = next, reason, o.now()
 	if next == StateDeleted {
 		return o.store.delete(ctx, sb.ID)
 	}

@@ -33,7 +33,7 @@ func (o *Orchestrator) reapOne(ctx context.Context, id string) error {
 	if err != nil {
 		return nil // deleted meanwhile
 	}
-	now := time.Now()
+	now := o.now()
 	l := o.lookupLive(id)
 	switch {
 	case !sb.ExpiresAt().IsZero() && now.After(sb.ExpiresAt()):

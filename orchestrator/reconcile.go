@@ -3,7 +3,6 @@ package orchestrator
 import (
 	"context"
 	"fmt"
-	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 
@@ -44,7 +43,7 @@ func (o *Orchestrator) Reconcile(ctx context.Context) error {
 			byID[id] = c
 			continue
 		}
-		if age := time.Since(c.Created); age < o.cfg.OrphanGrace {
+		if age := o.now().Sub(c.Created); age < o.cfg.OrphanGrace {
 			continue
 		}
 		if err := o.rt.Remove(ctx, c.ID); err != nil && !cerrdefs.IsNotFound(err) {
