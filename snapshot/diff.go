@@ -116,40 +116,183 @@ func (t tree) apply(r io.Reader) error {
 	}
 }
 
-// baseTrees caches the listing of base images (they are large and immutable).
-var baseTrees sync.Map // image ID -> tree
+// layerTrees caches what each layer holds, by the layer's digest: a layer
+// never changes, so it is read once, and a diff reads only the layers no
+// earlier diff (or the warm-up after a checkpoint) has read.
+var layerTrees = newTreeCache(500_000)
 
-// layerTrees reads image's layers: the base's (the first nBase) into one tree,
-// the rest (what the snapshot adds) into another.
-func (s *Snapshots) layerTrees(ctx context.Context, image string, nBase int, wantBase bool) (base, added tree, err error) {
-	sv, err := s.spoolSave(ctx, image)
+// treeCache holds layer trees, up to a total number of entries, evicting
+// the least recently used.
+type treeCache struct {
+	mu      sync.Mutex
+	max     int
+	total   int
+	trees   map[string]tree
+	recency []string // least recent first
+}
+
+func newTreeCache(maxEntries int) *treeCache {
+	return &treeCache{max: maxEntries, trees: map[string]tree{}}
+}
+
+func (c *treeCache) get(digest string) (tree, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.trees[digest]
+	if ok {
+		c.touch(digest)
+	}
+	return t, ok
+}
+
+func (c *treeCache) put(digest string, t tree) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.trees[digest]; ok || len(t) > c.max {
+		return
+	}
+	c.trees[digest], c.total = t, c.total+len(t)
+	c.recency = append(c.recency, digest)
+	for c.total > c.max && len(c.recency) > 0 {
+		old := c.recency[0]
+		c.recency = c.recency[1:]
+		c.total -= len(c.trees[old])
+		delete(c.trees, old)
+	}
+}
+
+func (c *treeCache) touch(digest string) {
+	for i, d := range c.recency {
+		if d == digest {
+			c.recency = append(append(c.recency[:i:i], c.recency[i+1:]...), digest)
+			return
+		}
+	}
+}
+
+// readLayers returns the trees of img's layers, base first, reading the ones
+// not cached from one save of the image.
+func (s *Snapshots) readLayers(ctx context.Context, img runtime.Image) ([]tree, error) {
+	out := make([]tree, len(img.Layers))
+	missing := map[int]bool{}
+	for i, d := range img.Layers {
+		if t, ok := layerTrees.get(d); ok {
+			out[i] = t
+		} else {
+			missing[i] = true
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	// One image is read at a time: a diff that needs the layers the warm-up
+	// is reading waits for them instead of reading them again.
+	select {
+	case s.reading <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-s.reading }()
+	for i := range missing {
+		if t, ok := layerTrees.get(img.Layers[i]); ok {
+			out[i] = t
+			delete(missing, i)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	sv, err := s.spoolSave(ctx, img.ID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer sv.file.Close()
-	if nBase > len(sv.layers) {
-		return nil, nil, fmt.Errorf("image %s has fewer layers than its base", image)
+	if len(sv.layers) != len(img.Layers) {
+		return nil, fmt.Errorf("image %s: its archive has %d layers, its inspect %d", img.ID, len(sv.layers), len(img.Layers))
 	}
-	base, added = tree{}, tree{}
-	for i, name := range sv.layers {
-		if i < nBase && !wantBase {
-			continue
+	byName := map[string]int{}
+	for i := range missing {
+		byName[sv.layers[i]] = i
+	}
+	err = sv.each(func(h *tar.Header, r io.Reader) error {
+		i, ok := byName[h.Name]
+		if !ok {
+			return nil
 		}
-		t := added
-		if i < nBase {
-			t = base
+		t := tree{}
+		if err := t.apply(r); err != nil {
+			return err
 		}
-		err := sv.each(func(h *tar.Header, r io.Reader) error {
-			if h.Name != name {
-				return nil
+		out[i] = t
+		layerTrees.put(img.Layers[i], t)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range missing {
+		if out[i] == nil {
+			return nil, fmt.Errorf("image %s: layer %s is not in its archive", img.ID, sv.layers[i])
+		}
+	}
+	return out, nil
+}
+
+// stack merges layer trees, lowest first, into the tree of what they add
+// together: a whiteout or an opaque directory of an upper layer hides what
+// lower ones have below it.
+func stack(layers []tree) tree {
+	if len(layers) == 1 {
+		return layers[0]
+	}
+	out := tree{}
+	for _, l := range layers {
+		for p, e := range l {
+			if e.deleted || e.opaque {
+				for k := range out {
+					if strings.HasPrefix(k, p+"/") {
+						delete(out, k)
+					}
+				}
 			}
-			return t.apply(r)
-		})
-		if err != nil {
-			return nil, nil, err
+		}
+		for p, e := range l {
+			if prev, ok := out[p]; ok && e.typ == "dir" && !e.opaque && prev.opaque {
+				e.opaque = true
+			}
+			out[p] = e
 		}
 	}
-	return base, added, nil
+	return out
+}
+
+// warm asks for the layers of a snapshot's image to be read in the
+// background, so that its first diff need not read them; when the queue is
+// full the snapshot's first diff reads them itself.
+func (s *Snapshots) warm(image string) {
+	select {
+	case s.warmQ <- image:
+	default:
+	}
+}
+
+// warmLoop reads the queued images' layers, one image at a time, until ctx
+// is done.
+func (s *Snapshots) warmLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case image := <-s.warmQ:
+			img, err := s.eng.ImageInspect(ctx, image)
+			if err == nil {
+				_, err = s.readLayers(ctx, img)
+			}
+			if err != nil && ctx.Err() == nil {
+				s.log.Debug("read the layers of a snapshot ahead of a diff", "image", image, "err", err)
+			}
+		}
+	}
 }
 
 // Diff lists what changed from snapshot a to snapshot b, or to the current
@@ -171,24 +314,23 @@ func (s *Snapshots) Diff(ctx context.Context, owner, a, toImage string) ([]Chang
 	if len(imgB.Layers) < len(base.Layers) || strings.Join(imgB.Layers[:len(base.Layers)], ",") != strings.Join(base.Layers, ",") {
 		return nil, cerrdefs.ErrInvalidArgument.WithMessage("the two states do not build on the same base image, " + sa.BaseImage)
 	}
-	baseTree, ok := baseTrees.Load(base.ID)
-	if !ok {
-		bt, _, err := s.layerTrees(ctx, sa.BaseImage, len(base.Layers), true)
-		if err != nil {
-			return nil, err
-		}
-		baseTrees.Store(base.ID, bt)
-		baseTree = bt
-	}
-	bt := baseTree.(tree)
-	_, ta, err := s.layerTrees(ctx, sa.Image, len(base.Layers), false)
+	imgA, err := s.eng.ImageInspect(ctx, sa.Image)
 	if err != nil {
 		return nil, err
 	}
-	_, tb, err := s.layerTrees(ctx, toImage, len(base.Layers), false)
+	la, err := s.readLayers(ctx, imgA)
 	if err != nil {
 		return nil, err
 	}
+	lb, err := s.readLayers(ctx, imgB)
+	if err != nil {
+		return nil, err
+	}
+	nBase := len(base.Layers)
+	if len(la) < nBase {
+		return nil, fmt.Errorf("snapshot %s has fewer layers than its base", a)
+	}
+	bt, ta, tb := stack(la[:nBase]), stack(la[nBase:]), stack(lb[nBase:])
 	state := func(t tree, p string) (entry, bool) {
 		if e, ok := t[p]; ok {
 			if e.deleted {

@@ -53,7 +53,11 @@ func (s *Snapshots) Reconcile(ctx context.Context) error {
 // Run reconciles now and then in the background until Close.
 func (s *Snapshots) Run(ctx context.Context) {
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	s.wg.Add(1)
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.warmLoop(ctx)
+	}()
 	go func() {
 		defer s.wg.Done()
 		t := time.NewTicker(s.cfg.ReconcileEvery)

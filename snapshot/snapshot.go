@@ -112,6 +112,11 @@ type Snapshots struct {
 	wg     sync.WaitGroup
 
 	quotaMu sync.Mutex // a quota check and the insert it admits
+	// warmQ holds snapshot images whose layers are to be read ahead of a
+	// diff.
+	warmQ chan string
+	// reading is held while image layers are read, one image at a time.
+	reading chan struct{}
 }
 
 // New migrates the snapshot table and settles snapshots a crash left pending:
@@ -135,7 +140,8 @@ func New(ctx context.Context, cfg Config, d *sql.DB, eng interface {
 	if err := os.MkdirAll(cfg.Scratch, 0o700); err != nil {
 		return nil, err
 	}
-	s := &Snapshots{cfg: cfg, db: d, eng: eng, arch: eng, log: log.With("component", "snapshot"), scratch: cfg.Scratch}
+	s := &Snapshots{cfg: cfg, db: d, eng: eng, arch: eng, log: log.With("component", "snapshot"), scratch: cfg.Scratch,
+		warmQ: make(chan string, 16), reading: make(chan struct{}, 1)}
 	pending, err := s.query(ctx, `WHERE state = ?`, StatePending)
 	if err != nil {
 		return nil, err
@@ -209,6 +215,7 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 		return Snapshot{}, err
 	}
 	s.log.Info("snapshot taken", "snapshot_id", sn.ID, "sandbox_id", src.SandboxID, "bytes", sn.Size)
+	s.warm(sn.Image)
 	return sn, nil
 }
 
