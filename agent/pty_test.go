@@ -112,16 +112,19 @@ func TestPtyKillLeavesNoProcess(t *testing.T) {
 	// session of its own: both must die with the session.
 	p.Input([]byte("sleep 1001 & setsid sleep 1002 & echo started\n"))
 	readUntil(t, p, "started")
-	time.Sleep(100 * time.Millisecond)
-	pids := sessionTree(p.Info.PID, "")
-	if len(pids) < 2 {
-		t.Fatalf("tree %v", pids)
+	// Once the second has left the session (setsid runs after the echo),
+	// it is found only through the terminal it holds.
+	var pids []int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		inSession := sessionTree(p.Info.PID, "")
+		pids = sessionTree(p.Info.PID, ttyOf(t, srv, p.Info.ID))
+		if len(inSession) >= 2 && len(pids) == len(inSession)+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session tree %v, holders of the terminal %v", inSession, pids)
+		}
 	}
-	// The double-forked one is found through the terminal it holds.
-	if all := sessionTree(p.Info.PID, ttyOf(t, srv, p.Info.ID)); len(all) != len(pids)+1 {
-		t.Fatalf("holders of the terminal not found: %v vs %v", all, pids)
-	}
-	pids = sessionTree(p.Info.PID, ttyOf(t, srv, p.Info.ID))
 	if err := c.PtyKill(context.Background(), p.Info.ID); err != nil {
 		t.Fatal(err)
 	}

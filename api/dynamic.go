@@ -117,7 +117,10 @@ type App struct {
 	Env          map[string]string `json:"env,omitempty"`
 	Limits       AppLimits         `json:"limits"`
 	StorageBytes int64             `json:"storage_bytes"`
-	CreatedAt    time.Time         `json:"created_at"`
+	// Warm says a runner holds the app loaded now: its next request starts
+	// no runner and keeps the module's state.
+	Warm      bool      `json:"warm"`
+	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt    time.Time         `json:"updated_at"`
 }
 

@@ -45,7 +45,7 @@ func main() {
 	fileN := flag.Int("file-n", 100, "1 MiB write+read pairs through sandboxd (a quarter as many through docker)")
 	flag.IntVar(&runN, "run-n", 1000, "dynamic runs and app invokes through sandboxd")
 	flag.IntVar(&dockerRunN, "docker-run-n", 10, "docker run --rm of the same snippets")
-	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits`)
+	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs`)
 	flag.Parse()
 	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN, *fileN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -125,6 +125,17 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		header()
 		printRows(dyn.rows)
 		printDynamic(dyn)
+		return nil
+	}
+
+	if only == "diff" {
+		d, err := benchDiff(ctx, c, eng, image, 20)
+		if err != nil {
+			return err
+		}
+		header()
+		printRows(d.rows)
+		printFirstDiff(d)
 		return nil
 	}
 
@@ -237,6 +248,12 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	rows = append(rows,
 		row{name: "checkpoint, 100 MB changed (vs docker commit)", ours: snapOurs, base: snapBase, target: "<= 1.2 x baseline"},
 		row{name: "restore snapshot -> first exec (vs docker create+start)", ours: restOurs, base: restBase, target: "p50 <= 1.2 x baseline"})
+	diffs, err := benchDiff(ctx, c, eng, image, 20)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, diffs.rows...)
+	defer printFirstDiff(diffs)
 
 	// Files: write+read of 1 MiB, and 100 MiB up and down, through the REST
 	// API vs `docker cp` through the Engine API.
@@ -289,6 +306,10 @@ func printRows(rows []row) {
 		fmt.Printf("| %s | %d / %d | %s | %s | %s | %s | %.3f | %s |\n", r.name, len(r.ours), len(r.base),
 			ms(op50), ms(op99), ms(bp50), ms(bp99), float64(op50)/float64(bp50), r.target)
 	}
+}
+
+func printFirstDiff(d diffResults) {
+	fmt.Printf("\n(the first diff, asked right after the second checkpoint while its layers may still be being read: %s)\n", ms(d.first))
 }
 
 func printDynamic(d dynamicResults) {

@@ -86,8 +86,18 @@ func TestAppsSurviveRestart(t *testing.T) {
 		t.Fatalf("runners before the kill: %v", old)
 	}
 	// The request log is written in batches every 100 ms: a SIGKILL loses
-	// what was not written yet (a SIGTERM loses nothing).
-	time.Sleep(300 * time.Millisecond)
+	// what was not written yet (a SIGTERM loses nothing). Kill once both
+	// apps' requests are written.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		py, _, _ := sbx(t, d.url, key, "apps", "logs", "count-py")
+		js, _, _ := sbx(t, d.url, key, "apps", "logs", "count-js")
+		if strings.Count(py, " 200 ") == 2 && strings.Count(js, " 200 ") == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the request log never showed the requests: %q %q", py, js)
+		}
+	}
 	d.kill()
 	d = startDaemon(t, listen, data, env...)
 	// The runners of the killed sandboxd are gone: state in them is not trusted.

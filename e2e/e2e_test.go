@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -150,32 +148,16 @@ func sbx(t *testing.T, url, key string, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-// instances are the instances of sandboxd this run of the tests started;
-// TestMain sweeps them once more at the end, for what the engine finished
-// making after a test's own clean-up (a runner whose create was in flight
-// when its sandboxd was killed).
-var instances sync.Map
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if d, err := docker.New(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
-		instances.Range(func(k, _ any) bool {
-			sweep(d, k.(string))
-			return true
-		})
-		d.Close()
-	}
-	os.Exit(code)
-}
+// TestMain fails the run when a test leaves a container, image or network of
+// this suite's in the engine.
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 func removeInstance(t *testing.T, data string) {
 	b, err := os.ReadFile(filepath.Join(data, "instance"))
 	if err != nil {
 		return
 	}
-	instance := strings.TrimSpace(string(b))
-	instances.Store(instance, true)
-	sweep(testenv.Docker(t), instance)
+	sweep(testenv.Docker(t), strings.TrimSpace(string(b)))
 }
 
 // sweep removes every container and image of instance.

@@ -337,6 +337,23 @@ func (h *appHost) evictIfIdle(now time.Time, ttl time.Duration) *runner {
 	return r
 }
 
+// Warm says whether a runner holds app loaded now (or is serving it).
+func (s *Service) Warm(app App) bool {
+	s.mu.Lock()
+	h := s.live[app.ID]
+	s.mu.Unlock()
+	if h == nil {
+		return false
+	}
+	select {
+	case h.sem <- struct{}{}:
+	default:
+		return true // a request holds it
+	}
+	defer h.unlock()
+	return h.r != nil
+}
+
 func (s *Service) host(id string) *appHost {
 	s.mu.Lock()
 	defer s.mu.Unlock()

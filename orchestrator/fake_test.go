@@ -96,7 +96,7 @@ func newFakeFixture(t *testing.T) *fakeFixture {
 	}
 	f := &fakeFixture{e: e, clock: &clock{t: time.Now()}, data: data}
 	f.cfg = Config{
-		Instance: "fake-" + newID("", 6), DataDir: data, AgentBinary: filepath.Join(data, "agent-binary"),
+		Instance: testenv.Instance("fake"), DataDir: data, AgentBinary: filepath.Join(data, "agent-binary"),
 		Network: "sandboxd-fake", DefaultImage: fakeImage, Now: f.clock.Now,
 		OrphanGrace: time.Minute, ReadyTimeout: 10 * time.Second,
 	}

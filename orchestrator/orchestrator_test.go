@@ -33,7 +33,7 @@ func newFixture(t *testing.T, tweak func(*Config)) *fixture {
 	d := testenv.Docker(t)
 	data := testenv.DataDir(t)
 	cfg := Config{
-		Instance:     "test-" + newID("", 6),
+		Instance:     testenv.Instance("test"),
 		DataDir:      data,
 		AgentBinary:  testenv.AgentBinary(t),
 		Network:      "sandboxd-test",
@@ -214,7 +214,9 @@ func TestIdleTimeoutAndTTL(t *testing.T) {
 
 func TestReconcile(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, func(c *Config) { c.OrphanGrace = time.Millisecond })
+	// The orchestrator's clock runs a day ahead: every container it finds
+	// is past the grace period.
+	f := newFixture(t, func(c *Config) { c.Now = func() time.Time { return time.Now().Add(24 * time.Hour) } })
 	ctx := context.Background()
 	// A labelled container with no row is an orphan; an unlabelled one is not ours.
 	spec := runtime.Spec{Image: images.Busybox, Entrypoint: []string{"sleep", "60"}, Network: "none",
@@ -229,7 +231,6 @@ func TestReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.d.Remove(context.Background(), stranger) })
-	time.Sleep(2 * time.Millisecond) // past the grace period
 	if err := f.o.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -124,8 +124,8 @@ func (s *Server) toApp(c *echo.Context, a isolate.App, withCode bool) api.App {
 		Name: a.Name, Runtime: a.Runtime, Version: a.Version, CodeSHA256: a.CodeSHA256(), Env: a.Env,
 		Limits: api.AppLimits{TimeoutMs: a.Limits.TimeoutMs, MemoryMB: a.Limits.MemoryMB,
 			StorageBytes: a.Limits.StorageBytes, RatePerSec: a.Limits.RatePerSec, Burst: a.Limits.Burst},
-		StorageBytes: s.deps.Isolate.StorageBytes(c.Request().Context(), a),
-		CreatedAt:    a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC(),
+		StorageBytes: s.deps.Isolate.StorageBytes(c.Request().Context(), a), Warm: s.deps.Isolate.Warm(a),
+		CreatedAt: a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC(),
 	}
 	if withCode {
 		out.Code = a.Code

@@ -403,8 +403,22 @@ func TestApps(t *testing.T) {
 				t.Fatalf("request %d: %q", i, body)
 			}
 		}
+		if app, err := f.a.GetApp(ctx, "memory"); err != nil || !app.Warm {
+			t.Fatalf("an app that just answered is not warm: %+v %v", app, err)
+		}
 		// Idle for longer than the fixture's 3 s, the runner is evicted.
-		time.Sleep(5 * time.Second)
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			app, err := f.a.GetApp(ctx, "memory")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !app.Warm {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the idle app's runner was never evicted")
+			}
+		}
 		if _, body, _ := invoke(t, f.a, "memory", "GET", "/", ""); body != "1" {
 			t.Fatalf("after an idle eviction the state starts again: %q", body)
 		}
@@ -617,7 +631,7 @@ def fetch(request, env):
 	})
 
 	t.Run("runner killed mid-request", func(t *testing.T) {
-		code := "import time\ndef fetch(request, env):\n    n = (env.storage.get('n') or 0) + 1\n    env.storage.put('n', n)\n    if request.path == '/slow':\n        time.sleep(30)\n    return str(n)\n"
+		code := "import time\ndef fetch(request, env):\n    n = (env.storage.get('n') or 0) + 1\n    env.storage.put('n', n)\n    if request.path == '/slow':\n        open('/tmp/slow-started', 'w').close()\n        time.sleep(30)\n    return str(n)\n"
 		if _, err := f.a.DeployApp(ctx, "fragile", api.DeployAppRequest{Runtime: "python", Code: code}); err != nil {
 			t.Fatal(err)
 		}
@@ -635,11 +649,27 @@ def fetch(request, env):
 			}
 			done <- err
 		}()
-		time.Sleep(time.Second)
-		// Kill every runner of this test: the app's is among them.
-		cs, err := f.d.List(ctx, map[string]string{runtime.LabelInstance: f.instance, runtime.LabelKind: runtime.KindRunner})
-		if err != nil {
-			t.Fatal(err)
+		// Once the slow request runs in the app's runner (it marks its
+		// /tmp), kill every runner of this test: the app's is among them.
+		var cs []runtime.Container
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			var err error
+			cs, err = f.d.List(ctx, map[string]string{runtime.LabelInstance: f.instance, runtime.LabelKind: runtime.KindRunner})
+			if err != nil {
+				t.Fatal(err)
+			}
+			started := false
+			for _, c := range cs {
+				if code, err := f.d.DockerExec(ctx, c.ID, []string{"test", "-e", "/tmp/slow-started"}); err == nil && code == 0 {
+					started = true
+				}
+			}
+			if started {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the slow request never reached the app")
+			}
 		}
 		for _, c := range cs {
 			_ = f.d.Remove(ctx, c.ID)

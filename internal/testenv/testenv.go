@@ -81,8 +81,13 @@ func AgentBinary(t testing.TB) string {
 // (t.TempDir's parents cannot be).
 func DataDir(t testing.TB) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sbxd-")
+	dir, err := os.MkdirTemp("", "sbxd-"+suite+"-")
 	if err != nil {
+		t.Fatal(err)
+	}
+	// A sandboxd started on dir labels what it makes with the directory's
+	// name, which carries the suite's tag.
+	if err := os.WriteFile(filepath.Join(dir, "instance"), []byte(filepath.Base(dir)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

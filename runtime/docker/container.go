@@ -229,6 +229,16 @@ func (d *Docker) DockerCopyFrom(ctx context.Context, id, p string, w io.Writer) 
 	return err
 }
 
+// DockerDiff lists the paths a container changed in its own layer, through
+// the Engine API (`docker diff`). A benchmark baseline only.
+func (d *Docker) DockerDiff(ctx context.Context, id string) (int, error) {
+	res, err := d.cli.ContainerDiff(ctx, id, client.ContainerDiffOptions{})
+	if err != nil {
+		return 0, err
+	}
+	return len(res.Changes), nil
+}
+
 // Pause freezes every process of a container (cgroup freezer).
 //
 // On cgroup v1 the freezer gives up on a cgroup whose tasks keep moving (runc:

@@ -1,0 +1,88 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/sandboxd/sandboxd/runtime/docker"
+)
+
+// suite tags everything this test process makes in the engine: the data
+// directories DataDir makes, and so the instance labels derived from them,
+// carry it.
+var suite = func() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}()
+
+// Instance is a sandboxd instance label of this suite's, named for what
+// uses it.
+func Instance(what string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return what + "-" + suite + "-" + hex.EncodeToString(b)
+}
+
+// Main runs the package's tests, then fails the run when a container, image
+// or network labelled by this suite is left in the engine: every test
+// removes what it made. What is left is listed and removed.
+func Main(m *testing.M) {
+	code := m.Run()
+	if left := Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: the tests left %d things labelled by this suite (%s) in the engine:\n  %s\n",
+			len(left), suite, strings.Join(left, "\n  "))
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// Leftovers lists, and removes, what this suite's labels are on in the
+// engine; nothing without an engine.
+func Leftovers() []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := docker.New(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	ours := func(labels map[string]string) bool { return strings.Contains(labels[runtime.LabelInstance], suite) }
+	var left []string
+	if cs, err := d.List(ctx, nil); err == nil {
+		for _, c := range cs {
+			if ours(c.Labels) {
+				left = append(left, fmt.Sprintf("container %s (%s, %s, %v)", c.ID[:12], c.Name, c.State, c.Labels))
+				_ = d.Remove(ctx, c.ID)
+			}
+		}
+	}
+	if imgs, err := d.ImageList(ctx); err == nil {
+		for _, img := range imgs {
+			if ours(img.Labels) {
+				left = append(left, fmt.Sprintf("image %s %v (%v)", img.ID, img.Tags, img.Labels))
+				_ = d.ImageRemove(ctx, img.ID)
+			}
+		}
+	}
+	if nets, err := d.Networks(ctx, nil); err == nil {
+		for _, n := range nets {
+			if strings.Contains(n, suite) {
+				left = append(left, "network "+n)
+				_ = d.RemoveNetwork(ctx, n)
+			}
+		}
+	}
+	return left
+}

@@ -1,0 +1,11 @@
+package server
+
+import (
+	"testing"
+
+	"github.com/sandboxd/sandboxd/internal/testenv"
+)
+
+// TestMain fails the run when a test leaves a container, image or network of
+// this suite's in the engine.
+func TestMain(m *testing.M) { testenv.Main(m) }
