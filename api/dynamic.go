@@ -121,7 +121,7 @@ type App struct {
 	// no runner and keeps the module's state.
 	Warm      bool      `json:"warm"`
 	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt    time.Time         `json:"updated_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // AppList is the answer of GET /v1/apps.
