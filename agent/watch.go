@@ -95,6 +95,7 @@ type watch struct {
 	idle    time.Time // when the last client left
 	moving  map[uint32]WatchEvent
 	stopped bool
+	done    chan struct{} // closed by stop
 	// recent is the last event of each path in the last second, to fold the
 	// same change reported twice (by inotify and by addNew's scan).
 	recent map[string]WatchEvent
@@ -156,8 +157,8 @@ func (h *watchHub) start(key watchKey) (*watch, error) {
 	}
 	w := &watch{hub: h, key: key, file: os.NewFile(uintptr(fd), "inotify"), dirs: map[int32]string{},
 		subs: map[chan WatchEvent]struct{}{}, moving: map[uint32]WatchEvent{}, idle: time.Now(),
-		recent: map[string]WatchEvent{},
-		known:  eventSeq.Load()}
+		recent: map[string]WatchEvent{}, done: make(chan struct{}),
+		known: eventSeq.Load()}
 	if err := w.add(key.path); err != nil {
 		w.file.Close()
 		return nil, err
@@ -349,7 +350,12 @@ func (w *watch) emit(e WatchEvent) {
 func (w *watch) lingerLoop() {
 	t := time.NewTicker(watchLinger / 4)
 	defer t.Stop()
-	for range t.C {
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-t.C:
+		}
 		w.mu.Lock()
 		stopped := w.stopped
 		done := len(w.subs) == 0 && time.Since(w.idle) > watchLinger
@@ -377,6 +383,7 @@ func (w *watch) stop() {
 		return
 	}
 	w.stopped = true
+	close(w.done)
 	w.file.Close()
 	for ch := range w.subs {
 		close(ch)
