@@ -26,7 +26,10 @@ type oneSandbox struct {
 	attachs int
 }
 
-var _ Sandboxes = (*oneSandbox)(nil)
+var (
+	_ Sandboxes = (*oneSandbox)(nil)
+	_ Sandboxes = (*orchestrator.Orchestrator)(nil)
+)
 
 func (o *oneSandbox) Attach(ctx context.Context, owner, id string, fn func(context.Context, orchestrator.Sandbox, *agent.Conn) error) error {
 	o.attachs++

@@ -3,7 +3,15 @@ package isolate
 import (
 	"testing"
 
+	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/sandboxd/sandboxd/runtime/docker"
+)
+
+// The engine and image builder sandboxd wires in.
+var (
+	_ Engine = (*docker.Docker)(nil)
+	_ Images = (*images.Builder)(nil)
 )
 
 // TestMain fails the run when a test leaves a container, image or network of

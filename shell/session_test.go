@@ -22,7 +22,10 @@ import (
 // process.
 type oneSandbox struct{ conn *agent.Conn }
 
-var _ Sandboxes = oneSandbox{}
+var (
+	_ Sandboxes = oneSandbox{}
+	_ Sandboxes = (*orchestrator.Orchestrator)(nil)
+)
 
 func (o oneSandbox) Attach(ctx context.Context, owner, id string, fn func(context.Context, orchestrator.Sandbox, *agent.Conn) error) error {
 	if owner != "k" || id != "sb-1" {
