@@ -320,15 +320,21 @@ func TestEmptyImage(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
 	ctx := context.Background()
-	const ref = "sandboxd-test/empty:latest"
+	ref := "sandboxd-test/empty:" + f.cfg.Instance
 	var tarball bytes.Buffer
 	tw := tar.NewWriter(&tarball)
 	tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777})
 	tw.Close()
-	if err := f.d.ImageImport(ctx, &tarball, ref, nil); err != nil {
+	if err := f.d.ImageImport(ctx, &tarball, ref, []string{"LABEL " + runtime.LabelInstance + "=" + f.cfg.Instance}); err != nil {
 		t.Fatal(err)
 	}
 	sb := f.create(t, "alice", CreateOptions{Image: ref})
+	t.Cleanup(func() {
+		_ = f.o.Delete(context.Background(), "alice", sb.ID)
+		if err := f.d.ImageRemove(context.Background(), ref); err != nil {
+			t.Errorf("remove the test's image: %v", err)
+		}
+	})
 	var out, errb bytes.Buffer
 	res, err := f.o.Exec(ctx, "alice", sb.ID, ExecOptions{Argv: []string{"/.sandboxd/bin/sandbox-agent"}}, nil, &out, &errb)
 	if err != nil {

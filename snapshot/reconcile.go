@@ -4,15 +4,19 @@ import (
 	"context"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+
 	"github.com/sandboxd/sandboxd/runtime"
 )
 
 // Reconcile removes the images of this instance that no snapshot owns and
 // that are older than the orphan grace: a checkpoint the engine finished
-// after sandboxd died (and forgot it), or a diff's temporary capture. An
-// image without this instance's labels is never touched.
+// after sandboxd died (and forgot it), a diff's temporary capture, or the
+// untagged image of a snapshot deleted while a child built on it, once the
+// child is gone too. An image without this instance's labels is never
+// touched.
 func (s *Snapshots) Reconcile(ctx context.Context) error {
-	imgs, err := s.eng.ImageList(ctx)
+	imgs, err := s.eng.ImagesLabelled(ctx, runtime.LabelInstance+"="+s.cfg.Instance)
 	if err != nil {
 		return err
 	}
@@ -39,12 +43,21 @@ func (s *Snapshots) Reconcile(ctx context.Context) error {
 			known[l[runtime.LabelID]] || img.Created.After(cutoff) {
 			continue
 		}
-		for _, tag := range img.Tags {
-			if err := s.eng.ImageRemove(ctx, tag); err != nil {
-				s.log.Warn("remove an orphaned snapshot image", "image", tag, "err", err)
-				continue
+		refs := img.Tags
+		if len(refs) == 0 || refs[0] == "<none>:<none>" {
+			refs = []string{img.ID}
+		}
+		for _, ref := range refs {
+			err := s.eng.ImageRemove(ctx, ref)
+			switch {
+			case err == nil:
+				s.log.Info("removed an image no snapshot owns", "image", ref)
+			case cerrdefs.IsConflict(err):
+				// A child still builds on it; it goes with the child.
+				s.log.Debug("an image no snapshot owns is still in use", "image", ref, "err", err)
+			case !cerrdefs.IsNotFound(err):
+				s.log.Warn("remove an orphaned snapshot image", "image", ref, "err", err)
 			}
-			s.log.Info("removed an image no snapshot owns", "image", tag)
 		}
 	}
 	return nil

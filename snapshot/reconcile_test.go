@@ -52,6 +52,16 @@ func TestReconcileRemovesImagesNoSnapshotOwns(t *testing.T) {
 	}
 	orphan := commit("snap-orphan-"+filepath.Base(data), instance)
 	others := commit("snap-others-"+filepath.Base(data), "another-instance")
+	// An untagged image of this instance's: committing again under the same
+	// name takes the tag away from the first.
+	danglingRef := ImageRef("snap-dangling-" + filepath.Base(data))
+	dangling, err := d.Commit(ctx, cid, danglingRef, map[string]string{
+		runtime.LabelKind: runtime.KindSnapshot, runtime.LabelID: "snap-dangling", runtime.LabelOwner: "k", runtime.LabelInstance: instance,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit("snap-dangling-"+filepath.Base(data), instance)
 	kept := Snapshot{ID: "snap-kept-" + filepath.Base(data), Name: "kept", Owner: "k", BaseImage: images.Busybox, State: StateReady}
 	kept.Image = commit(kept.ID, instance)
 	if err := s.insert(ctx, &kept); err != nil {
@@ -60,8 +70,10 @@ func TestReconcileRemovesImagesNoSnapshotOwns(t *testing.T) {
 	if err := s.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.ImageInspect(ctx, orphan); err == nil {
-		t.Fatalf("the orphaned image %s is still there", orphan)
+	for _, ref := range []string{orphan, dangling, danglingRef} {
+		if _, err := d.ImageInspect(ctx, ref); err == nil {
+			t.Fatalf("the orphaned image %s is still there", ref)
+		}
 	}
 	for _, ref := range []string{others, kept.Image} {
 		if _, err := d.ImageInspect(ctx, ref); err != nil {

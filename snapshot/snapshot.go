@@ -32,7 +32,8 @@ type Engine interface {
 	Commit(ctx context.Context, containerID, ref string, labels map[string]string) (string, error)
 	ImageInspect(ctx context.Context, ref string) (runtime.Image, error)
 	ImageRemove(ctx context.Context, ref string) error
-	ImageList(ctx context.Context) ([]runtime.Image, error)
+	// ImagesLabelled lists the images that carry a label, untagged ones too.
+	ImagesLabelled(ctx context.Context, label string) ([]runtime.Image, error)
 }
 
 // Config is the snapshot store's part of sandboxd's configuration.

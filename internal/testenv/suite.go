@@ -68,7 +68,7 @@ func Leftovers() []string {
 			}
 		}
 	}
-	if imgs, err := d.ImageList(ctx); err == nil {
+	if imgs, err := d.ImagesLabelled(ctx, runtime.LabelInstance); err == nil {
 		for _, img := range imgs {
 			if ours(img.Labels) {
 				left = append(left, fmt.Sprintf("image %s %v (%v)", img.ID, img.Tags, img.Labels))

@@ -53,6 +53,22 @@ func (d *Docker) ImageList(ctx context.Context) ([]runtime.Image, error) {
 	return out, nil
 }
 
+// ImagesLabelled lists every image that carries label ("key" or
+// "key=value"), untagged ones included.
+func (d *Docker) ImagesLabelled(ctx context.Context, label string) ([]runtime.Image, error) {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	res, err := d.cli.ImageList(ctx, client.ImageListOptions{All: true, Filters: client.Filters{}.Add("label", label)})
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	out := make([]runtime.Image, 0, len(res.Items))
+	for _, s := range res.Items {
+		out = append(out, runtime.Image{ID: s.ID, Tags: s.RepoTags, Labels: s.Labels, Size: s.Size, Created: time.Unix(s.Created, 0)})
+	}
+	return out, nil
+}
+
 // ImageImport makes an image named ref from a root filesystem tarball, applying
 // Dockerfile-style changes (LABEL, ENV, WORKDIR...).
 func (d *Docker) ImageImport(ctx context.Context, rootfs io.Reader, ref string, changes []string) error {
@@ -108,7 +124,9 @@ func (d *Docker) ImagePull(ctx context.Context, ref string, progress func(string
 func (d *Docker) ImageRemove(ctx context.Context, ref string) error {
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
-	if _, err := d.cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{}); err != nil {
+	// PruneChildren, as `docker rmi` does: an untagged parent that only this
+	// image held (a snapshot deleted while a child built on it) goes too.
+	if _, err := d.cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true}); err != nil {
 		return fmt.Errorf("remove image %s: %w", ref, err)
 	}
 	return nil
