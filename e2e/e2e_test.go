@@ -75,7 +75,7 @@ func startDaemon(t *testing.T, listen, data string, env ...string) *daemon {
 	t.Helper()
 	bin := binaries(t)
 	cmd := exec.Command(filepath.Join(bin, "sandboxd"), "--listen", listen, "--data", data,
-		"--network", "sandboxd-test", "--bridge", "sbxtest0", "--log-level", "debug")
+		"--network", network, "--bridge", bridge, "--log-level", "debug")
 	// No warm runners unless a test asks for them: they cost every test CPU.
 	cmd.Env = append(append(os.Environ(), "SANDBOXD_POOL_MIN_IDLE=0"), env...)
 	d := &daemon{cmd: cmd, stderr: &lockedWriter{}, done: make(chan struct{})}
@@ -147,6 +147,9 @@ func sbx(t *testing.T, url, key string, args ...string) (string, string, int) {
 	}
 	return out.String(), errb.String(), code
 }
+
+// The suite's network, which the sandboxes of every sandboxd it starts join.
+var network, bridge = testenv.Network("test")
 
 // TestMain fails the run when a test leaves a container, image or network of
 // this suite's in the engine.

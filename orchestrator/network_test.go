@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sandboxd/sandboxd/internal/testenv"
 )
 
 // testHost is a host of the test's own on a private address: a network
@@ -75,7 +77,8 @@ func TestPrivateRangesBlocked(t *testing.T) {
 		t.Fatalf("a sandbox reached %s on a private address: %q", h.addr, out)
 	}
 	allowed := newFixture(t, func(c *Config) {
-		c.Network, c.Bridge, c.AllowedRanges = "sandboxd-test-allow", "sbxtallow0", []string{"10.213.77.0/24"}
+		c.Network, c.Bridge = testenv.Network("allow")
+		c.AllowedRanges = []string{"10.213.77.0/24"}
 	})
 	sb2 := allowed.create(t, "alice", CreateOptions{})
 	if _, out := allowed.exec(t, "alice", sb2.ID, fetch); !strings.Contains(out, "reached") {

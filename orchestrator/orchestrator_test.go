@@ -36,8 +36,8 @@ func newFixture(t *testing.T, tweak func(*Config)) *fixture {
 		Instance:     testenv.Instance("test"),
 		DataDir:      data,
 		AgentBinary:  testenv.AgentBinary(t),
-		Network:      "sandboxd-test",
-		Bridge:       "sbxtest0",
+		Network:      network,
+		Bridge:       bridge,
 		DefaultImage: images.Busybox,
 	}
 	if tweak != nil {

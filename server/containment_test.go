@@ -64,7 +64,7 @@ func newFullFixture(t *testing.T, cfg Config) *fullFixture {
 	}
 	o, err := orchestrator.New(ctx, orchestrator.Config{
 		Instance: instance, DataDir: b.data, AgentBinary: testenv.AgentBinary(t),
-		Network: "sandboxd-test", Bridge: "sbxtest0", DefaultImage: images.Busybox, Quotas: sandboxQuota,
+		Network: network, Bridge: bridge, DefaultImage: images.Busybox, Quotas: sandboxQuota,
 	}, b.d, b.images, b.sq, b.log)
 	if err != nil {
 		t.Fatal(err)

@@ -104,7 +104,7 @@ func newFixture(t *testing.T) *fixture {
 	instance := "srvtest-" + filepath.Base(b.data)
 	o, err := orchestrator.New(ctx, orchestrator.Config{
 		Instance: instance, DataDir: b.data, AgentBinary: testenv.AgentBinary(t),
-		Network: "sandboxd-test", Bridge: "sbxtest0", DefaultImage: images.Busybox,
+		Network: network, Bridge: bridge, DefaultImage: images.Busybox,
 	}, b.d, b.images, b.sq, b.log)
 	if err != nil {
 		t.Fatal(err)

@@ -33,11 +33,20 @@ func Instance(what string) string {
 	return what + "-" + suite + "-" + hex.EncodeToString(b)
 }
 
-// Main runs the package's tests, then fails the run when a container, image
-// or network labelled by this suite is left in the engine: every test
-// removes what it made. What is left is listed and removed.
+// Network names a bridge network of this suite's for sandboxes to join,
+// and its host interface: the tests of one package share it, and Main
+// removes it (and its host rules) after the last one.
+func Network(what string) (name, bridge string) {
+	return "sandboxd-" + what + "-" + suite, "sb" + what[:1] + suite
+}
+
+// Main runs the package's tests, removes the suite's networks, then fails
+// the run when a container, image or network labelled by this suite is left
+// in the engine: every test removes what it made. What is left is listed
+// and removed.
 func Main(m *testing.M) {
 	code := m.Run()
+	removeNetworks()
 	if left := Leftovers(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: the tests left %d things labelled by this suite (%s) in the engine:\n  %s\n",
 			len(left), suite, strings.Join(left, "\n  "))
@@ -46,6 +55,25 @@ func Main(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// removeNetworks removes the networks Network named for this suite.
+func removeNetworks() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := docker.New(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	nets, _ := d.Networks(ctx, nil)
+	for _, n := range nets {
+		if strings.HasPrefix(n, "sandboxd-") && strings.HasSuffix(n, "-"+suite) {
+			if err := d.RemoveNetwork(ctx, n); err != nil {
+				fmt.Fprintf(os.Stderr, "remove the suite's network %s: %v\n", n, err)
+			}
+		}
+	}
 }
 
 // Leftovers lists, and removes, what this suite's labels are on in the

@@ -46,15 +46,48 @@ func (d *Docker) EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) er
 	return nil
 }
 
-// RemoveNetwork removes a network no container uses. The host rules of an
-// isolated network stay: they name only its bridge, which is gone.
+// RemoveNetwork removes a network no container uses, and the host rules
+// EnsureNetwork installed for its bridge.
 func (d *Docker) RemoveNetwork(ctx context.Context, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
+	d.netMu.Lock()
+	defer d.netMu.Unlock()
+	n, err := d.cli.NetworkInspect(ctx, name, client.NetworkInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("remove network %s: %w", name, err)
+	}
 	if _, err := d.cli.NetworkRemove(ctx, name, client.NetworkRemoveOptions{}); err != nil {
 		return fmt.Errorf("remove network %s: %w", name, err)
 	}
+	if bridge := n.Network.Options["com.docker.network.bridge.name"]; bridge != "" {
+		unfenceBridge(ctx, bridge)
+	}
 	return nil
+}
+
+// unfenceBridge removes the host rules isolateBridge installed for bridge,
+// those that are there.
+func unfenceBridge(ctx context.Context, bridge string) {
+	chain := "SBX-" + bridge
+	for bin, parent := range map[string]string{"iptables": "DOCKER-USER", "ip6tables": "FORWARD"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			continue
+		}
+		for _, r := range [][]string{
+			{"INPUT", "-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
+			{"INPUT", "-i", bridge, "-j", "DROP"},
+			{parent, "-i", bridge, "-j", chain},
+		} {
+			for exec.CommandContext(ctx, bin, append([]string{"-w", "-C"}, r...)...).Run() == nil {
+				if exec.CommandContext(ctx, bin, append([]string{"-w", "-D"}, r...)...).Run() != nil {
+					break
+				}
+			}
+		}
+		_ = exec.CommandContext(ctx, bin, "-w", "-F", chain).Run()
+		_ = exec.CommandContext(ctx, bin, "-w", "-X", chain).Run()
+	}
 }
 
 // Networks lists, by name, the networks that carry all of labels.
