@@ -84,7 +84,7 @@ func startDaemon(t *testing.T, listen, data string, env ...string) *daemon {
 		t.Fatal(err)
 	}
 	go func() { _ = cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() { d.kill() })
+	t.Cleanup(func() { d.stop(t) })
 	_, port, _ := net.SplitHostPort(listen)
 	d.url = "http://127.0.0.1:" + port
 	deadline := time.Now().Add(6 * time.Minute) // a first run builds the base image
@@ -112,6 +112,18 @@ func (d *daemon) log() string {
 	d.stderr.mu.Lock()
 	defer d.stderr.mu.Unlock()
 	return d.stderr.w.String()
+}
+
+// stop shuts sandboxd down as an operator does (SIGTERM), so that it removes
+// its runners, those it was still making included; SIGKILL after a minute.
+func (d *daemon) stop(t *testing.T) {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(time.Minute):
+		t.Errorf("sandboxd did not stop within a minute of SIGTERM: %s", d.log())
+		d.kill()
+	}
 }
 
 // kill sends SIGKILL: no shutdown path runs.

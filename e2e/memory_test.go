@@ -46,7 +46,7 @@ func memoryCgroup(t *testing.T, d *daemon, limit int64) func() int64 {
 		if err := os.Mkdir(v1, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { d.kill(); _ = os.Remove(v1) })
+		t.Cleanup(func() { d.stop(t); _ = os.Remove(v1) })
 		write(filepath.Join(v1, "memory.limit_in_bytes"), strconv.FormatInt(limit, 10))
 		write(filepath.Join(v1, "memory.memsw.limit_in_bytes"), strconv.FormatInt(limit, 10))
 		write(filepath.Join(v1, "cgroup.procs"), strconv.Itoa(pid))
@@ -55,7 +55,7 @@ func memoryCgroup(t *testing.T, d *daemon, limit int64) func() int64 {
 	if err := os.Mkdir(v2, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.kill(); _ = os.Remove(v2) })
+	t.Cleanup(func() { d.stop(t); _ = os.Remove(v2) })
 	write(filepath.Join(v2, "memory.max"), strconv.FormatInt(limit, 10))
 	write(filepath.Join(v2, "memory.swap.max"), "0")
 	write(filepath.Join(v2, "cgroup.procs"), strconv.Itoa(pid))

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -25,9 +24,8 @@ const controlTimeout = 30 * time.Second
 
 // Docker drives one Docker engine.
 type Docker struct {
-	cli   *client.Client
-	log   *slog.Logger
-	netMu sync.Mutex // one network ensure at a time
+	cli *client.Client
+	log *slog.Logger
 }
 
 // New connects to the engine named by DOCKER_HOST (or the local socket) and

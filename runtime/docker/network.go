@@ -5,12 +5,17 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
 	"github.com/sandboxd/sandboxd/runtime"
 )
+
+// netMu serialises, in this process, the changes to networks and to the
+// host's firewall rules, whichever client makes them.
+var netMu sync.Mutex
 
 // EnsureNetwork makes the bridge network of spec exist. With spec.Isolated it
 // turns off traffic between its containers and installs host firewall rules so
@@ -19,8 +24,8 @@ import (
 func (d *Docker) EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) error {
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
-	d.netMu.Lock()
-	defer d.netMu.Unlock()
+	netMu.Lock()
+	defer netMu.Unlock()
 	_, err := d.cli.NetworkInspect(ctx, spec.Name, client.NetworkInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
 		opts := map[string]string{"com.docker.network.bridge.name": spec.Bridge}
@@ -51,8 +56,8 @@ func (d *Docker) EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) er
 func (d *Docker) RemoveNetwork(ctx context.Context, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
-	d.netMu.Lock()
-	defer d.netMu.Unlock()
+	netMu.Lock()
+	defer netMu.Unlock()
 	n, err := d.cli.NetworkInspect(ctx, name, client.NetworkInspectOptions{})
 	if err != nil {
 		return fmt.Errorf("remove network %s: %w", name, err)
@@ -160,7 +165,9 @@ func fillChain(ctx context.Context, bin, chain string, allowed, blocked []string
 		return nil
 	}
 	if exec.CommandContext(ctx, bin, "-w", "-n", "-L", chain).Run() != nil {
-		if err := run("-N", chain); err != nil {
+		// Another process (another sandboxd on this host) may make it
+		// meanwhile: what counts is that it exists.
+		if err := run("-N", chain); err != nil && exec.CommandContext(ctx, bin, "-w", "-n", "-L", chain).Run() != nil {
 			return err
 		}
 	}
