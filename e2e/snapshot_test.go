@@ -145,7 +145,7 @@ func TestKillDuringCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sn := range list.Snapshots {
-		known["sandboxd/snapshot:"+sn.ID+":latest"] = true
+		known[sn.ID] = true
 	}
 	orphans := func() []string {
 		imgs, err := eng.ImageList(ctx)
@@ -154,7 +154,7 @@ func TestKillDuringCheckpoint(t *testing.T) {
 		}
 		var out []string
 		for _, img := range imgs {
-			if img.Labels[sbxruntime.LabelKind] == sbxruntime.KindSnapshot && len(img.Tags) > 0 && !known[img.Tags[0]] &&
+			if img.Labels[sbxruntime.LabelKind] == sbxruntime.KindSnapshot && len(img.Tags) > 0 && !known[img.Labels[sbxruntime.LabelID]] &&
 				img.Labels[sbxruntime.LabelID] != "" && strings.HasPrefix(img.Tags[0], "sandboxd/snapshot:") &&
 				img.Created.After(killedAt.Add(-time.Minute)) && img.Labels[sbxruntime.LabelOwner] != "" && isOurs(img.Labels, data) {
 				out = append(out, img.Tags[0])
