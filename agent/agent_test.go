@@ -3,10 +3,13 @@ package agent
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -126,15 +129,43 @@ func TestExec(t *testing.T) {
 
 func TestExecCancelKillsProcess(t *testing.T) {
 	c := pair(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := time.Now()
-	_, err := c.Exec(ctx, ExecRequest{Argv: []string{"sleep", "30"}}, nil, io.Discard, io.Discard)
-	if err == nil {
+	// A sleep of its own length, to be found among this host's processes.
+	arg := fmt.Sprintf("%d.%06d", 3000+os.Getpid()%1000, time.Now().Nanosecond()/1000)
+	mine := func() []int {
+		var pids []int
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if string(b) == "sleep\x00"+arg+"\x00" && alive(pid) {
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(ctx, ExecRequest{Argv: []string{"sleep", arg}}, nil, io.Discard, io.Discard)
+		done <- err
+	}()
+	for deadline := time.Now().Add(30 * time.Second); len(mine()) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the command never started")
+		}
+	}
+	cancel()
+	if err := <-done; err == nil {
 		t.Fatal("want an error after cancel")
 	}
-	if time.Since(start) > 3*time.Second {
-		t.Fatalf("cancel took %v", time.Since(start))
+	for deadline := time.Now().Add(30 * time.Second); len(mine()) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the cancelled command still runs: %v", mine())
+		}
 	}
 }
 

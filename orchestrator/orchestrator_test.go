@@ -279,12 +279,11 @@ func TestStopInterruptsRunningCommand(t *testing.T) {
 		l := f.o.lookupLive(sb.ID)
 		return l != nil && l.inflight.Load() == 1
 	})
-	start := time.Now()
+	// Stop interrupts the command instead of waiting for it: the exec ends
+	// with a conflict (a stop that waited would see it end by itself, after
+	// its 300 s).
 	if _, err := f.o.Stop(ctx, "alice", sb.ID); err != nil {
 		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 15*time.Second {
-		t.Fatalf("stop waited %v for the command", d)
 	}
 	if err := <-errc; !cerrdefs.IsConflict(err) {
 		t.Fatalf("interrupted exec: %v", err)
