@@ -1,6 +1,7 @@
-// Package shell carries interactive terminal sessions over WebSockets. The
-// sessions themselves live in each sandbox's agent (so they outlive
-// connections); this package bridges one WebSocket viewer to one agent stream.
+// Package shell is the host side of interactive terminal sessions: it opens,
+// reattaches to, lists and ends them through the orchestrator (Service), and
+// carries one over a WebSocket (Bridge). The sessions themselves live in each
+// sandbox's agent, so they outlive connections and sandboxd restarts.
 //
 // Framing: binary frames carry terminal bytes both ways. Text frames carry JSON
 // control messages (api.PtyMessage): from the client "resize" and "signal";
