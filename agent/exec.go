@@ -53,24 +53,9 @@ func noWait() {}
 // exec runs req and streams its output on st. It returns the result to send last,
 // and a function that joins the stream's reader once the result is sent.
 func (s *Server) exec(ctx context.Context, st net.Conn, out *frameSender, req *ExecRequest) (ExecResult, func()) {
-	if len(req.Argv) == 0 || req.Argv[0] == "" {
-		return startFailure(126, "empty command"), noWait
-	}
-	id, err := lookupUser(req.User)
+	cmd, code, err := s.command(req.Argv, req.User, req.Env, req.Cwd)
 	if err != nil {
-		return startFailure(126, err.Error()), noWait
-	}
-	env := s.environ(id, req.Env)
-	cwd := req.Cwd
-	if cwd == "" {
-		cwd = id.home
-	}
-	if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
-		return startFailure(126, fmt.Sprintf("working directory %q does not exist", cwd)), noWait
-	}
-	path, err := lookPath(req.Argv[0], envValue(env, "PATH"), cwd)
-	if err != nil {
-		return startFailure(127, err.Error()), noWait
+		return startFailure(code, err.Error()), noWait
 	}
 
 	stdinR, stdinW, stdoutR, stdoutW, stderrR, stderrW, err := openPipes(req)
@@ -80,19 +65,11 @@ func (s *Server) exec(ctx context.Context, st net.Conn, out *frameSender, req *E
 	defer stdoutR.Close()
 	defer stderrR.Close()
 
-	attr := &os.ProcAttr{
-		Dir:   cwd,
-		Env:   env,
-		Files: []*os.File{stdinR, stdoutW, stderrW},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
-	}
-	if os.Getuid() == 0 {
-		attr.Sys.Credential = &syscall.Credential{Uid: id.uid, Gid: id.gid, Groups: id.groups}
-	}
+	attr := cmd.attr(stdinR, stdoutW, stderrW)
 	oomBefore := oomKills()
 	started := time.Now()
 	proc, waitCh, err := s.children().start(func() (*os.Process, error) {
-		return os.StartProcess(path, req.Argv, attr)
+		return os.StartProcess(cmd.path, req.Argv, attr)
 	})
 	stdinR.Close()
 	stdoutW.Close()
@@ -154,6 +131,49 @@ func (s *Server) exec(ctx context.Context, st net.Conn, out *frameSender, req *E
 	res.ExitCode, res.Signal = exitOf(ws.status)
 	res.OOMKilled = res.Signal == "SIGKILL" && !res.TimedOut && oomKills() > oomBefore
 	return res, func() { <-readerDone }
+}
+
+// resolved is a command ready to start: its program, environment, working
+// directory and user.
+type resolved struct {
+	path string
+	env  []string
+	cwd  string
+	id   identity
+}
+
+// command resolves argv as user (empty: root) in cwd (empty: the user's home)
+// with env added to the sandbox's environment. A failure carries the exit code
+// a shell would give: 127 for a program not found, 126 otherwise.
+func (s *Server) command(argv []string, user string, env map[string]string, cwd string) (resolved, int, error) {
+	if len(argv) == 0 || argv[0] == "" {
+		return resolved{}, 126, errors.New("empty command")
+	}
+	id, err := lookupUser(user)
+	if err != nil {
+		return resolved{}, 126, err
+	}
+	r := resolved{env: s.environ(id, env), cwd: cwd, id: id}
+	if r.cwd == "" {
+		r.cwd = id.home
+	}
+	if fi, err := os.Stat(r.cwd); err != nil || !fi.IsDir() {
+		return resolved{}, 126, fmt.Errorf("working directory %q does not exist", r.cwd)
+	}
+	if r.path, err = lookPath(argv[0], envValue(r.env, "PATH"), r.cwd); err != nil {
+		return resolved{}, 127, err
+	}
+	return r, 0, nil
+}
+
+// attr starts the command in a process group of its own, with files as its
+// stdin, stdout and stderr, as its user.
+func (r resolved) attr(files ...*os.File) *os.ProcAttr {
+	attr := &os.ProcAttr{Dir: r.cwd, Env: r.env, Files: files, Sys: &syscall.SysProcAttr{Setpgid: true}}
+	if os.Getuid() == 0 {
+		attr.Sys.Credential = &syscall.Credential{Uid: r.id.uid, Gid: r.id.gid, Groups: r.id.groups}
+	}
+	return attr
 }
 
 // exitOf is a wait status as a shell reports it: the exit code, or 128 plus

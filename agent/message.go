@@ -41,6 +41,11 @@ type Request struct {
 	AppInit *AppInit `json:"app_init,omitempty"`
 	// Invoke is the request to hand to the app, for op "invoke".
 	Invoke *InvokeRequest `json:"invoke,omitempty"`
+	// ProcStart is the process to start, for op "proc_start".
+	ProcStart *ProcStart `json:"proc_start,omitempty"`
+	// Proc names a process and what to do with it, for the other proc_*
+	// operations.
+	Proc *ProcRequest `json:"proc,omitempty"`
 }
 
 // UserInfo answers op "user": who a user spec is inside the sandbox.

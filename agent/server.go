@@ -28,6 +28,7 @@ type Server struct {
 	baseEnv    []string
 	ptys       *ptyManager
 	watches    *watchHub
+	procs      *procs // background processes
 	// host is the runtime host of a runner container, nil in a sandbox.
 	host *runtimeHost
 }
@@ -38,6 +39,7 @@ func NewServer(log *slog.Logger) *Server {
 	s := &Server{log: log, baseEnv: baseEnviron()}
 	s.ptys = newPtyManager(s)
 	s.watches = newWatchHub()
+	s.procs = newProcs()
 	if os.Getpid() == 1 {
 		s.children()
 	}
@@ -59,6 +61,7 @@ func (s *Server) Close() {
 	}
 	s.watches.close()
 	s.ptys.close()
+	s.procs.killAll()
 	s.reaperOnce.Do(func() {}) // no reaper starts after this
 	if s.reaper != nil {
 		s.reaper.close()
@@ -114,6 +117,12 @@ func (s *Server) handle(ctx context.Context, st net.Conn) {
 		s.serveFS(st, out, req.Fs)
 	case "watch":
 		s.serveWatch(ctx, st, out, req.Watch)
+	case "proc_start":
+		_ = out.sendJSON(s.startProc(req.ProcStart))
+	case "proc_logs":
+		s.serveProcLogs(ctx, st, out, req.Proc)
+	case "proc_list", "proc_get", "proc_signal", "proc_kill", "proc_stdin", "proc_wait":
+		_ = out.sendJSON(s.serveProc(ctx, req.Op, req.Proc))
 	case "pty_list":
 		_ = out.sendJSON(PtyList{Sessions: s.ptys.list()})
 	case "pty_kill":

@@ -1,0 +1,519 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Limits of background processes.
+const (
+	// ProcLogBytes is how much recent output a process keeps; older output
+	// is dropped, and a reader asking for it gets a gap record.
+	ProcLogBytes = 8 << 20
+	// procExitedKept is how many exited processes stay listed.
+	procExitedKept = 64
+	// procChunk is the largest output record.
+	procChunk = 64 << 10
+	// procDrain is how long, after a process exits, its output may still
+	// arrive (from children that hold its pipes) before its log ends.
+	procDrain = time.Second
+)
+
+// Process states.
+const (
+	ProcRunning = "running"
+	ProcExited  = "exited"
+)
+
+// ProcStart starts a background process.
+type ProcStart struct {
+	Argv []string          `json:"argv"`
+	Env  map[string]string `json:"env,omitempty"`
+	Cwd  string            `json:"cwd,omitempty"`
+	User string            `json:"user,omitempty"`
+	Tag  string            `json:"tag,omitempty"`
+	// Stdin keeps a pipe to the process's standard input open for writes;
+	// otherwise it reads /dev/null.
+	Stdin bool `json:"stdin,omitempty"`
+	// TimeoutMs kills the process group after this long; 0 is no limit.
+	TimeoutMs int64 `json:"timeout_ms,omitempty"`
+}
+
+// ProcRequest acts on a process, for the proc_* operations.
+type ProcRequest struct {
+	PID int    `json:"pid,omitempty"`
+	Tag string `json:"tag,omitempty"` // proc_list: only this tag
+	// From is the output offset proc_logs starts at; Follow waits for more
+	// output until the process's log ends.
+	From   int64 `json:"from,omitempty"`
+	Follow bool  `json:"follow,omitempty"`
+	// Signal is the signal's name, for proc_signal ("SIGTERM", "TERM").
+	Signal string `json:"signal,omitempty"`
+	// Data is written to stdin (proc_stdin); Close closes it after.
+	Data  []byte `json:"data,omitempty"`
+	Close bool   `json:"close,omitempty"`
+	// TimeoutMs bounds proc_wait; 0 waits as long as the caller.
+	TimeoutMs int64 `json:"timeout_ms,omitempty"`
+}
+
+// ProcInfo describes a background process.
+type ProcInfo struct {
+	PID       int        `json:"pid"`
+	Tag       string     `json:"tag,omitempty"`
+	Argv      []string   `json:"argv"`
+	Cwd       string     `json:"cwd"`
+	User      string     `json:"user,omitempty"`
+	State     string     `json:"state"`
+	StartedAt time.Time  `json:"started_at"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	ExitCode  *int       `json:"exit_code,omitempty"`
+	Signal    string     `json:"signal,omitempty"`
+	TimedOut  bool       `json:"timed_out,omitempty"`
+	CPUMs     float64    `json:"cpu_ms"`
+	// PeakMemoryKB is the peak resident memory of the process (rusage), once
+	// it exited.
+	PeakMemoryKB int64 `json:"peak_memory_kb,omitempty"`
+	// StdinOpen says writes to its stdin are accepted.
+	StdinOpen bool `json:"stdin_open,omitempty"`
+	// OutputBytes is all the output so far; OutputFrom is the offset of the
+	// oldest output still kept.
+	OutputBytes int64 `json:"output_bytes"`
+	OutputFrom  int64 `json:"output_from"`
+}
+
+// ProcAnswer answers the proc_* operations other than proc_logs.
+type ProcAnswer struct {
+	Info  *ProcInfo  `json:"info,omitempty"`
+	List  []ProcInfo `json:"list,omitempty"`
+	Code  string     `json:"code,omitempty"` // not_found, invalid, conflict
+	Error string     `json:"error,omitempty"`
+}
+
+// ProcRecord is one record of a process's output stream (proc_logs):
+// "output" (Stream and Data at Offset), "gap" (output from Offset to To was
+// dropped), and last "end" (the log ended, with Info, or the stream caught
+// up when not following).
+type ProcRecord struct {
+	Type   string    `json:"type"`
+	Stream string    `json:"stream,omitempty"`
+	Offset int64     `json:"offset"`
+	To     int64     `json:"to,omitempty"`
+	Data   []byte    `json:"data,omitempty"`
+	Info   *ProcInfo `json:"info,omitempty"`
+}
+
+// Errors of the process operations, as ProcAnswer codes.
+const (
+	ProcNotFound = "not_found"
+	ProcInvalid  = "invalid"
+	ProcConflict = "conflict"
+)
+
+// procs keeps the agent's background processes.
+type procs struct {
+	mu sync.Mutex
+	m  map[int]*proc
+}
+
+// proc is one background process and its output.
+type proc struct {
+	info  ProcInfo // guarded by mu (the ProcInfo's log fields come from log)
+	mu    sync.Mutex
+	stdin *os.File
+	log   *procLog
+	done  chan struct{} // closed when the process has exited
+}
+
+// procLog is a process's recent output, both streams in one sequence of
+// byte offsets.
+type procLog struct {
+	mu     sync.Mutex
+	chunks []logChunk
+	start  int64 // the offset of the oldest byte kept
+	end    int64 // the offset after the last byte
+	ended  bool
+	wake   chan struct{} // closed and replaced at every change
+}
+
+type logChunk struct {
+	stream string
+	off    int64
+	data   []byte
+}
+
+func newProcLog() *procLog { return &procLog{wake: make(chan struct{})} }
+
+func (l *procLog) changed() {
+	close(l.wake)
+	l.wake = make(chan struct{})
+}
+
+func (l *procLog) append(stream string, p []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.chunks = append(l.chunks, logChunk{stream: stream, off: l.end, data: append([]byte(nil), p...)})
+	l.end += int64(len(p))
+	for l.end-l.start > ProcLogBytes && len(l.chunks) > 1 {
+		l.start = l.chunks[1].off
+		l.chunks[0] = logChunk{}
+		l.chunks = l.chunks[1:]
+	}
+	l.changed()
+}
+
+func (l *procLog) finish() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.ended {
+		l.ended = true
+		l.changed()
+	}
+}
+
+// from returns the records from offset on: a gap first if some of that
+// output was dropped; whether the log has ended; and a channel closed at the
+// next change.
+func (l *procLog) from(off int64) ([]ProcRecord, int64, bool, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []ProcRecord
+	if off < l.start {
+		out = append(out, ProcRecord{Type: "gap", Offset: off, To: l.start})
+		off = l.start
+	}
+	i := sort.Search(len(l.chunks), func(i int) bool { return l.chunks[i].off+int64(len(l.chunks[i].data)) > off })
+	for ; i < len(l.chunks); i++ {
+		c := l.chunks[i]
+		data := c.data[max(0, off-c.off):]
+		out = append(out, ProcRecord{Type: "output", Stream: c.stream, Offset: max(off, c.off), Data: data})
+	}
+	return out, l.end, l.ended, l.wake
+}
+
+func newProcs() *procs { return &procs{m: map[int]*proc{}} }
+
+// snapshot is p's information now.
+func (p *proc) snapshot() ProcInfo {
+	p.mu.Lock()
+	info := p.info
+	info.StdinOpen = p.stdin != nil
+	p.mu.Unlock()
+	p.log.mu.Lock()
+	info.OutputBytes, info.OutputFrom = p.log.end, p.log.start
+	p.log.mu.Unlock()
+	return info
+}
+
+// start starts req as a background process in a process group of its own.
+func (s *Server) startProc(req *ProcStart) ProcAnswer {
+	if req == nil {
+		return ProcAnswer{Code: ProcInvalid, Error: "proc_start without a process"}
+	}
+	cmd, _, err := s.command(req.Argv, req.User, req.Env, req.Cwd)
+	if err != nil {
+		return ProcAnswer{Code: ProcInvalid, Error: err.Error()}
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return ProcAnswer{Code: ProcInvalid, Error: err.Error()}
+	}
+	defer null.Close()
+	stdinR, stdinW := null, (*os.File)(nil)
+	if req.Stdin {
+		if stdinR, stdinW, err = os.Pipe(); err != nil {
+			return ProcAnswer{Code: ProcInvalid, Error: err.Error()}
+		}
+		defer stdinR.Close()
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return ProcAnswer{Code: ProcInvalid, Error: err.Error()}
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return ProcAnswer{Code: ProcInvalid, Error: err.Error()}
+	}
+	started := time.Now().UTC()
+	osp, waitCh, err := s.children().start(func() (*os.Process, error) {
+		return os.StartProcess(cmd.path, req.Argv, cmd.attr(stdinR, outW, errW))
+	})
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		if stdinW != nil {
+			stdinW.Close()
+		}
+		return ProcAnswer{Code: ProcInvalid, Error: err.Error()}
+	}
+	pid := osp.Pid
+	osp.Release()
+	p := &proc{stdin: stdinW, log: newProcLog(), done: make(chan struct{}), info: ProcInfo{
+		PID: pid, Tag: req.Tag, Argv: req.Argv, Cwd: cmd.cwd, User: req.User, State: ProcRunning, StartedAt: started,
+	}}
+	s.procs.mu.Lock()
+	s.procs.m[pid] = p
+	s.procs.mu.Unlock()
+
+	var pumps sync.WaitGroup
+	for _, f := range []struct {
+		r    *os.File
+		name string
+	}{{outR, "stdout"}, {errR, "stderr"}} {
+		pumps.Add(1)
+		go func() {
+			defer pumps.Done()
+			defer f.r.Close()
+			buf := make([]byte, procChunk)
+			for {
+				n, err := f.r.Read(buf)
+				if n > 0 {
+					p.log.append(f.name, buf[:n])
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	var timer *time.Timer
+	if req.TimeoutMs > 0 {
+		timer = time.AfterFunc(time.Duration(req.TimeoutMs)*time.Millisecond, func() {
+			p.mu.Lock()
+			p.info.TimedOut = true
+			p.mu.Unlock()
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		})
+	}
+	go func() {
+		ws := <-waitCh
+		if timer != nil {
+			timer.Stop()
+		}
+		ended := time.Now().UTC()
+		code, sig := exitOf(ws.status)
+		p.mu.Lock()
+		p.info.State, p.info.EndedAt, p.info.ExitCode, p.info.Signal = ProcExited, &ended, &code, sig
+		p.info.CPUMs = float64(ws.rusage.Utime.Nano()+ws.rusage.Stime.Nano()) / 1e6
+		p.info.PeakMemoryKB = ws.rusage.Maxrss
+		if p.stdin != nil {
+			p.stdin.Close()
+			p.stdin = nil
+		}
+		p.mu.Unlock()
+		close(p.done)
+		// Output still in the pipes arrives; children that keep them open
+		// do not hold the log open for long.
+		drained := make(chan struct{})
+		go func() { pumps.Wait(); close(drained) }()
+		select {
+		case <-drained:
+		case <-time.After(procDrain):
+		}
+		p.log.finish()
+		s.procs.forgetOld()
+	}()
+	info := p.snapshot()
+	return ProcAnswer{Info: &info}
+}
+
+// forgetOld keeps only the most recent procExitedKept exited processes.
+func (ps *procs) forgetOld() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	type ended struct {
+		pid int
+		at  time.Time
+	}
+	var exited []ended
+	for pid, p := range ps.m {
+		p.mu.Lock()
+		if p.info.EndedAt != nil {
+			exited = append(exited, ended{pid, *p.info.EndedAt})
+		}
+		p.mu.Unlock()
+	}
+	if len(exited) <= procExitedKept {
+		return
+	}
+	sort.Slice(exited, func(i, j int) bool { return exited[i].at.Before(exited[j].at) })
+	for _, e := range exited[:len(exited)-procExitedKept] {
+		delete(ps.m, e.pid)
+	}
+}
+
+func (ps *procs) get(pid int) (*proc, bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, ok := ps.m[pid]
+	return p, ok
+}
+
+func (ps *procs) list(tag string) []ProcInfo {
+	ps.mu.Lock()
+	all := make([]*proc, 0, len(ps.m))
+	for _, p := range ps.m {
+		all = append(all, p)
+	}
+	ps.mu.Unlock()
+	out := []ProcInfo{}
+	for _, p := range all {
+		if info := p.snapshot(); tag == "" || info.Tag == tag {
+			out = append(out, info)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
+	return out
+}
+
+// killAll kills every running process group, at the agent's shutdown.
+func (ps *procs) killAll() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for pid, p := range ps.m {
+		select {
+		case <-p.done:
+		default:
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// serveProc answers the proc_* operations other than proc_start and
+// proc_logs.
+func (s *Server) serveProc(ctx context.Context, op string, req *ProcRequest) ProcAnswer {
+	if req == nil {
+		return ProcAnswer{Code: ProcInvalid, Error: op + " without a request"}
+	}
+	if op == "proc_list" {
+		return ProcAnswer{List: s.procs.list(req.Tag)}
+	}
+	p, ok := s.procs.get(req.PID)
+	if !ok {
+		return ProcAnswer{Code: ProcNotFound, Error: fmt.Sprintf("no process %d", req.PID)}
+	}
+	answer := func() ProcAnswer { info := p.snapshot(); return ProcAnswer{Info: &info} }
+	running := func() bool {
+		select {
+		case <-p.done:
+			return false
+		default:
+			return true
+		}
+	}
+	switch op {
+	case "proc_get":
+	case "proc_signal", "proc_kill":
+		sig := unix.SIGKILL
+		if op == "proc_signal" {
+			if sig = unix.SignalNum(req.Signal); sig == 0 {
+				sig = unix.SignalNum("SIG" + req.Signal)
+			}
+			if sig == 0 {
+				return ProcAnswer{Code: ProcInvalid, Error: fmt.Sprintf("unknown signal %q", req.Signal)}
+			}
+		}
+		if !running() {
+			return ProcAnswer{Code: ProcConflict, Error: fmt.Sprintf("process %d has exited", req.PID)}
+		}
+		// The whole group: a shell's children go with it.
+		if err := syscall.Kill(-req.PID, sig); err != nil {
+			return ProcAnswer{Code: ProcConflict, Error: err.Error()}
+		}
+		if op == "proc_kill" {
+			select {
+			case <-p.done:
+			case <-ctx.Done():
+			}
+		}
+	case "proc_stdin":
+		p.mu.Lock()
+		w := p.stdin
+		if req.Close {
+			p.stdin = nil
+		}
+		p.mu.Unlock()
+		if w == nil {
+			return ProcAnswer{Code: ProcConflict, Error: fmt.Sprintf("process %d has no open stdin", req.PID)}
+		}
+		if len(req.Data) > 0 {
+			if _, err := w.Write(req.Data); err != nil {
+				return ProcAnswer{Code: ProcConflict, Error: "write stdin: " + err.Error()}
+			}
+		}
+		if req.Close {
+			w.Close()
+		}
+	case "proc_wait":
+		var timeout <-chan time.Time
+		if req.TimeoutMs > 0 {
+			t := time.NewTimer(time.Duration(req.TimeoutMs) * time.Millisecond)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-p.done:
+		case <-timeout:
+		case <-ctx.Done():
+		}
+	default:
+		return ProcAnswer{Code: ProcInvalid, Error: "unknown operation " + op}
+	}
+	return answer()
+}
+
+// serveProcLogs streams a process's output from req.From: what is kept
+// now, then, with req.Follow, what comes until the log ends or the caller
+// closes the stream.
+func (s *Server) serveProcLogs(ctx context.Context, st net.Conn, out *frameSender, req *ProcRequest) {
+	if req == nil {
+		_ = out.sendJSON(ProcRecord{Type: "error", Data: []byte("proc_logs without a request")})
+		return
+	}
+	p, ok := s.procs.get(req.PID)
+	if !ok {
+		_ = out.sendJSON(ProcRecord{Type: "error", Data: []byte(fmt.Sprintf("no process %d", req.PID))})
+		return
+	}
+	// The caller closing its side ends a follow.
+	gone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, st)
+		close(gone)
+	}()
+	off := max(req.From, 0)
+	for {
+		recs, end, ended, wake := p.log.from(off)
+		for _, r := range recs {
+			// A record is at most procChunk bytes, well under a frame.
+			if err := out.sendJSON(r); err != nil {
+				return
+			}
+		}
+		off = end
+		if ended || !req.Follow {
+			info := p.snapshot()
+			_ = out.sendJSON(ProcRecord{Type: "end", Offset: end, Info: &info})
+			return
+		}
+		select {
+		case <-wake:
+		case <-gone:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
