@@ -9,6 +9,7 @@ import (
 	"mime"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v5"
 )
@@ -38,6 +39,11 @@ func bind(c *echo.Context, v any, emptyOK bool) error {
 			return nil
 		}
 		return badRequest("a JSON body is required")
+	}
+	// JSON is UTF-8 (RFC 8259); the decoder would turn other bytes into
+	// U+FFFD without a word.
+	if !utf8.Valid(body) {
+		return badRequest("malformed JSON: the body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {

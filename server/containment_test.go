@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,6 +27,7 @@ import (
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/isolate"
 	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/process"
 	"github.com/sandboxd/sandboxd/shell"
 	"github.com/sandboxd/sandboxd/snapshot"
 	"github.com/sandboxd/sandboxd/supervisor"
@@ -94,7 +96,7 @@ func newFullFixture(t *testing.T, cfg Config) *fullFixture {
 	}
 	iso.Start()
 	srv := New(cfg, Deps{Orchestrator: o, Keys: b.keys, Tickets: supervisor.NewTickets(), Images: b.images,
-		Files: fsapi.New(o, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes}), Shell: shell.New(o, b.log),
+		Files: fsapi.New(o, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes}), Shell: shell.New(o, b.log), Processes: process.New(o),
 		Snapshots: snaps, Isolate: iso, Ledger: ledger, DB: b.sq, Log: b.log})
 	url := b.serve(t, srv, instance, func() { ledger.Close(); iso.Close(); o.Close() })
 	aKey, err := b.keys.Authenticate(ctx, b.user)
@@ -211,8 +213,13 @@ func TestTenancyOnEveryRoute(t *testing.T) {
 		t.Fatalf("the admin does not see a's snapshot image: %+v", imgs.Images)
 	}
 
+	proc, err := f.a.StartProcess(ctx, sb.ID, api.StartProcessRequest{Shell: "cat", Tag: "a-proc", Stdin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// Everything of a's that b must never see in any answer.
-	secrets := []string{sb.ID, snap.ID, "a-app", "a-secret", f.aID, snapImageID}
+	secrets := []string{sb.ID, snap.ID, "a-app", "a-secret", f.aID, snapImageID, "a-proc"}
 	type check struct {
 		method, path, body string
 		// want is the status b must get; 0 means any 2xx, whose body must
@@ -220,52 +227,62 @@ func TestTenancyOnEveryRoute(t *testing.T) {
 		want int
 	}
 	s, sn := "/v1/sandboxes/"+sb.ID, "/v1/snapshots/"+snap.ID
+	pr := s + "/processes/" + strconv.Itoa(proc.PID)
 	table := map[string][]check{
-		"GET /healthz":                                   {{"GET", "/healthz", "", 0}},
-		"GET /readyz":                                    {{"GET", "/readyz", "", 0}},
-		"GET /":                                          {{"GET", "/", "", 0}},
-		"GET /static/*":                                  {{"GET", "/static/app.js", "", 0}},
-		"GET /vendor/*":                                  {{"GET", "/vendor/xterm.js", "", 0}},
-		"GET /v1/sandboxes/:id/pty":                      {{"GET", s + "/pty", "", 404}},
-		"POST /v1/sandboxes":                             {{"POST", "/v1/sandboxes", `{"snapshot":"` + snap.ID + `"}`, 404}, {"POST", "/v1/sandboxes", `{"image":"sandboxd/snapshot:` + snap.ID + `"}`, 400}, {"POST", "/v1/sandboxes", `{"image":"` + snapImageID + `"}`, 400}},
-		"GET /v1/sandboxes":                              {{"GET", "/v1/sandboxes", "", 0}},
-		"GET /v1/sandboxes/:id":                          {{"GET", s, "", 404}},
-		"PATCH /v1/sandboxes/:id":                        {{"PATCH", s, `{"labels":{"x":"y"}}`, 404}},
-		"DELETE /v1/sandboxes/:id":                       {{"DELETE", s, "", 404}},
-		"POST /v1/sandboxes/:id/stop":                    {{"POST", s + "/stop", "", 404}},
-		"POST /v1/sandboxes/:id/start":                   {{"POST", s + "/start", "", 404}},
-		"POST /v1/sandboxes/:id/snapshots":               {{"POST", s + "/snapshots", `{}`, 404}},
-		"POST /v1/sandboxes/:id/restore":                 {{"POST", s + "/restore", `{"snapshot":"` + snap.ID + `"}`, 404}},
-		"GET /v1/snapshots":                              {{"GET", "/v1/snapshots", "", 0}, {"GET", "/v1/snapshots?sandbox=" + sb.ID, "", 0}},
-		"GET /v1/snapshots/:id":                          {{"GET", sn, "", 404}},
-		"GET /v1/snapshots/:id/export":                   {{"GET", sn + "/export", "", 404}},
-		"GET /v1/snapshots/:id/diff":                     {{"GET", sn + "/diff?to=" + sb.ID, "", 404}},
-		"POST /v1/snapshots/import":                      {{"POST", "/v1/snapshots/import", "not a tar", 400}},
-		"DELETE /v1/snapshots/:id":                       {{"DELETE", sn, "", 404}},
-		"POST /v1/sandboxes/:id/pause":                   {{"POST", s + "/pause", "", 404}},
-		"POST /v1/sandboxes/:id/resume":                  {{"POST", s + "/resume", "", 404}},
-		"POST /v1/sandboxes/:id/exec":                    {{"POST", s + "/exec", `{"shell":"cat /root/secret"}`, 404}},
-		"GET /v1/sandboxes/:id/files":                    {{"GET", s + "/files?path=/root/secret", "", 404}},
-		"PUT /v1/sandboxes/:id/files":                    {{"PUT", s + "/files?path=/root/secret", "b", 404}},
-		"DELETE /v1/sandboxes/:id/files":                 {{"DELETE", s + "/files?path=/root/secret", "", 404}},
-		"GET /v1/sandboxes/:id/files/stat":               {{"GET", s + "/files/stat?path=/root/secret", "", 404}},
-		"GET /v1/sandboxes/:id/files/watch":              {{"GET", s + "/files/watch?path=/root", "", 404}},
-		"POST /v1/sandboxes/:id/files/mkdir":             {{"POST", s + "/files/mkdir", `{"path":"/root/b"}`, 404}},
-		"POST /v1/sandboxes/:id/files/move":              {{"POST", s + "/files/move", `{"from":"/root/secret","to":"/root/b"}`, 404}},
-		"POST /v1/sandboxes/:id/files/chmod":             {{"POST", s + "/files/chmod", `{"path":"/root/secret","mode":"0777"}`, 404}},
-		"GET /v1/sandboxes/:id/archive":                  {{"GET", s + "/archive?path=/root", "", 404}},
-		"PUT /v1/sandboxes/:id/archive":                  {{"PUT", s + "/archive?path=/root", "x", 404}},
-		"POST /v1/sandboxes/:id/pty/tickets":             {{"POST", s + "/pty/tickets", "", 404}},
-		"GET /v1/sandboxes/:id/pty/sessions":             {{"GET", s + "/pty/sessions", "", 404}},
-		"DELETE /v1/sandboxes/:id/pty/sessions/:session": {{"DELETE", s + "/pty/sessions/pty-1", "", 404}},
-		"POST /v1/run":                                   {{"POST", "/v1/run", `{"runtime":"bash","code":"echo b"}`, 0}},
-		"GET /v1/pools":                                  {{"GET", "/v1/pools", "", 403}},
-		"GET /v1/apps":                                   {{"GET", "/v1/apps", "", 0}},
-		"GET /v1/apps/:name":                             {{"GET", "/v1/apps/a-app", "", 404}},
-		"GET /v1/apps/:name/logs":                        {{"GET", "/v1/apps/a-app/logs", "", 404}},
-		"echo_route_any /v1/apps/:name/invoke":           {{"POST", "/v1/apps/a-app/invoke", "", 404}},
-		"echo_route_any /v1/apps/:name/invoke/*":         {{"GET", "/v1/apps/a-app/invoke/x", "", 404}},
-		"DELETE /v1/apps/:name":                          {{"DELETE", "/v1/apps/a-app", "", 404}},
+		"GET /healthz":                                      {{"GET", "/healthz", "", 0}},
+		"GET /readyz":                                       {{"GET", "/readyz", "", 0}},
+		"GET /":                                             {{"GET", "/", "", 0}},
+		"GET /static/*":                                     {{"GET", "/static/app.js", "", 0}},
+		"GET /vendor/*":                                     {{"GET", "/vendor/xterm.js", "", 0}},
+		"GET /v1/sandboxes/:id/pty":                         {{"GET", s + "/pty", "", 404}},
+		"POST /v1/sandboxes":                                {{"POST", "/v1/sandboxes", `{"snapshot":"` + snap.ID + `"}`, 404}, {"POST", "/v1/sandboxes", `{"image":"sandboxd/snapshot:` + snap.ID + `"}`, 400}, {"POST", "/v1/sandboxes", `{"image":"` + snapImageID + `"}`, 400}},
+		"GET /v1/sandboxes":                                 {{"GET", "/v1/sandboxes", "", 0}},
+		"GET /v1/sandboxes/:id":                             {{"GET", s, "", 404}},
+		"PATCH /v1/sandboxes/:id":                           {{"PATCH", s, `{"labels":{"x":"y"}}`, 404}},
+		"DELETE /v1/sandboxes/:id":                          {{"DELETE", s, "", 404}},
+		"POST /v1/sandboxes/:id/stop":                       {{"POST", s + "/stop", "", 404}},
+		"POST /v1/sandboxes/:id/start":                      {{"POST", s + "/start", "", 404}},
+		"POST /v1/sandboxes/:id/snapshots":                  {{"POST", s + "/snapshots", `{}`, 404}},
+		"POST /v1/sandboxes/:id/restore":                    {{"POST", s + "/restore", `{"snapshot":"` + snap.ID + `"}`, 404}},
+		"GET /v1/snapshots":                                 {{"GET", "/v1/snapshots", "", 0}, {"GET", "/v1/snapshots?sandbox=" + sb.ID, "", 0}},
+		"GET /v1/snapshots/:id":                             {{"GET", sn, "", 404}},
+		"GET /v1/snapshots/:id/export":                      {{"GET", sn + "/export", "", 404}},
+		"GET /v1/snapshots/:id/diff":                        {{"GET", sn + "/diff?to=" + sb.ID, "", 404}},
+		"POST /v1/snapshots/import":                         {{"POST", "/v1/snapshots/import", "not a tar", 400}},
+		"DELETE /v1/snapshots/:id":                          {{"DELETE", sn, "", 404}},
+		"POST /v1/sandboxes/:id/pause":                      {{"POST", s + "/pause", "", 404}},
+		"POST /v1/sandboxes/:id/resume":                     {{"POST", s + "/resume", "", 404}},
+		"POST /v1/sandboxes/:id/exec":                       {{"POST", s + "/exec", `{"shell":"cat /root/secret"}`, 404}},
+		"GET /v1/sandboxes/:id/files":                       {{"GET", s + "/files?path=/root/secret", "", 404}},
+		"PUT /v1/sandboxes/:id/files":                       {{"PUT", s + "/files?path=/root/secret", "b", 404}},
+		"DELETE /v1/sandboxes/:id/files":                    {{"DELETE", s + "/files?path=/root/secret", "", 404}},
+		"GET /v1/sandboxes/:id/files/stat":                  {{"GET", s + "/files/stat?path=/root/secret", "", 404}},
+		"GET /v1/sandboxes/:id/files/watch":                 {{"GET", s + "/files/watch?path=/root", "", 404}},
+		"POST /v1/sandboxes/:id/files/mkdir":                {{"POST", s + "/files/mkdir", `{"path":"/root/b"}`, 404}},
+		"POST /v1/sandboxes/:id/files/move":                 {{"POST", s + "/files/move", `{"from":"/root/secret","to":"/root/b"}`, 404}},
+		"POST /v1/sandboxes/:id/files/chmod":                {{"POST", s + "/files/chmod", `{"path":"/root/secret","mode":"0777"}`, 404}},
+		"GET /v1/sandboxes/:id/archive":                     {{"GET", s + "/archive?path=/root", "", 404}},
+		"PUT /v1/sandboxes/:id/archive":                     {{"PUT", s + "/archive?path=/root", "x", 404}},
+		"POST /v1/sandboxes/:id/pty/tickets":                {{"POST", s + "/pty/tickets", "", 404}},
+		"GET /v1/sandboxes/:id/pty/sessions":                {{"GET", s + "/pty/sessions", "", 404}},
+		"DELETE /v1/sandboxes/:id/pty/sessions/:session":    {{"DELETE", s + "/pty/sessions/pty-1", "", 404}},
+		"POST /v1/sandboxes/:id/processes":                  {{"POST", s + "/processes", `{"shell":"cat /root/secret"}`, 404}},
+		"GET /v1/sandboxes/:id/processes":                   {{"GET", s + "/processes", "", 404}},
+		"GET /v1/sandboxes/:id/processes/:pid":              {{"GET", pr, "", 404}},
+		"DELETE /v1/sandboxes/:id/processes/:pid":           {{"DELETE", pr, "", 404}},
+		"GET /v1/sandboxes/:id/processes/:pid/logs":         {{"GET", pr + "/logs", "", 404}},
+		"GET /v1/sandboxes/:id/processes/:pid/wait":         {{"GET", pr + "/wait?timeout_ms=1", "", 404}},
+		"POST /v1/sandboxes/:id/processes/:pid/signal":      {{"POST", pr + "/signal", `{"signal":"KILL"}`, 404}},
+		"POST /v1/sandboxes/:id/processes/:pid/stdin":       {{"POST", pr + "/stdin", "x", 404}},
+		"POST /v1/sandboxes/:id/processes/:pid/stdin/close": {{"POST", pr + "/stdin/close", "", 404}},
+		"POST /v1/run":                                      {{"POST", "/v1/run", `{"runtime":"bash","code":"echo b"}`, 0}},
+		"GET /v1/pools":                                     {{"GET", "/v1/pools", "", 403}},
+		"GET /v1/apps":                                      {{"GET", "/v1/apps", "", 0}},
+		"GET /v1/apps/:name":                                {{"GET", "/v1/apps/a-app", "", 404}},
+		"GET /v1/apps/:name/logs":                           {{"GET", "/v1/apps/a-app/logs", "", 404}},
+		"echo_route_any /v1/apps/:name/invoke":              {{"POST", "/v1/apps/a-app/invoke", "", 404}},
+		"echo_route_any /v1/apps/:name/invoke/*":            {{"GET", "/v1/apps/a-app/invoke/x", "", 404}},
+		"DELETE /v1/apps/:name":                             {{"DELETE", "/v1/apps/a-app", "", 404}},
 		// b may deploy an app of the same name: it is b's own, beside a's.
 		"PUT /v1/apps/:name":  {{"PUT", "/v1/apps/a-app", `{"runtime":"python","code":"def fetch(request, env):\n    return 'b'\n"}`, 0}},
 		"GET /v1/usage":       {{"GET", "/v1/usage", "", 0}, {"GET", "/v1/usage?all=true", "", 403}},

@@ -4,6 +4,7 @@ import (
 	"github.com/labstack/echo/v5"
 	"github.com/labstack/echo/v5/middleware"
 
+	"github.com/sandboxd/sandboxd/process"
 	"github.com/sandboxd/sandboxd/web"
 )
 
@@ -14,13 +15,16 @@ import (
 //   - streamed: the handler streams the body on (to a sandbox, or to a
 //     spooled archive) under its own limit (Config.MaxFileBytes), never
 //     holding more than a frame of it in memory;
-//   - appBody: an app request, read whole (maxAppBody).
+//   - appBody: an app request, read whole (maxAppBody);
+//   - stdinBody: one write to a process's stdin, read whole
+//     (process.MaxStdinWrite).
 func (s *Server) routes() {
 	e := s.e
 	noBody := middleware.BodyLimit(64 << 10)
 	jsonBody := middleware.BodyLimit(s.cfg.BodyLimit)
 	streamed := middleware.BodyLimit(s.cfg.MaxFileBytes)
 	appBody := middleware.BodyLimit(maxAppBody)
+	stdinBody := middleware.BodyLimit(process.MaxStdinWrite)
 
 	e.GET("/healthz", s.healthz, noBody)
 	e.GET("/readyz", s.readyz, noBody)
@@ -60,6 +64,15 @@ func (s *Server) routes() {
 	v1.POST("/sandboxes/:id/pty/tickets", s.ptyTicket, jsonBody)
 	v1.GET("/sandboxes/:id/pty/sessions", s.listPtySessions, noBody)
 	v1.DELETE("/sandboxes/:id/pty/sessions/:session", s.killPtySession, noBody)
+	v1.POST("/sandboxes/:id/processes", s.startProcess, jsonBody)
+	v1.GET("/sandboxes/:id/processes", s.listProcesses, noBody)
+	v1.GET("/sandboxes/:id/processes/:pid", s.getProcess, noBody)
+	v1.DELETE("/sandboxes/:id/processes/:pid", s.killProcess, noBody)
+	v1.GET("/sandboxes/:id/processes/:pid/logs", s.processLogs, noBody)
+	v1.GET("/sandboxes/:id/processes/:pid/wait", s.waitProcess, noBody)
+	v1.POST("/sandboxes/:id/processes/:pid/signal", s.signalProcess, jsonBody)
+	v1.POST("/sandboxes/:id/processes/:pid/stdin", s.writeStdin, stdinBody)
+	v1.POST("/sandboxes/:id/processes/:pid/stdin/close", s.closeStdin, noBody)
 
 	v1.POST("/run", s.run, jsonBody)
 	v1.GET("/pools", s.listPools, noBody, s.adminOnly)

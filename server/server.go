@@ -13,6 +13,7 @@ import (
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/isolate"
 	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/process"
 	"github.com/sandboxd/sandboxd/shell"
 	"github.com/sandboxd/sandboxd/snapshot"
 	"github.com/sandboxd/sandboxd/supervisor"
@@ -28,6 +29,7 @@ type Deps struct {
 	Orchestrator *orchestrator.Orchestrator
 	Files        *fsapi.Service
 	Shell        *shell.Service
+	Processes    *process.Service
 	Keys         *supervisor.Keys
 	Tickets      *supervisor.Tickets
 	Images       *images.Builder

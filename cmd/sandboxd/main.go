@@ -26,6 +26,7 @@ import (
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/isolate"
 	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/process"
 	"github.com/sandboxd/sandboxd/runtime/docker"
 	"github.com/sandboxd/sandboxd/server"
 	"github.com/sandboxd/sandboxd/shell"
@@ -170,7 +171,7 @@ func run(cfg config, log *slog.Logger) error {
 	}, server.Deps{
 		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Snapshots: snaps,
 		Files: fsapi.New(orch, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract}),
-		Shell: shell.New(orch, log), Isolate: iso, Ledger: ledger, DB: sq, Log: log,
+		Shell: shell.New(orch, log), Processes: process.New(orch), Isolate: iso, Ledger: ledger, DB: sq, Log: log,
 	})
 	defer srv.Close()
 	hs := srv.HTTPServer(cfg.Listen)
