@@ -48,25 +48,29 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"create":   {runCreate, "create [flags]"},
-	"ls":       {runList, "ls [--label k=v] [--state S] [--json] | ls ID:PATH"},
-	"cp":       {runCopy, "cp LOCAL ID:PATH | cp ID:PATH LOCAL"},
-	"cat":      {runCat, "cat ID:PATH"},
-	"inspect":  {runInspect, "inspect ID"},
-	"exec":     {runExec, "exec [flags] ID -- CMD [ARG...]"},
-	"shell":    {runShell, "shell [--attach SESSION] [--user U] [--cwd DIR] ID [-- CMD...]"},
-	"stop":     {runStop, "stop ID..."},
-	"start":    {runStart, "start ID..."},
-	"rm":       {runRemove, "rm ID..."},
-	"pause":    {runPause, "pause ID..."},
-	"snapshot": {runSnapshot, "snapshot create ID [--name N] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP [PATH...] | diff SNAP SNAP|SANDBOX | export [-o FILE] SNAP | import FILE"},
-	"resume":   {runResume, "resume ID..."},
-	"images":   {runImages, "images"},
-	"image":    {runImage, "image build [--force] NAME"},
-	"key":      {runKey, "key create NAME [--admin] | key ls | key rm ID"},
-	"run":      {runRun, "run RUNTIME -c CODE | run RUNTIME - | run FILE  [--timeout D] [--memory MiB] [--ephemeral] [--env K=V] [--file F] [--stdin F]"},
-	"apps":     {runApps, "apps deploy NAME FILE [--runtime R] [--rate N] | invoke NAME [PATH] [-X M] [-d BODY] [-H H] [-i] | logs NAME | ls | get NAME | rm NAME..."},
-	"usage":    {runUsage, "usage [--since 24h] [--json]"},
+	"create":        {runCreate, "create [flags]"},
+	"ls":            {runList, "ls [--label k=v] [--state S] [--json] | ls ID:PATH"},
+	"cp":            {runCopy, "cp LOCAL ID:PATH | cp ID:PATH LOCAL"},
+	"cat":           {runCat, "cat ID:PATH"},
+	"inspect":       {runInspect, "inspect ID"},
+	"exec":          {runExec, "exec [flags] ID -- CMD [ARG...]"},
+	"shell":         {runShell, "shell [--attach SESSION] [--user U] [--cwd DIR] ID [-- CMD...]"},
+	"start-process": {runStartProcess, "start-process [--tag T] [--stdin] [--env K=V] [--cwd DIR] [--user U] [--timeout D] [--shell LINE] ID [-- CMD...]"},
+	"ps":            {runPs, "ps [--tag T] [--json] ID"},
+	"logs":          {runLogs, "logs [-f] [--from OFFSET] ID PID"},
+	"kill":          {runKill, "kill [--signal S] ID PID"},
+	"stop":          {runStop, "stop ID..."},
+	"start":         {runStart, "start ID..."},
+	"rm":            {runRemove, "rm ID..."},
+	"pause":         {runPause, "pause ID..."},
+	"snapshot":      {runSnapshot, "snapshot create ID [--name N] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP [PATH...] | diff SNAP SNAP|SANDBOX | export [-o FILE] SNAP | import FILE"},
+	"resume":        {runResume, "resume ID..."},
+	"images":        {runImages, "images"},
+	"image":         {runImage, "image build [--force] NAME"},
+	"key":           {runKey, "key create NAME [--admin] | key ls | key rm ID"},
+	"run":           {runRun, "run RUNTIME -c CODE | run RUNTIME - | run FILE  [--timeout D] [--memory MiB] [--ephemeral] [--env K=V] [--file F] [--stdin F]"},
+	"apps":          {runApps, "apps deploy NAME FILE [--runtime R] [--rate N] | invoke NAME [PATH] [-X M] [-d BODY] [-H H] [-i] | logs NAME | ls | get NAME | rm NAME..."},
+	"usage":         {runUsage, "usage [--since 24h] [--json]"},
 }
 
 func main() {
@@ -81,7 +85,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	key := global.String("key", os.Getenv("SANDBOXD_KEY"), "API key (SANDBOXD_KEY)")
 	global.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sbx [--url URL] [--key KEY] COMMAND [ARGS]\n\ncommands:")
-		for _, name := range []string{"create", "ls", "inspect", "exec", "shell", "cp", "cat", "stop", "start", "pause", "resume", "snapshot", "rm", "images", "image", "key", "run", "apps", "usage"} {
+		for _, name := range []string{"create", "ls", "inspect", "exec", "start-process", "ps", "logs", "kill", "shell", "cp", "cat", "stop", "start", "pause", "resume", "snapshot", "rm", "images", "image", "key", "run", "apps", "usage"} {
 			fmt.Fprintln(stderr, "  sbx "+commands[name].usage)
 		}
 	}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// runStartProcess starts a background process and prints its PID.
+func runStartProcess(ctx context.Context, c *api.Client, args []string) error {
+	fs := newFlags("start-process")
+	env := kvFlag{}
+	var req api.StartProcessRequest
+	fs.Var(env, "env", "environment variable KEY=VALUE (repeatable)")
+	fs.StringVar(&req.Cwd, "cwd", "", "working directory")
+	fs.StringVar(&req.User, "user", "", "user to run as")
+	fs.StringVar(&req.Tag, "tag", "", "a tag to find the process by")
+	fs.StringVar(&req.Shell, "shell", "", "run this line with /bin/sh -c instead of CMD")
+	fs.BoolVar(&req.Stdin, "stdin", false, "keep its standard input open for writes")
+	timeout := fs.Duration("timeout", 0, "kill it after this long (default: no limit)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 1, "sandbox ID"); err != nil {
+		return err
+	}
+	id, cmd := fs.Arg(0), fs.Args()[1:]
+	if len(cmd) > 0 && cmd[0] == "--" {
+		cmd = cmd[1:]
+	}
+	if len(cmd) == 0 && req.Shell == "" {
+		return fmt.Errorf("start-process: give a command after the sandbox ID (sbx start-process ID -- CMD...)")
+	}
+	req.Cmd, req.TimeoutMs = cmd, timeout.Milliseconds()
+	if len(env) > 0 {
+		req.Env = env
+	}
+	p, err := c.StartProcess(ctx, id, req)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, p.PID)
+	return nil
+}
+
+// runPs lists a sandbox's background processes.
+func runPs(ctx context.Context, c *api.Client, args []string) error {
+	fs := newFlags("ps")
+	tag := fs.String("tag", "", "only processes with this tag")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 1, "sandbox ID"); err != nil {
+		return err
+	}
+	list, err := c.ListProcesses(ctx, fs.Arg(0), *tag)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(list)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PID\tSTATE\tEXIT\tTAG\tSTARTED\tCOMMAND")
+	for _, p := range list.Processes {
+		exit := "-"
+		if p.ExitCode != nil {
+			exit = strconv.Itoa(*p.ExitCode)
+			if p.Signal != "" {
+				exit += " (" + p.Signal + ")"
+			}
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", p.PID, p.State, exit, p.Tag,
+			p.StartedAt.Local().Format(time.DateTime), strings.Join(p.Cmd, " "))
+	}
+	return tw.Flush()
+}
+
+// runLogs prints a process's output (following it with -f), stdout to
+// stdout and stderr to stderr.
+func runLogs(ctx context.Context, c *api.Client, args []string) error {
+	fs := newFlags("logs")
+	follow := fs.Bool("f", false, "follow the output until the process ends")
+	from := fs.Int64("from", 0, "start at this byte offset of the output")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 2, "sandbox ID and PID"); err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(fs.Arg(1))
+	if err != nil {
+		return fmt.Errorf("logs: %q is not a PID", fs.Arg(1))
+	}
+	return c.ProcessLogs(ctx, fs.Arg(0), pid, *from, *follow, func(r api.LogRecord) error {
+		switch r.Type {
+		case "output":
+			w := out
+			if r.Stream == "stderr" {
+				w = errOut
+			}
+			_, err := fmt.Fprint(w, r.Data)
+			return err
+		case "gap":
+			fmt.Fprintf(errOut, "sbx: output from byte %d to %d was dropped (a process keeps its last 8 MiB)\n", r.Offset, r.To)
+		}
+		return nil
+	})
+}
+
+// runKill signals a process's group (SIGKILL unless --signal names one).
+func runKill(ctx context.Context, c *api.Client, args []string) error {
+	fs := newFlags("kill")
+	sig := fs.String("signal", "", "the signal to send (TERM, INT, HUP...); by default SIGKILL, waiting for the exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 2, "sandbox ID and PID"); err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(fs.Arg(1))
+	if err != nil {
+		return fmt.Errorf("kill: %q is not a PID", fs.Arg(1))
+	}
+	if *sig != "" {
+		_, err = c.SignalProcess(ctx, fs.Arg(0), pid, *sig)
+	} else {
+		_, err = c.KillProcess(ctx, fs.Arg(0), pid)
+	}
+	return err
+}

@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/internal/testenv"
+)
+
+// TestProcessOutlivesSandboxd: a background process started through sbx
+// keeps running while sandboxd is killed with SIGKILL and restarted; it is
+// listed again, and its output resumes from the offset a reader had reached,
+// without loss or duplication.
+func TestProcessOutlivesSandboxd(t *testing.T) {
+	testenv.Docker(t)
+	const key = "e2e-process-key-0123456789abcdef"
+	data := testenv.DataDir(t)
+	t.Cleanup(func() { removeInstance(t, data) })
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env := []string{"SANDBOXD_ADMIN_KEY=" + key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox"}
+	d := startDaemon(t, listen, data, env...)
+	out, errOut, code := sbx(t, d.url, key, "create")
+	if code != 0 {
+		t.Fatalf("sbx create: %s", errOut)
+	}
+	id := strings.TrimSpace(out)
+	// A counter that prints a numbered line every 50 ms.
+	out, errOut, code = sbx(t, d.url, key, "start-process", "--tag", "counter", "--shell",
+		`i=0; while :; do i=$((i+1)); echo line-$i; sleep 0.05; done`, id)
+	if code != 0 {
+		t.Fatalf("start-process: %s", errOut)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("start-process printed %q", out)
+	}
+	c := api.NewClient(d.url, key)
+	ctx := context.Background()
+	// Read what there is once line 3 is out, and note the offset reached.
+	var seen strings.Builder
+	var offset int64
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(seen.String(), "line-3\n"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no third line: %q", seen.String())
+		}
+		if err := c.ProcessLogs(ctx, id, pid, offset, false, func(r api.LogRecord) error {
+			if r.Type == "output" {
+				seen.WriteString(r.Data)
+				offset = r.Offset + int64(len(r.Data))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	d.kill()
+	d = startDaemon(t, listen, data, env...)
+	c = api.NewClient(d.url, key)
+	if out, _, code := sbx(t, d.url, key, "ps", "--tag", "counter", id); code != 0 || !strings.Contains(out, strconv.Itoa(pid)) || !strings.Contains(out, "running") {
+		t.Fatalf("after the restart, ps: %d %q", code, out)
+	}
+	// From the offset reached, the lines go on where they stopped.
+	want := strings.Count(seen.String(), "\n") + 3
+	for deadline := time.Now().Add(time.Minute); strings.Count(seen.String(), "\n") < want; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the output did not go on: %q", seen.String())
+		}
+		if err := c.ProcessLogs(ctx, id, pid, offset, false, func(r api.LogRecord) error {
+			if r.Type == "gap" {
+				return fmt.Errorf("a gap after %d bytes", offset)
+			}
+			if r.Type == "output" {
+				if r.Offset != offset {
+					return fmt.Errorf("a record at %d after reading up to %d", r.Offset, offset)
+				}
+				seen.WriteString(r.Data)
+				offset += int64(len(r.Data))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(seen.String(), "\n"), "\n")
+	for i, l := range lines[:len(lines)-1] { // the last may be cut mid-line
+		if l != "line-"+strconv.Itoa(i+1) {
+			t.Fatalf("line %d is %q: %q", i+1, l, seen.String())
+		}
+	}
+	if _, errOut, code := sbx(t, d.url, key, "kill", id, strconv.Itoa(pid)); code != 0 {
+		t.Fatalf("sbx kill: %s", errOut)
+	}
+	if p, err := c.GetProcess(ctx, id, pid); err != nil || p.State != "exited" || p.Signal != "SIGKILL" {
+		t.Fatalf("after sbx kill: %+v %v", p, err)
+	}
+	if out, _, code := sbx(t, d.url, key, "logs", id, strconv.Itoa(pid)); code != 0 || !strings.HasPrefix(out, "line-1\nline-2\n") {
+		t.Fatalf("sbx logs: %d %q", code, out)
+	}
+}
