@@ -46,6 +46,8 @@ type Request struct {
 	// Proc names a process and what to do with it, for the other proc_*
 	// operations.
 	Proc *ProcRequest `json:"proc,omitempty"`
+	// Port is the TCP port to connect to, for op "port_dial".
+	Port int `json:"port,omitempty"`
 }
 
 // UserInfo answers op "user": who a user spec is inside the sandbox.

@@ -117,6 +117,8 @@ func (s *Server) handle(ctx context.Context, st net.Conn) {
 		s.serveFS(st, out, req.Fs)
 	case "watch":
 		s.serveWatch(ctx, st, out, req.Watch)
+	case "port_dial":
+		s.servePortDial(ctx, st, out, req.Port)
 	case "proc_start":
 		_ = out.sendJSON(s.startProc(req.ProcStart))
 	case "proc_logs":

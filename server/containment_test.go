@@ -96,7 +96,7 @@ func newFullFixture(t *testing.T, cfg Config) *fullFixture {
 	}
 	iso.Start()
 	srv := New(cfg, Deps{Orchestrator: o, Keys: b.keys, Tickets: supervisor.NewTickets(), Images: b.images,
-		Files: fsapi.New(o, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes}), Shell: shell.New(o, b.log), Processes: process.New(o),
+		Files: fsapi.New(o, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes}), Shell: shell.New(o, b.log), Processes: process.New(o), Ports: mustPorts(t, o, b),
 		Snapshots: snaps, Isolate: iso, Ledger: ledger, DB: b.sq, Log: b.log})
 	url := b.serve(t, srv, instance, func() { ledger.Close(); iso.Close(); o.Close() })
 	aKey, err := b.keys.Authenticate(ctx, b.user)
@@ -275,6 +275,11 @@ func TestTenancyOnEveryRoute(t *testing.T) {
 		"POST /v1/sandboxes/:id/processes/:pid/signal":      {{"POST", pr + "/signal", `{"signal":"KILL"}`, 404}},
 		"POST /v1/sandboxes/:id/processes/:pid/stdin":       {{"POST", pr + "/stdin", "x", 404}},
 		"POST /v1/sandboxes/:id/processes/:pid/stdin/close": {{"POST", pr + "/stdin/close", "", 404}},
+		"POST /v1/sandboxes/:id/ports":                      {{"POST", s + "/ports", `{"port":8000}`, 404}},
+		"GET /v1/sandboxes/:id/ports":                       {{"GET", s + "/ports", "", 404}},
+		"DELETE /v1/sandboxes/:id/ports/:port":              {{"DELETE", s + "/ports/8000", "", 404}},
+		"GET /v1/sandboxes/:id/ports/:port/wait":            {{"GET", s + "/ports/8000/wait?timeout_ms=1", "", 404}},
+		"echo_route_any /v1/sandboxes/:id/ports/:port/*":    {{"GET", s + "/ports/8000/", "", 404}, {"POST", s + "/ports/8000/x", "y", 404}},
 		"POST /v1/run":                                      {{"POST", "/v1/run", `{"runtime":"bash","code":"echo b"}`, 0}},
 		"GET /v1/pools":                                     {{"GET", "/v1/pools", "", 403}},
 		"GET /v1/apps":                                      {{"GET", "/v1/apps", "", 0}},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/fsapi"
+	"github.com/sandboxd/sandboxd/ports"
 )
 
 const (
@@ -47,6 +48,8 @@ func classify(err error) (int, string, string) {
 		return ae.status, ae.code, ae.msg
 	case errors.Is(err, fsapi.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, api.CodeTooLarge, err.Error()
+	case errors.Is(err, ports.ErrNotListening):
+		return http.StatusBadGateway, api.CodeNotListening, err.Error()
 	case errors.Is(err, fsapi.ErrNoSpace):
 		return http.StatusInsufficientStorage, api.CodeNoSpace, err.Error()
 	case cerrdefs.IsInvalidArgument(err):

@@ -73,6 +73,11 @@ func (s *Server) routes() {
 	v1.POST("/sandboxes/:id/processes/:pid/signal", s.signalProcess, jsonBody)
 	v1.POST("/sandboxes/:id/processes/:pid/stdin", s.writeStdin, stdinBody)
 	v1.POST("/sandboxes/:id/processes/:pid/stdin/close", s.closeStdin, noBody)
+	v1.POST("/sandboxes/:id/ports", s.exposePort, jsonBody)
+	v1.GET("/sandboxes/:id/ports", s.listPorts, noBody)
+	v1.DELETE("/sandboxes/:id/ports/:port", s.unexposePort, noBody)
+	v1.GET("/sandboxes/:id/ports/:port/wait", s.waitPort, noBody)
+	v1.Any("/sandboxes/:id/ports/:port/*", s.proxyPort, streamed)
 
 	v1.POST("/run", s.run, jsonBody)
 	v1.GET("/pools", s.listPools, noBody, s.adminOnly)

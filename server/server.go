@@ -13,6 +13,7 @@ import (
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/isolate"
 	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/ports"
 	"github.com/sandboxd/sandboxd/process"
 	"github.com/sandboxd/sandboxd/shell"
 	"github.com/sandboxd/sandboxd/snapshot"
@@ -30,6 +31,7 @@ type Deps struct {
 	Files        *fsapi.Service
 	Shell        *shell.Service
 	Processes    *process.Service
+	Ports        *ports.Service
 	Keys         *supervisor.Keys
 	Tickets      *supervisor.Tickets
 	Images       *images.Builder

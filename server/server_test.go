@@ -20,6 +20,7 @@ import (
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/ports"
 	"github.com/sandboxd/sandboxd/process"
 	"github.com/sandboxd/sandboxd/runtime"
 	"github.com/sandboxd/sandboxd/runtime/docker"
@@ -119,7 +120,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	srv := New(Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20}, Deps{Orchestrator: o, Keys: b.keys, Tickets: tickets,
-		Files: fsapi.New(o, fsapi.Limits{MaxFileBytes: 16 << 20}), Shell: shell.New(o, b.log), Processes: process.New(o),
+		Files: fsapi.New(o, fsapi.Limits{MaxFileBytes: 16 << 20}), Shell: shell.New(o, b.log), Processes: process.New(o), Ports: mustPorts(t, o, b),
 		Images: b.images, Snapshots: snaps, DB: b.sq, Log: b.log})
 	url := b.serve(t, srv, instance, o.Close)
 	return &fixture{url: url, data: b.data, admin: b.admin, user: b.user, orch: o, tickets: tickets}
@@ -359,4 +360,14 @@ func TestReadyz(t *testing.T) {
 		t.Fatalf("readyz: %+v", r)
 	}
 	t.Logf("readyz: %+v", r)
+}
+
+// mustPorts is the ports service over o, on the fixture's database.
+func mustPorts(t *testing.T, o *orchestrator.Orchestrator, b *base) *ports.Service {
+	t.Helper()
+	p, err := ports.New(context.Background(), o, b.sq, b.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/isolate"
 	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/ports"
 	"github.com/sandboxd/sandboxd/process"
 	"github.com/sandboxd/sandboxd/runtime/docker"
 	"github.com/sandboxd/sandboxd/server"
@@ -165,13 +166,17 @@ func run(cfg config, log *slog.Logger) error {
 	}
 	iso.Start()
 	defer iso.Close()
+	portSvc, err := ports.New(ctx, orch, sq, log)
+	if err != nil {
+		return err
+	}
 	srv := server.New(server.Config{
 		BodyLimit: cfg.BodyLimit, AllowedOrigins: cfg.AllowedOrigins,
 		MaxFileBytes: cfg.MaxFileBytes, OutputBudget: cfg.OutputBudget,
 	}, server.Deps{
 		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Snapshots: snaps,
 		Files: fsapi.New(orch, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract}),
-		Shell: shell.New(orch, log), Processes: process.New(orch), Isolate: iso, Ledger: ledger, DB: sq, Log: log,
+		Shell: shell.New(orch, log), Processes: process.New(orch), Ports: portSvc, Isolate: iso, Ledger: ledger, DB: sq, Log: log,
 	})
 	defer srv.Close()
 	hs := srv.HTTPServer(cfg.Listen)

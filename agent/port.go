@@ -1,0 +1,95 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// portDialTimeout bounds the agent's dial of a port inside the sandbox.
+const portDialTimeout = 5 * time.Second
+
+// ErrNotListening says nothing listens on the port dialled.
+var ErrNotListening = errors.New("nothing listens on the port")
+
+// servePortDial connects st to a TCP port of the sandbox's loopback: after
+// the answer frame, the stream carries the connection's bytes both ways, and
+// each side's close is passed on as a half-close.
+func (s *Server) servePortDial(ctx context.Context, st net.Conn, out *frameSender, port int) {
+	if port < 1 || port > 65535 {
+		_ = out.sendJSON(OpResult{Error: fmt.Sprintf("port %d is not a TCP port", port)})
+		return
+	}
+	d := net.Dialer{Timeout: portDialTimeout}
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		// A server may listen on the IPv6 loopback only.
+		if c6, err6 := d.DialContext(ctx, "tcp", net.JoinHostPort("::1", strconv.Itoa(port))); err6 == nil {
+			c, err = c6, nil
+		}
+	}
+	if err != nil {
+		_ = out.sendJSON(OpResult{Error: "refused"})
+		return
+	}
+	defer c.Close()
+	if err := out.sendJSON(OpResult{}); err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, _ = io.Copy(c, st)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		_, _ = io.Copy(st, c)
+		_ = st.Close() // yamux: a FIN; the other way still reads
+	}()
+	stop := context.AfterFunc(ctx, func() { c.Close(); st.Close() })
+	defer stop()
+	wg.Wait()
+}
+
+// DialPort connects to TCP port of the sandbox's loopback through the agent.
+// The connection is a stream of the channel: nothing is published on the
+// host. ErrNotListening when nothing listens there.
+func (c *Conn) DialPort(ctx context.Context, port int) (net.Conn, error) {
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
+	if err := writeJSON(st, Request{Op: "port_dial", Port: port}); err != nil {
+		stop()
+		st.Close()
+		return nil, err
+	}
+	var res OpResult
+	err = readJSON(st, &res)
+	if !stop() {
+		st.Close()
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if res.Error != "" {
+		st.Close()
+		if res.Error == "refused" {
+			return nil, ErrNotListening
+		}
+		return nil, errors.New(res.Error)
+	}
+	return st, nil
+}

@@ -1,0 +1,221 @@
+// Package ports reaches the servers that run inside sandboxes. A request to
+// a sandbox's port goes through the sandbox's agent channel, which dials the
+// port on the sandbox's own loopback: it works on sandboxd's isolated
+// network, with no route from the host to the container and nothing
+// published on the host. Exposed ports are recorded with a token of their
+// own.
+package ports
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/sandboxd/sandboxd/agent"
+	"github.com/sandboxd/sandboxd/db"
+	"github.com/sandboxd/sandboxd/internal/errclass"
+	"github.com/sandboxd/sandboxd/orchestrator"
+)
+
+// ErrNotListening says nothing listens on the port asked for.
+var ErrNotListening = errors.New("nothing listens on the port")
+
+// Sandboxes finds a sandbox of an owner's and reaches its agent: the
+// orchestrator.
+type Sandboxes interface {
+	Get(ctx context.Context, owner, id string) (orchestrator.Sandbox, error)
+	Attach(ctx context.Context, owner, id string, fn func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error) error
+}
+
+// Service proxies to sandboxes' ports and keeps their exposures.
+type Service struct {
+	sandboxes Sandboxes
+	db        *sql.DB
+	log       *slog.Logger
+}
+
+var migrations = []string{
+	`CREATE TABLE ports (
+		sandbox_id TEXT NOT NULL, port INTEGER NOT NULL, public INTEGER NOT NULL,
+		token TEXT NOT NULL, created_at INTEGER NOT NULL,
+		PRIMARY KEY (sandbox_id, port))`,
+}
+
+// New migrates the exposures' table.
+func New(ctx context.Context, sandboxes Sandboxes, d *sql.DB, log *slog.Logger) (*Service, error) {
+	if err := db.Migrate(ctx, d, "ports", migrations); err != nil {
+		return nil, err
+	}
+	return &Service{sandboxes: sandboxes, db: d, log: log.With("component", "ports")}, nil
+}
+
+// Port is an exposed port of a sandbox.
+type Port struct {
+	Port int
+	// Public ports need no token.
+	Public    bool
+	Token     string
+	CreatedAt time.Time
+}
+
+// CheckPort refuses what is not a TCP port number.
+func CheckPort(port int) error {
+	if port < 1 || port > 65535 {
+		return cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("port: want 1 to 65535, got %d", port))
+	}
+	return nil
+}
+
+// Expose records port of owner's sandbox id as exposed, with a new token.
+func (s *Service) Expose(ctx context.Context, owner, id string, port int, public bool) (Port, error) {
+	if err := CheckPort(port); err != nil {
+		return Port{}, err
+	}
+	if _, err := s.sandboxes.Get(ctx, owner, id); err != nil {
+		return Port{}, err
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	p := Port{Port: port, Public: public, Token: "pt_" + hex.EncodeToString(b), CreatedAt: time.Now().UTC()}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO ports (sandbox_id, port, public, token, created_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (sandbox_id, port) DO NOTHING`, id, port, public, p.Token, p.CreatedAt.UnixNano())
+	if err != nil {
+		return Port{}, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Port{}, cerrdefs.ErrAlreadyExists.WithMessage(fmt.Sprintf("port %d of sandbox %s is exposed already", port, id))
+	}
+	return p, nil
+}
+
+// List lists the exposed ports of owner's sandbox id.
+func (s *Service) List(ctx context.Context, owner, id string) ([]Port, error) {
+	if _, err := s.sandboxes.Get(ctx, owner, id); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT port, public, token, created_at FROM ports WHERE sandbox_id = ? ORDER BY port`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Port{}
+	for rows.Next() {
+		var p Port
+		var created int64
+		if err := rows.Scan(&p.Port, &p.Public, &p.Token, &created); err != nil {
+			return nil, err
+		}
+		p.CreatedAt = time.Unix(0, created).UTC()
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Unexpose forgets the exposure of port; its token stops working.
+func (s *Service) Unexpose(ctx context.Context, owner, id string, port int) error {
+	if err := CheckPort(port); err != nil {
+		return err
+	}
+	if _, err := s.sandboxes.Get(ctx, owner, id); err != nil {
+		return err
+	}
+	res, err := s.db.ExecContext(ctx, `DELETE FROM ports WHERE sandbox_id = ? AND port = ?`, id, port)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("port %d of sandbox %s is not exposed", port, id))
+	}
+	return nil
+}
+
+// notListening is ErrNotListening for port of sandbox id.
+func notListening(id string, port int) error {
+	return errclass.New(fmt.Sprintf("nothing listens on port %d in sandbox %s", port, id), ErrNotListening)
+}
+
+// waitEvery is how often Wait tries the port.
+const waitEvery = 100 * time.Millisecond
+
+// Wait returns once something listens on port of owner's sandbox id, or
+// fails with ErrNotListening when timeout passes first.
+func (s *Service) Wait(ctx context.Context, owner, id string, port int, timeout time.Duration) error {
+	if err := CheckPort(port); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	return s.sandboxes.Attach(ctx, owner, id, func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
+		t := time.NewTicker(waitEvery)
+		defer t.Stop()
+		for {
+			c, err := conn.DialPort(ctx, port)
+			if err == nil {
+				c.Close()
+				return nil
+			}
+			if !errors.Is(err, agent.ErrNotListening) {
+				return err
+			}
+			if !time.Now().Before(deadline) {
+				return notListening(id, port)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+	})
+}
+
+// Proxy serves r from port of owner's sandbox id, at path (with r's query):
+// HTTP/1.1 with streamed bodies both ways, and upgrades (WebSockets). The
+// client's Authorization is not passed on; X-Forwarded-For, -Host and
+// -Proto are set. When nothing listens the answer is left unwritten and
+// ErrNotListening returned; an error after the answer began is only logged.
+func (s *Service) Proxy(w http.ResponseWriter, r *http.Request, owner, id string, port int, path string) error {
+	if err := CheckPort(port); err != nil {
+		return err
+	}
+	return s.sandboxes.Attach(r.Context(), owner, id, func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
+		var proxyErr error
+		rp := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "localhost:"+strconv.Itoa(port)
+				pr.Out.URL.Path, pr.Out.URL.RawPath = path, ""
+				pr.Out.Host = pr.Out.URL.Host
+				pr.Out.Header.Del("Authorization")
+				pr.SetXForwarded()
+			},
+			Transport: &http.Transport{
+				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+					return conn.DialPort(ctx, port)
+				},
+				DisableKeepAlives: true,
+			},
+			FlushInterval: -1, // streamed responses (SSE) go out as they come
+			// The caller writes the error, when nothing was sent yet.
+			ErrorHandler: func(_ http.ResponseWriter, _ *http.Request, err error) { proxyErr = err },
+		}
+		rp.ServeHTTP(w, r.WithContext(ctx))
+		if errors.Is(proxyErr, agent.ErrNotListening) {
+			return notListening(id, port)
+		}
+		if proxyErr != nil && ctx.Err() == nil {
+			s.log.Debug("proxied request failed", "sandbox_id", id, "port", port, "err", proxyErr)
+			return errclass.Wrap(cerrdefs.ErrUnavailable, proxyErr, fmt.Sprintf("the request to port %d of sandbox %s failed", port, id))
+		}
+		return nil
+	})
+}

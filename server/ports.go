@@ -1,0 +1,99 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/ports"
+)
+
+// portParam reads the :port of the route.
+func portParam(c *echo.Context) (int, error) {
+	port, err := strconv.Atoi(c.Param("port"))
+	if err != nil {
+		return 0, badRequest("port: want 1 to 65535, got " + strconv.Quote(c.Param("port")))
+	}
+	return port, ports.CheckPort(port)
+}
+
+func (s *Server) exposePort(c *echo.Context) error {
+	var req api.ExposePortRequest
+	if err := bind(c, &req, false); err != nil {
+		return err
+	}
+	p, err := s.deps.Ports.Expose(c.Request().Context(), caller(c).ID, c.Param("id"), req.Port, req.Public)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, s.toPort(c, p))
+}
+
+func (s *Server) listPorts(c *echo.Context) error {
+	list, err := s.deps.Ports.List(c.Request().Context(), caller(c).ID, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	out := api.PortList{Ports: make([]api.ExposedPort, 0, len(list))}
+	for _, p := range list {
+		out.Ports = append(out.Ports, s.toPort(c, p))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) unexposePort(c *echo.Context) error {
+	port, err := portParam(c)
+	if err != nil {
+		return err
+	}
+	if err := s.deps.Ports.Unexpose(c.Request().Context(), caller(c).ID, c.Param("id"), port); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// maxPortWait bounds ?timeout_ms= of a wait for a port.
+const maxPortWait = 10 * time.Minute
+
+// waitPort answers 204 once something listens on the port, or 502 when
+// ?timeout_ms= (default 30 s) passes first.
+func (s *Server) waitPort(c *echo.Context) error {
+	port, err := portParam(c)
+	if err != nil {
+		return err
+	}
+	ms, err := intParam(c.QueryParam("timeout_ms"), 0, int(maxPortWait.Milliseconds()))
+	if err != nil {
+		return badRequest("timeout_ms: " + err.Error())
+	}
+	timeout := time.Duration(ms) * time.Millisecond
+	if c.QueryParam("timeout_ms") == "" {
+		timeout = 30 * time.Second
+	}
+	if err := s.deps.Ports.Wait(c.Request().Context(), caller(c).ID, c.Param("id"), port, timeout); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// proxyPort serves any request under /v1/sandboxes/{id}/ports/{port}/ from
+// that port of the sandbox (the path form, with the API key).
+func (s *Server) proxyPort(c *echo.Context) error {
+	port, err := portParam(c)
+	if err != nil {
+		return err
+	}
+	return s.deps.Ports.Proxy(c.Response(), c.Request(), caller(c).ID, c.Param("id"), port, "/"+c.Param("*"))
+}
+
+func (s *Server) toPort(c *echo.Context, p ports.Port) api.ExposedPort {
+	scheme := "http"
+	if c.Request().TLS != nil {
+		scheme = "https"
+	}
+	return api.ExposedPort{Port: p.Port, Public: p.Public, Token: p.Token, CreatedAt: p.CreatedAt,
+		URL: scheme + "://" + c.Request().Host + "/v1/sandboxes/" + c.Param("id") + "/ports/" + strconv.Itoa(p.Port) + "/"}
+}

@@ -1,0 +1,145 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+func TestPortsProxyExposeAndWait(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := api.NewClient(f.url, f.user)
+	sb := mustCreate(t, c)
+	var e *api.Error
+
+	// Expose: a record with a token; twice is a conflict; not a port is 400.
+	p, err := c.ExposePort(ctx, sb.ID, api.ExposePortRequest{Port: 8000})
+	if err != nil || p.Port != 8000 || !strings.HasPrefix(p.Token, "pt_") || !strings.HasSuffix(p.URL, "/ports/8000/") {
+		t.Fatalf("expose: %+v %v", p, err)
+	}
+	if _, err := c.ExposePort(ctx, sb.ID, api.ExposePortRequest{Port: 8000}); !errors.As(err, &e) || e.Status != 409 {
+		t.Fatalf("expose twice: %v", err)
+	}
+	for _, port := range []int{0, 70000} {
+		if _, err := c.ExposePort(ctx, sb.ID, api.ExposePortRequest{Port: port}); !errors.As(err, &e) || e.Status != 400 {
+			t.Fatalf("expose port %d: %v", port, err)
+		}
+	}
+
+	// Nothing listens yet: a clear 502, and a wait that runs out says so.
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, c.PortURL(sb.ID, 8000, path), nil)
+		req.Header.Set("Authorization", "Bearer "+f.user)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	resp, body := get("/")
+	var env api.ErrorEnvelope
+	if resp.StatusCode != http.StatusBadGateway || json.Unmarshal([]byte(body), &env) != nil ||
+		env.Error.Code != api.CodeNotListening || env.Error.Message != "nothing listens on port 8000 in sandbox "+sb.ID {
+		t.Fatalf("closed port: %d %s", resp.StatusCode, body)
+	}
+	if err := c.WaitPort(ctx, sb.ID, 8000, 100*time.Millisecond); !errors.As(err, &e) || e.Status != http.StatusBadGateway {
+		t.Fatalf("wait that runs out: %v", err)
+	}
+
+	// A server in the sandbox, on its loopback only, reached through the
+	// agent channel.
+	setup := "mkdir -p /www && echo hello > /www/index.html && head -c 52428800 /dev/urandom > /www/big && sha256sum /www/big | cut -d' ' -f1 > /www/big.sum"
+	if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: setup}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("setup: %+v %v", res, err)
+	}
+	if _, err := c.StartProcess(ctx, sb.ID, api.StartProcessRequest{Shell: "exec httpd -f -p 127.0.0.1:8000 -h /www", Tag: "httpd"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitPort(ctx, sb.ID, 8000, time.Minute); err != nil {
+		t.Fatalf("wait for the server: %v", err)
+	}
+	if resp, body := get("/index.html"); resp.StatusCode != 200 || body != "hello\n" {
+		t.Fatalf("through the proxy: %d %q", resp.StatusCode, body)
+	}
+	resp, body = get("/big")
+	sum := sha256.Sum256([]byte(body))
+	_, want := get("/big.sum")
+	if resp.StatusCode != 200 || len(body) != 50<<20 || hex.EncodeToString(sum[:]) != strings.TrimSpace(want) {
+		t.Fatalf("50 MiB through the proxy: %d, %d bytes, sha256 %x, want %s", resp.StatusCode, len(body), sum, want)
+	}
+	if resp, _ := get("/missing"); resp.StatusCode != 404 || resp.Header.Get("X-Sandboxd-Error") != "" {
+		t.Fatalf("the server's own 404: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	// An upgrade (as a WebSocket's) becomes a tunnel both ways: a server
+	// that answers 101 and then echoes.
+	up := "#!/bin/sh\nwhile IFS= read -r line; do case \"$line\" in ''|\"$(printf '\\r')\") break;; esac; done\n" +
+		"printf 'HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: echo\\r\\nConnection: Upgrade\\r\\n\\r\\n'\nexec cat\n"
+	if _, err := c.WriteFile(ctx, sb.ID, "/up.sh", strings.NewReader(up), api.WriteOptions{Mode: "0755"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartProcess(ctx, sb.ID, api.StartProcessRequest{Shell: "exec nc -ll -p 8001 -e /up.sh"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitPort(ctx, sb.ID, 8001, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Minute))
+	fmt.Fprintf(conn, "GET /v1/sandboxes/%s/ports/8001/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", sb.ID, f.user)
+	br := bufio.NewReader(conn)
+	upResp, err := http.ReadResponse(br, nil)
+	if err != nil || upResp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %+v %v", upResp, err)
+	}
+	for _, msg := range []string{"ping\n", "second message\n"} {
+		fmt.Fprint(conn, msg)
+		if line, err := br.ReadString('\n'); err != nil || line != msg {
+			t.Fatalf("echo through the tunnel: %q %v", line, err)
+		}
+	}
+
+	// Another key reaches nothing; the list and unexpose.
+	other := api.NewClient(f.url, f.admin)
+	req, _ := http.NewRequest(http.MethodGet, c.PortURL(sb.ID, 8000, "/index.html"), nil)
+	req.Header.Set("Authorization", "Bearer "+f.admin)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 404 {
+		t.Fatalf("another key through the proxy: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if _, err := other.ListPorts(ctx, sb.ID); !api.IsNotFound(err) {
+		t.Fatalf("another key's list: %v", err)
+	}
+	list, err := c.ListPorts(ctx, sb.ID)
+	if err != nil || len(list.Ports) != 1 || list.Ports[0].Port != 8000 || list.Ports[0].Token != p.Token {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	if err := c.UnexposePort(ctx, sb.ID, 8000); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UnexposePort(ctx, sb.ID, 8000); !api.IsNotFound(err) {
+		t.Fatalf("unexpose twice: %v", err)
+	}
+}
