@@ -59,6 +59,8 @@ var commands = map[string]command{
 	"ps":            {runPs, "ps [--tag T] [--json] ID"},
 	"logs":          {runLogs, "logs [-f] [--from OFFSET] ID PID"},
 	"kill":          {runKill, "kill [--signal S] ID PID"},
+	"expose":        {runExpose, "expose [--public] ID PORT"},
+	"unexpose":      {runUnexpose, "unexpose ID PORT"},
 	"stop":          {runStop, "stop ID..."},
 	"start":         {runStart, "start ID..."},
 	"rm":            {runRemove, "rm ID..."},
@@ -85,7 +87,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	key := global.String("key", os.Getenv("SANDBOXD_KEY"), "API key (SANDBOXD_KEY)")
 	global.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sbx [--url URL] [--key KEY] COMMAND [ARGS]\n\ncommands:")
-		for _, name := range []string{"create", "ls", "inspect", "exec", "start-process", "ps", "logs", "kill", "shell", "cp", "cat", "stop", "start", "pause", "resume", "snapshot", "rm", "images", "image", "key", "run", "apps", "usage"} {
+		for _, name := range []string{"create", "ls", "inspect", "exec", "start-process", "ps", "logs", "kill", "expose", "unexpose", "shell", "cp", "cat", "stop", "start", "pause", "resume", "snapshot", "rm", "images", "image", "key", "run", "apps", "usage"} {
 			fmt.Fprintln(stderr, "  sbx "+commands[name].usage)
 		}
 	}

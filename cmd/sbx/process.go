@@ -135,3 +135,41 @@ func runKill(ctx context.Context, c *api.Client, args []string) error {
 	}
 	return err
 }
+
+// runExpose exposes a port of a sandbox and prints its URL and token.
+func runExpose(ctx context.Context, c *api.Client, args []string) error {
+	fs := newFlags("expose")
+	public := fs.Bool("public", false, "reachable without the port's token (host form)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 2, "sandbox ID and port"); err != nil {
+		return err
+	}
+	port, err := strconv.Atoi(fs.Arg(1))
+	if err != nil {
+		return fmt.Errorf("expose: %q is not a port", fs.Arg(1))
+	}
+	p, err := c.ExposePort(ctx, fs.Arg(0), api.ExposePortRequest{Port: port, Public: *public})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s\ntoken %s\n", p.URL, p.Token)
+	return nil
+}
+
+// runUnexpose forgets a port's exposure.
+func runUnexpose(ctx context.Context, c *api.Client, args []string) error {
+	fs := newFlags("unexpose")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 2, "sandbox ID and port"); err != nil {
+		return err
+	}
+	port, err := strconv.Atoi(fs.Arg(1))
+	if err != nil {
+		return fmt.Errorf("unexpose: %q is not a port", fs.Arg(1))
+	}
+	return c.UnexposePort(ctx, fs.Arg(0), port)
+}
