@@ -104,6 +104,13 @@ func (s *Server) handle(ctx context.Context, st net.Conn) {
 		_ = out.sendJSON(Pong{PID: os.Getpid()})
 	case "disk":
 		_ = out.sendJSON(probeDisk())
+	case "cpu":
+		n, err := processesCPU()
+		u := CPUUsage{UsageNs: n}
+		if err != nil {
+			u.Error = err.Error()
+		}
+		_ = out.sendJSON(u)
 	case "user":
 		id, err := lookupUser(req.User)
 		info := UserInfo{UID: id.uid, GID: id.gid, Home: id.home}

@@ -20,6 +20,11 @@ type CreateSandboxRequest struct {
 	// IdleTimeoutS stops the sandbox after this long without a call; 0 never.
 	// Absent means 900.
 	IdleTimeoutS *int64 `json:"idle_timeout_s,omitempty"`
+	// IdlePolicy says what counts as activity for the idle timeout:
+	// "activity" (the default: API calls, those in flight such as terminals,
+	// followed logs and proxied connections, and processes using CPU) or
+	// "api" (API calls only).
+	IdlePolicy string `json:"idle_policy,omitempty"`
 	// TTLS deletes the sandbox this long after creation; absent or 0 never.
 	TTLS    *int64            `json:"ttl_s,omitempty"`
 	Labels  map[string]string `json:"labels,omitempty"`
@@ -32,6 +37,7 @@ type CreateSandboxRequest struct {
 type UpdateSandboxRequest struct {
 	Labels       *map[string]string `json:"labels,omitempty"`
 	IdleTimeoutS *int64             `json:"idle_timeout_s,omitempty"`
+	IdlePolicy   *string            `json:"idle_policy,omitempty"`
 	TTLS         *int64             `json:"ttl_s,omitempty"`
 }
 
@@ -61,6 +67,7 @@ type Sandbox struct {
 	DiskFull     bool              `json:"disk_full,omitempty"`
 	Network      string            `json:"network"`
 	IdleTimeoutS int64             `json:"idle_timeout_s"`
+	IdlePolicy   string            `json:"idle_policy"`
 	TTLS         int64             `json:"ttl_s"`
 	User         string            `json:"user,omitempty"`
 	Workdir      string            `json:"workdir,omitempty"`
@@ -70,7 +77,10 @@ type Sandbox struct {
 	CreatedAt    time.Time         `json:"created_at"`
 	UpdatedAt    time.Time         `json:"updated_at"`
 	LastActiveAt time.Time         `json:"last_active_at"`
-	ExpiresAt    *time.Time        `json:"expires_at,omitempty"`
+	// AwakeBy says what the last activity was ("API calls", "processes
+	// using CPU"); empty until sandboxd saw some since it started.
+	AwakeBy   string     `json:"awake_by,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // SandboxList is a page of GET /v1/sandboxes.

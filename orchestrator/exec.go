@@ -174,9 +174,9 @@ func (o *Orchestrator) acquire(ctx context.Context, owner, id string) (*live, Sa
 				return nil, Sandbox{}, nil, cerrdefs.ErrUnavailable.WithMessage("sandbox " + id + " has no agent channel")
 			}
 			l.inflight.Add(1)
-			l.lastActive.Store(o.now().UnixNano())
+			l.active(o.now(), "API calls")
 			return l, sb, func() {
-				l.lastActive.Store(o.now().UnixNano())
+				l.active(o.now(), "API calls")
 				l.inflight.Add(-1)
 				unlock()
 			}, nil

@@ -337,8 +337,10 @@ func TestReconcileOnTheFakeEngine(t *testing.T) {
 func TestReaperOnTheFakeEngine(t *testing.T) {
 	f := newFakeFixture(t)
 	ctx := context.Background()
-	idle := f.create(t, "k1", CreateOptions{IdleTimeout: ptr(int64(60))})
-	busy := f.create(t, "k1", CreateOptions{IdleTimeout: ptr(int64(60))})
+	// Under the api policy only calls count: the in-process agent's CPU
+	// figures are the test host's, not a sandbox's.
+	idle := f.create(t, "k1", CreateOptions{IdleTimeout: ptr(int64(60)), IdlePolicy: IdleAPI})
+	busy := f.create(t, "k1", CreateOptions{IdleTimeout: ptr(int64(60)), IdlePolicy: IdleAPI})
 	mortal := f.create(t, "k1", CreateOptions{TTLSeconds: ptr(int64(3600))})
 	forever := f.create(t, "k1", CreateOptions{IdleTimeout: ptr(int64(0))})
 

@@ -143,6 +143,9 @@ func (o *Orchestrator) Update(ctx context.Context, owner, id string, opts Update
 		ttl = *opts.TTLSeconds
 	}
 	checkTimeouts(&v, idle, ttl)
+	if opts.IdlePolicy != nil {
+		checkIdlePolicy(&v, *opts.IdlePolicy)
+	}
 	if err := v.err(); err != nil {
 		return Sandbox{}, err
 	}
@@ -160,6 +163,9 @@ func (o *Orchestrator) Update(ctx context.Context, owner, id string, opts Update
 	}
 	if opts.TTLSeconds != nil {
 		sb.Spec.TTLSeconds = ttl
+	}
+	if opts.IdlePolicy != nil {
+		sb.Spec.IdlePolicy = *opts.IdlePolicy
 	}
 	sb.UpdatedAt = o.now()
 	if err := o.store.update(ctx, &sb); err != nil {

@@ -141,6 +141,11 @@ type live struct {
 	ep         *agent.Endpoint
 	lastActive atomic.Int64 // unix nanoseconds
 	inflight   atomic.Int64 // data-plane calls running now
+	awakeBy    atomic.Pointer[string]
+	// cpu and cpuAt are the last sample of its processes' CPU time, and
+	// when (by the monotonic clock) it was taken; cpuAt zero: none yet.
+	cpu   time.Duration
+	cpuAt time.Time
 
 	mu          sync.Mutex
 	calls       context.Context // cancelled to interrupt the calls running now
@@ -329,6 +334,20 @@ func (o *Orchestrator) endpoint(sb *Sandbox) (*live, error) {
 	return l, nil
 }
 
+// active records activity now, for why.
+func (l *live) active(now time.Time, why string) {
+	l.lastActive.Store(now.UnixNano())
+	l.awakeBy.Store(&why)
+}
+
+// awake says what last kept the sandbox awake.
+func (l *live) awake() string {
+	if p := l.awakeBy.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // interrupt cancels id's running data-plane calls, if it has any.
 func (o *Orchestrator) interrupt(id string) {
 	if l := o.lookupLive(id); l != nil {
@@ -382,6 +401,7 @@ func (o *Orchestrator) Get(ctx context.Context, owner, id string) (Sandbox, erro
 	}
 	if l := o.lookupLive(id); l != nil {
 		sb.LastActiveAt = time.Unix(0, l.lastActive.Load())
+		sb.AwakeBy = l.awake()
 	}
 	return sb, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
+	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/db"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/internal/testenv"
@@ -425,4 +426,58 @@ func cpuNanos(t *testing.T, containerID string) int64 {
 	}
 	t.Fatalf("no CPU accounting found for container %s", containerID)
 	return 0
+}
+
+// TestIdlePolicyCountsBusyProcesses: past its idle timeout, a sandbox whose
+// processes use CPU stays running under the activity policy, and is stopped
+// under the api policy; a sandbox whose process sleeps is stopped.
+func TestIdlePolicyCountsBusyProcesses(t *testing.T) {
+	t.Parallel()
+	clk := &clock{t: time.Now()}
+	f := newFixture(t, func(c *Config) { c.Now, c.ReapEvery = clk.Now, time.Hour })
+	ctx := context.Background()
+	start := func(sb Sandbox, sh string) {
+		t.Helper()
+		err := f.o.Attach(ctx, "alice", sb.ID, func(ctx context.Context, _ Sandbox, conn *agent.Conn) error {
+			_, err := conn.StartProc(ctx, agent.ProcStart{Argv: []string{"sh", "-c", sh}})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	five := ptr(int64(5))
+	busy := f.create(t, "alice", CreateOptions{IdleTimeout: five})
+	busyAPI := f.create(t, "alice", CreateOptions{IdleTimeout: five, IdlePolicy: IdleAPI})
+	quiet := f.create(t, "alice", CreateOptions{IdleTimeout: five})
+	start(busy, "while :; do :; done")
+	start(busyAPI, "while :; do :; done")
+	start(quiet, "sleep 1000")
+	clk.Advance(10 * time.Second) // every one is past its idle timeout by the API
+	state := func(sb Sandbox) Sandbox {
+		t.Helper()
+		got, err := f.o.Get(ctx, "alice", sb.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		f.o.reap(ctx)
+		if got := state(busy); got.State != StateRunning {
+			t.Fatalf("the sandbox with a busy process was stopped: %s (%s)", got.State, got.Error)
+		}
+		if state(busyAPI).State == StateStopped && state(quiet).State == StateStopped {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("api-policy sandbox %s, quiet sandbox %s", state(busyAPI).State, state(quiet).State)
+		}
+	}
+	if got := state(busy); got.AwakeBy != "processes using CPU" {
+		t.Fatalf("awake by %q", got.AwakeBy)
+	}
+	if _, err := f.o.Update(ctx, "alice", busy.ID, UpdateOptions{IdlePolicy: ptr("sometimes")}); !cerrdefs.IsInvalidArgument(err) {
+		t.Fatalf("an unknown idle policy: %v", err)
+	}
 }

@@ -40,12 +40,68 @@ func (o *Orchestrator) reapOne(ctx context.Context, id string) error {
 		return o.delete(ctx, &sb, "its TTL expired")
 	case l == nil:
 		return nil
-	case sb.State == StateRunning && sb.Spec.IdleTimeout > 0 && l.inflight.Load() == 0 &&
-		now.Sub(time.Unix(0, l.lastActive.Load())) > time.Duration(sb.Spec.IdleTimeout)*time.Second:
+	}
+	idlePast := func() bool {
+		return now.Sub(time.Unix(0, l.lastActive.Load())) > time.Duration(sb.Spec.IdleTimeout)*time.Second
+	}
+	if sb.State == StateRunning && sb.Spec.IdleTimeout > 0 && sb.Spec.IdlePolicy != IdleAPI {
+		switch o.sampleCPU(ctx, l) {
+		case cpuBusy:
+			l.active(now, "processes using CPU")
+		case cpuUnknown:
+			if idlePast() {
+				return nil // no baseline yet: decide at the next round
+			}
+		}
+	}
+	switch {
+	case sb.State == StateRunning && sb.Spec.IdleTimeout > 0 && l.inflight.Load() == 0 && idlePast():
 		return o.stop(ctx, &sb, "idle timeout")
 	case l.lastActive.Load() > sb.LastActiveAt.UnixNano()+int64(time.Second):
 		sb.LastActiveAt = time.Unix(0, l.lastActive.Load())
 		return o.store.update(ctx, &sb)
 	}
 	return nil
+}
+
+// What a CPU sample says of a sandbox's processes.
+const (
+	cpuUnknown = iota // no earlier sample to compare with, or no answer
+	cpuIdle
+	cpuBusy
+)
+
+// busyShare and busyMin are how much CPU time, between two samples, makes
+// a sandbox's processes busy: 2 % of the time between them, and at least
+// 10 ms (more than the agent's own work in that time, which it leaves out).
+const (
+	busyShare = 0.02
+	busyMin   = 10 * time.Millisecond
+	// cpuProbe bounds a sample.
+	cpuProbe = 2 * time.Second
+)
+
+// sampleCPU asks the agent for its processes' CPU time and compares it
+// with the last sample.
+func (o *Orchestrator) sampleCPU(ctx context.Context, l *live) int {
+	ctx, cancel := context.WithTimeout(ctx, cpuProbe)
+	defer cancel()
+	conn, err := l.ep.Conn(ctx)
+	if err != nil {
+		return cpuUnknown
+	}
+	used, err := conn.CPU(ctx)
+	if err != nil {
+		return cpuUnknown
+	}
+	at := time.Now()
+	prev, prevAt := l.cpu, l.cpuAt
+	l.cpu, l.cpuAt = used, at
+	if prevAt.IsZero() {
+		return cpuUnknown
+	}
+	if used-prev >= max(busyMin, time.Duration(float64(at.Sub(prevAt))*busyShare)) {
+		return cpuBusy
+	}
+	return cpuIdle
 }

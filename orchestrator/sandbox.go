@@ -25,8 +25,10 @@ type Sandbox struct {
 	Error     string
 	CreatedAt time.Time
 	UpdatedAt time.Time
-	// LastActiveAt is when a data-plane call last touched it.
+	// LastActiveAt is when it was last active; AwakeBy says what kept it
+	// awake then (empty until sandboxd saw activity since it started).
 	LastActiveAt time.Time
+	AwakeBy      string
 
 	seq   int64
 	token string
@@ -49,7 +51,10 @@ type Spec struct {
 	DiskMB      int64             `json:"disk_mb,omitempty"`
 	Network     string            `json:"network"`
 	IdleTimeout int64             `json:"idle_timeout_s"`
-	TTLSeconds  int64             `json:"ttl_s"`
+	// IdlePolicy says what counts as activity for IdleTimeout: IdleActivity
+	// (the default, also when empty) or IdleAPI.
+	IdlePolicy string `json:"idle_policy,omitempty"`
+	TTLSeconds int64  `json:"ttl_s"`
 	User        string            `json:"user,omitempty"`
 	Workdir     string            `json:"workdir,omitempty"`
 }
@@ -65,6 +70,7 @@ type CreateOptions struct {
 	DiskMB         int64
 	Network        string
 	IdleTimeout    *int64
+	IdlePolicy     string
 	TTLSeconds     *int64
 	User           string
 	Workdir        string
@@ -76,6 +82,7 @@ type CreateOptions struct {
 type UpdateOptions struct {
 	Labels      *map[string]string
 	IdleTimeout *int64
+	IdlePolicy  *string
 	TTLSeconds  *int64
 }
 
@@ -96,6 +103,12 @@ const (
 	DefaultMemoryMB    = 1024
 	DefaultPids        = 1024
 	DefaultIdleTimeout = 15 * 60
+	// IdleActivity counts as activity the API calls, those in flight
+	// (terminals, followed logs, proxied connections, watches), and the
+	// sandbox's processes using CPU.
+	IdleActivity = "activity"
+	// IdleAPI counts only the API calls (those in flight included).
+	IdleAPI = "api"
 	maxTimeout         = 30 * 24 * 3600
 	maxEnv             = 256
 	maxEnvBytes        = 64 << 10
@@ -197,6 +210,8 @@ func (opts CreateOptions) resolve(defaultImage string, lim Limits, diskLimits st
 	if opts.TTLSeconds != nil {
 		spec.TTLSeconds = *opts.TTLSeconds
 	}
+	spec.IdlePolicy = opts.IdlePolicy
+	checkIdlePolicy(&v, spec.IdlePolicy)
 	checkTimeouts(&v, spec.IdleTimeout, spec.TTLSeconds)
 	if spec.User != "" && !userSpec.MatchString(spec.User) {
 		v.add("user", "%q is not a user name or uid[:gid]", spec.User)
@@ -223,6 +238,12 @@ func checkTimeouts(v *invalid, idle, ttl int64) {
 	}
 	if ttl < 0 || ttl > maxTimeout {
 		v.add("ttl_s", "must be between 0 (none) and %d, got %d", maxTimeout, ttl)
+	}
+}
+
+func checkIdlePolicy(v *invalid, p string) {
+	if p != "" && p != IdleActivity && p != IdleAPI {
+		v.add("idle_policy", "must be %q or %q, got %q", IdleActivity, IdleAPI, p)
 	}
 }
 

@@ -29,7 +29,7 @@ func (s *Server) createSandbox(c *echo.Context) error {
 	}
 	sb, replayed, err := s.deps.Orchestrator.Create(c.Request().Context(), caller(c).ID, orchestrator.CreateOptions{
 		Image: req.Image, Env: req.Env, CPUs: req.CPUs, MemoryMB: req.MemoryMB, Pids: req.Pids, DiskMB: req.DiskMB,
-		Network: req.Network, IdleTimeout: req.IdleTimeoutS, TTLSeconds: req.TTLS,
+		Network: req.Network, IdleTimeout: req.IdleTimeoutS, IdlePolicy: req.IdlePolicy, TTLSeconds: req.TTLS,
 		User: req.User, Workdir: req.Workdir, Labels: req.Labels,
 		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"),
 	})
@@ -105,7 +105,7 @@ func (s *Server) updateSandbox(c *echo.Context) error {
 		return err
 	}
 	sb, err := s.deps.Orchestrator.Update(c.Request().Context(), caller(c).ID, c.Param("id"), orchestrator.UpdateOptions{
-		Labels: req.Labels, IdleTimeout: req.IdleTimeoutS, TTLSeconds: req.TTLS,
+		Labels: req.Labels, IdleTimeout: req.IdleTimeoutS, IdlePolicy: req.IdlePolicy, TTLSeconds: req.TTLS,
 	})
 	if err != nil {
 		return err
@@ -142,9 +142,12 @@ func toSandbox(sb orchestrator.Sandbox) api.Sandbox {
 	out := api.Sandbox{
 		ID: sb.ID, State: string(sb.State), Image: sb.Image,
 		CPUs: sb.Spec.CPUs, MemoryMB: sb.Spec.MemoryMB, Pids: sb.Spec.Pids, DiskMB: sb.Spec.DiskMB, Network: sb.Spec.Network,
-		IdleTimeoutS: sb.Spec.IdleTimeout, TTLS: sb.Spec.TTLSeconds, User: sb.Spec.User, Workdir: sb.Spec.Workdir,
-		Labels: sb.Labels, Error: sb.Error,
+		IdleTimeoutS: sb.Spec.IdleTimeout, IdlePolicy: sb.Spec.IdlePolicy, TTLS: sb.Spec.TTLSeconds, User: sb.Spec.User, Workdir: sb.Spec.Workdir,
+		Labels: sb.Labels, Error: sb.Error, AwakeBy: sb.AwakeBy,
 		CreatedAt: sb.CreatedAt.UTC(), UpdatedAt: sb.UpdatedAt.UTC(), LastActiveAt: sb.LastActiveAt.UTC(),
+	}
+	if out.IdlePolicy == "" {
+		out.IdlePolicy = orchestrator.IdleActivity
 	}
 	if out.Labels == nil {
 		out.Labels = map[string]string{}
