@@ -55,8 +55,8 @@ type Spec struct {
 	// (the default, also when empty) or IdleAPI.
 	IdlePolicy string `json:"idle_policy,omitempty"`
 	TTLSeconds int64  `json:"ttl_s"`
-	User        string            `json:"user,omitempty"`
-	Workdir     string            `json:"workdir,omitempty"`
+	User       string `json:"user,omitempty"`
+	Workdir    string `json:"workdir,omitempty"`
 }
 
 // CreateOptions asks for a new sandbox. Zero fields take the defaults; pointer
@@ -108,11 +108,11 @@ const (
 	// sandbox's processes using CPU.
 	IdleActivity = "activity"
 	// IdleAPI counts only the API calls (those in flight included).
-	IdleAPI = "api"
-	maxTimeout         = 30 * 24 * 3600
-	maxEnv             = 256
-	maxEnvBytes        = 64 << 10
-	maxLabels          = 64
+	IdleAPI     = "api"
+	maxTimeout  = 30 * 24 * 3600
+	maxEnv      = 256
+	maxEnvBytes = 64 << 10
+	maxLabels   = 64
 )
 
 // DefaultLimits fit the host: every core, all of its memory, 32768 processes.
