@@ -98,7 +98,14 @@ func TestMemoryBoundedUnderHostileRequests(t *testing.T) {
 	load.Env = append(os.Environ(), "SANDBOXD_LOAD_URL="+d.url, "SANDBOXD_LOAD_KEY="+key, "SANDBOXD_LOAD_SANDBOX="+sb.ID)
 	out, err := load.CombinedOutput()
 	if err != nil {
-		t.Fatalf("the load: %v\n%s", err, out)
+		died := "sandboxd still runs"
+		select {
+		case <-d.done:
+			died = "sandboxd died"
+		default:
+		}
+		logs := d.log()
+		t.Fatalf("the load: %v (%s; peak memory %d MiB)\n%s\nthe end of sandboxd's log:\n%s", err, died, peak()>>20, out, logs[max(0, len(logs)-4000):])
 	}
 	var outBytes int64
 	for _, line := range strings.Split(string(out), "\n") {
