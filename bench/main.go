@@ -45,13 +45,16 @@ func main() {
 	fileN := flag.Int("file-n", 100, "1 MiB write+read pairs through sandboxd (a quarter as many through docker)")
 	flag.IntVar(&runN, "run-n", 1000, "dynamic runs and app invokes through sandboxd")
 	flag.IntVar(&dockerRunN, "docker-run-n", 10, "docker run --rm of the same snippets")
-	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs`)
+	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "ports" only background processes and the port proxy`)
 	flag.Parse()
 	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN, *fileN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
+
+// benchKey is the admin key of the sandboxd the benchmark starts.
+const benchKey = "bench-admin-key-0123456789abcdef"
 
 var (
 	runN, dockerRunN int
@@ -74,7 +77,7 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	if err := os.Chmod(data, 0o711); err != nil {
 		return err
 	}
-	const key = "bench-admin-key-0123456789abcdef"
+	const key = benchKey
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -136,6 +139,17 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		header()
 		printRows(d.rows)
 		printFirstDiff(d)
+		return nil
+	}
+
+	if only == "ports" {
+		p, err := benchPorts(ctx, c, eng, 100)
+		if err != nil {
+			return err
+		}
+		header()
+		printRows(p.rows)
+		printPorts(p)
 		return nil
 	}
 
@@ -254,6 +268,12 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	}
 	rows = append(rows, diffs.rows...)
 	defer printFirstDiff(diffs)
+	portRows, err := benchPorts(ctx, c, eng, 100)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, portRows.rows...)
+	defer printPorts(portRows)
 
 	// Files: write+read of 1 MiB, and 100 MiB up and down, through the REST
 	// API vs `docker cp` through the Engine API.
