@@ -46,18 +46,31 @@ func (c *Conn) User(ctx context.Context, user string) (UserInfo, error) {
 	return u, err
 }
 
+// open opens a stream for req and sends it. Until stop is called, the
+// stream's reads and writes fail once ctx is done; stop reports false when
+// ctx was done first. The caller closes the stream.
+func (c *Conn) open(ctx context.Context, req Request) (st net.Conn, stop func() bool, err error) {
+	st, err = c.sess.OpenStream()
+	if err != nil {
+		return nil, nil, fmt.Errorf("open stream: %w", err)
+	}
+	stop = context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
+	if err := writeJSON(st, req); err != nil {
+		stop()
+		st.Close()
+		return nil, nil, err
+	}
+	return st, stop, nil
+}
+
 // call sends one request and reads its one JSON answer.
 func (c *Conn) call(ctx context.Context, req Request, answer any) error {
-	st, err := c.sess.OpenStream()
+	st, stop, err := c.open(ctx, req)
 	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
-	}
-	defer st.Close()
-	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
-	defer stop()
-	if err := writeJSON(st, req); err != nil {
 		return err
 	}
+	defer st.Close()
+	defer stop()
 	if err := readJSON(st, answer); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -336,16 +349,12 @@ func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(Fs
 // Watch streams file events under req.Path to fn until ctx is done, fn returns
 // an error, or the agent ends the stream.
 func (c *Conn) Watch(ctx context.Context, req WatchRequest, fn func(WatchEvent) error) error {
-	st, err := c.sess.OpenStream()
+	st, stop, err := c.open(ctx, Request{Op: "watch", Watch: &req})
 	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
-	}
-	defer st.Close()
-	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
-	defer stop()
-	if err := writeJSON(st, Request{Op: "watch", Watch: &req}); err != nil {
 		return err
 	}
+	defer st.Close()
+	defer stop()
 	for {
 		var e WatchEvent
 		if err := readJSON(st, &e); err != nil {

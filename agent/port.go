@@ -64,31 +64,26 @@ func (s *Server) servePortDial(ctx context.Context, st net.Conn, out *frameSende
 // The connection is a stream of the channel: nothing is published on the
 // host. ErrNotListening when nothing listens there.
 func (c *Conn) DialPort(ctx context.Context, port int) (net.Conn, error) {
-	st, err := c.sess.OpenStream()
+	st, stop, err := c.open(ctx, Request{Op: "port_dial", Port: port})
 	if err != nil {
-		return nil, fmt.Errorf("open stream: %w", err)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
-	if err := writeJSON(st, Request{Op: "port_dial", Port: port}); err != nil {
-		stop()
-		st.Close()
 		return nil, err
 	}
 	var res OpResult
 	err = readJSON(st, &res)
+	// The connection outlives ctx: only its dial is bounded by it.
 	if !stop() {
 		st.Close()
 		return nil, ctx.Err()
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		st.Close()
 		return nil, err
-	}
-	if res.Error != "" {
+	case res.Error == "refused":
 		st.Close()
-		if res.Error == "refused" {
-			return nil, ErrNotListening
-		}
+		return nil, ErrNotListening
+	case res.Error != "":
+		st.Close()
 		return nil, errors.New(res.Error)
 	}
 	return st, nil

@@ -2,9 +2,7 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"time"
 )
 
 // ProcOp names an operation on a background process.
@@ -57,16 +55,12 @@ func (c *Conn) Proc(ctx context.Context, op ProcOp, req ProcRequest) (ProcAnswer
 // ProcLogs streams a process's output records to fn, from req.From, until
 // the "end" record (which fn also gets), fn fails, or ctx is done.
 func (c *Conn) ProcLogs(ctx context.Context, req ProcRequest, fn func(ProcRecord) error) error {
-	st, err := c.sess.OpenStream()
+	st, stop, err := c.open(ctx, Request{Op: "proc_logs", Proc: &req})
 	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
-	}
-	defer st.Close()
-	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
-	defer stop()
-	if err := writeJSON(st, Request{Op: "proc_logs", Proc: &req}); err != nil {
 		return err
 	}
+	defer st.Close()
+	defer stop()
 	for {
 		var r ProcRecord
 		if err := readJSON(st, &r); err != nil {

@@ -13,7 +13,6 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/db"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/runtime"
@@ -25,12 +24,7 @@ func newShareService(t *testing.T, maxTotal, perKey int) *Service {
 	d := testenv.Docker(t)
 	data := testenv.DataDir(t)
 	log := testenv.Logger(t)
-	sq, err := db.Open(filepath.Join(data, "sandboxd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sq.Close() })
-	b := images.New(d, log, "", filepath.Join(data, "build"))
+	sq, b := testenv.DB(t, data), images.New(d, testenv.Logger(t), "", filepath.Join(data, "build"))
 	t.Cleanup(b.Close)
 	instance := "sharetest-" + filepath.Base(data)
 	s, err := New(ctx, Config{

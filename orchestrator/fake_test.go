@@ -19,7 +19,6 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/db"
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/runtime"
 	"github.com/sandboxd/sandboxd/runtime/fake"
@@ -118,12 +117,7 @@ func newFakeFixture(t *testing.T) *fakeFixture {
 // a restart of sandboxd does.
 func (f *fakeFixture) open(t *testing.T) {
 	t.Helper()
-	sq, err := db.Open(filepath.Join(f.data, "sandboxd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sq.Close() })
-	o, err := New(context.Background(), f.cfg, f.e, fakeImages{}, sq, testenv.Logger(t))
+	o, err := New(context.Background(), f.cfg, f.e, fakeImages{}, testenv.DB(t, f.data), testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

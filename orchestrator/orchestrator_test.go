@@ -15,7 +15,6 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/db"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/runtime"
@@ -53,12 +52,8 @@ func newFixture(t *testing.T, tweak func(*Config)) *fixture {
 func (f *fixture) open(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
-	sq, err := db.Open(filepath.Join(f.data, "sandboxd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sq.Close() })
-	b := images.New(f.d, testenv.Logger(t), "http://deb.debian.org/debian", filepath.Join(f.data, "build"))
+	sq, b := testenv.DB(t, f.data), images.New(f.d, testenv.Logger(t), "", filepath.Join(f.data, "build"))
+	t.Cleanup(b.Close)
 	o, err := New(ctx, f.cfg, f.d, b, sq, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -2,11 +2,9 @@ package server
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -71,32 +69,13 @@ func (s *Server) exec(c *echo.Context) error {
 
 // execStream answers with one NDJSON event per chunk of output, then the result.
 func (s *Server) execStream(c *echo.Context, opts orchestrator.ExecOptions) error {
-	w := c.Response()
-	var mu sync.Mutex
-	started := false
-	enc := json.NewEncoder(w)
-	emit := func(ev api.ExecEvent) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !started {
-			w.Header().Set("Content-Type", "application/x-ndjson")
-			w.Header().Set("Cache-Control", "no-store")
-			w.WriteHeader(http.StatusOK)
-			started = true
-		}
-		_ = enc.Encode(ev)
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
-		}
-	}
+	events := &eventStream{w: c.Response()} // NDJSON: the client asked for it
+	emit := func(ev api.ExecEvent) { _ = events.send(nil, ev.Type, ev) }
 	stdout := eventWriter{typ: api.EventStdout, emit: emit}
 	stderr := eventWriter{typ: api.EventStderr, emit: emit}
 	res, err := s.deps.Orchestrator.Exec(c.Request().Context(), caller(c).ID, c.Param("id"), opts, nil, stdout, stderr)
-	mu.Lock()
-	begun := started
-	mu.Unlock()
 	if err != nil {
-		if !begun {
+		if !events.begun() {
 			return err // nothing sent yet: the ordinary error envelope
 		}
 		_, code, msg := classify(err)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -288,33 +287,11 @@ func (s *Server) watchFiles(c *echo.Context) error {
 		}
 		o.From = n
 	}
-	sse := strings.Contains(c.Request().Header.Get("Accept"), "text/event-stream")
-	w := c.Response()
-	started := false
+	events := newEventStream(c)
 	err := s.deps.Files.Watch(c.Request().Context(), target(c), o, func(e fsapi.Event) error {
-		if !started {
-			if sse {
-				w.Header().Set("Content-Type", "text/event-stream")
-			} else {
-				w.Header().Set("Content-Type", "application/x-ndjson")
-			}
-			w.Header().Set("Cache-Control", "no-store")
-			w.WriteHeader(http.StatusOK)
-			started = true
-		}
-		b, _ := json.Marshal(api.FileEvent{Seq: e.Seq, Type: e.Type, Path: e.Path, From: e.From, IsDir: e.IsDir, Time: e.Time})
-		var err error
-		if sse {
-			_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, b)
-		} else {
-			_, err = fmt.Fprintf(w, "%s\n", b)
-		}
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
-		}
-		return err
+		return events.send(e.Seq, e.Type, api.FileEvent{Seq: e.Seq, Type: e.Type, Path: e.Path, From: e.From, IsDir: e.IsDir, Time: e.Time})
 	})
-	if started {
+	if events.begun() {
 		return nil // the stream ended (the client left, or the sandbox stopped)
 	}
 	return err

@@ -2,13 +2,10 @@ package server
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -164,35 +161,8 @@ func (s *Server) processLogs(c *echo.Context) error {
 	default:
 		return badRequest("stream: want stdout, stderr or both")
 	}
-	sse := strings.Contains(c.Request().Header.Get("Accept"), "text/event-stream")
-	w := c.Response()
-	var mu sync.Mutex
-	started := false
-	emit := func(r api.LogRecord) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if !started {
-			if sse {
-				w.Header().Set("Content-Type", "text/event-stream")
-			} else {
-				w.Header().Set("Content-Type", "application/x-ndjson")
-			}
-			w.Header().Set("Cache-Control", "no-store")
-			w.WriteHeader(http.StatusOK)
-			started = true
-		}
-		b, _ := json.Marshal(r)
-		var err error
-		if sse {
-			_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", r.Offset, r.Type, b)
-		} else {
-			_, err = fmt.Fprintf(w, "%s\n", b)
-		}
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
-		}
-		return err
-	}
+	events := newEventStream(c)
+	emit := func(r api.LogRecord) error { return events.send(r.Offset, r.Type, r) }
 	err = s.deps.Processes.Logs(c.Request().Context(), caller(c).ID, c.Param("id"), pid, from, q.Get("follow") == "true",
 		func(r process.Record) error {
 			if r.Type == process.RecordOutput && only != "" && r.Stream != only {
@@ -213,10 +183,7 @@ func (s *Server) processLogs(c *echo.Context) error {
 			}
 			return emit(out)
 		})
-	mu.Lock()
-	begun := started
-	mu.Unlock()
-	if err != nil && !begun {
+	if err != nil && !events.begun() {
 		return err // nothing sent yet: the ordinary error envelope
 	}
 	if err != nil && c.Request().Context().Err() == nil {

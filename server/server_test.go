@@ -15,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/db"
 	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/internal/testenv"
@@ -53,13 +52,9 @@ func newBase(t *testing.T) *base {
 	t.Helper()
 	ctx := context.Background()
 	b := &base{d: testenv.Docker(t), data: testenv.DataDir(t), log: testenv.Logger(t)}
-	var err error
-	if b.sq, err = db.Open(filepath.Join(b.data, "sandboxd.db")); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.sq.Close() })
-	b.images = images.New(b.d, b.log, "", filepath.Join(b.data, "build"))
+	b.sq, b.images = testenv.DB(t, b.data), images.New(b.d, testenv.Logger(t), "", filepath.Join(b.data, "build"))
 	t.Cleanup(b.images.Close)
+	var err error
 	if b.keys, err = supervisor.NewKeys(ctx, b.sq); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/db"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/runtime"
@@ -20,12 +19,7 @@ func TestReconcileRemovesImagesNoSnapshotOwns(t *testing.T) {
 	d := testenv.Docker(t)
 	data := testenv.DataDir(t)
 	log := testenv.Logger(t)
-	sq, err := db.Open(filepath.Join(data, "sandboxd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sq.Close() })
-	b := images.New(d, log, "", filepath.Join(data, "build"))
+	sq, b := testenv.DB(t, data), images.New(d, testenv.Logger(t), "", filepath.Join(data, "build"))
 	t.Cleanup(b.Close)
 	if _, err := b.Ensure(ctx, images.Busybox, nil); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"strconv"
 	"strings"
@@ -91,14 +92,11 @@ func runLogs(ctx context.Context, c *api.Client, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := needArgs(fs, 2, "sandbox ID and PID"); err != nil {
+	id, pid, err := idAndNumber(fs, "PID")
+	if err != nil {
 		return err
 	}
-	pid, err := strconv.Atoi(fs.Arg(1))
-	if err != nil {
-		return fmt.Errorf("logs: %q is not a PID", fs.Arg(1))
-	}
-	return c.ProcessLogs(ctx, fs.Arg(0), pid, *from, *follow, func(r api.LogRecord) error {
+	return c.ProcessLogs(ctx, id, pid, *from, *follow, func(r api.LogRecord) error {
 		switch r.Type {
 		case "output":
 			w := out
@@ -121,17 +119,14 @@ func runKill(ctx context.Context, c *api.Client, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := needArgs(fs, 2, "sandbox ID and PID"); err != nil {
+	id, pid, err := idAndNumber(fs, "PID")
+	if err != nil {
 		return err
 	}
-	pid, err := strconv.Atoi(fs.Arg(1))
-	if err != nil {
-		return fmt.Errorf("kill: %q is not a PID", fs.Arg(1))
-	}
 	if *sig != "" {
-		_, err = c.SignalProcess(ctx, fs.Arg(0), pid, *sig)
+		_, err = c.SignalProcess(ctx, id, pid, *sig)
 	} else {
-		_, err = c.KillProcess(ctx, fs.Arg(0), pid)
+		_, err = c.KillProcess(ctx, id, pid)
 	}
 	return err
 }
@@ -143,14 +138,11 @@ func runExpose(ctx context.Context, c *api.Client, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := needArgs(fs, 2, "sandbox ID and port"); err != nil {
+	id, port, err := idAndNumber(fs, "port")
+	if err != nil {
 		return err
 	}
-	port, err := strconv.Atoi(fs.Arg(1))
-	if err != nil {
-		return fmt.Errorf("expose: %q is not a port", fs.Arg(1))
-	}
-	p, err := c.ExposePort(ctx, fs.Arg(0), api.ExposePortRequest{Port: port, Public: *public})
+	p, err := c.ExposePort(ctx, id, api.ExposePortRequest{Port: port, Public: *public})
 	if err != nil {
 		return err
 	}
@@ -164,12 +156,22 @@ func runUnexpose(ctx context.Context, c *api.Client, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := needArgs(fs, 2, "sandbox ID and port"); err != nil {
+	id, port, err := idAndNumber(fs, "port")
+	if err != nil {
 		return err
 	}
-	port, err := strconv.Atoi(fs.Arg(1))
-	if err != nil {
-		return fmt.Errorf("unexpose: %q is not a port", fs.Arg(1))
+	return c.UnexposePort(ctx, id, port)
+}
+
+// idAndNumber reads the two arguments "ID N" of a command, N a PID or a
+// port (what).
+func idAndNumber(fs *flag.FlagSet, what string) (string, int, error) {
+	if err := needArgs(fs, 2, "sandbox ID and "+what); err != nil {
+		return "", 0, err
 	}
-	return c.UnexposePort(ctx, fs.Arg(0), port)
+	n, err := strconv.Atoi(fs.Arg(1))
+	if err != nil {
+		return "", 0, fmt.Errorf("%s: %q is not a %s", strings.TrimPrefix(fs.Name(), "sbx "), fs.Arg(1), what)
+	}
+	return fs.Arg(0), n, nil
 }

@@ -18,7 +18,8 @@ func TestDockerPassesTheConformanceSuite(t *testing.T) {
 	d := testenv.Docker(t)
 	ctx := context.Background()
 	data := testenv.DataDir(t)
-	b := images.New(d, testenv.Logger(t), "http://deb.debian.org/debian", filepath.Join(data, "build"))
+	b := images.New(d, testenv.Logger(t), "", filepath.Join(data, "build"))
+	t.Cleanup(b.Close)
 	if _, err := b.Ensure(ctx, images.Busybox, nil); err != nil {
 		t.Fatal(err)
 	}

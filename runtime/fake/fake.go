@@ -130,8 +130,9 @@ func (e *Engine) lookup(ref string) (*container, error) {
 	return found, nil
 }
 
-// Start runs a created or exited container; a running one is left as it is.
-func (e *Engine) Start(ctx context.Context, id string) error {
+// withContainer runs fn on container id under the engine's lock, unless
+// ctx is done or there is no such container.
+func (e *Engine) withContainer(ctx context.Context, id string, fn func(c *container) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -141,28 +142,35 @@ func (e *Engine) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	switch c.c.State {
-	case runtime.StateRunning:
-		return nil
-	case runtime.StatePaused:
-		return cerrdefs.ErrConflict.WithMessage("cannot start a paused container, try unpause instead")
-	}
-	c.c.State, c.c.ExitCode, c.c.OOMKilled = runtime.StateRunning, 0, false
-	bootCtx, stop := context.WithCancel(context.Background())
-	c.stop, c.done = stop, make(chan struct{})
-	if e.Boot == nil {
-		return nil
-	}
-	go func(c *container, done chan struct{}) {
-		code := e.Boot(bootCtx, c.spec)
-		close(done)
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if c.done == done && bootCtx.Err() == nil { // exited by itself
-			c.c.State, c.c.ExitCode, c.stop = runtime.StateExited, code, nil
+	return fn(c)
+}
+
+// Start runs a created or exited container; a running one is left as it is.
+func (e *Engine) Start(ctx context.Context, id string) error {
+	return e.withContainer(ctx, id, func(c *container) error {
+		switch c.c.State {
+		case runtime.StateRunning:
+			return nil
+		case runtime.StatePaused:
+			return cerrdefs.ErrConflict.WithMessage("cannot start a paused container, try unpause instead")
 		}
-	}(c, c.done)
-	return nil
+		c.c.State, c.c.ExitCode, c.c.OOMKilled = runtime.StateRunning, 0, false
+		bootCtx, stop := context.WithCancel(context.Background())
+		c.stop, c.done = stop, make(chan struct{})
+		if e.Boot == nil {
+			return nil
+		}
+		go func(c *container, done chan struct{}) {
+			code := e.Boot(bootCtx, c.spec)
+			close(done)
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if c.done == done && bootCtx.Err() == nil { // exited by itself
+				c.c.State, c.c.ExitCode, c.stop = runtime.StateExited, code, nil
+			}
+		}(c, c.done)
+		return nil
+	})
 }
 
 // halt ends c's process, waiting up to timeout for Boot to return; the
@@ -186,21 +194,14 @@ func (e *Engine) halt(c *container, timeout time.Duration) {
 
 // Stop stops a running or paused container; another is left as it is.
 func (e *Engine) Stop(ctx context.Context, id string, timeout time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, err := e.lookup(id)
-	if err != nil {
-		return err
-	}
-	if c.c.State != runtime.StateRunning && c.c.State != runtime.StatePaused {
+	return e.withContainer(ctx, id, func(c *container) error {
+		if c.c.State != runtime.StateRunning && c.c.State != runtime.StatePaused {
+			return nil
+		}
+		e.halt(c, timeout)
+		c.c.State, c.c.ExitCode = runtime.StateExited, 137
 		return nil
-	}
-	e.halt(c, timeout)
-	c.c.State, c.c.ExitCode = runtime.StateExited, 137
-	return nil
+	})
 }
 
 // Pause freezes a running container.
@@ -214,56 +215,37 @@ func (e *Engine) Unpause(ctx context.Context, id string) error {
 }
 
 func (e *Engine) flip(ctx context.Context, id string, from, to runtime.State) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, err := e.lookup(id)
-	if err != nil {
-		return err
-	}
-	if c.c.State != from {
-		return cerrdefs.ErrConflict.WithMessage(fmt.Sprintf("container %s is %s, not %s", c.c.ID, c.c.State, from))
-	}
-	c.c.State = to
-	return nil
+	return e.withContainer(ctx, id, func(c *container) error {
+		if c.c.State != from {
+			return cerrdefs.ErrConflict.WithMessage(fmt.Sprintf("container %s is %s, not %s", c.c.ID, c.c.State, from))
+		}
+		c.c.State = to
+		return nil
+	})
 }
 
 // Remove removes a container, stopping it first if it runs.
 func (e *Engine) Remove(ctx context.Context, id string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, err := e.lookup(id)
-	if err != nil {
-		return err
-	}
-	e.halt(c, 0)
-	if _, still := e.containers[c.c.ID]; !still {
-		return cerrdefs.ErrNotFound.WithMessage("no such container: " + id)
-	}
-	delete(e.containers, c.c.ID)
-	delete(e.names, c.c.Name)
-	return nil
+	return e.withContainer(ctx, id, func(c *container) error {
+		e.halt(c, 0)
+		if _, still := e.containers[c.c.ID]; !still {
+			return cerrdefs.ErrNotFound.WithMessage("no such container: " + id)
+		}
+		delete(e.containers, c.c.ID)
+		delete(e.names, c.c.Name)
+		return nil
+	})
 }
 
 // Inspect describes a container.
 func (e *Engine) Inspect(ctx context.Context, id string) (runtime.Container, error) {
-	if err := ctx.Err(); err != nil {
-		return runtime.Container{}, err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, err := e.lookup(id)
-	if err != nil {
-		return runtime.Container{}, err
-	}
-	out := c.c
-	out.Labels = maps.Clone(c.c.Labels)
-	return out, nil
+	var out runtime.Container
+	err := e.withContainer(ctx, id, func(c *container) error {
+		out = c.c
+		out.Labels = maps.Clone(c.c.Labels)
+		return nil
+	})
+	return out, err
 }
 
 // List describes every container that carries all of labels.
