@@ -25,6 +25,9 @@ type Conn struct {
 // Close ends the session.
 func (c *Conn) Close() error { return c.sess.Close() }
 
+// Done is closed once the session has ended.
+func (c *Conn) Done() <-chan struct{} { return c.sess.CloseChan() }
+
 // Ping asks the agent for a pong.
 func (c *Conn) Ping(ctx context.Context) error {
 	var p Pong

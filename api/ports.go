@@ -20,9 +20,12 @@ type ExposedPort struct {
 	Port   int    `json:"port"`
 	Public bool   `json:"public"`
 	Token  string `json:"token"`
-	// URL reaches the port through sandboxd (the path form, with the API
-	// key).
-	URL       string    `json:"url"`
+	// URL reaches the port through sandboxd: the host form
+	// ({port}-{id}.{preview domain}, with the token) when sandboxd serves
+	// one, otherwise the path form.
+	URL string `json:"url"`
+	// PathURL is the path form, with the API key.
+	PathURL   string    `json:"path_url"`
 	CreatedAt time.Time `json:"created_at"`
 }
 

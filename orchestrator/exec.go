@@ -159,6 +159,7 @@ func (o *Orchestrator) Attach(ctx context.Context, owner, id string, fn func(ctx
 // acquire holds id's read lock for a data-plane call, starting the sandbox first
 // when it is stopped, resuming it when it is paused. release ends the call and records the activity.
 func (o *Orchestrator) acquire(ctx context.Context, owner, id string) (*live, Sandbox, func(), error) {
+	woken := false
 	for range 3 {
 		unlock := o.locks.RLock(id)
 		sb, err := o.Get(ctx, owner, id)
@@ -175,6 +176,7 @@ func (o *Orchestrator) acquire(ctx context.Context, owner, id string) (*live, Sa
 			}
 			l.inflight.Add(1)
 			l.active(o.now(), "API calls")
+			sb.Woken = woken
 			return l, sb, func() {
 				l.active(o.now(), "API calls")
 				l.inflight.Add(-1)
@@ -185,11 +187,13 @@ func (o *Orchestrator) acquire(ctx context.Context, owner, id string) (*live, Sa
 			if _, err := o.Start(ctx, owner, id); err != nil {
 				return nil, Sandbox{}, nil, err
 			}
+			woken = true
 		case StatePaused:
 			unlock()
 			if _, err := o.Resume(ctx, owner, id); err != nil {
 				return nil, Sandbox{}, nil, err
 			}
+			woken = true
 		default:
 			unlock()
 			msg := fmt.Sprintf("sandbox %s is %s", id, sb.State)

@@ -406,6 +406,16 @@ func (o *Orchestrator) Get(ctx context.Context, owner, id string) (Sandbox, erro
 	return sb, nil
 }
 
+// OwnerOf names the owner of sandbox id, for a request that something other
+// than an API key authorises (an exposed port's token).
+func (o *Orchestrator) OwnerOf(ctx context.Context, id string) (string, error) {
+	sb, err := o.store.get(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return sb.Owner, nil
+}
+
 // List returns owner's sandboxes matching f, and the cursor of the next page.
 func (o *Orchestrator) List(ctx context.Context, owner string, f ListFilter) ([]Sandbox, int64, error) {
 	if f.Limit <= 0 || f.Limit > 1000 {

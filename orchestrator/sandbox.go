@@ -29,6 +29,9 @@ type Sandbox struct {
 	// awake then (empty until sandboxd saw activity since it started).
 	LastActiveAt time.Time
 	AwakeBy      string
+	// Woken says a data-plane call (Attach) started or resumed the sandbox
+	// to be served; set only in what Attach hands its function.
+	Woken bool
 
 	seq   int64
 	token string

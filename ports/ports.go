@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
@@ -36,6 +35,9 @@ var ErrNotListening = errors.New("nothing listens on the port")
 type Sandboxes interface {
 	Get(ctx context.Context, owner, id string) (orchestrator.Sandbox, error)
 	Attach(ctx context.Context, owner, id string, fn func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error) error
+	// OwnerOf names the owner of sandbox id, for requests a port's token
+	// authorises instead of an API key.
+	OwnerOf(ctx context.Context, id string) (string, error)
 }
 
 // Service proxies to sandboxes' ports and keeps their exposures.
@@ -43,6 +45,7 @@ type Service struct {
 	sandboxes Sandboxes
 	db        *sql.DB
 	log       *slog.Logger
+	pool      pool
 }
 
 var migrations = []string{
@@ -122,6 +125,33 @@ func (s *Service) List(ctx context.Context, owner, id string) ([]Port, error) {
 	return out, rows.Err()
 }
 
+// Exposure finds the exposure of port of sandbox id, whoever owns it, for a
+// request that a port's token authorises: its owner and its record. A
+// sandbox that does not exist and a port not exposed are both not found.
+func (s *Service) Exposure(ctx context.Context, id string, port int) (string, Port, error) {
+	notExposed := cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("port %d of sandbox %s is not exposed", port, id))
+	if CheckPort(port) != nil {
+		return "", Port{}, notExposed
+	}
+	owner, err := s.sandboxes.OwnerOf(ctx, id)
+	if cerrdefs.IsNotFound(err) {
+		return "", Port{}, notExposed
+	} else if err != nil {
+		return "", Port{}, err
+	}
+	p := Port{Port: port}
+	var created int64
+	err = s.db.QueryRowContext(ctx, `SELECT public, token, created_at FROM ports WHERE sandbox_id = ? AND port = ?`, id, port).
+		Scan(&p.Public, &p.Token, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", Port{}, notExposed
+	} else if err != nil {
+		return "", Port{}, err
+	}
+	p.CreatedAt = time.Unix(0, created).UTC()
+	return owner, p, nil
+}
+
 // Unexpose forgets the exposure of port; its token stops working.
 func (s *Service) Unexpose(ctx context.Context, owner, id string, port int) error {
 	if err := CheckPort(port); err != nil {
@@ -145,8 +175,12 @@ func notListening(id string, port int) error {
 	return errclass.New(fmt.Sprintf("nothing listens on port %d in sandbox %s", port, id), ErrNotListening)
 }
 
-// waitEvery is how often Wait tries the port.
+// waitEvery is how often a wait tries the port.
 const waitEvery = 100 * time.Millisecond
+
+// wakeWait is how long a proxied request to a sandbox it woke (started or
+// resumed) waits for the port, before it answers that nothing listens.
+const wakeWait = 10 * time.Second
 
 // Wait returns once something listens on port of owner's sandbox id, or
 // fails with ErrNotListening when timeout passes first.
@@ -156,39 +190,52 @@ func (s *Service) Wait(ctx context.Context, owner, id string, port int, timeout 
 	}
 	deadline := time.Now().Add(timeout)
 	return s.sandboxes.Attach(ctx, owner, id, func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
-		t := time.NewTicker(waitEvery)
-		defer t.Stop()
-		for {
-			c, err := conn.DialPort(ctx, port)
-			if err == nil {
-				c.Close()
-				return nil
-			}
-			if !errors.Is(err, agent.ErrNotListening) {
-				return err
-			}
-			if !time.Now().Before(deadline) {
-				return notListening(id, port)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-t.C:
-			}
-		}
+		return waitListening(ctx, conn, id, port, deadline)
 	})
+}
+
+// waitListening dials port through conn until something listens there or
+// deadline passes.
+func waitListening(ctx context.Context, conn *agent.Conn, id string, port int, deadline time.Time) error {
+	t := time.NewTicker(waitEvery)
+	defer t.Stop()
+	for {
+		c, err := conn.DialPort(ctx, port)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if !errors.Is(err, agent.ErrNotListening) {
+			return err
+		}
+		if !time.Now().Before(deadline) {
+			return notListening(id, port)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // Proxy serves r from port of owner's sandbox id, at path (with r's query):
 // HTTP/1.1 with streamed bodies both ways, and upgrades (WebSockets). The
 // client's Authorization is not passed on; X-Forwarded-For, -Host and
-// -Proto are set. When nothing listens the answer is left unwritten and
+// -Proto are set. Connections to the port are kept alive between requests.
+// A stopped or paused sandbox is woken first, and then the port is waited
+// for (wakeWait). When nothing listens the answer is left unwritten and
 // ErrNotListening returned; an error after the answer began is only logged.
 func (s *Service) Proxy(w http.ResponseWriter, r *http.Request, owner, id string, port int, path string) error {
 	if err := CheckPort(port); err != nil {
 		return err
 	}
-	return s.sandboxes.Attach(r.Context(), owner, id, func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
+	return s.sandboxes.Attach(r.Context(), owner, id, func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error {
+		if sb.Woken {
+			if err := waitListening(ctx, conn, id, port, time.Now().Add(wakeWait)); err != nil {
+				return err
+			}
+		}
 		var proxyErr error
 		rp := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
@@ -198,12 +245,7 @@ func (s *Service) Proxy(w http.ResponseWriter, r *http.Request, owner, id string
 				pr.Out.Header.Del("Authorization")
 				pr.SetXForwarded()
 			},
-			Transport: &http.Transport{
-				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-					return conn.DialPort(ctx, port)
-				},
-				DisableKeepAlives: true,
-			},
+			Transport:     s.pool.transport(conn, port),
 			FlushInterval: -1, // streamed responses (SSE) go out as they come
 			// The caller writes the error, when nothing was sent yet.
 			ErrorHandler: func(_ http.ResponseWriter, _ *http.Request, err error) { proxyErr = err },

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -90,10 +91,26 @@ func (s *Server) proxyPort(c *echo.Context) error {
 }
 
 func (s *Server) toPort(c *echo.Context, p ports.Port) api.ExposedPort {
+	r := c.Request()
 	scheme := "http"
-	if c.Request().TLS != nil {
+	if isHTTPS(r) {
 		scheme = "https"
 	}
-	return api.ExposedPort{Port: p.Port, Public: p.Public, Token: p.Token, CreatedAt: p.CreatedAt,
-		URL: scheme + "://" + c.Request().Host + "/v1/sandboxes/" + c.Param("id") + "/ports/" + strconv.Itoa(p.Port) + "/"}
+	id := c.Param("id")
+	out := api.ExposedPort{Port: p.Port, Public: p.Public, Token: p.Token, CreatedAt: p.CreatedAt,
+		PathURL: scheme + "://" + r.Host + "/v1/sandboxes/" + id + "/ports/" + strconv.Itoa(p.Port) + "/"}
+	out.URL = out.PathURL
+	if s.cfg.PreviewDomain != "" {
+		host := strconv.Itoa(p.Port) + "-" + id + "." + s.cfg.PreviewDomain
+		if _, listen, err := net.SplitHostPort(r.Host); err == nil {
+			host = net.JoinHostPort(host, listen)
+		}
+		out.URL = scheme + "://" + host + "/"
+	}
+	return out
+}
+
+// isHTTPS says r came over TLS, to sandboxd or to the front before it.
+func isHTTPS(r *http.Request) bool {
+	return r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https"
 }

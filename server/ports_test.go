@@ -28,7 +28,7 @@ func TestPortsProxyExposeAndWait(t *testing.T) {
 
 	// Expose: a record with a token; twice is a conflict; not a port is 400.
 	p, err := c.ExposePort(ctx, sb.ID, api.ExposePortRequest{Port: 8000})
-	if err != nil || p.Port != 8000 || !strings.HasPrefix(p.Token, "pt_") || !strings.HasSuffix(p.URL, "/ports/8000/") {
+	if err != nil || p.Port != 8000 || !strings.HasPrefix(p.Token, "pt_") || !strings.HasSuffix(p.PathURL, "/ports/8000/") || !strings.HasPrefix(p.URL, "http://8000-"+sb.ID+"."+previewDomain+":") {
 		t.Fatalf("expose: %+v %v", p, err)
 	}
 	if _, err := c.ExposePort(ctx, sb.ID, api.ExposePortRequest{Port: 8000}); !errors.As(err, &e) || e.Status != 409 {
@@ -132,6 +132,36 @@ func TestPortsProxyExposeAndWait(t *testing.T) {
 	if _, err := other.ListPorts(ctx, sb.ID); !api.IsNotFound(err) {
 		t.Fatalf("another key's list: %v", err)
 	}
+	// The host form takes the port's token, and nothing else: not the API
+	// key, not the token of another sandbox's port.
+	otherSb := mustCreate(t, c)
+	otherPort, err := c.ExposePort(ctx, otherSb.ID, api.ExposePortRequest{Port: 8000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaHost := func(token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, f.url+"/index.html", nil)
+		req.Host = "8000-" + sb.ID + "." + previewDomain
+		req.Header.Set("Authorization", "Bearer "+f.user)
+		req.Header.Set("X-Sandboxd-Port-Token", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := viaHost(p.Token); code != 200 || body != "hello\n" {
+		t.Fatalf("host form: %d %q", code, body)
+	}
+	for _, token := range []string{"", otherPort.Token, f.user} {
+		if code, body := viaHost(token); code != 401 {
+			t.Fatalf("host form with token %q: %d %q", token, code, body)
+		}
+	}
+
 	list, err := c.ListPorts(ctx, sb.ID)
 	if err != nil || len(list.Ports) != 1 || list.Ports[0].Port != 8000 || list.Ports[0].Token != p.Token {
 		t.Fatalf("list: %+v %v", list, err)
@@ -141,5 +171,8 @@ func TestPortsProxyExposeAndWait(t *testing.T) {
 	}
 	if err := c.UnexposePort(ctx, sb.ID, 8000); !api.IsNotFound(err) {
 		t.Fatalf("unexpose twice: %v", err)
+	}
+	if code, _ := viaHost(p.Token); code != 404 {
+		t.Fatalf("host form of a port no longer exposed: %d", code)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -54,6 +55,9 @@ type Config struct {
 	// OutputBudget bounds, server-wide, the output of commands and runs
 	// held in memory for answers not streamed; past it output is truncated.
 	OutputBudget int64
+	// PreviewDomain, when set, serves exposed ports at
+	// {port}-{id}.{PreviewDomain} (the host form).
+	PreviewDomain string
 }
 
 // Server is the HTTP API.
@@ -91,6 +95,8 @@ func New(cfg Config, deps Deps) *Server {
 	s.life, s.shutdown = context.WithCancel(context.Background())
 	e := echo.NewWithConfig(echo.Config{Logger: s.log, HTTPErrorHandler: s.handleError})
 	e.Use(middleware.Recover())
+	cfg.PreviewDomain = strings.ToLower(strings.Trim(cfg.PreviewDomain, "."))
+	s.cfg.PreviewDomain = cfg.PreviewDomain
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		RequestIDHandler: func(c *echo.Context, id string) { c.Set(ctxRequestID, id) },
 	}))
@@ -110,6 +116,9 @@ func New(cfg Config, deps Deps) *Server {
 			return nil
 		},
 	}))
+	if cfg.PreviewDomain != "" {
+		e.Use(s.preview)
+	}
 	s.e = e
 	s.routes()
 	return s

@@ -114,7 +114,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20}, Deps{Orchestrator: o, Keys: b.keys, Tickets: tickets,
+	srv := New(Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20, PreviewDomain: previewDomain}, Deps{Orchestrator: o, Keys: b.keys, Tickets: tickets,
 		Files: fsapi.New(o, fsapi.Limits{MaxFileBytes: 16 << 20}), Shell: shell.New(o, b.log), Processes: process.New(o), Ports: mustPorts(t, o, b),
 		Images: b.images, Snapshots: snaps, DB: b.sq, Log: b.log})
 	url := b.serve(t, srv, instance, o.Close)

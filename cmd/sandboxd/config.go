@@ -26,6 +26,7 @@ type config struct {
 	AgentBinary    string
 	AdminKey       string
 	DefaultImage   string
+	PreviewDomain  string
 	DebianMirror   string
 	Network        string
 	Bridge         string
@@ -114,6 +115,7 @@ func loadConfig(args []string) (config, error) {
 	fs.IntVar(&c.GCPercent, "gc-percent", 400, "Go GC target percentage (GOGC, when set, wins); transfers churn buffers over a small heap")
 	fs.IntVar(&c.MaxProcs, "gomaxprocs", max(8, 4*goruntime.NumCPU()), "Go processors (GOMAXPROCS, when set, wins): more than the cores, so that the OS time-slices bulk copies and a short request is not queued behind them (on 2 cores under a saturating load: /healthz p99 17 ms against 108 ms at 2)")
 	fs.Int64Var(&c.MemoryLimit, "memory-limit", 768<<20, "soft limit of sandboxd's own heap, in bytes (GOMEMLIMIT, when set, wins): past it the GC works harder instead of letting -gc-percent grow the heap")
+	fs.StringVar(&c.PreviewDomain, "preview-domain", env("SANDBOXD_PREVIEW_DOMAIN", ""), "serve exposed ports at http://{port}-{sandbox id}.{this domain}/ (needs a wildcard DNS record, and a TLS front in production; 'localhost' works in browsers on this machine) (SANDBOXD_PREVIEW_DOMAIN)")
 	fs.StringVar(&level, "log-level", env("SANDBOXD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.BoolVar(&c.LogJSON, "log-json", false, "log JSON lines instead of text")
 	if err := fs.Parse(args); err != nil {
@@ -175,6 +177,9 @@ func (c config) Validate() error {
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			errs = append(errs, fmt.Errorf("-allowed-origins: %q is not scheme://host[:port]", o))
 		}
+	}
+	if d := strings.Trim(c.PreviewDomain, "."); c.PreviewDomain != "" && (d == "" || strings.ContainsAny(d, "/:*@ ")) {
+		errs = append(errs, fmt.Errorf("-preview-domain %q: want a domain name, as preview.example.com", c.PreviewDomain))
 	}
 	for _, r := range c.AllowedRanges {
 		if _, _, err := net.ParseCIDR(r); err != nil {

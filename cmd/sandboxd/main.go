@@ -172,7 +172,7 @@ func run(cfg config, log *slog.Logger) error {
 	}
 	srv := server.New(server.Config{
 		BodyLimit: cfg.BodyLimit, AllowedOrigins: cfg.AllowedOrigins,
-		MaxFileBytes: cfg.MaxFileBytes, OutputBudget: cfg.OutputBudget,
+		MaxFileBytes: cfg.MaxFileBytes, OutputBudget: cfg.OutputBudget, PreviewDomain: cfg.PreviewDomain,
 	}, server.Deps{
 		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Snapshots: snaps,
 		Files: fsapi.New(orch, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract}),

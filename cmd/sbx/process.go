@@ -147,6 +147,10 @@ func runExpose(ctx context.Context, c *api.Client, args []string) error {
 		return err
 	}
 	fmt.Fprintf(out, "%s\ntoken %s\n", p.URL, p.Token)
+	if p.URL != p.PathURL && !p.Public {
+		// The host form: a browser opens it once with the token.
+		fmt.Fprintf(out, "browser %s?sandboxd_token=%s\n", p.URL, p.Token)
+	}
 	return nil
 }
 

@@ -1,0 +1,129 @@
+package server
+
+import (
+	"crypto/subtle"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// The host form reaches an exposed port at {port}-{id}.{preview domain},
+// for browsers and apps that use absolute paths. A private port's token
+// comes once as ?sandboxd_token=, and then as a cookie of that host only.
+const (
+	previewTokenParam  = "sandboxd_token"
+	previewTokenCookie = "sandboxd_port_token"
+	// previewTokenHeader carries the token for clients that keep no cookies.
+	previewTokenHeader = "X-Sandboxd-Port-Token"
+)
+
+// previewLabel is the first label of a preview host: port, then sandbox ID.
+var previewLabel = regexp.MustCompile(`^([0-9]{1,5})-(sb-[0-9a-f]+)$`)
+
+// previewHost parses host as {port}-{id}.{domain}. under says host lies
+// under domain at all (the API's own host, domain itself, does not).
+func previewHost(host, domain string) (id string, port int, under bool) {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	label, ok := strings.CutSuffix(host, "."+domain)
+	if domain == "" || !ok {
+		return "", 0, false
+	}
+	m := previewLabel.FindStringSubmatch(label)
+	if m == nil {
+		return "", 0, true
+	}
+	port, _ = strconv.Atoi(m[1])
+	return m[2], port, true
+}
+
+// preview serves requests to preview hosts before any route is matched;
+// other hosts go on to the API.
+func (s *Server) preview(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		id, port, under := previewHost(c.Request().Host, s.cfg.PreviewDomain)
+		if !under {
+			return next(c)
+		}
+		if id == "" {
+			return newError(http.StatusNotFound, api.CodeNotFound, "not a preview host: want {port}-{sandbox id}."+s.cfg.PreviewDomain)
+		}
+		return s.servePreview(c, id, port)
+	}
+}
+
+// servePreview passes a request on to port of sandbox id when the port is
+// exposed, and public or the request carries its token.
+func (s *Server) servePreview(c *echo.Context, id string, port int) error {
+	r := c.Request()
+	owner, p, err := s.deps.Ports.Exposure(r.Context(), id, port)
+	if err != nil {
+		return err
+	}
+	query := r.URL.Query()
+	given := query.Get(previewTokenParam)
+	if query.Has(previewTokenParam) {
+		// The token is sandboxd's, not the server's: it is not passed on.
+		query.Del(previewTokenParam)
+		r.URL.RawQuery = query.Encode()
+	}
+	if !p.Public {
+		switch {
+		case given != "" && sameToken(given, p.Token):
+			http.SetCookie(c.Response(), &http.Cookie{Name: previewTokenCookie, Value: p.Token, Path: "/",
+				HttpOnly: true, Secure: isHTTPS(r), SameSite: http.SameSiteLaxMode})
+			// A browser's navigation is sent on without the token in its
+			// address; other clients are answered at once.
+			if r.Method == http.MethodGet && r.Header.Get("Sec-Fetch-Mode") == "navigate" {
+				return c.Redirect(http.StatusSeeOther, r.URL.RequestURI())
+			}
+		case sameToken(r.Header.Get(previewTokenHeader), p.Token):
+		case sameToken(cookieValue(r, previewTokenCookie), p.Token):
+		default:
+			return newError(http.StatusUnauthorized, api.CodeUnauthenticated,
+				"port "+strconv.Itoa(port)+" of sandbox "+id+" needs its token: open the URL once with ?"+previewTokenParam+"=TOKEN")
+		}
+	}
+	r.Header.Del(previewTokenHeader)
+	dropCookie(r, previewTokenCookie)
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, s.cfg.MaxFileBytes)
+	return s.deps.Ports.Proxy(c.Response(), r, owner, id, port, r.URL.Path)
+}
+
+// sameToken compares a given token with the port's in constant time.
+func sameToken(given, token string) bool {
+	return given != "" && subtle.ConstantTimeCompare([]byte(given), []byte(token)) == 1
+}
+
+// cookieValue is the value of r's cookie name, or "".
+func cookieValue(r *http.Request, name string) string {
+	if ck, err := r.Cookie(name); err == nil {
+		return ck.Value
+	}
+	return ""
+}
+
+// dropCookie removes cookie name from r's Cookie headers, keeping the others.
+func dropCookie(r *http.Request, name string) {
+	if cookieValue(r, name) == "" {
+		return
+	}
+	var keep []string
+	for _, ck := range r.Cookies() {
+		if ck.Name != name {
+			keep = append(keep, ck.Name+"="+ck.Value)
+		}
+	}
+	r.Header.Del("Cookie")
+	if len(keep) > 0 {
+		r.Header.Set("Cookie", strings.Join(keep, "; "))
+	}
+}
