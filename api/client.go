@@ -305,30 +305,39 @@ func (c *Client) ExecStream(ctx context.Context, id string, req ExecRequest, std
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return ExecResult{}, fmt.Errorf("decode exec event: %w", err)
 		}
-		if err := decodeOutput(&ev.Data, &ev.Encoding); err != nil {
-			return ExecResult{}, err
-		}
-		switch ev.Type {
-		case EventStdout:
-			_, _ = io.WriteString(stdout, ev.Data)
-		case EventStderr:
-			_, _ = io.WriteString(stderr, ev.Data)
-		case EventExit:
-			if ev.Result == nil {
-				return ExecResult{}, errors.New("exit event without a result")
-			}
-			return *ev.Result, nil
-		case EventError:
-			if ev.Error != nil {
-				return ExecResult{}, ev.Error
-			}
-			return ExecResult{}, errors.New("exec failed")
+		if res, done, err := ev.apply(stdout, stderr); done || err != nil {
+			return res, err
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return ExecResult{}, err
 	}
 	return ExecResult{}, io.ErrUnexpectedEOF
+}
+
+// apply writes an output event to stdout or stderr; an exit or error event
+// is the end (done), with the result or the error.
+func (ev ExecEvent) apply(stdout, stderr io.Writer) (res ExecResult, done bool, err error) {
+	if err := decodeOutput(&ev.Data, &ev.Encoding); err != nil {
+		return ExecResult{}, true, err
+	}
+	switch ev.Type {
+	case EventStdout:
+		_, _ = io.WriteString(stdout, ev.Data)
+	case EventStderr:
+		_, _ = io.WriteString(stderr, ev.Data)
+	case EventExit:
+		if ev.Result == nil {
+			return ExecResult{}, true, errors.New("exit event without a result")
+		}
+		return *ev.Result, true, nil
+	case EventError:
+		if ev.Error != nil {
+			return ExecResult{}, true, ev.Error
+		}
+		return ExecResult{}, true, errors.New("exec failed")
+	}
+	return ExecResult{}, false, nil
 }
 
 // ListImages lists the images sandboxes can use.

@@ -146,8 +146,15 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // sbx runs the CLI and returns stdout, stderr and its exit code.
 func sbx(t *testing.T, url, key string, args ...string) (string, string, int) {
 	t.Helper()
+	return sbxIn(t, url, key, "", args...)
+}
+
+// sbxIn runs sbx as sbx does, with stdin as its standard input.
+func sbxIn(t *testing.T, url, key, stdin string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(binaries(t), "sbx"), args...)
 	cmd.Env = append(os.Environ(), "SANDBOXD_URL="+url, "SANDBOXD_KEY="+key)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -59,6 +59,11 @@ func TestProcessOutlivesSandboxd(t *testing.T) {
 		}
 	}
 
+	// sbx exec -i streams its standard input to the command.
+	if out, errOut, code := sbxIn(t, d.url, key, strings.Repeat("a line\n", 3000), "exec", "-i", id, "--", "wc", "-l"); code != 0 || strings.TrimSpace(out) != "3000" {
+		t.Fatalf("sbx exec -i: %d %q %q", code, out, errOut)
+	}
+
 	d.kill()
 	d = startDaemon(t, listen, data, env...)
 	c = api.NewClient(d.url, key)

@@ -55,7 +55,9 @@ type ExecResult struct {
 	StartError string
 }
 
-func (e ExecOptions) validate() error {
+// Validate refuses options that cannot run: it is done by Exec, and by
+// callers that must refuse before they answer anything.
+func (e ExecOptions) Validate() error {
 	var v invalid
 	switch {
 	case len(e.Argv) > 0 && e.Shell != "":
@@ -99,7 +101,7 @@ func (e ExecOptions) validate() error {
 // goes to stdout and stderr as it arrives; stdin, when not nil, is streamed.
 // A non-zero exit status is in the result, not an error.
 func (o *Orchestrator) Exec(ctx context.Context, owner, id string, opts ExecOptions, stdin io.Reader, stdout, stderr io.Writer) (ExecResult, error) {
-	if err := opts.validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return ExecResult{}, err
 	}
 	var res ExecResult

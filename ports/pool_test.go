@@ -46,7 +46,8 @@ func TestPoolKeepsConnectionsAlive(t *testing.T) {
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("%d connections to the server for 5 requests, want 1", n)
 	}
-	if pl.transport(conn, port) != pl.transport(conn, port) || pl.transport(conn, port) == pl.transport(conn, port+1) {
+	first, again := pl.transport(conn, port), pl.transport(conn, port)
+	if first != again || first == pl.transport(conn, port+1) {
 		t.Fatal("one transport per connection and port")
 	}
 	conn.Close()

@@ -235,6 +235,7 @@ func TestTenancyOnEveryRoute(t *testing.T) {
 		"GET /static/*":                                     {{"GET", "/static/app.js", "", 0}},
 		"GET /vendor/*":                                     {{"GET", "/vendor/xterm.js", "", 0}},
 		"GET /v1/sandboxes/:id/pty":                         {{"GET", s + "/pty", "", 404}},
+		"GET /v1/sandboxes/:id/exec":                        {{"GET", s + "/exec?cmd=true", "", 404}},
 		"POST /v1/sandboxes":                                {{"POST", "/v1/sandboxes", `{"snapshot":"` + snap.ID + `"}`, 404}, {"POST", "/v1/sandboxes", `{"image":"sandboxd/snapshot:` + snap.ID + `"}`, 400}, {"POST", "/v1/sandboxes", `{"image":"` + snapImageID + `"}`, 400}},
 		"GET /v1/sandboxes":                                 {{"GET", "/v1/sandboxes", "", 0}},
 		"GET /v1/sandboxes/:id":                             {{"GET", s, "", 404}},

@@ -31,6 +31,7 @@ func (s *Server) routes() {
 
 	// WebSockets authenticate themselves: bearer key, or ticket and Origin.
 	e.GET("/v1/sandboxes/:id/pty", s.ptySocket, noBody)
+	e.GET("/v1/sandboxes/:id/exec", s.execSocket, noBody)
 
 	v1 := e.Group("/v1", s.authenticate)
 	v1.POST("/sandboxes", s.createSandbox, jsonBody)

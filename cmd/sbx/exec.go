@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -19,7 +18,7 @@ func runExec(ctx context.Context, c *api.Client, args []string) error {
 	fs.StringVar(&req.User, "user", "", "user to run as")
 	fs.Int64Var(&req.TimeoutMs, "timeout", 0, "timeout in milliseconds (default 10 minutes)")
 	fs.StringVar(&req.Shell, "shell", "", "run this line with /bin/sh -c instead of CMD")
-	stdin := fs.Bool("i", false, "send standard input to the command")
+	stdin := fs.Bool("i", false, "stream standard input to the command (over a WebSocket) while its output streams back")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,14 +36,14 @@ func runExec(ctx context.Context, c *api.Client, args []string) error {
 	if len(env) > 0 {
 		req.Env = env
 	}
+	var res api.ExecResult
+	var err error
 	if *stdin {
-		b, err := io.ReadAll(os.Stdin)
-		if err != nil {
-			return err
-		}
-		req.Stdin = string(b)
+		// Standard input streams to the command while its output streams back.
+		res, err = c.ExecSocket(ctx, id, req, os.Stdin, out, errOut)
+	} else {
+		res, err = c.ExecStream(ctx, id, req, out, errOut)
 	}
-	res, err := c.ExecStream(ctx, id, req, out, errOut)
 	if err != nil {
 		return err
 	}
