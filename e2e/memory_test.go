@@ -23,6 +23,13 @@ import (
 // returns a function that reads the cgroup's peak usage. When the test ends,
 // d is killed and the cgroup removed.
 func memoryCgroup(t *testing.T, d *daemon, limit int64) func() int64 {
+	peak, _ := memoryCgroupUsage(t, d, limit)
+	return peak
+}
+
+// memoryCgroupUsage is memoryCgroup, with a function that reads the
+// cgroup's usage now as well.
+func memoryCgroupUsage(t *testing.T, d *daemon, limit int64) (peak, usage func() int64) {
 	t.Helper()
 	pid := d.cmd.Process.Pid
 	name := fmt.Sprintf("sandboxd-e2e-%d", pid)
@@ -50,7 +57,8 @@ func memoryCgroup(t *testing.T, d *daemon, limit int64) func() int64 {
 		write(filepath.Join(v1, "memory.limit_in_bytes"), strconv.FormatInt(limit, 10))
 		write(filepath.Join(v1, "memory.memsw.limit_in_bytes"), strconv.FormatInt(limit, 10))
 		write(filepath.Join(v1, "cgroup.procs"), strconv.Itoa(pid))
-		return func() int64 { return readInt(filepath.Join(v1, "memory.max_usage_in_bytes")) }
+		return func() int64 { return readInt(filepath.Join(v1, "memory.max_usage_in_bytes")) },
+			func() int64 { return readInt(filepath.Join(v1, "memory.usage_in_bytes")) }
 	}
 	if err := os.Mkdir(v2, 0o755); err != nil {
 		t.Fatal(err)
@@ -59,7 +67,8 @@ func memoryCgroup(t *testing.T, d *daemon, limit int64) func() int64 {
 	write(filepath.Join(v2, "memory.max"), strconv.FormatInt(limit, 10))
 	write(filepath.Join(v2, "memory.swap.max"), "0")
 	write(filepath.Join(v2, "cgroup.procs"), strconv.Itoa(pid))
-	return func() int64 { return readInt(filepath.Join(v2, "memory.peak")) }
+	return func() int64 { return readInt(filepath.Join(v2, "memory.peak")) },
+		func() int64 { return readInt(filepath.Join(v2, "memory.current")) }
 }
 
 // TestMemoryBoundedUnderHostileRequests: under a 2 GiB memory limit,
