@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/internal/testenv"
 	"github.com/sandboxd/sandboxd/web"
 )
@@ -32,6 +34,41 @@ func chromium(t *testing.T) string {
 	return p
 }
 
+// newBrowser starts headless Chromium for the test, and a function that
+// saves a screenshot among the test's artifacts.
+func newBrowser(t *testing.T, browser string) (context.Context, func(name string)) {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 150*time.Second)
+	t.Cleanup(cancelTimeout)
+	shot := func(name string) {
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Logf("screenshot %s: %v", name, err)
+			return
+		}
+		p := filepath.Join(t.ArtifactDir(), name)
+		if err := os.WriteFile(p, png, 0o644); err == nil {
+			t.Logf("screenshot: %s", p)
+		}
+	}
+	return ctx, shot
+}
+
 // TestWebUITerminal drives the web UI in headless Chromium as a person would:
 // enter the key, create a sandbox, open its terminal, type, read the answer.
 func TestWebUITerminal(t *testing.T) {
@@ -46,36 +83,8 @@ func TestWebUITerminal(t *testing.T) {
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
 		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 150*time.Second)
-	defer cancelTimeout()
-
+	ctx, shot := newBrowser(t, browser)
 	type css = chromedp.CSS
-	shot := func(name string) {
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Logf("screenshot %s: %v", name, err)
-			return
-		}
-		p := filepath.Join(t.ArtifactDir(), name)
-		if err := os.WriteFile(p, png, 0o644); err == nil {
-			t.Logf("screenshot: %s", p)
-		}
-	}
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(d.url), chromedp.WaitVisible(css("#key-input"))); err != nil {
 		t.Fatal(err)
@@ -205,4 +214,114 @@ func TestWebUITerminal(t *testing.T) {
 		t.Fatalf("download from the page: %q %v", got, err)
 	}
 	shot("files.png")
+}
+
+// TestWebUIProcessesAndPorts: in the web UI, a person starts a background
+// process and watches its log follow, kills it, starts a web server, exposes
+// its port and opens the link (the host form under *.localhost, which
+// Chromium resolves to this machine) to see the server's page.
+func TestWebUIProcessesAndPorts(t *testing.T) {
+	testenv.Docker(t)
+	browser := chromium(t)
+	if !web.Built() {
+		t.Fatal("the web UI's npm assets are missing: run make build (scripts/web.sh) before the tests")
+	}
+	const key = "e2e-browser-ports-0123456789abcd"
+	data := testenv.DataDir(t)
+	t.Cleanup(func() { removeInstance(t, data) })
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
+		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox", "SANDBOXD_PREVIEW_DOMAIN=localhost")
+	c := api.NewClient(d.url, key)
+	bg := context.Background()
+	sb, err := c.CreateSandbox(bg, api.CreateSandboxRequest{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Exec(bg, sb.ID, api.ExecRequest{Shell: "mkdir -p /www && echo '<h1>hello from the sandbox</h1>' > /www/index.html"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("setup: %+v %v", res, err)
+	}
+
+	ctx, shot := newBrowser(t, browser)
+	type css = chromedp.CSS
+	text := func(sel string) string {
+		s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector(`+strconv.Quote(sel)+`)||{}).textContent||""`))
+		return s
+	}
+	waitText := func(sel, want string) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); !strings.Contains(text(sel), want); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				shot("failed.png")
+				t.Fatalf("no %q in %s: %q", want, sel, text(sel))
+			}
+		}
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(d.url),
+		chromedp.WaitVisible(css("#key-input")),
+		chromedp.SendKeys(css("#key-input"), key),
+		chromedp.Click(css("#key-save")),
+		chromedp.WaitVisible(css(`#sandboxes tr[data-state="running"] .terminal-btn`)),
+		chromedp.Click(css(`#sandboxes tr[data-state="running"] .terminal-btn`)),
+		chromedp.WaitVisible(css("#proc-cmd")),
+		chromedp.SendKeys(css("#proc-cmd"), `i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.1; done`),
+		chromedp.SendKeys(css("#proc-tag"), "ticker"),
+		chromedp.Click(css("#proc-start")),
+		chromedp.WaitVisible(css("#log-text")),
+	)
+	if err != nil {
+		shot("failed.png")
+		t.Fatalf("start a process: %v", err)
+	}
+	// The log view follows: later lines arrive without a reload.
+	waitText("#log-text", "tick-3\n")
+	waitText("#log-text", "tick-12\n")
+	waitText(`#procs tr[data-tag="ticker"]`, "running")
+	shot("process.png")
+	if err := chromedp.Do(ctx, chromedp.Click(css(`#procs tr[data-tag="ticker"] .kill-btn`))); err != nil {
+		t.Fatal(err)
+	}
+	waitText("#log-status", "killed (SIGKILL)")
+	waitText(`#procs tr[data-tag="ticker"]`, "killed")
+
+	// A web server, its port exposed from the page, opened by its link.
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(css("#proc-cmd"), "exec httpd -f -p 8000 -h /www"),
+		chromedp.Click(css("#proc-start")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitPort(bg, sb.ID, 8000, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(css("#port-number"), "8000"),
+		chromedp.Click(css("#port-expose")),
+		chromedp.WaitVisible(css(`#ports tr[data-port="8000"] a`)),
+	)
+	if err != nil {
+		shot("failed.png")
+		t.Fatalf("expose: %v", err)
+	}
+	shot("ports.png")
+	href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#ports tr[data-port="8000"] a').href`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(href, "http://8000-"+sb.ID+".localhost:") || !strings.Contains(href, "sandboxd_token=pt_") {
+		t.Fatalf("the port's link: %q", href)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(href), chromedp.WaitVisible(css("h1"))); err != nil {
+		shot("failed.png")
+		t.Fatalf("open the port's link: %v", err)
+	}
+	waitText("h1", "hello from the sandbox")
+	// The token left the address for an HttpOnly cookie that the page
+	// cannot read.
+	where, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + " " + document.cookie`))
+	if err != nil || strings.Contains(where, "sandboxd_token") || strings.Contains(where, "pt_") {
+		t.Fatalf("after the link: %q %v", where, err)
+	}
+	shot("preview.png")
 }

@@ -7,6 +7,7 @@
   let refreshTimer = null;
   let term = null, fit = null, socket = null, termSandbox = null, termSession = null;
   let filesSandbox = null, filesDir = "/";
+  let logAbort = null;
   const sandboxUsers = {};
 
   // api calls the REST API with the key; errors carry the server's message.
@@ -157,6 +158,7 @@
       return tr;
     });
     $("#sandboxes tbody").replaceChildren(...rows);
+    if (filesSandbox) { loadProcs(); loadPorts(); }
     $("#empty").hidden = rows.length > 0;
     $("#count").textContent = rows.length ? "(" + rows.length + ")" : "";
   }
@@ -223,6 +225,8 @@
     term.focus();
     filesSandbox = id;
     loadFiles(homeOf(id));
+    loadProcs();
+    loadPorts();
   }
 
   function closeTerminal() {
@@ -232,6 +236,7 @@
     term = null; fit = null; termSandbox = null; termSession = null;
     window.sandboxdTerminal = null;
     filesSandbox = null;
+    closeLog();
     $("#viewer").hidden = true;
     $("#workbench").hidden = true;
   }
@@ -379,6 +384,207 @@
   $("#files-go").addEventListener("click", () => loadFiles($("#files-path").value.trim() || "/"));
   $("#files-path").addEventListener("keydown", (ev) => { if (ev.key === "Enter") loadFiles($("#files-path").value.trim() || "/"); });
   $("#viewer-close").addEventListener("click", () => { $("#viewer").hidden = true; });
+
+  // The background processes of the open sandbox, and a log view that follows.
+  function cell(text, cls) {
+    const td = document.createElement("td");
+    if (cls) td.className = cls;
+    td.textContent = text;
+    return td;
+  }
+
+  async function loadProcs() {
+    const id = filesSandbox;
+    if (!id) return;
+    let list;
+    try {
+      list = await api("GET", "/v1/sandboxes/" + id + "/processes");
+    } catch (e) {
+      $("#procs-error").textContent = e.message;
+      return;
+    }
+    if (id !== filesSandbox) return;
+    $("#procs-error").textContent = "";
+    const rows = list.processes.map((p) => {
+      const tr = document.createElement("tr");
+      tr.dataset.pid = p.pid;
+      tr.dataset.state = p.state;
+      tr.dataset.tag = p.tag || "";
+      let state = p.state;
+      if (p.state === "exited") state = p.signal ? "killed (" + p.signal + ")" : "exited " + p.exit_code;
+      const cmd = cell(p.cmd.join(" "), "cmd");
+      cmd.title = p.cmd.join(" ");
+      const badge = document.createElement("span");
+      badge.className = "state " + (p.state === "running" ? "running" : p.exit_code === 0 ? "stopped" : "failed");
+      badge.textContent = state;
+      const st = document.createElement("td");
+      st.appendChild(badge);
+      const act = document.createElement("td");
+      act.className = "actions";
+      act.appendChild(button("Logs", "logs-btn", async () => followLog(id, p.pid, p.cmd.join(" "))));
+      if (p.state === "running") {
+        act.appendChild(button("Kill", "kill-btn danger", async () => {
+          await api("DELETE", "/v1/sandboxes/" + id + "/processes/" + p.pid);
+          await loadProcs();
+        }));
+      }
+      tr.append(cell(String(p.pid), "num"), cell(p.tag || ""), cmd, st, cell(Math.round(p.cpu_ms) + " ms", "num"), act);
+      return tr;
+    });
+    $("#procs tbody").replaceChildren(...rows);
+  }
+
+  $("#proc-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const id = filesSandbox;
+    if (!id) return;
+    $("#procs-error").textContent = "";
+    try {
+      const body = { shell: $("#proc-cmd").value };
+      if ($("#proc-tag").value.trim()) body.tag = $("#proc-tag").value.trim();
+      const p = await api("POST", "/v1/sandboxes/" + id + "/processes", body);
+      $("#proc-cmd").value = "";
+      $("#proc-tag").value = "";
+      await loadProcs();
+      followLog(id, p.pid, p.cmd.join(" "));
+    } catch (e) {
+      $("#procs-error").textContent = e.message;
+    }
+  });
+
+  // logLimit bounds the text the log view keeps; older lines are dropped.
+  const logLimit = 256 << 10;
+
+  function appendLog(text, cls) {
+    const pre = $("#log-text");
+    const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    const span = document.createElement("span");
+    if (cls) span.className = cls;
+    span.textContent = text;
+    pre.appendChild(span);
+    let size = pre.textContent.length;
+    while (size > logLimit && pre.firstChild) {
+      size -= pre.firstChild.textContent.length;
+      pre.firstChild.remove();
+    }
+    if (atEnd) pre.scrollTop = pre.scrollHeight;
+  }
+
+  // followLog streams a process's output (NDJSON of logs?follow=true) into
+  // the log view until the process ends or the view is closed.
+  async function followLog(id, pid, title) {
+    closeLog();
+    const abort = new AbortController();
+    logAbort = abort;
+    $("#log").hidden = false;
+    $("#log-title").textContent = pid + " · " + title;
+    $("#log-status").textContent = "following…";
+    $("#log-text").replaceChildren();
+    const dec = new TextDecoder();
+    let rest = "";
+    try {
+      const resp = await fetch("/v1/sandboxes/" + id + "/processes/" + pid + "/logs?follow=true",
+        { headers: { Authorization: "Bearer " + key }, signal: abort.signal });
+      if (!resp.ok) {
+        const data = await resp.json().catch(() => ({}));
+        throw new Error((data.error && data.error.message) || resp.statusText);
+      }
+      const reader = resp.body.getReader();
+      const out = new TextDecoder();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        rest += dec.decode(value, { stream: true });
+        const lines = rest.split("\n");
+        rest = lines.pop();
+        for (const line of lines) {
+          if (!line) continue;
+          const r = JSON.parse(line);
+          if (r.type === "output") {
+            const bytes = r.encoding === "base64" ? Uint8Array.from(atob(r.data), (c) => c.charCodeAt(0)) : null;
+            appendLog(bytes ? out.decode(bytes, { stream: true }) : r.data, r.stream === "stderr" ? "stderr" : "");
+          } else if (r.type === "gap") {
+            appendLog("[" + (r.to - r.offset) + " bytes of older output were dropped]\n", "gap");
+          } else if (r.type === "end") {
+            const p = r.process || {};
+            $("#log-status").textContent = p.signal ? "killed (" + p.signal + ")" : "exited " + p.exit_code;
+            loadProcs();
+          } else if (r.type === "error") {
+            $("#log-status").textContent = (r.error && r.error.message) || "error";
+          }
+        }
+      }
+    } catch (e) {
+      if (abort.signal.aborted) return;
+      $("#log-status").textContent = e.message;
+    }
+  }
+
+  function closeLog() {
+    if (logAbort) logAbort.abort();
+    logAbort = null;
+    $("#log").hidden = true;
+  }
+  $("#log-close").addEventListener("click", closeLog);
+
+  // The exposed ports of the open sandbox, as links where a browser can
+  // open them (the host form, with the token once).
+  async function loadPorts() {
+    const id = filesSandbox;
+    if (!id) return;
+    let list;
+    try {
+      list = await api("GET", "/v1/sandboxes/" + id + "/ports");
+    } catch (e) {
+      $("#ports-error").textContent = e.message;
+      return;
+    }
+    if (id !== filesSandbox) return;
+    $("#ports-error").textContent = "";
+    let hostForm = false;
+    const rows = list.ports.map((p) => {
+      const tr = document.createElement("tr");
+      tr.dataset.port = p.port;
+      const link = document.createElement("td");
+      link.className = "link";
+      if (p.url !== p.path_url) {
+        hostForm = true;
+        const a = document.createElement("a");
+        a.href = p.public ? p.url : p.url + "?sandboxd_token=" + encodeURIComponent(p.token);
+        a.target = "_blank";
+        a.rel = "noopener noreferrer";
+        a.textContent = p.url + (p.public ? " (public)" : "");
+        link.appendChild(a);
+      } else {
+        link.textContent = p.path_url;
+        link.title = "needs the API key";
+      }
+      const act = document.createElement("td");
+      act.className = "actions";
+      act.appendChild(button("Unexpose", "unexpose-btn danger", async () => {
+        await api("DELETE", "/v1/sandboxes/" + id + "/ports/" + p.port);
+        await loadPorts();
+      }));
+      tr.append(cell(String(p.port), "num"), link, act);
+      return tr;
+    });
+    $("#ports tbody").replaceChildren(...rows);
+    $("#ports-note").hidden = hostForm;
+  }
+
+  $("#port-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const id = filesSandbox;
+    if (!id) return;
+    $("#ports-error").textContent = "";
+    try {
+      await api("POST", "/v1/sandboxes/" + id + "/ports", { port: parseInt($("#port-number").value, 10), public: $("#port-public").checked });
+      $("#port-number").value = "";
+      await loadPorts();
+    } catch (e) {
+      $("#ports-error").textContent = e.message;
+    }
+  });
 
   $("#terminal-close").addEventListener("click", closeTerminal);
   $("#terminal-kill").addEventListener("click", async () => {
