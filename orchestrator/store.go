@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -40,16 +41,38 @@ var migrations = []string{
 	);`,
 }
 
-// store keeps sandbox rows in SQLite.
+// store keeps sandbox rows in SQLite. Rows read by ID are also kept in
+// memory, written through: every write to the table goes through this
+// store, and a data-plane call reads its sandbox on each request.
 type store struct {
 	db *sql.DB
+
+	mu   sync.Mutex
+	rows map[string]cachedRow
+}
+
+// cachedRow is a row as stored: its maps are decoded afresh for every
+// reader, so that no two share them.
+type cachedRow struct {
+	sb           Sandbox // without Spec and Labels
+	spec, labels string
+}
+
+func (s *store) cache(sb *Sandbox, spec, labels string) {
+	c := *sb
+	c.Spec, c.Labels, c.AwakeBy, c.Woken = Spec{}, nil, "", false
+	// As a read from the database would have them.
+	c.CreatedAt, c.UpdatedAt, c.LastActiveAt = time.Unix(0, c.CreatedAt.UnixNano()), time.Unix(0, c.UpdatedAt.UnixNano()), time.Unix(0, c.LastActiveAt.UnixNano())
+	s.mu.Lock()
+	s.rows[sb.ID] = cachedRow{sb: c, spec: spec, labels: labels}
+	s.mu.Unlock()
 }
 
 func openStore(ctx context.Context, d *sql.DB) (*store, error) {
 	if err := db.Migrate(ctx, d, "orchestrator", migrations); err != nil {
 		return nil, err
 	}
-	return &store{db: d}, nil
+	return &store{db: d, rows: map[string]cachedRow{}}, nil
 }
 
 const sandboxColumns = `seq, id, owner, state, image, container_id, token, spec, labels, error, created_at, updated_at, last_active`
@@ -67,6 +90,7 @@ func (s *store) insert(ctx context.Context, sb *Sandbox) error {
 		return fmt.Errorf("insert sandbox %s: %w", sb.ID, err)
 	}
 	sb.seq, _ = res.LastInsertId()
+	s.cache(sb, spec, labels)
 	return nil
 }
 
@@ -81,23 +105,48 @@ func (s *store) update(ctx context.Context, sb *Sandbox) error {
 	if err != nil {
 		return fmt.Errorf("update sandbox %s: %w", sb.ID, err)
 	}
+	s.mu.Lock()
+	if c, ok := s.rows[sb.ID]; ok {
+		c.sb.State, c.sb.Image, c.sb.ContainerID, c.sb.Error = sb.State, sb.Image, sb.ContainerID, sb.Error
+		c.sb.UpdatedAt, c.sb.LastActiveAt = time.Unix(0, sb.UpdatedAt.UnixNano()), time.Unix(0, sb.LastActiveAt.UnixNano())
+		c.spec, c.labels = spec, labels
+		s.rows[sb.ID] = c
+	}
+	s.mu.Unlock()
 	return nil
 }
 
 func (s *store) delete(ctx context.Context, id string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id); err != nil {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id)
+	// Forgotten whatever the answer: the next read asks the database.
+	s.mu.Lock()
+	delete(s.rows, id)
+	s.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("delete sandbox %s: %w", id, err)
 	}
 	return nil
 }
 
 func (s *store) get(ctx context.Context, id string) (Sandbox, error) {
+	s.mu.Lock()
+	c, ok := s.rows[id]
+	s.mu.Unlock()
+	if ok {
+		sb := c.sb
+		return sb, decodeRow(&sb, c.spec, c.labels)
+	}
 	row := s.db.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE id = ?`, id)
-	sb, err := scanSandbox(row)
+	var spec, labels string
+	sb, err := scanRow(row, &spec, &labels)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Sandbox{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("sandbox %s not found", id))
 	}
-	return sb, err
+	if err != nil {
+		return Sandbox{}, err
+	}
+	s.cache(&sb, spec, labels)
+	return sb, decodeRow(&sb, spec, labels)
 }
 
 // ListFilter narrows a list.
@@ -184,21 +233,35 @@ func (s *store) remember(ctx context.Context, owner, key, id string) error {
 type scanner interface{ Scan(...any) error }
 
 func scanSandbox(r scanner) (Sandbox, error) {
-	var sb Sandbox
 	var spec, labels string
-	var created, updated, active int64
-	if err := r.Scan(&sb.seq, &sb.ID, &sb.Owner, &sb.State, &sb.Image, &sb.ContainerID, &sb.token,
-		&spec, &labels, &sb.Error, &created, &updated, &active); err != nil {
+	sb, err := scanRow(r, &spec, &labels)
+	if err != nil {
 		return Sandbox{}, err
 	}
-	if err := json.Unmarshal([]byte(spec), &sb.Spec); err != nil {
-		return Sandbox{}, fmt.Errorf("sandbox %s spec: %w", sb.ID, err)
-	}
-	if err := json.Unmarshal([]byte(labels), &sb.Labels); err != nil {
-		return Sandbox{}, fmt.Errorf("sandbox %s labels: %w", sb.ID, err)
+	return sb, decodeRow(&sb, spec, labels)
+}
+
+// scanRow reads a row's columns, its spec and labels still encoded.
+func scanRow(r scanner, spec, labels *string) (Sandbox, error) {
+	var sb Sandbox
+	var created, updated, active int64
+	if err := r.Scan(&sb.seq, &sb.ID, &sb.Owner, &sb.State, &sb.Image, &sb.ContainerID, &sb.token,
+		spec, labels, &sb.Error, &created, &updated, &active); err != nil {
+		return Sandbox{}, err
 	}
 	sb.CreatedAt, sb.UpdatedAt, sb.LastActiveAt = time.Unix(0, created), time.Unix(0, updated), time.Unix(0, active)
 	return sb, nil
+}
+
+// decodeRow decodes a row's spec and labels into sb.
+func decodeRow(sb *Sandbox, spec, labels string) error {
+	if err := json.Unmarshal([]byte(spec), &sb.Spec); err != nil {
+		return fmt.Errorf("sandbox %s spec: %w", sb.ID, err)
+	}
+	if err := json.Unmarshal([]byte(labels), &sb.Labels); err != nil {
+		return fmt.Errorf("sandbox %s labels: %w", sb.ID, err)
+	}
+	return nil
 }
 
 func encodeRow(sb *Sandbox) (spec, labels string, err error) {
