@@ -14,6 +14,10 @@ import (
 // portDialTimeout bounds the agent's dial of a port inside the sandbox.
 const portDialTimeout = 5 * time.Second
 
+// portCopyBuffer is the buffer of a port connection's bytes from the
+// server to sandboxd.
+const portCopyBuffer = 256 << 10
+
 // ErrNotListening says nothing listens on the port dialled.
 var ErrNotListening = errors.New("nothing listens on the port")
 
@@ -41,23 +45,62 @@ func (s *Server) servePortDial(ctx context.Context, st net.Conn, out *frameSende
 	if err := out.sendJSON(OpResult{}); err != nil {
 		return
 	}
-	var wg sync.WaitGroup
-	wg.Add(2)
+	stop := context.AfterFunc(ctx, func() { c.Close(); st.Close() })
+	defer stop()
+	sent := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(sent)
 		_, _ = io.Copy(c, st)
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		_, _ = io.Copy(st, c)
-		_ = st.Close() // yamux: a FIN; the other way still reads
-	}()
-	stop := context.AfterFunc(ctx, func() { c.Close(); st.Close() })
-	defer stop()
-	wg.Wait()
+	// The answer's way runs in this goroutine. Large reads make large
+	// frames: fewer of them for a big answer.
+	_, _ = io.CopyBuffer(st, c, make([]byte, portCopyBuffer))
+	_ = st.Close() // yamux: a FIN; the other way still reads
+	<-sent
+}
+
+// OpenPort is DialPort without the wait for the agent's answer: the
+// connection is returned at once, and what is written to it is sent on
+// while the agent dials (it holds the bytes until its dial is done), which
+// saves a round trip to the agent on every new connection. The answer is
+// read by the first Read, which fails with ErrNotListening when nothing
+// listens there; the connection is not bound to ctx after it is opened.
+func (c *Conn) OpenPort(ctx context.Context, port int) (net.Conn, error) {
+	st, stop, err := c.open(ctx, Request{Op: "port_dial", Port: port})
+	if err != nil {
+		return nil, err
+	}
+	stop()
+	return &portConn{Conn: st}, nil
+}
+
+// portConn is a stream of a port_dial whose answer has not been read yet.
+type portConn struct {
+	net.Conn
+	answer sync.Once
+	err    error
+}
+
+// Read reads the agent's answer first, then the connection's bytes.
+func (p *portConn) Read(b []byte) (int, error) {
+	p.answer.Do(func() {
+		var res OpResult
+		switch err := readJSON(p.Conn, &res); {
+		case err != nil:
+			p.err = err
+		case res.Error == "refused":
+			p.err = ErrNotListening
+		case res.Error != "":
+			p.err = errors.New(res.Error)
+		}
+	})
+	if p.err != nil {
+		return 0, p.err
+	}
+	return p.Conn.Read(b)
 }
 
 // DialPort connects to TCP port of the sandbox's loopback through the agent.
