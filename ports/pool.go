@@ -1,49 +1,35 @@
 package ports
 
 import (
-	"context"
-	"net"
-	"net/http"
 	"sync"
-	"time"
 
 	"github.com/sandboxd/sandboxd/agent"
 )
 
-// idleConnTimeout is how long a kept-alive connection to a sandbox's port
-// waits for its next request.
-const idleConnTimeout = 60 * time.Second
-
-// pool keeps one HTTP transport per agent connection and port, so that
+// pool keeps one transport per agent connection and port, so that
 // connections to a sandbox's server are kept alive between proxied
 // requests. A transport lives as long as its agent connection: when the
 // sandbox stops or sandboxd reconnects, its transports close and go.
 type pool struct {
 	mu sync.Mutex
 	// byConn holds the transports of each agent connection, by port.
-	byConn map[*agent.Conn]map[int]*http.Transport
+	byConn map[*agent.Conn]map[int]*transport
 }
 
 // transport answers the transport to port through conn, making it at first use.
-func (p *pool) transport(conn *agent.Conn, port int) *http.Transport {
+func (p *pool) transport(conn *agent.Conn, port int) *transport {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t := p.byConn[conn][port]; t != nil {
 		return t
 	}
-	t := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return conn.DialPort(ctx, port)
-		},
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     idleConnTimeout,
-	}
+	t := &transport{conn: conn, port: port}
 	if p.byConn == nil {
-		p.byConn = map[*agent.Conn]map[int]*http.Transport{}
+		p.byConn = map[*agent.Conn]map[int]*transport{}
 	}
 	ports := p.byConn[conn]
 	if ports == nil {
-		ports = map[int]*http.Transport{}
+		ports = map[int]*transport{}
 		p.byConn[conn] = ports
 		go p.forget(conn)
 	}

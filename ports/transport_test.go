@@ -1,11 +1,14 @@
 package ports
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,4 +65,129 @@ func TestPoolKeepsConnectionsAlive(t *testing.T) {
 			t.Fatalf("the transports of an ended connection are kept: %d", n)
 		}
 	}
+}
+
+// TestTransportSpeaksHTTP: the transport's own HTTP/1.1 client side, against
+// net/http's server through a real agent: bodies both ways (sized and
+// chunked), HEAD, informational answers, a server that closes a kept
+// connection, one that answers before reading the body, and a cancelled
+// request.
+func TestTransportSpeaksHTTP(t *testing.T) {
+	var conns atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(b)
+	})
+	mux.HandleFunc("/chunked", func(w http.ResponseWriter, _ *http.Request) {
+		for i := range 3 {
+			fmt.Fprintf(w, "part %d\n", i)
+			w.(http.Flusher).Flush()
+		}
+	})
+	mux.HandleFunc("/early", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	})
+	mux.HandleFunc("/continue", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusEarlyHints)
+		_, _ = io.WriteString(w, "after the hints")
+	})
+	mux.HandleFunc("/close", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Connection", "close")
+		_, _ = io.WriteString(w, "closing")
+	})
+	block := make(chan struct{})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	})
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	defer close(block)
+	_, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(p)
+	tr := &transport{conn: testenv.AgentConn(t), port: port}
+	c := &http.Client{Transport: tr}
+	get := func(method, path string, body io.Reader) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://localhost"+path, body)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	big := strings.Repeat("0123456789", 300000) // 3 MB, more than a frame
+	if code, body := get("POST", "/echo", strings.NewReader(big)); code != 200 || body != big {
+		t.Fatalf("sized body: %d, %d bytes", code, len(body))
+	}
+	if code, body := get("POST", "/echo", io.MultiReader(strings.NewReader("chun"), strings.NewReader("ked"))); code != 200 || body != "chunked" {
+		t.Fatalf("chunked body: %d %q", code, body)
+	}
+	if code, body := get("GET", "/chunked", nil); code != 200 || body != "part 0\npart 1\npart 2\n" {
+		t.Fatalf("chunked answer: %d %q", code, body)
+	}
+	if code, body := get("HEAD", "/chunked", nil); code != 200 || body != "" {
+		t.Fatalf("HEAD: %d %q", code, body)
+	}
+	if code, body := get("GET", "/continue", nil); code != 200 || body != "after the hints" {
+		t.Fatalf("after 103: %d %q", code, body)
+	}
+	before := conns.Load()
+	for range 3 {
+		if code, _ := get("GET", "/echo", nil); code != 200 {
+			t.Fatal(code)
+		}
+	}
+	if n := conns.Load() - before; n != 0 {
+		t.Fatalf("kept-alive requests opened %d connections", n)
+	}
+	// A server that closes its side: the next request has a new connection.
+	if code, body := get("GET", "/close", nil); code != 200 || body != "closing" {
+		t.Fatalf("close: %d %q", code, body)
+	}
+	if code, _ := get("GET", "/echo", nil); code != 200 {
+		t.Fatalf("after a close: %d", code)
+	}
+	// A kept connection the server drops while idle is replaced.
+	srv.CloseClientConnections()
+	if code, _ := get("GET", "/echo", nil); code != 200 {
+		t.Fatalf("after the server dropped its connections: %d", code)
+	}
+	// An answer before the body is read: the connection is not kept.
+	if code, _ := get("POST", "/early", strings.NewReader(big)); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("early answer: %d", code)
+	}
+	if code, body := get("POST", "/echo", strings.NewReader("next")); code != 200 || body != "next" {
+		t.Fatalf("after an early answer: %d %q", code, body)
+	}
+	// A cancelled request ends its connection; the transport goes on.
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://localhost/slow", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatal("a cancelled answer read to its end")
+	}
+	resp.Body.Close()
+	if code, _ := get("GET", "/echo", nil); code != 200 {
+		t.Fatalf("after a cancel: %d", code)
+	}
+	tr.CloseIdleConnections()
 }

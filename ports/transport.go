@@ -1,0 +1,240 @@
+package ports
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sandboxd/sandboxd/agent"
+)
+
+// Limits of the connections to a sandbox's port.
+const (
+	// idleConnTimeout is how long a kept-alive connection to a sandbox's
+	// port waits for its next request.
+	idleConnTimeout = 60 * time.Second
+	// maxIdlePerPort bounds the kept-alive connections of one port.
+	maxIdlePerPort = 16
+	// connBuffer sizes each connection's read and write buffers: large
+	// bodies move in large frames of the agent channel.
+	connBuffer = 64 << 10
+)
+
+// transport carries proxied requests to one port of a sandbox over its
+// agent connection. It writes a request and reads its answer in the calling
+// goroutine: on this path each hand-off between threads costs more than
+// the work it hands off, and net/http's Transport makes several per request
+// (a dialling goroutine, and a reading and a writing one per connection). A
+// new connection's request goes out with its dial (agent.Conn.OpenPort). A
+// connection the server keeps alive is kept for the next request.
+type transport struct {
+	conn *agent.Conn
+	port int
+
+	mu   sync.Mutex
+	idle []*serverConn // the most recently used last
+}
+
+// serverConn is one connection to the sandbox's server.
+type serverConn struct {
+	c         net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	idleSince time.Time
+}
+
+func (sc *serverConn) close() { _ = sc.c.Close() }
+
+// abort closes sc and ends at once a read or write blocked on it (a close
+// alone is a half-close on the agent channel: the server may still answer).
+func (sc *serverConn) abort() {
+	_ = sc.c.SetDeadline(time.Now())
+	_ = sc.c.Close()
+}
+
+// get takes a kept-alive connection, or opens one.
+func (t *transport) get(ctx context.Context) (*serverConn, bool, error) {
+	t.mu.Lock()
+	for len(t.idle) > 0 {
+		sc := t.idle[len(t.idle)-1]
+		t.idle = t.idle[:len(t.idle)-1]
+		if time.Since(sc.idleSince) < idleConnTimeout {
+			t.mu.Unlock()
+			return sc, true, nil
+		}
+		sc.close()
+	}
+	t.mu.Unlock()
+	c, err := t.conn.OpenPort(ctx, t.port)
+	if err != nil {
+		return nil, false, err
+	}
+	return &serverConn{c: c, br: bufio.NewReaderSize(c, connBuffer), bw: bufio.NewWriterSize(c, connBuffer)}, false, nil
+}
+
+// put keeps sc for the next request.
+func (t *transport) put(sc *serverConn) {
+	sc.idleSince = time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.idle) >= maxIdlePerPort {
+		t.idle[0].close()
+		t.idle = t.idle[1:]
+	}
+	t.idle = append(t.idle, sc)
+}
+
+// CloseIdleConnections closes the kept-alive connections.
+func (t *transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	for _, sc := range idle {
+		sc.close()
+	}
+}
+
+// RoundTrip sends req and reads its answer. A kept-alive connection that
+// the server closed before answering is replaced by a new one when the
+// request can be sent again (no body).
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	for {
+		sc, reused, err := t.get(req.Context())
+		if err != nil {
+			return nil, err
+		}
+		resp, err := t.exchange(sc, req)
+		if err != nil && reused && (req.Body == nil || req.Body == http.NoBody) && req.Context().Err() == nil &&
+			!errors.Is(err, agent.ErrNotListening) {
+			continue // at most once per kept connection: each is dropped
+		}
+		return resp, err
+	}
+}
+
+// exchange writes req on sc and reads the answer's head; the answer's body
+// hands sc back, or closes it, when it has been read.
+func (t *transport) exchange(sc *serverConn, req *http.Request) (*http.Response, error) {
+	// A cancelled request ends its connection, and so any read or write on it.
+	stop := context.AfterFunc(req.Context(), sc.abort)
+	written := make(chan error, 1)
+	write := func() {
+		err := req.Write(sc.bw)
+		if err == nil {
+			err = sc.bw.Flush()
+		}
+		if err != nil {
+			sc.abort()
+		}
+		written <- err
+	}
+	if req.Body == nil || req.Body == http.NoBody {
+		write()
+		if err := <-written; err != nil {
+			stop()
+			return nil, err
+		}
+		written <- nil
+	} else {
+		// A body is sent while the answer may already come (a server
+		// that answers before it has read everything).
+		go write()
+	}
+	resp, err := readAnswer(sc.br, req)
+	if err != nil {
+		stop()
+		sc.abort()
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The connection is the upgraded protocol's now.
+		stop()
+		resp.Body = upgraded{Reader: sc.br, conn: sc.c}
+		return resp, nil
+	}
+	resp.Body = &answerBody{body: resp.Body, t: t, sc: sc, stop: stop, written: written, keep: !resp.Close && !req.Close}
+	return resp, nil
+}
+
+// readAnswer reads the answer to req, skipping informational ones (1xx)
+// other than a protocol switch.
+func readAnswer(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols || resp.StatusCode < 100 {
+			return resp, nil
+		}
+	}
+}
+
+// upgraded is an upgraded connection, as ReverseProxy wants an answer's
+// body to be for a protocol switch.
+type upgraded struct {
+	io.Reader
+	conn net.Conn
+}
+
+func (u upgraded) Write(p []byte) (int, error) { return u.conn.Write(p) }
+func (u upgraded) Close() error                { return u.conn.Close() }
+
+// answerBody is an answer's body: read to its end on a connection the
+// server keeps alive, with the request written whole, it hands the
+// connection back for the next request; otherwise it closes it.
+type answerBody struct {
+	body    io.ReadCloser
+	t       *transport
+	sc      *serverConn
+	stop    func() bool
+	written chan error
+	keep    bool
+	done    bool
+}
+
+func (b *answerBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.body.Read(p)
+	if err == io.EOF {
+		b.finish(true)
+	} else if err != nil {
+		b.finish(false)
+	}
+	return n, err
+}
+
+func (b *answerBody) Close() error {
+	if !b.done {
+		b.finish(false)
+	}
+	return nil
+}
+
+// finish hands the connection back when the whole answer was read and the
+// whole request written, or ends it.
+func (b *answerBody) finish(whole bool) {
+	b.done = true
+	if !b.stop() {
+		whole = false // the request was cancelled: the connection is closed
+	}
+	if whole && b.keep {
+		select {
+		case err := <-b.written:
+			if err == nil {
+				b.t.put(b.sc)
+				return
+			}
+		default: // the request is still being written
+		}
+	}
+	b.sc.abort()
+}
