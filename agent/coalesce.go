@@ -5,6 +5,22 @@ import (
 	"net"
 )
 
+// channelBuffer is the socket buffer asked for at each end of the agent
+// channel (the kernel caps it at net.core.wmem_max and rmem_max): a large
+// frame is then written whole while the other end still reads the last
+// one, instead of the two taking turns.
+const channelBuffer = 4 << 20
+
+// channelConn readies a connection of the agent channel for yamux: large
+// socket buffers, and a data frame's header and body in one write.
+func channelConn(c net.Conn) net.Conn {
+	if uc, ok := c.(*net.UnixConn); ok {
+		_ = uc.SetWriteBuffer(channelBuffer)
+		_ = uc.SetReadBuffer(channelBuffer)
+	}
+	return &coalescingConn{Conn: c}
+}
+
 // yamux frame header: version, type, flags (2), stream ID (4), length (4).
 const (
 	frameHeaderSize = 12

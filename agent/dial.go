@@ -74,7 +74,7 @@ func dialOnce(ctx context.Context, socket, token string, srv *Server) (served bo
 		return false, fmt.Errorf("refused: %s", w.Error)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	sess, err := yamux.Server(&coalescingConn{Conn: conn}, yamuxConfig())
+	sess, err := yamux.Server(channelConn(conn), yamuxConfig())
 	if err != nil {
 		conn.Close()
 		return false, err

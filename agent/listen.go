@@ -145,7 +145,7 @@ func (e *Endpoint) handshake(c net.Conn) (*Conn, error) {
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Time{})
-	sess, err := yamux.Client(&coalescingConn{Conn: c}, yamuxConfig())
+	sess, err := yamux.Client(channelConn(c), yamuxConfig())
 	if err != nil {
 		return nil, err
 	}

@@ -75,7 +75,9 @@ func benchPorts(ctx context.Context, c *api.Client, eng *docker.Docker, n int) (
 	if err := c.WaitPort(ctx, sb.ID, 8000, time.Minute); err != nil {
 		return res, err
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	// The same client both ways; its large buffers keep its own reads of a
+	// big answer from costing more than either side's server.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, ReadBufferSize: 256 << 10}}
 	fetch := func(url string, auth bool) (int64, time.Duration, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if auth {
@@ -95,7 +97,7 @@ func benchPorts(ctx context.Context, c *api.Client, eng *docker.Docker, n int) (
 	}
 	proxied, direct := c.PortURL(sb.ID, 8000, "/"), "http://"+ip+":8000/"
 	var reqOurs, reqBase []time.Duration
-	for i := range n + 10 {
+	for i := range 3*n + 10 {
 		_, d, err := fetch(proxied+"small", true)
 		if err != nil {
 			return res, err
@@ -108,15 +110,21 @@ func benchPorts(ctx context.Context, c *api.Client, eng *docker.Docker, n int) (
 			reqOurs, reqBase = append(reqOurs, d), append(reqBase, b)
 		}
 	}
-	var dOurs, dBase time.Duration
-	if res.proxyBytes, dOurs, err = fetch(proxied+"big", true); err != nil {
-		return res, err
+	// Three downloads each way, alternating; the median of each.
+	var dOurs, dBase []time.Duration
+	for range 3 {
+		m, d, err := fetch(proxied+"big", true)
+		if err != nil {
+			return res, err
+		}
+		res.proxyBytes, dOurs = m, append(dOurs, d)
+		if m, d, err = fetch(direct+"big", false); err != nil {
+			return res, err
+		}
+		res.directBytes, dBase = m, append(dBase, d)
 	}
-	if res.directBytes, dBase, err = fetch(direct+"big", false); err != nil {
-		return res, err
-	}
-	res.proxyMBps = float64(res.proxyBytes) / 1e6 / dOurs.Seconds()
-	res.directMBps = float64(res.directBytes) / 1e6 / dBase.Seconds()
+	res.proxyMBps = float64(res.proxyBytes) / 1e6 / pct(dOurs, 50).Seconds()
+	res.directMBps = float64(res.directBytes) / 1e6 / pct(dBase, 50).Seconds()
 	res.rows = []row{
 		{name: "background process start -> first log line (vs docker exec of the same, to its output)", ours: startOurs, base: startBase, target: "-"},
 		{name: "small HTTP request through the port proxy (vs the same server at the container's address, from the host)", ours: reqOurs, base: reqBase, target: "p50 <= 2 ms and <= 2 x baseline"},
@@ -125,6 +133,6 @@ func benchPorts(ctx context.Context, c *api.Client, eng *docker.Docker, n int) (
 }
 
 func printPorts(p portsResults) {
-	fmt.Printf("| download 100 MiB through the port proxy (vs the container's address, from the host) | 1 / 1 | %.0f MB/s | - | %.0f MB/s | - | %.3f (throughput) | >= 300 MB/s |\n",
+	fmt.Printf("| download 100 MiB through the port proxy, median of 3 (vs the container's address, from the host) | 3 / 3 | %.0f MB/s | - | %.0f MB/s | - | %.3f (throughput) | >= 300 MB/s |\n",
 		p.proxyMBps, p.directMBps, p.proxyMBps/p.directMBps)
 }

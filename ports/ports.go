@@ -245,8 +245,11 @@ func (s *Service) Proxy(w http.ResponseWriter, r *http.Request, owner, id string
 				pr.Out.Header.Del("Authorization")
 				pr.SetXForwarded()
 			},
-			Transport:     s.pool.transport(conn, port),
-			FlushInterval: -1, // streamed responses (SSE) go out as they come
+			Transport: s.pool.transport(conn, port),
+			// Streamed answers (SSE, and any of unknown length) are
+			// flushed as they come; a sized one goes out in large writes.
+			FlushInterval: 0,
+			BufferPool:    copyBuffers{},
 			// The caller writes the error, when nothing was sent yet.
 			ErrorHandler: func(_ http.ResponseWriter, _ *http.Request, err error) { proxyErr = err },
 		}

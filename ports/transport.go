@@ -238,3 +238,12 @@ func (b *answerBody) finish(whole bool) {
 	}
 	b.sc.abort()
 }
+
+// copyBuffers lends the proxy its buffers for copying answers: large ones,
+// so that a big answer goes out in few writes.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, connBuffer*4); return &b }}
+
+func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }

@@ -98,13 +98,11 @@ func TestTransportSpeaksHTTP(t *testing.T) {
 		_, _ = io.WriteString(w, "closing")
 	})
 	block := make(chan struct{})
-	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+	// A server that stops sending mid-answer, whatever the client does.
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(200)
 		w.(http.Flusher).Flush()
-		select {
-		case <-block:
-		case <-r.Context().Done():
-		}
+		<-block
 	})
 	srv := httptest.NewUnstartedServer(mux)
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
