@@ -45,7 +45,7 @@ func main() {
 	fileN := flag.Int("file-n", 100, "1 MiB write+read pairs through sandboxd (a quarter as many through docker)")
 	flag.IntVar(&runN, "run-n", 1000, "dynamic runs and app invokes through sandboxd")
 	flag.IntVar(&dockerRunN, "docker-run-n", 10, "docker run --rm of the same snippets")
-	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "ports" only background processes and the port proxy`)
+	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "snapshots" only checkpoints and restores; "ports" only background processes and the port proxy`)
 	flag.Parse()
 	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN, *fileN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -139,6 +139,19 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		header()
 		printRows(d.rows)
 		printFirstDiff(d)
+		return nil
+	}
+
+	if only == "snapshots" {
+		snapOurs, snapBase, restOurs, restBase, _, err := benchSnapshot(ctx, c, eng, image)
+		if err != nil {
+			return err
+		}
+		header()
+		printRows([]row{
+			{name: "checkpoint, 100 MB changed (vs docker commit)", ours: snapOurs, base: snapBase, target: "<= 1.2 x baseline"},
+			{name: "restore snapshot -> first exec (vs docker create+start)", ours: restOurs, base: restBase, target: "p50 <= 1.2 x baseline"},
+		})
 		return nil
 	}
 

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 
@@ -266,12 +267,25 @@ func stack(layers []tree) tree {
 	return out
 }
 
+// warmDelay is how long after a checkpoint its layers are read ahead of a
+// diff: a restore or fork that follows the checkpoint at once (the common
+// case) then does not share the disk and the engine with the read (a
+// restore right after a 100 MB checkpoint: 426-449 ms alone, 525-543 ms
+// beside the read).
+const warmDelay = 5 * time.Second
+
+// warmRequest is a snapshot image queued to be read ahead of a diff.
+type warmRequest struct {
+	image string
+	at    time.Time
+}
+
 // warm asks for the layers of a snapshot's image to be read in the
-// background, so that its first diff need not read them; when the queue is
-// full the snapshot's first diff reads them itself.
+// background, warmDelay from now, so that its first diff need not read
+// them; when the queue is full the snapshot's first diff reads them itself.
 func (s *Snapshots) warm(image string) {
 	select {
-	case s.warmQ <- image:
+	case s.warmQ <- warmRequest{image: image, at: time.Now().Add(warmDelay)}:
 	default:
 	}
 }
@@ -283,7 +297,15 @@ func (s *Snapshots) warmLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case image := <-s.warmQ:
+		case req := <-s.warmQ:
+			t := time.NewTimer(time.Until(req.at))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			image := req.image
 			img, err := s.eng.ImageInspect(ctx, image)
 			if err == nil {
 				_, err = s.readLayers(ctx, img)

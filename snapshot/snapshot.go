@@ -115,7 +115,7 @@ type Snapshots struct {
 	quotaMu sync.Mutex // a quota check and the insert it admits
 	// warmQ holds snapshot images whose layers are to be read ahead of a
 	// diff.
-	warmQ chan string
+	warmQ chan warmRequest
 	// reading is held while image layers are read, one image at a time.
 	reading chan struct{}
 }
@@ -142,7 +142,7 @@ func New(ctx context.Context, cfg Config, d *sql.DB, eng interface {
 		return nil, err
 	}
 	s := &Snapshots{cfg: cfg, db: d, eng: eng, arch: eng, log: log.With("component", "snapshot"), scratch: cfg.Scratch,
-		warmQ: make(chan string, 16), reading: make(chan struct{}, 1)}
+		warmQ: make(chan warmRequest, 16), reading: make(chan struct{}, 1)}
 	pending, err := s.query(ctx, `WHERE state = ?`, StatePending)
 	if err != nil {
 		return nil, err
