@@ -16,9 +16,13 @@ import (
 
 // Limits of background processes.
 const (
-	// ProcLogBytes is how much recent output a process keeps; older output
-	// is dropped, and a reader asking for it gets a gap record.
-	ProcLogBytes = 8 << 20
+	// ProcLogBytes is how much recent output a process keeps unless it
+	// asks for another amount (ProcStart.LogBytes, at least MinProcLogBytes
+	// and at most MaxProcLogBytes); older output is dropped, and a reader
+	// asking for it gets a gap record.
+	ProcLogBytes    = 8 << 20
+	MinProcLogBytes = 4 << 10
+	MaxProcLogBytes = 64 << 20
 	// procExitedKept is how many exited processes stay listed.
 	procExitedKept = 64
 	// procChunk is the largest output record.
@@ -46,6 +50,8 @@ type ProcStart struct {
 	Stdin bool `json:"stdin,omitempty"`
 	// TimeoutMs kills the process group after this long; 0 is no limit.
 	TimeoutMs int64 `json:"timeout_ms,omitempty"`
+	// LogBytes is how much recent output to keep (0: ProcLogBytes).
+	LogBytes int64 `json:"log_bytes,omitempty"`
 }
 
 // ProcRequest acts on a process, for the proc_* operations.
@@ -142,6 +148,7 @@ type procLog struct {
 	end    int64 // the offset after the last byte
 	ended  bool
 	wake   chan struct{} // closed and replaced at every change
+	limit  int64         // the most output kept
 }
 
 type logChunk struct {
@@ -150,7 +157,7 @@ type logChunk struct {
 	data   []byte
 }
 
-func newProcLog() *procLog { return &procLog{wake: make(chan struct{})} }
+func newProcLog(limit int64) *procLog { return &procLog{wake: make(chan struct{}), limit: limit} }
 
 func (l *procLog) changed() {
 	close(l.wake)
@@ -162,7 +169,7 @@ func (l *procLog) append(stream string, p []byte) {
 	defer l.mu.Unlock()
 	l.chunks = append(l.chunks, logChunk{stream: stream, off: l.end, data: append([]byte(nil), p...)})
 	l.end += int64(len(p))
-	for l.end-l.start > ProcLogBytes && len(l.chunks) > 1 {
+	for l.end-l.start > l.limit && len(l.chunks) > 1 {
 		l.start = l.chunks[1].off
 		l.chunks[0] = logChunk{}
 		l.chunks = l.chunks[1:]
@@ -218,6 +225,13 @@ func (s *Server) startProc(req *ProcStart) ProcAnswer {
 	if req == nil {
 		return ProcAnswer{Code: ProcInvalid, Error: "proc_start without a process"}
 	}
+	logBytes := req.LogBytes
+	if logBytes == 0 {
+		logBytes = ProcLogBytes
+	}
+	if logBytes < MinProcLogBytes || logBytes > MaxProcLogBytes {
+		return ProcAnswer{Code: ProcInvalid, Error: fmt.Sprintf("log_bytes: want %d to %d", MinProcLogBytes, MaxProcLogBytes)}
+	}
 	cmd, _, err := s.command(req.Argv, req.User, req.Env, req.Cwd)
 	if err != nil {
 		return ProcAnswer{Code: ProcInvalid, Error: err.Error()}
@@ -260,7 +274,7 @@ func (s *Server) startProc(req *ProcStart) ProcAnswer {
 	}
 	pid := osp.Pid
 	osp.Release()
-	p := &proc{stdin: stdinW, log: newProcLog(), done: make(chan struct{}), info: ProcInfo{
+	p := &proc{stdin: stdinW, log: newProcLog(logBytes), done: make(chan struct{}), info: ProcInfo{
 		PID: pid, Tag: req.Tag, Argv: req.Argv, Cwd: cmd.cwd, User: req.User, State: ProcRunning, StartedAt: started,
 	}}
 	s.procs.mu.Lock()

@@ -165,3 +165,26 @@ func TestProcessOutputIsBounded(t *testing.T) {
 		t.Fatalf("end: %+v", end)
 	}
 }
+
+// TestProcessLogBytes: a process keeps the amount of output it asked for,
+// and an amount out of bounds is refused.
+func TestProcessLogBytes(t *testing.T) {
+	c := pair(t)
+	ctx := context.Background()
+	p, err := c.StartProc(ctx, ProcStart{Argv: []string{"sh", "-c", "head -c 1000000 /dev/zero"}, LogBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitProc(t, c, p.PID)
+	logsOf(t, c, p.PID, 0, true)
+	out, _, end := logsOf(t, c, p.PID, 0, false)
+	// The last chunk that goes past the bound is kept whole.
+	if kept := int64(len(out["stdout"])); kept > 64<<10+procChunk || end.OutputFrom < 1000000-(64<<10)-procChunk {
+		t.Fatalf("kept %d bytes from %d", kept, end.OutputFrom)
+	}
+	for _, n := range []int64{1, MaxProcLogBytes + 1} {
+		if _, err := c.StartProc(ctx, ProcStart{Argv: []string{"true"}, LogBytes: n}); err == nil || !strings.Contains(err.Error(), "log_bytes") {
+			t.Fatalf("log_bytes %d: %v", n, err)
+		}
+	}
+}

@@ -28,6 +28,10 @@ type StartProcessRequest struct {
 	Stdin bool `json:"stdin,omitempty"`
 	// TimeoutMs kills the process group after this long; 0 is no limit.
 	TimeoutMs int64 `json:"timeout_ms,omitempty"`
+	// LogBytes is how much recent output the sandbox keeps for the logs
+	// route: 4 KiB to 64 MiB, 8 MiB when absent. Older output is dropped and
+	// a reader asking for it gets a gap record.
+	LogBytes int64 `json:"log_bytes,omitempty"`
 }
 
 // Process describes a background process.

@@ -448,7 +448,7 @@ func TestIdlePolicyCountsBusyProcesses(t *testing.T) {
 	start(busy, "while :; do :; done")
 	start(busyAPI, "while :; do :; done")
 	start(quiet, "sleep 1000")
-	clk.Advance(10 * time.Second) // every one is past its idle timeout by the API
+	clk.Advance(35 * time.Second) // every one is 30 s past its idle timeout by the API
 	state := func(sb Sandbox) Sandbox {
 		t.Helper()
 		got, err := f.o.Get(ctx, "alice", sb.ID)

@@ -58,6 +58,8 @@ type StartOptions struct {
 	Stdin bool
 	// Timeout kills the process group after this long; 0 is no limit.
 	Timeout time.Duration
+	// LogBytes is how much recent output is kept (0: agent.ProcLogBytes).
+	LogBytes int64
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -83,6 +85,8 @@ func (o StartOptions) validate() error {
 		return bad("cwd: must be an absolute path, got %q", o.Cwd)
 	case o.Timeout < 0 || o.Timeout > MaxTimeout:
 		return bad("timeout_ms: must be between 0 (no limit) and %d", MaxTimeout.Milliseconds())
+	case o.LogBytes != 0 && (o.LogBytes < agent.MinProcLogBytes || o.LogBytes > agent.MaxProcLogBytes):
+		return bad("log_bytes: must be between %d and %d (0: %d)", agent.MinProcLogBytes, agent.MaxProcLogBytes, agent.ProcLogBytes)
 	}
 	for _, a := range o.Argv {
 		if strings.ContainsRune(a, 0) {
@@ -159,7 +163,7 @@ func (s *Service) Start(ctx context.Context, owner, id string, o StartOptions) (
 	var info Info
 	err := s.sandboxes.Attach(ctx, owner, id, func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error {
 		req := agent.ProcStart{Argv: o.Argv, Env: o.Env, Cwd: o.Cwd, User: o.User, Tag: o.Tag, Stdin: o.Stdin,
-			TimeoutMs: o.Timeout.Milliseconds()}
+			TimeoutMs: o.Timeout.Milliseconds(), LogBytes: o.LogBytes}
 		if o.Shell != "" {
 			req.Argv = []string{"/bin/sh", "-c", o.Shell}
 		}

@@ -24,7 +24,7 @@ func (s *Server) startProcess(c *echo.Context) error {
 	}
 	p, err := s.deps.Processes.Start(c.Request().Context(), caller(c).ID, c.Param("id"), process.StartOptions{
 		Argv: req.Cmd, Shell: req.Shell, Env: req.Env, Cwd: req.Cwd, User: req.User, Tag: req.Tag, Stdin: req.Stdin,
-		Timeout: time.Duration(req.TimeoutMs) * time.Millisecond,
+		Timeout: time.Duration(req.TimeoutMs) * time.Millisecond, LogBytes: req.LogBytes,
 	})
 	if err != nil {
 		return err

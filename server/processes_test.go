@@ -117,6 +117,10 @@ func TestBackgroundProcessesThroughTheAPI(t *testing.T) {
 			_, err := c.StartProcess(ctx, sb.ID, api.StartProcessRequest{Cmd: []string{"no-such-program"}})
 			return err
 		}(),
+		"log_bytes too small": func() error {
+			_, err := c.StartProcess(ctx, sb.ID, api.StartProcessRequest{Cmd: []string{"true"}, LogBytes: 100})
+			return err
+		}(),
 		"unknown signal":   func() error { _, err := c.SignalProcess(ctx, sb.ID, trap.PID, "SIGNOPE"); return err }(),
 		"kill an exited":   func() error { _, err := c.KillProcess(ctx, sb.ID, cat.PID); return err }(),
 		"stdin not opened": func() error { _, err := c.WriteStdin(ctx, sb.ID, trap.PID, []byte("x")); return err }(),
