@@ -88,6 +88,41 @@ func TestPortsProxyExposeAndWait(t *testing.T) {
 		t.Fatalf("the server's own 404: %d %v", resp.StatusCode, resp.Header)
 	}
 
+	// Server-sent events go out as they come: the second event is not
+	// written until the test has read the first.
+	sse := "#!/bin/sh\nprintf 'Content-Type: text/event-stream\\r\\n\\r\\n'\necho 'data: one'; echo\n" +
+		"while [ ! -f /tmp/go ]; do sleep 0.05; done\necho 'data: two'; echo\n"
+	if _, err := c.WriteFile(ctx, sb.ID, "/www/cgi-bin/sse", strings.NewReader(sse), api.WriteOptions{Mode: "0755", Parents: true}); err != nil {
+		t.Fatal(err)
+	}
+	sseCtx, sseCancel := context.WithTimeout(ctx, time.Minute)
+	defer sseCancel()
+	sseReq, _ := http.NewRequestWithContext(sseCtx, http.MethodGet, c.PortURL(sb.ID, 8000, "/cgi-bin/sse"), nil)
+	sseReq.Header.Set("Authorization", "Bearer "+f.user)
+	sseResp, err := http.DefaultClient.Do(sseReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := bufio.NewReader(sseResp.Body)
+	readEvent := func(want string) {
+		t.Helper()
+		for {
+			line, err := events.ReadString('\n')
+			if err != nil {
+				t.Fatalf("events: %v before %q", err, want)
+			}
+			if strings.TrimSpace(line) == want {
+				return
+			}
+		}
+	}
+	readEvent("data: one")
+	if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: "touch /tmp/go"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("touch: %+v %v", res, err)
+	}
+	readEvent("data: two")
+	sseResp.Body.Close()
+
 	// An upgrade (as a WebSocket's) becomes a tunnel both ways: a server
 	// that answers 101 and then echoes.
 	up := "#!/bin/sh\nwhile IFS= read -r line; do case \"$line\" in ''|\"$(printf '\\r')\") break;; esac; done\n" +
