@@ -7,10 +7,10 @@ LISTEN  ?= 127.0.0.1:7070
 GOFLAGS_BUILD := -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build run engine browser test test-unit lint bench clean
+.PHONY: help build run engine browser e2b-sdk proto test test-unit lint bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 build: web/vendor/xterm.js ## build bin/sandboxd, bin/sbx and the static bin/sandbox-agent (and the web UI's npm assets)
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sandbox-agent ./cmd/sandbox-agent
@@ -23,13 +23,23 @@ web/vendor/xterm.js: web/package.json web/package-lock.json scripts/web.sh
 engine: ## make sure a Docker engine runs (installs and starts Debian's docker.io if not)
 	bash scripts/engine.sh
 
+e2b-sdk: compat/e2b/sdk/node_modules/e2b/package.json ## install E2B's JS SDK (pinned) for the compatibility test
+
+compat/e2b/sdk/node_modules/e2b/package.json: compat/e2b/sdk/package.json compat/e2b/sdk/package-lock.json scripts/e2b-sdk.sh
+	bash scripts/e2b-sdk.sh
+
+proto: ## regenerate compat/e2b's Go code from its .proto files (needs protoc and the two plugins; the output is committed)
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I compat/e2b/proto --go_out=. --go_opt=module=github.com/sandboxd/sandboxd \
+		--connect-go_out=. --connect-go_opt=module=github.com/sandboxd/sandboxd \
+		compat/e2b/proto/process/process.proto compat/e2b/proto/filesystem/filesystem.proto
+
 browser: ## make sure Debian's chromium is installed (browser tests)
 	bash scripts/browser.sh
 
 run: build engine ## start sandboxd on $(LISTEN) with data in $(DATA)
 	$(BIN)/sandboxd --listen $(LISTEN) --data $(DATA)
 
-test: build engine browser lint ## unit, Docker-backed integration, end-to-end and browser tests
+test: build engine browser e2b-sdk lint ## unit, Docker-backed integration, end-to-end, browser and E2B SDK tests
 	SANDBOXD_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m -artifacts ./...
 
 test-unit: ## the tests that need no engine

@@ -68,18 +68,7 @@ type Info struct {
 // and a later error is only worth logging.
 func (s *Service) Serve(ctx context.Context, owner, id string, req Request, upgrade func() (*websocket.Conn, error)) (upgraded bool, err error) {
 	err = s.sandboxes.Attach(ctx, owner, id, func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error {
-		at := agent.PtyAttach{Session: req.Session, Replay: req.Replay}
-		if req.Session == "" {
-			at.Open = &agent.PtyOpen{Argv: req.Argv, Env: req.Env, Cwd: req.Cwd, User: req.User,
-				Cols: req.Cols, Rows: req.Rows, IdleTimeoutMs: req.IdleTimeout.Milliseconds()}
-			if at.Open.User == "" {
-				at.Open.User = sb.Spec.User
-			}
-			if at.Open.Cwd == "" {
-				at.Open.Cwd = sb.Spec.Workdir
-			}
-		}
-		stream, err := conn.PtyAttach(ctx, at)
+		stream, err := conn.PtyAttach(ctx, s.attachOf(sb, req))
 		if err != nil {
 			return ptyErr(err, id, req.Session)
 		}
@@ -106,12 +95,16 @@ func (s *Service) List(ctx context.Context, owner, id string) ([]Info, error) {
 		}
 		out = make([]Info, 0, len(list))
 		for _, p := range list {
-			out = append(out, Info{ID: p.ID, Argv: p.Argv, PID: p.PID, Cols: p.Cols, Rows: p.Rows,
-				CreatedAt: p.CreatedAt, Viewers: p.Viewers, Exited: p.Exited, ExitCode: p.ExitCode})
+			out = append(out, infoOf(p))
 		}
 		return nil
 	})
 	return out, err
+}
+
+func infoOf(p agent.PtyInfo) Info {
+	return Info{ID: p.ID, Argv: p.Argv, PID: p.PID, Cols: p.Cols, Rows: p.Rows,
+		CreatedAt: p.CreatedAt, Viewers: p.Viewers, Exited: p.Exited, ExitCode: p.ExitCode}
 }
 
 // killWait bounds how long a kill waits for the session's processes to go.

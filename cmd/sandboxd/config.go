@@ -27,6 +27,7 @@ type config struct {
 	AdminKey       string
 	DefaultImage   string
 	PreviewDomain  string
+	E2B            bool
 	DebianMirror   string
 	Network        string
 	Bridge         string
@@ -115,6 +116,7 @@ func loadConfig(args []string) (config, error) {
 	fs.IntVar(&c.GCPercent, "gc-percent", 400, "Go GC target percentage (GOGC, when set, wins); transfers churn buffers over a small heap")
 	fs.IntVar(&c.MaxProcs, "gomaxprocs", max(8, 4*goruntime.NumCPU()), "Go processors (GOMAXPROCS, when set, wins): more than the cores, so that the OS time-slices bulk copies and a short request is not queued behind them (on 2 cores under a saturating load: /healthz p99 17 ms against 108 ms at 2)")
 	fs.Int64Var(&c.MemoryLimit, "memory-limit", 768<<20, "soft limit of sandboxd's own heap, in bytes (GOMEMLIMIT, when set, wins): past it the GC works harder instead of letting -gc-percent grow the heap")
+	fs.BoolVar(&c.E2B, "e2b", env("SANDBOXD_E2B", "true") == "true", "serve E2B's control plane and envd's data plane on the same listener, for E2B's SDKs (docs/e2b.md) (SANDBOXD_E2B)")
 	fs.StringVar(&c.PreviewDomain, "preview-domain", env("SANDBOXD_PREVIEW_DOMAIN", ""), "serve exposed ports at http://{port}-{sandbox id}.{this domain}/ (needs a wildcard DNS record, and a TLS front in production; 'localhost' works in browsers on this machine) (SANDBOXD_PREVIEW_DOMAIN)")
 	fs.StringVar(&level, "log-level", env("SANDBOXD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.BoolVar(&c.LogJSON, "log-json", false, "log JSON lines instead of text")

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/agent"
+	"github.com/sandboxd/sandboxd/compat/e2b"
 	"github.com/sandboxd/sandboxd/db"
 	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/images"
@@ -170,16 +171,28 @@ func run(cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	files := fsapi.New(orch, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract})
+	procs := process.New(orch)
+	terms := shell.New(orch, log)
 	srv := server.New(server.Config{
 		BodyLimit: cfg.BodyLimit, AllowedOrigins: cfg.AllowedOrigins,
 		MaxFileBytes: cfg.MaxFileBytes, OutputBudget: cfg.OutputBudget, PreviewDomain: cfg.PreviewDomain,
 	}, server.Deps{
 		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Snapshots: snaps,
-		Files: fsapi.New(orch, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract}),
-		Shell: shell.New(orch, log), Processes: process.New(orch), Ports: portSvc, Isolate: iso, Ledger: ledger, DB: sq, Log: log,
+		Files: files, Shell: terms, Processes: procs, Ports: portSvc, Isolate: iso, Ledger: ledger, DB: sq, Log: log,
 	})
 	defer srv.Close()
 	hs := srv.HTTPServer(cfg.Listen)
+	if cfg.E2B {
+		// E2B's SDKs on the same listener: their paths do not collide with
+		// sandboxd's (docs/e2b.md).
+		compat, err := e2b.New(ctx, e2b.Deps{Orchestrator: orch, Files: files, Processes: procs, Shell: terms, Keys: keys, DB: sq, Log: log,
+			DefaultImage: cfg.DefaultImage})
+		if err != nil {
+			return err
+		}
+		hs.Handler = compat.Wrap(hs.Handler)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err

@@ -1,0 +1,142 @@
+// Package e2b is sandboxd's E2B front door: E2B's control plane (REST/JSON,
+// X-API-KEY) and the data plane of its in-sandbox daemon, envd (the Connect
+// RPCs of process.Process and filesystem.Filesystem, and /files and /health),
+// served over sandboxd's own domain calls, so that E2B's SDKs run unchanged
+// against sandboxd (../../docs/e2b.md; the wire contract is
+// ../shared/research/e2b-contract.md). It holds no logic of its own beyond
+// translation: sandboxes, processes and files are sandboxd's, with the same
+// owner checks and quotas.
+package e2b
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/sandboxd/sandboxd/db"
+	"github.com/sandboxd/sandboxd/fsapi"
+	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/process"
+	"github.com/sandboxd/sandboxd/shell"
+	"github.com/sandboxd/sandboxd/supervisor"
+)
+
+// EnvdVersion is the envd version sandboxd reports: the SDK uses the
+// features this version promises (e2b-contract.md, section 8), and no more.
+const EnvdVersion = "0.5.7"
+
+// Headers of the data plane.
+const (
+	headerSandboxID   = "E2b-Sandbox-Id"
+	headerSandboxPort = "E2b-Sandbox-Port"
+	headerAccessToken = "X-Access-Token"
+	headerAPIKey      = "X-Api-Key"
+	// envdPort is the in-sandbox port of envd, which the data plane serves.
+	envdPort = "49983"
+)
+
+// Deps are the domain services the front door translates to.
+type Deps struct {
+	Orchestrator *orchestrator.Orchestrator
+	Files        *fsapi.Service
+	Processes    *process.Service
+	Shell        *shell.Service
+	Keys         *supervisor.Keys
+	DB           *sql.DB
+	Log          *slog.Logger
+	// DefaultImage is the image of the "base" template.
+	DefaultImage string
+}
+
+// Service serves both planes.
+type Service struct {
+	d       Deps
+	log     *slog.Logger
+	control http.Handler
+	data    http.Handler
+}
+
+var migrations = []string{
+	`CREATE TABLE e2b_tokens (
+		sandbox_id TEXT PRIMARY KEY,
+		token      TEXT NOT NULL)`,
+}
+
+// New migrates the front door's table (the sandboxes' data-plane tokens).
+func New(ctx context.Context, d Deps) (*Service, error) {
+	if err := db.Migrate(ctx, d.DB, "e2b", migrations); err != nil {
+		return nil, err
+	}
+	s := &Service{d: d, log: d.Log.With("component", "e2b")}
+	s.control = s.controlPlane()
+	s.data = s.dataPlane()
+	return s, nil
+}
+
+// Wrap serves E2B's requests and hands the others to next: a request that
+// names a sandbox in E2b-Sandbox-Id is for the data plane; the control
+// plane's paths (/sandboxes..., /v2/sandboxes...) do not collide with
+// sandboxd's own.
+func (s *Service) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Header.Get(headerSandboxID) != "":
+			s.data.ServeHTTP(w, r)
+		case isControlPath(r.URL.Path):
+			s.control.ServeHTTP(w, r)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// isControlPath says p is one of E2B's control-plane routes.
+func isControlPath(p string) bool {
+	for _, prefix := range []string{"/sandboxes", "/v2/sandboxes", "/snapshots", "/templates", "/v2/templates", "/v3/templates"} {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// token answers sandbox id's data-plane token, minting it on first use.
+func (s *Service) token(ctx context.Context, id string) (string, error) {
+	var tok string
+	err := s.d.DB.QueryRowContext(ctx, `SELECT token FROM e2b_tokens WHERE sandbox_id = ?`, id).Scan(&tok)
+	if err == nil {
+		return tok, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", err
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	tok = "e2bt_" + hex.EncodeToString(b)
+	if _, err := s.d.DB.ExecContext(ctx, `INSERT INTO e2b_tokens (sandbox_id, token) VALUES (?, ?) ON CONFLICT (sandbox_id) DO NOTHING`, id, tok); err != nil {
+		return "", err
+	}
+	// Another request may have minted one first: the stored one stands.
+	err = s.d.DB.QueryRowContext(ctx, `SELECT token FROM e2b_tokens WHERE sandbox_id = ?`, id).Scan(&tok)
+	return tok, err
+}
+
+// checkToken says given is sandbox id's data-plane token.
+func (s *Service) checkToken(ctx context.Context, id, given string) bool {
+	var tok string
+	if given == "" || s.d.DB.QueryRowContext(ctx, `SELECT token FROM e2b_tokens WHERE sandbox_id = ?`, id).Scan(&tok) != nil {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(given), []byte(tok)) == 1
+}
+
+// forget drops a deleted sandbox's token.
+func (s *Service) forget(ctx context.Context, id string) {
+	_, _ = s.d.DB.ExecContext(ctx, `DELETE FROM e2b_tokens WHERE sandbox_id = ?`, id)
+}
