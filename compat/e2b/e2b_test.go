@@ -1,0 +1,108 @@
+package e2b
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	pb "github.com/sandboxd/sandboxd/compat/e2b/envd/process"
+	"github.com/sandboxd/sandboxd/fsapi"
+	"github.com/sandboxd/sandboxd/process"
+)
+
+// The SDK escapes each key and value, joins them as a query string, and
+// sends that as one value: ?metadata= is escaped three times over.
+func TestMetadataFilter(t *testing.T) {
+	inner := url.Values{url.QueryEscape("run_id"): {url.QueryEscape("r1")}, url.QueryEscape("purpose"): {url.QueryEscape("agent session & test/1")}}
+	q := url.Values{"metadata": {inner.Encode()}}
+	parsed, _ := url.ParseQuery(q.Encode())
+	got, err := metadataFilter(parsed.Get("metadata"))
+	if err != nil || len(got) != 2 || got["run_id"] != "r1" || got["purpose"] != "agent session & test/1" {
+		t.Fatalf("%v %v", got, err)
+	}
+	if got, err := metadataFilter(""); got != nil || err != nil {
+		t.Fatalf("no filter: %v %v", got, err)
+	}
+	if _, err := metadataFilter("a=%zz"); err == nil {
+		t.Fatal("a broken escape was taken")
+	}
+}
+
+func TestPaths(t *testing.T) {
+	user, root := target{user: "user"}, target{user: "root"}
+	for _, tc := range []struct {
+		t        target
+		in, want string
+	}{
+		{user, "", "/home/user"},
+		{user, "p/f.txt", "/home/user/p/f.txt"},
+		{user, "~/x", "/home/user/x"},
+		{user, "/etc/../tmp/x", "/tmp/x"},
+		{root, "x", "/root/x"},
+		{user, "../../etc/passwd", "/etc/passwd"},
+	} {
+		if got := tc.t.abs(tc.in); got != tc.want {
+			t.Errorf("%s as %s: %q, want %q", tc.in, tc.t.user, got, tc.want)
+		}
+	}
+}
+
+func TestEntryPermissions(t *testing.T) {
+	for _, tc := range []struct {
+		fi   fsapi.FileInfo
+		want string
+	}{
+		{fsapi.FileInfo{Type: fsapi.TypeFile, Mode: 0o644}, "-rw-r--r--"},
+		{fsapi.FileInfo{Type: fsapi.TypeDir, Mode: 0o755}, "drwxr-xr-x"},
+		{fsapi.FileInfo{Type: fsapi.TypeSymlink, Mode: 0o777}, "lrwxrwxrwx"},
+	} {
+		if got := permissions(tc.fi); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.fi, got, tc.want)
+		}
+	}
+	e := entryOf(fsapi.FileInfo{Name: "l", Path: "/l", Type: fsapi.TypeSymlink, Target: "/t", MTime: time.Unix(5, 0)})
+	if e.GetSymlinkTarget() != "/t" || e.ModifiedTime.AsTime().Unix() != 5 {
+		t.Fatalf("%+v", e)
+	}
+}
+
+// An end event says what Go's ProcessState would: the SDK turns a non-zero
+// code into CommandExitError with error as its message.
+func TestEndOf(t *testing.T) {
+	zero, three := 0, 3
+	for _, tc := range []struct {
+		info process.Info
+		want *pb.ProcessEvent_EndEvent
+	}{
+		{process.Info{ExitCode: &zero}, &pb.ProcessEvent_EndEvent{ExitCode: 0, Exited: true, Status: "exit status 0"}},
+		{process.Info{ExitCode: &three}, &pb.ProcessEvent_EndEvent{ExitCode: 3, Exited: true, Status: "exit status 3"}},
+		{process.Info{Signal: "SIGKILL"}, &pb.ProcessEvent_EndEvent{ExitCode: -1, Exited: false, Status: "signal: killed"}},
+	} {
+		got := endOf(tc.info)
+		if got.ExitCode != tc.want.ExitCode || got.Exited != tc.want.Exited || got.Status != tc.want.Status ||
+			(got.Error != nil) != (tc.want.Status != "exit status 0") || (got.Error != nil && *got.Error != got.Status) {
+			t.Errorf("%+v: %+v, want %+v", tc.info, got, tc.want)
+		}
+	}
+}
+
+func TestRouting(t *testing.T) {
+	for p, control := range map[string]bool{
+		"/sandboxes": true, "/sandboxes/sb-1/timeout": true, "/v2/sandboxes": true, "/v2/sandboxes/sb-1/connect": true,
+		"/v1/sandboxes": false, "/sandboxesx": false, "/healthz": false, "/": false, "/files": false,
+	} {
+		if isControlPath(p) != control {
+			t.Errorf("%s: control %v", p, !control)
+		}
+	}
+	r, _ := http.NewRequest("GET", "/", nil)
+	r.SetBasicAuth("root", "")
+	if basicUser(r) != "root" {
+		t.Fatal("basic user")
+	}
+	r.Header.Set("Authorization", "Basic !!!")
+	if basicUser(r) != "" {
+		t.Fatal("a broken basic header named a user")
+	}
+}
