@@ -62,3 +62,64 @@ func (c *Conn) CPU(ctx context.Context) (time.Duration, error) {
 	}
 	return time.Duration(u.UsageNs), nil
 }
+
+// Stats answers op "stats": what the sandbox uses, from its cgroup.
+type Stats struct {
+	// CPUNs is the CPU time of all the sandbox's processes, the agent's
+	// included.
+	CPUNs int64 `json:"cpu_ns"`
+	// MemUsed is the memory charged to the sandbox, MemCache the part of it
+	// that is page cache, MemLimit its limit (0: none found).
+	MemUsed  int64  `json:"mem_used"`
+	MemCache int64  `json:"mem_cache"`
+	MemLimit int64  `json:"mem_limit"`
+	Error    string `json:"error,omitempty"`
+}
+
+// cgroupStats reads the sandbox's cgroup: cgroup v1 or v2.
+func cgroupStats() Stats {
+	var st Stats
+	cpu, err := cgroupCPU()
+	if err != nil {
+		return Stats{Error: err.Error()}
+	}
+	st.CPUNs = cpu
+	readInt := func(paths ...string) int64 {
+		for _, p := range paths {
+			if b, err := os.ReadFile(p); err == nil {
+				if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+					return n
+				}
+				return 0 // "max": no limit
+			}
+		}
+		return 0
+	}
+	st.MemUsed = readInt("/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory.current")
+	st.MemLimit = readInt("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max")
+	for _, p := range []string{"/sys/fs/cgroup/memory/memory.stat", "/sys/fs/cgroup/memory.stat"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, " "); ok && (k == "cache" || k == "file") {
+				st.MemCache, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		break
+	}
+	return st
+}
+
+// Stats reports what the sandbox uses.
+func (c *Conn) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	if err := c.call(ctx, Request{Op: "stats"}, &st); err != nil {
+		return Stats{}, err
+	}
+	if st.Error != "" {
+		return Stats{}, errors.New(st.Error)
+	}
+	return st, nil
+}

@@ -104,6 +104,8 @@ func (s *Server) handle(ctx context.Context, st net.Conn) {
 		_ = out.sendJSON(Pong{PID: os.Getpid()})
 	case "disk":
 		_ = out.sendJSON(probeDisk())
+	case "stats":
+		_ = out.sendJSON(cgroupStats())
 	case "cpu":
 		n, err := processesCPU()
 		u := CPUUsage{UsageNs: n}

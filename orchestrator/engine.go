@@ -1,6 +1,8 @@
 package orchestrator
 
-import "context"
+import (
+	"context"
+)
 
 // EngineStatus is what the orchestrator reports of its container engine.
 type EngineStatus struct {

@@ -371,14 +371,61 @@ func (s *Service) pause(w http.ResponseWriter, r *http.Request, key supervisor.K
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// metrics answers no samples: sandboxd keeps no time series of a sandbox's
-// use yet (an empty list is a valid answer, docs/e2b.md).
+// metricsWindow is how long the CPU is watched for a metrics sample.
+const metricsWindow = 250 * time.Millisecond
+
+// metric is E2B's SandboxMetric.
+type metric struct {
+	Timestamp     time.Time `json:"timestamp"`
+	TimestampUnix int64     `json:"timestampUnix"`
+	CPUCount      float64   `json:"cpuCount"`
+	CPUUsedPct    float64   `json:"cpuUsedPct"`
+	MemUsed       int64     `json:"memUsed"`
+	MemTotal      int64     `json:"memTotal"`
+	MemCache      int64     `json:"memCache"`
+	DiskUsed      int64     `json:"diskUsed"`
+	DiskTotal     int64     `json:"diskTotal"`
+}
+
+// metrics answers one sample of the sandbox's use, taken now: sandboxd
+// keeps no time series, so ?start= and ?end= select nothing more. The CPU
+// share is measured over metricsWindow, of the sandbox's CPU limit.
 func (s *Service) metrics(w http.ResponseWriter, r *http.Request, key supervisor.Key) {
-	if _, err := s.d.Orchestrator.Get(r.Context(), key.ID, r.PathValue("id")); err != nil {
+	ctx, id := r.Context(), r.PathValue("id")
+	sb, err := s.d.Orchestrator.Get(ctx, key.ID, id)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, []struct{}{})
+	if sb.State != orchestrator.StateRunning {
+		writeJSON(w, http.StatusOK, []metric{})
+		return
+	}
+	first, err := s.d.Orchestrator.Stats(ctx, key.ID, id)
+	t0 := time.Now()
+	if err == nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(metricsWindow):
+		}
+	}
+	var last orchestrator.Stats
+	if err == nil {
+		last, err = s.d.Orchestrator.Stats(ctx, key.ID, id)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	now := time.Now().UTC()
+	cpus := sb.Spec.CPUs
+	m := metric{Timestamp: now, TimestampUnix: now.Unix(), CPUCount: cpus, MemUsed: last.MemUsed, MemCache: last.MemCache,
+		MemTotal: last.MemLimit, DiskTotal: sb.Spec.DiskMB << 20}
+	if elapsed := now.Sub(t0); elapsed > 0 && cpus > 0 {
+		m.CPUUsedPct = math.Round(float64(last.CPUTime-first.CPUTime)/float64(elapsed)/cpus*10000) / 100
+	}
+	writeJSON(w, http.StatusOK, []metric{m})
 }
 
 // listPage is the most sandboxes one list answer holds.

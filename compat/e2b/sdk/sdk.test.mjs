@@ -185,6 +185,11 @@ test('lifecycle: setTimeout, getInfo, list by metadata, a second client, pause a
   while (p.hasNext) found.push(...await p.nextItems())
   assert.deepEqual(found.map((s) => s.sandboxId), [sbx.sandboxId])
 
+  const metrics = await sbx.getMetrics()
+  assert.equal(metrics.length, 1, JSON.stringify(metrics))
+  assert.ok(metrics[0].memUsed > 0 && metrics[0].memTotal >= metrics[0].memUsed && metrics[0].cpuCount > 0, JSON.stringify(metrics))
+  assert.ok(metrics[0].cpuUsedPct >= 0 && metrics[0].timestamp instanceof Date, JSON.stringify(metrics))
+
   // A second client, by ID alone, reaches the same sandbox and its files.
   const second = await Sandbox.connect(sbx.sandboxId)
   assert.equal(await second.files.read('notes/hello.txt'), 'hello world')
