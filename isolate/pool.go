@@ -223,9 +223,10 @@ func (p *pool) refill(ctx context.Context) {
 		p.failures++
 		p.backoff = min(max(2*p.backoff, 250*time.Millisecond), 30*time.Second)
 		p.retryAt = time.Now().Add(p.backoff)
+		backoff := p.backoff // read under the lock: other refills write it
 		p.mu.Unlock()
 		if ctx.Err() == nil {
-			p.s.log.Warn("runner start failed", "pool", p.prof.String(), "err", err, "retry_in", p.backoff)
+			p.s.log.Warn("runner start failed", "pool", p.prof.String(), "err", err, "retry_in", backoff)
 		}
 		return
 	}
