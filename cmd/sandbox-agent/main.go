@@ -28,6 +28,10 @@ import (
 // container stops.
 const termGrace = 1500 * time.Millisecond
 
+// reservedThreads is how many OS threads the agent makes at its start, to
+// go on working when the sandbox's processes have taken every pid.
+const reservedThreads = 8
+
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "fs-helper" {
 		os.Exit(agent.RunFSHelper())
@@ -43,6 +47,8 @@ func main() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
+	// Threads for when the sandbox's processes have taken every pid.
+	agent.ReserveThreads(reservedThreads)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "sandbox-agent")
 	socket := os.Getenv("SANDBOXD_SOCKET")
 	if socket == "" {
