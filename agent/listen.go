@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -152,8 +153,16 @@ func (e *Endpoint) handshake(c net.Conn) (*Conn, error) {
 	return &Conn{sess: sess, AgentPID: h.PID}, nil
 }
 
+// handshakes counts the agent connections accepted by every endpoint of
+// the process, first ones and reconnections.
+var handshakes atomic.Int64
+
+// Handshakes is how many agent connections the process has accepted.
+func Handshakes() int64 { return handshakes.Load() }
+
 // set makes conn the live connection, closing the one it replaces, and watches it.
 func (e *Endpoint) set(conn *Conn) {
+	handshakes.Add(1)
 	e.mu.Lock()
 	old := e.conn
 	e.conn = conn

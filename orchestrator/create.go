@@ -105,6 +105,7 @@ func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOpti
 	if err := o.transition(ctx, &sb, StateRunning, ""); err != nil {
 		return Sandbox{}, false, err
 	}
+	o.creates.Add(1)
 	log.Info("sandbox created", "image", image, "owner", owner, "container", cid[:12],
 		"ms", time.Since(t0).Milliseconds())
 	log.Debug("create timings", "image_ms", ms(tImage.Sub(t0)), "store_ms", ms(tStore.Sub(tImage)),

@@ -126,7 +126,11 @@ func (o *Orchestrator) delete(ctx context.Context, sb *Sandbox, reason string) e
 		}
 	}
 	o.log.Info("sandbox deleted", "sandbox_id", sb.ID, "reason", reason)
-	return o.transition(ctx, sb, StateDeleted, reason)
+	if err := o.transition(ctx, sb, StateDeleted, reason); err != nil {
+		return err
+	}
+	o.deletes.Add(1)
+	return nil
 }
 
 // Update changes owner's sandbox's labels, idle timeout or TTL.

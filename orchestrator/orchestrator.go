@@ -132,6 +132,9 @@ type Orchestrator struct {
 	mu   sync.Mutex
 	live map[string]*live
 
+	// creates and deletes count sandboxes made and deleted since start.
+	creates, deletes atomic.Int64
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }

@@ -283,6 +283,7 @@ func TestTenancyOnEveryRoute(t *testing.T) {
 		"echo_route_any /v1/sandboxes/:id/ports/:port/*":    {{"GET", s + "/ports/8000/", "", 404}, {"POST", s + "/ports/8000/x", "y", 404}},
 		"POST /v1/run":                                      {{"POST", "/v1/run", `{"runtime":"bash","code":"echo b"}`, 0}},
 		"GET /v1/pools":                                     {{"GET", "/v1/pools", "", 403}},
+		"GET /metrics":                                      {{"GET", "/metrics", "", 403}},
 		"GET /v1/apps":                                      {{"GET", "/v1/apps", "", 0}},
 		"GET /v1/apps/:name":                                {{"GET", "/v1/apps/a-app", "", 404}},
 		"GET /v1/apps/:name/logs":                           {{"GET", "/v1/apps/a-app/logs", "", 404}},

@@ -28,6 +28,9 @@ func (s *Server) routes() {
 
 	e.GET("/healthz", s.healthz, noBody)
 	e.GET("/readyz", s.readyz, noBody)
+	// Off the tenant API: an admin's key, or a listener of its own
+	// (--metrics-listen).
+	e.GET("/metrics", echo.WrapHandler(s.metrics.handler()), noBody, s.authenticate, s.adminOnly)
 
 	// WebSockets authenticate themselves: bearer key, or ticket and Origin.
 	e.GET("/v1/sandboxes/:id/pty", s.ptySocket, noBody)

@@ -69,6 +69,7 @@ type Server struct {
 	tickets *supervisor.Tickets
 	// outBudget is what buffered command output may hold, server-wide.
 	outBudget *budget
+	metrics   *metrics
 
 	// life ends at shutdown, ending the WebSockets that http.Server.Shutdown
 	// does not track.
@@ -88,7 +89,7 @@ func New(cfg Config, deps Deps) *Server {
 		cfg.OutputBudget = 128 << 20
 	}
 	s := &Server{deps: deps, cfg: cfg, log: deps.Log.With("component", "server"), tickets: deps.Tickets,
-		outBudget: newBudget(cfg.OutputBudget)}
+		outBudget: newBudget(cfg.OutputBudget), metrics: newMetrics(deps)}
 	if s.tickets == nil {
 		s.tickets = supervisor.NewTickets()
 	}
@@ -116,6 +117,7 @@ func New(cfg Config, deps Deps) *Server {
 			return nil
 		},
 	}))
+	e.Use(s.metrics.observe)
 	if cfg.PreviewDomain != "" {
 		e.Use(s.preview)
 	}
@@ -123,6 +125,10 @@ func New(cfg Config, deps Deps) *Server {
 	s.routes()
 	return s
 }
+
+// MetricsHandler serves the Prometheus figures without authentication, for
+// a listener of their own (GET /metrics on the API needs an admin key).
+func (s *Server) MetricsHandler() http.Handler { return s.metrics.handler() }
 
 // Handler is the server's http.Handler.
 func (s *Server) Handler() http.Handler { return s.e }

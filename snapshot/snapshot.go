@@ -324,3 +324,10 @@ func newID() string {
 	_, _ = io.ReadFull(rand.Reader, b)
 	return "snap-" + hex.EncodeToString(b)
 }
+
+// Totals counts the snapshots of every owner that are ready, and the bytes
+// they add to their base images.
+func (s *Snapshots) Totals(ctx context.Context) (count int, bytes int64, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(size), 0) FROM snapshots WHERE state = ?`, StateReady).Scan(&count, &bytes)
+	return count, bytes, err
+}

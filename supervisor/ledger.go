@@ -293,5 +293,8 @@ func (l *Ledger) Usage(ctx context.Context, key string, since time.Time) ([]Usag
 	return out, rows.Err()
 }
 
+// QueueDepth is how many entries wait to be written.
+func (l *Ledger) QueueDepth() int { return len(l.queue) }
+
 // Dropped counts entries lost to a full queue.
 func (l *Ledger) Dropped() int64 { return l.dropped.Load() }

@@ -28,6 +28,7 @@ type config struct {
 	DefaultImage   string
 	PreviewDomain  string
 	E2B            bool
+	MetricsListen  string
 	DebianMirror   string
 	Network        string
 	Bridge         string
@@ -116,6 +117,7 @@ func loadConfig(args []string) (config, error) {
 	fs.IntVar(&c.GCPercent, "gc-percent", 400, "Go GC target percentage (GOGC, when set, wins); transfers churn buffers over a small heap")
 	fs.IntVar(&c.MaxProcs, "gomaxprocs", max(8, 4*goruntime.NumCPU()), "Go processors (GOMAXPROCS, when set, wins): more than the cores, so that the OS time-slices bulk copies and a short request is not queued behind them (on 2 cores under a saturating load: /healthz p99 17 ms against 108 ms at 2)")
 	fs.Int64Var(&c.MemoryLimit, "memory-limit", 768<<20, "soft limit of sandboxd's own heap, in bytes (GOMEMLIMIT, when set, wins): past it the GC works harder instead of letting -gc-percent grow the heap")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", env("SANDBOXD_METRICS_LISTEN", ""), "also serve Prometheus /metrics, without authentication, on this address (GET /metrics on -listen needs an admin key) (SANDBOXD_METRICS_LISTEN)")
 	fs.BoolVar(&c.E2B, "e2b", env("SANDBOXD_E2B", "true") == "true", "serve E2B's control plane and envd's data plane on the same listener, for E2B's SDKs (docs/e2b.md) (SANDBOXD_E2B)")
 	fs.StringVar(&c.PreviewDomain, "preview-domain", env("SANDBOXD_PREVIEW_DOMAIN", ""), "serve exposed ports at http://{port}-{sandbox id}.{this domain}/ (needs a wildcard DNS record, and a TLS front in production; 'localhost' works in browsers on this machine) (SANDBOXD_PREVIEW_DOMAIN)")
 	fs.StringVar(&level, "log-level", env("SANDBOXD_LOG_LEVEL", "info"), "debug, info, warn or error")
@@ -182,6 +184,11 @@ func (c config) Validate() error {
 	}
 	if d := strings.Trim(c.PreviewDomain, "."); c.PreviewDomain != "" && (d == "" || strings.ContainsAny(d, "/:*@ ")) {
 		errs = append(errs, fmt.Errorf("-preview-domain %q: want a domain name, as preview.example.com", c.PreviewDomain))
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("-metrics-listen %q: %w", c.MetricsListen, err))
+		}
 	}
 	for _, r := range c.AllowedRanges {
 		if _, _, err := net.ParseCIDR(r); err != nil {

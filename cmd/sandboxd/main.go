@@ -201,8 +201,20 @@ func run(cfg config, log *slog.Logger) error {
 		log.Warn("the web UI was built without its npm assets (xterm.js); run make build")
 	}
 	log.Info("sandboxd serving", "url", "http://"+ln.Addr().String(), "data", data, "instance", instance)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
+	if cfg.MetricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler())
+		ms := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return err
+		}
+		log.Info("metrics serving", "url", "http://"+mln.Addr().String()+"/metrics")
+		go func() { errc <- ms.Serve(mln) }()
+		defer ms.Close()
+	}
 	select {
 	case err := <-errc:
 		return err
