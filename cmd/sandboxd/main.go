@@ -25,6 +25,7 @@ import (
 	"github.com/sandboxd/sandboxd/db"
 	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/images"
+	"github.com/sandboxd/sandboxd/mcp"
 	"github.com/sandboxd/sandboxd/isolate"
 	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/ports"
@@ -183,6 +184,11 @@ func run(cfg config, log *slog.Logger) error {
 	})
 	defer srv.Close()
 	hs := srv.HTTPServer(cfg.Listen)
+	// MCP at /mcp, beside the REST API, with the same keys (docs/mcp.md).
+	root := http.NewServeMux()
+	root.Handle("/mcp", mcp.Handler(mcp.Deps{Orchestrator: orch, Files: files, Processes: procs, Keys: keys, Version: "sandboxd"}))
+	root.Handle("/", hs.Handler)
+	hs.Handler = root
 	if cfg.E2B {
 		// E2B's SDKs on the same listener: their paths do not collide with
 		// sandboxd's (docs/e2b.md).
