@@ -34,7 +34,7 @@ type Deps struct {
 
 // Limits of what a tool answers in one result.
 const (
-	maxToolOutput = 1 << 20  // bytes of command output or file content
+	maxToolOutput = 1 << 20   // bytes of command output or file content
 	maxExecTime   = 10 * 60e3 // milliseconds
 )
 
