@@ -64,7 +64,7 @@ func TestMCP(t *testing.T) {
 		}
 		names[tool.Name] = true
 	}
-	for _, want := range []string{"create_sandbox", "list_sandboxes", "delete_sandbox", "exec", "read_file", "write_file", "list_files", "start_process", "process_logs"} {
+	for _, want := range []string{"create_sandbox", "list_sandboxes", "delete_sandbox", "exec", "read_file", "write_file", "list_files", "start_process", "process_logs", "run_code", "expose_port", "create_snapshot", "restore_snapshot"} {
 		if !names[want] {
 			t.Errorf("no tool %s: %v", want, names)
 		}
@@ -119,6 +119,29 @@ func TestMCP(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no output from the process")
 		}
+	}
+	// A checkpoint, a change, and a roll back to it.
+	var snap struct{ ID string }
+	if res := call("create_snapshot", map[string]any{"id": sb.ID, "name": "before"}, &snap); res.IsError || snap.ID == "" {
+		t.Fatalf("create_snapshot: %+v %+v", res, snap)
+	}
+	call("write_file", map[string]any{"id": sb.ID, "path": "/tmp/mcp/note.txt", "content": "changed\n"}, nil)
+	if res := call("restore_snapshot", map[string]any{"id": sb.ID, "snapshot": snap.ID}, nil); res.IsError {
+		t.Fatalf("restore_snapshot: %+v", res)
+	}
+	if res := call("read_file", map[string]any{"id": sb.ID, "path": "/tmp/mcp/note.txt"}, &rd); res.IsError || rd.Content != "from MCP\n" {
+		t.Fatalf("after the restore: %+v %+v", res, rd)
+	}
+	var port struct {
+		Port  int
+		Token string
+	}
+	if res := call("expose_port", map[string]any{"id": sb.ID, "port": 8000}, &port); res.IsError || port.Port != 8000 || !strings.HasPrefix(port.Token, "pt_") {
+		t.Fatalf("expose_port: %+v %+v", res, port)
+	}
+	var run struct{ Stdout string }
+	if res := call("run_code", map[string]any{"runtime": "python", "code": "print(6*7)"}, &run); res.IsError || run.Stdout != "42\n" {
+		t.Fatalf("run_code: %+v %+v", res, run)
 	}
 	// A failure is a tool error the model sees, not a protocol error.
 	if res := call("read_file", map[string]any{"id": sb.ID, "path": "/tmp/mcp/missing"}, nil); !res.IsError {

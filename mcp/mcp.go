@@ -17,8 +17,11 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/sandboxd/sandboxd/fsapi"
+	"github.com/sandboxd/sandboxd/isolate"
 	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/sandboxd/sandboxd/ports"
 	"github.com/sandboxd/sandboxd/process"
+	"github.com/sandboxd/sandboxd/snapshot"
 	"github.com/sandboxd/sandboxd/supervisor"
 )
 
@@ -27,6 +30,9 @@ type Deps struct {
 	Orchestrator *orchestrator.Orchestrator
 	Files        *fsapi.Service
 	Processes    *process.Service
+	Ports        *ports.Service
+	Snapshots    *snapshot.Snapshots
+	Isolate      *isolate.Service
 	Keys         *supervisor.Keys
 	// Version names sandboxd to clients.
 	Version string
@@ -145,6 +151,32 @@ type (
 		Output string `json:"output"`
 		Next   int64  `json:"next"`
 		State  string `json:"state"`
+	}
+	RunIn struct {
+		Runtime   string `json:"runtime" jsonschema:"python, node or bash"`
+		Code      string `json:"code"`
+		TimeoutMs int64  `json:"timeout_ms,omitempty"`
+	}
+	ExposeIn struct {
+		ID     string `json:"id"`
+		Port   int    `json:"port" jsonschema:"a TCP port a server listens on in the sandbox"`
+		Public bool   `json:"public,omitempty" jsonschema:"reachable without the port's token (host form)"`
+	}
+	PortOut struct {
+		Port  int    `json:"port"`
+		Token string `json:"token"`
+	}
+	SnapshotIn struct {
+		ID   string `json:"id"`
+		Name string `json:"name,omitempty"`
+	}
+	SnapshotOut struct {
+		ID   string `json:"id"`
+		Size int64  `json:"size"`
+	}
+	RestoreIn struct {
+		ID       string `json:"id" jsonschema:"the sandbox to roll back, in place"`
+		Snapshot string `json:"snapshot"`
 	}
 )
 
@@ -272,6 +304,53 @@ func newServer(d Deps, owner string) *mcp.Server {
 			}
 			out.Output = buf.String()
 			return nil, out, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "run_code", Description: "Run a short piece of code (python, node or bash) in a fresh, locked-down runner, not in a sandbox."},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in RunIn) (*mcp.CallToolResult, ExecOut, error) {
+			var stdout, stderr capped
+			res, err := d.Isolate.Run(ctx, owner, isolate.RunOptions{Runtime: in.Runtime, Code: in.Code,
+				Timeout: time.Duration(in.TimeoutMs) * time.Millisecond, MaxOutput: maxToolOutput}, &stdout, &stderr)
+			if err != nil {
+				r, _, _ := toolError(err)
+				return r, ExecOut{}, nil
+			}
+			return nil, ExecOut{ExitCode: res.ExitCode, Stdout: stdout.String(), Stderr: stderr.String()}, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "expose_port", Description: "Expose a port of a sandbox through sandboxd (docs/ports.md), with a token of its own."},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in ExposeIn) (*mcp.CallToolResult, PortOut, error) {
+			p, err := d.Ports.Expose(ctx, owner, in.ID, in.Port, in.Public)
+			if err != nil {
+				r, _, _ := toolError(err)
+				return r, PortOut{}, nil
+			}
+			return nil, PortOut{Port: p.Port, Token: p.Token}, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "create_snapshot", Description: "Checkpoint a sandbox's filesystem as a snapshot."},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in SnapshotIn) (*mcp.CallToolResult, SnapshotOut, error) {
+			var sn snapshot.Snapshot
+			err := o.WithSandbox(ctx, owner, in.ID, func(sb orchestrator.Sandbox) error {
+				var err error
+				sn, err = d.Snapshots.Create(ctx, owner, snapshot.Source{SandboxID: sb.ID, ContainerID: sb.ContainerID, Image: sb.Image}, in.Name, nil)
+				return err
+			})
+			if err != nil {
+				r, _, _ := toolError(err)
+				return r, SnapshotOut{}, nil
+			}
+			return nil, SnapshotOut{ID: sn.ID, Size: sn.Size}, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "restore_snapshot", Description: "Roll a sandbox back to a snapshot, in place (same ID)."},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in RestoreIn) (*mcp.CallToolResult, SandboxOut, error) {
+			sn, err := d.Snapshots.Get(ctx, owner, in.Snapshot)
+			var sb orchestrator.Sandbox
+			if err == nil {
+				sb, err = o.Restore(ctx, owner, in.ID, sn.Image)
+			}
+			if err != nil {
+				r, _, _ := toolError(err)
+				return r, SandboxOut{}, nil
+			}
+			return nil, toOut(sb), nil
 		})
 	return s
 }

@@ -186,7 +186,8 @@ func run(cfg config, log *slog.Logger) error {
 	hs := srv.HTTPServer(cfg.Listen)
 	// MCP at /mcp, beside the REST API, with the same keys (docs/mcp.md).
 	root := http.NewServeMux()
-	root.Handle("/mcp", mcp.Handler(mcp.Deps{Orchestrator: orch, Files: files, Processes: procs, Keys: keys, Version: "sandboxd"}))
+	root.Handle("/mcp", mcp.Handler(mcp.Deps{Orchestrator: orch, Files: files, Processes: procs, Ports: portSvc, Snapshots: snaps,
+		Isolate: iso, Keys: keys, Version: "sandboxd"}))
 	root.Handle("/", hs.Handler)
 	hs.Handler = root
 	if cfg.E2B {
