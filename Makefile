@@ -10,7 +10,8 @@ GOFLAGS_BUILD := -trimpath
 .PHONY: help build run engine browser e2b-sdk proto test test-unit lint bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}' | \
+		sed -e 's|$$(LISTEN)|$(LISTEN)|' -e 's|$$(DATA)|$(DATA)|'
 
 build: web/vendor/xterm.js ## build bin/sandboxd, bin/sbx and the static bin/sandbox-agent (and the web UI's npm assets)
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sandbox-agent ./cmd/sandbox-agent

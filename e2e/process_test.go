@@ -59,6 +59,16 @@ func TestProcessOutlivesSandboxd(t *testing.T) {
 		}
 	}
 
+	// Without a key, sbx says how to give one; help is not an error.
+	if _, errOut, code := sbx(t, d.url, "", "ls"); code != 1 || !strings.Contains(errOut, "export SANDBOXD_KEY=") {
+		t.Fatalf("sbx ls without a key: %d %q", code, errOut)
+	}
+	for _, args := range [][]string{{"--help"}, {"ls", "--help"}} {
+		if _, _, code := sbx(t, d.url, key, args...); code != 0 {
+			t.Fatalf("sbx %v: exit %d", args, code)
+		}
+	}
+
 	// sbx exec -i streams its standard input to the command.
 	if out, errOut, code := sbxIn(t, d.url, key, strings.Repeat("a line\n", 3000), "exec", "-i", id, "--", "wc", "-l"); code != 0 || strings.TrimSpace(out) != "3000" {
 		t.Fatalf("sbx exec -i: %d %q %q", code, out, errOut)

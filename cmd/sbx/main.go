@@ -92,6 +92,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // the help asked for was printed
+		}
 		return 2
 	}
 	if global.NArg() == 0 {
@@ -114,7 +117,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &ee):
 		return ee.code
 	case errors.Is(err, flag.ErrHelp):
-		return 2
+		return 0 // the help asked for was printed
+	}
+	var ae *api.Error
+	if *key == "" && errors.As(err, &ae) && ae.Status == 401 {
+		fmt.Fprintln(stderr, "sbx: no API key: export SANDBOXD_KEY=... (the admin key sandboxd printed on its first start, or one made with sbx key create), or pass --key")
+		return 1
 	}
 	fmt.Fprintln(stderr, "sbx:", err)
 	return 1
