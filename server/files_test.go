@@ -336,7 +336,28 @@ func TestFileWatch(t *testing.T) {
 	}
 
 	// Reconnect from the last seen: what happened meanwhile is replayed.
+	// The agent reads inotify on its own time: a live watch that sees the
+	// event says the agent has it, before the reconnect asks for it.
+	live := make(chan error, 1)
+	liveReady := make(chan struct{})
+	go func() {
+		_, err := collect(0, func(e api.FileEvent) bool {
+			if e.Type == "ready" {
+				close(liveReady)
+			}
+			return e.Type == "create" && e.Path == "/w/f4"
+		})
+		live <- err
+	}()
+	select {
+	case <-liveReady:
+	case err := <-live:
+		t.Fatalf("the live watch ended before it was ready: %v", err)
+	}
 	exec("echo c > /w/f4")
+	if err := <-live; err != nil {
+		t.Fatal(err)
+	}
 	got = watch(last, func(e api.FileEvent) bool { return e.Type == "ready" })
 	if len(got) < 2 || got[0].Type != "create" || got[0].Path != "/w/f4" {
 		t.Fatalf("replay: %+v", got)
