@@ -71,8 +71,8 @@ type keyOf struct{}
 
 // toolError is a failure the model should see: an MCP tool error, not a
 // protocol error.
-func toolError(err error) (*mcp.CallToolResult, any, error) {
-	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: err.Error()}}}, nil, nil
+func toolError(err error) *mcp.CallToolResult {
+	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: err.Error()}}}
 }
 
 // Tool inputs and outputs: their JSON schemas are derived from these.
@@ -190,8 +190,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 		func(ctx context.Context, _ *mcp.CallToolRequest, in CreateIn) (*mcp.CallToolResult, SandboxOut, error) {
 			sb, _, err := o.Create(ctx, owner, orchestrator.CreateOptions{Image: in.Image, Env: in.Env, MemoryMB: in.MemoryMB})
 			if err != nil {
-				r, _, _ := toolError(err)
-				return r, SandboxOut{}, nil
+				return toolError(err), SandboxOut{}, nil
 			}
 			return nil, toOut(sb), nil
 		})
@@ -199,8 +198,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 		func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, ListOut, error) {
 			list, _, err := o.List(ctx, owner, orchestrator.ListFilter{Limit: 1000})
 			if err != nil {
-				r, _, _ := toolError(err)
-				return r, ListOut{}, nil
+				return toolError(err), ListOut{}, nil
 			}
 			out := ListOut{Sandboxes: []SandboxOut{}}
 			for _, sb := range list {
@@ -211,8 +209,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 	mcp.AddTool(s, &mcp.Tool{Name: "delete_sandbox", Description: "Delete a sandbox and its files."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in IDIn) (*mcp.CallToolResult, DoneOut, error) {
 			if err := o.Delete(ctx, owner, in.ID); err != nil {
-				r, _, _ := toolError(err)
-				return r, DoneOut{}, nil
+				return toolError(err), DoneOut{}, nil
 			}
 			return nil, DoneOut{Done: true}, nil
 		})
@@ -225,8 +222,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 			res, err := o.Exec(ctx, owner, in.ID, orchestrator.ExecOptions{Argv: in.Cmd, Shell: in.Shell, Cwd: in.Cwd,
 				Timeout: time.Duration(in.TimeoutMs) * time.Millisecond, MaxOutput: maxToolOutput}, nil, &stdout, &stderr)
 			if err != nil {
-				r, _, _ := toolError(err)
-				return r, ExecOut{}, nil
+				return toolError(err), ExecOut{}, nil
 			}
 			out := ExecOut{ExitCode: res.ExitCode, Stdout: stdout.String(), Stderr: stderr.String()}
 			if res.StartError != "" {
@@ -244,16 +240,14 @@ func newServer(d Deps, owner string) *mcp.Server {
 				err = fmt.Errorf("%s is a directory: use list_files", in.Path)
 			}
 			if err != nil {
-				r, _, _ := toolError(err)
-				return r, ReadOut{}, nil
+				return toolError(err), ReadOut{}, nil
 			}
 			return nil, ReadOut{Content: buf.String()}, nil
 		})
 	mcp.AddTool(s, &mcp.Tool{Name: "write_file", Description: "Write a text file in a sandbox, replacing what was there."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in WriteIn) (*mcp.CallToolResult, DoneOut, error) {
 			if _, err := d.Files.Write(ctx, target(in.ID), in.Path, 0, true, strings.NewReader(in.Content)); err != nil {
-				r, _, _ := toolError(err)
-				return r, DoneOut{}, nil
+				return toolError(err), DoneOut{}, nil
 			}
 			return nil, DoneOut{Done: true}, nil
 		})
@@ -262,8 +256,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 			l, err := d.Files.Read(ctx, target(in.ID), fsapi.ReadOptions{Path: in.Path, Length: -1},
 				func(fsapi.FileInfo) (io.Writer, error) { return nil, errors.New(in.Path + " is a file: use read_file") })
 			if err != nil {
-				r, _, _ := toolError(err)
-				return r, ListFilesOut{}, nil
+				return toolError(err), ListFilesOut{}, nil
 			}
 			out := ListFilesOut{Entries: []EntryOut{}}
 			for _, e := range l.Entries {
@@ -275,8 +268,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 		func(ctx context.Context, _ *mcp.CallToolRequest, in StartIn) (*mcp.CallToolResult, ProcessOut, error) {
 			p, err := d.Processes.Start(ctx, owner, in.ID, process.StartOptions{Shell: in.Shell, Tag: in.Tag})
 			if err != nil {
-				r, _, _ := toolError(err)
-				return r, ProcessOut{}, nil
+				return toolError(err), ProcessOut{}, nil
 			}
 			return nil, ProcessOut{PID: p.PID, State: p.State, ExitCode: p.ExitCode}, nil
 		})
@@ -299,8 +291,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 				return nil
 			})
 			if err != nil {
-				r, _, _ := toolError(err)
-				return r, LogsOut{}, nil
+				return toolError(err), LogsOut{}, nil
 			}
 			out.Output = buf.String()
 			return nil, out, nil
@@ -311,8 +302,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 			res, err := d.Isolate.Run(ctx, owner, isolate.RunOptions{Runtime: in.Runtime, Code: in.Code,
 				Timeout: time.Duration(in.TimeoutMs) * time.Millisecond, MaxOutput: maxToolOutput}, &stdout, &stderr)
 			if err != nil {
-				r, _, _ := toolError(err)
-				return r, ExecOut{}, nil
+				return toolError(err), ExecOut{}, nil
 			}
 			return nil, ExecOut{ExitCode: res.ExitCode, Stdout: stdout.String(), Stderr: stderr.String()}, nil
 		})
@@ -320,8 +310,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 		func(ctx context.Context, _ *mcp.CallToolRequest, in ExposeIn) (*mcp.CallToolResult, PortOut, error) {
 			p, err := d.Ports.Expose(ctx, owner, in.ID, in.Port, in.Public)
 			if err != nil {
-				r, _, _ := toolError(err)
-				return r, PortOut{}, nil
+				return toolError(err), PortOut{}, nil
 			}
 			return nil, PortOut{Port: p.Port, Token: p.Token}, nil
 		})
@@ -334,8 +323,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 				return err
 			})
 			if err != nil {
-				r, _, _ := toolError(err)
-				return r, SnapshotOut{}, nil
+				return toolError(err), SnapshotOut{}, nil
 			}
 			return nil, SnapshotOut{ID: sn.ID, Size: sn.Size}, nil
 		})
@@ -347,8 +335,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 				sb, err = o.Restore(ctx, owner, in.ID, sn.Image)
 			}
 			if err != nil {
-				r, _, _ := toolError(err)
-				return r, SandboxOut{}, nil
+				return toolError(err), SandboxOut{}, nil
 			}
 			return nil, toOut(sb), nil
 		})

@@ -123,8 +123,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (t *transport) exchange(sc *serverConn, req *http.Request) (*http.Response, error) {
 	// A cancelled request ends its connection, and so any read or write on it.
 	stop := context.AfterFunc(req.Context(), sc.abort)
-	written := make(chan error, 1)
-	write := func() {
+	write := func() error {
 		err := req.Write(sc.bw)
 		if err == nil {
 			err = sc.bw.Flush()
@@ -132,11 +131,11 @@ func (t *transport) exchange(sc *serverConn, req *http.Request) (*http.Response,
 		if err != nil {
 			sc.abort()
 		}
-		written <- err
+		return err
 	}
+	written := make(chan error, 1)
 	if req.Body == nil || req.Body == http.NoBody {
-		write()
-		if err := <-written; err != nil {
+		if err := write(); err != nil {
 			stop()
 			return nil, err
 		}
@@ -144,7 +143,7 @@ func (t *transport) exchange(sc *serverConn, req *http.Request) (*http.Response,
 	} else {
 		// A body is sent while the answer may already come (a server
 		// that answers before it has read everything).
-		go write()
+		go func() { written <- write() }()
 	}
 	resp, err := readAnswer(sc.br, req)
 	if err != nil {

@@ -38,15 +38,9 @@ const (
 func (s *Server) execSocket(c *echo.Context) error {
 	r := c.Request()
 	id := c.Param("id")
-	key, err := s.socketAuth(c, id, execAction)
+	key, err := s.socketCaller(c, id, execAction)
 	if err != nil {
 		return err
-	}
-	if _, err := s.deps.Orchestrator.Get(r.Context(), key.ID, id); err != nil {
-		return err
-	}
-	if !websocket.IsWebSocketUpgrade(r) {
-		return badRequest("this route needs a WebSocket upgrade")
 	}
 	opts, err := execQuery(r.URL.Query())
 	if err != nil {

@@ -33,15 +33,9 @@ var upgrader = websocket.Upgrader{
 func (s *Server) ptySocket(c *echo.Context) error {
 	r := c.Request()
 	id := c.Param("id")
-	key, err := s.socketAuth(c, id, ptyAction)
+	key, err := s.socketCaller(c, id, ptyAction)
 	if err != nil {
 		return err
-	}
-	if _, err := s.deps.Orchestrator.Get(r.Context(), key.ID, id); err != nil {
-		return err
-	}
-	if !websocket.IsWebSocketUpgrade(r) {
-		return badRequest("this route needs a WebSocket upgrade")
 	}
 	req, err := ptyRequest(r.URL.Query())
 	if err != nil {
@@ -114,6 +108,22 @@ func ptyRequest(q url.Values) (shell.Request, error) {
 	return shell.Request{
 		Argv: q["cmd"], Env: env, Cols: cols, Rows: rows, Cwd: cwd, User: q.Get("user"), IdleTimeout: idle,
 	}, nil
+}
+
+// socketCaller admits a WebSocket request before its upgrade: its key
+// (socketAuth), the key's own sandbox id, and an upgrade asked for.
+func (s *Server) socketCaller(c *echo.Context, id, action string) (supervisor.Key, error) {
+	key, err := s.socketAuth(c, id, action)
+	if err != nil {
+		return supervisor.Key{}, err
+	}
+	if _, err := s.deps.Orchestrator.Get(c.Request().Context(), key.ID, id); err != nil {
+		return supervisor.Key{}, err
+	}
+	if !websocket.IsWebSocketUpgrade(c.Request()) {
+		return supervisor.Key{}, badRequest("this route needs a WebSocket upgrade")
+	}
+	return key, nil
 }
 
 // socketAuth authenticates a WebSocket request: by bearer key (any client that

@@ -67,19 +67,14 @@ type Info struct {
 // was called and succeeded: the connection is the WebSocket's from then on,
 // and a later error is only worth logging.
 func (s *Service) Serve(ctx context.Context, owner, id string, req Request, upgrade func() (*websocket.Conn, error)) (upgraded bool, err error) {
-	err = s.sandboxes.Attach(ctx, owner, id, func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error {
-		stream, err := conn.PtyAttach(ctx, s.attachOf(sb, req))
-		if err != nil {
-			return ptyErr(err, id, req.Session)
-		}
-		defer stream.Close()
+	err = s.View(ctx, owner, id, req, func(v *Viewer) error {
 		ws, err := upgrade()
 		if err != nil {
 			return nil // the upgrader has answered
 		}
 		upgraded = true
 		defer ws.Close()
-		_, err = Bridge(ctx, ws, stream, s.log.With("sandbox_id", id, "session", stream.Info.ID))
+		_, err = Bridge(ctx, ws, v.stream, s.log.With("sandbox_id", id, "session", v.Session.ID))
 		return err
 	})
 	return upgraded, err
