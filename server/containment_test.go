@@ -232,6 +232,8 @@ func TestTenancyOnEveryRoute(t *testing.T) {
 		"GET /healthz":                                      {{"GET", "/healthz", "", 0}},
 		"GET /readyz":                                       {{"GET", "/readyz", "", 0}},
 		"GET /":                                             {{"GET", "/", "", 0}},
+		"GET /docs":                                         {{"GET", "/docs", "", 0}},
+		"GET /openapi.json":                                 {{"GET", "/openapi.json", "", 0}},
 		"GET /static/*":                                     {{"GET", "/static/app.js", "", 0}},
 		"GET /vendor/*":                                     {{"GET", "/vendor/xterm.js", "", 0}},
 		"GET /v1/sandboxes/:id/pty":                         {{"GET", s + "/pty", "", 404}},

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"net/http"
+
 	"github.com/labstack/echo/v5"
 	"github.com/labstack/echo/v5/middleware"
 
+	"github.com/sandboxd/sandboxd/openapi"
 	"github.com/sandboxd/sandboxd/process"
 	"github.com/sandboxd/sandboxd/web"
 )
@@ -31,6 +34,7 @@ func (s *Server) routes() {
 	// Off the tenant API: an admin's key, or a listener of its own
 	// (--metrics-listen).
 	e.GET("/metrics", echo.WrapHandler(s.metrics.handler()), noBody, s.authenticate, s.adminOnly)
+	e.GET("/openapi.json", openAPI, noBody)
 
 	// WebSockets authenticate themselves: bearer key, or ticket and Origin.
 	e.GET("/v1/sandboxes/:id/pty", s.ptySocket, noBody)
@@ -105,8 +109,15 @@ func (s *Server) routes() {
 
 	ui := echo.WrapHandler(web.Handler())
 	e.GET("/", ui, noBody)
+	e.GET("/docs", ui, noBody)
 	e.GET("/static/*", ui, noBody)
 	e.GET("/vendor/*", ui, noBody)
 
 	e.RouteNotFound("/*", s.notFound)
+}
+
+// openAPI serves the API's OpenAPI 3.1 document (package openapi; the tests
+// hold it to this table both ways).
+func openAPI(c *echo.Context) error {
+	return c.Blob(http.StatusOK, "application/json", openapi.Document())
 }

@@ -70,7 +70,7 @@ func newBase(t *testing.T) *base {
 // serve serves srv from an httptest server until the test ends, then closes
 // it, runs closeAll, and removes every container of instance.
 func (b *base) serve(t *testing.T, srv *Server, instance string, closeAll func()) string {
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewServer(validated(t, srv.Handler()))
 	t.Cleanup(func() {
 		srv.Close()
 		hs.Close()

@@ -1,7 +1,8 @@
 // Package web is sandboxd's browser UI: static files embedded in the binary. The
 // page talks to the REST API with the key the user enters (kept in the tab's
 // session storage) and opens terminals over WebSockets with single-use tickets.
-// Its front-end libraries (xterm.js) come from npm at build time into vendor/.
+// Its front-end libraries (xterm.js, Swagger UI) come from npm at build time
+// into vendor/.
 package web
 
 import (
@@ -13,8 +14,9 @@ import (
 //go:embed static vendor
 var files embed.FS
 
-// Handler serves the UI: the page at "/", its own files under /static/, the
-// npm libraries under /vendor/.
+// Handler serves the UI: the page at "/", the API reference at "/docs" (Swagger
+// UI reading /openapi.json), their own files under /static/, the npm libraries
+// under /vendor/.
 func Handler() http.Handler {
 	fileServer := http.FileServerFS(files)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -22,8 +24,9 @@ func Handler() http.Handler {
 		h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
-		if r.URL.Path == "/" {
-			b, err := fs.ReadFile(files, "static/index.html")
+		page := map[string]string{"/": "static/index.html", "/docs": "static/docs.html"}[r.URL.Path]
+		if page != "" {
+			b, err := fs.ReadFile(files, page)
 			if err != nil {
 				http.Error(w, "ui missing", http.StatusInternalServerError)
 				return
