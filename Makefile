@@ -7,16 +7,22 @@ LISTEN  ?= 127.0.0.1:7070
 GOFLAGS_BUILD := -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build run engine browser e2b-sdk openapi-ts proto test test-unit lint bench clean
+.PHONY: help build image run engine browser e2b-sdk openapi-ts proto test test-unit lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}' | \
-		sed -e 's|$$(LISTEN)|$(LISTEN)|' -e 's|$$(DATA)|$(DATA)|'
+		sed -e 's|$$(LISTEN)|$(LISTEN)|' -e 's|$$(DATA)|$(DATA)|' -e 's|$$(IMAGE)|$(IMAGE)|'
 
 build: web/vendor/xterm.js ## build bin/sandboxd, bin/sbx and the static bin/sandbox-agent (and the web UI's npm assets)
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sandbox-agent ./cmd/sandbox-agent
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sandboxd ./cmd/sandboxd
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sbx ./cmd/sbx
+
+IMAGE ?= sandboxd/sandboxd:latest
+
+image: build engine ## build the container image of sandboxd itself as $(IMAGE) (docs/image.md)
+	$(BIN)/sandboxd --data $(DATA) --build-image sandboxd/base >/dev/null
+	docker build -q -t $(IMAGE) .
 
 web/vendor/xterm.js: web/package.json web/package-lock.json scripts/web.sh
 	bash scripts/web.sh

@@ -57,6 +57,7 @@ type config struct {
 	AppIdle        time.Duration
 	LogLevel       slog.Level
 	LogJSON        bool
+	BuildImage     string
 }
 
 func loadConfig(args []string) (config, error) {
@@ -120,6 +121,7 @@ func loadConfig(args []string) (config, error) {
 	fs.StringVar(&c.MetricsListen, "metrics-listen", env("SANDBOXD_METRICS_LISTEN", ""), "also serve Prometheus /metrics, without authentication, on this address (GET /metrics on -listen needs an admin key) (SANDBOXD_METRICS_LISTEN)")
 	fs.BoolVar(&c.E2B, "e2b", env("SANDBOXD_E2B", "true") == "true", "serve E2B's control plane and envd's data plane on the same listener, for E2B's SDKs (docs/e2b.md) (SANDBOXD_E2B)")
 	fs.StringVar(&c.PreviewDomain, "preview-domain", env("SANDBOXD_PREVIEW_DOMAIN", ""), "serve exposed ports at http://{port}-{sandbox id}.{this domain}/ (needs a wildcard DNS record, and a TLS front in production; 'localhost' works in browsers on this machine) (SANDBOXD_PREVIEW_DOMAIN)")
+	fs.StringVar(&c.BuildImage, "build-image", "", "build this built-in image if it is missing (sandboxd/base, sandboxd/busybox...), then exit instead of serving")
 	fs.StringVar(&level, "log-level", env("SANDBOXD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.BoolVar(&c.LogJSON, "log-json", false, "log JSON lines instead of text")
 	if err := fs.Parse(args); err != nil {

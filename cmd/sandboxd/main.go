@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -104,6 +105,9 @@ func run(cfg config, log *slog.Logger) error {
 
 	builder := images.New(eng, log, cfg.DebianMirror, filepath.Join(data, "build"))
 	defer builder.Close()
+	if cfg.BuildImage != "" {
+		return buildImage(ctx, builder, cfg.BuildImage)
+	}
 	builder.Warm(ctx, cfg.DefaultImage, images.Busybox)
 
 	keys, err := supervisor.NewKeys(ctx, sq)
@@ -296,4 +300,22 @@ func snapshotQuota(keys *supervisor.Keys) snapshot.QuotaFunc {
 		}
 		return snapshot.Quota{Snapshots: k.Quota.Snapshots, Bytes: k.Quota.SnapshotBytes}, nil
 	}
+}
+
+// buildImage is --build-image: make a built-in image if it is missing (or its
+// recipe changed), printing the build's progress, and stop. `make image`
+// builds the base of sandboxd's own image this way.
+func buildImage(ctx context.Context, builder *images.Builder, ref string) error {
+	if !strings.Contains(ref[strings.LastIndex(ref, "/")+1:], ":") {
+		ref += ":latest"
+	}
+	if !slices.Contains(images.Recipes(), ref) {
+		return fmt.Errorf("--build-image: %q is not a built-in image (%s)", ref, strings.Join(images.Recipes(), ", "))
+	}
+	img, err := builder.Ensure(ctx, ref, func(line string) { fmt.Fprintln(os.Stderr, line) })
+	if err != nil {
+		return err
+	}
+	fmt.Println(img.ID)
+	return nil
 }
