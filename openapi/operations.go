@@ -132,7 +132,7 @@ var operations = []op{
 	{Method: "DELETE", Path: "/v1/snapshots/:id", ID: "deleteSnapshot", Summary: "Delete a snapshot", Tag: "snapshots", Status: 204},
 	{Method: "GET", Path: "/v1/snapshots/:id/export", ID: "exportSnapshot", Summary: "Export a snapshot as a portable tar stream", Tag: "snapshots", Status: 200, OutMedia: "application/x-tar"},
 	{Method: "GET", Path: "/v1/snapshots/:id/diff", ID: "diffSnapshot", Summary: "What differs between a snapshot and a sandbox or another snapshot", Tag: "snapshots", Status: 200, Out: api.Diff{},
-		Query: []param{q("to", "string", "A snapshot or sandbox ID (default: the snapshot's sandbox now).")}},
+		Query: []param{qRequired("to", "string", "A snapshot ID, or a sandbox ID (as it is now).")}},
 	{Method: "POST", Path: "/v1/snapshots/import", ID: "importSnapshot", Summary: "Import an exported snapshot", Tag: "snapshots", BodyMedia: "application/x-tar", Status: 201, Out: api.Snapshot{}},
 
 	{Method: "POST", Path: "/v1/run", ID: "run", Summary: "Run code in a warm, locked-down runner", Tag: "run", Body: api.RunRequest{}, Status: 200, Out: api.RunResult{}},

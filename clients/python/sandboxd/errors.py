@@ -1,0 +1,100 @@
+"""Errors of sandboxd's API: one class per error code, all SandboxdError."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Type
+
+
+class SandboxdError(Exception):
+    """An error answer of sandboxd: code, message, the HTTP status and the
+    request's ID (give it when reporting a problem)."""
+
+    code = ""
+
+    def __init__(self, message: str, *, code: str = "", status: int = 0,
+                 request_id: str = "", retry_after: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.status = status
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        s = f"{self.code}: {self.message}"
+        return f"{s} (request {self.request_id})" if self.request_id else s
+
+
+class InvalidArgument(SandboxdError):
+    code = "invalid_argument"
+
+
+class Unauthenticated(SandboxdError):
+    code = "unauthenticated"
+
+
+class Forbidden(SandboxdError):
+    code = "forbidden"
+
+
+class NotFound(SandboxdError):
+    code = "not_found"
+
+
+class MethodNotAllowed(SandboxdError):
+    code = "method_not_allowed"
+
+
+class Conflict(SandboxdError):
+    code = "conflict"
+
+
+class RateLimited(SandboxdError):
+    """429: slow down; retry_after says for how many seconds."""
+    code = "rate_limited"
+
+
+class QuotaExceeded(SandboxdError):
+    """429: the key holds all its quota allows."""
+    code = "quota_exceeded"
+
+
+class PayloadTooLarge(SandboxdError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(SandboxdError):
+    code = "unsupported_media_type"
+
+
+class Internal(SandboxdError):
+    code = "internal"
+
+
+class NoSpace(SandboxdError):
+    code = "no_space"
+
+
+class Unavailable(SandboxdError):
+    code = "unavailable"
+
+
+class NotListening(SandboxdError):
+    """502: nothing listens on the sandbox's port."""
+    code = "not_listening"
+
+
+_BY_CODE: Dict[str, Type[SandboxdError]] = {
+    cls.code: cls for cls in (
+        InvalidArgument, Unauthenticated, Forbidden, NotFound, MethodNotAllowed, Conflict,
+        RateLimited, QuotaExceeded, PayloadTooLarge, UnsupportedMediaType, Internal, NoSpace,
+        Unavailable, NotListening)
+}
+
+
+def error_for(code: str, message: str, *, status: int = 0, request_id: str = "",
+              retry_after: Optional[int] = None) -> SandboxdError:
+    """The exception of an error code (SandboxdError itself for a code this
+    client does not know)."""
+    cls = _BY_CODE.get(code, SandboxdError)
+    return cls(message, code=code, status=status, request_id=request_id, retry_after=retry_after)
