@@ -57,6 +57,23 @@ func TestCopyInAndOut(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(local, "one", "a.txt")); err != nil || string(b) != "alpha\n" {
 		t.Fatalf("single file: %q %v", b, err)
 	}
+	// cp -r: into an existing directory the source lands under its own
+	// name; SRC/. copies the contents; a trailing / names a directory.
+	run("cp", filepath.Join(local, "src"), sb.ID+":/work/proj")
+	run("cp", filepath.Join(local, "src")+"/.", sb.ID+":/work/flat")
+	run("cp", filepath.Join(local, "src"), sb.ID+":/work/new/")
+	for _, p := range []string{"/work/proj/src/a.txt", "/work/flat/a.txt", "/work/new/src/deep/big.bin"} {
+		if out := run("exec", sb.ID, "--", "stat", "-c", "%s", p); out == "" {
+			t.Fatalf("%s missing", p)
+		}
+	}
+	run("cp", sb.ID+":/work/proj", filepath.Join(local, "back"))
+	if b, err := os.ReadFile(filepath.Join(local, "back", "proj", "a.txt")); err != nil || string(b) != "alpha\n" {
+		t.Fatalf("a directory copied into an existing one: %q %v", b, err)
+	}
+	if _, errOut, code := sbx(t, d.url, key, "cp", filepath.Join(local, "src"), sb.ID+":/work/a.txt"); code == 0 || !strings.Contains(errOut, "cannot copy directory") {
+		t.Fatalf("a directory onto a file: %d %s", code, errOut)
+	}
 	if _, errOut, code := sbx(t, d.url, key, "cat", sb.ID+":/work/nope"); code == 0 || !strings.Contains(errOut, "not_found") {
 		t.Fatalf("cat of a missing file: %d %s", code, errOut)
 	}

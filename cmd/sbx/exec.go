@@ -1,57 +1,80 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/sandboxd/sandboxd/api"
 )
 
-// runExec streams a command's output and exits with its exit code.
-func runExec(ctx context.Context, c *api.Client, args []string) error {
-	fs := newFlags("exec")
-	env := kvFlag{}
+// execCmd streams a command's output and exits with its exit code.
+func execCmd(g *cli) *cobra.Command {
 	var req api.ExecRequest
-	fs.Var(env, "env", "environment variable KEY=VALUE (repeatable)")
-	fs.StringVar(&req.Cwd, "cwd", "", "working directory")
-	fs.StringVar(&req.User, "user", "", "user to run as")
-	fs.Int64Var(&req.TimeoutMs, "timeout", 0, "timeout in milliseconds (default 10 minutes)")
-	fs.StringVar(&req.Shell, "shell", "", "run this line with /bin/sh -c instead of CMD")
-	stdin := fs.Bool("i", false, "stream standard input to the command (over a WebSocket) while its output streams back")
-	if err := fs.Parse(args); err != nil {
-		return err
+	var env []string
+	var timeout time.Duration
+	var interactive, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "exec ID [flags] -- CMD [ARG...]",
+		Short: "Run a command in a sandbox, stream its output, exit with its code",
+		Long: `Run a command in a sandbox and stream its output as it comes; sbx exits with
+the command's exit code. Everything after -- is the command, run without a
+shell; --shell runs a line with /bin/sh -c instead. With -i, standard input
+streams to the command too.`,
+		Example: `  sbx exec $ID -- python3 -c 'print(6*7)'
+  sbx exec $ID --shell 'cd /work && make test'
+  sbx exec $ID --timeout 30s --env DEBUG=1 --cwd /work -- ./build.sh
+  tar -c . | sbx exec -i $ID -- tar -x -C /work
+  sbx exec $ID --json -- uname -a`,
+		Args:              args(cobra.MinimumNArgs(1)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			id, argv := afterDash(cmd, a)
+			if id == "" {
+				return usageError{fmt.Errorf("exec: give the sandbox ID before --")}
+			}
+			if len(argv) == 0 && req.Shell == "" {
+				return usageError{fmt.Errorf("exec: give a command after -- (sbx exec ID -- CMD...), or --shell LINE")}
+			}
+			var err error
+			if req.Env, err = keyValues("env", env); err != nil {
+				return err
+			}
+			req.Cmd, req.TimeoutMs = argv, timeout.Milliseconds()
+			c, ctx := g.client(), cmd.Context()
+			var res api.ExecResult
+			switch {
+			case asJSON:
+				res, err = c.Exec(ctx, id, req)
+				if err == nil {
+					err = printJSON(res)
+				}
+			case interactive:
+				res, err = c.ExecSocket(ctx, id, req, os.Stdin, out, errOut)
+			default:
+				res, err = c.ExecStream(ctx, id, req, out, errOut)
+			}
+			if err != nil {
+				return err
+			}
+			if res.StartError != "" && !asJSON {
+				fmt.Fprintln(errOut, "sbx:", res.StartError)
+			}
+			if res.ExitCode != 0 {
+				return exitError{res.ExitCode}
+			}
+			return nil
+		},
 	}
-	if err := needArgs(fs, 1, "sandbox ID"); err != nil {
-		return err
-	}
-	id, cmd := fs.Arg(0), fs.Args()[1:]
-	if len(cmd) > 0 && cmd[0] == "--" {
-		cmd = cmd[1:]
-	}
-	if len(cmd) == 0 && req.Shell == "" {
-		return fmt.Errorf("exec: give a command after the sandbox ID (sbx exec ID -- CMD...)")
-	}
-	req.Cmd = cmd
-	if len(env) > 0 {
-		req.Env = env
-	}
-	var res api.ExecResult
-	var err error
-	if *stdin {
-		// Standard input streams to the command while its output streams back.
-		res, err = c.ExecSocket(ctx, id, req, os.Stdin, out, errOut)
-	} else {
-		res, err = c.ExecStream(ctx, id, req, out, errOut)
-	}
-	if err != nil {
-		return err
-	}
-	if res.StartError != "" {
-		fmt.Fprintln(errOut, "sbx:", res.StartError)
-	}
-	if res.ExitCode != 0 {
-		return exitError{res.ExitCode}
-	}
-	return nil
+	f := cmd.Flags()
+	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringVarP(&req.Cwd, "cwd", "w", "", "working directory")
+	f.StringVarP(&req.User, "user", "u", "", "user to run as")
+	f.DurationVar(&timeout, "timeout", 0, "kill the command after this long (default 10m)")
+	f.StringVar(&req.Shell, "shell", "", "run this line with /bin/sh -c instead of CMD")
+	f.BoolVarP(&interactive, "interactive", "i", false, "stream standard input to the command while its output streams back")
+	f.BoolVar(&asJSON, "json", false, "wait, then print the whole result as JSON (exit code, output, CPU, memory)")
+	return cmd
 }

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/sandboxd/sandboxd/agent"
@@ -27,27 +28,39 @@ func remotePath(s string) (id, p string, ok bool) {
 	return id, p, true
 }
 
-// runCopy copies files and directories (recursively) between this machine and
-// a sandbox: sbx cp LOCAL ID:PATH, or sbx cp ID:PATH LOCAL. A directory's
-// contents land in the destination directory.
-func runCopy(ctx context.Context, c *api.Client, args []string) error {
-	fs := newFlags("cp")
-	if err := fs.Parse(args); err != nil {
-		return err
+func cpCmd(g *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cp SRC DST",
+		Short: "Copy files and directories into or out of a sandbox (ID:PATH)",
+		Long: `Copy a file or a directory tree between this machine and a sandbox; one side is
+ID:PATH. Directories follow cp -r: into an existing directory DST, SRC lands
+as DST/NAME; a DST that does not exist becomes the copy. SRC ending in /.
+copies the directory's contents into DST instead, and DST ending in / is a
+directory (made when missing). Trees travel as one tar stream.`,
+		Example: `  sbx cp ./project $ID:/work/          # makes /work/project
+  sbx cp ./project $ID:/srv/app        # /srv/app is the copy (when it did not exist)
+  sbx cp ./project/. $ID:/work         # the contents of ./project into /work
+  sbx cp notes.txt $ID:/tmp/
+  sbx cp $ID:/work/project/out ./out   # and back`,
+		Args: args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			src, dst := a[0], a[1]
+			sid, spath, sremote := remotePath(src)
+			did, dpath, dremote := remotePath(dst)
+			switch {
+			case !sremote && dremote:
+				return upload(cmd.Context(), g.client(), src, did, dpath)
+			case sremote && !dremote:
+				return download(cmd.Context(), g.client(), sid, spath, dst)
+			}
+			return usageError{fmt.Errorf("cp: exactly one side must be ID:PATH")}
+		},
 	}
-	if fs.NArg() != 2 {
-		return fmt.Errorf("usage: sbx cp LOCAL ID:PATH | sbx cp ID:PATH LOCAL")
-	}
-	src, dst := fs.Arg(0), fs.Arg(1)
-	sid, spath, sremote := remotePath(src)
-	did, dpath, dremote := remotePath(dst)
-	switch {
-	case !sremote && dremote:
-		return upload(ctx, c, src, did, dpath)
-	case sremote && !dremote:
-		return download(ctx, c, sid, spath, dst)
-	}
-	return fmt.Errorf("cp: exactly one side must be ID:PATH")
+}
+
+// contentsOnly reports a source written as DIR/. (copy what DIR holds).
+func contentsOnly(p string) bool {
+	return strings.HasSuffix(p, "/.") || p == "."
 }
 
 func upload(ctx context.Context, c *api.Client, local, id, remote string) error {
@@ -55,13 +68,19 @@ func upload(ctx context.Context, c *api.Client, local, id, remote string) error 
 	if err != nil {
 		return err
 	}
+	rfi, rerr := c.Stat(ctx, id, remote)
+	rexists := rerr == nil
+	if rerr != nil && !api.IsNotFound(rerr) {
+		return rerr
+	}
+	intoDir := rexists && rfi.Type == "dir" || !rexists && strings.HasSuffix(remote, "/")
 	if !fi.IsDir() {
 		f, err := os.Open(local)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if rfi, err := c.Stat(ctx, id, remote); err == nil && rfi.Type == "dir" {
+		if intoDir {
 			remote = path.Join(remote, filepath.Base(local))
 		}
 		p := newProgress("upload", fi.Size())
@@ -69,6 +88,12 @@ func upload(ctx context.Context, c *api.Client, local, id, remote string) error 
 		_, err = c.WriteFile(ctx, id, remote, p.reader(f), api.WriteOptions{
 			Mode: fmt.Sprintf("%04o", fi.Mode().Perm()), Parents: true, Size: fi.Size()})
 		return err
+	}
+	switch {
+	case rexists && rfi.Type != "dir":
+		return fmt.Errorf("cp: cannot copy directory %s onto %s:%s, a %s", local, id, remote, rfi.Type)
+	case intoDir && !contentsOnly(local):
+		remote = path.Join(remote, filepath.Base(filepath.Clean(local)))
 	}
 	size := treeSize(local)
 	pr, pw := io.Pipe()
@@ -88,8 +113,14 @@ func download(ctx context.Context, c *api.Client, id, remote, local string) erro
 	if err != nil {
 		return err
 	}
+	lfi, lerr := os.Stat(local)
+	lexists := lerr == nil
+	intoDir := lexists && lfi.IsDir() || !lexists && strings.HasSuffix(local, string(filepath.Separator))
 	if rfi.Type != "dir" {
-		if lfi, err := os.Stat(local); err == nil && lfi.IsDir() {
+		if intoDir {
+			if err := os.MkdirAll(local, 0o755); err != nil {
+				return err
+			}
 			local = filepath.Join(local, path.Base(remote))
 		}
 		tmp, err := os.CreateTemp(filepath.Dir(local), ".sbx-cp-*")
@@ -110,6 +141,15 @@ func download(ctx context.Context, c *api.Client, id, remote, local string) erro
 		fmt.Sscanf(rfi.Mode, "%o", &mode)
 		_ = os.Chmod(tmp.Name(), fs.FileMode(mode).Perm())
 		return os.Rename(tmp.Name(), local)
+	}
+	switch {
+	case lexists && !lfi.IsDir():
+		return fmt.Errorf("cp: cannot copy directory %s:%s onto %s, a file", id, remote, local)
+	case intoDir && !contentsOnly(remote):
+		local = filepath.Join(local, path.Base(path.Clean(remote)))
+	}
+	if err := os.MkdirAll(local, 0o755); err != nil {
+		return err
 	}
 	pr, pw := io.Pipe()
 	p := newProgress("download", -1)
@@ -210,24 +250,31 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// runCat writes a sandbox's file to standard output.
-func runCat(ctx context.Context, c *api.Client, args []string) error {
-	if len(args) != 1 {
-		return fmt.Errorf("usage: sbx cat ID:PATH")
+func catCmd(g *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:     "cat ID:PATH",
+		Short:   "Print a file of a sandbox",
+		Example: `  sbx cat $ID:/etc/os-release`,
+		Args:    args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			id, p, ok := remotePath(a[0])
+			if !ok {
+				return usageError{fmt.Errorf("cat: want ID:PATH, got %q", a[0])}
+			}
+			_, err := g.client().ReadFile(cmd.Context(), id, p, out)
+			return err
+		},
 	}
-	id, p, ok := remotePath(args[0])
-	if !ok {
-		return fmt.Errorf("cat: want ID:PATH, got %q", args[0])
-	}
-	_, err := c.ReadFile(ctx, id, p, out)
-	return err
 }
 
 // listFiles lists a sandbox directory: sbx ls ID:PATH.
-func listFiles(ctx context.Context, c *api.Client, id, p string) error {
+func listFiles(ctx context.Context, c *api.Client, id, p string, asJSON bool) error {
 	list, err := c.ListDir(ctx, id, p, 1)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		return printJSON(list)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	for _, e := range list.Entries {

@@ -1,22 +1,8 @@
 // Command sbx is sandboxd's command-line client, built on package api's Go
-// client. Each command turns its flags into a request and prints the answer.
-//
-//	sbx create [flags]            make a sandbox, print its ID
-//	sbx ls [flags]                list sandboxes (sbx ls ID:PATH lists a directory)
-//	sbx cp SRC DST                copy files and directories in or out (ID:PATH)
-//	sbx cat ID:PATH               print a sandbox's file
-//	sbx inspect ID                show one sandbox as JSON
-//	sbx exec [flags] ID -- CMD... run a command, stream its output, exit with its code
-//	sbx shell ID [-- CMD...]      an interactive terminal (--attach SESSION to reattach)
-//	sbx stop|start|rm ID...       stop, start or delete sandboxes
-//	sbx pause|resume ID...        freeze and thaw sandboxes
-//	sbx snapshot create|ls|rm|restore|diff|export|import  checkpoints
-//	sbx images                    list images
-//	sbx image build [--force] NAME build a built-in image
-//	sbx key create|ls|rm          manage API keys (admin)
-//	sbx run python -c CODE        run dynamic code in a warm runner (or sbx run FILE)
-//	sbx apps deploy|invoke|logs|ls|get|rm  apps with their own database
-//	sbx usage                     hourly usage of runs and apps
+// client with cobra: flags go anywhere, every command has help with examples
+// (--help exits 0), durations are written as durations (30s, 500ms), listings
+// take --json, and `sbx completion bash|zsh|fish` writes shell completion.
+// Each command turns its flags into a request and prints the answer.
 //
 // The server URL and API key come from --url and --key, or SANDBOXD_URL and
 // SANDBOXD_KEY.
@@ -26,7 +12,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -34,46 +19,28 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"github.com/sandboxd/sandboxd/api"
 )
 
-// exitError carries an exit code out of a command.
+// exitError carries an exit code out of a command (a remote command's).
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
-type command struct {
-	run   func(ctx context.Context, c *api.Client, args []string) error
-	usage string
+// usageError is a command line sbx cannot run; it exits 2.
+type usageError struct{ error }
+
+// out and errOut are where commands print.
+var out, errOut io.Writer = os.Stdout, os.Stderr
+
+// cli holds the global flags.
+type cli struct {
+	url, key string
 }
 
-var commands = map[string]command{
-	"create":        {runCreate, "create [flags]"},
-	"ls":            {runList, "ls [--label k=v] [--state S] [--json] | ls ID:PATH"},
-	"cp":            {runCopy, "cp LOCAL ID:PATH | cp ID:PATH LOCAL"},
-	"cat":           {runCat, "cat ID:PATH"},
-	"inspect":       {runInspect, "inspect ID"},
-	"exec":          {runExec, "exec [flags] ID -- CMD [ARG...]"},
-	"shell":         {runShell, "shell [--attach SESSION] [--user U] [--cwd DIR] ID [-- CMD...]"},
-	"start-process": {runStartProcess, "start-process [--tag T] [--stdin] [--env K=V] [--cwd DIR] [--user U] [--timeout D] [--shell LINE] ID [-- CMD...]"},
-	"ps":            {runPs, "ps [--tag T] [--json] ID"},
-	"logs":          {runLogs, "logs [-f] [--from OFFSET] ID PID"},
-	"kill":          {runKill, "kill [--signal S] ID PID"},
-	"expose":        {runExpose, "expose [--public] ID PORT"},
-	"unexpose":      {runUnexpose, "unexpose ID PORT"},
-	"stop":          {runStop, "stop ID..."},
-	"start":         {runStart, "start ID..."},
-	"rm":            {runRemove, "rm ID..."},
-	"pause":         {runPause, "pause ID..."},
-	"snapshot":      {runSnapshot, "snapshot create ID [--name N] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP [PATH...] | diff SNAP SNAP|SANDBOX | export [-o FILE] SNAP | import FILE"},
-	"resume":        {runResume, "resume ID..."},
-	"images":        {runImages, "images"},
-	"image":         {runImage, "image build [--force] NAME"},
-	"key":           {runKey, "key create NAME [--admin] | key ls | key rm ID"},
-	"run":           {runRun, "run RUNTIME -c CODE | run RUNTIME - | run FILE  [--timeout D] [--memory MiB] [--ephemeral] [--env K=V] [--file F] [--stdin F]"},
-	"apps":          {runApps, "apps deploy NAME FILE [--runtime R] [--rate N] | invoke NAME [PATH] [-X M] [-d BODY] [-H H] [-i] | logs NAME | ls | get NAME | rm NAME..."},
-	"usage":         {runUsage, "usage [--since 24h] [--json]"},
-}
+func (g *cli) client() *api.Client { return api.NewClient(g.url, g.key) }
 
 func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
@@ -81,46 +48,27 @@ func main() {
 
 func realMain(args []string, stdout, stderr io.Writer) int {
 	out, errOut = stdout, stderr
-	global := flag.NewFlagSet("sbx", flag.ContinueOnError)
-	global.SetOutput(stderr)
-	url := global.String("url", envOr("SANDBOXD_URL", "http://127.0.0.1:7070"), "sandboxd URL (SANDBOXD_URL)")
-	key := global.String("key", os.Getenv("SANDBOXD_KEY"), "API key (SANDBOXD_KEY)")
-	global.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sbx [--url URL] [--key KEY] COMMAND [ARGS]\n\ncommands:")
-		for _, name := range []string{"create", "ls", "inspect", "exec", "start-process", "ps", "logs", "kill", "expose", "unexpose", "shell", "cp", "cat", "stop", "start", "pause", "resume", "snapshot", "rm", "images", "image", "key", "run", "apps", "usage"} {
-			fmt.Fprintln(stderr, "  sbx "+commands[name].usage)
-		}
-	}
-	if err := global.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0 // the help asked for was printed
-		}
-		return 2
-	}
-	if global.NArg() == 0 {
-		global.Usage()
-		return 2
-	}
-	cmd, ok := commands[global.Arg(0)]
-	if !ok {
-		fmt.Fprintf(stderr, "sbx: unknown command %q\n", global.Arg(0))
-		global.Usage()
-		return 2
-	}
+	g := &cli{}
+	root := newRoot(g)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	err := cmd.run(ctx, api.NewClient(*url, *key), global.Args()[1:])
+	err := root.ExecuteContext(ctx)
 	var ee exitError
+	var ue usageError
+	var ae *api.Error
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.Is(err, flag.ErrHelp):
-		return 0 // the help asked for was printed
-	}
-	var ae *api.Error
-	if *key == "" && errors.As(err, &ae) && ae.Status == 401 {
+	case errors.As(err, &ue):
+		fmt.Fprintln(stderr, "sbx:", err)
+		fmt.Fprintln(stderr, "Run 'sbx --help', or 'sbx COMMAND --help', for usage.")
+		return 2
+	case g.key == "" && errors.As(err, &ae) && ae.Status == 401:
 		fmt.Fprintln(stderr, "sbx: no API key: export SANDBOXD_KEY=... (the admin key sandboxd printed on its first start, or one made with sbx key create), or pass --key")
 		return 1
 	}
@@ -128,8 +76,50 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// out and errOut are where commands print; tests point them at buffers.
-var out, errOut io.Writer = os.Stdout, os.Stderr
+func newRoot(g *cli) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sbx",
+		Short: "sandboxd's command-line client",
+		Long: `sbx drives a sandboxd server: sandboxes (persistent Linux containers) with
+commands, background processes, files, ports, terminals and snapshots; code
+run in warm runners; and apps with their own database.
+
+The server and key come from --url and --key, or SANDBOXD_URL and SANDBOXD_KEY.`,
+		Example: `  export SANDBOXD_KEY=sbx_...
+  ID=$(sbx create)
+  sbx exec $ID -- python3 -c 'print(6*7)'
+  sbx shell $ID
+  sbx rm $ID`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.url, "url", envOr("SANDBOXD_URL", "http://127.0.0.1:7070"), "sandboxd URL (SANDBOXD_URL)")
+	// The key's default is read when a command runs, so help never shows it.
+	root.PersistentFlags().StringVar(&g.key, "key", "", "API key (default: SANDBOXD_KEY)")
+	root.PersistentPreRun = func(*cobra.Command, []string) {
+		if g.key == "" {
+			g.key = os.Getenv("SANDBOXD_KEY")
+		}
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddGroup(&cobra.Group{ID: "sandbox", Title: "Sandboxes:"}, &cobra.Group{ID: "inside", Title: "Inside a sandbox:"},
+		&cobra.Group{ID: "state", Title: "Snapshots:"}, &cobra.Group{ID: "code", Title: "Code and apps:"},
+		&cobra.Group{ID: "admin", Title: "Administration:"})
+	add := func(group string, cmds ...*cobra.Command) {
+		for _, c := range cmds {
+			c.GroupID = group
+			root.AddCommand(c)
+		}
+	}
+	add("sandbox", createCmd(g), listCmd(g), inspectCmd(g), lifecycleCmd(g, "stop"), lifecycleCmd(g, "start"),
+		lifecycleCmd(g, "pause"), lifecycleCmd(g, "resume"), lifecycleCmd(g, "rm"))
+	add("inside", execCmd(g), shellCmd(g), ptyCmd(g), startProcessCmd(g), psCmd(g), logsCmd(g), killCmd(g),
+		exposeCmd(g), unexposeCmd(g), portsCmd(g), cpCmd(g), catCmd(g))
+	add("state", snapshotCmd(g))
+	add("code", runCmd(g), appsCmd(g), usageCmd(g))
+	add("admin", imagesCmd(g), imageCmd(g), keyCmd(g))
+	return root
+}
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -144,30 +134,60 @@ func printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// kvFlag collects repeated KEY=VALUE flags.
-type kvFlag map[string]string
-
-func (f kvFlag) String() string { return "" }
-
-func (f kvFlag) Set(s string) error {
-	k, v, ok := strings.Cut(s, "=")
-	if !ok || k == "" {
-		return fmt.Errorf("want KEY=VALUE, got %q", s)
+// args checks a command's positional arguments, as a usage error.
+func args(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if err := check(cmd, a); err != nil {
+			return usageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
+		}
+		return nil
 	}
-	f[k] = v
-	return nil
 }
 
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("sbx "+name, flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	return fs
+// keyValues reads repeated KEY=VALUE flags.
+func keyValues(flag string, list []string) (map[string]string, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(list))
+	for _, s := range list {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return nil, usageError{fmt.Errorf("--%s: want KEY=VALUE, got %q", flag, s)}
+		}
+		m[k] = v
+	}
+	return m, nil
 }
 
-// needArgs checks a command got at least n positional arguments.
-func needArgs(fs *flag.FlagSet, n int, what string) error {
-	if fs.NArg() < n {
-		return fmt.Errorf("%s: missing %s", fs.Name(), what)
+// afterDash splits a command line "ID [flags] -- CMD..." into the sandbox ID
+// and the command.
+func afterDash(cmd *cobra.Command, a []string) (string, []string) {
+	if at := cmd.ArgsLenAtDash(); at >= 0 {
+		if at == 0 {
+			return "", a
+		}
+		return a[0], a[at:]
 	}
-	return nil
+	return a[0], a[1:]
+}
+
+// completeSandboxes completes a first argument with the key's sandbox IDs.
+func completeSandboxes(g *cli) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, a []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(a) > 0 {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
+		page, err := g.client().ListSandboxes(cmd.Context(), api.ListOptions{Limit: 1000})
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, sb := range page.Sandboxes {
+			if strings.HasPrefix(sb.ID, prefix) {
+				out = append(out, cobra.CompletionWithDesc(sb.ID, sb.State+" "+sb.Image))
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }

@@ -1,181 +1,257 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/sandboxd/sandboxd/api"
 )
 
-// runStartProcess starts a background process and prints its PID.
-func runStartProcess(ctx context.Context, c *api.Client, args []string) error {
-	fs := newFlags("start-process")
-	env := kvFlag{}
+func startProcessCmd(g *cli) *cobra.Command {
 	var req api.StartProcessRequest
-	fs.Var(env, "env", "environment variable KEY=VALUE (repeatable)")
-	fs.StringVar(&req.Cwd, "cwd", "", "working directory")
-	fs.StringVar(&req.User, "user", "", "user to run as")
-	fs.StringVar(&req.Tag, "tag", "", "a tag to find the process by")
-	fs.StringVar(&req.Shell, "shell", "", "run this line with /bin/sh -c instead of CMD")
-	fs.BoolVar(&req.Stdin, "stdin", false, "keep its standard input open for writes")
-	timeout := fs.Duration("timeout", 0, "kill it after this long (default: no limit)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := needArgs(fs, 1, "sandbox ID"); err != nil {
-		return err
-	}
-	id, cmd := fs.Arg(0), fs.Args()[1:]
-	if len(cmd) > 0 && cmd[0] == "--" {
-		cmd = cmd[1:]
-	}
-	if len(cmd) == 0 && req.Shell == "" {
-		return fmt.Errorf("start-process: give a command after the sandbox ID (sbx start-process ID -- CMD...)")
-	}
-	req.Cmd, req.TimeoutMs = cmd, timeout.Milliseconds()
-	if len(env) > 0 {
-		req.Env = env
-	}
-	p, err := c.StartProcess(ctx, id, req)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(out, p.PID)
-	return nil
-}
-
-// runPs lists a sandbox's background processes.
-func runPs(ctx context.Context, c *api.Client, args []string) error {
-	fs := newFlags("ps")
-	tag := fs.String("tag", "", "only processes with this tag")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := needArgs(fs, 1, "sandbox ID"); err != nil {
-		return err
-	}
-	list, err := c.ListProcesses(ctx, fs.Arg(0), *tag)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(list)
-	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PID\tSTATE\tEXIT\tTAG\tSTARTED\tCOMMAND")
-	for _, p := range list.Processes {
-		exit := "-"
-		if p.ExitCode != nil {
-			exit = strconv.Itoa(*p.ExitCode)
-			if p.Signal != "" {
-				exit += " (" + p.Signal + ")"
+	var env []string
+	var timeout time.Duration
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "start-process ID [flags] -- CMD [ARG...]",
+		Short: "Start a background process in a sandbox and print its PID",
+		Long: `Start a process that keeps running after sbx returns (a server, a watcher).
+Its output is kept (the last 8 MiB by default) for 'sbx logs'; it outlives
+sandboxd restarts.`,
+		Example: `  PID=$(sbx start-process $ID --tag web -- python3 -m http.server 8000)
+  sbx start-process $ID --shell 'npm run dev' --cwd /work/app --timeout 1h
+  sbx logs -f $ID $PID`,
+		Args:              args(cobra.MinimumNArgs(1)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			id, argv := afterDash(cmd, a)
+			if id == "" {
+				return usageError{fmt.Errorf("start-process: give the sandbox ID before --")}
 			}
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", p.PID, p.State, exit, p.Tag,
-			p.StartedAt.Local().Format(time.DateTime), strings.Join(p.Cmd, " "))
+			if len(argv) == 0 && req.Shell == "" {
+				return usageError{fmt.Errorf("start-process: give a command after -- (sbx start-process ID -- CMD...), or --shell LINE")}
+			}
+			var err error
+			if req.Env, err = keyValues("env", env); err != nil {
+				return err
+			}
+			req.Cmd, req.TimeoutMs = argv, timeout.Milliseconds()
+			p, err := g.client().StartProcess(cmd.Context(), id, req)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(p)
+			}
+			fmt.Fprintln(out, p.PID)
+			return nil
+		},
 	}
-	return tw.Flush()
+	f := cmd.Flags()
+	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringVarP(&req.Cwd, "cwd", "w", "", "working directory")
+	f.StringVarP(&req.User, "user", "u", "", "user to run as")
+	f.StringVar(&req.Tag, "tag", "", "a tag to find the process by (sbx ps --tag)")
+	f.StringVar(&req.Shell, "shell", "", "run this line with /bin/sh -c instead of CMD")
+	f.BoolVar(&req.Stdin, "stdin", false, "keep its standard input open for writes")
+	f.DurationVar(&timeout, "timeout", 0, "kill it after this long (default: no limit)")
+	f.Int64Var(&req.LogBytes, "log-bytes", 0, "recent output kept for sbx logs, in bytes (4 KiB to 64 MiB; default 8 MiB)")
+	f.BoolVar(&asJSON, "json", false, "print the process as JSON, not just its PID")
+	return cmd
 }
 
-// runLogs prints a process's output (following it with -f), stdout to
+func psCmd(g *cli) *cobra.Command {
+	var tag string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:               "ps ID",
+		Short:             "List a sandbox's background processes",
+		Example:           "  sbx ps $ID\n  sbx ps $ID --tag web --json",
+		Args:              args(cobra.ExactArgs(1)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			list, err := g.client().ListProcesses(cmd.Context(), a[0], tag)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(list.Processes)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PID\tSTATE\tEXIT\tTAG\tSTARTED\tCOMMAND")
+			for _, p := range list.Processes {
+				exit := "-"
+				if p.ExitCode != nil {
+					exit = strconv.Itoa(*p.ExitCode)
+					if p.Signal != "" {
+						exit += " (" + p.Signal + ")"
+					}
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", p.PID, p.State, exit, p.Tag,
+					p.StartedAt.Local().Format(time.DateTime), strings.Join(p.Cmd, " "))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&tag, "tag", "", "only processes with this tag")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// logsCmd prints a process's output (following it with -f), stdout to
 // stdout and stderr to stderr.
-func runLogs(ctx context.Context, c *api.Client, args []string) error {
-	fs := newFlags("logs")
-	follow := fs.Bool("f", false, "follow the output until the process ends")
-	from := fs.Int64("from", 0, "start at this byte offset of the output")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	id, pid, err := idAndNumber(fs, "PID")
-	if err != nil {
-		return err
-	}
-	return c.ProcessLogs(ctx, id, pid, *from, *follow, func(r api.LogRecord) error {
-		switch r.Type {
-		case "output":
-			w := out
-			if r.Stream == "stderr" {
-				w = errOut
+func logsCmd(g *cli) *cobra.Command {
+	var follow bool
+	var from int64
+	cmd := &cobra.Command{
+		Use:               "logs ID PID",
+		Short:             "Print a background process's output (-f follows it until it ends)",
+		Example:           "  sbx logs $ID $PID\n  sbx logs -f $ID $PID\n  sbx logs --from 1048576 $ID $PID",
+		Args:              args(cobra.ExactArgs(2)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			pid, err := number(a[1], "PID")
+			if err != nil {
+				return err
 			}
-			_, err := fmt.Fprint(w, r.Data)
+			return g.client().ProcessLogs(cmd.Context(), a[0], pid, from, follow, func(r api.LogRecord) error {
+				switch r.Type {
+				case "output":
+					w := out
+					if r.Stream == "stderr" {
+						w = errOut
+					}
+					_, err := fmt.Fprint(w, r.Data)
+					return err
+				case "gap":
+					fmt.Fprintf(errOut, "sbx: output from byte %d to %d was dropped (a process keeps only its recent output)\n", r.Offset, r.To)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the output until the process ends")
+	cmd.Flags().Int64Var(&from, "from", 0, "start at this byte offset of the output")
+	return cmd
+}
+
+// killCmd signals a process's group (SIGKILL unless --signal names one).
+func killCmd(g *cli) *cobra.Command {
+	var sig string
+	cmd := &cobra.Command{
+		Use:               "kill ID PID",
+		Short:             "Kill a background process and its group (or send it --signal)",
+		Example:           "  sbx kill $ID $PID\n  sbx kill --signal TERM $ID $PID",
+		Args:              args(cobra.ExactArgs(2)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			pid, err := number(a[1], "PID")
+			if err != nil {
+				return err
+			}
+			if sig != "" {
+				_, err = g.client().SignalProcess(cmd.Context(), a[0], pid, sig)
+			} else {
+				_, err = g.client().KillProcess(cmd.Context(), a[0], pid)
+			}
 			return err
-		case "gap":
-			fmt.Fprintf(errOut, "sbx: output from byte %d to %d was dropped (a process keeps its last 8 MiB)\n", r.Offset, r.To)
-		}
-		return nil
-	})
+		},
+	}
+	cmd.Flags().StringVarP(&sig, "signal", "s", "", "the signal to send (TERM, INT, HUP...); by default SIGKILL, waiting for the exit")
+	return cmd
 }
 
-// runKill signals a process's group (SIGKILL unless --signal names one).
-func runKill(ctx context.Context, c *api.Client, args []string) error {
-	fs := newFlags("kill")
-	sig := fs.String("signal", "", "the signal to send (TERM, INT, HUP...); by default SIGKILL, waiting for the exit")
-	if err := fs.Parse(args); err != nil {
-		return err
+func exposeCmd(g *cli) *cobra.Command {
+	var public, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "expose ID PORT",
+		Short: "Expose a port of a sandbox over HTTP and print its URL and token",
+		Long: `Expose a port: requests to the printed URL reach the server listening on it in
+the sandbox. A private port needs its token (the API key also works on the
+path form); --public needs none.`,
+		Example:           "  sbx expose $ID 8000\n  sbx expose --public $ID 3000 --json",
+		Args:              args(cobra.ExactArgs(2)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			port, err := number(a[1], "port")
+			if err != nil {
+				return err
+			}
+			p, err := g.client().ExposePort(cmd.Context(), a[0], api.ExposePortRequest{Port: port, Public: public})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(p)
+			}
+			fmt.Fprintf(out, "%s\ntoken %s\n", p.URL, p.Token)
+			if p.URL != p.PathURL && !p.Public {
+				// The host form: a browser opens it once with the token.
+				fmt.Fprintf(out, "browser %s?sandboxd_token=%s\n", p.URL, p.Token)
+			}
+			return nil
+		},
 	}
-	id, pid, err := idAndNumber(fs, "PID")
-	if err != nil {
-		return err
-	}
-	if *sig != "" {
-		_, err = c.SignalProcess(ctx, id, pid, *sig)
-	} else {
-		_, err = c.KillProcess(ctx, id, pid)
-	}
-	return err
+	cmd.Flags().BoolVar(&public, "public", false, "reachable without the port's token")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
 }
 
-// runExpose exposes a port of a sandbox and prints its URL and token.
-func runExpose(ctx context.Context, c *api.Client, args []string) error {
-	fs := newFlags("expose")
-	public := fs.Bool("public", false, "reachable without the port's token (host form)")
-	if err := fs.Parse(args); err != nil {
-		return err
+func unexposeCmd(g *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:               "unexpose ID PORT",
+		Short:             "Stop exposing a port",
+		Example:           "  sbx unexpose $ID 8000",
+		Args:              args(cobra.ExactArgs(2)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			port, err := number(a[1], "port")
+			if err != nil {
+				return err
+			}
+			return g.client().UnexposePort(cmd.Context(), a[0], port)
+		},
 	}
-	id, port, err := idAndNumber(fs, "port")
-	if err != nil {
-		return err
-	}
-	p, err := c.ExposePort(ctx, id, api.ExposePortRequest{Port: port, Public: *public})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "%s\ntoken %s\n", p.URL, p.Token)
-	if p.URL != p.PathURL && !p.Public {
-		// The host form: a browser opens it once with the token.
-		fmt.Fprintf(out, "browser %s?sandboxd_token=%s\n", p.URL, p.Token)
-	}
-	return nil
 }
 
-// runUnexpose forgets a port's exposure.
-func runUnexpose(ctx context.Context, c *api.Client, args []string) error {
-	fs := newFlags("unexpose")
-	if err := fs.Parse(args); err != nil {
-		return err
+func portsCmd(g *cli) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:               "ports ID",
+		Short:             "List a sandbox's exposed ports",
+		Example:           "  sbx ports $ID",
+		Args:              args(cobra.ExactArgs(1)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			list, err := g.client().ListPorts(cmd.Context(), a[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(list.Ports)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PORT\tPUBLIC\tURL")
+			for _, p := range list.Ports {
+				fmt.Fprintf(tw, "%d\t%v\t%s\n", p.Port, p.Public, p.URL)
+			}
+			return tw.Flush()
+		},
 	}
-	id, port, err := idAndNumber(fs, "port")
-	if err != nil {
-		return err
-	}
-	return c.UnexposePort(ctx, id, port)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (with the tokens)")
+	return cmd
 }
 
-// idAndNumber reads the two arguments "ID N" of a command, N a PID or a
-// port (what).
-func idAndNumber(fs *flag.FlagSet, what string) (string, int, error) {
-	if err := needArgs(fs, 2, "sandbox ID and "+what); err != nil {
-		return "", 0, err
+// number reads a PID or a port argument.
+func number(s, what string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return 0, usageError{fmt.Errorf("%q is not a %s", s, what)}
 	}
-	n, err := strconv.Atoi(fs.Arg(1))
-	if err != nil {
-		return "", 0, fmt.Errorf("%s: %q is not a %s", strings.TrimPrefix(fs.Name(), "sbx "), fs.Arg(1), what)
-	}
-	return fs.Arg(0), n, nil
+	return n, nil
 }

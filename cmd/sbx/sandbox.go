@@ -1,156 +1,210 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/sandboxd/sandboxd/api"
 )
 
-func runCreate(ctx context.Context, c *api.Client, args []string) error {
-	fs := newFlags("create")
-	env, labels := kvFlag{}, kvFlag{}
+func createCmd(g *cli) *cobra.Command {
 	var req api.CreateSandboxRequest
-	fs.StringVar(&req.Image, "image", "", "image (default: the server's, sandboxd/base)")
-	fs.StringVar(&req.Snapshot, "snapshot", "", "restore this snapshot into the new sandbox")
-	fs.Var(env, "env", "environment variable KEY=VALUE (repeatable)")
-	fs.Var(labels, "label", "label KEY=VALUE (repeatable)")
-	fs.Float64Var(&req.CPUs, "cpus", 0, "CPU limit")
-	fs.Int64Var(&req.MemoryMB, "memory", 0, "memory limit in MiB")
-	fs.Int64Var(&req.DiskMB, "disk", 0, "disk limit in MiB: bytes and files the sandbox may write (default: the server's)")
-	fs.Int64Var(&req.Pids, "pids", 0, "process limit")
-	fs.StringVar(&req.Network, "network", "", `"bridge" or "none"`)
-	idle := fs.Int64("idle-timeout", -1, "seconds idle before stopping (0 never; default the server's)")
-	ttl := fs.Int64("ttl", 0, "seconds before deletion (0 never)")
-	fs.StringVar(&req.User, "user", "", "user commands run as (default root)")
-	fs.StringVar(&req.Workdir, "workdir", "", "working directory")
-	idem := fs.String("idempotency-key", "", "repeat-safe key")
-	asJSON := fs.Bool("json", false, "print the sandbox as JSON, not just its ID")
-	if err := fs.Parse(args); err != nil {
-		return err
+	var env, labels []string
+	var idle, ttl time.Duration
+	var idem string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "create [flags]",
+		Short: "Create a sandbox and print its ID",
+		Long: `Create a sandbox, wait until it runs, and print its ID (or, with --json,
+the whole sandbox). A sandbox idle for --idle-timeout is stopped (its files
+kept); one older than --ttl is deleted.`,
+		Example: `  ID=$(sbx create)
+  sbx create --image sandboxd/base --memory 512 --cpus 1 --label team=a --env TOKEN=x
+  sbx create --snapshot snap-0123 --idle-timeout 1h --ttl 24h
+  sbx create --network none --json`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if req.Env, err = keyValues("env", env); err != nil {
+				return err
+			}
+			if req.Labels, err = keyValues("label", labels); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("idle-timeout") {
+				s := int64(idle.Seconds())
+				req.IdleTimeoutS = &s
+			}
+			if cmd.Flags().Changed("ttl") {
+				s := int64(ttl.Seconds())
+				req.TTLS = &s
+			}
+			sb, err := g.client().CreateSandbox(cmd.Context(), req, idem)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(sb)
+			}
+			fmt.Fprintln(out, sb.ID)
+			return nil
+		},
 	}
-	if len(env) > 0 {
-		req.Env = env
-	}
-	if len(labels) > 0 {
-		req.Labels = labels
-	}
-	if *idle >= 0 {
-		req.IdleTimeoutS = idle
-	}
-	if *ttl > 0 {
-		req.TTLS = ttl
-	}
-	sb, err := c.CreateSandbox(ctx, req, *idem)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(sb)
-	}
-	fmt.Fprintln(out, sb.ID)
-	return nil
+	f := cmd.Flags()
+	f.StringVar(&req.Image, "image", "", "image (default: the server's, sandboxd/base)")
+	f.StringVar(&req.Snapshot, "snapshot", "", "start from this snapshot's filesystem instead of an image")
+	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringArrayVarP(&labels, "label", "l", nil, "label KEY=VALUE (repeatable)")
+	f.Float64Var(&req.CPUs, "cpus", 0, "CPU limit, in cores")
+	f.Int64Var(&req.MemoryMB, "memory", 0, "memory limit in MiB")
+	f.Int64Var(&req.DiskMB, "disk", 0, "disk limit in MiB: what the sandbox may write (default: the server's)")
+	f.Int64Var(&req.Pids, "pids", 0, "process limit")
+	f.StringVar(&req.Network, "network", "", `"bridge" (outbound only, the default) or "none"`)
+	f.DurationVar(&idle, "idle-timeout", 0, "stop it after this long without activity (0: never; default: the server's, 15m)")
+	f.StringVar(&req.IdlePolicy, "idle-policy", "", `what counts as activity: "activity" (the default) or "api" (API calls only)`)
+	f.DurationVar(&ttl, "ttl", 0, "delete it this long after creation (0: never)")
+	f.StringVar(&req.User, "user", "", "user commands run as (default: the image's)")
+	f.StringVar(&req.Workdir, "workdir", "", "working directory of commands")
+	f.StringVar(&idem, "idempotency-key", "", "a retry with the same key returns the same sandbox")
+	f.BoolVar(&asJSON, "json", false, "print the sandbox as JSON, not just its ID")
+	return cmd
 }
 
-func runList(ctx context.Context, c *api.Client, args []string) error {
-	fs := newFlags("ls")
-	labels := kvFlag{}
-	fs.Var(labels, "label", "only sandboxes with label KEY=VALUE (repeatable)")
-	state := fs.String("state", "", "only sandboxes in this state")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
+func listCmd(g *cli) *cobra.Command {
+	var labels []string
+	var state string
+	var asJSON, quiet bool
+	cmd := &cobra.Command{
+		Use:     "ls [ID:PATH] [flags]",
+		Aliases: []string{"list"},
+		Short:   "List sandboxes, or the files of a sandbox's directory",
+		Example: `  sbx ls
+  sbx ls --label team=a --state running
+  sbx ls -q | xargs sbx rm
+  sbx ls --json | jq -r '.[].id'
+  sbx ls $ID:/work`,
+		Args: args(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			ctx := cmd.Context()
+			if len(a) == 1 {
+				id, p, ok := remotePath(a[0])
+				if !ok {
+					return usageError{fmt.Errorf("ls: want ID:PATH, got %q", a[0])}
+				}
+				return listFiles(ctx, g.client(), id, p, asJSON)
+			}
+			lm, err := keyValues("label", labels)
+			if err != nil {
+				return err
+			}
+			all := []api.Sandbox{}
+			opts := api.ListOptions{Labels: lm, State: state, Limit: 1000}
+			for {
+				page, err := g.client().ListSandboxes(ctx, opts)
+				if err != nil {
+					return err
+				}
+				all = append(all, page.Sandboxes...)
+				if page.NextCursor == "" {
+					break
+				}
+				opts.Cursor = page.NextCursor
+			}
+			switch {
+			case asJSON:
+				return printJSON(all)
+			case quiet:
+				for _, sb := range all {
+					fmt.Fprintln(out, sb.ID)
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATE\tIMAGE\tCREATED\tLABELS")
+			for _, sb := range all {
+				var ls []string
+				for k, v := range sb.Labels {
+					ls = append(ls, k+"="+v)
+				}
+				sort.Strings(ls)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\n", sb.ID, sb.State, sb.Image,
+					time.Since(sb.CreatedAt).Round(time.Second), strings.Join(ls, ","))
+			}
+			return tw.Flush()
+		},
 	}
-	if fs.NArg() == 1 {
-		id, p, ok := remotePath(fs.Arg(0))
-		if !ok {
-			return fmt.Errorf("ls: want ID:PATH, got %q", fs.Arg(0))
-		}
-		return listFiles(ctx, c, id, p)
-	}
-	var all []api.Sandbox
-	opts := api.ListOptions{Labels: labels, State: *state, Limit: 1000}
-	for {
-		page, err := c.ListSandboxes(ctx, opts)
-		if err != nil {
-			return err
-		}
-		all = append(all, page.Sandboxes...)
-		if page.NextCursor == "" {
-			break
-		}
-		opts.Cursor = page.NextCursor
-	}
-	if *asJSON {
-		return printJSON(all)
-	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tIMAGE\tCREATED\tLABELS")
-	for _, sb := range all {
-		var ls []string
-		for k, v := range sb.Labels {
-			ls = append(ls, k+"="+v)
-		}
-		sort.Strings(ls)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\n", sb.ID, sb.State, sb.Image,
-			time.Since(sb.CreatedAt).Round(time.Second), strings.Join(ls, ","))
-	}
-	return tw.Flush()
+	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "only sandboxes with label KEY=VALUE (repeatable)")
+	cmd.Flags().StringVar(&state, "state", "", "only sandboxes in this state (running, stopped, paused...)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only IDs")
+	return cmd
 }
 
-func runInspect(ctx context.Context, c *api.Client, args []string) error {
-	fs := newFlags("inspect")
-	if err := fs.Parse(args); err != nil {
-		return err
+func inspectCmd(g *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:               "inspect ID",
+		Short:             "Show a sandbox as JSON",
+		Example:           `  sbx inspect $ID | jq .state`,
+		Args:              args(cobra.ExactArgs(1)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			sb, err := g.client().GetSandbox(cmd.Context(), a[0])
+			if err != nil {
+				return err
+			}
+			return printJSON(sb)
+		},
 	}
-	if err := needArgs(fs, 1, "sandbox ID"); err != nil {
-		return err
-	}
-	sb, err := c.GetSandbox(ctx, fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	return printJSON(sb)
 }
 
-// eachID runs fn on every ID argument, printing each ID done.
-func eachID(name string, args []string, fn func(id string) error) error {
-	fs := newFlags(name)
-	if err := fs.Parse(args); err != nil {
-		return err
+// lifecycleCmd is stop, start, pause, resume or rm: one call per ID, each ID
+// printed when done.
+func lifecycleCmd(g *cli, verb string) *cobra.Command {
+	short := map[string]string{
+		"stop":   "Stop sandboxes (their files are kept; any exec or request starts them again)",
+		"start":  "Start stopped sandboxes",
+		"pause":  "Freeze sandboxes in memory",
+		"resume": "Thaw paused sandboxes",
+		"rm":     "Delete sandboxes and everything in them",
+	}[verb]
+	cmd := &cobra.Command{
+		Use:               verb + " ID...",
+		Short:             short,
+		Example:           fmt.Sprintf("  sbx %s $ID\n  sbx %s $(sbx ls -q --label job=42)", verb, verb),
+		Args:              args(cobra.MinimumNArgs(1)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, ids []string) error {
+			c, ctx := g.client(), cmd.Context()
+			for _, id := range ids {
+				var err error
+				switch verb {
+				case "stop":
+					_, err = c.StopSandbox(ctx, id)
+				case "start":
+					_, err = c.StartSandbox(ctx, id)
+				case "pause":
+					_, err = c.PauseSandbox(ctx, id)
+				case "resume":
+					_, err = c.ResumeSandbox(ctx, id)
+				case "rm":
+					err = c.DeleteSandbox(ctx, id)
+				}
+				if err != nil {
+					return fmt.Errorf("%s: %w", id, err)
+				}
+				fmt.Fprintln(out, id)
+			}
+			return nil
+		},
 	}
-	if err := needArgs(fs, 1, "sandbox ID"); err != nil {
-		return err
+	if verb == "rm" {
+		cmd.Aliases = []string{"delete"}
 	}
-	for _, id := range fs.Args() {
-		if err := fn(id); err != nil {
-			return fmt.Errorf("%s: %w", id, err)
-		}
-		fmt.Fprintln(out, id)
-	}
-	return nil
-}
-
-func runStop(ctx context.Context, c *api.Client, args []string) error {
-	return eachID("stop", args, func(id string) error { _, err := c.StopSandbox(ctx, id); return err })
-}
-
-func runStart(ctx context.Context, c *api.Client, args []string) error {
-	return eachID("start", args, func(id string) error { _, err := c.StartSandbox(ctx, id); return err })
-}
-
-func runRemove(ctx context.Context, c *api.Client, args []string) error {
-	return eachID("rm", args, func(id string) error { return c.DeleteSandbox(ctx, id) })
-}
-
-func runPause(ctx context.Context, c *api.Client, args []string) error {
-	return eachID("pause", args, func(id string) error { _, err := c.PauseSandbox(ctx, id); return err })
-}
-
-func runResume(ctx context.Context, c *api.Client, args []string) error {
-	return eachID("resume", args, func(id string) error { _, err := c.ResumeSandbox(ctx, id); return err })
+	return cmd
 }

@@ -1,118 +1,216 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/sandboxd/sandboxd/api"
 )
 
-// runSnapshot: sbx snapshot create|ls|rm|restore.
-func runSnapshot(ctx context.Context, c *api.Client, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("usage: sbx snapshot create ID [--name N] [--label k=v] | ls [--sandbox ID] | rm SNAP... | restore ID SNAP [PATH...] | diff SNAP SNAP|SANDBOX | export [-o FILE] SNAP | import FILE")
+func snapshotCmd(g *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "snapshot",
+		Aliases: []string{"snapshots", "snap"},
+		Short:   "Checkpoint, restore, branch, diff and move sandboxes' filesystems",
+		Example: `  SNAP=$(sbx snapshot create $ID --name before-upgrade)
+  sbx snapshot restore $ID $SNAP
+  sbx create --snapshot $SNAP
+  sbx snapshot diff $SNAP $ID
+  sbx snapshot export $SNAP -o snap.tar`,
 	}
-	switch args[0] {
-	case "create":
-		fs := newFlags("snapshot create")
-		name := fs.String("name", "", "snapshot name")
-		labels := kvFlag{}
-		fs.Var(labels, "label", "label KEY=VALUE (repeatable)")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		if err := needArgs(fs, 1, "sandbox ID"); err != nil {
-			return err
-		}
-		sn, err := c.CreateSnapshot(ctx, fs.Arg(0), api.CreateSnapshotRequest{Name: *name, Labels: labels})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(out, sn.ID)
-		return nil
-	case "ls":
-		fs := newFlags("snapshot ls")
-		sandbox := fs.String("sandbox", "", "only snapshots of this sandbox")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		list, err := c.ListSnapshots(ctx, *sandbox)
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tSANDBOX\tSIZE\tCREATED")
-		for _, sn := range list.Snapshots {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\t%s ago\n", sn.ID, sn.Name, sn.SandboxID, float64(sn.SizeBytes)/1e6, time.Since(sn.CreatedAt).Round(time.Second))
-		}
-		return tw.Flush()
-	case "rm":
-		return eachID("snapshot rm", args[1:], func(id string) error { return c.DeleteSnapshot(ctx, id) })
-	case "export":
-		fs := newFlags("snapshot export")
-		file := fs.String("o", "", "write the archive to this file (default: standard output)")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		if err := needArgs(fs, 1, "snapshot ID"); err != nil {
-			return err
-		}
-		w := out
-		if *file != "" {
-			f, err := os.Create(*file)
+	cmd.AddCommand(snapshotCreateCmd(g), snapshotListCmd(g), snapshotRestoreCmd(g), snapshotDiffCmd(g),
+		snapshotExportCmd(g), snapshotImportCmd(g), snapshotRemoveCmd(g))
+	return cmd
+}
+
+func snapshotCreateCmd(g *cli) *cobra.Command {
+	var name string
+	var labels []string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:               "create ID [--name NAME] [--label K=V]",
+		Short:             "Checkpoint a sandbox's filesystem and print the snapshot's ID",
+		Example:           "  SNAP=$(sbx snapshot create $ID --name before-upgrade --label job=42)",
+		Args:              args(cobra.ExactArgs(1)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			lm, err := keyValues("label", labels)
 			if err != nil {
 				return err
 			}
-			defer f.Close()
-			w = f
-		}
-		_, err := c.ExportSnapshot(ctx, fs.Arg(0), w)
-		return err
-	case "import":
-		if len(args) != 2 {
-			return fmt.Errorf("usage: sbx snapshot import FILE")
-		}
-		f, err := os.Open(args[1])
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		sn, err := c.ImportSnapshot(ctx, f)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(out, sn.ID)
-		return nil
-	case "diff":
-		if len(args) != 3 {
-			return fmt.Errorf("usage: sbx snapshot diff SNAP SNAP|SANDBOX")
-		}
-		d, err := c.DiffSnapshot(ctx, args[1], args[2])
-		if err != nil {
-			return err
-		}
-		if len(d.Changes) == 0 {
-			fmt.Fprintln(out, "no changes")
+			sn, err := g.client().CreateSnapshot(cmd.Context(), a[0], api.CreateSnapshotRequest{Name: name, Labels: lm})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(sn)
+			}
+			fmt.Fprintln(out, sn.ID)
 			return nil
-		}
-		for _, e := range d.Changes {
-			mark := map[string]string{"added": "+", "deleted": "-", "modified": "~"}[e.Change]
-			fmt.Fprintf(out, "%s %s\t%s\t%d\n", mark, e.Path, e.Type, e.Size)
-		}
-		return nil
-	case "restore":
-		if len(args) < 3 {
-			return fmt.Errorf("usage: sbx snapshot restore ID SNAP [PATH...]")
-		}
-		sb, err := c.RestoreSandbox(ctx, args[1], args[2], args[3:]...)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(out, sb.ID)
-		return nil
+		},
 	}
-	return fmt.Errorf("unknown snapshot command %q", args[0])
+	cmd.Flags().StringVar(&name, "name", "", "snapshot name")
+	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "label KEY=VALUE (repeatable)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the snapshot as JSON, not just its ID")
+	return cmd
+}
+
+func snapshotListCmd(g *cli) *cobra.Command {
+	var sandbox string
+	var asJSON, quiet bool
+	cmd := &cobra.Command{
+		Use:     "ls [--sandbox ID]",
+		Aliases: []string{"list"},
+		Short:   "List snapshots",
+		Example: "  sbx snapshot ls\n  sbx snapshot ls --sandbox $ID --json",
+		Args:    args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			list, err := g.client().ListSnapshots(cmd.Context(), sandbox)
+			if err != nil {
+				return err
+			}
+			switch {
+			case asJSON:
+				return printJSON(list.Snapshots)
+			case quiet:
+				for _, sn := range list.Snapshots {
+					fmt.Fprintln(out, sn.ID)
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tSANDBOX\tSIZE\tCREATED")
+			for _, sn := range list.Snapshots {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\t%s ago\n", sn.ID, sn.Name, sn.SandboxID, float64(sn.SizeBytes)/1e6, time.Since(sn.CreatedAt).Round(time.Second))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&sandbox, "sandbox", "", "only snapshots of this sandbox")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only IDs")
+	return cmd
+}
+
+func snapshotRestoreCmd(g *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "restore ID SNAP [PATH...]",
+		Short: "Put a sandbox's filesystem back as a snapshot has it (or only PATHs)",
+		Example: `  sbx snapshot restore $ID $SNAP
+  sbx snapshot restore $ID $SNAP /work/config.yaml /work/data`,
+		Args:              args(cobra.MinimumNArgs(2)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			sb, err := g.client().RestoreSandbox(cmd.Context(), a[0], a[1], a[2:]...)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, sb.ID)
+			return nil
+		},
+	}
+}
+
+func snapshotDiffCmd(g *cli) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "diff SNAP SNAP|SANDBOX",
+		Short:   "Show what differs between a snapshot and another snapshot or a sandbox",
+		Example: "  sbx snapshot diff $SNAP $ID\n  sbx snapshot diff $SNAP $OTHER --json",
+		Args:    args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			d, err := g.client().DiffSnapshot(cmd.Context(), a[0], a[1])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(d)
+			}
+			if len(d.Changes) == 0 {
+				fmt.Fprintln(out, "no changes")
+				return nil
+			}
+			for _, e := range d.Changes {
+				mark := map[string]string{"added": "+", "deleted": "-", "modified": "~"}[e.Change]
+				fmt.Fprintf(out, "%s %s\t%s\t%d\n", mark, e.Path, e.Type, e.Size)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func snapshotExportCmd(g *cli) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:     "export SNAP [-o FILE]",
+		Short:   "Write a snapshot as a portable tar archive (to import on another sandboxd)",
+		Example: "  sbx snapshot export $SNAP -o snap.tar\n  sbx snapshot export $SNAP | ssh other sbx snapshot import -",
+		Args:    args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			w := out
+			if file != "" && file != "-" {
+				f, err := os.Create(file)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			_, err := g.client().ExportSnapshot(cmd.Context(), a[0], w)
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&file, "output", "o", "", "write the archive to this file (default: standard output)")
+	return cmd
+}
+
+func snapshotImportCmd(g *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:     "import FILE|-",
+		Short:   "Import an exported snapshot and print its new ID",
+		Example: "  SNAP=$(sbx snapshot import snap.tar)\n  sbx create --snapshot $SNAP",
+		Args:    args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			r := os.Stdin
+			if a[0] != "-" {
+				f, err := os.Open(a[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
+			}
+			sn, err := g.client().ImportSnapshot(cmd.Context(), r)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, sn.ID)
+			return nil
+		},
+	}
+}
+
+func snapshotRemoveCmd(g *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm SNAP...",
+		Aliases: []string{"delete"},
+		Short:   "Delete snapshots",
+		Example: "  sbx snapshot rm $SNAP",
+		Args:    args(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			for _, id := range a {
+				if err := g.client().DeleteSnapshot(cmd.Context(), id); err != nil {
+					return fmt.Errorf("%s: %w", id, err)
+				}
+				fmt.Fprintln(out, id)
+			}
+			return nil
+		},
+	}
 }
