@@ -207,7 +207,7 @@ func TestWebUITerminal(t *testing.T) {
 	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => {
 		const id = document.querySelector("#sandboxes tr[data-id]").dataset.id;
 		const r = await fetch("/v1/sandboxes/" + id + "/files?path=/root/note.txt",
-			{headers: {Authorization: "Bearer " + sessionStorage.getItem("sandboxd.key")}});
+			{headers: {Authorization: "Bearer " + localStorage.getItem("sandboxd.key")}});
 		return await r.text();
 	})()`, chromedp.EvalAwaitPromise))
 	if err != nil || got != "hello-from-the-shell\n" {
@@ -324,4 +324,168 @@ func TestWebUIProcessesAndPorts(t *testing.T) {
 		t.Fatalf("after the link: %q %v", where, err)
 	}
 	shot("preview.png")
+}
+
+// TestWebUISnapshots drives the Snapshots tab: checkpoint a sandbox, change a
+// file, restore the snapshot in place, branch a new sandbox from it, delete
+// it; and checks the key is kept for the browser, not per tab, and that the
+// terminal's header stays on one line.
+func TestWebUISnapshots(t *testing.T) {
+	testenv.Docker(t)
+	browser := chromium(t)
+	if !web.Built() {
+		t.Fatal("the web UI's npm assets are missing: run make build (scripts/web.sh) before the tests")
+	}
+	const key = "e2e-browser-snaps-0123456789abc"
+	data := testenv.DataDir(t)
+	t.Cleanup(func() { removeInstance(t, data) })
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
+		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+	c := api.NewClient(d.url, key)
+	bg := context.Background()
+	sb, err := c.CreateSandbox(bg, api.CreateSandboxRequest{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(id, content string) {
+		t.Helper()
+		if _, err := c.WriteFile(bg, id, "/tmp/state", strings.NewReader(content), api.WriteOptions{Parents: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readState := func(id string) string {
+		var b strings.Builder
+		if _, err := c.ReadFile(bg, id, "/tmp/state", &b); err != nil {
+			return err.Error()
+		}
+		return b.String()
+	}
+	write(sb.ID, "before")
+
+	ctx, shot := newBrowser(t, browser)
+	type css = chromedp.CSS
+	eval := func(js string) string {
+		s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+		return s
+	}
+	until := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); !ok(); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				shot("failed.png")
+				t.Fatalf("%s: not within a minute", what)
+			}
+		}
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(d.url),
+		chromedp.WaitVisible(css("#key-input")),
+		chromedp.SendKeys(css("#key-input"), key),
+		chromedp.Click(css("#key-save")),
+		chromedp.WaitVisible(css(`#sandboxes tr[data-state="running"] .terminal-btn`)),
+	)
+	if err != nil {
+		shot("failed.png")
+		t.Fatal(err)
+	}
+
+	// A second tab of the same browser finds the key.
+	tab2, cancel := chromedp.NewContext(ctx)
+	err = chromedp.Do(tab2, chromedp.Navigate(d.url), chromedp.WaitVisible(css(`#sandboxes tr[data-id="`+sb.ID+`"]`)))
+	cancel()
+	if err != nil {
+		t.Fatalf("a second tab did not get the key: %v", err)
+	}
+
+	// The terminal's header keeps to one line.
+	if err := chromedp.Do(ctx, chromedp.Click(css(`#sandboxes tr[data-id="`+sb.ID+`"] .terminal-btn`)), chromedp.WaitVisible(css("#terminal .xterm"))); err != nil {
+		t.Fatal(err)
+	}
+	until("the terminal's session", func() bool { return strings.Contains(eval(`document.querySelector("#terminal-status").textContent`), "session") })
+	barHeight, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.querySelector(".terminal-bar").getBoundingClientRect().height`))
+	buttonHeight, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.querySelector("#terminal-close").getBoundingClientRect().height`))
+	if barHeight == 0 || barHeight > 1.5*buttonHeight {
+		t.Errorf("the terminal's header is %.0f px high, its buttons %.0f px: it wraps", barHeight, buttonHeight)
+	}
+
+	// Checkpoint from the Snapshots tab.
+	eval(`window.confirm = () => true; ""`)
+	err = chromedp.Do(ctx,
+		chromedp.Click(css(`#tabs [data-tab="snapshots"]`)),
+		chromedp.WaitVisible(css("#snap-form")),
+		chromedp.SetValue(css("#snap-sandbox"), sb.ID),
+		chromedp.SendKeys(css("#snap-name"), "ui-snap"),
+		chromedp.Click(css("#snap-create")),
+		chromedp.WaitVisible(css(`#snapshots tr[data-name="ui-snap"] .restore-btn`)),
+	)
+	if err != nil {
+		shot("failed.png")
+		t.Fatalf("checkpoint: %v", err)
+	}
+	shot("snapshots.png")
+	list, err := c.ListSnapshots(bg, sb.ID)
+	if err != nil || len(list.Snapshots) != 1 || list.Snapshots[0].Name != "ui-snap" {
+		t.Fatalf("after the checkpoint: %+v %v", list, err)
+	}
+	snap := list.Snapshots[0].ID
+
+	// Change the file, restore in place from the page.
+	write(sb.ID, "after")
+	if err := chromedp.Do(ctx, chromedp.Click(css(`#snapshots tr[data-name="ui-snap"] .restore-btn`))); err != nil {
+		t.Fatal(err)
+	}
+	until("the restore", func() bool { return readState(sb.ID) == "before" })
+
+	// Branch a new sandbox from it.
+	if err := chromedp.Do(ctx, chromedp.Click(css(`#snapshots tr[data-name="ui-snap"] .branch-btn`))); err != nil {
+		t.Fatal(err)
+	}
+	var branch string
+	until("the branch", func() bool {
+		page, err := c.ListSandboxes(bg, api.ListOptions{})
+		if err != nil {
+			return false
+		}
+		for _, s := range page.Sandboxes {
+			if s.ID != sb.ID && s.State == api.StateRunning {
+				branch = s.ID
+			}
+		}
+		return branch != ""
+	})
+	if got := readState(branch); got != "before" {
+		t.Fatalf("the branch has %q", got)
+	}
+
+	// Deleting it is refused while sandboxes use it, and the page says so;
+	// once they are gone it goes.
+	if err := chromedp.Do(ctx, chromedp.Click(css(`#snapshots tr[data-name="ui-snap"] .danger`))); err != nil {
+		t.Fatal(err)
+	}
+	until("the refusal", func() bool { return strings.Contains(eval(`document.querySelector("#snap-error").textContent`), "in use") })
+	for _, id := range []string{sb.ID, branch} {
+		if err := c.DeleteSandbox(bg, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(css(`#snapshots tr[data-name="ui-snap"] .danger`))); err != nil {
+		t.Fatal(err)
+	}
+	until("the delete", func() bool {
+		_, err := c.GetSnapshot(bg, snap)
+		return api.IsNotFound(err)
+	})
+
+	// The other tabs render; the Keys tab shows for an admin key.
+	for _, tab := range []string{"apps", "usage", "keys"} {
+		if err := chromedp.Do(ctx, chromedp.Click(css(`#tabs [data-tab="`+tab+`"]`)), chromedp.WaitVisible(css("#tab-"+tab))); err != nil {
+			shot("failed.png")
+			t.Fatalf("tab %s: %v", tab, err)
+		}
+	}
+	until("the keys list", func() bool {
+		n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#keys tbody tr").length`))
+		return n >= 1
+	})
+	shot("keys.png")
 }

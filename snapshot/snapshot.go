@@ -259,7 +259,9 @@ func (s *Snapshots) Delete(ctx context.Context, owner, id string) error {
 	}
 	if err := s.eng.ImageRemove(ctx, sn.Image); err != nil && !cerrdefs.IsNotFound(err) {
 		if cerrdefs.IsConflict(err) {
-			return errclass.Wrap(cerrdefs.ErrConflict, err, fmt.Sprintf("snapshot %s is in use (by a sandbox, or by a snapshot taken from one restored from it)", id))
+			// The engine's own words name its image and container IDs,
+			// which mean nothing to the caller.
+			return errclass.New(fmt.Sprintf("snapshot %s is in use by a sandbox made or restored from it (or by a snapshot of one): delete those first", id), cerrdefs.ErrConflict)
 		}
 		return err
 	}

@@ -1,6 +1,7 @@
 // Package web is sandboxd's browser UI: static files embedded in the binary. The
-// page talks to the REST API with the key the user enters (kept in the tab's
-// session storage) and opens terminals over WebSockets with single-use tickets.
+// page talks to the REST API with the key the user enters (kept in the
+// browser's local storage, for every tab, until "Forget key") and opens
+// terminals over WebSockets with single-use tickets.
 // Its front-end libraries (xterm.js, Swagger UI) come from npm at build time
 // into vendor/.
 package web

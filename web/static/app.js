@@ -3,7 +3,9 @@
   "use strict";
   const $ = (sel) => document.querySelector(sel);
   const KEY = "sandboxd.key";
-  let key = sessionStorage.getItem(KEY) || "";
+  // The key is kept for the browser (every tab), until "Forget key".
+  let key = localStorage.getItem(KEY) || "";
+  let tab = "sandboxes";
   let refreshTimer = null;
   let term = null, fit = null, socket = null, termSandbox = null, termSession = null;
   let filesSandbox = null, filesDir = "/";
@@ -47,7 +49,32 @@
     await refresh();
     stopRefresh();
     refreshTimer = setInterval(refresh, 3000);
+    // The Keys tab is for admin keys only.
+    api("GET", "/v1/keys").then(() => { $('[data-tab="keys"]').hidden = false; }, () => { $('[data-tab="keys"]').hidden = true; });
   }
+
+  // Another tab set or forgot the key.
+  window.addEventListener("storage", (ev) => {
+    if (ev.key !== KEY) return;
+    key = ev.newValue || "";
+    if (key) showApp(); else { closeTerminal(); showLogin(); }
+  });
+
+  function showTab(name) {
+    tab = name;
+    document.querySelectorAll("#tabs [data-tab]").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === name)));
+    document.querySelectorAll(".tab").forEach((el) => { el.hidden = el.id !== "tab-" + name; });
+    loadTab();
+  }
+
+  function loadTab() {
+    if (tab === "snapshots") loadSnapshots();
+    else if (tab === "apps") loadApps();
+    else if (tab === "usage") loadUsage();
+    else if (tab === "keys") loadKeys();
+  }
+
+  document.querySelectorAll("#tabs [data-tab]").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
 
   function stopRefresh() {
     if (refreshTimer) clearInterval(refreshTimer);
@@ -63,14 +90,14 @@
       showLogin(e.status === 401 ? "That key is not valid." : e.message);
       return;
     }
-    sessionStorage.setItem(KEY, key);
+    localStorage.setItem(KEY, key);
     $("#key-input").value = "";
     showApp();
   });
 
   $("#key-forget").addEventListener("click", () => {
     closeTerminal();
-    sessionStorage.removeItem(KEY);
+    localStorage.removeItem(KEY);
     key = "";
     showLogin();
   });
@@ -112,7 +139,7 @@
     try {
       list = await api("GET", "/v1/sandboxes?limit=1000");
     } catch (e) {
-      if (e.status === 401) { sessionStorage.removeItem(KEY); showLogin("The key was refused."); return; }
+      if (e.status === 401) { localStorage.removeItem(KEY); showLogin("The key was refused."); return; }
       $("#list-error").textContent = e.message;
       return;
     }
@@ -158,7 +185,9 @@
       return tr;
     });
     $("#sandboxes tbody").replaceChildren(...rows);
+    fillSandboxSelect(list.sandboxes);
     if (filesSandbox) { loadProcs(); loadPorts(); }
+    if (tab !== "sandboxes") loadTab();
     $("#empty").hidden = rows.length > 0;
     $("#count").textContent = rows.length ? "(" + rows.length + ")" : "";
   }
@@ -300,7 +329,7 @@
         const mtime = document.createElement("td");
         const d = new Date(e.mtime), pad = (n) => String(n).padStart(2, "0");
         mtime.textContent = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + pad(d.getHours()) + ":" + pad(d.getMinutes());
-        name.title = e.path;
+        name.title = e.path + (e.type === "symlink" ? " → " + e.target : "");
         const act = document.createElement("td");
         act.className = "actions";
         if (e.type === "file") {
@@ -594,6 +623,184 @@
     closeTerminal();
   });
   window.addEventListener("resize", () => { if (fit) fit.fit(); });
+
+  // Snapshots: checkpoint, list, restore in place, branch, delete.
+  function fillSandboxSelect(sandboxes) {
+    const sel = $("#snap-sandbox");
+    const keep = sel.value;
+    sel.replaceChildren(...sandboxes.map((sb) => new Option(sb.id + " (" + sb.state + ")", sb.id, false, sb.id === keep)));
+  }
+
+  function cell(text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    return td;
+  }
+
+  function tabButton(label, cls, errSel, onClick) {
+    const b = document.createElement("button");
+    b.textContent = label;
+    if (cls) b.className = cls;
+    b.addEventListener("click", async () => {
+      b.disabled = true;
+      $(errSel).textContent = "";
+      try { await onClick(); } catch (e) { $(errSel).textContent = e.message; }
+      b.disabled = false;
+    });
+    return b;
+  }
+
+  $("#snap-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const btn = $("#snap-create");
+    btn.disabled = true;
+    $("#snap-error").textContent = "";
+    try {
+      const id = $("#snap-sandbox").value;
+      if (!id) throw new Error("Create a sandbox first.");
+      const body = {};
+      if ($("#snap-name").value.trim()) body.name = $("#snap-name").value.trim();
+      await api("POST", "/v1/sandboxes/" + encodeURIComponent(id) + "/snapshots", body);
+      $("#snap-name").value = "";
+      await loadSnapshots();
+    } catch (e) {
+      $("#snap-error").textContent = e.message;
+    }
+    btn.disabled = false;
+  });
+
+  async function loadSnapshots() {
+    let list;
+    try {
+      list = await api("GET", "/v1/snapshots");
+    } catch (e) {
+      $("#snap-error").textContent = e.message;
+      return;
+    }
+    const rows = list.snapshots.map((sn) => {
+      const tr = document.createElement("tr");
+      tr.dataset.id = sn.id;
+      tr.dataset.name = sn.name;
+      tr.append(cell(sn.id, "id"), cell(sn.name), cell(sn.sandbox_id, "id"), cell(humanSize(sn.size_bytes), "num"), cell(age(sn.created_at)));
+      const actions = document.createElement("td");
+      actions.className = "actions";
+      actions.appendChild(tabButton("Restore", "restore-btn", "#snap-error", async () => {
+        if (!confirm("Restore " + (sn.name || sn.id) + " into " + sn.sandbox_id + "? Changes made since are lost.")) return;
+        await api("POST", "/v1/sandboxes/" + encodeURIComponent(sn.sandbox_id) + "/restore", { snapshot: sn.id });
+        $("#snap-error").textContent = "";
+        await refresh();
+      }));
+      actions.appendChild(tabButton("Branch", "branch-btn", "#snap-error", async () => {
+        await api("POST", "/v1/sandboxes", { snapshot: sn.id });
+        await refresh();
+      }));
+      actions.appendChild(tabButton("Delete", "danger", "#snap-error", async () => {
+        if (!confirm("Delete snapshot " + (sn.name || sn.id) + "?")) return;
+        await api("DELETE", "/v1/snapshots/" + encodeURIComponent(sn.id));
+        await loadSnapshots();
+      }));
+      tr.appendChild(actions);
+      return tr;
+    });
+    $("#snapshots tbody").replaceChildren(...rows);
+    $("#snap-empty").hidden = rows.length > 0;
+    $("#snap-count").textContent = rows.length ? "(" + rows.length + ")" : "";
+  }
+
+  async function loadApps() {
+    let list;
+    try {
+      list = await api("GET", "/v1/apps");
+    } catch (e) {
+      $("#apps-error").textContent = e.message;
+      return;
+    }
+    $("#apps-error").textContent = "";
+    const rows = list.apps.map((a) => {
+      const tr = document.createElement("tr");
+      tr.dataset.name = a.name;
+      tr.append(cell(a.name, "id"), cell(a.runtime), cell(String(a.version), "num"), cell(humanSize(a.storage_bytes), "num"),
+        cell(a.warm ? "yes" : ""), cell(age(a.updated_at)));
+      const actions = document.createElement("td");
+      actions.className = "actions";
+      actions.appendChild(tabButton("Delete", "danger", "#apps-error", async () => {
+        if (!confirm("Delete app " + a.name + " and its database?")) return;
+        await api("DELETE", "/v1/apps/" + encodeURIComponent(a.name));
+        await loadApps();
+      }));
+      tr.appendChild(actions);
+      return tr;
+    });
+    $("#apps tbody").replaceChildren(...rows);
+    $("#apps-count").textContent = rows.length ? "(" + rows.length + ")" : "";
+  }
+
+  async function loadUsage() {
+    let u;
+    try {
+      u = await api("GET", "/v1/usage");
+    } catch (e) {
+      $("#usage-error").textContent = e.message;
+      return;
+    }
+    $("#usage-error").textContent = "";
+    const rows = u.rows.map((r) => {
+      const tr = document.createElement("tr");
+      tr.append(cell(new Date(r.hour).toLocaleString([], { dateStyle: "short", timeStyle: "short" })), cell(r.kind), cell(r.app, "id"),
+        cell(String(r.requests), "num"), cell(String(r.errors), "num"), cell(r.cpu_ms.toFixed(0), "num"),
+        cell(r.rows_read + " / " + r.rows_written, "num"), cell(humanSize(r.bytes_in) + " / " + humanSize(r.bytes_out), "num"));
+      return tr;
+    });
+    $("#usage tbody").replaceChildren(...rows);
+    $("#usage-empty").hidden = rows.length > 0;
+  }
+
+  $("#key-create-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    $("#keys-error").textContent = "";
+    try {
+      const k = await api("POST", "/v1/keys", { name: $("#newkey-name").value.trim(), admin: $("#newkey-admin").checked });
+      const p = $("#newkey-secret");
+      p.hidden = false;
+      p.textContent = "";
+      p.append("Key " + k.name + " (shown once, keep it): ");
+      const code = document.createElement("code");
+      code.textContent = k.secret;
+      p.appendChild(code);
+      $("#newkey-name").value = "";
+      await loadKeys();
+    } catch (e) {
+      $("#keys-error").textContent = e.message;
+    }
+  });
+
+  async function loadKeys() {
+    let list;
+    try {
+      list = await api("GET", "/v1/keys");
+    } catch (e) {
+      $("#keys-error").textContent = e.message;
+      return;
+    }
+    const rows = list.keys.map((k) => {
+      const tr = document.createElement("tr");
+      tr.dataset.id = k.id;
+      tr.append(cell(k.id, "id"), cell(k.name), cell(k.admin ? "admin" : ""), cell(age(k.created_at)), cell(k.revoked_at ? "revoked" : "active"));
+      const actions = document.createElement("td");
+      actions.className = "actions";
+      if (!k.revoked_at) {
+        actions.appendChild(tabButton("Revoke", "danger", "#keys-error", async () => {
+          if (!confirm("Revoke key " + k.name + "? Whoever holds it is refused from now on.")) return;
+          await api("DELETE", "/v1/keys/" + encodeURIComponent(k.id));
+          await loadKeys();
+        }));
+      }
+      tr.appendChild(actions);
+      return tr;
+    });
+    $("#keys tbody").replaceChildren(...rows);
+  }
 
   if (key) showApp(); else showLogin();
 })();
