@@ -401,7 +401,9 @@ func TestWebUISnapshots(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(css(`#sandboxes tr[data-id="`+sb.ID+`"] .terminal-btn`)), chromedp.WaitVisible(css("#terminal .xterm"))); err != nil {
 		t.Fatal(err)
 	}
-	until("the terminal's session", func() bool { return strings.Contains(eval(`document.querySelector("#terminal-status").textContent`), "session") })
+	until("the terminal's session", func() bool {
+		return strings.Contains(eval(`document.querySelector("#terminal-status").textContent`), "session")
+	})
 	barHeight, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.querySelector(".terminal-bar").getBoundingClientRect().height`))
 	buttonHeight, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.querySelector("#terminal-close").getBoundingClientRect().height`))
 	if barHeight == 0 || barHeight > 1.5*buttonHeight {
@@ -462,7 +464,9 @@ func TestWebUISnapshots(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(css(`#snapshots tr[data-name="ui-snap"] .danger`))); err != nil {
 		t.Fatal(err)
 	}
-	until("the refusal", func() bool { return strings.Contains(eval(`document.querySelector("#snap-error").textContent`), "in use") })
+	until("the refusal", func() bool {
+		return strings.Contains(eval(`document.querySelector("#snap-error").textContent`), "in use")
+	})
 	for _, id := range []string{sb.ID, branch} {
 		if err := c.DeleteSandbox(bg, id); err != nil {
 			t.Fatal(err)
