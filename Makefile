@@ -7,7 +7,7 @@ LISTEN  ?= 127.0.0.1:7070
 GOFLAGS_BUILD := -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build image run engine browser e2b-sdk openapi-ts proto test test-unit lint bench clean
+.PHONY: help build image run engine browser e2b-sdk openapi-ts mcp-inspector proto test test-unit lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}' | \
@@ -35,6 +35,11 @@ e2b-sdk: compat/e2b/sdk/node_modules/e2b/package.json ## install E2B's JS SDK (p
 compat/e2b/sdk/node_modules/e2b/package.json: compat/e2b/sdk/package.json compat/e2b/sdk/package-lock.json scripts/e2b-sdk.sh
 	bash scripts/e2b-sdk.sh
 
+mcp-inspector: mcp/inspector/node_modules/@modelcontextprotocol/inspector/package.json ## install the MCP Inspector (pinned) for the MCP client test
+
+mcp/inspector/node_modules/@modelcontextprotocol/inspector/package.json: mcp/inspector/package.json mcp/inspector/package-lock.json scripts/mcp-inspector.sh
+	bash scripts/mcp-inspector.sh
+
 openapi-ts: openapi/ts/node_modules/openapi-typescript/package.json ## install openapi-typescript and tsc (pinned) for the generated-client test
 
 openapi/ts/node_modules/openapi-typescript/package.json: openapi/ts/package.json openapi/ts/package-lock.json scripts/openapi-ts.sh
@@ -51,7 +56,7 @@ browser: ## make sure Debian's chromium is installed (browser tests)
 run: build engine ## start sandboxd on $(LISTEN) with data in $(DATA)
 	$(BIN)/sandboxd --listen $(LISTEN) --data $(DATA)
 
-test: build engine browser e2b-sdk openapi-ts lint ## unit, Docker-backed integration, end-to-end, browser and E2B SDK tests
+test: build engine browser e2b-sdk openapi-ts mcp-inspector lint ## unit, Docker-backed integration, end-to-end, browser and E2B SDK tests
 	SANDBOXD_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m -artifacts ./...
 
 test-unit: ## the tests that need no engine
