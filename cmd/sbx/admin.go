@@ -63,7 +63,7 @@ func imageCmd(g *cli) *cobra.Command {
 	}
 	build.Flags().BoolVar(&force, "force", false, "rebuild even when the recipe is unchanged")
 	cmd.AddCommand(build)
-	return cmd
+	return group(cmd)
 }
 
 func keyCmd(g *cli) *cobra.Command {
@@ -133,5 +133,5 @@ func keyCmd(g *cli) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(create, ls, rm)
-	return cmd
+	return group(cmd)
 }

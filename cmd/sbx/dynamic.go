@@ -152,7 +152,7 @@ func appsCmd(g *cli) *cobra.Command {
   sbx apps ls`,
 	}
 	cmd.AddCommand(appsDeployCmd(g), appsInvokeCmd(g), appsLogsCmd(g), appsListCmd(g), appsGetCmd(g), appsRemoveCmd(g))
-	return cmd
+	return group(cmd)
 }
 
 func appsDeployCmd(g *cli) *cobra.Command {

@@ -93,6 +93,7 @@ The server and key come from --url and --key, or SANDBOXD_URL and SANDBOXD_KEY.`
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	group(root)
 	root.PersistentFlags().StringVar(&g.url, "url", envOr("SANDBOXD_URL", "http://127.0.0.1:7070"), "sandboxd URL (SANDBOXD_URL)")
 	// The key's default is read when a command runs, so help never shows it.
 	root.PersistentFlags().StringVar(&g.key, "key", "", "API key (default: SANDBOXD_KEY)")
@@ -119,6 +120,19 @@ The server and key come from --url and --key, or SANDBOXD_URL and SANDBOXD_KEY.`
 	add("code", runCmd(g), appsCmd(g), usageCmd(g))
 	add("admin", imagesCmd(g), imageCmd(g), keyCmd(g))
 	return root
+}
+
+// group makes a command of subcommands print its help when called alone,
+// and refuse an unknown subcommand as a usage error.
+func group(c *cobra.Command) *cobra.Command {
+	c.Args = func(_ *cobra.Command, a []string) error {
+		if len(a) > 0 {
+			return usageError{fmt.Errorf("unknown command %q for %q", a[0], c.CommandPath())}
+		}
+		return nil
+	}
+	c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	return c
 }
 
 func envOr(name, def string) string {

@@ -254,5 +254,5 @@ func ptyCmd(g *cli) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(ls, kill)
-	return cmd
+	return group(cmd)
 }

@@ -24,7 +24,7 @@ func snapshotCmd(g *cli) *cobra.Command {
 	}
 	cmd.AddCommand(snapshotCreateCmd(g), snapshotListCmd(g), snapshotRestoreCmd(g), snapshotDiffCmd(g),
 		snapshotExportCmd(g), snapshotImportCmd(g), snapshotRemoveCmd(g))
-	return cmd
+	return group(cmd)
 }
 
 func snapshotCreateCmd(g *cli) *cobra.Command {
