@@ -30,6 +30,26 @@
     return data;
   }
 
+  // syncRows puts freshly built rows into a table that is redrawn every few
+  // seconds. Where the rows are the same ones (same data attributes, same
+  // buttons), it keeps the old rows and their buttons, and swaps only the
+  // cells whose content changed: a button is never replaced under a click.
+  function syncRows(tbody, rows) {
+    const old = [...tbody.children];
+    const sig = (tr) => JSON.stringify({ ...tr.dataset }) + "|" +
+      [...tr.children].filter((td) => td.classList.contains("actions")).map((td) => td.innerHTML).join("");
+    if (old.length !== rows.length || rows.some((tr, i) => sig(tr) !== sig(old[i]))) {
+      tbody.replaceChildren(...rows);
+      return;
+    }
+    rows.forEach((tr, i) => {
+      [...tr.children].forEach((td, j) => {
+        const was = old[i].children[j];
+        if (!td.classList.contains("actions") && was.outerHTML !== td.outerHTML) was.replaceWith(td);
+      });
+    });
+  }
+
   function showLogin(message) {
     stopRefresh();
     $("#app").hidden = true;
@@ -184,7 +204,7 @@
       tr.appendChild(actions);
       return tr;
     });
-    $("#sandboxes tbody").replaceChildren(...rows);
+    syncRows($("#sandboxes tbody"), rows);
     fillSandboxSelect(list.sandboxes);
     if (filesSandbox) { loadProcs(); loadPorts(); }
     if (tab !== "sandboxes") loadTab();
@@ -460,7 +480,7 @@
       tr.append(cell(String(p.pid), "num"), cell(p.tag || ""), cmd, st, cell(Math.round(p.cpu_ms) + " ms", "num"), act);
       return tr;
     });
-    $("#procs tbody").replaceChildren(...rows);
+    syncRows($("#procs tbody"), rows);
   }
 
   $("#proc-form").addEventListener("submit", async (ev) => {
@@ -597,7 +617,7 @@
       tr.append(cell(String(p.port), "num"), link, act);
       return tr;
     });
-    $("#ports tbody").replaceChildren(...rows);
+    syncRows($("#ports tbody"), rows);
     $("#ports-note").hidden = hostForm;
   }
 
@@ -703,7 +723,7 @@
       tr.appendChild(actions);
       return tr;
     });
-    $("#snapshots tbody").replaceChildren(...rows);
+    syncRows($("#snapshots tbody"), rows);
     $("#snap-empty").hidden = rows.length > 0;
     $("#snap-count").textContent = rows.length ? "(" + rows.length + ")" : "";
   }
@@ -732,7 +752,7 @@
       tr.appendChild(actions);
       return tr;
     });
-    $("#apps tbody").replaceChildren(...rows);
+    syncRows($("#apps tbody"), rows);
     $("#apps-count").textContent = rows.length ? "(" + rows.length + ")" : "";
   }
 
@@ -799,7 +819,7 @@
       tr.appendChild(actions);
       return tr;
     });
-    $("#keys tbody").replaceChildren(...rows);
+    syncRows($("#keys tbody"), rows);
   }
 
   if (key) showApp(); else showLogin();
