@@ -263,6 +263,13 @@ func (c *Client) RestoreSandbox(ctx context.Context, id, snapshot string, paths 
 	return sb, err
 }
 
+// Fork makes req.Count new sandboxes from a sandbox's filesystem as it is now.
+func (c *Client) Fork(ctx context.Context, id string, req ForkRequest) (ForkResult, error) {
+	var out ForkResult
+	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+url.PathEscape(id)+"/fork", nil, req, &out)
+	return out, err
+}
+
 // Exec runs a command and returns its buffered output.
 func (c *Client) Exec(ctx context.Context, id string, req ExecRequest) (ExecResult, error) {
 	var res ExecResult

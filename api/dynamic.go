@@ -84,9 +84,28 @@ type Pool struct {
 	RefillLastMs float64 `json:"refill_last_ms"`
 }
 
-// PoolList is the answer of GET /v1/pools.
+// PoolList is the answer of GET /v1/pools: the runner pools, and the warm
+// sandbox pools.
 type PoolList struct {
-	Pools []Pool `json:"pools"`
+	Pools        []Pool        `json:"pools"`
+	SandboxPools []SandboxPool `json:"sandbox_pools"`
+}
+
+// SandboxPool is a warm pool of sandboxes: Size sandboxes of Image with the
+// default limits kept started, taken by creates that ask for nothing else.
+type SandboxPool struct {
+	Image    string `json:"image"`
+	Size     int    `json:"size"`
+	Ready    int    `json:"ready"`
+	Starting int    `json:"starting"`
+	Hits     uint64 `json:"hits"`
+	Misses   uint64 `json:"misses"`
+	Failures uint64 `json:"failures"`
+	// Error is the last failure to start one, and BackoffMs how long the
+	// pool waits before trying again; both clear when one starts.
+	Error        string  `json:"error,omitempty"`
+	BackoffMs    int64   `json:"backoff_ms,omitempty"`
+	LastRefillMs float64 `json:"last_refill_ms"`
 }
 
 // AppLimits bound an app.

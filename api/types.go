@@ -236,6 +236,9 @@ type Readiness struct {
 	// PoolsWarm says every runner pool has its minimum of idle runners (it
 	// does not gate Ready: sandboxes do not need runners).
 	PoolsWarm bool `json:"pools_warm"`
+	// SandboxPoolsWarm says every warm sandbox pool holds its size (it does
+	// not gate Ready either: a create without one is cold, not refused).
+	SandboxPoolsWarm bool `json:"sandbox_pools_warm"`
 	// DiskLimits names how sandboxes' disk_mb is enforced; "none" when the
 	// engine cannot, and disk_mb is then refused.
 	DiskLimits string `json:"disk_limits"`
@@ -392,4 +395,19 @@ type Diff struct {
 	From    string      `json:"from"`
 	To      string      `json:"to"`
 	Changes []DiffEntry `json:"changes"`
+}
+
+// ForkRequest is the body of POST /v1/sandboxes/{id}/fork.
+type ForkRequest struct {
+	// Count is how many sandboxes to make, 1 to 16.
+	Count int `json:"count"`
+	// Labels are the new sandboxes' labels (the source's are not copied).
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// ForkResult is the answer of a fork: the snapshot the new sandboxes start
+// from (it stays, and can make more), and the sandboxes, running.
+type ForkResult struct {
+	Snapshot  string    `json:"snapshot"`
+	Sandboxes []Sandbox `json:"sandboxes"`
 }

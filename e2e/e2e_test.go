@@ -76,8 +76,9 @@ func startDaemon(t *testing.T, listen, data string, env ...string) *daemon {
 	bin := binaries(t)
 	cmd := exec.Command(filepath.Join(bin, "sandboxd"), "--listen", listen, "--data", data,
 		"--network", network, "--bridge", bridge, "--log-level", "debug")
-	// No warm runners unless a test asks for them: they cost every test CPU.
-	cmd.Env = append(append(os.Environ(), "SANDBOXD_POOL_MIN_IDLE=0"), env...)
+	// No warm runners or sandboxes unless a test asks for them: they cost
+	// every test CPU.
+	cmd.Env = append(append(os.Environ(), "SANDBOXD_POOL_MIN_IDLE=0", "SANDBOXD_SANDBOX_POOL=0"), env...)
 	d := &daemon{cmd: cmd, stderr: &lockedWriter{}, done: make(chan struct{})}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {

@@ -127,6 +127,9 @@ var operations = []op{
 
 	{Method: "POST", Path: "/v1/sandboxes/:id/snapshots", ID: "createSnapshot", Summary: "Checkpoint a sandbox's filesystem", Tag: "snapshots", Body: api.CreateSnapshotRequest{}, Status: 201, Out: api.Snapshot{}},
 	{Method: "POST", Path: "/v1/sandboxes/:id/restore", ID: "restoreSandbox", Summary: "Restore a snapshot into a sandbox (whole, or only some paths)", Tag: "snapshots", Body: api.RestoreRequest{}, Status: 200, Out: api.Sandbox{}},
+	{Method: "POST", Path: "/v1/sandboxes/:id/fork", ID: "forkSandbox", Summary: "Make 1 to 16 new sandboxes from a sandbox's filesystem as it is now", Tag: "snapshots",
+		Description: "One checkpoint, then the creates, all or nothing. The new sandboxes have the source's limits, environment, user, working directory and lifetime, and the labels given.",
+		Body:        api.ForkRequest{}, Status: 201, Out: api.ForkResult{}},
 	{Method: "GET", Path: "/v1/snapshots", ID: "listSnapshots", Summary: "List the key's snapshots", Tag: "snapshots", Status: 200, Out: api.SnapshotList{}, Query: []param{q("sandbox", "string", "Only this sandbox's snapshots.")}},
 	{Method: "GET", Path: "/v1/snapshots/:id", ID: "getSnapshot", Summary: "Get a snapshot", Tag: "snapshots", Status: 200, Out: api.Snapshot{}},
 	{Method: "DELETE", Path: "/v1/snapshots/:id", ID: "deleteSnapshot", Summary: "Delete a snapshot", Tag: "snapshots", Status: 204},

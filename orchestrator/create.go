@@ -34,6 +34,11 @@ func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOpti
 			}
 		}
 	}
+	if p := o.poolFor(image, spec); p != nil {
+		if sb, ok, err := o.claim(ctx, p, owner, spec, opts); err != nil || ok {
+			return sb, false, err
+		}
+	}
 	t0 := time.Now()
 	if _, err := o.images.EnsureFor(ctx, owner, image, nil); err != nil {
 		return Sandbox{}, false, err
@@ -71,47 +76,58 @@ func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOpti
 			return Sandbox{}, false, err
 		}
 	}
-	l, err := o.endpoint(&sb)
-	if err != nil {
-		return Sandbox{}, false, err
-	}
-	undo.push(func(context.Context) error { o.dropEndpoint(id); return nil })
-
 	tStore := time.Now()
-	cid, err := o.rt.Create(ctx, o.containerSpec(&sb))
+	t, err := o.launch(ctx, &sb, &undo)
 	if err != nil {
-		return Sandbox{}, false, err
-	}
-	undo.push(func(ctx context.Context) error { return o.rt.Remove(ctx, cid) })
-	sb.ContainerID = cid
-	if err := o.store.update(ctx, &sb); err != nil {
-		return Sandbox{}, false, err
-	}
-	tCreate := time.Now()
-	if err := o.rt.Start(ctx, cid); err != nil {
-		return Sandbox{}, false, err
-	}
-	tStart := time.Now()
-	conn, err := o.waitAgent(ctx, l)
-	if err != nil {
-		return Sandbox{}, false, err
-	}
-	tAgent := time.Now()
-	if spec.User != "" {
-		if err := checkUser(ctx, conn, spec.User); err != nil {
-			return Sandbox{}, false, err
-		}
-	}
-	if err := o.transition(ctx, &sb, StateRunning, ""); err != nil {
 		return Sandbox{}, false, err
 	}
 	o.creates.Add(1)
-	log.Info("sandbox created", "image", image, "owner", owner, "container", cid[:12],
+	log.Info("sandbox created", "image", image, "owner", owner, "container", sb.ContainerID[:12],
 		"ms", time.Since(t0).Milliseconds())
 	log.Debug("create timings", "image_ms", ms(tImage.Sub(t0)), "store_ms", ms(tStore.Sub(tImage)),
-		"docker_create_ms", ms(tCreate.Sub(tStore)), "docker_start_ms", ms(tStart.Sub(tCreate)),
-		"agent_ms", ms(tAgent.Sub(tStart)), "finish_ms", ms(time.Since(tAgent)))
+		"docker_create_ms", ms(t.created.Sub(tStore)), "docker_start_ms", ms(t.started.Sub(t.created)),
+		"agent_ms", ms(t.agent.Sub(t.started)), "finish_ms", ms(time.Since(t.agent)))
 	return sb, false, nil
+}
+
+// launchTimes are when the steps of a launch ended.
+type launchTimes struct{ created, started, agent time.Time }
+
+// launch makes a stored sandbox's container, starts it, waits for its agent
+// and marks it running, pushing an undo for each step.
+func (o *Orchestrator) launch(ctx context.Context, sb *Sandbox, undo *undoStack) (launchTimes, error) {
+	var t launchTimes
+	id := sb.ID
+	l, err := o.endpoint(sb)
+	if err != nil {
+		return t, err
+	}
+	undo.push(func(context.Context) error { o.dropEndpoint(id); return nil })
+	cid, err := o.rt.Create(ctx, o.containerSpec(sb))
+	if err != nil {
+		return t, err
+	}
+	undo.push(func(ctx context.Context) error { return o.rt.Remove(ctx, cid) })
+	sb.ContainerID = cid
+	if err := o.store.update(ctx, sb); err != nil {
+		return t, err
+	}
+	t.created = time.Now()
+	if err := o.rt.Start(ctx, cid); err != nil {
+		return t, err
+	}
+	t.started = time.Now()
+	conn, err := o.waitAgent(ctx, l)
+	if err != nil {
+		return t, err
+	}
+	t.agent = time.Now()
+	if sb.Spec.User != "" {
+		if err := checkUser(ctx, conn, sb.Spec.User); err != nil {
+			return t, err
+		}
+	}
+	return t, o.transition(ctx, sb, StateRunning, "")
 }
 
 // waitAgent waits, up to the ready timeout, for the sandbox's agent to dial in.

@@ -107,7 +107,7 @@ func (o *Orchestrator) Exec(ctx context.Context, owner, id string, opts ExecOpti
 	var res ExecResult
 	err := o.Attach(ctx, owner, id, func(ctx context.Context, sb Sandbox, conn *agent.Conn) error {
 		req := agent.ExecRequest{
-			Argv: opts.Argv, Env: opts.Env, Cwd: opts.Cwd, User: opts.User,
+			Argv: opts.Argv, Env: sb.CommandEnv(opts.Env), Cwd: opts.Cwd, User: opts.User,
 			Stdin: opts.Stdin, TimeoutMs: opts.Timeout.Milliseconds(), MaxOutput: opts.MaxOutput,
 		}
 		if opts.Shell != "" {

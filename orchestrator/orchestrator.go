@@ -73,6 +73,8 @@ type Config struct {
 	// Quotas, when set, tells each owner's quota; creates and starts past
 	// it are refused.
 	Quotas QuotaFunc
+	// Pools are the warm sandbox pools (none when empty).
+	Pools []PoolClass
 
 	ReadyTimeout   time.Duration // from container start to the agent's hello
 	StopTimeout    time.Duration // from SIGTERM to SIGKILL on stop
@@ -135,6 +137,9 @@ type Orchestrator struct {
 	// creates and deletes count sandboxes made and deleted since start.
 	creates, deletes atomic.Int64
 
+	pools    []*sandboxPool
+	poolKick chan struct{}
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -193,13 +198,16 @@ func New(ctx context.Context, cfg Config, rt Runtime, images Images, d *sql.DB, 
 	o := &Orchestrator{
 		cfg: cfg, rt: rt, images: images, store: st, locks: newKeyedLock(),
 		log:  log.With("component", "orchestrator"),
-		live: map[string]*live{},
+		live: map[string]*live{}, poolKick: make(chan struct{}, 1),
 	}
 	info, err := rt.Info(ctx)
 	if err != nil {
 		return nil, err
 	}
 	o.rootUID, o.diskLimits = info.RootUID, info.DiskLimits
+	if err := o.newPools(); err != nil {
+		return nil, err
+	}
 	for _, dir := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "run"), filepath.Join(cfg.DataDir, "agent")} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return nil, err
@@ -275,6 +283,13 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		}
 	})
 	o.every(loopCtx, o.cfg.ReapEvery, o.reap)
+	if len(o.pools) > 0 {
+		if err := o.adoptPooled(ctx); err != nil {
+			return fmt.Errorf("adopt pooled sandboxes: %w", err)
+		}
+		o.wg.Add(1)
+		go o.fillPools(loopCtx)
+	}
 	return nil
 }
 

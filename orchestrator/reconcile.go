@@ -59,6 +59,10 @@ func (o *Orchestrator) Reconcile(ctx context.Context) error {
 			continue
 		}
 		err := o.settle(ctx, sb, byID[sb.ID])
+		if err == nil && sb.Owner == poolOwner && sb.State != StateRunning {
+			// A pooled sandbox that stopped or failed is of no use.
+			o.discardPooled(ctx, sb, "a pooled sandbox that was no longer running")
+		}
 		unlock()
 		if err != nil {
 			o.log.Warn("reconcile sandbox", "sandbox_id", sb.ID, "err", err)
@@ -69,6 +73,10 @@ func (o *Orchestrator) Reconcile(ctx context.Context) error {
 
 // settle reconciles one row with its container (nil when there is none).
 func (o *Orchestrator) settle(ctx context.Context, sb *Sandbox, c *runtime.Container) error {
+	if sb.ContainerID == "" && c != nil {
+		// Made, but sandboxd died before it wrote the container's ID down.
+		sb.ContainerID = c.ID
+	}
 	switch sb.State {
 	case StateCreating:
 		return o.delete(ctx, sb, "create was interrupted")

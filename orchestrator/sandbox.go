@@ -62,6 +62,24 @@ type Spec struct {
 	Workdir    string `json:"workdir,omitempty"`
 }
 
+// CommandEnv is the environment a command, process or terminal in the
+// sandbox gets besides its image's: the sandbox's own, under what the request
+// sets. (A sandbox taken from a warm pool was started before its environment
+// was known, so it is given with every command, not only at container start.)
+func (sb Sandbox) CommandEnv(req map[string]string) map[string]string {
+	if len(sb.Spec.Env) == 0 {
+		return req
+	}
+	out := make(map[string]string, len(sb.Spec.Env)+len(req))
+	for k, v := range sb.Spec.Env {
+		out[k] = v
+	}
+	for k, v := range req {
+		out[k] = v
+	}
+	return out
+}
+
 // CreateOptions asks for a new sandbox. Zero fields take the defaults; pointer
 // fields distinguish "not given" from zero.
 type CreateOptions struct {

@@ -7,9 +7,10 @@ import (
 	"github.com/sandboxd/sandboxd/agent"
 )
 
-// CountByState counts the sandboxes of every owner, by state.
+// CountByState counts the sandboxes of every owner, by state (not the warm
+// pools' sandboxes, which no one owns yet).
 func (o *Orchestrator) CountByState(ctx context.Context) (map[State]int, error) {
-	rows, err := o.store.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM sandboxes GROUP BY state`)
+	rows, err := o.store.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM sandboxes WHERE owner != '' GROUP BY state`)
 	if err != nil {
 		return nil, err
 	}

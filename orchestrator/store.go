@@ -279,3 +279,26 @@ func encodeRow(sb *Sandbox) (spec, labels string, err error) {
 	}
 	return string(b), string(lb), nil
 }
+
+// claim hands a pooled sandbox to its owner: owner, spec, labels and times
+// change in one statement, only while the row is still the pool's, so that a
+// row is never handed out twice. It moves the row to the end of the list
+// order, where a sandbox created now belongs.
+func (s *store) claim(ctx context.Context, sb *Sandbox) (bool, error) {
+	spec, labels, err := encodeRow(sb)
+	if err != nil {
+		return false, err
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE sandboxes SET owner = ?, spec = ?, labels = ?, created_at = ?, updated_at = ?, last_active = ?,
+		seq = (SELECT MAX(seq) + 1 FROM sandboxes) WHERE id = ? AND owner = ? AND state = ?`,
+		sb.Owner, spec, labels, sb.CreatedAt.UnixNano(), sb.UpdatedAt.UnixNano(), sb.LastActiveAt.UnixNano(), sb.ID, poolOwner, StateRunning)
+	if err != nil {
+		return false, fmt.Errorf("claim sandbox %s: %w", sb.ID, err)
+	}
+	// Forgotten whatever the answer: the next read asks the database.
+	s.mu.Lock()
+	delete(s.rows, sb.ID)
+	s.mu.Unlock()
+	n, err := res.RowsAffected()
+	return n == 1, err
+}

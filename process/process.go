@@ -162,7 +162,7 @@ func (s *Service) Start(ctx context.Context, owner, id string, o StartOptions) (
 	}
 	var info Info
 	err := s.sandboxes.Attach(ctx, owner, id, func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error {
-		req := agent.ProcStart{Argv: o.Argv, Env: o.Env, Cwd: o.Cwd, User: o.User, Tag: o.Tag, Stdin: o.Stdin,
+		req := agent.ProcStart{Argv: o.Argv, Env: sb.CommandEnv(o.Env), Cwd: o.Cwd, User: o.User, Tag: o.Tag, Stdin: o.Stdin,
 			TimeoutMs: o.Timeout.Milliseconds(), LogBytes: o.LogBytes}
 		if o.Shell != "" {
 			req.Argv = []string{"/bin/sh", "-c", o.Shell}

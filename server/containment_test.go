@@ -247,6 +247,7 @@ func TestTenancyOnEveryRoute(t *testing.T) {
 		"POST /v1/sandboxes/:id/start":                      {{"POST", s + "/start", "", 404}},
 		"POST /v1/sandboxes/:id/snapshots":                  {{"POST", s + "/snapshots", `{}`, 404}},
 		"POST /v1/sandboxes/:id/restore":                    {{"POST", s + "/restore", `{"snapshot":"` + snap.ID + `"}`, 404}},
+		"POST /v1/sandboxes/:id/fork":                       {{"POST", s + "/fork", `{"count":1}`, 404}},
 		"GET /v1/snapshots":                                 {{"GET", "/v1/snapshots", "", 0}, {"GET", "/v1/snapshots?sandbox=" + sb.ID, "", 0}},
 		"GET /v1/snapshots/:id":                             {{"GET", sn, "", 404}},
 		"GET /v1/snapshots/:id/export":                      {{"GET", sn + "/export", "", 404}},

@@ -86,7 +86,13 @@ func (s *Server) run(c *echo.Context) error {
 
 // listPools handles GET /v1/pools.
 func (s *Server) listPools(c *echo.Context) error {
-	out := api.PoolList{Pools: []api.Pool{}}
+	out := api.PoolList{Pools: []api.Pool{}, SandboxPools: []api.SandboxPool{}}
+	if s.deps.Orchestrator != nil {
+		for _, p := range s.deps.Orchestrator.Pools() {
+			out.SandboxPools = append(out.SandboxPools, api.SandboxPool{Image: p.Image, Size: p.Size, Ready: p.Ready, Starting: p.Starting,
+				Hits: p.Hits, Misses: p.Misses, Failures: p.Failures, Error: p.Error, BackoffMs: p.Backoff.Milliseconds(), LastRefillMs: p.LastRefillMs})
+		}
+	}
 	for _, p := range s.deps.Isolate.Pools() {
 		out.Pools = append(out.Pools, api.Pool{
 			Runtime: p.Runtime, MemoryMB: p.MemoryMB, Idle: p.Idle, Leased: p.Leased, Starting: p.Starting,

@@ -21,7 +21,7 @@ func (s *Server) healthz(c *echo.Context) error {
 func (s *Server) readyz(c *echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
 	defer cancel()
-	r := api.Readiness{Ready: true, Images: s.deps.Images.Status()}
+	r := api.Readiness{Ready: true, Images: s.deps.Images.Status(), SandboxPoolsWarm: s.deps.Orchestrator.PoolsWarm()}
 	if s.deps.Isolate != nil {
 		r.PoolsWarm = s.deps.Isolate.Ready()
 	}

@@ -99,10 +99,15 @@ var (
 	descPoolLeased = prometheus.NewDesc("sandboxd_pool_leased", "Runners out of their pool, by pool.", []string{"runtime", "memory_mb"}, nil)
 	descPoolHits   = prometheus.NewDesc("sandboxd_pool_hits_total", "Takes served by a warm runner, by pool.", []string{"runtime", "memory_mb"}, nil)
 	descPoolMisses = prometheus.NewDesc("sandboxd_pool_misses_total", "Takes that had to start a runner, by pool.", []string{"runtime", "memory_mb"}, nil)
-	descSnapshots  = prometheus.NewDesc("sandboxd_snapshots", "Snapshots ready.", nil, nil)
-	descSnapBytes  = prometheus.NewDesc("sandboxd_snapshot_bytes", "Bytes the ready snapshots add to their base images.", nil, nil)
-	descLedger     = prometheus.NewDesc("sandboxd_ledger_queue_depth", "Run and invoke records waiting to be written.", nil, nil)
-	descLedgerLost = prometheus.NewDesc("sandboxd_ledger_dropped_total", "Run and invoke records lost to a full queue.", nil, nil)
+
+	descSandboxPoolReady  = prometheus.NewDesc("sandboxd_sandbox_pool_ready", "Warm sandboxes waiting to be taken, by pool.", []string{"image"}, nil)
+	descSandboxPoolHits   = prometheus.NewDesc("sandboxd_sandbox_pool_hits_total", "Creates served by a warm sandbox, by pool.", []string{"image"}, nil)
+	descSandboxPoolMisses = prometheus.NewDesc("sandboxd_sandbox_pool_misses_total", "Creates of a pool's kind that found it empty, by pool.", []string{"image"}, nil)
+	descSandboxPoolFails  = prometheus.NewDesc("sandboxd_sandbox_pool_failures_total", "Warm sandboxes that failed to start, by pool.", []string{"image"}, nil)
+	descSnapshots         = prometheus.NewDesc("sandboxd_snapshots", "Snapshots ready.", nil, nil)
+	descSnapBytes         = prometheus.NewDesc("sandboxd_snapshot_bytes", "Bytes the ready snapshots add to their base images.", nil, nil)
+	descLedger            = prometheus.NewDesc("sandboxd_ledger_queue_depth", "Run and invoke records waiting to be written.", nil, nil)
+	descLedgerLost        = prometheus.NewDesc("sandboxd_ledger_dropped_total", "Run and invoke records lost to a full queue.", nil, nil)
 )
 
 // scrapeWait bounds the database reads of one scrape.
@@ -110,7 +115,7 @@ const scrapeWait = 5 * time.Second
 
 func (d *domainCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{descSandboxes, descCreates, descDeletes, descAgents, descHandshakes, descPoolIdle,
-		descPoolLeased, descPoolHits, descPoolMisses, descSnapshots, descSnapBytes, descLedger, descLedgerLost} {
+		descPoolLeased, descPoolHits, descPoolMisses, descSandboxPoolReady, descSandboxPoolHits, descSandboxPoolMisses, descSandboxPoolFails, descSnapshots, descSnapBytes, descLedger, descLedgerLost} {
 		ch <- desc
 	}
 }
@@ -130,6 +135,12 @@ func (d *domainCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDeletes, prometheus.CounterValue, float64(c.Deletes))
 		ch <- prometheus.MustNewConstMetric(descAgents, prometheus.GaugeValue, float64(o.AgentsConnected()))
 		ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(c.AgentConnects))
+		for _, p := range o.Pools() {
+			ch <- prometheus.MustNewConstMetric(descSandboxPoolReady, prometheus.GaugeValue, float64(p.Ready), p.Image)
+			ch <- prometheus.MustNewConstMetric(descSandboxPoolHits, prometheus.CounterValue, float64(p.Hits), p.Image)
+			ch <- prometheus.MustNewConstMetric(descSandboxPoolMisses, prometheus.CounterValue, float64(p.Misses), p.Image)
+			ch <- prometheus.MustNewConstMetric(descSandboxPoolFails, prometheus.CounterValue, float64(p.Failures), p.Image)
+		}
 	}
 	if iso := d.deps.Isolate; iso != nil {
 		for _, p := range iso.Pools() {

@@ -50,6 +50,7 @@ func (s *Server) routes() {
 	v1.POST("/sandboxes/:id/start", s.startSandbox, jsonBody)
 	v1.POST("/sandboxes/:id/snapshots", s.createSnapshot, jsonBody)
 	v1.POST("/sandboxes/:id/restore", s.restoreSandbox, jsonBody)
+	v1.POST("/sandboxes/:id/fork", s.forkSandbox, jsonBody)
 	v1.GET("/snapshots", s.listSnapshots, noBody)
 	v1.GET("/snapshots/:id", s.getSnapshot, noBody)
 	v1.GET("/snapshots/:id/export", s.exportSnapshot, noBody)

@@ -56,7 +56,7 @@ func (s *Service) View(ctx context.Context, owner, id string, req Request, fn fu
 func (s *Service) attachOf(sb orchestrator.Sandbox, req Request) agent.PtyAttach {
 	at := agent.PtyAttach{Session: req.Session, Replay: req.Replay}
 	if req.Session == "" {
-		at.Open = &agent.PtyOpen{Argv: req.Argv, Env: req.Env, Cwd: req.Cwd, User: req.User,
+		at.Open = &agent.PtyOpen{Argv: req.Argv, Env: sb.CommandEnv(req.Env), Cwd: req.Cwd, User: req.User,
 			Cols: req.Cols, Rows: req.Rows, IdleTimeoutMs: req.IdleTimeout.Milliseconds()}
 		if at.Open.User == "" {
 			at.Open.User = sb.Spec.User

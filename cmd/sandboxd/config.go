@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sandboxd/sandboxd/images"
+	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/supervisor"
 )
 
@@ -52,6 +53,7 @@ type config struct {
 	BurstPerApp    int
 	Concurrency    int
 	PoolMinIdle    int
+	SandboxPools   []orchestrator.PoolClass
 	PoolMaxTotal   int
 	RunnersPerKey  int
 	AppIdle        time.Duration
@@ -98,6 +100,7 @@ func loadConfig(args []string) (config, error) {
 		return config{}, fmt.Errorf("SANDBOXD_POOL_MIN_IDLE: %w", err)
 	}
 	fs.IntVar(&c.PoolMinIdle, "pool-min-idle", poolMin, "warm Python runners kept idle; node and bash keep one (0 keeps none warm) (SANDBOXD_POOL_MIN_IDLE)")
+	sandboxPool := fs.String("sandbox-pool", env("SANDBOXD_SANDBOX_POOL", "default:2"), "warm sandbox pools, IMAGE:N[,IMAGE:N]: N sandboxes of IMAGE (a name without / is sandboxd/NAME; default is -default-image) with the default limits kept started, so that a create of that kind takes one (0 or empty: none) (SANDBOXD_SANDBOX_POOL)")
 	fs.IntVar(&c.PoolMaxTotal, "pool-max", 32, "most runner containers of all pools together, idle, leased and starting")
 	fs.IntVar(&c.RunnersPerKey, "runners-per-key", 0, "most runners one key holds, running or leased to it (default: a quarter of -pool-max)")
 	fs.DurationVar(&c.AppIdle, "app-idle", time.Minute, "an app's runner idle this long is evicted (its data stays)")
@@ -128,6 +131,9 @@ func loadConfig(args []string) (config, error) {
 		return config{}, err
 	}
 	c.AdminKey = os.Getenv("SANDBOXD_ADMIN_KEY")
+	if c.SandboxPools, err = parseSandboxPools(*sandboxPool, c.DefaultImage); err != nil {
+		return config{}, fmt.Errorf("-sandbox-pool: %w", err)
+	}
 	if _, ok := os.LookupEnv("GOGC"); ok {
 		c.GCPercent = 0 // the runtime already applied GOGC
 	}
@@ -225,4 +231,37 @@ func (c config) Validate() error {
 		errs = append(errs, errors.New("-default-image is required"))
 	}
 	return errors.Join(errs...)
+}
+
+// parseSandboxPools reads -sandbox-pool: "IMAGE:N" entries, comma-separated.
+func parseSandboxPools(v, defaultImage string) ([]orchestrator.PoolClass, error) {
+	var out []orchestrator.PoolClass
+	for _, entry := range strings.Split(v, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" || entry == "0" {
+			continue
+		}
+		i := strings.LastIndex(entry, ":")
+		if i <= 0 {
+			return nil, fmt.Errorf("%q: want IMAGE:N", entry)
+		}
+		image, n := entry[:i], entry[i+1:]
+		size, err := strconv.Atoi(n)
+		if err != nil || size < 0 || size > 1000 {
+			return nil, fmt.Errorf("%q: N must be 0 to 1000", entry)
+		}
+		switch {
+		case image == "default":
+			image = defaultImage
+		case !strings.Contains(image, "/"):
+			image = "sandboxd/" + image
+		}
+		if strings.HasPrefix(image, "sandboxd/snapshot:") {
+			return nil, fmt.Errorf("%q: a snapshot's image belongs to a key, not to a pool", entry)
+		}
+		if size > 0 {
+			out = append(out, orchestrator.PoolClass{Image: image, Size: size})
+		}
+	}
+	return out, nil
 }

@@ -127,7 +127,7 @@ func run(cfg config, log *slog.Logger) error {
 		Instance: instance, DataDir: data, AgentBinary: cfg.AgentBinary,
 		Network: cfg.Network, Bridge: cfg.Bridge, AllowedRanges: cfg.AllowedRanges, DefaultImage: cfg.DefaultImage,
 		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery,
-		Limits: diskLimits(cfg), Quotas: sandboxQuota(keys),
+		Limits: diskLimits(cfg), Quotas: sandboxQuota(keys), Pools: cfg.SandboxPools,
 	}, eng, builder, sq, log)
 	if err != nil {
 		return err

@@ -116,7 +116,7 @@ The server and key come from --url and --key, or SANDBOXD_URL and SANDBOXD_KEY.`
 		lifecycleCmd(g, "pause"), lifecycleCmd(g, "resume"), lifecycleCmd(g, "rm"))
 	add("inside", execCmd(g), shellCmd(g), ptyCmd(g), startProcessCmd(g), psCmd(g), logsCmd(g), killCmd(g),
 		exposeCmd(g), unexposeCmd(g), portsCmd(g), cpCmd(g), catCmd(g))
-	add("state", snapshotCmd(g))
+	add("state", snapshotCmd(g), forkCmd(g))
 	add("code", runCmd(g), appsCmd(g), usageCmd(g))
 	add("admin", imagesCmd(g), imageCmd(g), keyCmd(g))
 	return root

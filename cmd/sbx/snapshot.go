@@ -214,3 +214,40 @@ func snapshotRemoveCmd(g *cli) *cobra.Command {
 		},
 	}
 }
+
+func forkCmd(g *cli) *cobra.Command {
+	var count int
+	var labels []string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "fork ID [-n COUNT] [--label K=V]",
+		Short: "Make new sandboxes from a sandbox's filesystem as it is now; print their IDs",
+		Long: `Checkpoint a sandbox and start COUNT new sandboxes from the checkpoint, with
+the source's limits, environment, user and working directory. All or nothing.`,
+		Example: `  sbx fork $ID -n 4 --label experiment=b
+  for id in $(sbx fork $ID -n 3); do sbx exec $id -- ./try.sh & done; wait`,
+		Args:              args(cobra.ExactArgs(1)),
+		ValidArgsFunction: completeSandboxes(g),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			lm, err := keyValues("label", labels)
+			if err != nil {
+				return err
+			}
+			res, err := g.client().Fork(cmd.Context(), a[0], api.ForkRequest{Count: count, Labels: lm})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(res)
+			}
+			for _, sb := range res.Sandboxes {
+				fmt.Fprintln(out, sb.ID)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVarP(&count, "count", "n", 1, "how many sandboxes (1 to 16)")
+	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "label KEY=VALUE of the new sandboxes (repeatable)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the snapshot and the sandboxes as JSON")
+	return cmd
+}

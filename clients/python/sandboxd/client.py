@@ -309,6 +309,15 @@ class Sandbox:
             req["labels"] = dict(labels)
         return from_json(Snapshot, self.client._json("POST", self._path + "/snapshots", json_body=req))
 
+    def fork(self, count: int = 1, labels: Optional[Mapping[str, str]] = None) -> List["Sandbox"]:
+        """New sandboxes from this one's filesystem as it is now (with its
+        limits, environment, user and working directory)."""
+        req: Dict[str, Any] = {"count": count}
+        if labels:
+            req["labels"] = dict(labels)
+        out = self.client._json("POST", self._path + "/fork", json_body=req)
+        return [Sandbox(self.client, from_json(SandboxInfo, s)) for s in out["sandboxes"]]
+
     def restore(self, snapshot_id: str, paths: Optional[Sequence[str]] = None) -> "Sandbox":
         """Put the sandbox's filesystem back as the snapshot has it (only
         paths, when given)."""

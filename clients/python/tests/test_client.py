@@ -128,6 +128,18 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(NotFound):
             self.c.get_snapshot(snap.id)
 
+    def test_fork(self):
+        self.sb.files.write("/tmp/fork.txt", "shared")
+        forks = self.sb.fork(2, labels={"suite": "python-fork"})
+        try:
+            self.assertEqual(len({f.id for f in forks} | {self.sb.id}), 3)
+            for f in forks:
+                self.assertEqual(f.files.read_text("/tmp/fork.txt"), "shared")
+                self.assertEqual(f.info.labels, {"suite": "python-fork"})
+        finally:
+            for f in forks:
+                f.delete()
+
     def test_run_and_apps(self):
         r = self.c.run("python", "import sys; print(sum(range(10)), file=sys.stdout)")
         self.assertEqual((r.exit_code, r.stdout), (0, "45\n"))

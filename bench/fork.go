@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+)
+
+// benchFork measures a fork of a sandbox holding 100 MB of changes into 4,
+// beside cold creates of its image made in the same run: the fork's time per
+// sandbox against a cold create -> first exec.
+func benchFork(ctx context.Context, c *api.Client, image string, coldN int) ([]row, error) {
+	execTrue := api.ExecRequest{Cmd: []string{"true"}}
+	var cold []time.Duration
+	for range coldN {
+		t0 := time.Now()
+		s, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.Exec(ctx, s.ID, execTrue); err != nil {
+			return nil, err
+		}
+		cold = append(cold, time.Since(t0))
+		if err := c.DeleteSandbox(ctx, s.ID); err != nil {
+			return nil, err
+		}
+	}
+	src, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
+	if err != nil {
+		return nil, err
+	}
+	defer c.DeleteSandbox(context.WithoutCancel(ctx), src.ID)
+	if res, err := c.Exec(ctx, src.ID, api.ExecRequest{Shell: "mkdir -p /data && head -c 100000000 /dev/urandom > /data/blob"}); err != nil || res.ExitCode != 0 {
+		return nil, fmt.Errorf("write 100 MB: %v %+v", err, res)
+	}
+	const n = 4
+	var total, perSandbox []time.Duration
+	for range 3 {
+		t0 := time.Now()
+		res, err := c.Fork(ctx, src.ID, api.ForkRequest{Count: n})
+		if err != nil {
+			return nil, err
+		}
+		for _, sb := range res.Sandboxes {
+			if _, err := c.Exec(ctx, sb.ID, execTrue); err != nil {
+				return nil, err
+			}
+		}
+		d := time.Since(t0)
+		total = append(total, d)
+		perSandbox = append(perSandbox, d/n)
+		for _, sb := range res.Sandboxes {
+			if err := c.DeleteSandbox(ctx, sb.ID); err != nil {
+				return nil, err
+			}
+		}
+		if err := c.DeleteSnapshot(ctx, res.Snapshot); err != nil {
+			return nil, err
+		}
+	}
+	return []row{
+		{name: fmt.Sprintf("fork of 100 MB of changes into %d -> first exec in each, total (vs cold create -> first exec)", n), ours: total, base: cold, target: "-"},
+		{name: fmt.Sprintf("fork into %d, per sandbox (vs cold create -> first exec)", n), ours: perSandbox, base: cold, target: "p50 <= 1.2 x baseline"},
+	}, nil
+}
