@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -46,7 +47,8 @@ func main() {
 	flag.IntVar(&runN, "run-n", 1000, "dynamic runs and app invokes through sandboxd")
 	flag.IntVar(&dockerRunN, "docker-run-n", 10, "docker run --rm of the same snippets")
 	flag.IntVar(&poolN, "pool-n", 40, "creates served by the warm sandbox pool")
-	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "snapshots" only checkpoints and restores; "ports" only background processes and the port proxy; "pool" only the warm sandbox pool; "fork" only forks`)
+	flag.IntVar(&densityN, "density-n", 500, "idle sandboxes to hold at once")
+	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "snapshots" only checkpoints and restores; "ports" only background processes and the port proxy; "pool" only the warm sandbox pool; "fork" only forks; "density" only many idle sandboxes`)
 	flag.Parse()
 	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN, *fileN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -58,8 +60,8 @@ func main() {
 const benchKey = "bench-admin-key-0123456789abcdef"
 
 var (
-	runN, dockerRunN, poolN int
-	only                    string
+	runN, dockerRunN, poolN, densityN int
+	only                              string
 )
 
 type row struct {
@@ -166,6 +168,24 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		header()
 		printRows(p.rows)
 		printPorts(p)
+		return nil
+	}
+
+	density := func() (densityResults, error) {
+		b, err := os.ReadFile(filepath.Join(data, "instance"))
+		if err != nil {
+			return densityResults{}, err
+		}
+		return benchDensity(ctx, c, eng, image, densityN, cmd.Process.Pid, strings.TrimSpace(string(b)))
+	}
+	if only == "density" {
+		d, err := density()
+		if err != nil {
+			return err
+		}
+		header()
+		printRows(d.rows)
+		printDensity(d)
 		return nil
 	}
 
@@ -344,6 +364,13 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	if err != nil {
 		return err
 	}
+
+	dens, err := density()
+	if err != nil {
+		return err
+	}
+	rows = append(rows, dens.rows...)
+	defer printDensity(dens)
 
 	// Dynamic code last: its leased runners retire in the background, which
 	// would disturb the figures above.

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/sandboxd/sandboxd/runtime/docker"
+)
+
+// densityResults is what many idle sandboxes on one host cost.
+type densityResults struct {
+	n                       int
+	stoppedShort            string
+	hostPerSandboxMiB       float64
+	agentRSSMiB, shimRSSMiB float64
+	sandboxdRSSMiB          float64
+	createRate              float64
+	rows                    []row
+	leftAfterDelete         int
+}
+
+// benchDensity creates n idle sandboxes of image with 64 MiB each (stopping
+// early when the host's available memory falls under a floor), then reports
+// the host memory each costs, the agent's and the engine shim's share,
+// sandboxd's RSS, and the API's latency at that density; then deletes them
+// all and counts what is left in the engine.
+func benchDensity(ctx context.Context, c *api.Client, eng *docker.Docker, image string, n int, sandboxdPID int, instance string) (densityResults, error) {
+	res := densityResults{}
+	before := memAvailableMiB()
+	var mu sync.Mutex
+	var ids []string
+	var firstErr error
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		if avail := memAvailableMiB(); avail < 2048 {
+			res.stoppedShort = fmt.Sprintf("stopped at %d: %.0f MiB available", i, avail)
+			break
+		}
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image, MemoryMB: 64}, "")
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			ids = append(ids, sb.ID)
+		}()
+	}
+	wg.Wait()
+	created := time.Since(t0)
+	res.n = len(ids)
+	if firstErr != nil && res.stoppedShort == "" {
+		res.stoppedShort = fmt.Sprintf("stopped at %d: %v", len(ids), firstErr)
+	}
+	res.createRate = float64(len(ids)) / created.Seconds()
+	deleteAll := func() {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 4)
+		for _, id := range ids {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				_ = c.DeleteSandbox(context.WithoutCancel(ctx), id)
+			}()
+		}
+		wg.Wait()
+	}
+	if len(ids) == 0 {
+		return res, firstErr
+	}
+	// Let the new sandboxes settle idle before reading the host.
+	time.Sleep(10 * time.Second)
+	after := memAvailableMiB()
+	res.hostPerSandboxMiB = (before - after) / float64(len(ids))
+	res.agentRSSMiB = meanRSSMiB("sandbox-agent")
+	res.shimRSSMiB = meanRSSMiB("containerd-shim")
+	res.sandboxdRSSMiB = rssMiB(sandboxdPID)
+
+	// The API at that density.
+	var gets, execs []time.Duration
+	for range 300 {
+		id := ids[rand.IntN(len(ids))]
+		t := time.Now()
+		if _, err := c.GetSandbox(ctx, id); err != nil {
+			deleteAll()
+			return res, err
+		}
+		gets = append(gets, time.Since(t))
+	}
+	for range 200 {
+		id := ids[rand.IntN(len(ids))]
+		t := time.Now()
+		if r, err := c.Exec(ctx, id, api.ExecRequest{Cmd: []string{"true"}}); err != nil || r.ExitCode != 0 {
+			deleteAll()
+			return res, fmt.Errorf("exec at density: %v %+v", err, r)
+		}
+		execs = append(execs, time.Since(t))
+	}
+	// Beside the engine's own at the same density: inspect, and docker exec.
+	var inspects, dexecs []time.Duration
+	for range 50 {
+		id := ids[rand.IntN(len(ids))]
+		t := time.Now()
+		if _, err := eng.Inspect(ctx, "sandboxd-"+id); err != nil {
+			deleteAll()
+			return res, err
+		}
+		inspects = append(inspects, time.Since(t))
+	}
+	for range 20 {
+		id := ids[rand.IntN(len(ids))]
+		t := time.Now()
+		if code, err := eng.DockerExec(ctx, "sandboxd-"+id, []string{"true"}); err != nil || code != 0 {
+			deleteAll()
+			return res, fmt.Errorf("docker exec at density: %v %d", err, code)
+		}
+		dexecs = append(dexecs, time.Since(t))
+	}
+	res.rows = []row{
+		{name: fmt.Sprintf("GET /v1/sandboxes/{id} among %d idle sandboxes (vs docker inspect)", len(ids)), ours: gets, base: inspects, target: "p99 <= 20 ms"},
+		{name: fmt.Sprintf("exec `true` among %d idle sandboxes (vs docker exec)", len(ids)), ours: execs, base: dexecs, target: "p99 <= 30 ms"},
+	}
+	deleteAll()
+	cs, err := eng.List(ctx, map[string]string{runtime.LabelInstance: instance, runtime.LabelKind: runtime.KindSandbox})
+	if err != nil {
+		return res, err
+	}
+	res.leftAfterDelete = len(cs)
+	return res, nil
+}
+
+func printDensity(d densityResults) {
+	fmt.Printf("\nDensity: %d idle sandboxes (64 MiB limit each)", d.n)
+	if d.stoppedShort != "" {
+		fmt.Printf(", %s", d.stoppedShort)
+	}
+	fmt.Printf("\n- host memory per idle sandbox: %.1f MiB (MemAvailable before and after)\n", d.hostPerSandboxMiB)
+	fmt.Printf("- of which the agent's RSS: %.1f MiB, the engine shim's: %.1f MiB (means)\n", d.agentRSSMiB, d.shimRSSMiB)
+	fmt.Printf("- sandboxd's RSS: %.0f MiB\n", d.sandboxdRSSMiB)
+	fmt.Printf("- create rate, 4 at a time: %.1f/s (target >= 5/s)\n", d.createRate)
+	fmt.Printf("- containers left after deleting them all: %d\n", d.leftAfterDelete)
+}
+
+func memAvailableMiB() float64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func rssMiB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// meanRSSMiB is the mean RSS of the processes named name.
+func meanRSSMiB(name string) float64 {
+	out, err := exec.Command("pgrep", "-f", name).Output()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	var n int
+	for _, f := range strings.Fields(string(out)) {
+		pid, _ := strconv.Atoi(f)
+		if r := rssMiB(pid); r > 0 {
+			sum += r
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
