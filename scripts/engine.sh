@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # engine.sh makes sure a Docker engine answers on this machine.
 #
-# Idempotent: when `docker info` answers, it does nothing (sandboxd then finds out
-# for itself whether that engine can enforce per-sandbox disk limits). Otherwise,
+# Idempotent: when `docker info` answers, it only raises the kernel's key quota
+# (below); sandboxd then finds out for itself whether that engine can enforce
+# per-sandbox disk limits. Otherwise,
 # as root on Debian, it installs Debian's docker.io and the tools the offline image
 # builds need, and starts dockerd in the background with:
 #   - user-namespace remapping;
@@ -25,6 +26,14 @@ img=${SANDBOXD_ENGINE_IMG:-/var/lib/sandboxd-engine.btrfs}
 conf=/etc/sandboxd/dockerd.json
 
 say() { printf 'engine: %s\n' "$*" >&2; }
+
+# With userns-remap every container's root is the same unprivileged host user,
+# whose kernel key quota (kernel.keys.maxkeys, 200 by default) runc spends a
+# session keyring per container and per exec: past about 200 sandboxes a
+# `docker exec` fails. Give that user root's quota.
+if [ "$(id -u)" = 0 ] && [ "$(cat /proc/sys/kernel/keys/maxkeys 2>/dev/null || echo 1000000)" -lt 1000000 ]; then
+	sysctl -q -w kernel.keys.maxkeys=1000000 kernel.keys.maxbytes=25000000 || say "could not raise kernel.keys.maxkeys (many sandboxes will not all take docker exec)"
+fi
 
 if docker info >/dev/null 2>&1; then
 	exit 0
