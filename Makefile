@@ -10,7 +10,7 @@ GOFLAGS_BUILD := -trimpath
 .PHONY: help build image run engine browser e2b-sdk openapi-ts mcp-inspector proto test test-unit lint bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}' | \
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}' | \
 		sed -e 's|$$(LISTEN)|$(LISTEN)|' -e 's|$$(DATA)|$(DATA)|' -e 's|$$(IMAGE)|$(IMAGE)|'
 
 build: web/vendor/xterm.js ## build bin/sandboxd, bin/sbx and the static bin/sandbox-agent (and the web UI's npm assets)
@@ -56,7 +56,7 @@ browser: ## make sure Debian's chromium is installed (browser tests)
 run: build engine ## start sandboxd on $(LISTEN) with data in $(DATA)
 	$(BIN)/sandboxd --listen $(LISTEN) --data $(DATA)
 
-test: build engine browser e2b-sdk openapi-ts mcp-inspector lint ## unit, Docker-backed integration, end-to-end, browser and E2B SDK tests
+test: build engine browser e2b-sdk openapi-ts mcp-inspector lint ## unit, Docker-backed integration, end-to-end, browser, and real clients (E2B SDK, MCP Inspector, Python, openapi-typescript)
 	SANDBOXD_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m -artifacts ./...
 
 test-unit: ## the tests that need no engine
