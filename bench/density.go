@@ -155,34 +155,8 @@ func benchDensity(ctx context.Context, c *api.Client, eng *docker.Docker, image 
 	res.leftAfterDelete = len(cs)
 	// The engine's own rate, the same way: 40 containers of the image on
 	// the same network, 4 at a time, removed after the clock stops.
-	t1 := time.Now()
-	var dwg sync.WaitGroup
-	var derr error
-	var made []string
-	dsem := make(chan struct{}, 4)
-	for range 40 {
-		dwg.Add(1)
-		dsem <- struct{}{}
-		go func() {
-			defer dwg.Done()
-			defer func() { <-dsem }()
-			id, err := eng.Create(ctx, runtime.Spec{Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "sandboxd",
-				Labels: map[string]string{"sandboxd.bench": "baseline"}})
-			if err == nil {
-				err = eng.Start(ctx, id)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if id != "" {
-				made = append(made, id)
-			}
-			if err != nil {
-				derr = err
-			}
-		}()
-	}
-	dwg.Wait()
-	res.dockerRate = 40 / time.Since(t1).Seconds()
+	made, d, derr := concurrently(40, 4, func() (string, error) { return dockerStart(ctx, eng, image, "sandboxd") })
+	res.dockerRate = 40 / d.Seconds()
 	for _, id := range made {
 		_ = eng.Remove(context.WithoutCancel(ctx), id)
 	}

@@ -20,14 +20,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -72,40 +68,14 @@ type row struct {
 
 func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int) error {
 	ctx := context.Background()
-	data, err := os.MkdirTemp("", "sandboxd-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(data)
-	if err := os.Chmod(data, 0o711); err != nil {
-		return err
-	}
-	const key = benchKey
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	var logs bytes.Buffer
 	// No warm sandbox pool here: the rows below measure cold creates (the
 	// pool has its own sandboxd, in benchPool).
-	cmd := exec.Command(bin, "--listen", addr, "--data", data, "--agent", agentBin, "--default-image", image, "--log-level", "warn",
-		"--pool-min-idle", "4", "--sandbox-pool", "0")
-	cmd.Env = append(os.Environ(), "SANDBOXD_ADMIN_KEY="+key)
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
+	sd, err := startSandboxd(bin, agentBin, image, "--pool-min-idle", "4", "--sandbox-pool", "0")
+	if err != nil {
 		return err
 	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
-	url := "http://" + addr
-	if err := waitReady(url, 10*time.Minute); err != nil {
-		return fmt.Errorf("%w: %s", err, logs.String())
-	}
-	c := api.NewClient(url, key)
+	defer sd.stop()
+	c := api.NewClient(sd.url, benchKey)
 	eng, err := docker.New(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
@@ -121,7 +91,7 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	dynamic := func() (dynamicResults, error) {
 		dyn, err := benchDynamic(ctx, c, runN, dockerRunN)
 		if err != nil {
-			return dyn, fmt.Errorf("%w\nsandboxd's log:\n%s", err, logs.String())
+			return dyn, fmt.Errorf("%w\nsandboxd's log:\n%s", err, sd.logs.String())
 		}
 		return dyn, nil
 	}
@@ -172,11 +142,11 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	}
 
 	density := func() (densityResults, error) {
-		b, err := os.ReadFile(filepath.Join(data, "instance"))
+		instance, err := sd.instance()
 		if err != nil {
 			return densityResults{}, err
 		}
-		return benchDensity(ctx, c, eng, image, densityN, cmd.Process.Pid, strings.TrimSpace(string(b)))
+		return benchDensity(ctx, c, eng, image, densityN, sd.cmd.Process.Pid, instance)
 	}
 	if only == "density" {
 		d, err := density()
@@ -691,19 +661,28 @@ func benchThroughput(ctx context.Context, c *api.Client, eng *docker.Docker, id,
 // removes the container.
 func dockerCreateStart(ctx context.Context, eng *docker.Docker, image, network string) (time.Duration, error) {
 	t0 := time.Now()
+	id, err := dockerStart(ctx, eng, image, network)
+	d := time.Since(t0)
+	if id != "" {
+		if rerr := eng.Remove(ctx, id); err == nil {
+			err = rerr
+		}
+	}
+	return d, err
+}
+
+// dockerStart creates and starts a plain container of image on network, the
+// baseline of a sandbox's start, and returns its ID (also when the start
+// failed, so that it can be removed).
+func dockerStart(ctx context.Context, eng *docker.Docker, image, network string) (string, error) {
 	id, err := eng.Create(ctx, runtime.Spec{
 		Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: network,
 		Labels: map[string]string{"sandboxd.bench": "baseline"},
 	})
 	if err != nil {
-		return 0, err
+		return "", err
 	}
-	err = eng.Start(ctx, id)
-	d := time.Since(t0)
-	if rerr := eng.Remove(ctx, id); err == nil {
-		err = rerr
-	}
-	return d, err
+	return id, eng.Start(ctx, id)
 }
 
 func waitReady(url string, limit time.Duration) error {

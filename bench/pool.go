@@ -1,16 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sandboxd/sandboxd/api"
@@ -28,45 +21,23 @@ const poolSize = 4
 // refill that follows it runs before the next create (so that it is not
 // measured into it, as it would not be in a burst the size of the pool).
 func benchPool(ctx context.Context, bin, agentBin, image string, eng *docker.Docker, n int) ([]row, error) {
-	data, err := os.MkdirTemp("", "sandboxd-bench-pool-")
+	sd, err := startSandboxd(bin, agentBin, image, "--pool-min-idle", "0", "--sandbox-pool", fmt.Sprintf("default:%d", poolSize))
 	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(data)
-	if err := os.Chmod(data, 0o711); err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--listen", addr, "--data", data, "--agent", agentBin, "--default-image", image, "--log-level", "warn",
-		"--pool-min-idle", "0", "--sandbox-pool", fmt.Sprintf("default:%d", poolSize))
-	cmd.Env = append(os.Environ(), "SANDBOXD_ADMIN_KEY="+benchKey)
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
 		// Its pooled sandboxes outlive it (a restart would adopt them);
 		// this one does not come back.
-		if b, err := os.ReadFile(filepath.Join(data, "instance")); err == nil {
-			cs, _ := eng.List(context.WithoutCancel(ctx), map[string]string{runtime.LabelInstance: strings.TrimSpace(string(b))})
+		instance, ierr := sd.instance()
+		sd.stop()
+		if ierr == nil {
+			cs, _ := eng.List(context.WithoutCancel(ctx), map[string]string{runtime.LabelInstance: instance})
 			for _, ct := range cs {
 				_ = eng.Remove(context.WithoutCancel(ctx), ct.ID)
 			}
 		}
 	}()
-	url := "http://" + addr
-	if err := waitReady(url, 10*time.Minute); err != nil {
-		return nil, fmt.Errorf("%w: %s", err, logs.String())
-	}
-	c := api.NewClient(url, benchKey)
+	c := api.NewClient(sd.url, benchKey)
 	full := func() error {
 		for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 			list, err := c.Pools(ctx)
@@ -77,7 +48,7 @@ func benchPool(ctx context.Context, bin, agentBin, image string, eng *docker.Doc
 				return nil
 			}
 		}
-		return fmt.Errorf("the sandbox pool did not fill: %s", logs.String())
+		return fmt.Errorf("the sandbox pool did not fill: %s", sd.logs.String())
 	}
 	execTrue := api.ExecRequest{Cmd: []string{"true"}}
 	var ours, base []time.Duration
@@ -129,7 +100,7 @@ func benchPool(ctx context.Context, bin, agentBin, image string, eng *docker.Doc
 		if err := full(); err != nil {
 			return nil, err
 		}
-		ids, d, err := concurrently(poolSize, func() (string, error) {
+		ids, d, err := concurrently(poolSize, poolSize, func() (string, error) {
 			sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
 			return sb.ID, err
 		})
@@ -144,14 +115,7 @@ func benchPool(ctx context.Context, bin, agentBin, image string, eng *docker.Doc
 			}
 		}
 		created = created[:0]
-		cids, d, err := concurrently(poolSize, func() (string, error) {
-			id, err := eng.Create(ctx, runtime.Spec{Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "sandboxd",
-				Labels: map[string]string{"sandboxd.bench": "baseline"}})
-			if err == nil {
-				err = eng.Start(ctx, id)
-			}
-			return id, err
-		})
+		cids, d, err := concurrently(poolSize, poolSize, func() (string, error) { return dockerStart(ctx, eng, image, "sandboxd") })
 		for _, id := range cids {
 			_ = eng.Remove(context.WithoutCancel(ctx), id)
 		}
@@ -168,18 +132,21 @@ func benchPool(ctx context.Context, bin, agentBin, image string, eng *docker.Doc
 	}, nil
 }
 
-// concurrently runs fn n times at once and answers what they made and how
-// long until the last was done.
-func concurrently(n int, fn func() (string, error)) ([]string, time.Duration, error) {
+// concurrently runs fn n times, limit at a time, and answers what they made
+// and how long until the last was done.
+func concurrently(n, limit int, fn func() (string, error)) ([]string, time.Duration, error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var ids []string
 	var firstErr error
+	slots := make(chan struct{}, limit)
 	t0 := time.Now()
 	for range n {
 		wg.Add(1)
+		slots <- struct{}{}
 		go func() {
 			defer wg.Done()
+			defer func() { <-slots }()
 			id, err := fn()
 			mu.Lock()
 			defer mu.Unlock()

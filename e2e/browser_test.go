@@ -34,6 +34,19 @@ func chromium(t *testing.T) string {
 	return p
 }
 
+// browserTest is the set-up of a test that drives the web UI: the engine,
+// Chromium, and the UI's npm assets built into the binary. It returns the
+// browser's path.
+func browserTest(t *testing.T) string {
+	t.Helper()
+	testenv.Docker(t)
+	browser := chromium(t)
+	if !web.Built() {
+		t.Fatal("the web UI's npm assets are missing: run make build (scripts/web.sh) before the tests")
+	}
+	return browser
+}
+
 // newBrowser starts headless Chromium for the test, and a function that
 // saves a screenshot among the test's artifacts.
 func newBrowser(t *testing.T, browser string) (context.Context, func(name string)) {
@@ -72,11 +85,7 @@ func newBrowser(t *testing.T, browser string) (context.Context, func(name string
 // TestWebUITerminal drives the web UI in headless Chromium as a person would:
 // enter the key, create a sandbox, open its terminal, type, read the answer.
 func TestWebUITerminal(t *testing.T) {
-	testenv.Docker(t)
-	browser := chromium(t)
-	if !web.Built() {
-		t.Fatal("the web UI's npm assets are missing: run make build (scripts/web.sh) before the tests")
-	}
+	browser := browserTest(t)
 	const key = "e2e-browser-key-0123456789abcdef"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
@@ -221,11 +230,7 @@ func TestWebUITerminal(t *testing.T) {
 // its port and opens the link (the host form under *.localhost, which
 // Chromium resolves to this machine) to see the server's page.
 func TestWebUIProcessesAndPorts(t *testing.T) {
-	testenv.Docker(t)
-	browser := chromium(t)
-	if !web.Built() {
-		t.Fatal("the web UI's npm assets are missing: run make build (scripts/web.sh) before the tests")
-	}
+	browser := browserTest(t)
 	const key = "e2e-browser-ports-0123456789abcd"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
@@ -331,11 +336,7 @@ func TestWebUIProcessesAndPorts(t *testing.T) {
 // it; and checks the key is kept for the browser, not per tab, and that the
 // terminal's header stays on one line.
 func TestWebUISnapshots(t *testing.T) {
-	testenv.Docker(t)
-	browser := chromium(t)
-	if !web.Built() {
-		t.Fatal("the web UI's npm assets are missing: run make build (scripts/web.sh) before the tests")
-	}
+	browser := browserTest(t)
 	const key = "e2e-browser-snaps-0123456789abc"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })

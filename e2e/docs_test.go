@@ -11,18 +11,13 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/web"
 )
 
 // TestAPIDocsPage opens /docs in Chromium: Swagger UI, served from the binary
 // under the UI's content security policy, renders every operation of
 // /openapi.json.
 func TestAPIDocsPage(t *testing.T) {
-	testenv.Docker(t)
-	browser := chromium(t)
-	if !web.Built() {
-		t.Fatal("the web UI's npm assets are missing: run make build (scripts/web.sh) before the tests")
-	}
+	browser := browserTest(t)
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,

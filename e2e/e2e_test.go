@@ -176,11 +176,16 @@ var network, bridge = testenv.Network("test")
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 func removeInstance(t *testing.T, data string) {
-	b, err := os.ReadFile(filepath.Join(data, "instance"))
-	if err != nil {
-		return
+	if instance, err := readInstance(data); err == nil {
+		sweep(testenv.Docker(t), instance)
 	}
-	sweep(testenv.Docker(t), strings.TrimSpace(string(b)))
+}
+
+// readInstance reads the instance ID of the sandboxd whose data directory is
+// data.
+func readInstance(data string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(data, "instance"))
+	return strings.TrimSpace(string(b)), err
 }
 
 // sweep removes every container and image of instance.

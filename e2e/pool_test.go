@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -240,13 +238,12 @@ func TestSandboxPoolBadImage(t *testing.T) {
 	}
 }
 
-// instanceOf reads the instance ID of the sandboxd whose data directory is
-// data.
+// instanceOf is readInstance, failing the test when it cannot.
 func instanceOf(t *testing.T, data string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(data, "instance"))
+	instance, err := readInstance(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(b))
+	return instance
 }

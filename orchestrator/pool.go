@@ -119,8 +119,7 @@ func (o *Orchestrator) PoolsWarm() bool {
 // (A create from a snapshot names the snapshot's image: never a pool's.)
 func (o *Orchestrator) poolFor(image string, spec Spec) *sandboxPool {
 	for _, p := range o.pools {
-		if p.image == image && p.spec.CPUs == spec.CPUs && p.spec.MemoryMB == spec.MemoryMB && p.spec.Pids == spec.Pids &&
-			p.spec.DiskMB == spec.DiskMB && p.spec.Network == spec.Network {
+		if p.image == image && sameLimits(p.spec, spec) {
 			return p
 		}
 	}
@@ -399,8 +398,14 @@ func (o *Orchestrator) createPooled(ctx context.Context, p *sandboxPool) (id str
 	return id, nil
 }
 
-// sameClass reports whether a pooled sandbox's spec is its pool's.
+// sameLimits reports whether two specs ask for what a container is made
+// with: the limits and the network.
+func sameLimits(a, b Spec) bool {
+	return a.CPUs == b.CPUs && a.MemoryMB == b.MemoryMB && a.Pids == b.Pids && a.DiskMB == b.DiskMB && a.Network == b.Network
+}
+
+// sameClass reports whether a pooled sandbox's spec b is its pool's (a):
+// the same limits, and nothing a claim sets.
 func sameClass(a, b Spec) bool {
-	return a.CPUs == b.CPUs && a.MemoryMB == b.MemoryMB && a.Pids == b.Pids && a.DiskMB == b.DiskMB &&
-		a.Network == b.Network && len(b.Env) == 0 && b.IdleTimeout == 0 && b.TTLSeconds == 0 && b.User == "" && b.Workdir == ""
+	return sameLimits(a, b) && len(b.Env) == 0 && b.IdleTimeout == 0 && b.TTLSeconds == 0 && b.User == "" && b.Workdir == ""
 }

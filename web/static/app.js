@@ -142,13 +142,16 @@
     return Math.floor(s / 86400) + "d";
   }
 
-  function button(label, cls, onClick) {
+  // button runs onClick, disabled meanwhile; a failure shows in errSel (the
+  // sandbox list's error line unless another is named), cleared first.
+  function button(label, cls, onClick, errSel = "#list-error") {
     const b = document.createElement("button");
     b.textContent = label;
     if (cls) b.className = cls;
     b.addEventListener("click", async () => {
       b.disabled = true;
-      try { await onClick(); } catch (e) { $("#list-error").textContent = e.message; }
+      if (errSel !== "#list-error") $(errSel).textContent = "";
+      try { await onClick(); } catch (e) { $(errSel).textContent = e.message; }
       b.disabled = false;
     });
     return b;
@@ -658,19 +661,6 @@
     return td;
   }
 
-  function tabButton(label, cls, errSel, onClick) {
-    const b = document.createElement("button");
-    b.textContent = label;
-    if (cls) b.className = cls;
-    b.addEventListener("click", async () => {
-      b.disabled = true;
-      $(errSel).textContent = "";
-      try { await onClick(); } catch (e) { $(errSel).textContent = e.message; }
-      b.disabled = false;
-    });
-    return b;
-  }
-
   $("#snap-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const btn = $("#snap-create");
@@ -705,21 +695,20 @@
       tr.append(cell(sn.id, "id"), cell(sn.name), cell(sn.sandbox_id, "id"), cell(humanSize(sn.size_bytes), "num"), cell(age(sn.created_at)));
       const actions = document.createElement("td");
       actions.className = "actions";
-      actions.appendChild(tabButton("Restore", "restore-btn", "#snap-error", async () => {
+      actions.appendChild(button("Restore", "restore-btn", async () => {
         if (!confirm("Restore " + (sn.name || sn.id) + " into " + sn.sandbox_id + "? Changes made since are lost.")) return;
         await api("POST", "/v1/sandboxes/" + encodeURIComponent(sn.sandbox_id) + "/restore", { snapshot: sn.id });
-        $("#snap-error").textContent = "";
         await refresh();
-      }));
-      actions.appendChild(tabButton("Branch", "branch-btn", "#snap-error", async () => {
+      }, "#snap-error"));
+      actions.appendChild(button("Branch", "branch-btn", async () => {
         await api("POST", "/v1/sandboxes", { snapshot: sn.id });
         await refresh();
-      }));
-      actions.appendChild(tabButton("Delete", "danger", "#snap-error", async () => {
+      }, "#snap-error"));
+      actions.appendChild(button("Delete", "danger", async () => {
         if (!confirm("Delete snapshot " + (sn.name || sn.id) + "?")) return;
         await api("DELETE", "/v1/snapshots/" + encodeURIComponent(sn.id));
         await loadSnapshots();
-      }));
+      }, "#snap-error"));
       tr.appendChild(actions);
       return tr;
     });
@@ -744,11 +733,11 @@
         cell(a.warm ? "yes" : ""), cell(age(a.updated_at)));
       const actions = document.createElement("td");
       actions.className = "actions";
-      actions.appendChild(tabButton("Delete", "danger", "#apps-error", async () => {
+      actions.appendChild(button("Delete", "danger", async () => {
         if (!confirm("Delete app " + a.name + " and its database?")) return;
         await api("DELETE", "/v1/apps/" + encodeURIComponent(a.name));
         await loadApps();
-      }));
+      }, "#apps-error"));
       tr.appendChild(actions);
       return tr;
     });
@@ -810,11 +799,11 @@
       const actions = document.createElement("td");
       actions.className = "actions";
       if (!k.revoked_at) {
-        actions.appendChild(tabButton("Revoke", "danger", "#keys-error", async () => {
+        actions.appendChild(button("Revoke", "danger", async () => {
           if (!confirm("Revoke key " + k.name + "? Whoever holds it is refused from now on.")) return;
           await api("DELETE", "/v1/keys/" + encodeURIComponent(k.id));
           await loadKeys();
-        }));
+        }, "#keys-error"));
       }
       tr.appendChild(actions);
       return tr;

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// sandboxd is a sandboxd the benchmark started: on a free loopback port, with
+// a scratch data directory and the benchmark's admin key.
+type sandboxd struct {
+	url, data string
+	cmd       *exec.Cmd
+	logs      bytes.Buffer
+}
+
+// startSandboxd starts bin with image as its default and flags besides, and
+// waits until it is ready.
+func startSandboxd(bin, agentBin, image string, flags ...string) (*sandboxd, error) {
+	data, err := os.MkdirTemp("", "sandboxd-bench-")
+	if err != nil {
+		return nil, err
+	}
+	s := &sandboxd{data: data}
+	if err := os.Chmod(data, 0o711); err != nil {
+		os.RemoveAll(data)
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		os.RemoveAll(data)
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s.cmd = exec.Command(bin, append([]string{"--listen", addr, "--data", data, "--agent", agentBin, "--default-image", image,
+		"--log-level", "warn"}, flags...)...)
+	s.cmd.Env = append(os.Environ(), "SANDBOXD_ADMIN_KEY="+benchKey)
+	s.cmd.Stderr = &s.logs
+	if err := s.cmd.Start(); err != nil {
+		os.RemoveAll(data)
+		return nil, err
+	}
+	s.url = "http://" + addr
+	if err := waitReady(s.url, 10*time.Minute); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("%w: %s", err, s.logs.String())
+	}
+	return s, nil
+}
+
+// stop shuts it down as an operator does (SIGTERM) and removes its data
+// directory. Its sandboxes, pooled ones included, keep running.
+func (s *sandboxd) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = s.cmd.Wait()
+	os.RemoveAll(s.data)
+}
+
+// instance is its instance ID, the label of everything it made in the engine.
+func (s *sandboxd) instance() (string, error) {
+	b, err := os.ReadFile(filepath.Join(s.data, "instance"))
+	return strings.TrimSpace(string(b)), err
+}
