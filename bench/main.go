@@ -160,7 +160,7 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	}
 
 	if only == "fork" {
-		rows, err := benchFork(ctx, c, image, 5)
+		rows, err := benchFork(ctx, c, eng, image, 5)
 		if err != nil {
 			return err
 		}
@@ -264,7 +264,7 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		return err
 	}
 	rows = append(rows, poolRows...)
-	forkRows, err := benchFork(ctx, c, image, createN)
+	forkRows, err := benchFork(ctx, c, eng, image, createN)
 	if err != nil {
 		return err
 	}
@@ -675,10 +675,15 @@ func dockerCreateStart(ctx context.Context, eng *docker.Docker, image, network s
 // baseline of a sandbox's start, and returns its ID (also when the start
 // failed, so that it can be removed).
 func dockerStart(ctx context.Context, eng *docker.Docker, image, network string) (string, error) {
-	id, err := eng.Create(ctx, runtime.Spec{
+	return dockerSpecStart(ctx, eng, runtime.Spec{
 		Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: network,
 		Labels: map[string]string{"sandboxd.bench": "baseline"},
 	})
+}
+
+// dockerSpecStart creates and starts a baseline container of spec.
+func dockerSpecStart(ctx context.Context, eng *docker.Docker, spec runtime.Spec) (string, error) {
+	id, err := eng.Create(ctx, spec)
 	if err != nil {
 		return "", err
 	}
