@@ -24,10 +24,13 @@ type densityResults struct {
 	hostPerSandboxMiB       float64
 	agentPSSMiB, shimPSSMiB float64
 	sandboxdRSSMiB          float64
+	sandboxdRSSBeforeMiB    float64
 	createRate, first40Rate float64
 	dockerRate              float64
 	rows                    []row
 	leftAfterDelete         int
+	deleteFailed            int   // deletes that failed the first time
+	deleteErr               error // the first of them
 }
 
 // benchDensity creates n idle sandboxes of image with 64 MiB each (stopping
@@ -61,6 +64,7 @@ func benchDensity(ctx context.Context, c *api.Client, eng *docker.Docker, image 
 	}
 	res.dockerRate = rateN / d.Seconds()
 	before := memAvailableMiB()
+	res.sandboxdRSSBeforeMiB = rssMiB(sandboxdPID)
 	var mu sync.Mutex
 	var ids []string
 	var firstErr error
@@ -105,19 +109,36 @@ func benchDensity(ctx context.Context, c *api.Client, eng *docker.Docker, image 
 		res.stoppedShort = fmt.Sprintf("stopped at %d: %v", len(ids), firstErr)
 	}
 	res.createRate = float64(len(ids)) / created.Seconds()
+	// deleteAll deletes them 4 at a time, and once more those whose
+	// delete failed; it keeps the first failure to report.
 	deleteAll := func() {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 4)
-		for _, id := range ids {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				_ = c.DeleteSandbox(context.WithoutCancel(ctx), id)
-			}()
+		pending := ids
+		for try := range 2 {
+			var failed []string
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 4)
+			for _, id := range pending {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					if err := c.DeleteSandbox(context.WithoutCancel(ctx), id); err != nil {
+						mu.Lock()
+						defer mu.Unlock()
+						failed = append(failed, id)
+						if try == 0 {
+							res.deleteFailed++
+							if res.deleteErr == nil {
+								res.deleteErr = err
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			pending = failed
 		}
-		wg.Wait()
 	}
 	if len(ids) == 0 {
 		return res, firstErr
@@ -190,10 +211,15 @@ func printDensity(d densityResults) {
 	}
 	fmt.Printf("\n- host memory per idle sandbox: %.1f MiB (MemAvailable before and after)\n", d.hostPerSandboxMiB)
 	fmt.Printf("- of which the agent's PSS: %.1f MiB, the engine shim's: %.1f MiB (means; the rest is the kernel's)\n", d.agentPSSMiB, d.shimPSSMiB)
-	fmt.Printf("- sandboxd's RSS: %.0f MiB\n", d.sandboxdRSSMiB)
+	fmt.Printf("- sandboxd's RSS: %.0f MiB (%.0f MiB before the creates: %.2f MiB per sandbox)\n",
+		d.sandboxdRSSMiB, d.sandboxdRSSBeforeMiB, (d.sandboxdRSSMiB-d.sandboxdRSSBeforeMiB)/float64(max(d.n, 1)))
 	fmt.Printf("- create rate, 4 at a time: first 40 %.1f/s, all %d %.1f/s; docker create+start of 40 of the same image with the same limits on the same network, 4 at a time, first: %.1f/s (first-40 ratio %.2f; target >= 5/s, bounded by container starts)\n",
 		d.first40Rate, d.n, d.createRate, d.dockerRate, d.first40Rate/d.dockerRate)
-	fmt.Printf("- containers left after deleting them all: %d\n", d.leftAfterDelete)
+	fmt.Printf("- containers left after deleting them all: %d", d.leftAfterDelete)
+	if d.deleteFailed > 0 {
+		fmt.Printf(" (%d deletes failed the first time, and were retried once; the first: %v)", d.deleteFailed, d.deleteErr)
+	}
+	fmt.Println()
 }
 
 func memAvailableMiB() float64 {

@@ -303,13 +303,11 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		return err
 	}
 	rows = append(rows, diffs.rows...)
-	defer printFirstDiff(diffs)
 	portRows, err := benchPorts(ctx, c, eng, 100)
 	if err != nil {
 		return err
 	}
 	rows = append(rows, portRows.rows...)
-	defer printPorts(portRows)
 
 	// Files: write+read of 1 MiB, and 100 MiB up and down, through the REST
 	// API vs `docker cp` through the Engine API.
@@ -335,21 +333,22 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		return err
 	}
 
-	dens, err := density()
-	if err != nil {
-		return err
-	}
-	rows = append(rows, dens.rows...)
-	defer printDensity(dens)
-
-	// Dynamic code last: its leased runners retire in the background, which
-	// would disturb the figures above.
+	// Dynamic code next to last: its leased runners retire in the
+	// background, which would disturb the figures above.
 	dyn, err := dynamic()
 	if err != nil {
 		return err
 	}
+	// Density last: deleting hundreds of sandboxes leaves the kernel
+	// reclaiming their btrfs subvolumes, on a whole core, for many minutes.
+	dens, err := density()
+	if err != nil {
+		return err
+	}
+	rows = append(rows, dyn.rows...)
+	rows = append(rows, dens.rows...)
 	header()
-	printRows(append(rows, dyn.rows...))
+	printRows(rows)
 	printDynamic(dyn)
 	fmt.Printf("| export size of a snapshot of 100 MB of changes | 1 | %.1f MB | - | 100.0 MB changed | - | %.3f (size) | <= 1.1 x changed |\n",
 		float64(exported)/1e6, float64(exported)/1e8)
@@ -359,6 +358,9 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		bigUpload>>20, downOurs, downBase, downOurs/downBase)
 	fmt.Printf("| PTY output, cat of %d MB (WebSocket vs docker exec -t) | 1 / 1 | %.0f MB/s | - | %.0f MB/s | - | %.3f (throughput) | >= 100 MB/s |\n",
 		bigFile/1_000_000, thrOurs, thrBase, thrOurs/thrBase)
+	printPorts(portRows)
+	printFirstDiff(diffs)
+	printDensity(dens)
 	return nil
 }
 
