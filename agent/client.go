@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+
+	"github.com/sandboxd/sandboxd/bounds"
 )
 
 // cancelGrace is how long Exec waits for the agent's answer after ctx is done.
@@ -20,6 +22,22 @@ type Conn struct {
 	sess *yamux.Session
 	// AgentPID is the PID the agent reported (1 inside a container).
 	AgentPID int
+}
+
+// stream opens a stream for an operation of the request ctx carries (if
+// any): the stream's window grows out of that request's key's share of the
+// window budget (bounds.Scope.GrowWindow); an operation of sandboxd's own
+// grows it freely.
+func (c *Conn) stream(ctx context.Context) (net.Conn, error) {
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	var grow func(int64) (func(), bool)
+	if sc := bounds.From(ctx); sc != nil {
+		grow = sc.GrowWindow
+	}
+	return newFlow(st, grow), nil
 }
 
 // Close ends the session.
@@ -53,9 +71,9 @@ func (c *Conn) User(ctx context.Context, user string) (UserInfo, error) {
 // stream's reads and writes fail once ctx is done; stop reports false when
 // ctx was done first. The caller closes the stream.
 func (c *Conn) open(ctx context.Context, req Request) (st net.Conn, stop func() bool, err error) {
-	st, err = c.sess.OpenStream()
+	st, err = c.stream(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open stream: %w", err)
+		return nil, nil, err
 	}
 	stop = context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
 	if err := writeJSON(st, req); err != nil {
@@ -88,9 +106,9 @@ func (c *Conn) call(ctx context.Context, req Request, answer any) error {
 // io.EOF; the caller must make it return once Exec has. Cancelling ctx kills the
 // process group. A non-zero exit is a result, not an error.
 func (c *Conn) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (ExecResult, error) {
-	st, err := c.sess.OpenStream()
+	st, err := c.stream(ctx)
 	if err != nil {
-		return ExecResult{}, fmt.Errorf("open stream: %w", err)
+		return ExecResult{}, err
 	}
 	defer st.Close()
 	stop := context.AfterFunc(ctx, func() {
@@ -169,9 +187,9 @@ type PtyStream struct {
 
 // PtyAttach opens a terminal stream (a new session when req.Open is set).
 func (c *Conn) PtyAttach(ctx context.Context, req PtyAttach) (*PtyStream, error) {
-	st, err := c.sess.OpenStream()
+	st, err := c.stream(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("open stream: %w", err)
+		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { st.Close() })
 	out := &frameSender{w: st}
@@ -270,9 +288,9 @@ func (c *Conn) PtyKill(ctx context.Context, id string) error {
 // otherwise). For read and tar_out, sink is called with the header before any
 // data and returns where the data goes. A failed operation is an *FsError.
 func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(FsResult) (io.Writer, error)) (FsResult, error) {
-	st, err := c.sess.OpenStream()
+	st, err := c.stream(ctx)
 	if err != nil {
-		return FsResult{}, fmt.Errorf("open stream: %w", err)
+		return FsResult{}, err
 	}
 	defer st.Close()
 	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
@@ -310,23 +328,30 @@ func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(Fs
 		defer st.SetWriteDeadline(time.Now())
 	}
 	var w io.Writer = io.Discard
-	var scratch []byte
 	for {
-		typ, payload, err := readFrameInto(st, scratch)
+		// Data frames go on through a small buffer as they come, however
+		// large the agent made them; only a result is read whole.
+		typ, n, err := readFrameHeader(st)
+		if err == nil && typ == frameStdout {
+			var werr error
+			if werr, err = copyFrame(w, st, n); werr != nil {
+				return FsResult{}, werr
+			}
+			if err == nil {
+				continue
+			}
+		}
+		var payload []byte
+		if err == nil {
+			payload, err = readPayload(st, typ, n)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return FsResult{}, ctx.Err()
 			}
 			return FsResult{}, fmt.Errorf("read file stream: %w", err)
 		}
-		if cap(payload) > cap(scratch) {
-			scratch = payload
-		}
 		switch typ {
-		case frameStdout:
-			if _, err := w.Write(payload); err != nil {
-				return FsResult{}, err
-			}
 		case frameJSON:
 			var res FsResult
 			if err := decodeFrame(payload, &res); err != nil {

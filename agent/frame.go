@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Frame types. A frame is one type byte, a big-endian uint32 length and that many
@@ -59,24 +61,77 @@ func readFrame(r io.Reader) (byte, []byte, error) {
 // readFrameInto is readFrame reusing buf for the payload when it is large
 // enough: the payload is only good until the next call with the same buf.
 func readFrameInto(r io.Reader, buf []byte) (byte, []byte, error) {
-	var hdr [5]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	typ, n, err := readFrameHeader(r)
+	if err != nil {
 		return 0, nil, err
-	}
-	n := binary.BigEndian.Uint32(hdr[1:])
-	if n > MaxFrame {
-		return 0, nil, errFrameTooLarge
 	}
 	var payload []byte
 	if uint32(cap(buf)) >= n {
 		payload = buf[:n]
-	} else {
-		payload = make([]byte, n)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return 0, nil, fmt.Errorf("agent: short frame: %w", err)
+		}
+		return typ, payload, nil
 	}
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return 0, nil, fmt.Errorf("agent: short frame: %w", err)
+	payload, err = readPayload(r, typ, n)
+	return typ, payload, err
+}
+
+// readFrameHeader reads a frame's type and length, refusing lengths over
+// MaxFrame.
+func readFrameHeader(r io.Reader) (byte, uint32, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, 0, err
 	}
-	return hdr[0], payload, nil
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > MaxFrame {
+		return 0, 0, errFrameTooLarge
+	}
+	return hdr[0], n, nil
+}
+
+// readPayload reads a frame's n bytes. Memory grows with what has come,
+// not with what the header claims: a peer that announces a large frame
+// has to send it.
+func readPayload(r io.Reader, typ byte, n uint32) ([]byte, error) {
+	var b bytes.Buffer
+	b.Grow(int(min(n, 64<<10)))
+	if _, err := io.CopyN(&b, r, int64(n)); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("agent: short frame %q: %w", typ, err)
+	}
+	return b.Bytes(), nil
+}
+
+// copyBuffers lend frame copies a small buffer: one is held for as long as
+// a writer (a client) takes.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+// copyFrame copies a frame's n bytes from r to w through a small buffer,
+// and reports a failure of w apart from one of r.
+func copyFrame(w io.Writer, r io.Reader, n uint32) (writeErr, readErr error) {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	left := int64(n)
+	for left > 0 {
+		k, err := io.ReadFull(r, (*buf)[:min(left, int64(len(*buf)))])
+		if k > 0 {
+			if _, werr := w.Write((*buf)[:k]); werr != nil {
+				return werr, nil
+			}
+			left -= int64(k)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("agent: short frame: %w", err)
+		}
+	}
+	return nil, nil
 }
 
 // readJSON reads one frame that must be JSON and decodes it into v.

@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// ProtocolVersion is bumped on any incompatible change to the messages below.
-const ProtocolVersion = 1
+// ProtocolVersion is bumped on any incompatible change to the messages below
+// or to the streams that carry them (2: flow records on every stream, flow.go).
+const ProtocolVersion = 2
 
 // Hello is the first frame an agent sends on a new connection.
 type Hello struct {

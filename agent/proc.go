@@ -27,6 +27,8 @@ const (
 	procExitedKept = 64
 	// procChunk is the largest output record.
 	procChunk = 64 << 10
+	// followPiece is the largest output record sent to a reader of the log.
+	followPiece = 16 << 10
 	// procDrain is how long, after a process exits, its output may still
 	// arrive (from children that hold its pipes) before its log ends.
 	procDrain = time.Second
@@ -511,9 +513,21 @@ func (s *Server) serveProcLogs(ctx context.Context, st net.Conn, out *frameSende
 	for {
 		recs, end, ended, wake := p.log.from(off)
 		for _, r := range recs {
-			// A record is at most procChunk bytes, well under a frame.
-			if err := out.sendJSON(r); err != nil {
-				return
+			// Sent in pieces of at most followPiece bytes: what sandboxd
+			// holds for a follower that stops reading is one of them.
+			for {
+				piece := r
+				if len(piece.Data) > followPiece {
+					piece.Data = piece.Data[:followPiece]
+				}
+				if err := out.sendJSON(piece); err != nil {
+					return
+				}
+				if len(piece.Data) == len(r.Data) {
+					break
+				}
+				r.Offset += int64(len(piece.Data))
+				r.Data = r.Data[len(piece.Data):]
 			}
 		}
 		off = end

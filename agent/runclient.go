@@ -11,9 +11,9 @@ import (
 // Run runs req in a runner. Output is written to stdout and stderr as it
 // arrives. Cancelling ctx kills the run.
 func (c *Conn) Run(ctx context.Context, req RunRequest, stdout, stderr io.Writer) (RunResult, error) {
-	st, err := c.sess.OpenStream()
+	st, err := c.stream(ctx)
 	if err != nil {
-		return RunResult{}, fmt.Errorf("open stream: %w", err)
+		return RunResult{}, err
 	}
 	defer st.Close()
 	stop := context.AfterFunc(ctx, func() {
@@ -56,9 +56,9 @@ func (e *AppError) Error() string { return e.Msg }
 // back to the host. Invoke returns the host's last message: op "response" or
 // "error".
 func (c *Conn) Invoke(ctx context.Context, req InvokeRequest, onCall func([]byte) []byte) ([]byte, error) {
-	st, err := c.sess.OpenStream()
+	st, err := c.stream(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("open stream: %w", err)
+		return nil, err
 	}
 	defer st.Close()
 	stop := context.AfterFunc(ctx, func() { st.Close() })

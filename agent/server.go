@@ -86,8 +86,9 @@ func (s *Server) ServeSession(ctx context.Context, sess *yamux.Session) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer st.Close()
-			s.handle(ctx, st)
+			fc := newFlow(st, nil)
+			defer fc.Close()
+			s.handle(ctx, fc)
 		}()
 	}
 }
