@@ -14,9 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -246,6 +248,12 @@ func (s *Service) Proxy(w http.ResponseWriter, r *http.Request, owner, id string
 				pr.SetXForwarded()
 			},
 			Transport: s.pool.transport(conn, port),
+			// The server may set cookies for its own host only, and none
+			// of sandboxd's.
+			ModifyResponse: func(resp *http.Response) error {
+				filterCookies(resp.Header, r.Host)
+				return nil
+			},
 			// Streamed answers (SSE, and any of unknown length) are
 			// flushed as they come; a sized one goes out in large writes.
 			FlushInterval: 0,
@@ -257,10 +265,50 @@ func (s *Service) Proxy(w http.ResponseWriter, r *http.Request, owner, id string
 		if errors.Is(proxyErr, agent.ErrNotListening) {
 			return notListening(id, port)
 		}
+		if errors.Is(proxyErr, ErrHeadTooLarge) {
+			return fmt.Errorf("port %d of sandbox %s: %w", port, id, proxyErr)
+		}
 		if proxyErr != nil && ctx.Err() == nil {
 			s.log.Debug("proxied request failed", "sandbox_id", id, "port", port, "err", proxyErr)
 			return errclass.Wrap(cerrdefs.ErrUnavailable, proxyErr, fmt.Sprintf("the request to port %d of sandbox %s failed", port, id))
 		}
 		return nil
 	})
+}
+
+// filterCookies drops from an answer's Set-Cookie fields the cookies a
+// sandbox's server may not set: any with a Domain attribute other than
+// host itself (which would reach the other hosts of the preview domain, or
+// sandboxd's), and any with one of sandboxd's own names, however prefixed.
+func filterCookies(h http.Header, host string) {
+	set := h.Values("Set-Cookie")
+	if len(set) == 0 {
+		return
+	}
+	if hn, _, err := net.SplitHostPort(host); err == nil {
+		host = hn
+	}
+	keep := set[:0:0]
+	for _, line := range set {
+		ck, err := http.ParseSetCookie(line)
+		if err != nil || reservedCookie(ck.Name) {
+			continue
+		}
+		if d := strings.TrimPrefix(strings.ToLower(ck.Domain), "."); d != "" && d != strings.ToLower(host) {
+			continue
+		}
+		keep = append(keep, line)
+	}
+	h.Del("Set-Cookie")
+	for _, line := range keep {
+		h.Add("Set-Cookie", line)
+	}
+}
+
+// reservedCookie says name is one of sandboxd's cookies (sandboxd_...,
+// also behind the __Host- and __Secure- prefixes).
+func reservedCookie(name string) bool {
+	n := strings.ToLower(name)
+	n = strings.TrimPrefix(strings.TrimPrefix(n, "__host-"), "__secure-")
+	return strings.HasPrefix(n, "sandboxd")
 }

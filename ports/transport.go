@@ -2,8 +2,10 @@ package ports
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,17 +15,35 @@ import (
 	"github.com/sandboxd/sandboxd/agent"
 )
 
-// Limits of the connections to a sandbox's port.
+// Limits of the connections to a sandbox's port. The server there is
+// treated as hostile: what it sends before its body is bounded in size,
+// count and time, and every buffer on the way is small and fixed, so that
+// neither it nor a client that stops reading holds more of sandboxd's
+// memory than a few of them.
 const (
 	// idleConnTimeout is how long a kept-alive connection to a sandbox's
 	// port waits for its next request.
 	idleConnTimeout = 60 * time.Second
 	// maxIdlePerPort bounds the kept-alive connections of one port.
 	maxIdlePerPort = 16
-	// connBuffer sizes each connection's read and write buffers: large
-	// bodies move in large frames of the agent channel.
-	connBuffer = 64 << 10
+	// readBuffer and writeBuffer size each connection's buffers. An
+	// answer's head must fit in readBuffer.
+	readBuffer  = 16 << 10
+	writeBuffer = 8 << 10
+	// MaxHeadBytes bounds an answer's status line and headers together
+	// (nginx's default buffer for them is 4 or 8 KiB).
+	MaxHeadBytes = readBuffer
+	// MaxHeaders bounds the number of an answer's header fields.
+	MaxHeaders = 128
+	// HeadTimeout bounds the wait for an answer's head once the request
+	// is sent (nginx's proxy_read_timeout).
+	HeadTimeout = 60 * time.Second
+	// copyBuffer sizes the buffer an answer's body is copied through.
+	copyBuffer = 16 << 10
 )
+
+// ErrHeadTooLarge is an answer whose head is out of bounds.
+var ErrHeadTooLarge = errors.New("the answer's header is too large")
 
 // transport carries proxied requests to one port of a sandbox over its
 // agent connection. It writes a request and reads its answer in the calling
@@ -74,7 +94,7 @@ func (t *transport) get(ctx context.Context) (*serverConn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &serverConn{c: c, br: bufio.NewReaderSize(c, connBuffer), bw: bufio.NewWriterSize(c, connBuffer)}, false, nil
+	return &serverConn{c: c, br: bufio.NewReaderSize(c, readBuffer), bw: bufio.NewWriterSize(c, writeBuffer)}, false, nil
 }
 
 // put keeps sc for the next request.
@@ -145,7 +165,9 @@ func (t *transport) exchange(sc *serverConn, req *http.Request) (*http.Response,
 		// that answers before it has read everything).
 		go func() { written <- write() }()
 	}
+	_ = sc.c.SetReadDeadline(time.Now().Add(HeadTimeout))
 	resp, err := readAnswer(sc.br, req)
+	_ = sc.c.SetReadDeadline(time.Time{})
 	if err != nil {
 		stop()
 		sc.abort()
@@ -162,15 +184,48 @@ func (t *transport) exchange(sc *serverConn, req *http.Request) (*http.Response,
 }
 
 // readAnswer reads the answer to req, skipping informational ones (1xx)
-// other than a protocol switch.
+// other than a protocol switch. Each head must end within MaxHeadBytes and
+// hold at most MaxHeaders fields.
 func readAnswer(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 	for {
+		if err := awaitHead(br); err != nil {
+			return nil, err
+		}
 		resp, err := http.ReadResponse(br, req)
 		if err != nil {
 			return nil, err
 		}
+		if len(resp.Header) > MaxHeaders {
+			resp.Body.Close()
+			return nil, fmt.Errorf("%w: more than %d fields", ErrHeadTooLarge, MaxHeaders)
+		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols || resp.StatusCode < 100 {
 			return resp, nil
+		}
+	}
+}
+
+// awaitHead reads until br holds a whole head (up to the blank line that
+// ends it), or fails once MaxHeadBytes pass without one: the head is then
+// parsed from the buffer and cannot grow past it.
+func awaitHead(br *bufio.Reader) error {
+	for {
+		b, err := br.Peek(br.Buffered())
+		if i := bytes.Index(b, []byte("\n\r\n")); i >= 0 || bytes.HasPrefix(b, []byte("\r\n")) {
+			return nil
+		}
+		if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
+			return nil
+		}
+		if len(b) >= MaxHeadBytes {
+			return fmt.Errorf("%w: over %d bytes", ErrHeadTooLarge, MaxHeadBytes)
+		}
+		if err != nil {
+			return err
+		}
+		// One more byte than is buffered: a read of what has come.
+		if _, err := br.Peek(len(b) + 1); err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return err
 		}
 	}
 }
@@ -238,11 +293,11 @@ func (b *answerBody) finish(whole bool) {
 	b.sc.abort()
 }
 
-// copyBuffers lends the proxy its buffers for copying answers: large ones,
-// so that a big answer goes out in few writes.
+// copyBuffers lends the proxy its buffers for copying answers: small ones,
+// since one is pinned for as long as a client takes to read what it holds.
 type copyBuffers struct{}
 
-var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, connBuffer*4); return &b }}
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, copyBuffer); return &b }}
 
 func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
 func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }

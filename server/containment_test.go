@@ -22,6 +22,7 @@ import (
 
 	"github.com/sandboxd/sandboxd/agent"
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/bounds"
 	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/internal/testenv"
@@ -429,10 +430,11 @@ func newKeyFor(t *testing.T, f *fixture) (api.CreatedKey, string, error) {
 
 // TestExecOutputIsBoundedAndBinarySafe: binary output comes back whole and
 // at most 4/3 of its size on the wire, and a request's buffered output never
-// exceeds the server's output budget, whatever cap it asks for.
+// exceeds what a key may hold of the server's output budget (half of it),
+// whatever cap it asks for.
 func TestExecOutputIsBoundedAndBinarySafe(t *testing.T) {
 	t.Parallel()
-	f := newFullFixture(t, Config{OutputBudget: 9 << 20})
+	f := newFullFixture(t, Config{Bounds: bounds.Config{OutputBytes: 18 << 20}})
 	ctx := context.Background()
 	sb := mustCreate(t, f.a)
 	const n = 3_000_000
@@ -461,7 +463,7 @@ func TestExecOutputIsBoundedAndBinarySafe(t *testing.T) {
 	if out.String() != "a\x00\xffb" || errb.String() != "text" {
 		t.Fatalf("streamed: %q %q", out.String(), errb.String())
 	}
-	// Asking for 64 MiB of each stream gets what the 9 MiB budget holds.
+	// Asking for 64 MiB of each stream gets what the key's 9 MiB holds.
 	res, err = f.a.Exec(ctx, sb.ID, api.ExecRequest{
 		Shell: "head -c 67108864 /dev/zero; head -c 67108864 /dev/zero >&2", MaxOutputBytes: 64 << 20})
 	if err != nil {

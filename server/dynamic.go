@@ -50,11 +50,10 @@ func (s *Server) run(c *echo.Context) error {
 	}
 	// The agent caps output; these buffers cap it again, since the agent is
 	// not trusted. The caps come out of the server's output budget.
-	maxOut, releaseOut, err := s.outBudget.reserve(c.Request().Context(), maxOut)
+	maxOut, err := reserveOutput(c.Request().Context(), maxOut)
 	if err != nil {
 		return err
 	}
-	defer releaseOut()
 	stdout := &cappedBuffer{limit: maxOut}
 	stderr := &cappedBuffer{limit: maxOut}
 	res, err := s.deps.Isolate.Run(c.Request().Context(), caller(c).ID, isolate.RunOptions{
@@ -67,7 +66,7 @@ func (s *Server) run(c *echo.Context) error {
 	}
 	so, se := stdout.Bytes(), stderr.Bytes()
 	out := api.RunResult{
-		StdoutEncoding: outputEncoding(so), StderrEncoding: outputEncoding(se), ExitCode: res.ExitCode, Signal: res.Signal,
+		StdoutEncoding: api.OutputEncoding(so), StderrEncoding: api.OutputEncoding(se), ExitCode: res.ExitCode, Signal: res.Signal,
 		DurationMs: res.DurationMs, CPUMs: res.CPUMs, MemoryPeakBytes: res.PeakMemoryKB << 10,
 		TimedOut: res.TimedOut, OOM: res.OOMKilled, Leftover: res.Leftover,
 		Truncated: res.Truncated || stdout.truncated || stderr.truncated,

@@ -50,6 +50,8 @@ func classify(err error) (int, string, string) {
 		return http.StatusRequestEntityTooLarge, api.CodeTooLarge, err.Error()
 	case errors.Is(err, ports.ErrNotListening):
 		return http.StatusBadGateway, api.CodeNotListening, err.Error()
+	case errors.Is(err, ports.ErrHeadTooLarge):
+		return http.StatusBadGateway, api.CodeUnavailable, err.Error()
 	case errors.Is(err, fsapi.ErrNoSpace):
 		return http.StatusInsufficientStorage, api.CodeNoSpace, err.Error()
 	case cerrdefs.IsInvalidArgument(err):
@@ -125,4 +127,11 @@ func (s *Server) handleError(c *echo.Context, err error) {
 // headerSandboxdError is set on every error answer sandboxd itself makes.
 const headerSandboxdError = "X-Sandboxd-Error"
 
-func (s *Server) notFound(c *echo.Context) error { return echo.ErrNotFound }
+// notFound answers a request no route took: 501 for a method sandboxd
+// knows nothing of, 404 otherwise.
+func (s *Server) notFound(c *echo.Context) error {
+	if !knownMethods[c.Request().Method] {
+		return newError(http.StatusNotImplemented, api.CodeMethodNotAllowed, "method not implemented")
+	}
+	return echo.ErrNotFound
+}

@@ -45,11 +45,10 @@ func (s *Server) exec(c *echo.Context) error {
 	if opts.MaxOutput < 0 || opts.MaxOutput > orchestrator.MaxOutputCap {
 		return badRequest(fmt.Sprintf("max_output_bytes: must be between 0 and %d", orchestrator.MaxOutputCap))
 	}
-	granted, release, err := s.outBudget.reserve(c.Request().Context(), opts.MaxOutput)
+	granted, err := reserveOutput(c.Request().Context(), opts.MaxOutput)
 	if err != nil {
 		return err
 	}
-	defer release()
 	opts.MaxOutput = granted
 	stdout := &cappedBuffer{limit: granted}
 	stderr := &cappedBuffer{limit: granted}
@@ -62,7 +61,7 @@ func (s *Server) exec(c *echo.Context) error {
 	// The agent flags what passed a cap that the budget cut; the client
 	// asked for more, so it is told.
 	so, se := stdout.Bytes(), stderr.Bytes()
-	out.StdoutEncoding, out.StderrEncoding = outputEncoding(so), outputEncoding(se)
+	out.StdoutEncoding, out.StderrEncoding = api.OutputEncoding(so), api.OutputEncoding(se)
 	return writeWithOutputs(c, http.StatusOK, out,
 		outputField{"stdout", so, out.StdoutEncoding}, outputField{"stderr", se, out.StderrEncoding})
 }
@@ -95,8 +94,8 @@ type eventWriter struct {
 
 // Write emits p as one event, in base64 where JSON would inflate it more.
 func (w eventWriter) Write(p []byte) (int, error) {
-	ev := api.ExecEvent{Type: w.typ, Encoding: outputEncoding(p)}
-	if ev.Encoding == encBase64 {
+	ev := api.ExecEvent{Type: w.typ, Encoding: api.OutputEncoding(p)}
+	if ev.Encoding == api.EncodingBase64 {
 		ev.Data = base64.StdEncoding.EncodeToString(p)
 	} else {
 		ev.Data = string(p)

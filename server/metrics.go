@@ -31,7 +31,7 @@ func newMetrics(deps Deps) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sandboxd_http_requests_total", Help: "HTTP requests answered, by route, method and status.",
+			Name: "sandboxd_http_requests_total", Help: "HTTP requests answered, by route, method and status class.",
 		}, []string{"route", "method", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "sandboxd_http_request_duration_seconds", Help: "Time to answer HTTP requests (streams: until they end), by route and method.",
@@ -50,14 +50,18 @@ func newMetrics(deps Deps) *metrics {
 	return m
 }
 
-// observe is the middleware that counts and times every request by its
-// route (the pattern, never the path: IDs would make a series each).
+// observe is the middleware that counts and times every request, before
+// routing, under labels from fixed sets only: the route's pattern (never
+// the path: IDs would make a series each; "unmatched" when none matched,
+// "preview" for a preview host), the method when it is one of the known
+// ones ("other" otherwise), and the status's class ("2xx"). No client can
+// add a series.
 func (m *metrics) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		t0 := time.Now()
 		err := next(c)
 		route := c.Path()
-		if route == "" {
+		if route == "" || route == "/*" {
 			route = "unmatched"
 		}
 		status := http.StatusOK
@@ -69,7 +73,10 @@ func (m *metrics) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		d := time.Since(t0).Seconds()
 		method := c.Request().Method
-		m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+		if !knownMethods[method] {
+			method = "other"
+		}
+		m.requests.WithLabelValues(route, method, strconv.Itoa(status/100)+"xx").Inc()
 		m.latency.WithLabelValues(route, method).Observe(d)
 		switch {
 		case method == http.MethodPost && route == "/v1/sandboxes/:id/exec":

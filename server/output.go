@@ -10,38 +10,31 @@ import (
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v5"
-	"golang.org/x/sync/semaphore"
+
+	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/bounds"
 )
 
 // Output a command or run produces is held in sandboxd's memory only on the
 // way to a client that asked for one JSON answer (streamed forms hold a chunk
 // at a time). Such a request reserves, before its command starts, the bytes
-// its caps ask for from one server-wide budget, waiting its turn while the
-// budget is spent; the caps it hands the agent are what it got, so the agent
-// itself drops the rest and no number of requests, whatever caps they ask
-// for, holds more than the budget. A cap larger than the whole budget is cut
-// to it. The JSON answer is then written straight from the buffers, never
-// copied into a string, and in the encoding that costs least (base64 for
-// anything that JSON would inflate past it), so the bytes on the wire stay
-// within 4/3 of the output's.
+// its caps ask for from the output budget that every front door shares
+// (bounds.Scope.ReserveStreams), waiting its turn while it is spent; the
+// caps it hands the agent are what it got, so the agent itself drops the
+// rest and no number of requests, whatever caps they ask for, holds more
+// than the budget. The JSON answer is then written straight from the
+// buffers, never copied into a string, and in the encoding that costs least
+// (base64 for anything that JSON would inflate past it), so the bytes on the
+// wire stay within 4/3 of the output's.
 
-// budget is a pool of bytes shared by the buffered output of every request.
-type budget struct {
-	size int64
-	sem  *semaphore.Weighted
-}
-
-func newBudget(n int64) *budget { return &budget{size: n, sem: semaphore.NewWeighted(n)} }
-
-// reserve waits for room for two streams of up to perStream bytes each, and
-// returns the cap each stream gets (perStream, or less when that is more
-// than the whole budget) and the function that gives the bytes back.
-func (b *budget) reserve(ctx context.Context, perStream int64) (int64, func(), error) {
-	perStream = min(perStream, b.size/2)
-	if err := b.sem.Acquire(ctx, 2*perStream); err != nil {
-		return 0, nil, err
+// reserveOutput reserves room for a stdout and a stderr of up to perStream
+// bytes each for the request of ctx, and returns the cap each gets.
+func reserveOutput(ctx context.Context, perStream int64) (int64, error) {
+	sc, err := bounds.MustFrom(ctx)
+	if err != nil {
+		return 0, err
 	}
-	return perStream, func() { b.sem.Release(2 * perStream) }, nil
+	return sc.ReserveStreams(ctx, 2, perStream)
 }
 
 // cappedBuffer keeps the first limit bytes written to it.
@@ -77,33 +70,6 @@ func (b *cappedBuffer) Bytes() []byte {
 
 // String is Bytes as a string.
 func (b *cappedBuffer) String() string { return string(b.Bytes()) }
-
-// Encodings of output in JSON.
-const (
-	encText   = ""
-	encBase64 = "base64"
-)
-
-// outputEncoding is the cheaper of a JSON string and base64 for p; base64
-// whenever p is not valid UTF-8, which a JSON string cannot carry.
-func outputEncoding(p []byte) string {
-	if !utf8.Valid(p) {
-		return encBase64
-	}
-	escaped := 0
-	for _, c := range p {
-		switch {
-		case c == '\n' || c == '\r' || c == '\t' || c == '"' || c == '\\':
-			escaped++
-		case c < 0x20:
-			escaped += 5 // \u00XX
-		}
-	}
-	if int64(len(p)+escaped) > int64(len(p))*4/3+4 {
-		return encBase64
-	}
-	return encText
-}
 
 // writeJSONString writes p as the body of a JSON string (without quotes),
 // escaped as encoding/json would; p is valid UTF-8.
@@ -160,7 +126,7 @@ func writeWithOutputs(c *echo.Context, status int, v any, outs ...outputField) e
 			return fmt.Errorf("answer has no empty field %q", o.field)
 		}
 		bw.Write(rest[:i+len(marker)-1])
-		if o.enc == encBase64 {
+		if o.enc == api.EncodingBase64 {
 			enc := base64.NewEncoder(base64.StdEncoding, bw)
 			enc.Write(o.data)
 			enc.Close()

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -47,55 +46,20 @@ func TestCappedBufferKeepsWholeRunes(t *testing.T) {
 	}
 }
 
-func TestBudgetBoundsTheCapsTogether(t *testing.T) {
-	ctx := context.Background()
-	bud := newBudget(10 << 20)
-	got, release, err := bud.reserve(ctx, 4<<20)
-	if err != nil || got != 4<<20 {
-		t.Fatalf("reserve 2 x 4 MiB of 10: %d %v", got, err)
-	}
-	// 8 of the 10 MiB are held: no one else gets 2 x 2 MiB until they are
-	// given back, and then does.
-	if bud.sem.TryAcquire(4 << 20) {
-		t.Fatal("the budget gave out more than it has")
-	}
-	done := make(chan int64)
-	go func() {
-		got, rel, err := bud.reserve(ctx, 2<<20)
-		if err == nil {
-			rel()
-		}
-		done <- got
-	}()
-	release()
-	if got := <-done; got != 2<<20 {
-		t.Fatalf("a waiting reserve got %d", got)
-	}
-	// A cap larger than the budget is cut to it.
-	got, release, err = bud.reserve(ctx, 64<<20)
-	if err != nil || got != 5<<20 {
-		t.Fatalf("reserve 2 x 64 MiB of 10: %d %v", got, err)
-	}
-	release()
-	if !bud.sem.TryAcquire(10 << 20) {
-		t.Fatal("the budget is not whole again")
-	}
-}
-
 func TestOutputEncoding(t *testing.T) {
 	for _, tc := range []struct {
 		in   []byte
 		want string
 	}{
-		{[]byte("hello\nworld\t\"quoted\"\n"), encText},
-		{[]byte("\x1b[31mred\x1b[0m plain text around a colour code"), encText},
-		{make([]byte, 1000), encBase64},      // NUL bytes: \u0000 is 6x
-		{[]byte{0xff, 0xfe, 'a'}, encBase64}, // not UTF-8
-		{[]byte("é ü ñ 日本"), encText},
-		{nil, encText},
+		{[]byte("hello\nworld\t\"quoted\"\n"), api.EncodingText},
+		{[]byte("\x1b[31mred\x1b[0m plain text around a colour code"), api.EncodingText},
+		{make([]byte, 1000), api.EncodingBase64},      // NUL bytes: \u0000 is 6x
+		{[]byte{0xff, 0xfe, 'a'}, api.EncodingBase64}, // not UTF-8
+		{[]byte("é ü ñ 日本"), api.EncodingText},
+		{nil, api.EncodingText},
 	} {
-		if got := outputEncoding(tc.in); got != tc.want {
-			t.Errorf("outputEncoding(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := api.OutputEncoding(tc.in); got != tc.want {
+			t.Errorf("api.OutputEncoding(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
@@ -120,7 +84,7 @@ func TestWriteWithOutputs(t *testing.T) {
 	for _, out := range cases {
 		rec := httptest.NewRecorder()
 		c := e.NewContext(httptest.NewRequest(http.MethodPost, "/", nil), rec)
-		res := api.ExecResult{ExitCode: 3, StartError: `"stdout":"" inside a value`, StdoutEncoding: outputEncoding(out)}
+		res := api.ExecResult{ExitCode: 3, StartError: `"stdout":"" inside a value`, StdoutEncoding: api.OutputEncoding(out)}
 		if err := writeWithOutputs(c, http.StatusOK, res,
 			outputField{"stdout", out, res.StdoutEncoding}, outputField{"stderr", []byte("err"), ""}); err != nil {
 			t.Fatal(err)
@@ -133,7 +97,7 @@ func TestWriteWithOutputs(t *testing.T) {
 			t.Fatalf("%q: %+v", out, got)
 		}
 		data := []byte(got.Stdout)
-		if got.StdoutEncoding == encBase64 {
+		if got.StdoutEncoding == api.EncodingBase64 {
 			var err error
 			if data, err = base64.StdEncoding.DecodeString(got.Stdout); err != nil {
 				t.Fatal(err)

@@ -11,14 +11,20 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/bounds"
 )
 
 // The host form reaches an exposed port at {port}-{id}.{preview domain},
 // for browsers and apps that use absolute paths. A private port's token
-// comes once as ?sandboxd_token=, and then as a cookie of that host only.
+// comes once as ?sandboxd_token=, and then as a cookie of that host only
+// (named with the __Host- prefix over TLS, which browsers hold to exactly
+// that: Secure, no Domain, Path=/). The preview host owns all of its
+// paths: no route of sandboxd's own is answered there.
 const (
 	previewTokenParam  = "sandboxd_token"
 	previewTokenCookie = "sandboxd_port_token"
+	// previewTokenCookieTLS is the cookie's name over TLS.
+	previewTokenCookieTLS = "__Host-sandboxd_port_token"
 	// previewTokenHeader carries the token for clients that keep no cookies.
 	previewTokenHeader = "X-Sandboxd-Port-Token"
 )
@@ -45,27 +51,40 @@ func previewHost(host, domain string) (id string, port int, under bool) {
 	return m[2], port, true
 }
 
-// preview serves requests to preview hosts before any route is matched;
-// other hosts go on to the API.
+// preview serves requests to preview hosts before any route is matched, so
+// that a preview host owns all of its paths; other hosts go on to the API.
+// A preview request is a route of its own (class proxy, "preview" in
+// metrics), under the same bounds as the API's.
 func (s *Server) preview(next echo.HandlerFunc) echo.HandlerFunc {
+	class := s.classes().proxy
+	serve := s.enter(class)(s.servePreview)
 	return func(c *echo.Context) error {
-		id, port, under := previewHost(c.Request().Host, s.cfg.PreviewDomain)
+		_, _, under := previewHost(c.Request().Host, s.cfg.PreviewDomain)
 		if !under {
 			return next(c)
 		}
-		if id == "" {
-			return newError(http.StatusNotFound, api.CodeNotFound, "not a preview host: want {port}-{sandbox id}."+s.cfg.PreviewDomain)
-		}
-		return s.servePreview(c, id, port)
+		c.SetPath("preview")
+		return serve(c)
 	}
 }
 
-// servePreview passes a request on to port of sandbox id when the port is
-// exposed, and public or the request carries its token.
-func (s *Server) servePreview(c *echo.Context, id string, port int) error {
+// servePreview passes a request on to the port its host names when the
+// port is exposed, and public or the request carries its token.
+func (s *Server) servePreview(c *echo.Context) error {
 	r := c.Request()
+	id, port, _ := previewHost(r.Host, s.cfg.PreviewDomain)
+	if id == "" {
+		return newError(http.StatusNotFound, api.CodeNotFound, "not a preview host: want {port}-{sandbox id}."+s.cfg.PreviewDomain)
+	}
 	owner, p, err := s.deps.Ports.Exposure(r.Context(), id, port)
 	if err != nil {
+		return err
+	}
+	sc := bounds.From(r.Context())
+	if err := sc.Sandbox(id); err != nil {
+		return err
+	}
+	if err := sc.Anonymous(id, port); err != nil {
 		return err
 	}
 	query := r.URL.Query()
@@ -75,10 +94,15 @@ func (s *Server) servePreview(c *echo.Context, id string, port int) error {
 		query.Del(previewTokenParam)
 		r.URL.RawQuery = query.Encode()
 	}
+	cookie := previewTokenCookie
+	if isHTTPS(r) {
+		cookie = previewTokenCookieTLS
+	}
 	if !p.Public {
 		switch {
 		case given != "" && sameToken(given, p.Token):
-			http.SetCookie(c.Response(), &http.Cookie{Name: previewTokenCookie, Value: p.Token, Path: "/",
+			// Host-only (no Domain), so no other preview host gets it.
+			http.SetCookie(c.Response(), &http.Cookie{Name: cookie, Value: p.Token, Path: "/",
 				HttpOnly: true, Secure: isHTTPS(r), SameSite: http.SameSiteLaxMode})
 			// A browser's navigation is sent on without the token in its
 			// address; other clients are answered at once.
@@ -86,7 +110,7 @@ func (s *Server) servePreview(c *echo.Context, id string, port int) error {
 				return c.Redirect(http.StatusSeeOther, r.URL.RequestURI())
 			}
 		case sameToken(r.Header.Get(previewTokenHeader), p.Token):
-		case sameToken(cookieValue(r, previewTokenCookie), p.Token):
+		case sameToken(cookieValue(r, cookie), p.Token):
 		default:
 			return newError(http.StatusUnauthorized, api.CodeUnauthenticated,
 				"port "+strconv.Itoa(port)+" of sandbox "+id+" needs its token: open the URL once with ?"+previewTokenParam+"=TOKEN")
@@ -94,7 +118,7 @@ func (s *Server) servePreview(c *echo.Context, id string, port int) error {
 	}
 	r.Header.Del(previewTokenHeader)
 	dropCookie(r, previewTokenCookie)
-	r.Body = http.MaxBytesReader(c.Response(), r.Body, s.cfg.MaxFileBytes)
+	dropCookie(r, previewTokenCookieTLS)
 	return s.deps.Ports.Proxy(c.Response(), r, owner, id, port, r.URL.Path)
 }
 

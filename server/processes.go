@@ -170,8 +170,8 @@ func (s *Server) processLogs(c *echo.Context) error {
 			}
 			out := api.LogRecord{Type: r.Type, Stream: r.Stream, Offset: r.Offset, To: r.To}
 			if len(r.Data) > 0 {
-				out.Encoding = outputEncoding(r.Data)
-				if out.Encoding == encBase64 {
+				out.Encoding = api.OutputEncoding(r.Data)
+				if out.Encoding == api.EncodingBase64 {
 					out.Data = base64.StdEncoding.EncodeToString(r.Data)
 				} else {
 					out.Data = string(r.Data)

@@ -2,120 +2,217 @@ package server
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v5"
-	"github.com/labstack/echo/v5/middleware"
 
+	"github.com/sandboxd/sandboxd/bounds"
 	"github.com/sandboxd/sandboxd/openapi"
 	"github.com/sandboxd/sandboxd/process"
 	"github.com/sandboxd/sandboxd/web"
 )
 
-// routes is the whole route table. Every route says how much of a request
-// body its handler may read, and the limit holds before any of it is read:
-//   - noBody: routes that take none (a stray body is refused past 64 KiB);
-//   - jsonBody: a JSON document, read whole (Config.BodyLimit);
-//   - streamed: the handler streams the body on (to a sandbox, or to a
-//     spooled archive) under its own limit (Config.MaxFileBytes), never
-//     holding more than a frame of it in memory;
-//   - appBody: an app request, read whole (maxAppBody);
-//   - stdinBody: one write to a process's stdin, read whole
-//     (process.MaxStdinWrite).
-func (s *Server) routes() {
-	e := s.e
-	noBody := middleware.BodyLimit(64 << 10)
-	jsonBody := middleware.BodyLimit(s.cfg.BodyLimit)
-	streamed := middleware.BodyLimit(s.cfg.MaxFileBytes)
-	appBody := middleware.BodyLimit(maxAppBody)
-	stdinBody := middleware.BodyLimit(process.MaxStdinWrite)
+// Route classes (bounds.Class), by what a route reads and answers:
+//   - none: takes no body (a stray one is refused past 64 KiB);
+//   - json: a JSON document, read whole (Config.BodyLimit), reserved from
+//     the body budget first;
+//   - stream: the handler streams the body on (to a sandbox, or to a
+//     spooled archive) under Config.MaxFileBytes, a frame at a time;
+//   - app: an app request, read whole (maxAppBody), reserved first;
+//   - stdin: one write to a process's stdin (process.MaxStdinWrite);
+//   - socket: a WebSocket, whose frames the socket bounds itself;
+//   - proxy: a request to a sandbox's port, streamed both ways.
+//
+// Each says too whether its answer streams (the request may last as long as
+// the client keeps reading).
+type classes struct {
+	none, noneStream, json, jsonStream, stream, streamStream, app, stdin, socket, proxy bounds.Class
+}
 
-	e.GET("/healthz", s.healthz, noBody)
-	e.GET("/readyz", s.readyz, noBody)
+func (s *Server) classes() classes {
+	return classes{
+		none:         bounds.Class{Name: "none", Body: 64 << 10},
+		noneStream:   bounds.Class{Name: "none", Body: 64 << 10, Stream: true},
+		json:         bounds.Class{Name: "json", Body: s.cfg.BodyLimit, Whole: true},
+		jsonStream:   bounds.Class{Name: "json", Body: s.cfg.BodyLimit, Whole: true, Stream: true},
+		stream:       bounds.Class{Name: "stream", Body: s.cfg.MaxFileBytes},
+		streamStream: bounds.Class{Name: "stream", Body: s.cfg.MaxFileBytes, Stream: true},
+		app:          bounds.Class{Name: "app", Body: maxAppBody, Whole: true},
+		stdin:        bounds.Class{Name: "stdin", Body: process.MaxStdinWrite, Whole: true},
+		socket:       bounds.Class{Name: "socket", Body: 64 << 10, Stream: true},
+		proxy:        bounds.Class{Name: "proxy", Body: s.cfg.MaxFileBytes, Stream: true},
+	}
+}
+
+// kindClass is the class of a mounted route of kind.
+func (s *Server) kindClass(kind string) bounds.Class {
+	c := s.classes()
+	switch kind {
+	case bounds.KindJSON:
+		return c.json
+	case bounds.KindStream:
+		return c.streamStream
+	case bounds.KindRPC:
+		return bounds.Class{Name: "rpc", Body: s.cfg.BodyLimit, Whole: true, Stream: true}
+	default:
+		return c.none
+	}
+}
+
+// routes is the whole route table. Every route is registered through route
+// with its class: the bounds of the class hold before its handler (and its
+// authentication) runs.
+func (s *Server) routes() {
+	c := s.classes()
+	auth, admin := s.authenticate, s.adminOnly
+	const get, post, put, patch, del = http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete
+
+	s.route(get, "/healthz", c.none, s.healthz)
+	s.route(get, "/readyz", c.none, s.readyz)
 	// Off the tenant API: an admin's key, or a listener of its own
 	// (--metrics-listen).
-	e.GET("/metrics", echo.WrapHandler(s.metrics.handler()), noBody, s.authenticate, s.adminOnly)
-	e.GET("/openapi.json", openAPI, noBody)
+	s.route(get, "/metrics", c.none, echo.WrapHandler(s.metrics.handler()), auth, admin)
+	s.route(get, "/openapi.json", c.none, openAPI)
 
 	// WebSockets authenticate themselves: bearer key, or ticket and Origin.
-	e.GET("/v1/sandboxes/:id/pty", s.ptySocket, noBody)
-	e.GET("/v1/sandboxes/:id/exec", s.execSocket, noBody)
+	s.route(get, "/v1/sandboxes/:id/pty", c.socket, s.ptySocket)
+	s.route(get, "/v1/sandboxes/:id/exec", c.socket, s.execSocket)
 
-	v1 := e.Group("/v1", s.authenticate)
-	v1.POST("/sandboxes", s.createSandbox, jsonBody)
-	v1.GET("/sandboxes", s.listSandboxes, noBody)
-	v1.GET("/sandboxes/:id", s.getSandbox, noBody)
-	v1.PATCH("/sandboxes/:id", s.updateSandbox, jsonBody)
-	v1.DELETE("/sandboxes/:id", s.deleteSandbox, noBody)
-	v1.POST("/sandboxes/:id/stop", s.stopSandbox, jsonBody)
-	v1.POST("/sandboxes/:id/start", s.startSandbox, jsonBody)
-	v1.POST("/sandboxes/:id/snapshots", s.createSnapshot, jsonBody)
-	v1.POST("/sandboxes/:id/restore", s.restoreSandbox, jsonBody)
-	v1.POST("/sandboxes/:id/fork", s.forkSandbox, jsonBody)
-	v1.GET("/snapshots", s.listSnapshots, noBody)
-	v1.GET("/snapshots/:id", s.getSnapshot, noBody)
-	v1.GET("/snapshots/:id/export", s.exportSnapshot, noBody)
-	v1.GET("/snapshots/:id/diff", s.diffSnapshot, noBody)
-	v1.POST("/snapshots/import", s.importSnapshot, streamed)
-	v1.DELETE("/snapshots/:id", s.deleteSnapshot, noBody)
-	v1.POST("/sandboxes/:id/pause", s.pauseSandbox, jsonBody)
-	v1.POST("/sandboxes/:id/resume", s.resumeSandbox, jsonBody)
-	v1.POST("/sandboxes/:id/exec", s.exec, jsonBody)
-	v1.GET("/sandboxes/:id/files", s.getFile, noBody)
-	v1.PUT("/sandboxes/:id/files", s.putFile, streamed)
-	v1.DELETE("/sandboxes/:id/files", s.deleteFile, noBody)
-	v1.GET("/sandboxes/:id/files/stat", s.statFile, noBody)
-	v1.GET("/sandboxes/:id/files/watch", s.watchFiles, noBody)
-	v1.POST("/sandboxes/:id/files/mkdir", s.mkdir, jsonBody)
-	v1.POST("/sandboxes/:id/files/move", s.move, jsonBody)
-	v1.POST("/sandboxes/:id/files/chmod", s.chmod, jsonBody)
-	v1.GET("/sandboxes/:id/archive", s.getArchive, noBody)
-	v1.PUT("/sandboxes/:id/archive", s.putArchive, streamed)
-	v1.POST("/sandboxes/:id/pty/tickets", s.ptyTicket, jsonBody)
-	v1.GET("/sandboxes/:id/pty/sessions", s.listPtySessions, noBody)
-	v1.DELETE("/sandboxes/:id/pty/sessions/:session", s.killPtySession, noBody)
-	v1.POST("/sandboxes/:id/processes", s.startProcess, jsonBody)
-	v1.GET("/sandboxes/:id/processes", s.listProcesses, noBody)
-	v1.GET("/sandboxes/:id/processes/:pid", s.getProcess, noBody)
-	v1.DELETE("/sandboxes/:id/processes/:pid", s.killProcess, noBody)
-	v1.GET("/sandboxes/:id/processes/:pid/logs", s.processLogs, noBody)
-	v1.GET("/sandboxes/:id/processes/:pid/wait", s.waitProcess, noBody)
-	v1.POST("/sandboxes/:id/processes/:pid/signal", s.signalProcess, jsonBody)
-	v1.POST("/sandboxes/:id/processes/:pid/stdin", s.writeStdin, stdinBody)
-	v1.POST("/sandboxes/:id/processes/:pid/stdin/close", s.closeStdin, noBody)
-	v1.POST("/sandboxes/:id/ports", s.exposePort, jsonBody)
-	v1.GET("/sandboxes/:id/ports", s.listPorts, noBody)
-	v1.DELETE("/sandboxes/:id/ports/:port", s.unexposePort, noBody)
-	v1.GET("/sandboxes/:id/ports/:port/wait", s.waitPort, noBody)
-	v1.Any("/sandboxes/:id/ports/:port/*", s.proxyPort, streamed)
+	s.route(post, "/v1/sandboxes", c.json, s.createSandbox, auth)
+	s.route(get, "/v1/sandboxes", c.none, s.listSandboxes, auth)
+	s.route(get, "/v1/sandboxes/:id", c.none, s.getSandbox, auth)
+	s.route(patch, "/v1/sandboxes/:id", c.json, s.updateSandbox, auth)
+	s.route(del, "/v1/sandboxes/:id", c.none, s.deleteSandbox, auth)
+	s.route(post, "/v1/sandboxes/:id/stop", c.json, s.stopSandbox, auth)
+	s.route(post, "/v1/sandboxes/:id/start", c.json, s.startSandbox, auth)
+	s.route(post, "/v1/sandboxes/:id/snapshots", c.json, s.createSnapshot, auth)
+	s.route(post, "/v1/sandboxes/:id/restore", c.json, s.restoreSandbox, auth)
+	s.route(post, "/v1/sandboxes/:id/fork", c.json, s.forkSandbox, auth)
+	s.route(get, "/v1/snapshots", c.none, s.listSnapshots, auth)
+	s.route(get, "/v1/snapshots/:id", c.none, s.getSnapshot, auth)
+	s.route(get, "/v1/snapshots/:id/export", c.noneStream, s.exportSnapshot, auth)
+	s.route(get, "/v1/snapshots/:id/diff", c.none, s.diffSnapshot, auth)
+	s.route(post, "/v1/snapshots/import", c.stream, s.importSnapshot, auth)
+	s.route(del, "/v1/snapshots/:id", c.none, s.deleteSnapshot, auth)
+	s.route(post, "/v1/sandboxes/:id/pause", c.json, s.pauseSandbox, auth)
+	s.route(post, "/v1/sandboxes/:id/resume", c.json, s.resumeSandbox, auth)
+	s.route(post, "/v1/sandboxes/:id/exec", c.jsonStream, s.exec, auth)
+	s.route(get, "/v1/sandboxes/:id/files", c.noneStream, s.getFile, auth)
+	s.route(put, "/v1/sandboxes/:id/files", c.stream, s.putFile, auth)
+	s.route(del, "/v1/sandboxes/:id/files", c.none, s.deleteFile, auth)
+	s.route(get, "/v1/sandboxes/:id/files/stat", c.none, s.statFile, auth)
+	s.route(get, "/v1/sandboxes/:id/files/watch", c.noneStream, s.watchFiles, auth)
+	s.route(post, "/v1/sandboxes/:id/files/mkdir", c.json, s.mkdir, auth)
+	s.route(post, "/v1/sandboxes/:id/files/move", c.json, s.move, auth)
+	s.route(post, "/v1/sandboxes/:id/files/chmod", c.json, s.chmod, auth)
+	s.route(get, "/v1/sandboxes/:id/archive", c.noneStream, s.getArchive, auth)
+	s.route(put, "/v1/sandboxes/:id/archive", c.stream, s.putArchive, auth)
+	s.route(post, "/v1/sandboxes/:id/pty/tickets", c.json, s.ptyTicket, auth)
+	s.route(get, "/v1/sandboxes/:id/pty/sessions", c.none, s.listPtySessions, auth)
+	s.route(del, "/v1/sandboxes/:id/pty/sessions/:session", c.none, s.killPtySession, auth)
+	s.route(post, "/v1/sandboxes/:id/processes", c.json, s.startProcess, auth)
+	s.route(get, "/v1/sandboxes/:id/processes", c.none, s.listProcesses, auth)
+	s.route(get, "/v1/sandboxes/:id/processes/:pid", c.none, s.getProcess, auth)
+	s.route(del, "/v1/sandboxes/:id/processes/:pid", c.none, s.killProcess, auth)
+	s.route(get, "/v1/sandboxes/:id/processes/:pid/logs", c.noneStream, s.processLogs, auth)
+	s.route(get, "/v1/sandboxes/:id/processes/:pid/wait", c.none, s.waitProcess, auth)
+	s.route(post, "/v1/sandboxes/:id/processes/:pid/signal", c.json, s.signalProcess, auth)
+	s.route(post, "/v1/sandboxes/:id/processes/:pid/stdin", c.stdin, s.writeStdin, auth)
+	s.route(post, "/v1/sandboxes/:id/processes/:pid/stdin/close", c.none, s.closeStdin, auth)
+	s.route(post, "/v1/sandboxes/:id/ports", c.json, s.exposePort, auth)
+	s.route(get, "/v1/sandboxes/:id/ports", c.none, s.listPorts, auth)
+	s.route(del, "/v1/sandboxes/:id/ports/:port", c.none, s.unexposePort, auth)
+	s.route(get, "/v1/sandboxes/:id/ports/:port/wait", c.none, s.waitPort, auth)
+	s.route(echo.RouteAny, "/v1/sandboxes/:id/ports/:port/*", c.proxy, s.proxyPort, auth)
 
-	v1.POST("/run", s.run, jsonBody)
-	v1.GET("/pools", s.listPools, noBody, s.adminOnly)
-	v1.GET("/apps", s.listApps, noBody)
-	v1.PUT("/apps/:name", s.deployApp, jsonBody)
-	v1.GET("/apps/:name", s.getApp, noBody)
-	v1.DELETE("/apps/:name", s.deleteApp, noBody)
-	v1.GET("/apps/:name/logs", s.appLogs, noBody)
-	v1.Any("/apps/:name/invoke", s.invokeApp, appBody)
-	v1.Any("/apps/:name/invoke/*", s.invokeApp, appBody)
-	v1.GET("/usage", s.usage, noBody)
+	s.route(post, "/v1/run", c.jsonStream, s.run, auth)
+	s.route(get, "/v1/pools", c.none, s.listPools, auth, admin)
+	s.route(get, "/v1/apps", c.none, s.listApps, auth)
+	s.route(put, "/v1/apps/:name", c.json, s.deployApp, auth)
+	s.route(get, "/v1/apps/:name", c.none, s.getApp, auth)
+	s.route(del, "/v1/apps/:name", c.none, s.deleteApp, auth)
+	s.route(get, "/v1/apps/:name/logs", c.none, s.appLogs, auth)
+	s.route(echo.RouteAny, "/v1/apps/:name/invoke", c.app, s.invokeApp, auth)
+	s.route(echo.RouteAny, "/v1/apps/:name/invoke/*", c.app, s.invokeApp, auth)
+	s.route(get, "/v1/usage", c.none, s.usage, auth)
 
-	v1.GET("/images", s.listImages, noBody)
-	v1.POST("/images", s.buildImage, jsonBody, s.adminOnly)
-	v1.DELETE("/images/*", s.removeImage, noBody, s.adminOnly)
+	s.route(get, "/v1/images", c.none, s.listImages, auth)
+	s.route(post, "/v1/images", c.jsonStream, s.buildImage, auth, admin)
+	s.route(del, "/v1/images/*", c.none, s.removeImage, auth, admin)
 
-	v1.POST("/keys", s.createKey, jsonBody, s.adminOnly)
-	v1.GET("/keys", s.listKeys, noBody, s.adminOnly)
-	v1.PATCH("/keys/:id", s.updateKey, jsonBody, s.adminOnly)
-	v1.DELETE("/keys/:id", s.revokeKey, noBody, s.adminOnly)
+	s.route(post, "/v1/keys", c.json, s.createKey, auth, admin)
+	s.route(get, "/v1/keys", c.none, s.listKeys, auth, admin)
+	s.route(patch, "/v1/keys/:id", c.json, s.updateKey, auth, admin)
+	s.route(del, "/v1/keys/:id", c.none, s.revokeKey, auth, admin)
 
 	ui := echo.WrapHandler(web.Handler())
-	e.GET("/", ui, noBody)
-	e.GET("/docs", ui, noBody)
-	e.GET("/static/*", ui, noBody)
-	e.GET("/vendor/*", ui, noBody)
+	s.route(get, "/", c.none, ui)
+	s.route(get, "/docs", c.none, ui)
+	s.route(get, "/static/*", c.none, ui)
+	s.route(get, "/vendor/*", c.none, ui)
 
-	e.RouteNotFound("/*", s.notFound)
+	// The other front doors (MCP, E2B's planes), in the same table; those
+	// routed by a header are served before routing (headerMounts).
+	for _, m := range s.deps.Mounts {
+		method := m.Method
+		if method == "" {
+			method = echo.RouteAny
+		}
+		class := s.kindClass(m.Kind)
+		if m.Body > 0 {
+			class.Body = m.Body
+		}
+		var mw []echo.MiddlewareFunc
+		if m.Auth {
+			mw = append(mw, auth, s.keyInContext)
+		}
+		if m.Header != "" {
+			s.headerMounts = append(s.headerMounts, headerMount{Mount: m,
+				serve: s.enter(class)(s.hold(class)(echo.WrapHandler(m.Handler)))})
+			s.class["HEADER "+m.Header+" "+m.Path] = class
+			continue
+		}
+		s.route(method, m.Path, class, echo.WrapHandler(m.Handler), mw...)
+		s.mounted[method+" "+m.Path] = true
+	}
+
+	s.e.RouteNotFound("/*", s.notFound, s.enter(c.none), s.hold(c.none))
+	s.class[echo.RouteNotFound+" /*"] = c.none
 }
+
+// route registers a route with its class: the class's bounds (body limit,
+// deadlines, scope) come first, then mw (authentication), then what the
+// class holds for the key (the request's sandbox, its body).
+func (s *Server) route(method, path string, class bounds.Class, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+	chain := append([]echo.MiddlewareFunc{s.enter(class)}, mw...)
+	chain = append(chain, s.hold(class))
+	s.e.Add(method, path, h, chain...)
+	s.class[method+" "+path] = class
+}
+
+// headerMount is a mount that a header routes to.
+type headerMount struct {
+	bounds.Mount
+	serve echo.HandlerFunc
+}
+
+// byHeader serves, before routing, the requests that carry a header
+// mount's header: they are that front door's, whatever their path.
+func (s *Server) byHeader(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		r := c.Request()
+		for _, m := range s.headerMounts {
+			if r.Header.Get(m.Header) != "" && strings.HasPrefix(r.URL.Path, m.Path) {
+				c.SetPath("header:" + m.Header + " " + m.Path)
+				return m.serve(c)
+			}
+		}
+		return next(c)
+	}
+}
+
+// sandboxRoute says a route's :id is a sandbox's.
+func sandboxRoute(path string) bool { return strings.HasPrefix(path, "/v1/sandboxes/:id") }
 
 // openAPI serves the API's OpenAPI 3.1 document (package openapi; the tests
 // hold it to this table both ways).

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v5"
 	"github.com/labstack/echo/v5/middleware"
 
+	"github.com/sandboxd/sandboxd/bounds"
 	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/isolate"
@@ -41,6 +42,9 @@ type Deps struct {
 	Ledger       *supervisor.Ledger
 	DB           Pinger
 	Log          *slog.Logger
+	// Mounts are the other front doors' routes (MCP, E2B's planes), served
+	// in the same route table, under the same bounds.
+	Mounts []bounds.Mount
 }
 
 // Config tunes the server.
@@ -52,9 +56,9 @@ type Config struct {
 	AllowedOrigins []string
 	// MaxFileBytes bounds an uploaded file or archive, in bytes.
 	MaxFileBytes int64
-	// OutputBudget bounds, server-wide, the output of commands and runs
-	// held in memory for answers not streamed; past it output is truncated.
-	OutputBudget int64
+	// Bounds are the budgets, caps and deadlines every front door shares
+	// (bounds.Config; zero fields take its defaults).
+	Bounds bounds.Config
 	// PreviewDomain, when set, serves exposed ports at
 	// {port}-{id}.{PreviewDomain} (the host form).
 	PreviewDomain string
@@ -67,9 +71,13 @@ type Server struct {
 	log     *slog.Logger
 	e       *echo.Echo
 	tickets *supervisor.Tickets
-	// outBudget is what buffered command output may hold, server-wide.
-	outBudget *budget
-	metrics   *metrics
+	bounds  *bounds.Bounds
+	metrics *metrics
+	// class is each route's class, by "METHOD path"; mounted marks the
+	// routes of other front doors.
+	class        map[string]bounds.Class
+	mounted      map[string]bool
+	headerMounts []headerMount
 
 	// life ends at shutdown, ending the WebSockets that http.Server.Shutdown
 	// does not track.
@@ -85,23 +93,26 @@ func New(cfg Config, deps Deps) *Server {
 	if cfg.MaxFileBytes == 0 {
 		cfg.MaxFileBytes = 4 << 30
 	}
-	if cfg.OutputBudget == 0 {
-		cfg.OutputBudget = 128 << 20
-	}
 	s := &Server{deps: deps, cfg: cfg, log: deps.Log.With("component", "server"), tickets: deps.Tickets,
-		outBudget: newBudget(cfg.OutputBudget), metrics: newMetrics(deps)}
+		bounds: bounds.New(cfg.Bounds), metrics: newMetrics(deps),
+		class: map[string]bounds.Class{}, mounted: map[string]bool{}}
 	if s.tickets == nil {
 		s.tickets = supervisor.NewTickets()
 	}
 	s.life, s.shutdown = context.WithCancel(context.Background())
 	e := echo.NewWithConfig(echo.Config{Logger: s.log, HTTPErrorHandler: s.handleError})
-	e.Use(middleware.Recover())
 	cfg.PreviewDomain = strings.ToLower(strings.Trim(cfg.PreviewDomain, "."))
 	s.cfg.PreviewDomain = cfg.PreviewDomain
-	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
+	// Before routing, for every request: recovery, an ID, the count (under
+	// labels from the route table only), the head's limits, the log line,
+	// and the preview hosts, which own all of their paths.
+	e.Pre(middleware.Recover())
+	e.Pre(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		RequestIDHandler: func(c *echo.Context, id string) { c.Set(ctxRequestID, id) },
 	}))
-	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+	e.Pre(s.metrics.observe)
+	e.Pre(s.limitHead)
+	e.Pre(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus: true, LogMethod: true, LogURIPath: true, LogLatency: true, LogRequestID: true,
 		HandleError: true,
 		LogValuesFunc: func(c *echo.Context, v middleware.RequestLoggerValues) error {
@@ -117,10 +128,10 @@ func New(cfg Config, deps Deps) *Server {
 			return nil
 		},
 	}))
-	e.Use(s.metrics.observe)
 	if cfg.PreviewDomain != "" {
-		e.Use(s.preview)
+		e.Pre(s.preview)
 	}
+	e.Pre(s.byHeader)
 	s.e = e
 	s.routes()
 	return s
@@ -140,6 +151,7 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 		Addr:              addr,
 		Handler:           s.e,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

@@ -232,3 +232,17 @@ func scanKey(r scanner) (Key, error) {
 	}
 	return key, nil
 }
+
+type keyInContext struct{}
+
+// WithKey returns ctx carrying the authenticated key k, for a front door
+// that another one authenticated.
+func WithKey(ctx context.Context, k Key) context.Context {
+	return context.WithValue(ctx, keyInContext{}, k)
+}
+
+// KeyFrom is the key WithKey put in ctx.
+func KeyFrom(ctx context.Context) (Key, bool) {
+	k, ok := ctx.Value(keyInContext{}).(Key)
+	return k, ok
+}

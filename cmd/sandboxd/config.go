@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandboxd/sandboxd/bounds"
 	"github.com/sandboxd/sandboxd/images"
 	"github.com/sandboxd/sandboxd/orchestrator"
 	"github.com/sandboxd/sandboxd/supervisor"
@@ -38,7 +39,7 @@ type config struct {
 	BodyLimit      int64
 	AllowedOrigins []string
 	AllowedRanges  []string
-	OutputBudget   int64
+	Bounds         bounds.Config
 	DiskMB         int64
 	MaxDiskMB      int64
 	Quota          supervisor.Quota
@@ -114,7 +115,13 @@ func loadConfig(args []string) (config, error) {
 	fs.Int64Var(&c.Quota.DiskMB, "quota-disk-mb", 500<<10, "disk_mb of one key's sandboxes, together")
 	fs.Int64Var(&c.Quota.Snapshots, "quota-snapshots", 200, "snapshots one key may keep")
 	fs.Int64Var(&c.Quota.SnapshotBytes, "quota-snapshot-bytes", 200<<30, "bytes one key's snapshots may add to their base images, together")
-	fs.Int64Var(&c.OutputBudget, "output-budget", 128<<20, "bytes of command and run output held in memory at once, over all requests answered as one JSON document (past it, output is truncated)")
+	fs.Int64Var(&c.Bounds.OutputBytes, "output-budget", bounds.DefaultOutputBytes, "bytes of command, run and tool output held in memory at once, over all requests answered as one JSON document, REST, MCP and E2B alike (a key holds at most half; past it requests wait)")
+	fs.Int64Var(&c.Bounds.BodyBytes, "body-budget", bounds.DefaultBodyBytes, "bytes of request bodies read whole (JSON, app requests) held at once, counted at 4 per byte (a key holds at most a quarter; past it requests wait)")
+	fs.IntVar(&c.Bounds.PerKey, "requests-per-key", bounds.DefaultPerKey, "requests one key may have in flight at once, streams and WebSockets included, on every front door (past it: 429)")
+	fs.IntVar(&c.Bounds.PerSandbox, "requests-per-sandbox", bounds.DefaultPerSandbox, "requests to one sandbox in flight at once, whoever sends them (past it: 429)")
+	fs.IntVar(&c.Bounds.PerPort, "requests-per-port", bounds.DefaultPerPort, "requests in flight at once to one exposed port without a key (preview hosts; past it: 429)")
+	fs.DurationVar(&c.Bounds.WriteIdle, "write-idle", bounds.DefaultWriteIdle, "a client that takes none of an answer for this long is cut")
+	fs.DurationVar(&c.Bounds.ReadIdle, "read-idle", bounds.DefaultReadIdle, "a client that sends none of a request body for this long is cut")
 	origins := fs.String("allowed-origins", env("SANDBOXD_ALLOWED_ORIGINS", ""), "comma-separated origins (scheme://host:port) that may open WebSockets besides sandboxd's own")
 	fs.Int64Var(&c.MaxFileBytes, "max-file-bytes", 4<<30, "largest file or archive upload, in bytes")
 	fs.Int64Var(&c.MaxExtract, "max-extract-bytes", 8<<30, "most bytes one uploaded archive may expand to")
@@ -212,11 +219,14 @@ func (c config) Validate() error {
 	if c.MaxProcs < 0 {
 		errs = append(errs, errors.New("-gomaxprocs must not be negative"))
 	}
-	if c.MemoryLimit != 0 && c.MemoryLimit < 4*c.OutputBudget {
+	if c.MemoryLimit != 0 && c.MemoryLimit < 4*c.Bounds.OutputBytes {
 		errs = append(errs, errors.New("-memory-limit must be at least 4 times -output-budget"))
 	}
-	if c.OutputBudget < 1<<20 {
-		errs = append(errs, errors.New("-output-budget must be at least 1 MiB"))
+	if c.Bounds.OutputBytes < 1<<20 || c.Bounds.BodyBytes < 1<<20 {
+		errs = append(errs, errors.New("-output-budget and -body-budget must be at least 1 MiB"))
+	}
+	if b := c.Bounds; b.PerKey < 1 || b.PerSandbox < 1 || b.PerPort < 1 || b.WriteIdle < time.Second || b.ReadIdle < time.Second {
+		errs = append(errs, errors.New("-requests-per-* must be positive, -write-idle and -read-idle at least 1s"))
 	}
 	if c.MaxFileBytes < 1 || c.MaxExtract < 1 {
 		errs = append(errs, errors.New("-max-file-bytes and -max-extract-bytes must be positive"))

@@ -179,31 +179,28 @@ func run(cfg config, log *slog.Logger) error {
 	files := fsapi.New(orch, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract})
 	procs := process.New(orch)
 	terms := shell.New(orch, log)
-	srv := server.New(server.Config{
-		BodyLimit: cfg.BodyLimit, AllowedOrigins: cfg.AllowedOrigins,
-		MaxFileBytes: cfg.MaxFileBytes, OutputBudget: cfg.OutputBudget, PreviewDomain: cfg.PreviewDomain,
-	}, server.Deps{
-		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Snapshots: snaps,
-		Files: files, Shell: terms, Processes: procs, Ports: portSvc, Isolate: iso, Ledger: ledger, DB: sq, Log: log,
-	})
-	defer srv.Close()
-	hs := srv.HTTPServer(cfg.Listen)
-	// MCP at /mcp, beside the REST API, with the same keys (docs/mcp.md).
-	root := http.NewServeMux()
-	root.Handle("/mcp", mcp.Handler(mcp.Deps{Orchestrator: orch, Files: files, Processes: procs, Ports: portSvc, Snapshots: snaps,
-		Isolate: iso, Keys: keys, Version: "sandboxd"}))
-	root.Handle("/", hs.Handler)
-	hs.Handler = root
+	// MCP at /mcp and E2B's two planes, beside the REST API in its one
+	// route table, with the same keys and bounds (docs/mcp.md, docs/e2b.md).
+	mounts := mcp.Mounts(mcp.Deps{Orchestrator: orch, Files: files, Processes: procs, Ports: portSvc, Snapshots: snaps,
+		Isolate: iso, Keys: keys, Version: "sandboxd"})
 	if cfg.E2B {
-		// E2B's SDKs on the same listener: their paths do not collide with
-		// sandboxd's (docs/e2b.md).
 		compat, err := e2b.New(ctx, e2b.Deps{Orchestrator: orch, Files: files, Processes: procs, Shell: terms, Keys: keys, DB: sq, Log: log,
 			DefaultImage: cfg.DefaultImage})
 		if err != nil {
 			return err
 		}
-		hs.Handler = compat.Wrap(hs.Handler)
+		mounts = append(mounts, compat.Mounts()...)
 	}
+	srv := server.New(server.Config{
+		BodyLimit: cfg.BodyLimit, AllowedOrigins: cfg.AllowedOrigins,
+		MaxFileBytes: cfg.MaxFileBytes, Bounds: cfg.Bounds, PreviewDomain: cfg.PreviewDomain,
+	}, server.Deps{
+		Orchestrator: orch, Keys: keys, Tickets: supervisor.NewTickets(), Images: builder, Snapshots: snaps,
+		Files: files, Shell: terms, Processes: procs, Ports: portSvc, Isolate: iso, Ledger: ledger, DB: sq, Log: log,
+		Mounts: mounts,
+	})
+	defer srv.Close()
+	hs := srv.HTTPServer(cfg.Listen)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err

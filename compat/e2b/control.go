@@ -101,6 +101,10 @@ func (s *Service) keyed(fn func(w http.ResponseWriter, r *http.Request, key supe
 			s.fail(w, r, err)
 			return
 		}
+		if err := enter(r, key.ID, ""); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxControlBody)
 		fn(w, r, key)
 	}

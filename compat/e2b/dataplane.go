@@ -113,6 +113,10 @@ func (s *Service) dataPlane() http.Handler {
 			deny(w, rpc, http.StatusUnauthorized, connect.CodeUnauthenticated, "missing or wrong "+headerAccessToken+" for sandbox "+id)
 			return
 		}
+		if err := enter(r, owner, id); err != nil {
+			deny(w, rpc, http.StatusTooManyRequests, connect.CodeResourceExhausted, err.Error())
+			return
+		}
 		sb, err := s.d.Orchestrator.Get(ctx, owner, id)
 		if err != nil {
 			deny(w, rpc, http.StatusBadGateway, connect.CodeUnavailable, err.Error())

@@ -17,8 +17,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 
+	"github.com/sandboxd/sandboxd/bounds"
 	"github.com/sandboxd/sandboxd/db"
 	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/orchestrator"
@@ -79,31 +79,37 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	return s, nil
 }
 
-// Wrap serves E2B's requests and hands the others to next: a request that
-// names a sandbox in E2b-Sandbox-Id is for the data plane; the control
-// plane's paths (/sandboxes..., /v2/sandboxes...) do not collide with
-// sandboxd's own.
-func (s *Service) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Header.Get(headerSandboxID) != "":
-			s.data.ServeHTTP(w, r)
-		case isControlPath(r.URL.Path):
-			s.control.ServeHTTP(w, r)
-		default:
-			next.ServeHTTP(w, r)
-		}
-	})
+// Mounts are both planes as routes of sandboxd's one route table, under
+// its bounds: the control plane's paths (/sandboxes..., /v2/sandboxes...)
+// and envd's (/files, /health and the two Connect services) do not collide
+// with sandboxd's own. Each plane authenticates itself (an X-API-KEY, or a
+// sandbox's access token) and then enters the key's and the sandbox's caps.
+func (s *Service) Mounts() []bounds.Mount {
+	var out []bounds.Mount
+	for _, p := range []string{"/sandboxes", "/v2/sandboxes", "/snapshots", "/templates", "/v2/templates", "/v3/templates"} {
+		out = append(out, bounds.Mount{Path: p, Kind: bounds.KindJSON, Handler: s.control},
+			bounds.Mount{Path: p + "/*", Kind: bounds.KindJSON, Handler: s.control})
+	}
+	// envd's requests name their sandbox in a header, whatever their path.
+	return append(out,
+		bounds.Mount{Header: headerSandboxID, Path: "/files", Kind: bounds.KindStream, Handler: s.data},
+		bounds.Mount{Header: headerSandboxID, Kind: bounds.KindRPC, Body: 2 * maxRPCMessage, Handler: s.data})
 }
 
-// isControlPath says p is one of E2B's control-plane routes.
-func isControlPath(p string) bool {
-	for _, prefix := range []string{"/sandboxes", "/v2/sandboxes", "/snapshots", "/templates", "/v2/templates", "/v3/templates"} {
-		if p == prefix || strings.HasPrefix(p, prefix+"/") {
-			return true
-		}
+// enter counts a request of key owner (and, when id is set, to sandbox id)
+// against their caps in the request's bounds.
+func enter(r *http.Request, owner, id string) error {
+	sc, err := bounds.MustFrom(r.Context())
+	if err != nil {
+		return err
 	}
-	return false
+	if err := sc.Key(owner); err != nil {
+		return err
+	}
+	if id != "" {
+		return sc.Sandbox(id)
+	}
+	return nil
 }
 
 // token answers sandbox id's data-plane token, minting it on first use.

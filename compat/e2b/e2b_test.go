@@ -3,9 +3,11 @@ package e2b
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/sandboxd/sandboxd/bounds"
 	pb "github.com/sandboxd/sandboxd/compat/e2b/envd/process"
 	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/process"
@@ -88,12 +90,20 @@ func TestEndOf(t *testing.T) {
 }
 
 func TestRouting(t *testing.T) {
-	for p, control := range map[string]bool{
-		"/sandboxes": true, "/sandboxes/sb-1/timeout": true, "/v2/sandboxes": true, "/v2/sandboxes/sb-1/connect": true,
-		"/v1/sandboxes": false, "/sandboxesx": false, "/healthz": false, "/": false, "/files": false,
+	s := &Service{}
+	kinds := map[string]string{}
+	for _, m := range s.Mounts() {
+		if strings.HasPrefix(m.Path, "/v1/") || m.Path == "/healthz" || m.Path == "/" {
+			t.Errorf("mount %s collides with sandboxd's own routes", m.Path)
+		}
+		kinds[m.Header+" "+m.Path] = m.Kind
+	}
+	for p, kind := range map[string]string{
+		" /sandboxes": bounds.KindJSON, " /sandboxes/*": bounds.KindJSON, " /v2/sandboxes": bounds.KindJSON, " /v2/sandboxes/*": bounds.KindJSON,
+		"E2b-Sandbox-Id /files": bounds.KindStream, "E2b-Sandbox-Id ": bounds.KindRPC,
 	} {
-		if isControlPath(p) != control {
-			t.Errorf("%s: control %v", p, !control)
+		if kinds[p] != kind {
+			t.Errorf("%s: kind %q, want %q", p, kinds[p], kind)
 		}
 	}
 	r, _ := http.NewRequest("GET", "/", nil)
