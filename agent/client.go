@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -124,14 +125,24 @@ func (c *Conn) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdou
 	}
 	if stdin != nil {
 		go func() {
-			buf := make([]byte, 32<<10)
+			buf := make([]byte, 2<<10)
+			ended := false
 			for {
 				n, err := stdin.Read(buf)
-				if n > 0 && out.send(frameStdin, buf[:n]) != nil {
+				if n > 0 && !ended && out.send(frameStdin, buf[:n]) != nil {
 					return
 				}
-				if err != nil {
+				if errors.Is(err, ErrStdinEnded) && !ended {
+					// The command's stdin ends; the reader goes on
+					// (it may still end the call).
+					ended = true
 					_ = out.send(frameStdinEOF, nil)
+					continue
+				}
+				if err != nil {
+					if !ended {
+						_ = out.send(frameStdinEOF, nil)
+					}
 					return
 				}
 			}
@@ -148,30 +159,44 @@ func (c *Conn) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdou
 	return res, ctx.Err()
 }
 
+// ErrStdinEnded, from an Exec's stdin, ends the command's standard input
+// while Exec goes on reading stdin (and dropping what comes) until another
+// error: a reader that also watches for the call's end keeps being read.
+var ErrStdinEnded = errors.New("stdin ended")
+
 // readOutput writes the stdout and stderr frames of an exec or run stream to
-// stdout and stderr, and returns the JSON frame that ends the stream.
+// stdout and stderr as they come (through a small buffer, whatever size the
+// agent made them), and returns the JSON frame that ends the stream.
 func readOutput(ctx context.Context, st net.Conn, what string, stdout, stderr io.Writer) ([]byte, error) {
 	for {
-		typ, payload, err := readFrame(st)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+		typ, n, err := readFrameHeader(st)
+		if err == nil {
+			switch typ {
+			case frameStdout, frameStderr:
+				w := stdout
+				if typ == frameStderr {
+					w = stderr
+				}
+				var werr error
+				if werr, err = copyFrame(w, st, n); werr != nil {
+					return nil, werr
+				}
+				if err == nil {
+					continue
+				}
+			case frameJSON:
+				return readPayload(st, typ, n)
+			default:
+				return nil, fmt.Errorf("agent: unexpected frame %q", typ)
 			}
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, fmt.Errorf("read %s stream: %w", what, err)
 		}
-		switch typ {
-		case frameStdout:
-			_, _ = stdout.Write(payload)
-		case frameStderr:
-			_, _ = stderr.Write(payload)
-		case frameJSON:
-			return payload, nil
-		default:
-			return nil, fmt.Errorf("agent: unexpected frame %q", typ)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("read %s stream: %w", what, err)
 	}
 }
 
@@ -183,7 +208,14 @@ type PtyStream struct {
 	st   net.Conn
 	out  *frameSender
 	Info PtyInfo
+	// left is what is still to be read of the output frame at hand; buf
+	// holds one piece of it.
+	left uint32
+	buf  []byte
 }
+
+// ptyPiece bounds the output one Next returns.
+const ptyPiece = 4 << 10
 
 // PtyAttach opens a terminal stream (a new session when req.Open is set).
 func (c *Conn) PtyAttach(ctx context.Context, req PtyAttach) (*PtyStream, error) {
@@ -220,28 +252,45 @@ type PtyError struct{ Msg string }
 
 func (e *PtyError) Error() string { return e.Msg }
 
-// Next returns the next output chunk, or the exit when the session's process
-// ended (then the stream is over). io.EOF means the stream ended without an
-// exit: the viewer was dropped or detached.
+// Next returns the next piece of output (at most ptyPiece bytes, good
+// until the next call), or the exit when the session's process ended (then
+// the stream is over). io.EOF means the stream ended without an exit: the
+// viewer was dropped or detached.
 func (p *PtyStream) Next() ([]byte, *PtyExit, error) {
-	typ, payload, err := readFrame(p.st)
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, nil, io.EOF
-		}
-		return nil, nil, err
-	}
-	switch typ {
-	case frameStdout:
-		return payload, nil, nil
-	case frameJSON:
-		var e PtyExit
-		if err := decodeFrame(payload, &e); err != nil {
+	for p.left == 0 {
+		typ, n, err := readFrameHeader(p.st)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, nil, io.EOF
+			}
 			return nil, nil, err
 		}
-		return nil, &e, nil
+		switch typ {
+		case frameStdout:
+			p.left = n
+		case frameJSON:
+			payload, err := readPayload(p.st, typ, n)
+			if err != nil {
+				return nil, nil, err
+			}
+			var e PtyExit
+			if err := decodeFrame(payload, &e); err != nil {
+				return nil, nil, err
+			}
+			return nil, &e, nil
+		default:
+			return nil, nil, fmt.Errorf("agent: unexpected frame %q", typ)
+		}
 	}
-	return nil, nil, fmt.Errorf("agent: unexpected frame %q", typ)
+	if p.buf == nil {
+		p.buf = make([]byte, ptyPiece)
+	}
+	n, err := io.ReadFull(p.st, p.buf[:min(p.left, ptyPiece)])
+	p.left -= uint32(n)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent: short frame: %w", err)
+	}
+	return p.buf[:n], nil, nil
 }
 
 // Input sends keystrokes.
@@ -301,6 +350,10 @@ func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(Fs
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// upErr is why the upload broke: the operation's failure is reported
+	// as that (a body over its limit, a client gone), not as the agent saw
+	// it (a cut-short upload).
+	var upErr atomic.Pointer[error]
 	if in != nil {
 		wg.Add(1)
 		go func() {
@@ -318,7 +371,10 @@ func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(Fs
 					if errors.Is(err, io.EOF) {
 						_ = out.send(frameStdinEOF, nil)
 					} else {
-						_ = st.Close() // the upload broke: abort the operation
+						// The upload broke: the stream ends without its
+						// end frame, which aborts the operation.
+						upErr.Store(&err)
+						_ = st.Close()
 					}
 					return
 				}
@@ -358,6 +414,9 @@ func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(Fs
 				return FsResult{}, err
 			}
 			if err := res.Err(); err != nil {
+				if up := upErr.Load(); up != nil {
+					return res, *up
+				}
 				return res, err
 			}
 			if !res.Header {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,21 @@ func (f *frameSender) send(typ byte, p []byte) error {
 	defer f.mu.Unlock()
 	var err error
 	f.buf, err = appendFrame(f.w, f.buf, typ, p)
+	return err
+}
+
+// send2 sends one frame whose payload is head and then body.
+func (f *frameSender) send2(typ byte, head, body []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(head)+len(body) > MaxFrame {
+		return errFrameTooLarge
+	}
+	b := append(f.buf[:0], typ, 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(b[1:5], uint32(len(head)+len(body)))
+	b = append(append(b, head...), body...)
+	f.buf = b
+	_, err := f.w.Write(b)
 	return err
 }
 

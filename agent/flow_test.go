@@ -122,12 +122,6 @@ func TestFlowStalledReaderHoldsItsWindow(t *testing.T) {
 	if s := sent.Load(); s > flowInitial {
 		t.Fatalf("sent %d bytes to a reader that read none; window %d", s, flowInitial)
 	}
-	fa.mu.Lock()
-	held := len(fa.buf) - fa.off
-	fa.mu.Unlock()
-	if held > flowInitial {
-		t.Fatalf("the reader holds %d bytes", held)
-	}
 	// Draining grows the window, but never past what grow allows.
 	buf := make([]byte, 32<<10)
 	for range 200 {
@@ -138,7 +132,7 @@ func TestFlowStalledReaderHoldsItsWindow(t *testing.T) {
 	fa.mu.Lock()
 	w := fa.window
 	fa.mu.Unlock()
-	if w > flowInitial+64<<10 || reserved.Load() > 64<<10 {
+	if w > flowInitial+64<<10 || reserved.Load() > 64<<10 || reserved.Load() == 0 {
 		t.Fatalf("window %d, reserved %d, over a budget of 64 KiB", w, reserved.Load())
 	}
 	fa.Close()

@@ -18,6 +18,12 @@ const (
 	frameStderr   byte = 'E'
 	frameStdin    byte = 'I'
 	frameStdinEOF byte = 'C' // no more stdin; empty payload
+	// frameLog is a record of a process's output: a big-endian int64
+	// offset, the stream ('O' or 'E'), then the bytes. Other log records
+	// (gaps, the end) are JSON frames.
+	frameLog byte = 'L'
+	// logHead is the size of a log frame's offset and stream.
+	logHead = 9
 )
 
 // MaxFrame bounds the payload of one frame in either direction.
@@ -106,15 +112,31 @@ func readPayload(r io.Reader, typ byte, n uint32) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// copyBuffers lend frame copies a small buffer: one is held for as long as
-// a writer (a client) takes.
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+// Frame copies go through a small buffer, held for as long as the writer
+// (a client) takes to take what it holds; a stream whose reader has kept
+// up long enough to have its window grown out of its budget copies through
+// a larger one.
+var (
+	smallCopies = sync.Pool{New: func() any { b := make([]byte, 1<<10); return &b }}
+	bulkCopies  = sync.Pool{New: func() any { b := make([]byte, bulkCopy); return &b }}
+)
 
-// copyFrame copies a frame's n bytes from r to w through a small buffer,
-// and reports a failure of w apart from one of r.
+// bulkWindow is the window from which a stream's copies are bulk ones, of
+// bulkCopy bytes.
+const (
+	bulkWindow = 64 << 10
+	bulkCopy   = 128 << 10
+)
+
+// copyFrame copies a frame's n bytes from r to w, and reports a failure of
+// w apart from one of r.
 func copyFrame(w io.Writer, r io.Reader, n uint32) (writeErr, readErr error) {
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
+	pool := &smallCopies
+	if f, ok := r.(*flowConn); ok && f.bulk() {
+		pool = &bulkCopies
+	}
+	buf := pool.Get().(*[]byte)
+	defer pool.Put(buf)
 	left := int64(n)
 	for left > 0 {
 		k, err := io.ReadFull(r, (*buf)[:min(left, int64(len(*buf)))])

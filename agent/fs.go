@@ -105,6 +105,12 @@ func fsOp(req *FsRequest, home string, in io.Reader, out io.Writer, head func(Fs
 		return tarOut(req, p, out, head)
 	case OpTarIn:
 		return tarIn(req, p, in)
+	case OpRestoreStage:
+		return restoreStage(req, p, in)
+	case OpRestoreSwap:
+		return restoreSwap(p, req.Staging)
+	case OpRestoreAbort:
+		return restoreAbort(p, req.Staging)
 	}
 	return failCode(FsInvalid, "unknown file operation "+string(req.Op))
 }
@@ -222,7 +228,18 @@ func fsList(req *FsRequest, p string) FsResult {
 // over p once complete. A failure leaves p as it was.
 func fsWrite(req *FsRequest, p string, in io.Reader) FsResult {
 	dir := filepath.Dir(p)
+	// A write that fails leaves nothing: not its file, nor the directories
+	// it made for it (those still empty).
+	ok := false
 	if req.Parents {
+		made := missingDirs(dir)
+		defer func() {
+			if !ok {
+				for _, d := range made {
+					_ = os.Remove(d)
+				}
+			}
+		}()
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fail(err)
 		}
@@ -243,7 +260,6 @@ func fsWrite(req *FsRequest, p string, in io.Reader) FsResult {
 	if err != nil {
 		return fail(err)
 	}
-	ok := false
 	defer func() {
 		if !ok {
 			tmp.Close()
@@ -274,6 +290,18 @@ func fsWrite(req *FsRequest, p string, in io.Reader) FsResult {
 	res := statResult(p)
 	res.Bytes = n
 	return res
+}
+
+// missingDirs lists dir and those of its ancestors that do not exist yet,
+// deepest first.
+func missingDirs(dir string) []string {
+	var out []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || d == filepath.Dir(d) {
+			return out
+		}
+		out = append(out, d)
+	}
 }
 
 func fileInfo(p string, fi fs.FileInfo) FileInfo {

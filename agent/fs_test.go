@@ -273,3 +273,44 @@ func TestTarIsAllOrNothing(t *testing.T) {
 		}
 	}
 }
+
+// brokenBody gives n bytes and then fails, as a client that goes away (or
+// sends past its limit) does.
+type brokenBody struct{ n int }
+
+var errBroken = errors.New("the client went away")
+
+func (b *brokenBody) Read(p []byte) (int, error) {
+	if b.n == 0 {
+		return 0, errBroken
+	}
+	k := min(len(p), b.n)
+	clear(p[:k])
+	b.n -= k
+	return k, nil
+}
+
+// An upload that breaks part way leaves nothing behind: not the file, not
+// an earlier file of that name, and not the directories made for it; the
+// failure is the upload's own.
+func TestFsWriteThatBreaksLeavesNothing(t *testing.T) {
+	c := pair(t)
+	dir := t.TempDir()
+	keep := filepath.Join(dir, "kept")
+	if err := os.WriteFile(keep, []byte("before"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{keep, filepath.Join(dir, "new/deeper/f")} {
+		_, err := c.Fs(context.Background(), FsRequest{Op: "write", Path: p, Parents: true}, &brokenBody{n: 3 << 20}, nil)
+		if !errors.Is(err, errBroken) {
+			t.Fatalf("write of %s: %v, want the upload's own error", p, err)
+		}
+	}
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "before" {
+		t.Fatalf("the earlier file: %q %v", b, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("left behind: %v", entries)
+	}
+}

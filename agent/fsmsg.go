@@ -21,7 +21,9 @@ const (
 	FsInvalid    = "invalid"
 	FsTooLarge   = "too_large"
 	FsNoSpace    = "no_space"
-	FsIO         = "io"
+	// FsBusy is a path that cannot be replaced: a mount point.
+	FsBusy = "busy"
+	FsIO   = "io"
 )
 
 // FsOp names a file operation.
@@ -39,6 +41,11 @@ const (
 	OpChmod  FsOp = "chmod"
 	OpTarOut FsOp = "tar_out"
 	OpTarIn  FsOp = "tar_in"
+	// The steps of a restore by path (restore.go): stage the snapshot's
+	// copy beside the path, swap it in, or drop it.
+	OpRestoreStage FsOp = "restore_stage"
+	OpRestoreSwap  FsOp = "restore_swap"
+	OpRestoreAbort FsOp = "restore_abort"
 )
 
 // FsRequest is one file operation, run in the sandbox as User.
@@ -67,6 +74,8 @@ type FsRequest struct {
 	// restore of the sandbox's own files); extraction itself still never
 	// leaves the target.
 	AnyLinks bool `json:"any_links,omitempty"`
+	// Staging names the staging directory of a restore's swap or abort.
+	Staging string `json:"staging,omitempty"`
 }
 
 // FileInfo describes one file.

@@ -19,7 +19,7 @@ const fsHelperArg = "fs-helper"
 const fsRequestEnv = "SANDBOXD_FS_REQUEST"
 
 // inputOps read uploaded bytes after the request.
-var inputOps = map[FsOp]bool{OpWrite: true, OpTarIn: true}
+var inputOps = map[FsOp]bool{OpWrite: true, OpTarIn: true, OpRestoreStage: true}
 
 // serveFS runs one file operation for sandboxd: in this process when the user
 // is root (the agent's own credentials), otherwise in a helper process with the
@@ -178,7 +178,8 @@ func RunFSHelper() int {
 	return 0
 }
 
-// frameReader reads uploaded bytes from stdin frames until the stdin-EOF frame.
+// frameReader reads uploaded bytes from stdin frames until the stdin-EOF
+// frame; a stream that ends before it is an upload cut short.
 type frameReader struct {
 	r       io.Reader
 	buf     []byte // what is left of the current frame
@@ -192,6 +193,12 @@ func (f *frameReader) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		typ, payload, err := readFrameInto(f.r, f.scratch)
+		if err == io.EOF {
+			// The sender ended without the end frame: its upload broke
+			// (its client went away, or sent too much), and what came is
+			// not the whole.
+			err = io.ErrUnexpectedEOF
+		}
 		if err != nil {
 			return 0, err
 		}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -28,7 +29,7 @@ const (
 	// procChunk is the largest output record.
 	procChunk = 64 << 10
 	// followPiece is the largest output record sent to a reader of the log.
-	followPiece = 16 << 10
+	followPiece = 4 << 10
 	// procDrain is how long, after a process exits, its output may still
 	// arrive (from children that hold its pipes) before its log ends.
 	procDrain = time.Second
@@ -493,6 +494,17 @@ func (s *Server) serveProc(ctx context.Context, op string, req *ProcRequest) Pro
 // serveProcLogs streams a process's output from req.From: what is kept
 // now, then, with req.Follow, what comes until the log ends or the caller
 // closes the stream.
+// sendLog sends one output record as a log frame.
+func sendLog(out *frameSender, off int64, stream string, data []byte) error {
+	var head [logHead]byte
+	binary.BigEndian.PutUint64(head[:8], uint64(off))
+	head[8] = 'O'
+	if stream == "stderr" {
+		head[8] = 'E'
+	}
+	return out.send2(frameLog, head[:], data)
+}
+
 func (s *Server) serveProcLogs(ctx context.Context, st net.Conn, out *frameSender, req *ProcRequest) {
 	if req == nil {
 		_ = out.sendJSON(ProcRecord{Type: "error", Data: []byte("proc_logs without a request")})
@@ -513,21 +525,21 @@ func (s *Server) serveProcLogs(ctx context.Context, st net.Conn, out *frameSende
 	for {
 		recs, end, ended, wake := p.log.from(off)
 		for _, r := range recs {
-			// Sent in pieces of at most followPiece bytes: what sandboxd
-			// holds for a follower that stops reading is one of them.
-			for {
-				piece := r
-				if len(piece.Data) > followPiece {
-					piece.Data = piece.Data[:followPiece]
-				}
-				if err := out.sendJSON(piece); err != nil {
+			if r.Type != "output" {
+				if err := out.sendJSON(r); err != nil {
 					return
 				}
-				if len(piece.Data) == len(r.Data) {
-					break
+				continue
+			}
+			// Output goes as binary frames of at most followPiece bytes:
+			// what sandboxd holds for a follower that stops reading is one
+			// of them, and nothing is encoded.
+			for b, o := r.Data, r.Offset; len(b) > 0; {
+				n := min(len(b), followPiece)
+				if err := sendLog(out, o, r.Stream, b[:n]); err != nil {
+					return
 				}
-				r.Offset += int64(len(piece.Data))
-				r.Data = r.Data[len(piece.Data):]
+				b, o = b[n:], o+int64(n)
 			}
 		}
 		off = end

@@ -2,6 +2,9 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 )
 
@@ -52,8 +55,12 @@ func (c *Conn) Proc(ctx context.Context, op ProcOp, req ProcRequest) (ProcAnswer
 	return a, nil
 }
 
+// logPiece bounds the output of one record ProcLogs hands on.
+const logPiece = 4 << 10
+
 // ProcLogs streams a process's output records to fn, from req.From, until
-// the "end" record (which fn also gets), fn fails, or ctx is done.
+// the "end" record (which fn also gets), fn fails, or ctx is done. An
+// output record's Data is good only until fn returns.
 func (c *Conn) ProcLogs(ctx context.Context, req ProcRequest, fn func(ProcRecord) error) error {
 	st, stop, err := c.open(ctx, Request{Op: "proc_logs", Proc: &req})
 	if err != nil {
@@ -61,15 +68,58 @@ func (c *Conn) ProcLogs(ctx context.Context, req ProcRequest, fn func(ProcRecord
 	}
 	defer st.Close()
 	defer stop()
+	fail := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err == io.EOF {
+			return io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	// Output comes in log frames, read a small piece at a time into one
+	// buffer: a record's Data is good only until fn returns.
+	buf := make([]byte, logPiece)
+	var head [logHead]byte
 	for {
+		typ, n, err := readFrameHeader(st)
+		if err != nil {
+			return fail(err)
+		}
+		if typ == frameLog {
+			if n < logHead {
+				return errors.New("agent: short log frame")
+			}
+			if _, err := io.ReadFull(st, head[:]); err != nil {
+				return fail(err)
+			}
+			r := ProcRecord{Type: "output", Stream: "stdout", Offset: int64(binary.BigEndian.Uint64(head[:8]))}
+			if head[8] == 'E' {
+				r.Stream = "stderr"
+			}
+			for left := n - logHead; left > 0; {
+				k, err := io.ReadFull(st, buf[:min(left, logPiece)])
+				if err != nil {
+					return fail(err)
+				}
+				r.Data = buf[:k]
+				if err := fn(r); err != nil {
+					return err
+				}
+				r.Offset += int64(k)
+				left -= uint32(k)
+			}
+			continue
+		}
+		if typ != frameJSON {
+			return fmt.Errorf("agent: unexpected frame %q", typ)
+		}
+		payload, err := readPayload(st, typ, n)
+		if err != nil {
+			return fail(err)
+		}
 		var r ProcRecord
-		if err := readJSON(st, &r); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err == io.EOF {
-				return io.ErrUnexpectedEOF
-			}
+		if err := decodeFrame(payload, &r); err != nil {
 			return err
 		}
 		if r.Type == "error" {

@@ -75,6 +75,26 @@ func (s *Server) ServeSession(ctx context.Context, sess *yamux.Session) error {
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	defer stop()
+	// When the session ends, so do its streams' handlers: their context is
+	// done, and every read or write on their streams fails at once.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	flows := map[*flowConn]bool{}
+	ended := false
+	go func() {
+		select {
+		case <-sess.CloseChan():
+		case <-sctx.Done():
+		}
+		cancel()
+		mu.Lock()
+		ended = true
+		for fc := range flows {
+			fc.kill()
+		}
+		mu.Unlock()
+	}()
 	for {
 		st, err := sess.Accept()
 		if err != nil {
@@ -83,12 +103,23 @@ func (s *Server) ServeSession(ctx context.Context, sess *yamux.Session) error {
 			}
 			return err
 		}
+		fc := newFlow(st, nil)
+		mu.Lock()
+		if ended {
+			fc.kill()
+		}
+		flows[fc] = true
+		mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fc := newFlow(st, nil)
-			defer fc.Close()
-			s.handle(ctx, fc)
+			defer func() {
+				fc.Close()
+				mu.Lock()
+				delete(flows, fc)
+				mu.Unlock()
+			}()
+			s.handle(sctx, fc)
 		}()
 	}
 }

@@ -425,3 +425,10 @@ func (c *Client) Ready(ctx context.Context) (Readiness, error) {
 	}
 	return r, nil
 }
+
+// Routes reports sandboxd's route table and each route's bounds (admin).
+func (c *Client) Routes(ctx context.Context) (RouteList, error) {
+	var out RouteList
+	err := c.do(ctx, http.MethodGet, "/v1/routes", nil, nil, &out)
+	return out, err
+}

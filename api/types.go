@@ -411,3 +411,37 @@ type ForkResult struct {
 	Snapshot  string    `json:"snapshot"`
 	Sandboxes []Sandbox `json:"sandboxes"`
 }
+
+// Route is one route of sandboxd's route table and the bounds of its class,
+// in GET /v1/routes: every front door (REST, WebSockets, MCP, E2B's planes)
+// is served from this one table.
+type Route struct {
+	// Method is the route's method, "*" for any.
+	Method string `json:"method"`
+	// Path is the route as the router has it (":id" a parameter, "*" the
+	// rest of a path); with Header set, a path prefix ("" for any).
+	Path string `json:"path"`
+	// Header, when set, routes every request that carries it here, before
+	// the router sees the path.
+	Header string `json:"header,omitempty"`
+	// Host, when set, routes every request to a host of this form here,
+	// whatever its path (preview hosts: {port}-{id}.DOMAIN).
+	Host string `json:"host,omitempty"`
+	// Class names the route's bounds: none, json, stream, app, stdin,
+	// socket, proxy, rpc.
+	Class string `json:"class"`
+	// BodyLimit is the most bytes of request body the route reads (413
+	// past it); WholeBody says the body is read whole (and reserved from
+	// the body budget first); Streams that the answer may stream.
+	BodyLimit int64 `json:"body_limit"`
+	WholeBody bool  `json:"whole_body"`
+	Streams   bool  `json:"streams"`
+	// Auth is what the route needs: "none" (public, or authenticated by
+	// the route itself: tickets, E2B's tokens), "key" or "admin".
+	Auth string `json:"auth"`
+}
+
+// RouteList is the answer of GET /v1/routes.
+type RouteList struct {
+	Routes []Route `json:"routes"`
+}

@@ -160,3 +160,32 @@ func TestWriterCutsAStalledClient(t *testing.T) {
 		t.Fatal("the handler's write never failed")
 	}
 }
+
+// A body read to its end leaves the connection without a read deadline
+// (net/http clears it when it starts reading in the background to see the
+// client leave): an answer that streams for longer than idle goes on.
+func TestBodyDeadlineEndsWithTheBody(t *testing.T) {
+	const idle = 50 * time.Millisecond
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(NewBody(w, r.Body, idle)); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			http.Error(w, "the request ended while it was answered", http.StatusInternalServerError)
+		case <-time.After(6 * idle):
+			io.WriteString(w, "ok")
+		}
+	}))
+	defer hs.Close()
+	resp, err := http.Post(hs.URL, "text/plain", strings.NewReader("a body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "ok" {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+}

@@ -64,19 +64,33 @@ func (w *Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (w *Writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Body gives every read of a request's body a deadline of idle, so a client
-// that stops sending is cut.
+// that stops sending is cut. (net/http clears the deadline at the body's
+// end, when it starts reading in the background to see the client leave.)
+// A read that fails ends the connection after the answer: where the
+// request ended on it is unknown, and a client that stalled must not be
+// kept waiting for a next request.
 type Body struct {
 	io.ReadCloser
+	w    http.ResponseWriter
 	rc   *http.ResponseController
 	idle time.Duration
 }
 
 // NewBody wraps r's body, whose connection w answers.
 func NewBody(w http.ResponseWriter, body io.ReadCloser, idle time.Duration) *Body {
-	return &Body{ReadCloser: body, rc: http.NewResponseController(w), idle: idle}
+	return &Body{ReadCloser: body, w: w, rc: http.NewResponseController(w), idle: idle}
 }
 
 func (b *Body) Read(p []byte) (int, error) {
 	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
-	return b.ReadCloser.Read(p)
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		CloseAfter(b.w)
+	}
+	return n, err
 }
+
+// CloseAfter has the server close the connection once the answer is sent
+// (and not read what is left of the request's body first), when the answer
+// has not started yet.
+func CloseAfter(w http.ResponseWriter) { w.Header().Set("Connection", "close") }

@@ -16,9 +16,10 @@ type Config struct {
 	// BodyBytes is the budget of request bodies read whole; a key holds at
 	// most a quarter.
 	BodyBytes int64
-	// WindowBytes is the budget of stream windows grown past their first
-	// few KiB (a sandbox's agent sends ahead up to a stream's window); a
-	// key holds at most a thirty-second.
+	// WindowBytes is the budget of what streams from sandboxes' agents hold
+	// past their first few KiB: windows grown for readers that keep up (a
+	// sandbox's agent sends ahead up to a stream's window), and their copy
+	// buffers. A key holds at most WindowPerKey of it.
 	WindowBytes int64
 	// PerKey, PerSandbox and PerPort cap the requests in flight of one key,
 	// of one sandbox (whoever sends them), and sent anonymously to one
@@ -34,11 +35,16 @@ const (
 	DefaultOutputBytes = 128 << 20
 	DefaultBodyBytes   = 128 << 20
 	DefaultWindowBytes = 64 << 20
-	DefaultPerKey      = 256
-	DefaultPerSandbox  = 256
-	DefaultPerPort     = 64
-	DefaultWriteIdle   = 30 * time.Second
-	DefaultReadIdle    = 60 * time.Second
+	// WindowPerKey is what one key's streams may hold past their first
+	// window, together: one stream's worth of a window that runs at a few
+	// hundred MB/s on a local channel, spread over all of them when many
+	// stall at once.
+	WindowPerKey      = 256 << 10
+	DefaultPerKey     = 256
+	DefaultPerSandbox = 256
+	DefaultPerPort    = 64
+	DefaultWriteIdle  = 30 * time.Second
+	DefaultReadIdle   = 60 * time.Second
 )
 
 // Bounds is the server-wide state every front door shares.
@@ -82,7 +88,7 @@ func New(cfg Config) *Bounds {
 		cfg:     cfg,
 		Output:  NewBudget(cfg.OutputBytes, cfg.OutputBytes/2),
 		Bodies:  NewBudget(cfg.BodyBytes, cfg.BodyBytes/4),
-		Windows: NewBudget(cfg.WindowBytes, cfg.WindowBytes/32),
+		Windows: NewBudget(cfg.WindowBytes, min(cfg.WindowBytes, WindowPerKey)),
 		keys:    NewGate(cfg.PerKey, "requests of this key"),
 		boxes:   NewGate(cfg.PerSandbox, "requests to this sandbox"),
 		ports:   NewGate(cfg.PerPort, "anonymous requests to this port"),

@@ -10,6 +10,8 @@
 package fsapi
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -223,9 +225,13 @@ func (s *Service) call(ctx context.Context, t Target, req agent.FsRequest, in io
 }
 
 // RestorePaths puts back the named absolute paths of t's sandbox as open
-// gives them: each path is removed, then, when open finds it (as a tar of that
-// one path, named relative to its parent), extracted in its place, as root.
-// The rest of the sandbox is untouched.
+// gives them (a tar of that one path, named relative to its parent; found
+// false when the snapshot has no such path, which then goes), as root, all
+// or nothing: every path's copy is staged beside it first, and only once
+// all are staged is each swapped in (at once, or around what is mounted
+// under it, such as the engine's files in /etc). A path that is itself a
+// mount point is refused before anything changes. The rest of the sandbox
+// is untouched.
 func (s *Service) RestorePaths(ctx context.Context, t Target, paths []string, open func(ctx context.Context, p string) (io.ReadCloser, bool, error)) error {
 	for _, p := range paths {
 		if err := CheckPath("paths", p); err != nil {
@@ -236,31 +242,53 @@ func (s *Service) RestorePaths(ctx context.Context, t Target, paths []string, op
 		}
 	}
 	return s.sandboxes.Attach(ctx, t.Owner, t.Sandbox, func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
+		type staged struct{ path, dir string }
+		var all []staged
+		abort := func() {
+			for _, st := range all {
+				_, _ = conn.Fs(context.WithoutCancel(ctx), agent.FsRequest{Op: agent.OpRestoreAbort, Path: st.path, Staging: st.dir, User: "root"}, nil, nil)
+			}
+		}
 		for _, p := range paths {
 			p = path.Clean(p)
 			rc, found, err := open(ctx, p)
 			if err != nil {
-				return err
-			}
-			_, err = conn.Fs(ctx, agent.FsRequest{Op: agent.OpRemove, Path: p, Recursive: true, User: "root"}, nil, nil)
-			if err = classify(err); err != nil && !cerrdefs.IsNotFound(err) {
-				if rc != nil {
-					rc.Close()
-				}
+				abort()
 				return err
 			}
 			if !found {
-				continue
+				rc = io.NopCloser(bytes.NewReader(emptyTar))
 			}
-			_, err = conn.Fs(ctx, agent.FsRequest{Op: agent.OpTarIn, Path: path.Dir(p), User: "root", AnyLinks: true}, rc, nil)
+			res, err := conn.Fs(ctx, agent.FsRequest{Op: agent.OpRestoreStage, Path: p, User: "root", AnyLinks: true,
+				MaxBytes: s.lim.MaxExtractBytes}, rc, nil)
 			rc.Close()
 			if err != nil {
+				abort()
 				return fmt.Errorf("restore %s: %w", p, classify(err))
+			}
+			if res.Info == nil {
+				abort()
+				return fmt.Errorf("restore %s: the agent named no staging directory", p)
+			}
+			all = append(all, staged{p, res.Info.Path})
+		}
+		for i, st := range all {
+			if _, err := conn.Fs(ctx, agent.FsRequest{Op: agent.OpRestoreSwap, Path: st.path, Staging: st.dir, User: "root"}, nil, nil); err != nil {
+				all = all[i:]
+				abort()
+				return fmt.Errorf("restore %s: %w", st.path, classify(err))
 			}
 		}
 		return nil
 	})
 }
+
+// emptyTar is a tar archive with nothing in it.
+var emptyTar = func() []byte {
+	var b bytes.Buffer
+	_ = tar.NewWriter(&b).Close()
+	return b.Bytes()
+}()
 
 // CheckPath refuses a path no operation accepts: empty, longer than MaxPath,
 // not UTF-8, or with a NUL byte. Anything else is a path inside the sandbox,
@@ -306,6 +334,8 @@ func classify(err error) error {
 		causes = []error{cerrdefs.ErrPermissionDenied}
 	case agent.FsInvalid:
 		causes = []error{cerrdefs.ErrInvalidArgument}
+	case agent.FsBusy:
+		causes = []error{cerrdefs.ErrConflict}
 	case agent.FsTooLarge:
 		causes = []error{cerrdefs.ErrResourceExhausted, ErrTooLarge}
 	case agent.FsNoSpace:

@@ -140,6 +140,8 @@ var operations = []op{
 
 	{Method: "POST", Path: "/v1/run", ID: "run", Summary: "Run code in a warm, locked-down runner", Tag: "run", Body: api.RunRequest{}, Status: 200, Out: api.RunResult{}},
 	{Method: "GET", Path: "/v1/pools", ID: "listPools", Summary: "The runner pools (admin)", Tag: "run", Admin: true, Status: 200, Out: api.PoolList{}},
+	{Method: "GET", Path: "/v1/routes", ID: "listRoutes", Summary: "The route table: every route of every front door and its bounds (admin)", Tag: "health", Admin: true, Status: 200, Out: api.RouteList{},
+		Description: "Every request sandboxd serves (REST, WebSockets, MCP, E2B's control and data planes) is routed through this one table; each route's class sets its body limit, whether the body is read whole, and whether the answer streams."},
 	{Method: "GET", Path: "/v1/apps", ID: "listApps", Summary: "List the key's apps", Tag: "apps", Status: 200, Out: api.AppList{}},
 	{Method: "PUT", Path: "/v1/apps/:name", ID: "deployApp", Summary: "Deploy a new version of an app", Tag: "apps", Body: api.DeployAppRequest{}, Status: 201, Out: api.App{}, Also: map[int]string{200: "A new version of an existing app."}},
 	{Method: "GET", Path: "/v1/apps/:name", ID: "getApp", Summary: "Get an app, with its code", Tag: "apps", Status: 200, Out: api.App{}},

@@ -3,6 +3,8 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -141,6 +143,54 @@ func (o *Orchestrator) waitAgent(ctx context.Context, l *live) (*agent.Conn, err
 	return conn, nil
 }
 
+// exitedError is a running sandbox whose container is not running: its
+// agent will not come back until the sandbox is started again.
+type exitedError struct {
+	container, reason string
+}
+
+func (e *exitedError) Error() string { return "the sandbox's " + e.reason }
+
+// agentOf is waitAgent for the data-plane calls of running sandbox sb: while
+// the agent is away, it asks the engine, every second, whether the container
+// still runs, and answers an exitedError when it does not.
+func (o *Orchestrator) agentOf(ctx context.Context, l *live, sb Sandbox) (*agent.Conn, error) {
+	if l.ep.Connected() {
+		return l.ep.Conn(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.cfg.ReadyTimeout)
+	defer cancel()
+	for {
+		if reason := o.exited(ctx, sb.ContainerID); reason != "" {
+			return nil, &exitedError{container: sb.ContainerID, reason: reason}
+		}
+		wait, stop := context.WithTimeout(ctx, time.Second)
+		conn, err := l.ep.Conn(wait)
+		stop()
+		if err == nil {
+			return conn, nil
+		}
+		if ctx.Err() != nil {
+			return nil, errclass.Wrap(cerrdefs.ErrUnavailable, err, fmt.Sprintf("sandbox agent did not connect within %s", o.cfg.ReadyTimeout))
+		}
+	}
+}
+
+// exited says why container cid is not running ("" when it runs, or the
+// engine cannot say).
+func (o *Orchestrator) exited(ctx context.Context, cid string) string {
+	c, err := o.rt.Inspect(ctx, cid)
+	switch {
+	case err != nil && cerrdefs.IsNotFound(err):
+		return "container is gone"
+	case err != nil || c.State == runtime.StateRunning || c.State == runtime.StateRestarting || c.State == runtime.StatePaused:
+		return ""
+	case c.OOMKilled:
+		return fmt.Sprintf("container exited (code %d): its processes ran out of memory", c.ExitCode)
+	}
+	return fmt.Sprintf("container exited (code %d)", c.ExitCode)
+}
+
 // checkUser refuses a sandbox whose user does not exist in its image.
 func checkUser(ctx context.Context, conn *agent.Conn, user string) error {
 	info, err := conn.User(ctx, user)
@@ -179,10 +229,10 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 			runtime.LabelKind:     runtime.KindSandbox,
 			runtime.LabelInstance: o.cfg.Instance,
 		},
-		Mounts: []runtime.Mount{
+		Mounts: append([]runtime.Mount{
 			{Source: o.agentHost, Target: agent.BinaryPath, ReadOnly: true},
 			{Source: o.runDir(sb.ID), Target: agent.RunMount, ReadOnly: true},
-		},
+		}, o.etcMounts(sb)...),
 		NanoCPUs:    int64(sb.Spec.CPUs * 1e9),
 		MemoryBytes: sb.Spec.MemoryMB << 20,
 		DiskBytes:   sb.Spec.DiskMB << 20,
@@ -191,6 +241,33 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 		CapAdd:      capabilities,
 		StopTimeout: o.cfg.StopTimeout,
 	}
+}
+
+// etcMounts writes the files the engine would otherwise make for a
+// container (/etc/hosts, /etc/hostname, /etc/resolv.conf) into sb's run
+// directory and mounts them read-only. The engine's own copies live beside
+// the container in its data root, outside the container's disk limit, and
+// it mounts them writable: a sandbox could fill the host's disk through
+// /etc/hosts. The resolver is the engine's, on its networks.
+func (o *Orchestrator) etcMounts(sb *Sandbox) []runtime.Mount {
+	dir := o.runDir(sb.ID)
+	_ = os.MkdirAll(dir, 0o711)
+	resolv := "nameserver 127.0.0.11\noptions ndots:0\n"
+	if sb.Spec.Network == "none" {
+		resolv = ""
+	}
+	files := []struct{ name, target, content string }{
+		{"hosts", "/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + sb.ID + "\n"},
+		{"hostname", "/etc/hostname", sb.ID + "\n"},
+		{"resolv.conf", "/etc/resolv.conf", resolv},
+	}
+	out := make([]runtime.Mount, 0, len(files))
+	for _, f := range files {
+		p := filepath.Join(dir, f.name)
+		_ = os.WriteFile(p, []byte(f.content), 0o644)
+		out = append(out, runtime.Mount{Source: p, Target: f.target, ReadOnly: true})
+	}
+	return out
 }
 
 func notFound(id string) error {

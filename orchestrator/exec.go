@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -137,7 +138,23 @@ func (o *Orchestrator) Exec(ctx context.Context, owner, id string, opts ExecOpti
 // sandbox if it is stopped. It is how every data-plane call reaches a sandbox:
 // the call counts as activity for the idle timeout, and a stop or delete of the
 // sandbox cancels fn's context (and is then reported as a conflict).
+//
+// A sandbox whose container exited behind sandboxd's back (its processes
+// took all its memory, or killed its init) is recorded as stopped, with
+// why, and started again for the call.
 func (o *Orchestrator) Attach(ctx context.Context, owner, id string, fn func(ctx context.Context, sb Sandbox, conn *agent.Conn) error) error {
+	err := o.attach(ctx, owner, id, fn)
+	var exited *exitedError
+	if errors.As(err, &exited) {
+		if err := o.stopExited(ctx, id, exited.container, exited.reason); err != nil {
+			return err
+		}
+		err = o.attach(ctx, owner, id, fn)
+	}
+	return err
+}
+
+func (o *Orchestrator) attach(ctx context.Context, owner, id string, fn func(ctx context.Context, sb Sandbox, conn *agent.Conn) error) error {
 	l, sb, release, err := o.acquire(ctx, owner, id)
 	if err != nil {
 		return err
@@ -147,7 +164,7 @@ func (o *Orchestrator) Attach(ctx context.Context, owner, id string, fn func(ctx
 	defer cancel()
 	calls := l.callContext()
 	defer context.AfterFunc(calls, cancel)()
-	conn, err := o.waitAgent(ctx, l)
+	conn, err := o.agentOf(ctx, l, sb)
 	if err != nil {
 		return err
 	}
@@ -207,3 +224,8 @@ func (o *Orchestrator) acquire(ctx context.Context, owner, id string) (*live, Sa
 	}
 	return nil, Sandbox{}, nil, cerrdefs.ErrUnavailable.WithMessage("sandbox " + id + " keeps stopping")
 }
+
+// ErrStdinEnded, from an Exec's stdin, ends the command's standard input
+// while the reading of stdin goes on until another error (a reader that
+// also watches for the call's end keeps being read).
+var ErrStdinEnded = agent.ErrStdinEnded

@@ -105,6 +105,18 @@ func (o *Orchestrator) stop(ctx context.Context, sb *Sandbox, reason string) err
 	return o.transition(ctx, sb, StateStopped, reason)
 }
 
+// stopExited records sandbox id, whose container cid exited behind
+// sandboxd's back, as stopped for reason, unless it has changed since.
+func (o *Orchestrator) stopExited(ctx context.Context, id, cid, reason string) error {
+	unlock := o.locks.Lock(id)
+	defer unlock()
+	sb, err := o.store.get(ctx, id)
+	if err != nil || sb.State != StateRunning || sb.ContainerID != cid {
+		return err
+	}
+	return o.stop(ctx, &sb, reason)
+}
+
 // Delete removes owner's sandbox, its container and its files, killing the
 // commands running in it.
 func (o *Orchestrator) Delete(ctx context.Context, owner, id string) error {

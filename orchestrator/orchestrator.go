@@ -28,6 +28,7 @@ type Runtime interface {
 	Pause(ctx context.Context, id string) error
 	Unpause(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error
+	Rename(ctx context.Context, id, name string) error
 	Inspect(ctx context.Context, id string) (runtime.Container, error)
 	List(ctx context.Context, labels map[string]string) ([]runtime.Container, error)
 	EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) error

@@ -476,3 +476,42 @@ func TestIdlePolicyCountsBusyProcesses(t *testing.T) {
 		t.Fatalf("an unknown idle policy: %v", err)
 	}
 }
+
+// TestContainerThatExitedIsStartedAgain: a sandbox's container that exits
+// behind sandboxd's back (its init killed, or out of memory) does not leave
+// the sandbox "running" and unreachable: the next call records it as
+// stopped, says why, and starts it again, files kept.
+func TestContainerThatExitedIsStartedAgain(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	sb := f.create(t, "alice", CreateOptions{})
+	if code, out := f.exec(t, "alice", sb.ID, "echo kept > /root/f"); code != 0 {
+		t.Fatalf("exec: %d %q", code, out)
+	}
+	if err := f.d.Stop(ctx, sb.ContainerID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := f.exec(t, "alice", sb.ID, "cat /root/f"); code != 0 || out != "kept\n" {
+		t.Fatalf("the call after the container exited: %d %q", code, out)
+	}
+	if got, err := f.o.Get(ctx, "alice", sb.ID); err != nil || got.State != StateRunning {
+		t.Fatalf("after the call: %+v %v", got, err)
+	}
+	// The reaper finds one that exits with no call coming, and says why.
+	sb, _ = f.o.Get(ctx, "alice", sb.ID)
+	if err := f.d.Stop(ctx, sb.ContainerID, 0); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		f.o.reap(ctx)
+		got, err := f.o.Get(ctx, "alice", sb.ID)
+		if err == nil && got.State == StateStopped && strings.Contains(got.Error, "exited") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reaper left %+v %v", got, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

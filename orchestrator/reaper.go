@@ -40,6 +40,12 @@ func (o *Orchestrator) reapOne(ctx context.Context, id string) error {
 		return o.delete(ctx, &sb, "its TTL expired")
 	case l == nil:
 		return nil
+	case sb.State == StateRunning && !l.ep.Connected():
+		// Its agent is away: when its container exited behind sandboxd's
+		// back, the sandbox is stopped, and says why.
+		if reason := o.exited(ctx, sb.ContainerID); reason != "" {
+			return o.stop(ctx, &sb, reason)
+		}
 	}
 	idlePast := func() bool {
 		return now.Sub(time.Unix(0, l.lastActive.Load())) > time.Duration(sb.Spec.IdleTimeout)*time.Second

@@ -13,6 +13,9 @@ import (
 // for what exists:
 //   - a container with this instance's labels and no row is an orphan, removed
 //     once older than the grace period;
+//   - a container of a sandbox that has a row, but not the one the row names,
+//     is what an interrupted restore left (the new container not yet
+//     recorded, or the old one not yet removed), removed at once;
 //   - a row whose operation was interrupted (creating, deleting) is finished off;
 //   - a row whose container is gone fails; one whose container runs is adopted
 //     (its agent socket listened on); one whose container exited is stopped.
@@ -35,12 +38,12 @@ func (o *Orchestrator) Reconcile(ctx context.Context) error {
 	for _, sb := range rows {
 		known[sb.ID] = true
 	}
-	byID := make(map[string]*runtime.Container, len(containers))
+	byID := make(map[string][]*runtime.Container, len(containers))
 	for i := range containers {
 		c := &containers[i]
 		id := c.Labels[runtime.LabelID]
 		if known[id] {
-			byID[id] = c
+			byID[id] = append(byID[id], c)
 			continue
 		}
 		if age := o.now().Sub(c.Created); age < o.cfg.OrphanGrace {
@@ -58,7 +61,7 @@ func (o *Orchestrator) Reconcile(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		err := o.settle(ctx, sb, byID[sb.ID])
+		err := o.settle(ctx, sb, o.current(ctx, sb, byID[sb.ID]))
 		if err == nil && sb.Owner == poolOwner && sb.State != StateRunning {
 			// A pooled sandbox that stopped or failed is of no use.
 			o.discardPooled(ctx, sb, "a pooled sandbox that was no longer running")
@@ -69,6 +72,25 @@ func (o *Orchestrator) Reconcile(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// current is the container of sb's row among cs (the containers labelled
+// with its ID), or the only one when the row names none; the others are
+// removed. It runs under the sandbox's lock: no restore is under way.
+func (o *Orchestrator) current(ctx context.Context, sb *Sandbox, cs []*runtime.Container) *runtime.Container {
+	var cur *runtime.Container
+	for _, c := range cs {
+		if c.ID == sb.ContainerID || sb.ContainerID == "" && len(cs) == 1 {
+			cur = c
+			continue
+		}
+		if err := o.rt.Remove(ctx, c.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			o.log.Warn("remove a container of a sandbox that its row does not name", "container", c.ID, "sandbox_id", sb.ID, "err", err)
+			continue
+		}
+		o.log.Info("removed a container of a sandbox that its row does not name", "container", c.ID, "sandbox_id", sb.ID)
+	}
+	return cur
 }
 
 // settle reconciles one row with its container (nil when there is none).

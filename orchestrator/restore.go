@@ -31,7 +31,14 @@ func (o *Orchestrator) Restore(ctx context.Context, owner, id, image string) (Sa
 	return o.lifecycle(ctx, owner, id, true, "", func(sb *Sandbox) error { return o.restore(ctx, sb, image) })
 }
 
-// restore runs under the sandbox's write lock.
+// restore runs under the sandbox's write lock. It is all or nothing: the
+// new container is made first, beside the old one; the old one is stopped
+// (its files kept) and the row switched to the new one in one update; the
+// new one starts; only once its agent answers is the old one removed. A
+// failure before that puts the sandbox back on its old container, as it
+// was. A sandboxd killed mid-way leaves a row that names one of the two
+// containers, whole: reconcile removes the other (a container of a known
+// sandbox that its row does not name) and settles the state.
 func (o *Orchestrator) restore(ctx context.Context, sb *Sandbox, image string) error {
 	id := sb.ID
 	if sb.State == StatePaused {
@@ -39,40 +46,83 @@ func (o *Orchestrator) restore(ctx context.Context, sb *Sandbox, image string) e
 			return err
 		}
 	}
+	was := sb.State
 	if err := o.transition(ctx, sb, StateStarting, ""); err != nil {
 		return err
 	}
-	fail := func(err error) error {
-		_ = o.transition(context.WithoutCancel(ctx), sb, StateFailed, "restore failed: "+err.Error())
-		return err
+	old, oldImage := sb.ContainerID, sb.Image
+	next := *sb
+	next.Image = image
+	spec := o.containerSpec(&next)
+	name := spec.Name
+	spec.Name = name + "-" + newID("", 4)
+	cid, err := o.rt.Create(ctx, spec)
+	if err != nil {
+		return o.restoreFailed(ctx, sb, was, err)
+	}
+	// back puts the sandbox on its old container again.
+	back := func(cause error) error {
+		bctx := context.WithoutCancel(ctx)
+		sb.ContainerID, sb.Image = old, oldImage
+		if err := o.store.update(bctx, sb); err != nil {
+			o.log.Warn("restore: put the old container back", "sandbox_id", id, "err", err)
+		}
+		if err := o.rt.Remove(bctx, cid); err != nil && !cerrdefs.IsNotFound(err) {
+			o.log.Warn("restore: remove the new container", "sandbox_id", id, "err", err)
+		}
+		if was == StateRunning && old != "" {
+			if l := o.lookupLive(id); l != nil {
+				l.ep.Drop()
+			}
+			if err := o.rt.Start(bctx, old); err != nil {
+				return o.restoreFailed(ctx, sb, StateFailed, fmt.Errorf("%w; and the old container did not start again: %v", cause, err))
+			}
+		}
+		return o.restoreFailed(ctx, sb, was, cause)
 	}
 	if l := o.lookupLive(id); l != nil {
 		l.ep.Drop()
 	}
-	if sb.ContainerID != "" {
-		if err := o.rt.Remove(ctx, sb.ContainerID); err != nil && !cerrdefs.IsNotFound(err) {
-			return fail(err)
+	if old != "" {
+		if err := o.rt.Stop(ctx, old, o.cfg.StopTimeout); err != nil && !cerrdefs.IsNotFound(err) {
+			return back(err)
 		}
 	}
-	sb.Image = image
-	cid, err := o.rt.Create(ctx, o.containerSpec(sb))
-	if err != nil {
-		return fail(err)
-	}
-	sb.ContainerID = cid
+	sb.ContainerID, sb.Image = cid, image
 	if err := o.store.update(ctx, sb); err != nil {
-		return fail(err)
+		return back(err)
 	}
 	l, err := o.endpoint(sb)
 	if err != nil {
-		return fail(err)
+		return back(err)
 	}
 	if err := o.rt.Start(ctx, cid); err != nil {
-		return fail(err)
+		return back(err)
 	}
 	if _, err := o.waitAgent(ctx, l); err != nil {
-		return fail(err)
+		return back(err)
+	}
+	if old != "" {
+		if err := o.rt.Remove(ctx, old); err != nil && !cerrdefs.IsNotFound(err) {
+			o.log.Warn("restore: remove the old container (reconcile will)", "sandbox_id", id, "err", err)
+		}
+	}
+	if err := o.rt.Rename(ctx, cid, name); err != nil {
+		o.log.Warn("restore: rename the new container", "sandbox_id", id, "err", err)
 	}
 	o.log.Info("sandbox restored", "sandbox_id", id, "image", image)
 	return o.transition(ctx, sb, StateRunning, "")
+}
+
+// restoreFailed returns the sandbox to state st after a restore failed
+// with err, and returns err.
+func (o *Orchestrator) restoreFailed(ctx context.Context, sb *Sandbox, st State, err error) error {
+	reason := ""
+	if st == StateFailed {
+		reason = "restore failed: " + err.Error()
+	}
+	if terr := o.transition(context.WithoutCancel(ctx), sb, st, reason); terr != nil {
+		o.log.Warn("restore: settle the state", "sandbox_id", sb.ID, "err", terr)
+	}
+	return err
 }

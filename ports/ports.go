@@ -260,6 +260,9 @@ func (s *Service) Proxy(w http.ResponseWriter, r *http.Request, owner, id string
 			BufferPool:    copyBuffers{},
 			// The caller writes the error, when nothing was sent yet.
 			ErrorHandler: func(_ http.ResponseWriter, _ *http.Request, err error) { proxyErr = err },
+			// What the proxy notices on its own (a client or server that
+			// went away mid-answer) is the sandbox's business: debug.
+			ErrorLog: slog.NewLogLogger(s.log.With("sandbox_id", id, "port", port).Handler(), slog.LevelDebug),
 		}
 		rp.ServeHTTP(w, r.WithContext(ctx))
 		if errors.Is(proxyErr, agent.ErrNotListening) {

@@ -2,7 +2,6 @@ package ports
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,20 +25,20 @@ const (
 	idleConnTimeout = 60 * time.Second
 	// maxIdlePerPort bounds the kept-alive connections of one port.
 	maxIdlePerPort = 16
-	// readBuffer and writeBuffer size each connection's buffers. An
-	// answer's head must fit in readBuffer.
-	readBuffer  = 16 << 10
-	writeBuffer = 8 << 10
+	// readBuffer sizes each connection's read buffer; writeBuffer the one
+	// lent to write a request.
+	readBuffer  = 2 << 10
+	writeBuffer = 4 << 10
 	// MaxHeadBytes bounds an answer's status line and headers together
-	// (nginx's default buffer for them is 4 or 8 KiB).
-	MaxHeadBytes = readBuffer
+	// (nginx's default buffer for them, proxy_buffer_size, is 4 or 8 KiB).
+	MaxHeadBytes = 16 << 10
 	// MaxHeaders bounds the number of an answer's header fields.
 	MaxHeaders = 128
 	// HeadTimeout bounds the wait for an answer's head once the request
 	// is sent (nginx's proxy_read_timeout).
 	HeadTimeout = 60 * time.Second
 	// copyBuffer sizes the buffer an answer's body is copied through.
-	copyBuffer = 16 << 10
+	copyBuffer = 4 << 10
 )
 
 // ErrHeadTooLarge is an answer whose head is out of bounds.
@@ -63,10 +62,40 @@ type transport struct {
 // serverConn is one connection to the sandbox's server.
 type serverConn struct {
 	c         net.Conn
+	head      *headLimit // what br may read of the server while a head is read
 	br        *bufio.Reader
-	bw        *bufio.Writer
 	idleSince time.Time
 }
+
+// headLimit lets a read buffer take at most left bytes of r while armed: an
+// answer's head is parsed from at most that much, however the server
+// spreads it over lines; disarmed, it passes everything.
+type headLimit struct {
+	r     io.Reader
+	left  int64
+	armed bool
+}
+
+func (h *headLimit) arm()    { h.left, h.armed = MaxHeadBytes, true }
+func (h *headLimit) disarm() { h.armed = false }
+
+func (h *headLimit) Read(p []byte) (int, error) {
+	if !h.armed {
+		return h.r.Read(p)
+	}
+	if h.left <= 0 {
+		return 0, fmt.Errorf("%w: over %d bytes", ErrHeadTooLarge, MaxHeadBytes)
+	}
+	if int64(len(p)) > h.left {
+		p = p[:h.left]
+	}
+	n, err := h.r.Read(p)
+	h.left -= int64(n)
+	return n, err
+}
+
+// writers lend requests their write buffers.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBuffer) }}
 
 func (sc *serverConn) close() { _ = sc.c.Close() }
 
@@ -94,7 +123,8 @@ func (t *transport) get(ctx context.Context) (*serverConn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &serverConn{c: c, br: bufio.NewReaderSize(c, readBuffer), bw: bufio.NewWriterSize(c, writeBuffer)}, false, nil
+	head := &headLimit{r: c}
+	return &serverConn{c: c, head: head, br: bufio.NewReaderSize(head, readBuffer)}, false, nil
 }
 
 // put keeps sc for the next request.
@@ -144,10 +174,15 @@ func (t *transport) exchange(sc *serverConn, req *http.Request) (*http.Response,
 	// A cancelled request ends its connection, and so any read or write on it.
 	stop := context.AfterFunc(req.Context(), sc.abort)
 	write := func() error {
-		err := req.Write(sc.bw)
+		// A write buffer is lent for the request's writing only.
+		bw := writers.Get().(*bufio.Writer)
+		bw.Reset(sc.c)
+		err := req.Write(bw)
 		if err == nil {
-			err = sc.bw.Flush()
+			err = bw.Flush()
 		}
+		bw.Reset(nil)
+		writers.Put(bw)
 		if err != nil {
 			sc.abort()
 		}
@@ -166,7 +201,7 @@ func (t *transport) exchange(sc *serverConn, req *http.Request) (*http.Response,
 		go func() { written <- write() }()
 	}
 	_ = sc.c.SetReadDeadline(time.Now().Add(HeadTimeout))
-	resp, err := readAnswer(sc.br, req)
+	resp, err := readAnswer(sc, req)
 	_ = sc.c.SetReadDeadline(time.Time{})
 	if err != nil {
 		stop()
@@ -184,15 +219,19 @@ func (t *transport) exchange(sc *serverConn, req *http.Request) (*http.Response,
 }
 
 // readAnswer reads the answer to req, skipping informational ones (1xx)
-// other than a protocol switch. Each head must end within MaxHeadBytes and
-// hold at most MaxHeaders fields.
-func readAnswer(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+// other than a protocol switch. Each head is read from at most
+// MaxHeadBytes of the server's bytes and holds at most MaxHeaders fields.
+func readAnswer(sc *serverConn, req *http.Request) (*http.Response, error) {
 	for {
-		if err := awaitHead(br); err != nil {
-			return nil, err
-		}
-		resp, err := http.ReadResponse(br, req)
+		sc.head.arm()
+		resp, err := http.ReadResponse(sc.br, req)
+		spent := sc.head.left <= 0
+		sc.head.disarm()
 		if err != nil {
+			if spent {
+				// However the parser put it, the head did not end in time.
+				return nil, fmt.Errorf("%w: over %d bytes", ErrHeadTooLarge, MaxHeadBytes)
+			}
 			return nil, err
 		}
 		if len(resp.Header) > MaxHeaders {
@@ -201,31 +240,6 @@ func readAnswer(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols || resp.StatusCode < 100 {
 			return resp, nil
-		}
-	}
-}
-
-// awaitHead reads until br holds a whole head (up to the blank line that
-// ends it), or fails once MaxHeadBytes pass without one: the head is then
-// parsed from the buffer and cannot grow past it.
-func awaitHead(br *bufio.Reader) error {
-	for {
-		b, err := br.Peek(br.Buffered())
-		if i := bytes.Index(b, []byte("\n\r\n")); i >= 0 || bytes.HasPrefix(b, []byte("\r\n")) {
-			return nil
-		}
-		if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
-			return nil
-		}
-		if len(b) >= MaxHeadBytes {
-			return fmt.Errorf("%w: over %d bytes", ErrHeadTooLarge, MaxHeadBytes)
-		}
-		if err != nil {
-			return err
-		}
-		// One more byte than is buffered: a read of what has come.
-		if _, err := br.Peek(len(b) + 1); err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return err
 		}
 	}
 }

@@ -130,7 +130,9 @@ type Record struct {
 	Stream string // "stdout" or "stderr", of an output record
 	Offset int64
 	// To ends a gap: the output from Offset to To was dropped.
-	To   int64
+	To int64
+	// Data is an output record's bytes, good only until the function
+	// the record was handed to returns.
 	Data []byte
 	// Info describes the process, in the end record.
 	Info *Info

@@ -107,7 +107,16 @@ mv "$conf.new" "$conf"
 
 if ! pgrep -x dockerd >/dev/null 2>&1; then
 	say "starting dockerd on $driver in $root (log: $log)"
-	nohup setsid dockerd --config-file "$conf" >>"$log" 2>&1 </dev/null &
+	# Signals queued in containers count, in the end, against root's own
+	# limit on the host (their user namespaces are root's): the engine,
+	# and so every container it makes, gets half of it, and the other
+	# half stays the host's (docs/security.md).
+	limit=()
+	if [ "$(ulimit -i)" != unlimited ]; then
+		half=$(( $(ulimit -i) / 2 ))
+		limit=(prlimit --sigpending="$half:$half")
+	fi
+	nohup setsid "${limit[@]}" dockerd --config-file "$conf" >>"$log" 2>&1 </dev/null &
 fi
 
 for _ in $(seq 1 "$wait_s"); do

@@ -11,34 +11,17 @@ import (
 	"github.com/sandboxd/sandboxd/supervisor"
 )
 
-// authenticate requires "Authorization: Bearer <key>" with a live key.
-func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c *echo.Context) error {
-		h := c.Request().Header.Get("Authorization")
-		secret, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || strings.TrimSpace(secret) == "" {
-			return newError(http.StatusUnauthorized, api.CodeUnauthenticated, "missing API key: send the header Authorization: Bearer KEY")
-		}
-		key, err := s.deps.Keys.Authenticate(c.Request().Context(), strings.TrimSpace(secret))
-		if errors.Is(err, supervisor.ErrUnauthenticated) {
-			return newError(http.StatusUnauthorized, api.CodeUnauthenticated, "invalid or revoked API key")
-		}
-		if err != nil {
-			return err
-		}
-		c.Set(ctxKey, key)
-		return next(c)
+// keyOf authenticates "Authorization: Bearer <key>": a live key.
+func (s *Server) keyOf(r *http.Request) (supervisor.Key, error) {
+	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || strings.TrimSpace(secret) == "" {
+		return supervisor.Key{}, newError(http.StatusUnauthorized, api.CodeUnauthenticated, "missing API key: send the header Authorization: Bearer KEY")
 	}
-}
-
-// adminOnly admits admin keys only.
-func (s *Server) adminOnly(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c *echo.Context) error {
-		if !caller(c).Admin {
-			return newError(http.StatusForbidden, api.CodeForbidden, "this needs an admin key")
-		}
-		return next(c)
+	key, err := s.deps.Keys.Authenticate(r.Context(), strings.TrimSpace(secret))
+	if errors.Is(err, supervisor.ErrUnauthenticated) {
+		return supervisor.Key{}, newError(http.StatusUnauthorized, api.CodeUnauthenticated, "invalid or revoked API key")
 	}
+	return key, err
 }
 
 // caller is the authenticated key of the request.

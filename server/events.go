@@ -28,6 +28,12 @@ func newEventStream(c *echo.Context) *eventStream {
 // send writes v as one event, with id and name for server-sent events, and
 // flushes it.
 func (s *eventStream) send(id any, name string, v any) error {
+	b, _ := json.Marshal(v)
+	return s.sendJSON(id, name, b)
+}
+
+// sendJSON writes b, a JSON value, as one event (b may be appended to).
+func (s *eventStream) sendJSON(id any, name string, b []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.started {
@@ -40,12 +46,14 @@ func (s *eventStream) send(id any, name string, v any) error {
 		s.w.WriteHeader(http.StatusOK)
 		s.started = true
 	}
-	b, _ := json.Marshal(v)
 	var err error
 	if s.sse {
-		_, err = fmt.Fprintf(s.w, "id: %v\nevent: %s\ndata: %s\n\n", id, name, b)
+		// The event's head, then its data: no copy of the data is made.
+		if _, err = fmt.Fprintf(s.w, "id: %v\nevent: %s\ndata: ", id, name); err == nil {
+			_, err = s.w.Write(append(b, "\n\n"...))
+		}
 	} else {
-		_, err = fmt.Fprintf(s.w, "%s\n", b)
+		_, err = s.w.Write(append(b, '\n'))
 	}
 	if f, ok := s.w.(http.Flusher); ok {
 		f.Flush()

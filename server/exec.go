@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -70,8 +71,9 @@ func (s *Server) exec(c *echo.Context) error {
 func (s *Server) execStream(c *echo.Context, opts orchestrator.ExecOptions) error {
 	events := &eventStream{w: c.Response()} // NDJSON: the client asked for it
 	emit := func(ev api.ExecEvent) { _ = events.send(nil, ev.Type, ev) }
-	stdout := eventWriter{typ: api.EventStdout, emit: emit}
-	stderr := eventWriter{typ: api.EventStderr, emit: emit}
+	line := func(typ string, b []byte) { _ = events.sendJSON(nil, typ, b) }
+	stdout := newEventWriter(api.EventStdout, line)
+	stderr := newEventWriter(api.EventStderr, line)
 	res, err := s.deps.Orchestrator.Exec(c.Request().Context(), caller(c).ID, c.Param("id"), opts, nil, stdout, stderr)
 	if err != nil {
 		if !events.begun() {
@@ -87,20 +89,40 @@ func (s *Server) execStream(c *echo.Context, opts orchestrator.ExecOptions) erro
 	return nil
 }
 
+// eventWriter turns output into exec events (api.ExecEvent) of up to
+// maxEvent bytes each, written by hand into a buffer it reuses, in base64
+// where JSON would inflate the output more: a streamed command holds one
+// small event, whatever it prints.
 type eventWriter struct {
 	typ  string
-	emit func(api.ExecEvent)
+	send func(typ string, line []byte)
+	buf  *[]byte
 }
 
-// Write emits p as one event, in base64 where JSON would inflate it more.
+func newEventWriter(typ string, send func(string, []byte)) eventWriter {
+	return eventWriter{typ: typ, send: send, buf: new([]byte)}
+}
+
+// maxEvent bounds the output one event carries.
+const maxEvent = 16 << 10
+
 func (w eventWriter) Write(p []byte) (int, error) {
-	ev := api.ExecEvent{Type: w.typ, Encoding: api.OutputEncoding(p)}
-	if ev.Encoding == api.EncodingBase64 {
-		ev.Data = base64.StdEncoding.EncodeToString(p)
-	} else {
-		ev.Data = string(p)
+	for b := p; len(b) > 0; {
+		piece := b[:min(len(b), maxEvent)]
+		b = b[len(piece):]
+		line := append((*w.buf)[:0], `{"type":`...)
+		line = strconv.AppendQuote(line, w.typ)
+		line = append(line, `,"data":"`...)
+		if api.OutputEncoding(piece) == api.EncodingBase64 {
+			line = base64.StdEncoding.AppendEncode(line, piece)
+			line = append(line, `","encoding":"base64"}`...)
+		} else {
+			line = appendJSONString(line, piece)
+			line = append(line, `"}`...)
+		}
+		*w.buf = line
+		w.send(w.typ, line)
 	}
-	w.emit(ev)
 	return len(p), nil
 }
 

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/url"
 	"strconv"
 	"strings"
@@ -60,20 +59,23 @@ func (s *Server) execSocket(c *echo.Context) error {
 	defer context.AfterFunc(s.life, cancel)()
 
 	var mu sync.Mutex // one writer at a time
-	emit := func(ev api.ExecEvent) {
+	line := func(_ string, b []byte) {
 		mu.Lock()
 		defer mu.Unlock()
 		_ = ws.SetWriteDeadline(time.Now().Add(execWriteWait))
-		if err := ws.WriteJSON(ev); err != nil {
+		if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
 			cancel()
 		}
 	}
-	stdinR, stdinW := io.Pipe()
-	go readStdin(ws, stdinW, cancel)
-	res, err := s.deps.Orchestrator.Exec(ctx, key.ID, id, opts, stdinR,
-		eventWriter{typ: api.EventStdout, emit: emit}, eventWriter{typ: api.EventStderr, emit: emit})
-	// Stdin still being written ends now.
-	_ = stdinR.CloseWithError(io.ErrClosedPipe)
+	emit := func(ev api.ExecEvent) {
+		b, _ := json.Marshal(ev)
+		line(ev.Type, b)
+	}
+	stdin := &socketStdin{ws: ws, cancel: cancel}
+	res, err := s.deps.Orchestrator.Exec(ctx, key.ID, id, opts, stdin,
+		newEventWriter(api.EventStdout, line), newEventWriter(api.EventStderr, line))
+	// The reading of the socket ends now.
+	_ = ws.SetReadDeadline(time.Now())
 	if err != nil {
 		_, code, msg := classify(err)
 		rid, _ := c.Get(ctxRequestID).(string)
@@ -88,20 +90,26 @@ func (s *Server) execSocket(c *echo.Context) error {
 	return nil
 }
 
-// readStdin passes the client's binary frames on to stdin until a
-// stdin_close, and kills the command (cancel) on a kill or when the client
-// goes away.
-func readStdin(ws *websocket.Conn, stdin *io.PipeWriter, cancel context.CancelFunc) {
-	defer stdin.Close()
-	for {
-		kind, data, err := ws.ReadMessage()
+// socketStdin is the command's stdin, read from the client's frames: a
+// binary frame's bytes, until a {"type":"stdin_close"} (orchestrator.ErrStdinEnded;
+// frames after it are dropped); a {"type":"kill"}, or the client going
+// away, kills the command (cancel). The exec reads it on its own
+// goroutine, which is the socket's only reader.
+type socketStdin struct {
+	ws     *websocket.Conn
+	cancel context.CancelFunc
+	left   []byte
+}
+
+func (s *socketStdin) Read(p []byte) (int, error) {
+	for len(s.left) == 0 {
+		kind, data, err := s.ws.ReadMessage()
 		if err != nil {
-			cancel()
-			return
+			s.cancel()
+			return 0, err
 		}
 		if kind == websocket.BinaryMessage {
-			// A command that no longer reads its stdin drops what comes.
-			_, _ = stdin.Write(data)
+			s.left = data
 			continue
 		}
 		var msg struct {
@@ -110,11 +118,15 @@ func readStdin(ws *websocket.Conn, stdin *io.PipeWriter, cancel context.CancelFu
 		_ = json.Unmarshal(data, &msg)
 		switch msg.Type {
 		case "stdin_close":
-			_ = stdin.Close()
+			return 0, orchestrator.ErrStdinEnded
 		case "kill":
-			cancel()
+			s.cancel()
+			return 0, context.Canceled
 		}
 	}
+	n := copy(p, s.left)
+	s.left = s.left[n:]
+	return n, nil
 }
 
 // execQuery reads an exec's options from the query of an exec WebSocket.

@@ -201,12 +201,19 @@ type limitedBody struct {
 
 func (l *limitedBody) Read(p []byte) (int, error) {
 	if l.left <= 0 {
+		// One more byte tells a body at the limit from one over it (which
+		// the route's own bound may say first).
 		var one [1]byte
-		if n, _ := l.r.Read(one[:]); n > 0 {
+		n, err := l.r.Read(one[:])
+		var sc echo.HTTPStatusCoder
+		switch {
+		case n > 0 || errors.As(err, &sc) && sc.StatusCode() == http.StatusRequestEntityTooLarge:
 			l.over = true
-			return 0, errors.New("request body over the limit")
+			return 0, echo.ErrStatusRequestEntityTooLarge
+		case err == nil:
+			return 0, nil
 		}
-		return 0, io.EOF
+		return 0, err
 	}
 	if int64(len(p)) > l.left {
 		p = p[:l.left]

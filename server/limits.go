@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v5"
 
@@ -36,30 +37,52 @@ var knownMethods = map[string]bool{
 
 // limitHead refuses a request whose head is out of bounds, before it is
 // routed, logged or counted under anything it chose.
-func (s *Server) limitHead(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c *echo.Context) error {
-		r := c.Request()
-		switch {
-		case len(r.Method) > maxMethod:
-			return newError(http.StatusNotImplemented, api.CodeMethodNotAllowed, "method not implemented")
-		case len(r.RequestURI) > maxURI:
-			return newError(http.StatusRequestURITooLong, api.CodeInvalidArgument, "the request's path and query are longer than "+strconv.Itoa(maxURI)+" bytes")
-		case len(r.Header) > maxHeaders:
-			return newError(http.StatusRequestHeaderFieldsTooLarge, api.CodeInvalidArgument, "more than "+strconv.Itoa(maxHeaders)+" header fields")
-		}
-		return next(c)
+func (s *Server) limitHead(c *echo.Context) error {
+	r := c.Request()
+	switch {
+	case len(r.Method) > maxMethod:
+		return newError(http.StatusNotImplemented, api.CodeMethodNotAllowed, "method not implemented")
+	case len(r.RequestURI) > maxURI:
+		return newError(http.StatusRequestURITooLong, api.CodeInvalidArgument, "the request's path and query are longer than "+strconv.Itoa(maxURI)+" bytes")
+	case len(r.Header) > maxHeaders:
+		return newError(http.StatusRequestHeaderFieldsTooLarge, api.CodeInvalidArgument, "more than "+strconv.Itoa(maxHeaders)+" header fields")
 	}
+	return nil
 }
 
-// enter opens the request's scope of class: the body is refused past the
-// class's limit (before any of it is read when its size is declared), every
-// read of it and every write of the answer gets a deadline, and the scope
-// rides in the request's context for the front door and the domain.
-func (s *Server) enter(class bounds.Class) echo.MiddlewareFunc {
+// Guard flags: what a route needs besides its class.
+const (
+	// withKey authenticates the bearer key (Authorization: Bearer KEY).
+	withKey = 1 << iota
+	// adminKey admits admin keys only.
+	adminKey
+	// keyInContext hands the key on in the request's context, to a
+	// mounted front door.
+	keyInContext
+)
+
+// guard is the one middleware of a route: it opens the request's scope of
+// class (the body is refused past the class's limit, before any of it is
+// read when its size is declared; every read of it and every write of the
+// answer gets a deadline; the scope rides in the request's context for the
+// front door and the domain), authenticates the key when the route needs
+// one (and counts the request against the key's cap), counts it against
+// its sandbox's, and reserves a body read whole from the body budget.
+func (s *Server) guard(class bounds.Class, flags int) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c *echo.Context) error {
 			r := c.Request()
+			hasBody := r.Body != nil && r.Body != http.NoBody
+			if hasBody {
+				// Until the handler reads the body (each read waits at
+				// most ReadIdle; its end clears the deadline), and while
+				// net/http discards what a handler left unread before it
+				// answers, the client's silence is bounded too.
+				_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(s.bounds.Config().ReadIdle))
+			}
 			if r.ContentLength > class.Body {
+				// Refused unread, and not read afterwards either.
+				bounds.CloseAfter(c.Response())
 				return echo.ErrStatusRequestEntityTooLarge
 			}
 			sc := s.bounds.Begin(class)
@@ -69,34 +92,38 @@ func (s *Server) enter(class bounds.Class) echo.MiddlewareFunc {
 			// The server's own flush of what the handler left buffered.
 			defer w.Arm()
 			c.SetResponse(w)
-			if r.Body != nil && r.Body != http.NoBody {
-				r.Body = &boundedBody{r: bounds.NewBody(w, r.Body, sc.ReadIdle()), left: class.Body}
+			if hasBody {
+				r.Body = &boundedBody{r: bounds.NewBody(w, r.Body, sc.ReadIdle()), w: w, left: class.Body}
 			}
-			c.SetRequest(r.WithContext(bounds.With(r.Context(), sc)))
-			return next(c)
-		}
-	}
-}
-
-// hold takes what the request holds once its key is known: a place among
-// the requests to its sandbox, and for a body read whole, its share of the
-// body budget.
-func (s *Server) hold(class bounds.Class) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c *echo.Context) error {
-			r := c.Request()
-			sc := bounds.From(r.Context())
+			ctx := bounds.With(r.Context(), sc)
+			if flags&withKey != 0 {
+				key, err := s.keyOf(r)
+				if err != nil {
+					return err
+				}
+				if flags&adminKey != 0 && !key.Admin {
+					return newError(http.StatusForbidden, api.CodeForbidden, "this needs an admin key")
+				}
+				if err := sc.Key(key.ID); err != nil {
+					return err
+				}
+				c.Set(ctxKey, key)
+				if flags&keyInContext != 0 {
+					ctx = supervisor.WithKey(ctx, key)
+				}
+			}
+			c.SetRequest(r.WithContext(ctx))
 			if sandboxRoute(c.Path()) {
 				if err := sc.Sandbox(c.Param("id")); err != nil {
 					return err
 				}
 			}
-			if class.Whole && r.Body != nil && r.Body != http.NoBody {
+			if class.Whole && hasBody {
 				n := r.ContentLength
 				if n < 0 {
 					n = class.Body
 				}
-				if _, err := sc.ReserveBody(r.Context(), wholeFactor*n); err != nil {
+				if _, err := sc.ReserveBody(ctx, wholeFactor*n); err != nil {
 					return err
 				}
 			}
@@ -105,19 +132,11 @@ func (s *Server) hold(class bounds.Class) echo.MiddlewareFunc {
 	}
 }
 
-// keyInContext hands the authenticated key on in the request's context, to
-// a mounted front door.
-func (s *Server) keyInContext(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c *echo.Context) error {
-		r := c.Request()
-		c.SetRequest(r.WithContext(supervisor.WithKey(r.Context(), caller(c))))
-		return next(c)
-	}
-}
-
-// boundedBody reads a body up to left bytes and refuses the rest with 413.
+// boundedBody reads a body up to left bytes and refuses the rest with 413
+// (and the connection is closed after the answer, the rest unread).
 type boundedBody struct {
 	r    io.ReadCloser
+	w    http.ResponseWriter
 	left int64
 }
 
@@ -128,6 +147,7 @@ func (b *boundedBody) Read(p []byte) (int, error) {
 		if n, err := b.r.Read(one[:]); n == 0 {
 			return 0, err
 		}
+		bounds.CloseAfter(b.w)
 		return 0, echo.ErrStatusRequestEntityTooLarge
 	}
 	if int64(len(p)) > b.left {

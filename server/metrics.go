@@ -50,42 +50,31 @@ func newMetrics(deps Deps) *metrics {
 	return m
 }
 
-// observe is the middleware that counts and times every request, before
-// routing, under labels from fixed sets only: the route's pattern (never
-// the path: IDs would make a series each; "unmatched" when none matched,
-// "preview" for a preview host), the method when it is one of the known
-// ones ("other" otherwise), and the status's class ("2xx"). No client can
-// add a series.
-func (m *metrics) observe(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c *echo.Context) error {
-		t0 := time.Now()
-		err := next(c)
-		route := c.Path()
-		if route == "" || route == "/*" {
-			route = "unmatched"
-		}
-		status := http.StatusOK
-		if r, _ := echo.UnwrapResponse(c.Response()); r != nil && r.Status != 0 {
-			status = r.Status
-		}
-		if err != nil {
-			status, _, _ = classify(err)
-		}
-		d := time.Since(t0).Seconds()
-		method := c.Request().Method
-		if !knownMethods[method] {
-			method = "other"
-		}
-		m.requests.WithLabelValues(route, method, strconv.Itoa(status/100)+"xx").Inc()
-		m.latency.WithLabelValues(route, method).Observe(d)
-		switch {
-		case method == http.MethodPost && route == "/v1/sandboxes/:id/exec":
-			m.exec.Observe(d)
-		case method == http.MethodPost && route == "/v1/run":
-			m.run.Observe(d)
-		}
-		return err
+// observe counts and times a request that has been answered with status,
+// under labels from fixed sets only: the route's pattern (never the path:
+// IDs would make a series each; "unmatched" when none matched, "preview"
+// for a preview host), the method when it is one of the known ones
+// ("other" otherwise), and the status's class ("2xx"). No client can add a
+// series. It returns the route label.
+func (m *metrics) observe(c *echo.Context, status int, took time.Duration) string {
+	route := c.Path()
+	if route == "" || route == "/*" {
+		route = "unmatched"
 	}
+	d := took.Seconds()
+	method := c.Request().Method
+	if !knownMethods[method] {
+		method = "other"
+	}
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status/100)+"xx").Inc()
+	m.latency.WithLabelValues(route, method).Observe(d)
+	switch {
+	case method == http.MethodPost && route == "/v1/sandboxes/:id/exec":
+		m.exec.Observe(d)
+	case method == http.MethodPost && route == "/v1/run":
+		m.run.Observe(d)
+	}
+	return route
 }
 
 // handler serves the figures in Prometheus's text format.

@@ -74,26 +74,35 @@ func (b *cappedBuffer) String() string { return string(b.Bytes()) }
 // writeJSONString writes p as the body of a JSON string (without quotes),
 // escaped as encoding/json would; p is valid UTF-8.
 func writeJSONString(w *bufio.Writer, p []byte) {
+	var buf [512]byte
+	for len(p) > 0 {
+		n := min(len(p), 64)
+		w.Write(appendJSONString(buf[:0], p[:n]))
+		p = p[n:]
+	}
+}
+
+// appendJSONString appends p as the body of a JSON string (without quotes),
+// escaped as encoding/json would; p is valid UTF-8.
+func appendJSONString(b, p []byte) []byte {
 	const hex = "0123456789abcdef"
 	for _, c := range p {
 		switch {
 		case c == '"' || c == '\\':
-			w.WriteByte('\\')
-			w.WriteByte(c)
+			b = append(b, '\\', c)
 		case c == '\n':
-			w.WriteString(`\n`)
+			b = append(b, '\\', 'n')
 		case c == '\r':
-			w.WriteString(`\r`)
+			b = append(b, '\\', 'r')
 		case c == '\t':
-			w.WriteString(`\t`)
+			b = append(b, '\\', 't')
 		case c < 0x20:
-			w.WriteString(`\u00`)
-			w.WriteByte(hex[c>>4])
-			w.WriteByte(hex[c&0xf])
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 		default:
-			w.WriteByte(c)
+			b = append(b, c)
 		}
 	}
+	return b
 }
 
 // outputField is one output to splice into a JSON answer: the string field

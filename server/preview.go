@@ -51,21 +51,11 @@ func previewHost(host, domain string) (id string, port int, under bool) {
 	return m[2], port, true
 }
 
-// preview serves requests to preview hosts before any route is matched, so
-// that a preview host owns all of its paths; other hosts go on to the API.
-// A preview request is a route of its own (class proxy, "preview" in
-// metrics), under the same bounds as the API's.
-func (s *Server) preview(next echo.HandlerFunc) echo.HandlerFunc {
-	class := s.classes().proxy
-	serve := s.enter(class)(s.servePreview)
-	return func(c *echo.Context) error {
-		_, _, under := previewHost(c.Request().Host, s.cfg.PreviewDomain)
-		if !under {
-			return next(c)
-		}
-		c.SetPath("preview")
-		return serve(c)
-	}
+// previewServe serves a request to a preview host (front hands it over
+// before routing, so that a preview host owns all of its paths): a route
+// of its own, class proxy, under the same bounds as the API's.
+func (s *Server) previewServe(c *echo.Context) error {
+	return s.guard(s.classes().proxy, 0)(s.servePreview)(c)
 }
 
 // servePreview passes a request on to the port its host names when the

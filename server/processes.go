@@ -163,10 +163,15 @@ func (s *Server) processLogs(c *echo.Context) error {
 	}
 	events := newEventStream(c)
 	emit := func(r api.LogRecord) error { return events.send(r.Offset, r.Type, r) }
+	var line []byte // one output record's JSON, reused
 	err = s.deps.Processes.Logs(c.Request().Context(), caller(c).ID, c.Param("id"), pid, from, q.Get("follow") == "true",
 		func(r process.Record) error {
 			if r.Type == process.RecordOutput && only != "" && r.Stream != only {
 				return nil
+			}
+			if r.Type == process.RecordOutput && r.Info == nil {
+				line = appendLogRecord(line[:0], r)
+				return events.sendJSON(r.Offset, r.Type, line)
 			}
 			out := api.LogRecord{Type: r.Type, Stream: r.Stream, Offset: r.Offset, To: r.To}
 			if len(r.Data) > 0 {
@@ -203,4 +208,25 @@ func toProcess(p process.Info) api.Process {
 		out.EndedAt = &t
 	}
 	return out
+}
+
+// appendLogRecord appends output record r as api.LogRecord's JSON, written
+// by hand into a buffer the stream reuses: a followed log holds one small
+// record, whatever it has streamed.
+func appendLogRecord(b []byte, r process.Record) []byte {
+	b = append(b, `{"type":"output","stream":`...)
+	b = strconv.AppendQuote(b, r.Stream)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendInt(b, r.Offset, 10)
+	if len(r.Data) > 0 {
+		b = append(b, `,"data":"`...)
+		if api.OutputEncoding(r.Data) == api.EncodingBase64 {
+			b = base64.StdEncoding.AppendEncode(b, r.Data)
+			b = append(b, `","encoding":"base64"`...)
+		} else {
+			b = appendJSONString(b, r.Data)
+			b = append(b, '"')
+		}
+	}
+	return append(b, '}')
 }

@@ -8,21 +8,26 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v5"
 
 	"github.com/sandboxd/sandboxd/api"
+	"github.com/sandboxd/sandboxd/bounds"
 	"github.com/sandboxd/sandboxd/shell"
 	"github.com/sandboxd/sandboxd/supervisor"
 )
 
 const ptyAction = "pty"
 
+// upgrader makes the server's WebSockets. They read through the HTTP
+// server's own 4 KiB buffer, and write through a small one lent by a pool
+// for each message only: a socket whose client stops reading pins one.
 var upgrader = websocket.Upgrader{
-	ReadBufferSize:  32 << 10,
-	WriteBufferSize: 64 << 10,
+	WriteBufferSize: 4 << 10,
+	WriteBufferPool: &sync.Pool{},
 	// The origin is checked before the upgrade, by socketAuth, so that a
 	// refusal gets the JSON error envelope.
 	CheckOrigin: func(*http.Request) bool { return true },
@@ -117,6 +122,10 @@ func (s *Server) socketCaller(c *echo.Context, id, action string) (supervisor.Ke
 	if err != nil {
 		return supervisor.Key{}, err
 	}
+	// A socket counts against its key's cap like any request.
+	if err := bounds.From(c.Request().Context()).Key(key.ID); err != nil {
+		return supervisor.Key{}, err
+	}
 	if _, err := s.deps.Orchestrator.Get(c.Request().Context(), key.ID, id); err != nil {
 		return supervisor.Key{}, err
 	}
@@ -144,8 +153,10 @@ func (s *Server) socketAuth(c *echo.Context, sandboxID, action string) (supervis
 		return supervisor.Key{}, newError(http.StatusForbidden, api.CodeForbidden, "origin "+origin+" is not allowed")
 	}
 	if h := r.Header.Get("Authorization"); h != "" {
-		var key supervisor.Key
-		err := s.authenticate(func(c *echo.Context) error { key = caller(c); return nil })(c)
+		key, err := s.keyOf(r)
+		if err == nil {
+			c.Set(ctxKey, key)
+		}
 		return key, err
 	}
 	if ticket == "" {

@@ -78,9 +78,17 @@ func TestPtyOverWebSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := c.ListPtySessions(ctx, sb.ID)
-	if err != nil || len(list.Sessions) != 1 || list.Sessions[0].Viewers != 2 {
-		t.Fatalf("sessions: %+v %v", list, err)
+	// The first viewer's detach reaches the agent when sandboxd reads its
+	// close, a moment after the client sent it.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		list, err := c.ListPtySessions(ctx, sb.ID)
+		if err == nil && len(list.Sessions) == 1 && list.Sessions[0].Viewers == 2 {
+			break
+		}
+		if err != nil || len(list.Sessions) != 1 || time.Now().After(deadline) {
+			t.Fatalf("sessions: %+v %v", list, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	a.Write([]byte("echo shared-$((3*4))\n"))
 	readUntil(t, a, "shared-12")

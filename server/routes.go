@@ -6,6 +6,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/bounds"
 	"github.com/sandboxd/sandboxd/openapi"
 	"github.com/sandboxd/sandboxd/process"
@@ -64,14 +65,14 @@ func (s *Server) kindClass(kind string) bounds.Class {
 // authentication) runs.
 func (s *Server) routes() {
 	c := s.classes()
-	auth, admin := s.authenticate, s.adminOnly
+	const auth, admin = withKey, withKey | adminKey
 	const get, post, put, patch, del = http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete
 
 	s.route(get, "/healthz", c.none, s.healthz)
 	s.route(get, "/readyz", c.none, s.readyz)
 	// Off the tenant API: an admin's key, or a listener of its own
 	// (--metrics-listen).
-	s.route(get, "/metrics", c.none, echo.WrapHandler(s.metrics.handler()), auth, admin)
+	s.route(get, "/metrics", c.none, echo.WrapHandler(s.metrics.handler()), admin)
 	s.route(get, "/openapi.json", c.none, openAPI)
 
 	// WebSockets authenticate themselves: bearer key, or ticket and Origin.
@@ -83,8 +84,8 @@ func (s *Server) routes() {
 	s.route(get, "/v1/sandboxes/:id", c.none, s.getSandbox, auth)
 	s.route(patch, "/v1/sandboxes/:id", c.json, s.updateSandbox, auth)
 	s.route(del, "/v1/sandboxes/:id", c.none, s.deleteSandbox, auth)
-	s.route(post, "/v1/sandboxes/:id/stop", c.json, s.stopSandbox, auth)
-	s.route(post, "/v1/sandboxes/:id/start", c.json, s.startSandbox, auth)
+	s.route(post, "/v1/sandboxes/:id/stop", c.json, emptyBody(s.stopSandbox), auth)
+	s.route(post, "/v1/sandboxes/:id/start", c.json, emptyBody(s.startSandbox), auth)
 	s.route(post, "/v1/sandboxes/:id/snapshots", c.json, s.createSnapshot, auth)
 	s.route(post, "/v1/sandboxes/:id/restore", c.json, s.restoreSandbox, auth)
 	s.route(post, "/v1/sandboxes/:id/fork", c.json, s.forkSandbox, auth)
@@ -94,8 +95,8 @@ func (s *Server) routes() {
 	s.route(get, "/v1/snapshots/:id/diff", c.none, s.diffSnapshot, auth)
 	s.route(post, "/v1/snapshots/import", c.stream, s.importSnapshot, auth)
 	s.route(del, "/v1/snapshots/:id", c.none, s.deleteSnapshot, auth)
-	s.route(post, "/v1/sandboxes/:id/pause", c.json, s.pauseSandbox, auth)
-	s.route(post, "/v1/sandboxes/:id/resume", c.json, s.resumeSandbox, auth)
+	s.route(post, "/v1/sandboxes/:id/pause", c.json, emptyBody(s.pauseSandbox), auth)
+	s.route(post, "/v1/sandboxes/:id/resume", c.json, emptyBody(s.resumeSandbox), auth)
 	s.route(post, "/v1/sandboxes/:id/exec", c.jsonStream, s.exec, auth)
 	s.route(get, "/v1/sandboxes/:id/files", c.noneStream, s.getFile, auth)
 	s.route(put, "/v1/sandboxes/:id/files", c.stream, s.putFile, auth)
@@ -107,7 +108,7 @@ func (s *Server) routes() {
 	s.route(post, "/v1/sandboxes/:id/files/chmod", c.json, s.chmod, auth)
 	s.route(get, "/v1/sandboxes/:id/archive", c.noneStream, s.getArchive, auth)
 	s.route(put, "/v1/sandboxes/:id/archive", c.stream, s.putArchive, auth)
-	s.route(post, "/v1/sandboxes/:id/pty/tickets", c.json, s.ptyTicket, auth)
+	s.route(post, "/v1/sandboxes/:id/pty/tickets", c.json, emptyBody(s.ptyTicket), auth)
 	s.route(get, "/v1/sandboxes/:id/pty/sessions", c.none, s.listPtySessions, auth)
 	s.route(del, "/v1/sandboxes/:id/pty/sessions/:session", c.none, s.killPtySession, auth)
 	s.route(post, "/v1/sandboxes/:id/processes", c.json, s.startProcess, auth)
@@ -126,7 +127,8 @@ func (s *Server) routes() {
 	s.route(echo.RouteAny, "/v1/sandboxes/:id/ports/:port/*", c.proxy, s.proxyPort, auth)
 
 	s.route(post, "/v1/run", c.jsonStream, s.run, auth)
-	s.route(get, "/v1/pools", c.none, s.listPools, auth, admin)
+	s.route(get, "/v1/pools", c.none, s.listPools, admin)
+	s.route(get, "/v1/routes", c.none, s.listRoutes, admin)
 	s.route(get, "/v1/apps", c.none, s.listApps, auth)
 	s.route(put, "/v1/apps/:name", c.json, s.deployApp, auth)
 	s.route(get, "/v1/apps/:name", c.none, s.getApp, auth)
@@ -137,13 +139,13 @@ func (s *Server) routes() {
 	s.route(get, "/v1/usage", c.none, s.usage, auth)
 
 	s.route(get, "/v1/images", c.none, s.listImages, auth)
-	s.route(post, "/v1/images", c.jsonStream, s.buildImage, auth, admin)
-	s.route(del, "/v1/images/*", c.none, s.removeImage, auth, admin)
+	s.route(post, "/v1/images", c.jsonStream, s.buildImage, admin)
+	s.route(del, "/v1/images/*", c.none, s.removeImage, admin)
 
-	s.route(post, "/v1/keys", c.json, s.createKey, auth, admin)
-	s.route(get, "/v1/keys", c.none, s.listKeys, auth, admin)
-	s.route(patch, "/v1/keys/:id", c.json, s.updateKey, auth, admin)
-	s.route(del, "/v1/keys/:id", c.none, s.revokeKey, auth, admin)
+	s.route(post, "/v1/keys", c.json, s.createKey, admin)
+	s.route(get, "/v1/keys", c.none, s.listKeys, admin)
+	s.route(patch, "/v1/keys/:id", c.json, s.updateKey, admin)
+	s.route(del, "/v1/keys/:id", c.none, s.revokeKey, admin)
 
 	ui := echo.WrapHandler(web.Handler())
 	s.route(get, "/", c.none, ui)
@@ -162,53 +164,85 @@ func (s *Server) routes() {
 		if m.Body > 0 {
 			class.Body = m.Body
 		}
-		var mw []echo.MiddlewareFunc
+		flags := 0
 		if m.Auth {
-			mw = append(mw, auth, s.keyInContext)
+			flags = withKey | keyInContext
 		}
 		if m.Header != "" {
 			s.headerMounts = append(s.headerMounts, headerMount{Mount: m,
-				serve: s.enter(class)(s.hold(class)(echo.WrapHandler(m.Handler)))})
+				serve: s.guard(class, flags)(echo.WrapHandler(m.Handler))})
 			s.class["HEADER "+m.Header+" "+m.Path] = class
+			s.table = append(s.table, tableRow(method, m.Path, class, flags))
+			s.table[len(s.table)-1].Header = m.Header
 			continue
 		}
-		s.route(method, m.Path, class, echo.WrapHandler(m.Handler), mw...)
-		s.mounted[method+" "+m.Path] = true
+		s.route(method, m.Path, class, echo.WrapHandler(m.Handler), flags)
 	}
 
-	s.e.RouteNotFound("/*", s.notFound, s.enter(c.none), s.hold(c.none))
+	// Preview hosts own all of their paths (front serves them before
+	// routing: previewServe).
+	if s.cfg.PreviewDomain != "" {
+		row := tableRow("*", "", c.proxy, 0)
+		row.Host = "{port}-{id}." + s.cfg.PreviewDomain
+		s.table = append(s.table, row)
+		s.class["HOST "+row.Host] = c.proxy
+	}
+
+	s.e.RouteNotFound("/*", s.notFound, s.guard(c.none, 0))
 	s.class[echo.RouteNotFound+" /*"] = c.none
 }
 
-// route registers a route with its class: the class's bounds (body limit,
-// deadlines, scope) come first, then mw (authentication), then what the
-// class holds for the key (the request's sandbox, its body).
-func (s *Server) route(method, path string, class bounds.Class, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
-	chain := append([]echo.MiddlewareFunc{s.enter(class)}, mw...)
-	chain = append(chain, s.hold(class))
-	s.e.Add(method, path, h, chain...)
+// route registers a route with its class and the flags of its guard (the
+// route's one middleware: bounds, then authentication, then what the
+// request holds).
+func (s *Server) route(method, path string, class bounds.Class, h echo.HandlerFunc, flags ...int) {
+	f := 0
+	for _, x := range flags {
+		f |= x
+	}
+	s.e.Add(method, path, h, s.guard(class, f))
 	s.class[method+" "+path] = class
+	s.table = append(s.table, tableRow(method, path, class, f))
+}
+
+// tableRow is a route's row in GET /v1/routes.
+func tableRow(method, path string, class bounds.Class, flags int) api.Route {
+	if method == echo.RouteAny {
+		method = "*"
+	}
+	auth := "none"
+	switch {
+	case flags&adminKey != 0:
+		auth = "admin"
+	case flags&withKey != 0:
+		auth = "key"
+	}
+	return api.Route{Method: method, Path: path, Class: class.Name, BodyLimit: class.Body,
+		WholeBody: class.Whole, Streams: class.Stream, Auth: auth}
+}
+
+// listRoutes handles GET /v1/routes: the route table, and each route's
+// bounds.
+func (s *Server) listRoutes(c *echo.Context) error {
+	return c.JSON(http.StatusOK, api.RouteList{Routes: s.table})
+}
+
+// emptyBody is h for an action that takes no arguments: its body may be
+// empty or {}, and anything else (malformed JSON, a field) is a 400 before
+// h acts.
+func emptyBody(h echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		if err := bind(c, &struct{}{}, true); err != nil {
+			return err
+		}
+		return h(c)
+	}
 }
 
 // headerMount is a mount that a header routes to.
 type headerMount struct {
 	bounds.Mount
 	serve echo.HandlerFunc
-}
-
-// byHeader serves, before routing, the requests that carry a header
-// mount's header: they are that front door's, whatever their path.
-func (s *Server) byHeader(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c *echo.Context) error {
-		r := c.Request()
-		for _, m := range s.headerMounts {
-			if r.Header.Get(m.Header) != "" && strings.HasPrefix(r.URL.Path, m.Path) {
-				c.SetPath("header:" + m.Header + " " + m.Path)
-				return m.serve(c)
-			}
-		}
-		return next(c)
-	}
 }
 
 // sandboxRoute says a route's :id is a sandbox's.

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
-	"github.com/labstack/echo/v5/middleware"
 
+	"github.com/sandboxd/sandboxd/api"
 	"github.com/sandboxd/sandboxd/bounds"
 	"github.com/sandboxd/sandboxd/fsapi"
 	"github.com/sandboxd/sandboxd/images"
@@ -73,10 +73,10 @@ type Server struct {
 	tickets *supervisor.Tickets
 	bounds  *bounds.Bounds
 	metrics *metrics
-	// class is each route's class, by "METHOD path"; mounted marks the
-	// routes of other front doors.
+	// class is each route's class, by "METHOD path"; table lists every
+	// route with its bounds (GET /v1/routes).
 	class        map[string]bounds.Class
-	mounted      map[string]bool
+	table        []api.Route
 	headerMounts []headerMount
 
 	// life ends at shutdown, ending the WebSockets that http.Server.Shutdown
@@ -95,7 +95,7 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	s := &Server{deps: deps, cfg: cfg, log: deps.Log.With("component", "server"), tickets: deps.Tickets,
 		bounds: bounds.New(cfg.Bounds), metrics: newMetrics(deps),
-		class: map[string]bounds.Class{}, mounted: map[string]bool{}}
+		class: map[string]bounds.Class{}}
 	if s.tickets == nil {
 		s.tickets = supervisor.NewTickets()
 	}
@@ -103,35 +103,8 @@ func New(cfg Config, deps Deps) *Server {
 	e := echo.NewWithConfig(echo.Config{Logger: s.log, HTTPErrorHandler: s.handleError})
 	cfg.PreviewDomain = strings.ToLower(strings.Trim(cfg.PreviewDomain, "."))
 	s.cfg.PreviewDomain = cfg.PreviewDomain
-	// Before routing, for every request: recovery, an ID, the count (under
-	// labels from the route table only), the head's limits, the log line,
-	// and the preview hosts, which own all of their paths.
-	e.Pre(middleware.Recover())
-	e.Pre(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
-		RequestIDHandler: func(c *echo.Context, id string) { c.Set(ctxRequestID, id) },
-	}))
-	e.Pre(s.metrics.observe)
-	e.Pre(s.limitHead)
-	e.Pre(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
-		LogStatus: true, LogMethod: true, LogURIPath: true, LogLatency: true, LogRequestID: true,
-		HandleError: true,
-		LogValuesFunc: func(c *echo.Context, v middleware.RequestLoggerValues) error {
-			level := slog.LevelDebug
-			if v.Status >= 500 {
-				level = slog.LevelError
-			} else if v.Status >= 400 {
-				level = slog.LevelInfo
-			}
-			s.log.Log(c.Request().Context(), level, "request",
-				"method", v.Method, "path", v.URIPath, "status", v.Status,
-				"latency_ms", float64(v.Latency.Microseconds())/1000, "request_id", v.RequestID)
-			return nil
-		},
-	}))
-	if cfg.PreviewDomain != "" {
-		e.Pre(s.preview)
-	}
-	e.Pre(s.byHeader)
+	// One middleware before routing, for every request (front.go).
+	e.Pre(s.front)
 	s.e = e
 	s.routes()
 	return s

@@ -96,6 +96,13 @@ func (b *base) serve(t *testing.T, srv *Server, instance string, closeAll func()
 // engine, from an httptest server.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith is newFixture with its server's configuration changed by
+// change.
+func newFixtureWith(t *testing.T, change func(*Config)) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	b := newBase(t)
 	instance := "srvtest-" + filepath.Base(b.data)
@@ -114,7 +121,11 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20, PreviewDomain: previewDomain}, Deps{Orchestrator: o, Keys: b.keys, Tickets: tickets,
+	cfg := Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20, PreviewDomain: previewDomain}
+	if change != nil {
+		change(&cfg)
+	}
+	srv := New(cfg, Deps{Orchestrator: o, Keys: b.keys, Tickets: tickets,
 		Files: fsapi.New(o, fsapi.Limits{MaxFileBytes: 16 << 20}), Shell: shell.New(o, b.log), Processes: process.New(o), Ports: mustPorts(t, o, b),
 		Images: b.images, Snapshots: snaps, DB: b.sq, Log: b.log})
 	url := b.serve(t, srv, instance, o.Close)

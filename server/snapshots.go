@@ -120,6 +120,8 @@ func (s *Server) exportSnapshot(c *echo.Context) error {
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+id+`.tar"`)
 	w.WriteHeader(http.StatusOK)
+	// The head goes out now: the archive may wait its turn to be spooled.
+	_ = http.NewResponseController(w).Flush()
 	if err := s.deps.Snapshots.Export(c.Request().Context(), caller(c).ID, id, w); err != nil {
 		s.log.Warn("snapshot export broke off", "err", err, "snapshot_id", id)
 	}

@@ -31,134 +31,93 @@ const (
 	pongWait   = 45 * time.Second
 	pingEvery  = 15 * time.Second
 	MaxMessage = 64 << 10 // largest message a client may send
-	sendQueue  = 64
-	coalesce   = 256 << 10 // most output bytes one message carries
 )
-
-// queueClosed marks, in the writer, that the send queue closed while it was
-// batching output.
-const queueClosed = -1
-
-type outgoing struct {
-	kind int
-	data []byte
-}
 
 // Bridge serves ws as a viewer of stream until the session's process exits (the
 // exit is returned), the client goes away (a detach: nil, nil), or ctx is done.
-// It runs one reader (the calling goroutine), one writer and one pump from the
-// agent, and joins them all before returning.
+// It runs one reader (the calling goroutine), one writer, which takes the
+// agent's output a small piece at a time and writes each as a message (so a
+// client that stops reading holds one piece, and the agent, whose stream is
+// flow-controlled, drops a viewer that lags too far), and a pinger's timer;
+// it joins the writer before returning.
 func Bridge(ctx context.Context, ws *websocket.Conn, stream *agent.PtyStream, log *slog.Logger) (*agent.PtyExit, error) {
-	queue := make(chan outgoing, sendQueue)
-	done := make(chan struct{})
 	var wg sync.WaitGroup
 	var exit *agent.PtyExit
 	var pumpErr error
+	done := make(chan struct{})
 
-	hello, _ := json.Marshal(api.PtyMessage{Type: "session", ID: stream.Info.ID, PID: stream.Info.PID, Argv: stream.Info.Argv,
-		Cols: stream.Info.Cols, Rows: stream.Info.Rows})
-	queue <- outgoing{websocket.TextMessage, hello}
+	write := func(kind int, data []byte) error {
+		_ = ws.SetWriteDeadline(time.Now().Add(writeWait))
+		return ws.WriteMessage(kind, data)
+	}
+	closeWith := func(code int, reason string) {
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(writeWait))
+	}
 
-	// The pump: agent output to the send queue, which it owns and closes.
+	// The writer: agent output to the client, then the exit.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer close(queue)
-		send := func(o outgoing) bool {
-			select {
-			case queue <- o:
-				return true
-			case <-done:
-				return false
+		// However it ends, the reader stops soon after: at once when the
+		// client is gone, after a moment for the client to close otherwise.
+		gone := false
+		defer func() {
+			if gone {
+				_ = ws.SetReadDeadline(time.Now())
+			} else {
+				_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 			}
+		}()
+		hello, _ := json.Marshal(api.PtyMessage{Type: "session", ID: stream.Info.ID, PID: stream.Info.PID, Argv: stream.Info.Argv,
+			Cols: stream.Info.Cols, Rows: stream.Info.Rows})
+		if err := write(websocket.TextMessage, hello); err != nil {
+			gone = true
+			return
 		}
 		for {
 			b, e, err := stream.Next()
 			if err != nil {
 				// The agent ended this viewer (it lagged too far) or the
 				// channel broke: the session goes on and can be reattached.
-				pumpErr = err
-				send(outgoing{websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "terminal stream ended; reattach to continue")})
+				select {
+				case <-done:
+				default:
+					pumpErr = err
+					closeWith(websocket.CloseTryAgainLater, "terminal stream ended; reattach to continue")
+				}
 				return
 			}
 			if e != nil {
 				exit = e
 				code := e.ExitCode
 				msg, _ := json.Marshal(api.PtyMessage{Type: "exit", ExitCode: &code, Signal: e.Signal})
-				if send(outgoing{websocket.TextMessage, msg}) {
-					send(outgoing{websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, fmt.Sprintf("exit %d", code))})
+				if write(websocket.TextMessage, msg) == nil {
+					closeWith(websocket.CloseNormalClosure, fmt.Sprintf("exit %d", code))
 				}
 				return
 			}
-			if !send(outgoing{websocket.BinaryMessage, b}) {
+			if err := write(websocket.BinaryMessage, b); err != nil {
+				gone = true
 				return
 			}
 		}
 	}()
 
-	// The writer: the only goroutine that writes to ws, pings included.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(pingEvery)
-		defer t.Stop()
-		var held *outgoing // a message taken from the queue while batching
-		batch := make([]byte, 0, coalesce)
-		for {
-			var o outgoing
-			ok := true
-			if held != nil {
-				o, held = *held, nil
-			} else {
-				select {
-				case o, ok = <-queue:
-				case <-t.C:
-					if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-						_ = ws.SetReadDeadline(time.Now())
-						return
-					}
-					continue
-				}
-			}
-			if !ok {
-				// Nothing more to send: give the client a moment to
-				// close, then stop the reader.
-				_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-				return
-			}
-			if o.kind == websocket.BinaryMessage {
-				// Output that queued up meanwhile goes in the same message.
-				batch = append(batch[:0], o.data...)
-			more:
-				for len(batch) < coalesce {
-					select {
-					case n, ok := <-queue:
-						if !ok || n.kind != websocket.BinaryMessage {
-							if ok {
-								held = &n
-							} else {
-								held = &outgoing{kind: queueClosed}
-							}
-							break more
-						}
-						batch = append(batch, n.data...)
-					default:
-						break more
-					}
-				}
-				o.data = batch
-			}
-			if o.kind == queueClosed { // the queue closed while batching
-				_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-				return
-			}
-			_ = ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := ws.WriteMessage(o.kind, o.data); err != nil {
-				_ = ws.SetReadDeadline(time.Now())
-				return
-			}
+	// The pinger, a timer (no goroutine waits on it): control frames may go
+	// beside the writer's messages.
+	var ping *time.Timer
+	ping = time.AfterFunc(pingEvery, func() {
+		if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+			_ = ws.SetReadDeadline(time.Now())
+			return
 		}
-	}()
+		select {
+		case <-done:
+		default:
+			ping.Reset(pingEvery)
+		}
+	})
+	defer ping.Stop()
 
 	stop := context.AfterFunc(ctx, func() {
 		stream.Close()

@@ -162,6 +162,11 @@ func (s *Snapshots) Export(ctx context.Context, owner, id string, w io.Writer) e
 	if len(img.Layers) < len(base.Layers) || !slices.Equal(img.Layers[:len(base.Layers)], base.Layers) {
 		return fmt.Errorf("snapshot %s does not build on its base image %s", id, sn.BaseImage)
 	}
+	done, err := s.spool(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
 	sv, err := s.spoolSave(ctx, sn.Image)
 	if err != nil {
 		return err
@@ -253,6 +258,11 @@ func errArchive(format string, args ...any) error {
 // loads it as a new snapshot of owner's. A truncated or altered archive is
 // refused and stores nothing.
 func (s *Snapshots) Import(ctx context.Context, owner string, r io.Reader, maxBytes int64) (Snapshot, error) {
+	done, err := s.spool(ctx)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer done()
 	tr := tar.NewReader(r)
 	h, err := tr.Next()
 	if err != nil || h.Name != manifestName || h.Size > 1<<20 {

@@ -118,6 +118,24 @@ type Snapshots struct {
 	warmQ chan warmRequest
 	// reading is held while image layers are read, one image at a time.
 	reading chan struct{}
+	// spooling holds a place for each export or import under way: each
+	// spools a whole archive to the scratch directory, so they are few at
+	// a time (the rest wait their turn).
+	spooling chan struct{}
+}
+
+// spoolSlots is how many exports and imports spool at once.
+const spoolSlots = 2
+
+// spool waits for a place among the archives being spooled, and returns
+// the function that gives it back.
+func (s *Snapshots) spool(ctx context.Context) (func(), error) {
+	select {
+	case s.spooling <- struct{}{}:
+		return func() { <-s.spooling }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // New migrates the snapshot table and settles snapshots a crash left pending:
@@ -142,7 +160,7 @@ func New(ctx context.Context, cfg Config, d *sql.DB, eng interface {
 		return nil, err
 	}
 	s := &Snapshots{cfg: cfg, db: d, eng: eng, arch: eng, log: log.With("component", "snapshot"), scratch: cfg.Scratch,
-		warmQ: make(chan warmRequest, 16), reading: make(chan struct{}, 1)}
+		warmQ: make(chan warmRequest, 16), reading: make(chan struct{}, 1), spooling: make(chan struct{}, spoolSlots)}
 	pending, err := s.query(ctx, `WHERE state = ?`, StatePending)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -95,6 +96,14 @@ func run(cfg config, log *slog.Logger) error {
 	info, err := eng.Info(ctx)
 	if err != nil {
 		return err
+	}
+	// The kernel counters that every container shares are raised past
+	// what this host's memory could hold; each container gets its own
+	// shares of them (runtime/docker/shares.go, docs/security.md).
+	if changed, err := docker.RaiseHostLimits(); err != nil {
+		return fmt.Errorf("raise the host's shared kernel limits (sandboxd runs as root): %w", err)
+	} else if len(changed) > 0 {
+		log.Info("raised the host's shared kernel limits", "changed", strings.Join(changed, " "))
 	}
 	log.Info("docker engine", "version", info.Version, "api", info.APIVersion, "userns_remap", info.UsernsRemap, "cgroup_v2", info.CgroupV2)
 	if info.UsernsRemap {
@@ -214,6 +223,10 @@ func run(cfg config, log *slog.Logger) error {
 	if cfg.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", srv.MetricsHandler())
+		// Go's profiles, for an operator who asks where memory or time goes.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 		ms := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		mln, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {

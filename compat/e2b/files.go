@@ -16,6 +16,7 @@ import (
 
 // fileError writes a /files error as envd does.
 func (s *Service) fileError(w http.ResponseWriter, r *http.Request, p string, err error) {
+	var sc interface{ StatusCode() int }
 	switch {
 	case cerrdefs.IsNotFound(err):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("path '%s' does not exist", p))
@@ -23,6 +24,9 @@ func (s *Service) fileError(w http.ResponseWriter, r *http.Request, p string, er
 		writeError(w, http.StatusInsufficientStorage, err.Error())
 	case errors.Is(err, fsapi.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+	case errors.As(err, &sc) && sc.StatusCode() == http.StatusRequestEntityTooLarge:
+		// The upload went past the route's limit.
+		writeError(w, http.StatusRequestEntityTooLarge, "the upload is larger than the limit")
 	default:
 		s.fail(w, r, err)
 	}

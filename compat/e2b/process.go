@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -154,24 +155,37 @@ func (p *processServer) follow(ctx context.Context, t target, pid int, from int6
 	if err := emit(&pb.ProcessEvent{Event: &pb.ProcessEvent_Start{Start: &pb.ProcessEvent_StartEvent{Pid: uint32(pid)}}}); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		tick := time.NewTicker(keepaliveEvery / 5)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				mu.Lock()
-				quiet := time.Since(last) >= keepaliveEvery
-				mu.Unlock()
-				if quiet {
-					_ = emit(&pb.ProcessEvent{Event: &pb.ProcessEvent_Keepalive{Keepalive: &pb.ProcessEvent_KeepAlive{}}})
-				}
+	// The keepalive is a timer, not a goroutine waiting on one: a stream
+	// holds no stack of its own for it. A send under way (a client slow to
+	// read) is no quiet stream: the timer looks again later.
+	var keep *time.Timer
+	var ended atomic.Bool
+	keep = time.AfterFunc(keepaliveEvery, func() {
+		if !mu.TryLock() {
+			keep.Reset(keepaliveEvery)
+			if ended.Load() {
+				keep.Stop()
 			}
+			return
 		}
+		defer mu.Unlock()
+		if ended.Load() {
+			return
+		}
+		next := keepaliveEvery
+		if quiet := time.Since(last); quiet >= keepaliveEvery {
+			last = time.Now()
+			_ = send(&pb.ProcessEvent{Event: &pb.ProcessEvent_Keepalive{Keepalive: &pb.ProcessEvent_KeepAlive{}}})
+		} else {
+			next = keepaliveEvery - quiet
+		}
+		keep.Reset(next)
+	})
+	defer func() {
+		ended.Store(true)
+		mu.Lock() // a keepalive being sent ends first
+		keep.Stop()
+		mu.Unlock()
 	}()
 	err := p.procs().Logs(ctx, t.owner, t.id, pid, from, true, func(r process.Record) error {
 		switch r.Type {

@@ -37,6 +37,11 @@ func Docker(t testing.TB) *docker.Docker {
 		t.Skipf("no docker engine: %v", err)
 	}
 	t.Cleanup(func() { d.Close() })
+	// As sandboxd does at start: the shared counters its containers take
+	// from are raised past what the host's memory could hold.
+	if _, err := docker.RaiseHostLimits(); err != nil {
+		t.Fatalf("raise the host's shared limits: %v", err)
+	}
 	return d
 }
 

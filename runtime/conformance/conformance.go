@@ -23,6 +23,7 @@ type Engine interface {
 	Pause(ctx context.Context, id string) error
 	Unpause(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error
+	Rename(ctx context.Context, id, name string) error
 	Inspect(ctx context.Context, id string) (runtime.Container, error)
 	List(ctx context.Context, labels map[string]string) ([]runtime.Container, error)
 	EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) error
@@ -118,7 +119,19 @@ func Run(t *testing.T, s Setup) {
 			t.Fatalf("inspect after remove: %v, want not found", err)
 		}
 		// The name is free again.
+		again := create(t, runtime.Spec{Name: name, Labels: labels()})
+		// A rename frees the old name and takes the new one.
+		must(t, "rename", s.Engine.Rename(ctx, again, name+"-renamed"))
+		if c, err := s.Engine.Inspect(ctx, name+"-renamed"); err != nil || c.ID != again || c.Name != name+"-renamed" {
+			t.Fatalf("inspect by the new name: %+v, %v", c, err)
+		}
+		if _, err := s.Engine.Inspect(ctx, name); !cerrdefs.IsNotFound(err) {
+			t.Fatalf("inspect by the old name: %v, want not found", err)
+		}
 		create(t, runtime.Spec{Name: name, Labels: labels()})
+		if err := s.Engine.Rename(ctx, again, name); !cerrdefs.IsConflict(err) {
+			t.Fatalf("rename to a name in use: %v, want conflict", err)
+		}
 	})
 
 	t.Run("ErrorClasses", func(t *testing.T) {

@@ -2,8 +2,11 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -22,10 +25,16 @@ import (
 // Every capability is dropped and spec.CapAdd added back; new privileges are
 // refused; swap is off.
 func (d *Docker) Create(ctx context.Context, spec runtime.Spec) (string, error) {
+	// An image's volumes would live outside the disk limit: the container
+	// is made from its copy without them (volumes.go).
+	image, err := d.withoutVolumes(ctx, spec.Image)
+	if err != nil {
+		return "", err
+	}
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
 	cfg := &container.Config{
-		Image:      spec.Image,
+		Image:      image,
 		Entrypoint: spec.Entrypoint,
 		Cmd:        []string{},
 		Env:        spec.Env,
@@ -57,6 +66,12 @@ func (d *Docker) Create(ctx context.Context, spec runtime.Spec) (string, error) 
 	if spec.NoFile > 0 {
 		host.Ulimits = []*container.Ulimit{{Name: "nofile", Soft: spec.NoFile, Hard: spec.NoFile}}
 	}
+	// No POSIX message queues (their bytes count against root's own limit
+	// on the host), and a share of queued signals (shares.go).
+	host.Ulimits = append(host.Ulimits, &container.Ulimit{Name: "msgqueue", Soft: 0, Hard: 0})
+	if d.shares.SigPending > 0 {
+		host.Ulimits = append(host.Ulimits, &container.Ulimit{Name: "sigpending", Soft: d.shares.SigPending, Hard: d.shares.SigPending})
+	}
 	host.NanoCPUs = spec.NanoCPUs
 	host.Memory = spec.MemoryBytes
 	if spec.MemoryBytes > 0 {
@@ -86,7 +101,46 @@ func (d *Docker) Start(ctx context.Context, id string) error {
 	if _, err := d.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("start container %s: %w", id, err)
 	}
+	// Its shares of the kernel's shared limits, before anything of a
+	// user's runs in it (the agent runs nothing until it is asked to).
+	res, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspect started container %s: %w", id, err)
+	}
+	if res.Container.State == nil || res.Container.State.Pid == 0 {
+		return fmt.Errorf("start container %s: it is not running", id)
+	}
+	if err := d.applyShares(ctx, res.Container.State.Pid); err != nil {
+		_, _ = d.cli.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "SIGKILL"})
+		return fmt.Errorf("start container %s: %w", id, err)
+	}
 	return nil
+}
+
+// applyShares gives a started container its shares, when it has a user
+// namespace of its own (with the engine's userns-remap): without one, its
+// root is the host's, and the limits of the host's own namespace are not
+// the container's to lower.
+//
+// sandboxd in a PID namespace of its own (a container without --pid=host)
+// does not see the engine's processes: the containers then run without
+// shares, and the log says so once.
+func (d *Docker) applyShares(ctx context.Context, pid int) error {
+	own, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", pid))
+	if errors.Is(err1, fs.ErrNotExist) {
+		d.unseen.Do(func() {
+			d.log.Warn("containers run without their shares of the kernel's shared limits (inotify, terminals): sandboxd cannot see the engine's processes; run it in the host's PID namespace", "pid", pid)
+		})
+		return nil
+	}
+	host, err2 := os.Readlink("/proc/self/ns/user")
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("user namespace of process %d: %w", pid, errors.Join(err1, err2))
+	}
+	if own == host {
+		return nil
+	}
+	return applyShares(ctx, pid, d.shares)
 }
 
 // Stop stops a container, killing it after timeout.
@@ -106,6 +160,16 @@ func (d *Docker) Remove(ctx context.Context, id string) error {
 	defer cancel()
 	if _, err := d.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
 		return fmt.Errorf("remove container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Rename gives a container another name.
+func (d *Docker) Rename(ctx context.Context, id, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	defer cancel()
+	if _, err := d.cli.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: name}); err != nil {
+		return fmt.Errorf("rename container %s: %w", id, err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -26,6 +27,16 @@ const controlTimeout = 30 * time.Second
 type Docker struct {
 	cli *client.Client
 	log *slog.Logger
+	// shares are what each container it starts may take of the kernel's
+	// shared limits (shares.go).
+	shares Shares
+	// unseen warns, once, that sandboxd cannot see the engine's processes
+	// and so cannot give containers their shares.
+	unseen sync.Once
+	// deriving holds, for each volume-free copy of an image, the lock of
+	// its making (volumes.go).
+	volumesMu sync.Mutex
+	deriving  map[string]*sync.Mutex
 }
 
 // New connects to the engine named by DOCKER_HOST (or the local socket) and
@@ -35,7 +46,7 @@ func New(ctx context.Context, log *slog.Logger) (*Docker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	d := &Docker{cli: cli, log: log}
+	d := &Docker{cli: cli, log: log, shares: DefaultShares(), deriving: map[string]*sync.Mutex{}}
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
 	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
@@ -44,6 +55,10 @@ func New(ctx context.Context, log *slog.Logger) (*Docker, error) {
 	}
 	return d, nil
 }
+
+// SetShares sets what each container started from now on may take of the
+// kernel's shared limits.
+func (d *Docker) SetShares(s Shares) { d.shares = s }
 
 // Close releases the client.
 func (d *Docker) Close() error { return d.cli.Close() }

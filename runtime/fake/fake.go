@@ -237,6 +237,19 @@ func (e *Engine) Remove(ctx context.Context, id string) error {
 	})
 }
 
+// Rename gives a container another name.
+func (e *Engine) Rename(ctx context.Context, id, name string) error {
+	return e.withContainer(ctx, id, func(c *container) error {
+		if other, taken := e.names[name]; taken && other != c.c.ID {
+			return cerrdefs.ErrConflict.WithMessage("name " + name + " is in use")
+		}
+		delete(e.names, c.c.Name)
+		c.c.Name = name
+		e.names[name] = c.c.ID
+		return nil
+	})
+}
+
 // Inspect describes a container.
 func (e *Engine) Inspect(ctx context.Context, id string) (runtime.Container, error) {
 	var out runtime.Container
