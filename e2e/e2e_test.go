@@ -73,9 +73,15 @@ func freePort(t *testing.T) int {
 // startDaemon runs sandboxd on listen with data, waiting for /readyz.
 func startDaemon(t *testing.T, listen, data string, env ...string) *daemon {
 	t.Helper()
+	return startDaemonArgs(t, listen, data, nil, env...)
+}
+
+// startDaemonArgs is startDaemon with more command-line arguments.
+func startDaemonArgs(t *testing.T, listen, data string, args []string, env ...string) *daemon {
+	t.Helper()
 	bin := binaries(t)
-	cmd := exec.Command(filepath.Join(bin, "sandboxd"), "--listen", listen, "--data", data,
-		"--network", network, "--bridge", bridge, "--log-level", "debug")
+	cmd := exec.Command(filepath.Join(bin, "sandboxd"), append([]string{"--listen", listen, "--data", data,
+		"--network", network, "--bridge", bridge, "--log-level", "debug"}, args...)...)
 	// No warm runners or sandboxes unless a test asks for them: they cost
 	// every test CPU.
 	cmd.Env = append(append(os.Environ(), "SANDBOXD_POOL_MIN_IDLE=0", "SANDBOXD_SANDBOX_POOL=0"), env...)

@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
@@ -51,6 +53,9 @@ const (
 	// and the SDK's encodings of them. A tool reserves that much from the
 	// output budget that every front door shares before it reads output.
 	copiesPerByte = 12
+	// collectAfter is the output past which a request's answer is
+	// collected as soon as it is written (see Handler).
+	collectAfter = 256 << 10
 )
 
 // Mounts is the MCP endpoint as a route of sandboxd's one route table: its
@@ -98,19 +103,47 @@ func Handler(d Deps) http.Handler {
 		}
 		// The SDK does not end a tool's call when its client goes away;
 		// the request's own context does.
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestOf{}, r.Context())))
+		st := &request{}
+		st.ctx = context.WithValue(r.Context(), requestOf{}, st)
+		h.ServeHTTP(w, r.WithContext(st.ctx))
+		// The SDK builds an answer whole, several times over (the text,
+		// the structured result, the JSON-RPC message), and the budget's
+		// reservation ends with the request; at sandboxd's GC target
+		// (--gc-percent 400) that garbage would stand at five times the
+		// live heap until the next cycle. A large answer is collected
+		// now, so what MCP output costs in memory is what it reserved.
+		if st.output.Load() >= collectAfter {
+			runtime.GC()
+		}
 	})
 }
 
 type requestOf struct{}
 
+// request is what a tool call knows of the HTTP request it came in.
+type request struct {
+	ctx context.Context
+	// output counts the bytes of output the request's tools kept.
+	output atomic.Int64
+}
+
 // callCtx is the context of the HTTP request a tool call came in: done
 // when the client goes away, and carrying the request's bounds.
 func callCtx(ctx context.Context) context.Context {
-	if rc, ok := ctx.Value(requestOf{}).(context.Context); ok {
-		return rc
+	if st, ok := ctx.Value(requestOf{}).(*request); ok {
+		return st.ctx
 	}
 	return ctx
+}
+
+// newCapped is a buffer for up to limit bytes of a tool's output, counted
+// as the output of the request ctx's call came in.
+func newCapped(ctx context.Context, limit int64) *capped {
+	c := &capped{limit: limit}
+	if st, ok := ctx.Value(requestOf{}).(*request); ok {
+		c.count = &st.output
+	}
+	return c
 }
 
 // reserveOutput reserves from the request's output budget what streams
@@ -294,7 +327,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 			if err != nil {
 				return toolError(err), nil, nil
 			}
-			stdout, stderr := &capped{limit: limit}, &capped{limit: limit}
+			stdout, stderr := newCapped(ctx, limit), newCapped(ctx, limit)
 			res, err := o.Exec(ctx, owner, in.ID, orchestrator.ExecOptions{Argv: in.Cmd, Shell: in.Shell, Cwd: in.Cwd,
 				Timeout: time.Duration(in.TimeoutMs) * time.Millisecond, MaxOutput: limit}, nil, stdout, stderr)
 			if err != nil {
@@ -313,7 +346,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 			if err != nil {
 				return toolError(err), nil, nil
 			}
-			buf := &capped{limit: limit}
+			buf := newCapped(ctx, limit)
 			l, err := d.Files.Read(ctx, target(in.ID), fsapi.ReadOptions{Path: in.Path, Length: limit},
 				func(fsapi.FileInfo) (io.Writer, error) { return buf, nil })
 			if err == nil && l != nil {
@@ -365,7 +398,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 			if err != nil {
 				return toolError(err), nil, nil
 			}
-			buf := &capped{limit: limit}
+			buf := newCapped(ctx, limit)
 			out := LogsOut{Next: in.From}
 			err = d.Processes.Logs(ctx, owner, in.ID, in.PID, in.From, false, func(r process.Record) error {
 				switch r.Type {
@@ -398,7 +431,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 			if err != nil {
 				return toolError(err), nil, nil
 			}
-			stdout, stderr := &capped{limit: limit}, &capped{limit: limit}
+			stdout, stderr := newCapped(ctx, limit), newCapped(ctx, limit)
 			res, err := d.Isolate.Run(ctx, owner, isolate.RunOptions{Runtime: in.Runtime, Code: in.Code,
 				Timeout: time.Duration(in.TimeoutMs) * time.Millisecond, MaxOutput: limit}, stdout, stderr)
 			if err != nil {
@@ -450,6 +483,7 @@ type capped struct {
 	bytes.Buffer
 	limit     int64
 	truncated bool
+	count     *atomic.Int64
 }
 
 func (c *capped) Write(p []byte) (int, error) {
@@ -459,6 +493,9 @@ func (c *capped) Write(p []byte) (int, error) {
 		p = p[:max(room, 0)]
 	}
 	c.Buffer.Write(p)
+	if c.count != nil {
+		c.count.Add(int64(len(p)))
+	}
 	return len(p), nil
 }
 
@@ -482,6 +519,7 @@ func outputs(code int, truncated bool, stdout, stderr *capped) *mcp.CallToolResu
 	out.Stdout, out.StdoutEncoding = encode(stdout.Bytes())
 	out.Stderr, out.StderrEncoding = encode(stderr.Bytes())
 	var text strings.Builder
+	text.Grow(len(out.Stdout) + len(out.Stderr) + 128)
 	fmt.Fprintf(&text, "exit code %d\n", code)
 	for _, o := range []struct{ name, data, enc string }{{"stdout", out.Stdout, out.StdoutEncoding}, {"stderr", out.Stderr, out.StderrEncoding}} {
 		if o.data == "" {

@@ -196,6 +196,33 @@ func TestPortsProxyExposeAndWait(t *testing.T) {
 			t.Fatalf("host form with token %q: %d %q", token, code, body)
 		}
 	}
+	// The preview host owns all of its paths: none of sandboxd's routes
+	// (REST, MCP, E2B's planes) answers there, whatever the path or header.
+	owned := "for p in mcp sandboxes templates v1/sandboxes v2/sandboxes; do mkdir -p /www/$(dirname $p) && echo \"server:$p\" > /www/$p; done"
+	if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: owned}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("owned paths: %+v %v", res, err)
+	}
+	for _, tc := range []struct{ path, header string }{
+		{"/mcp", ""}, {"/sandboxes", ""}, {"/templates", ""}, {"/v1/sandboxes", ""}, {"/v2/sandboxes", ""},
+		{"/mcp", "E2b-Sandbox-Id"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, f.url+tc.path, nil)
+		req.Host = "8000-" + sb.ID + "." + previewDomain
+		req.Header.Set("X-Sandboxd-Port-Token", p.Token)
+		req.Header.Set("Authorization", "Bearer "+f.user)
+		if tc.header != "" {
+			req.Header.Set(tc.header, sb.ID)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "server:"+strings.TrimPrefix(tc.path, "/")+"\n" {
+			t.Fatalf("preview host, %s %s: %d %q, want the sandbox's server's answer", tc.path, tc.header, resp.StatusCode, b)
+		}
+	}
 
 	list, err := c.ListPorts(ctx, sb.ID)
 	if err != nil || len(list.Ports) != 1 || list.Ports[0].Port != 8000 || list.Ports[0].Token != p.Token {
