@@ -1,4 +1,4 @@
-# sandboxd — see README.md. `make help` lists the targets.
+# bothy — see README.md. `make help` lists the targets.
 
 GO      ?= go
 BIN     := bin
@@ -13,15 +13,15 @@ help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}' | \
 		sed -e 's|$$(LISTEN)|$(LISTEN)|' -e 's|$$(DATA)|$(DATA)|' -e 's|$$(IMAGE)|$(IMAGE)|'
 
-build: web/vendor/xterm.js ## build bin/sandboxd, bin/sbx and the static bin/sandbox-agent (and the web UI's npm assets)
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sandbox-agent ./cmd/sandbox-agent
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sandboxd ./cmd/sandboxd
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/sbx ./cmd/sbx
+build: web/vendor/xterm.js ## build bin/bothyd, bin/bothy and the static bin/bothy-agent (and the web UI's npm assets)
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/bothy-agent ./cmd/bothy-agent
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/bothyd ./cmd/bothyd
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/bothy ./cmd/bothy
 
-IMAGE ?= sandboxd/sandboxd:latest
+IMAGE ?= bothy/bothy:latest
 
-image: build engine ## build the container image of sandboxd itself as $(IMAGE) (docs/image.md)
-	$(BIN)/sandboxd --data $(DATA) --build-image sandboxd/base >/dev/null
+image: build engine ## build the container image of bothy itself as $(IMAGE) (docs/image.md)
+	$(BIN)/bothyd --data $(DATA) --build-image bothy/base >/dev/null
 	docker build -q -t $(IMAGE) .
 
 web/vendor/xterm.js: web/package.json web/package-lock.json scripts/web.sh
@@ -46,18 +46,18 @@ openapi/ts/node_modules/openapi-typescript/package.json: openapi/ts/package.json
 	bash scripts/openapi-ts.sh
 
 proto: ## regenerate compat/e2b's Go code from its .proto files (needs protoc and the two plugins; the output is committed)
-	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I compat/e2b/proto --go_out=. --go_opt=module=github.com/sandboxd/sandboxd \
-		--connect-go_out=. --connect-go_opt=module=github.com/sandboxd/sandboxd \
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I compat/e2b/proto --go_out=. --go_opt=module=github.com/bothy/bothy \
+		--connect-go_out=. --connect-go_opt=module=github.com/bothy/bothy \
 		compat/e2b/proto/process/process.proto compat/e2b/proto/filesystem/filesystem.proto
 
 browser: ## make sure Debian's chromium is installed (browser tests)
 	bash scripts/browser.sh
 
-run: build engine ## start sandboxd on $(LISTEN) with data in $(DATA)
-	$(BIN)/sandboxd --listen $(LISTEN) --data $(DATA)
+run: build engine ## start bothy on $(LISTEN) with data in $(DATA)
+	$(BIN)/bothyd --listen $(LISTEN) --data $(DATA)
 
 test: build engine browser e2b-sdk openapi-ts mcp-inspector lint ## unit, Docker-backed integration, end-to-end, browser, and real clients (E2B SDK, MCP Inspector, Python, openapi-typescript)
-	SANDBOXD_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m -artifacts ./...
+	BOTHY_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m -artifacts ./...
 
 test-unit: ## the tests that need no engine
 	$(GO) test -race -count=1 -short ./...
@@ -67,8 +67,8 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-bench: build engine ## measure sandboxd beside Docker on this machine
-	$(GO) run ./bench -sandboxd $(BIN)/sandboxd -agent $(BIN)/sandbox-agent
+bench: build engine ## measure bothy beside Docker on this machine
+	$(GO) run ./bench -bothyd $(BIN)/bothyd -agent $(BIN)/bothy-agent
 
 clean: ## remove built binaries (not the data directory)
 	rm -rf $(BIN)

@@ -1,4 +1,4 @@
-package sandboxd_test
+package bothy_test
 
 import (
 	"bufio"
@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-const module = "github.com/sandboxd/sandboxd"
+const module = "github.com/bothy/bothy"
 
 // allowList is the intended graph, read from docs/dependencies.txt: the
 // module's packages each package may import, and the packages that alone may

@@ -230,3 +230,50 @@ func goroutines() []string {
 	}
 	return out
 }
+
+// TestExecOutputOutlivesASlowReader: output a process wrote before it
+// exited reaches a caller that reads slowly, all of it, however long the
+// caller takes: the wait for more output after the exit counts only the
+// time the pipes are quiet, not the time spent sending what they held.
+func TestExecOutputOutlivesASlowReader(t *testing.T) {
+	c := pair(t)
+	marker := filepath.Join(t.TempDir(), "exited")
+	// Both fit in a pipe, so the process writes them and exits while the
+	// caller reads nothing.
+	script := "head -c 60000 /dev/zero >&2; head -c 60000 /dev/zero; touch " + marker
+	var out bytes.Buffer
+	errOut := &slowWriter{until: marker}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := c.Exec(ctx, ExecRequest{Argv: []string{"sh", "-c", script}}, nil, &out, errOut)
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("exec: %+v %v", res, err)
+	}
+	if errOut.n != 60000 || out.Len() != 60000 {
+		t.Fatalf("a slow caller got %d bytes of stderr and %d of stdout, want 60000 of each", errOut.n, out.Len())
+	}
+}
+
+// slowWriter takes nothing until the file until exists, and then waits
+// five times pipeGrace more: not to synchronise anything (the test's
+// assertion holds for any wait), but so that a wait for output that
+// counted the caller's slowness would run out before it returns.
+type slowWriter struct {
+	until string
+	n     int
+	slept bool
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	if !w.slept {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(w.until); err == nil {
+				break
+			}
+		}
+		time.Sleep(5 * pipeGrace)
+		w.slept = true
+	}
+	w.n += len(p)
+	return len(p), nil
+}

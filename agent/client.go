@@ -12,13 +12,13 @@ import (
 
 	"github.com/hashicorp/yamux"
 
-	"github.com/sandboxd/sandboxd/bounds"
+	"github.com/bothy/bothy/bounds"
 )
 
 // cancelGrace is how long Exec waits for the agent's answer after ctx is done.
 const cancelGrace = 2 * time.Second
 
-// Conn is sandboxd's live connection to one agent.
+// Conn is bothy's live connection to one agent.
 type Conn struct {
 	sess *yamux.Session
 	// AgentPID is the PID the agent reported (1 inside a container).
@@ -27,7 +27,7 @@ type Conn struct {
 
 // stream opens a stream for an operation of the request ctx carries (if
 // any): the stream's window grows out of that request's key's share of the
-// window budget (bounds.Scope.GrowWindow); an operation of sandboxd's own
+// window budget (bounds.Scope.GrowWindow); an operation of bothy's own
 // grows it freely.
 func (c *Conn) stream(ctx context.Context) (net.Conn, error) {
 	st, err := c.sess.OpenStream()

@@ -18,7 +18,7 @@ type CPUUsage struct {
 }
 
 // processesCPU is the CPU time of the container's cgroup, less the agent's
-// own (its keep-alives and the work sandboxd asks of it).
+// own (its keep-alives and the work bothy asks of it).
 func processesCPU() (int64, error) {
 	total, err := cgroupCPU()
 	if err != nil {

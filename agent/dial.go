@@ -30,7 +30,7 @@ func yamuxConfig() *yamux.Config {
 	return cfg
 }
 
-// Dial connects to sandboxd's socket, says hello with token, and serves the session
+// Dial connects to bothy's socket, says hello with token, and serves the session
 // with srv; when the connection ends it redials with backoff. It returns when ctx
 // is done.
 func Dial(ctx context.Context, socket, token string, srv *Server, log *slog.Logger) {

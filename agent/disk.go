@@ -14,7 +14,7 @@ const probeSize = 16 << 10
 // own filesystem: a write refused for want of space (EDQUOT, or ENOSPC) means
 // the disk limit is used up.
 func probeDisk() DiskState {
-	f, err := os.CreateTemp("/", ".sandboxd-disk-probe-")
+	f, err := os.CreateTemp("/", ".bothy-disk-probe-")
 	if err == nil {
 		defer os.Remove(f.Name())
 		_, err = f.Write(make([]byte, probeSize))

@@ -1,9 +1,9 @@
-// Package agent is the channel between sandboxd and the sandbox-agent that runs as
+// Package agent is the channel between bothy and the bothy-agent that runs as
 // PID 1 in every sandbox container.
 //
-// The agent dials a unix socket that sandboxd listens on (one socket per sandbox, in
+// The agent dials a unix socket that bothy listens on (one socket per sandbox, in
 // a directory bind-mounted read-only into that container), proves which sandbox it
-// belongs to with a token, and then serves requests over a yamux session: sandboxd
+// belongs to with a token, and then serves requests over a yamux session: bothy
 // opens one stream per operation. On a stream, both sides speak small frames (see
 // frame.go): a JSON request, then data frames (stdin, stdout, stderr) and a JSON
 // result.
@@ -12,6 +12,6 @@
 // the socket itself: frames are bounded, and a connection only ever acts for the one
 // sandbox its socket belongs to.
 //
-// The package holds both ends: Serve and Dial are used by cmd/sandbox-agent, Listen
-// and Conn by sandboxd.
+// The package holds both ends: Serve and Dial are used by cmd/bothy-agent, Listen
+// and Conn by bothy.
 package agent

@@ -19,9 +19,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pipeGrace is how long an exec waits, after its process exits, for stdout and
-// stderr to reach end of file. A background child that keeps the pipes open does
-// not hold the answer back longer than this.
+// pipeGrace is how long an exec waits, after its process exits, for more of
+// its stdout and stderr: each pipe is read until end of file, or until it has
+// been quiet this long (a background child that keeps a pipe open does not
+// hold the answer back). Time spent sending what was read does not count:
+// a slow client never loses output that was already in the pipe.
 const pipeGrace = 100 * time.Millisecond
 
 // defaultPath is used when the sandbox's environment has no PATH.
@@ -205,25 +207,23 @@ func exitOf(ws syscall.WaitStatus) (code int, signal string) {
 }
 
 // pumpOutputs forwards a process's stdout and stderr as frames, each up to
-// limit bytes. The function it returns waits for both to reach end of file,
-// but no longer than pipeGrace (a background child may hold them open), and
-// says which was truncated.
+// limit bytes. The function it returns, called once the process has exited,
+// waits for both to reach end of file or go quiet for pipeGrace (a
+// background child may hold them open), and says which was truncated.
 func pumpOutputs(out *frameSender, stdoutR, stderrR *os.File, limit int64) func() (outTrunc, errTrunc bool) {
 	var wg sync.WaitGroup
-	var o, e atomic.Bool
+	var o, e, exited atomic.Bool
 	wg.Add(2)
-	go func() { defer wg.Done(); pump(stdoutR, out, frameStdout, limit, &o) }()
-	go func() { defer wg.Done(); pump(stderrR, out, frameStderr, limit, &e) }()
+	go func() { defer wg.Done(); pump(stdoutR, out, frameStdout, limit, &o, &exited) }()
+	go func() { defer wg.Done(); pump(stderrR, out, frameStderr, limit, &e, &exited) }()
 	return func() (bool, bool) {
-		pumped := make(chan struct{})
-		go func() { wg.Wait(); close(pumped) }()
-		select {
-		case <-pumped:
-		case <-time.After(pipeGrace):
-			stdoutR.Close()
-			stderrR.Close()
-			<-pumped
-		}
+		// The process has exited: a read that waits from now on waits
+		// pipeGrace at most (the pumps re-arm it before each read).
+		exited.Store(true)
+		grace := time.Now().Add(pipeGrace)
+		_ = stdoutR.SetReadDeadline(grace)
+		_ = stderrR.SetReadDeadline(grace)
+		wg.Wait()
 		return o.Load(), e.Load()
 	}
 }
@@ -262,11 +262,19 @@ func openPipes(req *ExecRequest) (stdinR, stdinW, stdoutR, stdoutW, stderrR, std
 
 // pump forwards one output pipe as frames, up to limit bytes (0: no limit), and
 // keeps draining past the limit so the process never blocks on a full pipe.
-func pump(r *os.File, out *frameSender, typ byte, limit int64, truncated *atomic.Bool) {
+func pump(r *os.File, out *frameSender, typ byte, limit int64, truncated, exited *atomic.Bool) {
 	buf := make([]byte, 32<<10)
 	var sent int64
 	for {
+		if exited.Load() {
+			_ = r.SetReadDeadline(time.Now().Add(pipeGrace))
+		}
 		n, err := r.Read(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) && buffered(r) {
+			// The read came late (this goroutine waited for the CPU past
+			// the deadline), not the output: there is more to read.
+			continue
+		}
 		if n > 0 {
 			chunk := buf[:n]
 			if limit > 0 && sent+int64(n) > limit {
@@ -284,6 +292,18 @@ func pump(r *os.File, out *frameSender, typ byte, limit int64, truncated *atomic
 			return
 		}
 	}
+}
+
+// buffered says whether a pipe holds bytes not yet read (TIOCINQ is
+// FIONREAD).
+func buffered(r *os.File) bool {
+	rc, err := r.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) })
+	return n > 0
 }
 
 // readStdin reads the frames that follow an exec request. With a streamed stdin it
@@ -317,7 +337,7 @@ func readStdin(st net.Conn, req *ExecRequest, stdinW *os.File, kill func()) {
 	}
 }
 
-// environ is the child's environment: the sandbox's own (less sandboxd's private
+// environ is the child's environment: the sandbox's own (less bothy's private
 // variables), the user's HOME, USER and LOGNAME, then the request's variables.
 func (s *Server) environ(id identity, extra map[string]string) []string {
 	env := make([]string, 0, len(s.baseEnv)+len(extra)+4)
@@ -354,12 +374,12 @@ func envValue(env []string, k string) string {
 	return ""
 }
 
-// baseEnviron is the agent's own environment without sandboxd's variables, with
+// baseEnviron is the agent's own environment without bothy's variables, with
 // a PATH when the image set none.
 func baseEnviron() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SANDBOXD_") {
+		if !strings.HasPrefix(kv, "BOTHY_") {
 			env = append(env, kv)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 // yamux gives every stream one receive window, the same for all (4 MiB here,
 // so that a bulk transfer runs at memory speed), and the sender fills it
 // whether or not anyone reads: a client that stops reading a followed log,
-// a download or a port's answer would pin the whole window in sandboxd for
+// a download or a port's answer would pin the whole window in bothy for
 // as long as it stays. So every stream carries a flow of its own on top, in
 // records: data ('D', length, bytes), grants ('W', a number of bytes the
 // receiver has room for again), a hint ('S') that the sender has data but
@@ -25,7 +25,7 @@ import (
 // Each side starts out allowed flowInitial bytes in flight and gets more as
 // the other side's reader takes them. A reader that catches up with a
 // sender it starves doubles its window, up to flowMax, when grow (a budget,
-// on sandboxd's side) allows. Records are read off the stream only when
+// on bothy's side) allows. Records are read off the stream only when
 // someone wants them (a Read, or a Write looking for credit), so what the
 // peer sent waits in yamux's buffer and nowhere else: a stream whose reader
 // stops holds its window, and no copy of it. A peer that sends past what it

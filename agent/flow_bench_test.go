@@ -13,7 +13,7 @@ import (
 )
 
 // unixStreamPair is streamPair over a real unix socket, with the channel's
-// own buffers and coalescing, as between sandboxd and an agent.
+// own buffers and coalescing, as between bothy and an agent.
 func unixStreamPair(tb testing.TB) (net.Conn, net.Conn) {
 	tb.Helper()
 	p := filepath.Join(tb.TempDir(), "s")

@@ -256,7 +256,7 @@ func fsWrite(req *FsRequest, p string, in io.Reader) FsResult {
 	if mode == 0 {
 		mode = 0o644
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(p)+".sbx-*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(p)+".bothy-*")
 	if err != nil {
 		return fail(err)
 	}
@@ -314,6 +314,9 @@ func fileInfo(p string, fi fs.FileInfo) FileInfo {
 	}
 	if fi.Mode()&fs.ModeSticky != 0 {
 		info.Mode |= 0o1000
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		info.Owner, info.Group = accounts.names(st.Uid, st.Gid)
 	}
 	switch {
 	case fi.Mode().IsRegular():

@@ -87,6 +87,10 @@ type FileInfo struct {
 	Mode   uint32    `json:"mode"` // permission bits
 	MTime  time.Time `json:"mtime"`
 	Target string    `json:"target,omitempty"` // of a symlink
+	// Owner and Group name the file's user and group as the sandbox's
+	// account files do (the number when they do not).
+	Owner string `json:"owner,omitempty"`
+	Group string `json:"group,omitempty"`
 }
 
 // FsResult answers a file operation: a header (for read and tar_out, before the

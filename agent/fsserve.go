@@ -16,12 +16,12 @@ import (
 const fsHelperArg = "fs-helper"
 
 // fsRequestEnv carries the helper's request.
-const fsRequestEnv = "SANDBOXD_FS_REQUEST"
+const fsRequestEnv = "BOTHY_FS_REQUEST"
 
 // inputOps read uploaded bytes after the request.
 var inputOps = map[FsOp]bool{OpWrite: true, OpTarIn: true, OpRestoreStage: true}
 
-// serveFS runs one file operation for sandboxd: in this process when the user
+// serveFS runs one file operation for bothy: in this process when the user
 // is root (the agent's own credentials), otherwise in a helper process with the
 // user's uid, gid and groups, so that the kernel checks every path and
 // permission as that user, inside this container.

@@ -17,14 +17,14 @@ import (
 	"github.com/hashicorp/yamux"
 )
 
-// Where sandboxd puts the agent and its socket in every container it makes:
+// Where bothy puts the agent and its socket in every container it makes:
 // the binary and the directory holding the socket are bind-mounted read-only.
 const (
-	BinaryPath = "/.sandboxd/bin/sandbox-agent"
-	RunMount   = "/.sandboxd/run"
+	BinaryPath = "/.bothy/bin/bothy-agent"
+	RunMount   = "/.bothy/run"
 	SocketName = "a.sock"
-	// SocketEnv tells the agent where to dial (SANDBOXD_SOCKET).
-	SocketEnv = "SANDBOXD_SOCKET=" + RunMount + "/" + SocketName
+	// SocketEnv tells the agent where to dial (BOTHY_SOCKET).
+	SocketEnv = "BOTHY_SOCKET=" + RunMount + "/" + SocketName
 	// TokenName is the file beside the socket that holds the agent's token,
 	// readable by the agent's uid alone: no secret travels in a container's
 	// environment, which a commit, an export or an inspect would carry.
@@ -61,7 +61,7 @@ const handshakeTimeout = 2 * time.Second
 // ErrClosed is returned by Endpoint.Conn after Close.
 var ErrClosed = errors.New("agent: endpoint closed")
 
-// Endpoint is sandboxd's end of one sandbox's channel: a unix socket that the
+// Endpoint is bothy's end of one sandbox's channel: a unix socket that the
 // sandbox's agent dials, and the live connection once it has.
 type Endpoint struct {
 	path, token string

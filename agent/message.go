@@ -16,13 +16,13 @@ type Hello struct {
 	PID     int    `json:"pid"`
 }
 
-// Welcome is sandboxd's answer to Hello. A non-empty Error means the connection is
+// Welcome is bothy's answer to Hello. A non-empty Error means the connection is
 // refused and will be closed.
 type Welcome struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Request is the first frame on every stream sandboxd opens.
+// Request is the first frame on every stream bothy opens.
 type Request struct {
 	Op   string       `json:"op"` // "exec", "user", "ping", "pty_attach", "pty_list", "pty_kill"
 	Exec *ExecRequest `json:"exec,omitempty"`

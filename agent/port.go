@@ -15,7 +15,7 @@ import (
 const portDialTimeout = 5 * time.Second
 
 // portCopyBuffer is the buffer of a port connection's bytes from the
-// server to sandboxd.
+// server to bothy.
 const portCopyBuffer = 256 << 10
 
 // ErrNotListening says nothing listens on the port dialled.

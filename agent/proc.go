@@ -532,7 +532,7 @@ func (s *Server) serveProcLogs(ctx context.Context, st net.Conn, out *frameSende
 				continue
 			}
 			// Output goes as binary frames of at most followPiece bytes:
-			// what sandboxd holds for a follower that stops reading is one
+			// what bothy holds for a follower that stops reading is one
 			// of them, and nothing is encoded.
 			for b, o := r.Data, r.Offset; len(b) > 0; {
 				n := min(len(b), followPiece)

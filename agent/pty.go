@@ -37,7 +37,7 @@ const (
 )
 
 // ptyManager owns the terminal sessions of one sandbox. Sessions live in the
-// agent, so they outlive the connections (and the sandboxd) that opened them.
+// agent, so they outlive the connections (and the bothy) that opened them.
 type ptyManager struct {
 	srv *Server
 

@@ -28,7 +28,7 @@ import (
 
 // stagePrefix begins the name of a restore's staging directory, beside the
 // path it restores.
-const stagePrefix = ".sbx-restore-"
+const stagePrefix = ".bothy-restore-"
 
 // restoreStage extracts in (a tar of p, named relative to p's parent) into
 // a new staging directory beside p and returns its path in Info.Path.

@@ -437,7 +437,7 @@ func (s *Server) serveInvoke(ctx context.Context, st net.Conn, out *frameSender,
 	var timedOut atomic.Bool
 	timer := time.AfterFunc(time.Duration(req.TimeoutMs)*time.Millisecond, func() { timedOut.Store(true); h.kill() })
 	defer timer.Stop()
-	// sandboxd -> host: storage results, until the stream ends.
+	// bothy -> host: storage results, until the stream ends.
 	var answered atomic.Bool
 	relayDone := make(chan struct{})
 	go func() {
@@ -446,7 +446,7 @@ func (s *Server) serveInvoke(ctx context.Context, st net.Conn, out *frameSender,
 			typ, payload, err := readFrame(st)
 			if err != nil {
 				if !answered.Load() {
-					h.kill() // sandboxd gave up on the request
+					h.kill() // bothy gave up on the request
 				}
 				return
 			}
@@ -475,7 +475,7 @@ func (s *Server) serveInvoke(ctx context.Context, st net.Conn, out *frameSender,
 		}
 		last := m.Op == "response" || m.Op == "error"
 		if last {
-			// Before sandboxd can see the answer and close the stream, so
+			// Before bothy can see the answer and close the stream, so
 			// that the relay does not take the close for a caller gone away.
 			answered.Store(true)
 		}

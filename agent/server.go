@@ -17,7 +17,7 @@ import (
 // for the caller to close its side.
 const resultDrain = 5 * time.Second
 
-// Server serves sandboxd's requests inside a sandbox. It owns the reaper, so one
+// Server serves bothy's requests inside a sandbox. It owns the reaper, so one
 // process has exactly one Server.
 type Server struct {
 	log *slog.Logger
@@ -68,7 +68,7 @@ func (s *Server) Close() {
 	}
 }
 
-// ServeSession handles the streams sandboxd opens on sess until the session ends
+// ServeSession handles the streams bothy opens on sess until the session ends
 // or ctx is done, then waits for every stream's handler to return.
 func (s *Server) ServeSession(ctx context.Context, sess *yamux.Session) error {
 	var wg sync.WaitGroup

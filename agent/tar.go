@@ -116,7 +116,7 @@ func tarIn(req *FsRequest, p string, in io.Reader) (res FsResult) {
 			os.RemoveAll(made)
 		}
 	}()
-	staging, err := os.MkdirTemp(p, ".sbx-extract-")
+	staging, err := os.MkdirTemp(p, ".bothy-extract-")
 	if err != nil {
 		return fail(err)
 	}

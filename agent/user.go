@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // identity is who a process runs as.
@@ -118,4 +120,60 @@ func readColon(path string) [][]string {
 		rows = append(rows, strings.Split(line, ":"))
 	}
 	return rows
+}
+
+// accounts names the users and groups of files, from the sandbox's account
+// files, read again when they change.
+var accounts accountNames
+
+type accountNames struct {
+	mu            sync.Mutex
+	passwd, group time.Time // the files' modification times when read
+	users, groups map[uint32]string
+}
+
+// names are the user and group names of uid and gid (their numbers when
+// the account files do not name them).
+func (a *accountNames) names(uid, gid uint32) (string, string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.users = reload(passwdFile, &a.passwd, a.users)
+	a.groups = reload(groupFile, &a.group, a.groups)
+	user, ok := a.users[uid]
+	if !ok {
+		user = strconv.FormatUint(uint64(uid), 10)
+	}
+	group, ok := a.groups[gid]
+	if !ok {
+		group = strconv.FormatUint(uint64(gid), 10)
+	}
+	return user, group
+}
+
+// reload reads an account file's names by ID when it changed since read
+// (or was never read), and keeps them otherwise.
+func reload(path string, read *time.Time, m map[uint32]string) map[uint32]string {
+	var mtime time.Time
+	if fi, err := os.Stat(path); err == nil {
+		mtime = fi.ModTime()
+	}
+	if m != nil && mtime.Equal(*read) {
+		return m
+	}
+	m = map[uint32]string{}
+	for _, f := range readColon(path) {
+		if len(f) < 3 {
+			continue
+		}
+		if id, err := strconv.ParseUint(f[2], 10, 32); err == nil {
+			if _, dup := m[uint32(id)]; !dup {
+				m[uint32(id)] = f[0]
+			}
+		}
+	}
+	if _, ok := m[0]; !ok {
+		m[0] = "root"
+	}
+	*read = mtime
+	return m
 }

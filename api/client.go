@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// Client calls a sandboxd server.
+// Client calls a bothy server.
 type Client struct {
 	base string
 	key  string
@@ -354,7 +354,7 @@ func (c *Client) ListImages(ctx context.Context) (ImageList, error) {
 	return out, err
 }
 
-// BuildImage builds one of the images sandboxd has a recipe for (admin only),
+// BuildImage builds one of the images bothy has a recipe for (admin only),
 // reporting progress lines: when it is missing or its recipe changed, or always
 // with force.
 func (c *Client) BuildImage(ctx context.Context, name string, force bool, progress func(string)) (Image, error) {
@@ -426,7 +426,7 @@ func (c *Client) Ready(ctx context.Context) (Readiness, error) {
 	return r, nil
 }
 
-// Routes reports sandboxd's route table and each route's bounds (admin).
+// Routes reports bothy's route table and each route's bounds (admin).
 func (c *Client) Routes(ctx context.Context) (RouteList, error) {
 	var out RouteList
 	err := c.do(ctx, http.MethodGet, "/v1/routes", nil, nil, &out)

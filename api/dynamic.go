@@ -63,7 +63,7 @@ type RunResult struct {
 	Runner   string `json:"runner"`
 	// Warm says the runner was warm when the run began.
 	Warm bool `json:"warm"`
-	// WallMs is sandboxd's time for the request, the lease included.
+	// WallMs is bothy's time for the request, the lease included.
 	WallMs float64 `json:"wall_ms"`
 }
 
@@ -259,7 +259,7 @@ func (c *Client) Usage(ctx context.Context, since time.Time) (Usage, error) {
 
 // Invoke calls an app with an HTTP request (path may carry a query) and
 // returns the app's response as it is: a status of 400 or more from the app is
-// not an error, but a refusal by sandboxd (404, 429...) is.
+// not an error, but a refusal by bothy (404, 429...) is.
 func (c *Client) Invoke(ctx context.Context, name, method, path string, body io.Reader, hdr http.Header) (*http.Response, error) {
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
@@ -278,7 +278,7 @@ func (c *Client) Invoke(ctx context.Context, name, method, path string, body io.
 	if err != nil {
 		return nil, err
 	}
-	if resp.Header.Get("X-Sandboxd-Error") != "" {
+	if resp.Header.Get("X-Bothy-Error") != "" {
 		defer resp.Body.Close()
 		return nil, decodeError(resp)
 	}

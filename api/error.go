@@ -2,7 +2,7 @@ package api
 
 import "fmt"
 
-// Error codes, one per HTTP status class sandboxd answers with.
+// Error codes, one per HTTP status class bothy answers with.
 const (
 	CodeInvalidArgument  = "invalid_argument"   // 400
 	CodeUnauthenticated  = "unauthenticated"    // 401
@@ -18,6 +18,7 @@ const (
 	CodeNoSpace          = "no_space"      // 507
 	CodeUnavailable      = "unavailable"   // 503
 	CodeNotListening     = "not_listening" // 502: nothing listens on a sandbox's port
+	CodeCanceled         = "canceled"      // 499: the client went away first
 )
 
 // Error is the one shape every error takes on the wire, inside ErrorEnvelope.

@@ -20,8 +20,8 @@ type ExposedPort struct {
 	Port   int    `json:"port"`
 	Public bool   `json:"public"`
 	Token  string `json:"token"`
-	// URL reaches the port through sandboxd: the host form
-	// ({port}-{id}.{preview domain}, with the token) when sandboxd serves
+	// URL reaches the port through bothy: the host form
+	// ({port}-{id}.{preview domain}, with the token) when bothy serves
 	// one, otherwise the path form.
 	URL string `json:"url"`
 	// PathURL is the path form, with the API key.

@@ -78,7 +78,7 @@ type Sandbox struct {
 	UpdatedAt    time.Time         `json:"updated_at"`
 	LastActiveAt time.Time         `json:"last_active_at"`
 	// AwakeBy says what the last activity was ("API calls", "processes
-	// using CPU"); empty until sandboxd saw some since it started.
+	// using CPU"); empty until bothy saw some since it started.
 	AwakeBy   string     `json:"awake_by,omitempty"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
@@ -153,12 +153,12 @@ type Image struct {
 	ID        string    `json:"id"`
 	SizeBytes int64     `json:"size_bytes"`
 	CreatedAt time.Time `json:"created_at"`
-	// Builtin is set for images sandboxd builds itself from a recipe.
+	// Builtin is set for images bothy builds itself from a recipe.
 	Builtin bool   `json:"builtin"`
 	Recipe  string `json:"recipe,omitempty"`
 }
 
-// ImageList is the answer of GET /v1/images. Buildable names images sandboxd can
+// ImageList is the answer of GET /v1/images. Buildable names images bothy can
 // build (POST /v1/images) even when they do not exist yet.
 type ImageList struct {
 	Images    []Image  `json:"images"`
@@ -302,6 +302,10 @@ type FileInfo struct {
 	Mode   string    `json:"mode"` // octal permission bits, "0644"
 	MTime  time.Time `json:"mtime"`
 	Target string    `json:"target,omitempty"` // of a symlink
+	// Owner and Group are the file's user and group, named as the
+	// sandbox's /etc/passwd and /etc/group name them (else their numbers).
+	Owner string `json:"owner,omitempty"`
+	Group string `json:"group,omitempty"`
 }
 
 // DirList is the answer of GET /v1/sandboxes/{id}/files on a directory.
@@ -412,7 +416,7 @@ type ForkResult struct {
 	Sandboxes []Sandbox `json:"sandboxes"`
 }
 
-// Route is one route of sandboxd's route table and the bounds of its class,
+// Route is one route of bothy's route table and the bounds of its class,
 // in GET /v1/routes: every front door (REST, WebSockets, MCP, E2B's planes)
 // is served from this one table.
 type Route struct {

@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/runtime"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 // densityResults is what many idle sandboxes on one host cost.
@@ -22,8 +22,8 @@ type densityResults struct {
 	stoppedShort            string
 	hostPerSandboxMiB       float64
 	agentPSSMiB, shimPSSMiB float64
-	sandboxdRSSMiB          float64
-	sandboxdRSSBeforeMiB    float64
+	bothyRSSMiB             float64
+	bothyRSSBeforeMiB       float64
 	createRate, first40Rate float64
 	dockerRate              float64
 	rows                    []row
@@ -35,19 +35,19 @@ type densityResults struct {
 // benchDensity creates n idle sandboxes of image with 64 MiB each (stopping
 // early when the host's available memory falls under a floor), then reports
 // the host memory each costs, the agent's and the engine shim's share,
-// sandboxd's RSS, and the API's latency at that density; then deletes them
+// bothy's RSS, and the API's latency at that density; then deletes them
 // all and counts what is left in the engine.
 //
 // The engine's own create rate comes first, on a host without them: 40
 // containers of the image with the same limits on the same network, 4 at a
-// time. They stay up until the end, so that sandboxd's first 40 creates,
+// time. They stay up until the end, so that bothy's first 40 creates,
 // timed on their own, are made among as many containers as the engine's.
-func benchDensity(ctx context.Context, c *api.Client, eng *docker.Docker, image string, n int, sandboxdPID int, instance string) (densityResults, error) {
+func benchDensity(ctx context.Context, c *api.Client, eng *docker.Docker, image string, n int, bothyPID int, instance string) (densityResults, error) {
 	res := densityResults{}
 	const rateN = 40
 	spec := runtime.Spec{
-		Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "sandboxd",
-		MemoryBytes: 64 << 20, Labels: map[string]string{"sandboxd.bench": "baseline"},
+		Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "bothy",
+		MemoryBytes: 64 << 20, Labels: map[string]string{"bothy.bench": "baseline"},
 	}
 	if info, err := eng.Info(ctx); err == nil && info.DiskLimits != "" {
 		spec.DiskBytes = 10 << 30 // a sandbox's default disk_mb
@@ -70,7 +70,7 @@ func benchDensity(ctx context.Context, c *api.Client, eng *docker.Docker, image 
 		return res, err
 	}
 	before := memAvailableMiB()
-	res.sandboxdRSSBeforeMiB = rssMiB(sandboxdPID)
+	res.bothyRSSBeforeMiB = rssMiB(bothyPID)
 	var mu sync.Mutex
 	var ids []string
 	var firstErr error
@@ -153,9 +153,9 @@ func benchDensity(ctx context.Context, c *api.Client, eng *docker.Docker, image 
 	time.Sleep(10 * time.Second)
 	after := memAvailableMiB()
 	res.hostPerSandboxMiB = (before - after) / float64(len(ids))
-	res.agentPSSMiB = meanPSSMiB("/.sandboxd/bin/sandbox-agent")
+	res.agentPSSMiB = meanPSSMiB("/.bothy/bin/bothy-agent")
 	res.shimPSSMiB = meanPSSMiB("containerd-shim-runc")
-	res.sandboxdRSSMiB = rssMiB(sandboxdPID)
+	res.bothyRSSMiB = rssMiB(bothyPID)
 
 	// The API at that density.
 	var gets, execs []time.Duration
@@ -182,7 +182,7 @@ func benchDensity(ctx context.Context, c *api.Client, eng *docker.Docker, image 
 	for range 50 {
 		id := ids[rand.IntN(len(ids))]
 		t := time.Now()
-		if _, err := eng.Inspect(ctx, "sandboxd-"+id); err != nil {
+		if _, err := eng.Inspect(ctx, "bothy-"+id); err != nil {
 			deleteAll()
 			return res, err
 		}
@@ -191,7 +191,7 @@ func benchDensity(ctx context.Context, c *api.Client, eng *docker.Docker, image 
 	for range 20 {
 		id := ids[rand.IntN(len(ids))]
 		t := time.Now()
-		if code, err := eng.DockerExec(ctx, "sandboxd-"+id, []string{"true"}); err != nil || code != 0 {
+		if code, err := eng.DockerExec(ctx, "bothy-"+id, []string{"true"}); err != nil || code != 0 {
 			deleteAll()
 			return res, fmt.Errorf("docker exec at density: %v %d", err, code)
 		}
@@ -217,8 +217,8 @@ func printDensity(d densityResults) {
 	}
 	fmt.Printf("\n- host memory per idle sandbox: %.1f MiB (MemAvailable before and after)\n", d.hostPerSandboxMiB)
 	fmt.Printf("- of which the agent's PSS: %.1f MiB, the engine shim's: %.1f MiB (means; the rest is the kernel's)\n", d.agentPSSMiB, d.shimPSSMiB)
-	fmt.Printf("- sandboxd's RSS: %.0f MiB (%.0f MiB before the creates: %.2f MiB per sandbox)\n",
-		d.sandboxdRSSMiB, d.sandboxdRSSBeforeMiB, (d.sandboxdRSSMiB-d.sandboxdRSSBeforeMiB)/float64(max(d.n, 1)))
+	fmt.Printf("- bothy's RSS: %.0f MiB (%.0f MiB before the creates: %.2f MiB per sandbox)\n",
+		d.bothyRSSMiB, d.bothyRSSBeforeMiB, (d.bothyRSSMiB-d.bothyRSSBeforeMiB)/float64(max(d.n, 1)))
 	fmt.Printf("- create rate, 4 at a time: first 40 %.1f/s, all %d %.1f/s; docker create+start of 40 of the same image with the same limits on the same network, 4 at a time, first: %.1f/s (first-40 ratio %.2f; target >= 5/s, bounded by container starts)\n",
 		d.first40Rate, d.n, d.createRate, d.dockerRate, d.first40Rate/d.dockerRate)
 	fmt.Printf("- containers left after deleting them all: %d", d.leftAfterDelete)

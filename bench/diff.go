@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 // diffResults are the snapshot diff figures: first is the one diff asked
@@ -79,7 +79,7 @@ func benchDiff(ctx context.Context, c *api.Client, eng *docker.Docker, image str
 	}
 	for range n {
 		t0 := time.Now()
-		if _, err := eng.DockerDiff(ctx, "sandboxd-"+sb.ID); err != nil {
+		if _, err := eng.DockerDiff(ctx, "bothy-"+sb.ID); err != nil {
 			return res, err
 		}
 		base = append(base, time.Since(t0))

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/runtime"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 // writeCmd writes 100 MiB and waits for it to reach the disk.
@@ -15,7 +15,7 @@ const writeCmd = "dd if=/dev/zero of=/root/w bs=1M count=100 conv=fsync 2>/dev/n
 
 // benchDisk measures what a per-sandbox disk limit costs: the engine's
 // create+start and a 100 MiB write in containers with a size and without;
-// and sandboxd's create -> first exec and the same write in sandboxes (which
+// and bothy's create -> first exec and the same write in sandboxes (which
 // always have a size on an engine that enforces one) against a container
 // without one.
 func benchDisk(ctx context.Context, c *api.Client, eng *docker.Docker, image string, n int) ([]row, error) {
@@ -45,8 +45,8 @@ func benchDisk(ctx context.Context, c *api.Client, eng *docker.Docker, image str
 		}{{1 << 30, &sizedCreate, &sizedWrite}, {0, &plainCreate, &plainWrite}} {
 			t0 := time.Now()
 			id, err := eng.Create(ctx, runtime.Spec{
-				Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "sandboxd", DiskBytes: side.size,
-				Labels: map[string]string{"sandboxd.bench": "baseline"},
+				Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "bothy", DiskBytes: side.size,
+				Labels: map[string]string{"bothy.bench": "baseline"},
 			})
 			if err != nil {
 				return nil, err

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 // benchApp is a Python app whose every request runs one SQL query.
@@ -50,7 +50,7 @@ func benchDynamic(ctx context.Context, c *api.Client, runN, dockerN int) (dynami
 	}
 	base := make([]time.Duration, 0, dockerN)
 	for range dockerN {
-		d, err := dockerRun("sandboxd/runner-python:latest", "python3", "-c", "print(1)")
+		d, err := dockerRun("bothy/runner-python:latest", "python3", "-c", "print(1)")
 		if err != nil {
 			return out, err
 		}
@@ -117,7 +117,7 @@ func benchDynamic(ctx context.Context, c *api.Client, runN, dockerN int) (dynami
 	}
 	invBase := make([]time.Duration, 0, dockerN)
 	for range dockerN {
-		d, err := dockerRun("sandboxd/runner-python:latest", "python3", "-c",
+		d, err := dockerRun("bothy/runner-python:latest", "python3", "-c",
 			`import sqlite3; print(sqlite3.connect("/tmp/app.db").execute("SELECT count(*) FROM sqlite_master").fetchone()[0])`)
 		if err != nil {
 			return out, err

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 // benchFork measures a fork of a sandbox holding 100 MB of changes into 4,
@@ -77,9 +77,9 @@ func benchFork(ctx context.Context, c *api.Client, eng *docker.Docker, image str
 
 // dockerFork times, three times, what a fork into n asks of the engine: a
 // commit of a container holding 100 MB of changes, then n containers of the
-// image created and started two at a time on sandboxd's network.
+// image created and started two at a time on bothy's network.
 func dockerFork(ctx context.Context, eng *docker.Docker, image string, n int) ([]time.Duration, error) {
-	src, err := dockerStart(ctx, eng, image, "sandboxd")
+	src, err := dockerStart(ctx, eng, image, "bothy")
 	if src != "" {
 		defer eng.Remove(context.WithoutCancel(ctx), src)
 	}
@@ -89,14 +89,14 @@ func dockerFork(ctx context.Context, eng *docker.Docker, image string, n int) ([
 	if code, err := eng.DockerExec(ctx, src, []string{"sh", "-c", "mkdir -p /data && head -c 100000000 /dev/urandom > /data/blob"}); err != nil || code != 0 {
 		return nil, fmt.Errorf("write 100 MB: %v, exit %d", err, code)
 	}
-	const ref = "sandboxd-bench/fork:latest"
+	const ref = "bothy-bench/fork:latest"
 	var out []time.Duration
 	for range 3 {
 		t0 := time.Now()
-		if _, err := eng.Commit(ctx, src, ref, map[string]string{"sandboxd.bench": "baseline"}); err != nil {
+		if _, err := eng.Commit(ctx, src, ref, map[string]string{"bothy.bench": "baseline"}); err != nil {
 			return nil, err
 		}
-		made, _, err := concurrently(n, 2, func() (string, error) { return dockerStart(ctx, eng, ref, "sandboxd") })
+		made, _, err := concurrently(n, 2, func() (string, error) { return dockerStart(ctx, eng, ref, "bothy") })
 		d := time.Since(t0)
 		for _, id := range made {
 			_ = eng.Remove(context.WithoutCancel(ctx), id)

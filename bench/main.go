@@ -1,12 +1,12 @@
-// Command bench measures sandboxd beside plain Docker on this machine, in one
+// Command bench measures bothy beside plain Docker on this machine, in one
 // run, and prints each figure with its baseline and the ratio between them:
 //
-//   - exec `true` through sandboxd's REST API vs `docker exec` through the
+//   - exec `true` through bothy's REST API vs `docker exec` through the
 //     Engine API, in the same container;
 //   - create sandbox -> first exec (cold: no warm pool) vs docker create+start
 //     of the same image.
 //
-// It starts the sandboxd binary it is given on a free loopback port with a
+// It starts the bothy binary it is given on a free loopback port with a
 // scratch data directory, and removes everything it made.
 package main
 
@@ -26,21 +26,21 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/runtime"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 func main() {
-	bin := flag.String("sandboxd", "bin/sandboxd", "sandboxd binary")
-	agentBin := flag.String("agent", "bin/sandbox-agent", "sandbox-agent binary")
-	image := flag.String("image", "sandboxd/base:latest", "image both sides run")
-	execN := flag.Int("exec-n", 2000, "execs through sandboxd")
+	bin := flag.String("bothyd", "bin/bothyd", "bothyd binary")
+	agentBin := flag.String("agent", "bin/bothy-agent", "bothy-agent binary")
+	image := flag.String("image", "bothy/base:latest", "image both sides run")
+	execN := flag.Int("exec-n", 2000, "execs through bothy")
 	dockerN := flag.Int("docker-exec-n", 100, "execs through docker")
 	createN := flag.Int("create-n", 10, "cold creates on each side")
-	echoN := flag.Int("echo-n", 1000, "keystroke round trips through sandboxd (a tenth as many through docker)")
-	fileN := flag.Int("file-n", 100, "1 MiB write+read pairs through sandboxd (a quarter as many through docker)")
-	flag.IntVar(&runN, "run-n", 1000, "dynamic runs and app invokes through sandboxd")
+	echoN := flag.Int("echo-n", 1000, "keystroke round trips through bothy (a tenth as many through docker)")
+	fileN := flag.Int("file-n", 100, "1 MiB write+read pairs through bothy (a quarter as many through docker)")
+	flag.IntVar(&runN, "run-n", 1000, "dynamic runs and app invokes through bothy")
 	flag.IntVar(&dockerRunN, "docker-run-n", 10, "docker run --rm of the same snippets")
 	flag.IntVar(&poolN, "pool-n", 40, "creates served by the warm sandbox pool")
 	flag.IntVar(&densityN, "density-n", 500, "idle sandboxes to hold at once")
@@ -52,7 +52,7 @@ func main() {
 	}
 }
 
-// benchKey is the admin key of the sandboxd the benchmark starts.
+// benchKey is the admin key of the bothy the benchmark starts.
 const benchKey = "bench-admin-key-0123456789abcdef"
 
 var (
@@ -69,8 +69,8 @@ type row struct {
 func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int) error {
 	ctx := context.Background()
 	// No warm sandbox pool here: the rows below measure cold creates (the
-	// pool has its own sandboxd, in benchPool).
-	sd, err := startSandboxd(bin, agentBin, image, "--pool-min-idle", "4", "--sandbox-pool", "0")
+	// pool has its own bothy, in benchPool).
+	sd, err := startBothy(bin, agentBin, image, "--pool-min-idle", "4", "--sandbox-pool", "0")
 	if err != nil {
 		return err
 	}
@@ -83,15 +83,15 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	defer eng.Close()
 	info, _ := eng.Info(ctx)
 	header := func() {
-		fmt.Printf("sandboxd benchmark, %s, %d cores, Docker %s (userns remap %v), image %s\n\n",
+		fmt.Printf("bothy benchmark, %s, %d cores, Docker %s (userns remap %v), image %s\n\n",
 			time.Now().UTC().Format("2006-01-02 15:04 UTC"), numCPU(), info.Version, info.UsernsRemap, image)
-		fmt.Println("| operation | n | sandboxd p50 | sandboxd p99 | Docker p50 | Docker p99 | p50 ratio | target |")
+		fmt.Println("| operation | n | bothy p50 | bothy p99 | Docker p50 | Docker p99 | p50 ratio | target |")
 		fmt.Println("|---|---|---|---|---|---|---|---|")
 	}
 	dynamic := func() (dynamicResults, error) {
 		dyn, err := benchDynamic(ctx, c, runN, dockerRunN)
 		if err != nil {
-			return dyn, fmt.Errorf("%w\nsandboxd's log:\n%s", err, sd.logs.String())
+			return dyn, fmt.Errorf("%w\nbothy's log:\n%s", err, sd.logs.String())
 		}
 		return dyn, nil
 	}
@@ -198,7 +198,7 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	}
 	defer c.DeleteSandbox(context.WithoutCancel(ctx), sb.ID)
 
-	// exec `true`: sandboxd REST vs docker exec, same container.
+	// exec `true`: bothy REST vs docker exec, same container.
 	execTrue := api.ExecRequest{Cmd: []string{"true"}}
 	for range 100 { // warm up connections and caches
 		if _, err := c.Exec(ctx, sb.ID, execTrue); err != nil {
@@ -214,7 +214,7 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		}
 		ours = append(ours, time.Since(t0))
 	}
-	cname := "sandboxd-" + sb.ID
+	cname := "bothy-" + sb.ID
 	base := make([]time.Duration, 0, dockerN)
 	for i := range dockerN + 5 {
 		t0 := time.Now()
@@ -248,7 +248,7 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		for _, side := range []struct {
 			network string
 			out     *[]time.Duration
-		}{{"bridge", &createBase}, {"sandboxd", &createSameNet}} {
+		}{{"bridge", &createBase}, {"bothy", &createSameNet}} {
 			d, err := dockerCreateStart(ctx, eng, image, side.network)
 			if err != nil {
 				return err
@@ -398,14 +398,14 @@ func benchPause(ctx context.Context, c *api.Client, eng *docker.Docker, id, cnam
 		}
 		pOurs, rOurs = append(pOurs, t1.Sub(t0)), append(rOurs, time.Since(t1))
 	}
-	// The baseline pauses a plain container of the same image: sandboxd thaws
+	// The baseline pauses a plain container of the same image: bothy thaws
 	// a sandbox container that something else paused behind its back.
 	img, err := eng.Inspect(ctx, cname)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
 	plain, err := eng.Create(ctx, runtime.Spec{Image: img.Image, Entrypoint: []string{"sleep", "infinity"}, Network: "none",
-		Labels: map[string]string{"sandboxd.bench": "baseline"}})
+		Labels: map[string]string{"bothy.bench": "baseline"}})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -464,7 +464,7 @@ func benchSnapshot(ctx context.Context, c *api.Client, eng *docker.Docker, image
 		_ = c.DeleteSnapshot(ctx, sn.ID)
 
 		plain, err := eng.Create(ctx, runtime.Spec{Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "none",
-			Labels: map[string]string{"sandboxd.bench": "baseline"}})
+			Labels: map[string]string{"bothy.bench": "baseline"}})
 		if err != nil {
 			return nil, nil, nil, nil, 0, err
 		}
@@ -475,13 +475,13 @@ func benchSnapshot(ctx context.Context, c *api.Client, eng *docker.Docker, image
 			return nil, nil, nil, nil, 0, fmt.Errorf("docker exec write: %v %d", err, code)
 		}
 		t0 = time.Now()
-		ref := "sandboxd-bench/commit:latest"
+		ref := "bothy-bench/commit:latest"
 		if _, err := eng.Commit(ctx, plain, ref, nil); err != nil {
 			return nil, nil, nil, nil, 0, err
 		}
 		snapBase = append(snapBase, time.Since(t0))
 		// The baseline restore is the first container made from a fresh
-		// commit, as sandboxd's restore is of a fresh snapshot: the engine
+		// commit, as bothy's restore is of a fresh snapshot: the engine
 		// prepares an image's layers for its first container.
 		d, err := dockerCreateStart(ctx, eng, ref, "bridge")
 		if err != nil {
@@ -679,7 +679,7 @@ func dockerCreateStart(ctx context.Context, eng *docker.Docker, image, network s
 func dockerStart(ctx context.Context, eng *docker.Docker, image, network string) (string, error) {
 	return dockerSpecStart(ctx, eng, runtime.Spec{
 		Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: network,
-		Labels: map[string]string{"sandboxd.bench": "baseline"},
+		Labels: map[string]string{"bothy.bench": "baseline"},
 	})
 }
 
@@ -704,7 +704,7 @@ func waitReady(url string, limit time.Duration) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return fmt.Errorf("sandboxd not ready after %s", limit)
+	return fmt.Errorf("bothy not ready after %s", limit)
 }
 
 func pct(d []time.Duration, p int) time.Duration {

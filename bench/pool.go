@@ -6,22 +6,22 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/runtime"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
-// poolSize is the warm pool of the benchmark's second sandboxd.
+// poolSize is the warm pool of the benchmark's second bothy.
 const poolSize = 4
 
 // benchPool measures create -> first exec served by the warm sandbox pool, on
-// a sandboxd of its own that keeps poolSize sandboxes of image warm, beside a
+// a bothy of its own that keeps poolSize sandboxes of image warm, beside a
 // docker create+start on the same isolated network, measured in turn. Each
 // create waits for a full pool first: the figure is a claim's, and the
 // refill that follows it runs before the next create (so that it is not
 // measured into it, as it would not be in a burst the size of the pool).
 func benchPool(ctx context.Context, bin, agentBin, image string, eng *docker.Docker, n int) ([]row, error) {
-	sd, err := startSandboxd(bin, agentBin, image, "--pool-min-idle", "0", "--sandbox-pool", fmt.Sprintf("default:%d", poolSize))
+	sd, err := startBothy(bin, agentBin, image, "--pool-min-idle", "0", "--sandbox-pool", fmt.Sprintf("default:%d", poolSize))
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func benchPool(ctx context.Context, bin, agentBin, image string, eng *docker.Doc
 		created = created[:len(created)-1]
 		// The baseline: a container started on the network sandboxes join.
 		if len(base) < 10 {
-			d, err := dockerCreateStart(ctx, eng, image, "sandboxd")
+			d, err := dockerCreateStart(ctx, eng, image, "bothy")
 			if err != nil {
 				return nil, err
 			}
@@ -115,7 +115,7 @@ func benchPool(ctx context.Context, bin, agentBin, image string, eng *docker.Doc
 			}
 		}
 		created = created[:0]
-		cids, d, err := concurrently(poolSize, poolSize, func() (string, error) { return dockerStart(ctx, eng, image, "sandboxd") })
+		cids, d, err := concurrently(poolSize, poolSize, func() (string, error) { return dockerStart(ctx, eng, image, "bothy") })
 		for _, id := range cids {
 			_ = eng.Remove(context.WithoutCancel(ctx), id)
 		}

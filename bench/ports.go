@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 // portsResults are the figures of background processes and the port proxy.
@@ -34,7 +34,7 @@ func benchPorts(ctx context.Context, c *api.Client, eng *docker.Docker, n int) (
 		return res, err
 	}
 	defer c.DeleteSandbox(context.WithoutCancel(ctx), sb.ID)
-	cname := "sandboxd-" + sb.ID
+	cname := "bothy-" + sb.ID
 
 	var startOurs, startBase []time.Duration
 	found := errors.New("found")

@@ -1,4 +1,4 @@
-// Package db opens sandboxd's SQLite database (pure Go, WAL) and runs the schema
+// Package db opens bothy's SQLite database (pure Go, WAL) and runs the schema
 // migrations each component declares for its own tables.
 package db
 

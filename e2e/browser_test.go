@@ -16,9 +16,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/web"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/web"
 )
 
 // chromium finds Debian's chromium; under CI its absence fails the test.
@@ -26,7 +26,7 @@ func chromium(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("chromium")
 	if err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("SANDBOXD_REQUIRE_DOCKER") != "" {
+		if os.Getenv("CI") != "" || os.Getenv("BOTHY_REQUIRE_DOCKER") != "" {
 			t.Fatal("chromium is required (scripts/browser.sh installs it)")
 		}
 		t.Skip("no chromium")
@@ -90,7 +90,7 @@ func TestWebUITerminal(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
-		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+		"BOTHY_ADMIN_KEY="+key, "BOTHY_DEFAULT_IMAGE=bothy/busybox")
 
 	ctx, shot := newBrowser(t, browser)
 	type css = chromedp.CSS
@@ -103,8 +103,8 @@ func TestWebUITerminal(t *testing.T) {
 		chromedp.SendKeys(css("#key-input"), key),
 		chromedp.Click(css("#key-save")),
 		chromedp.WaitVisible(css("#create")),
-		chromedp.WaitReady(css(`#create-image option[value="sandboxd/busybox:latest"]`)),
-		chromedp.SetValue(css("#create-image"), "sandboxd/busybox:latest"),
+		chromedp.WaitReady(css(`#create-image option[value="bothy/busybox:latest"]`)),
+		chromedp.SetValue(css("#create-image"), "bothy/busybox:latest"),
 		chromedp.SetValue(css("#create-memory"), "256"),
 		chromedp.Click(css("#create")),
 		chromedp.WaitVisible(css(`#sandboxes tr[data-state="running"] .terminal-btn`)),
@@ -171,7 +171,7 @@ func TestWebUITerminal(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	termCols, err := chromedp.Run(ctx, chromedp.Evaluate[int](`window.sandboxdTerminal ? window.sandboxdTerminal.cols : 0`))
+	termCols, err := chromedp.Run(ctx, chromedp.Evaluate[int](`window.bothyTerminal ? window.bothyTerminal.cols : 0`))
 	if err != nil || termCols == 0 {
 		t.Fatalf("terminal columns: %d %v", termCols, err)
 	}
@@ -216,7 +216,7 @@ func TestWebUITerminal(t *testing.T) {
 	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => {
 		const id = document.querySelector("#sandboxes tr[data-id]").dataset.id;
 		const r = await fetch("/v1/sandboxes/" + id + "/files?path=/root/note.txt",
-			{headers: {Authorization: "Bearer " + localStorage.getItem("sandboxd.key")}});
+			{headers: {Authorization: "Bearer " + localStorage.getItem("bothy.key")}});
 		return await r.text();
 	})()`, chromedp.EvalAwaitPromise))
 	if err != nil || got != "hello-from-the-shell\n" {
@@ -235,7 +235,7 @@ func TestWebUIProcessesAndPorts(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
-		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox", "SANDBOXD_PREVIEW_DOMAIN=localhost")
+		"BOTHY_ADMIN_KEY="+key, "BOTHY_DEFAULT_IMAGE=bothy/busybox", "BOTHY_PREVIEW_DOMAIN=localhost")
 	c := api.NewClient(d.url, key)
 	bg := context.Background()
 	sb, err := c.CreateSandbox(bg, api.CreateSandboxRequest{}, "")
@@ -314,7 +314,7 @@ func TestWebUIProcessesAndPorts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(href, "http://8000-"+sb.ID+".localhost:") || !strings.Contains(href, "sandboxd_token=pt_") {
+	if !strings.HasPrefix(href, "http://8000-"+sb.ID+".localhost:") || !strings.Contains(href, "bothy_token=pt_") {
 		t.Fatalf("the port's link: %q", href)
 	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(href), chromedp.WaitVisible(css("h1"))); err != nil {
@@ -325,7 +325,7 @@ func TestWebUIProcessesAndPorts(t *testing.T) {
 	// The token left the address for an HttpOnly cookie that the page
 	// cannot read.
 	where, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + " " + document.cookie`))
-	if err != nil || strings.Contains(where, "sandboxd_token") || strings.Contains(where, "pt_") {
+	if err != nil || strings.Contains(where, "bothy_token") || strings.Contains(where, "pt_") {
 		t.Fatalf("after the link: %q %v", where, err)
 	}
 	shot("preview.png")
@@ -341,7 +341,7 @@ func TestWebUISnapshots(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
-		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+		"BOTHY_ADMIN_KEY="+key, "BOTHY_DEFAULT_IMAGE=bothy/busybox")
 	c := api.NewClient(d.url, key)
 	bg := context.Background()
 	sb, err := c.CreateSandbox(bg, api.CreateSandboxRequest{}, "")

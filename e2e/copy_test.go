@@ -9,15 +9,15 @@ import (
 	"testing"
 )
 
-// TestCopyInAndOut drives sbx cp, ls and cat with files and directory trees.
+// TestCopyInAndOut drives bothy cp, ls and cat with files and directory trees.
 func TestCopyInAndOut(t *testing.T) {
 	const key = "e2e-copy-key-0123456789abcdef"
 	d, sb := startWithSandbox(t, key)
 	run := func(args ...string) string {
 		t.Helper()
-		out, errOut, code := sbx(t, d.url, key, args...)
+		out, errOut, code := bothy(t, d.url, key, args...)
 		if code != 0 {
-			t.Fatalf("sbx %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+			t.Fatalf("bothy %s: exit %d: %s", strings.Join(args, " "), code, errOut)
 		}
 		return out
 	}
@@ -71,10 +71,10 @@ func TestCopyInAndOut(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(local, "back", "proj", "a.txt")); err != nil || string(b) != "alpha\n" {
 		t.Fatalf("a directory copied into an existing one: %q %v", b, err)
 	}
-	if _, errOut, code := sbx(t, d.url, key, "cp", filepath.Join(local, "src"), sb.ID+":/work/a.txt"); code == 0 || !strings.Contains(errOut, "cannot copy directory") {
+	if _, errOut, code := bothy(t, d.url, key, "cp", filepath.Join(local, "src"), sb.ID+":/work/a.txt"); code == 0 || !strings.Contains(errOut, "cannot copy directory") {
 		t.Fatalf("a directory onto a file: %d %s", code, errOut)
 	}
-	if _, errOut, code := sbx(t, d.url, key, "cat", sb.ID+":/work/nope"); code == 0 || !strings.Contains(errOut, "not_found") {
+	if _, errOut, code := bothy(t, d.url, key, "cat", sb.ID+":/work/nope"); code == 0 || !strings.Contains(errOut, "not_found") {
 		t.Fatalf("cat of a missing file: %d %s", code, errOut)
 	}
 }

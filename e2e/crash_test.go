@@ -13,12 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	sbxruntime "github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
+	sbxruntime "github.com/bothy/bothy/runtime"
 )
 
-// TestKillMidWayLosesNothing: sandboxd killed with SIGKILL in the middle
+// TestKillMidWayLosesNothing: bothy killed with SIGKILL in the middle
 // of a whole restore, and in the middle of an archive upload, leaves the
 // sandbox whole: after a restart it is either as it was or as the snapshot
 // was, on one container, and an upload cut short leaves its directory as
@@ -29,8 +29,8 @@ func TestKillMidWayLosesNothing(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	env := []string{"SANDBOXD_ADMIN_KEY=" + key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox",
-		"SANDBOXD_ORPHAN_GRACE=1s", "SANDBOXD_RECONCILE_EVERY=1s"}
+	env := []string{"BOTHY_ADMIN_KEY=" + key, "BOTHY_DEFAULT_IMAGE=bothy/busybox",
+		"BOTHY_ORPHAN_GRACE=1s", "BOTHY_RECONCILE_EVERY=1s"}
 	d := startDaemon(t, listen, data, env...)
 	c := api.NewClient(d.url, key)
 	ctx := context.Background()
@@ -109,7 +109,7 @@ func TestKillMidWayLosesNothing(t *testing.T) {
 	got := sh("cat /data/keep; ls /data")
 	switch got {
 	case "v1\nkeep\n":
-		t.Logf("the restore was done when sandboxd died")
+		t.Logf("the restore was done when bothy died")
 	case "v2\nextra\nkeep\n":
 		t.Logf("the restore was undone")
 	default:

@@ -1,4 +1,4 @@
-// Package e2e tests the built binaries as a user runs them: sandboxd serving on
-// a port, sbx calling it, sandboxes on the real engine, sandboxd killed and
+// Package e2e tests the built binaries as a user runs them: bothy serving on
+// a port, bothy calling it, sandboxes on the real engine, bothy killed and
 // restarted.
 package e2e

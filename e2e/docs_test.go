@@ -10,7 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // TestAPIDocsPage opens /docs in Chromium: Swagger UI, served from the binary
@@ -21,7 +21,7 @@ func TestAPIDocsPage(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
-		"SANDBOXD_ADMIN_KEY=e2e-docs-key-0123456789abcdefgh", "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+		"BOTHY_ADMIN_KEY=e2e-docs-key-0123456789abcdefgh", "BOTHY_DEFAULT_IMAGE=bothy/busybox")
 
 	res, err := http.Get(d.url + "/openapi.json")
 	if err != nil {
@@ -56,7 +56,7 @@ func TestAPIDocsPage(t *testing.T) {
 		}
 	}
 	title, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector(".info .title")||{}).textContent||""`))
-	if len(title) < len("sandboxd") || title[:len("sandboxd")] != "sandboxd" {
+	if len(title) < len("bothy") || title[:len("bothy")] != "bothy" {
 		t.Errorf("title %q", title)
 	}
 	shot("docs.png")

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // e2bSDK is the folder of E2B's JS SDK and of the test that drives it.
@@ -24,7 +24,7 @@ func e2bSDK(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(repoRoot(), "compat", "e2b", "sdk")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "e2b", "package.json")); err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("SANDBOXD_REQUIRE_DOCKER") != "" {
+		if os.Getenv("CI") != "" || os.Getenv("BOTHY_REQUIRE_DOCKER") != "" {
 			t.Fatal("E2B's SDK is not installed: run make e2b-sdk (scripts/e2b-sdk.sh)")
 		}
 		t.Skip("E2B's SDK is not installed")
@@ -32,7 +32,7 @@ func e2bSDK(t *testing.T) string {
 	return dir
 }
 
-// TestE2BSDK runs E2B's own JS SDK, unchanged and pinned, against sandboxd,
+// TestE2BSDK runs E2B's own JS SDK, unchanged and pinned, against bothy,
 // pointed at it by E2B_API_URL, E2B_SANDBOX_URL and E2B_API_KEY alone: a
 // whole agent session (compat/e2b/sdk/sdk.test.mjs, under node --test).
 func TestE2BSDK(t *testing.T) {
@@ -41,7 +41,7 @@ func TestE2BSDK(t *testing.T) {
 	const key = "e2e-e2b-key-0123456789abcdef0123"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
-	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "SANDBOXD_ADMIN_KEY="+key)
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "BOTHY_ADMIN_KEY="+key)
 	cmd := exec.Command("node", "--test", "--test-reporter=spec", "sdk.test.mjs")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "E2B_API_URL="+d.url, "E2B_SANDBOX_URL="+d.url, "E2B_API_KEY="+key)
@@ -49,7 +49,7 @@ func TestE2BSDK(t *testing.T) {
 	t.Logf("node --test sdk.test.mjs:\n%s", out)
 	if err != nil {
 		logs := d.log()
-		t.Fatalf("E2B's SDK against sandboxd: %v\nthe end of sandboxd's log:\n%s", err, logs[max(0, len(logs)-6000):])
+		t.Fatalf("E2B's SDK against bothy: %v\nthe end of bothy's log:\n%s", err, logs[max(0, len(logs)-6000):])
 	}
 	// The SDK's test killed what it made.
 	list, err := api.NewClient(d.url, key).ListSandboxes(context.Background(), api.ListOptions{})
@@ -67,7 +67,7 @@ func TestE2BHostileRequests(t *testing.T) {
 	const key = "e2e-e2b-hostile-0123456789abcdef"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
-	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "BOTHY_ADMIN_KEY="+key, "BOTHY_DEFAULT_IMAGE=bothy/busybox")
 	ctx := context.Background()
 	other, err := api.NewClient(d.url, key).CreateKey(ctx, api.CreateKeyRequest{Name: "other"})
 	if err != nil {
@@ -130,7 +130,7 @@ func TestE2BHostileRequests(t *testing.T) {
 		code               string
 	}{
 		{"control plane without a key", "GET", "/v2/sandboxes", nil, nil, 401, "401"},
-		{"control plane with a wrong key", "GET", "/sandboxes/" + mine.SandboxID, map[string]string{"X-API-KEY": "sbx_wrong-0123456789"}, nil, 401, "401"},
+		{"control plane with a wrong key", "GET", "/sandboxes/" + mine.SandboxID, map[string]string{"X-API-KEY": "bothy_wrong-0123456789"}, nil, 401, "401"},
 		{"another key's sandbox: info", "GET", "/sandboxes/" + mine.SandboxID, map[string]string{"X-API-KEY": other.Secret}, nil, 404, "404"},
 		{"another key's sandbox: kill", "DELETE", "/sandboxes/" + mine.SandboxID, map[string]string{"X-API-KEY": other.Secret}, nil, 404, "404"},
 		{"another key's sandbox: connect", "POST", "/v2/sandboxes/" + mine.SandboxID + "/connect", map[string]string{"X-API-KEY": other.Secret}, []byte(`{}`), 404, "404"},

@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/runtime"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 var (
@@ -27,16 +27,16 @@ var (
 	buildErr  error
 )
 
-// binaries builds sandboxd, sbx and the static agent once.
+// binaries builds bothy, bothy and the static agent once.
 func binaries(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "sandboxd-e2e-bin-")
+		binDir, buildErr = os.MkdirTemp("", "bothy-e2e-bin-")
 		if buildErr != nil {
 			return
 		}
-		for _, name := range []string{"sandboxd", "sbx", "sandbox-agent"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), "github.com/sandboxd/sandboxd/cmd/"+name)
+		for _, name := range []string{"bothyd", "bothy", "bothy-agent"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), "github.com/bothy/bothy/cmd/"+name)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("build %s: %v: %s", name, err, out)
@@ -52,7 +52,7 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
-// daemon is one sandboxd process.
+// daemon is one bothy process.
 type daemon struct {
 	cmd    *exec.Cmd
 	url    string
@@ -70,7 +70,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startDaemon runs sandboxd on listen with data, waiting for /readyz.
+// startDaemon runs bothy on listen with data, waiting for /readyz.
 func startDaemon(t *testing.T, listen, data string, env ...string) *daemon {
 	t.Helper()
 	return startDaemonArgs(t, listen, data, nil, env...)
@@ -80,11 +80,11 @@ func startDaemon(t *testing.T, listen, data string, env ...string) *daemon {
 func startDaemonArgs(t *testing.T, listen, data string, args []string, env ...string) *daemon {
 	t.Helper()
 	bin := binaries(t)
-	cmd := exec.Command(filepath.Join(bin, "sandboxd"), append([]string{"--listen", listen, "--data", data,
+	cmd := exec.Command(filepath.Join(bin, "bothyd"), append([]string{"--listen", listen, "--data", data,
 		"--network", network, "--bridge", bridge, "--log-level", "debug"}, args...)...)
 	// No warm runners or sandboxes unless a test asks for them: they cost
 	// every test CPU.
-	cmd.Env = append(append(os.Environ(), "SANDBOXD_POOL_MIN_IDLE=0", "SANDBOXD_SANDBOX_POOL=0"), env...)
+	cmd.Env = append(append(os.Environ(), "BOTHY_POOL_MIN_IDLE=0", "BOTHY_SANDBOX_POOL=0"), env...)
 	d := &daemon{cmd: cmd, stderr: &lockedWriter{}, done: make(chan struct{})}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
@@ -98,7 +98,7 @@ func startDaemonArgs(t *testing.T, listen, data string, args []string, env ...st
 	for {
 		select {
 		case <-d.done:
-			t.Fatalf("sandboxd exited: %s", d.log())
+			t.Fatalf("bothy exited: %s", d.log())
 		default:
 		}
 		resp, err := http.Get(d.url + "/readyz")
@@ -109,7 +109,7 @@ func startDaemonArgs(t *testing.T, listen, data string, args []string, env ...st
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sandboxd not ready: %s", d.log())
+			t.Fatalf("bothy not ready: %s", d.log())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -121,14 +121,14 @@ func (d *daemon) log() string {
 	return d.stderr.w.String()
 }
 
-// stop shuts sandboxd down as an operator does (SIGTERM), so that it removes
+// stop shuts bothy down as an operator does (SIGTERM), so that it removes
 // its runners, those it was still making included; SIGKILL after a minute.
 func (d *daemon) stop(t *testing.T) {
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.done:
 	case <-time.After(time.Minute):
-		t.Errorf("sandboxd did not stop within a minute of SIGTERM: %s", d.log())
+		t.Errorf("bothy did not stop within a minute of SIGTERM: %s", d.log())
 		d.kill()
 	}
 }
@@ -150,17 +150,17 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// sbx runs the CLI and returns stdout, stderr and its exit code.
-func sbx(t *testing.T, url, key string, args ...string) (string, string, int) {
+// bothy runs the CLI and returns stdout, stderr and its exit code.
+func bothy(t *testing.T, url, key string, args ...string) (string, string, int) {
 	t.Helper()
 	return sbxIn(t, url, key, "", args...)
 }
 
-// sbxIn runs sbx as sbx does, with stdin as its standard input.
+// sbxIn runs bothy as bothy does, with stdin as its standard input.
 func sbxIn(t *testing.T, url, key, stdin string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binaries(t), "sbx"), args...)
-	cmd.Env = append(os.Environ(), "SANDBOXD_URL="+url, "SANDBOXD_KEY="+key)
+	cmd := exec.Command(filepath.Join(binaries(t), "bothy"), args...)
+	cmd.Env = append(os.Environ(), "BOTHY_URL="+url, "BOTHY_KEY="+key)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -174,7 +174,7 @@ func sbxIn(t *testing.T, url, key, stdin string, args ...string) (string, string
 	return out.String(), errb.String(), code
 }
 
-// The suite's network, which the sandboxes of every sandboxd it starts join.
+// The suite's network, which the sandboxes of every bothy it starts join.
 var network, bridge = testenv.Network("test")
 
 // TestMain fails the run when a test leaves a container, image or network of
@@ -187,7 +187,7 @@ func removeInstance(t *testing.T, data string) {
 	}
 }
 
-// readInstance reads the instance ID of the sandboxd whose data directory is
+// readInstance reads the instance ID of the bothy whose data directory is
 // data.
 func readInstance(data string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(data, "instance"))
@@ -218,51 +218,51 @@ func TestUserJourney(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	// Listen on every address, so that the firewall, not the bind address,
-	// is what keeps sandboxes away from sandboxd's port.
+	// is what keeps sandboxes away from bothy's port.
 	port := freePort(t)
 	listen := fmt.Sprintf("0.0.0.0:%d", port)
-	d := startDaemon(t, listen, data, "SANDBOXD_ADMIN_KEY="+key)
+	d := startDaemon(t, listen, data, "BOTHY_ADMIN_KEY="+key)
 
-	out, errOut, code := sbx(t, d.url, key, "create", "--label", "suite=e2e")
+	out, errOut, code := bothy(t, d.url, key, "create", "--label", "suite=e2e")
 	if code != 0 {
-		t.Fatalf("sbx create: %d %s", code, errOut)
+		t.Fatalf("bothy create: %d %s", code, errOut)
 	}
 	id := strings.TrimSpace(out)
-	if out, _, code := sbx(t, d.url, key, "exec", id, "--", "python3", "-c", "print(6*7)"); code != 0 || out != "42\n" {
+	if out, _, code := bothy(t, d.url, key, "exec", id, "--", "python3", "-c", "print(6*7)"); code != 0 || out != "42\n" {
 		t.Fatalf("python: %d %q", code, out)
 	}
-	if _, _, code := sbx(t, d.url, key, "exec", id, "--", "sh", "-c", "exit 3"); code != 3 {
+	if _, _, code := bothy(t, d.url, key, "exec", id, "--", "sh", "-c", "exit 3"); code != 3 {
 		t.Fatalf("exit code %d, want 3", code)
 	}
-	if _, _, code := sbx(t, d.url, key, "exec", id, "--", "sh", "-c", "echo kept > /root/note"); code != 0 {
+	if _, _, code := bothy(t, d.url, key, "exec", id, "--", "sh", "-c", "echo kept > /root/note"); code != 0 {
 		t.Fatal("write file")
 	}
 
 	// Stop and start keep the file.
-	if _, e, code := sbx(t, d.url, key, "stop", id); code != 0 {
+	if _, e, code := bothy(t, d.url, key, "stop", id); code != 0 {
 		t.Fatalf("stop: %s", e)
 	}
-	if out, _, _ := sbx(t, d.url, key, "inspect", id); !strings.Contains(out, `"state": "stopped"`) {
+	if out, _, _ := bothy(t, d.url, key, "inspect", id); !strings.Contains(out, `"state": "stopped"`) {
 		t.Fatalf("not stopped: %s", out)
 	}
-	if _, e, code := sbx(t, d.url, key, "start", id); code != 0 {
+	if _, e, code := bothy(t, d.url, key, "start", id); code != 0 {
 		t.Fatalf("start: %s", e)
 	}
-	if out, _, _ := sbx(t, d.url, key, "exec", id, "--", "cat", "/root/note"); out != "kept\n" {
+	if out, _, _ := bothy(t, d.url, key, "exec", id, "--", "cat", "/root/note"); out != "kept\n" {
 		t.Fatalf("after stop/start: %q", out)
 	}
 
 	// kill -9 and restart: the sandbox is still listed and still works.
 	d.kill()
-	d = startDaemon(t, listen, data, "SANDBOXD_ADMIN_KEY="+key)
-	if out, _, _ := sbx(t, d.url, key, "ls"); !strings.Contains(out, id) || !strings.Contains(out, "running") {
+	d = startDaemon(t, listen, data, "BOTHY_ADMIN_KEY="+key)
+	if out, _, _ := bothy(t, d.url, key, "ls"); !strings.Contains(out, id) || !strings.Contains(out, "running") {
 		t.Fatalf("after restart, ls: %s", out)
 	}
-	if out, e, code := sbx(t, d.url, key, "exec", id, "--", "cat", "/root/note"); code != 0 || out != "kept\n" {
+	if out, e, code := bothy(t, d.url, key, "exec", id, "--", "cat", "/root/note"); code != 0 || out != "kept\n" {
 		t.Fatalf("after restart: %d %q %s", code, out, e)
 	}
 
-	// Isolation: neither sandboxd's port on the host, nor the metadata address,
+	// Isolation: neither bothy's port on the host, nor the metadata address,
 	// nor another sandbox is reachable from inside.
 	c := api.NewClient(d.url, key)
 	ctx := context.Background()
@@ -305,15 +305,15 @@ func TestUserJourney(t *testing.T) {
 			t.Errorf("%s reachable from a sandbox: exit %d, status %q", u, res.ExitCode, res.Stdout)
 		}
 	}
-	// ...and the host reaches sandboxd's port on that same address, so the
+	// ...and the host reaches bothy's port on that same address, so the
 	// refusals above are the firewall's doing.
 	resp, err := http.Get(fmt.Sprintf("http://%s:%d/healthz", hostIP(t), port))
 	if err != nil {
-		t.Fatalf("host cannot reach its own sandboxd: %v", err)
+		t.Fatalf("host cannot reach its own bothy: %v", err)
 	}
 	resp.Body.Close()
 
-	if _, e, code := sbx(t, d.url, key, "rm", id, other.ID); code != 0 {
+	if _, e, code := bothy(t, d.url, key, "rm", id, other.ID); code != 0 {
 		t.Fatalf("rm: %s", e)
 	}
 }
@@ -333,35 +333,35 @@ func hostIP(t *testing.T) string {
 	return ""
 }
 
-// TestAdminKeyPrintedOnce: with no SANDBOXD_ADMIN_KEY, the first start makes an
+// TestAdminKeyPrintedOnce: with no BOTHY_ADMIN_KEY, the first start makes an
 // admin key and prints it; the next start does not.
 func TestAdminKeyPrintedOnce(t *testing.T) {
 	testenv.Docker(t)
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	env := []string{"SANDBOXD_ADMIN_KEY=", "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox"}
+	env := []string{"BOTHY_ADMIN_KEY=", "BOTHY_DEFAULT_IMAGE=bothy/busybox"}
 	d := startDaemon(t, listen, data, env...)
 	log := d.log()
-	i := strings.Index(log, "SANDBOXD_KEY=sbx_")
+	i := strings.Index(log, "BOTHY_KEY=bothy_")
 	if i < 0 {
 		t.Fatalf("no key printed: %s", log)
 	}
-	key := strings.Fields(log[i+len("SANDBOXD_KEY="):])[0]
-	if out, e, code := sbx(t, d.url, key, "key", "ls"); code != 0 || !strings.Contains(out, "admin") {
+	key := strings.Fields(log[i+len("BOTHY_KEY="):])[0]
+	if out, e, code := bothy(t, d.url, key, "key", "ls"); code != 0 || !strings.Contains(out, "admin") {
 		t.Fatalf("key ls: %d %s %s", code, out, e)
 	}
 	d.kill()
 	d = startDaemon(t, listen, data, env...)
-	if strings.Contains(d.log(), "sbx_") {
+	if strings.Contains(d.log(), "bothy_") {
 		t.Fatal("admin key printed again")
 	}
-	if _, _, code := sbx(t, d.url, "sbx_wrong", "ls"); code != 1 {
+	if _, _, code := bothy(t, d.url, "bothy_wrong", "ls"); code != 1 {
 		t.Fatalf("wrong key exit %d", code)
 	}
 }
 
-// startWithSandbox runs a sandboxd (busybox by default) with an admin key and
+// startWithSandbox runs a bothy (busybox by default) with an admin key and
 // makes one sandbox on it.
 func startWithSandbox(t *testing.T, key string) (*daemon, api.Sandbox) {
 	t.Helper()
@@ -369,7 +369,7 @@ func startWithSandbox(t *testing.T, key string) (*daemon, api.Sandbox) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
-		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+		"BOTHY_ADMIN_KEY="+key, "BOTHY_DEFAULT_IMAGE=bothy/busybox")
 	sb, err := api.NewClient(d.url, key).CreateSandbox(context.Background(), api.CreateSandboxRequest{}, "")
 	if err != nil {
 		t.Fatal(err)

@@ -22,11 +22,11 @@ import (
 	"golang.org/x/sys/unix"
 	_ "modernc.org/sqlite"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
-// hostileRun is one sandboxd under attack and what its routes are filled
+// hostileRun is one bothy under attack and what its routes are filled
 // with: real names (a sandbox, snapshot, app, process, port, key of its
 // own), so that each attack reaches as deep as it can.
 type hostileRun struct {
@@ -40,7 +40,7 @@ type hostileRun struct {
 	keyID   string
 }
 
-// hostileWait bounds every exchange of the attacks: sandboxd answers each
+// hostileWait bounds every exchange of the attacks: bothy answers each
 // at once, or cuts it after --read-idle (2 s here) or its header timeout
 // (10 s).
 const hostileWait = 45 * time.Second
@@ -152,7 +152,7 @@ func (h *hostileRun) head(method, path, host string, hdr []string, extra string)
 	return b.String()
 }
 
-// dial connects to sandboxd with small socket buffers, so that what the
+// dial connects to bothy with small socket buffers, so that what the
 // kernel holds in flight stays small beside the limits measured.
 func (h *hostileRun) dial() net.Conn {
 	h.t.Helper()
@@ -265,7 +265,7 @@ func (h *hostileRun) attack(row api.Route) {
 		want4xx("an undeclared body over the limit", status, body)
 	}
 	if slack := int64(8 << 20); sent > row.BodyLimit+slack {
-		t.Errorf("%s: sandboxd took %d bytes of an undeclared body, more than %d past the limit %d", name, sent, slack, row.BodyLimit)
+		t.Errorf("%s: bothy took %d bytes of an undeclared body, more than %d past the limit %d", name, sent, slack, row.BodyLimit)
 	}
 
 	// Heads out of bounds: refused before routing.
@@ -359,11 +359,11 @@ type stalled struct {
 	conn net.Conn
 }
 
-// storeDump is every row of sandboxd's database but the meters (request
+// storeDump is every row of bothy's database but the meters (request
 // log, hourly usage) and the sandboxes' last activity, as sorted text.
 func storeDump(t *testing.T, data string) []string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "sandboxd.db")+"?mode=ro&_pragma=busy_timeout(10000)")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "bothy.db")+"?mode=ro&_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,14 +415,14 @@ func storeDump(t *testing.T, data string) []string {
 }
 
 // TestEveryRouteRefusesHostileInput takes the route table from the running
-// sandboxd (GET /v1/routes: every front door, so a new route joins on its
-// own) and sends each route, with sandboxd in a memory cgroup: a body over
+// bothy (GET /v1/routes: every front door, so a new route joins on its
+// own) and sends each route, with bothy in a memory cgroup: a body over
 // its limit, declared and not; heads out of bounds; absurd methods;
 // malformed JSON; junk where each name goes; and clients that stall inside
 // their head and inside their body. Every answer must be a 4xx (a route
 // that passes requests on to a tenant's code excepted), every stalled
 // client must be cut, the database must be unchanged, the sandbox must hold
-// nothing the attacks sent, and sandboxd's memory must stay bounded and
+// nothing the attacks sent, and bothy's memory must stay bounded and
 // come back.
 func TestEveryRouteRefusesHostileInput(t *testing.T) {
 	testenv.Docker(t)
@@ -433,7 +433,7 @@ func TestEveryRouteRefusesHostileInput(t *testing.T) {
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	d := startDaemonArgs(t, listen, data, []string{"--read-idle", "2s", "--write-idle", "2s", "--max-file-bytes", strconv.Itoa(16 << 20)},
-		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_PREVIEW_DOMAIN="+preview, "SANDBOXD_METRICS_LISTEN="+metrics)
+		"BOTHY_ADMIN_KEY="+key, "BOTHY_PREVIEW_DOMAIN="+preview, "BOTHY_METRICS_LISTEN="+metrics)
 	peak, _ := memoryCgroupUsage(t, d, 1<<30)
 	ctx := context.Background()
 	c := api.NewClient(d.url, key)
@@ -510,7 +510,7 @@ func TestEveryRouteRefusesHostileInput(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer sc.conn.Close()
-			// Read what sandboxd answers until it closes the connection;
+			// Read what bothy answers until it closes the connection;
 			// the deadline (hostileWait) fails a connection left open.
 			if _, err := io.Copy(io.Discard, sc.conn); err != nil {
 				if ne, ok := err.(net.Error); ok && ne.Timeout() {
@@ -526,12 +526,12 @@ func TestEveryRouteRefusesHostileInput(t *testing.T) {
 
 	select {
 	case <-d.done:
-		t.Fatalf("sandboxd died: %s", d.log())
+		t.Fatalf("bothy died: %s", d.log())
 	default:
 	}
 	after := settled(t, func() int64 { return heldBytes(t, metrics) })
 	if grew := after - base; grew > 16<<20 {
-		t.Errorf("sandboxd holds %d bytes more after the attacks", grew)
+		t.Errorf("bothy holds %d bytes more after the attacks", grew)
 	}
 	if got := storeDump(t, data); strings.Join(got, "\n") != strings.Join(before, "\n") {
 		t.Errorf("the attacks changed the database:\nbefore:\n%s\nafter:\n%s", strings.Join(before, "\n"), strings.Join(got, "\n"))
@@ -540,6 +540,6 @@ func TestEveryRouteRefusesHostileInput(t *testing.T) {
 	if err != nil || strings.TrimSpace(res.Stdout) != "cat-lives" {
 		t.Errorf("the sandbox after the attacks: %+v %v", res, err)
 	}
-	t.Logf("%d routes attacked; %d stalled clients held %d KiB in all; sandboxd's memory cgroup peaked at %d MiB; its heap and stacks %d KiB before, %d KiB after",
+	t.Logf("%d routes attacked; %d stalled clients held %d KiB in all; bothy's memory cgroup peaked at %d MiB; its heap and stacks %d KiB before, %d KiB after",
 		len(table.Routes), len(conns), held>>10, peak()>>20, base>>10, after>>10)
 }

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
-// TestContainerImage builds sandboxd's own image from the repository's
-// Dockerfile, runs sandboxd in it against the host's engine as docs/image.md
+// TestContainerImage builds bothy's own image from the repository's
+// Dockerfile, runs bothy in it against the host's engine as docs/image.md
 // says, and uses it: create a sandbox, run a command in it, delete it.
 func TestContainerImage(t *testing.T) {
 	if testing.Short() {
@@ -32,9 +32,9 @@ func TestContainerImage(t *testing.T) {
 		return strings.TrimSpace(string(out))
 	}
 
-	// The image starts from the base image sandboxd builds (make image does
+	// The image starts from the base image bothy builds (make image does
 	// the same).
-	if out, err := exec.Command(filepath.Join(bin, "sandboxd"), "--data", testenv.DataDir(t), "--build-image", "sandboxd/base").CombinedOutput(); err != nil {
+	if out, err := exec.Command(filepath.Join(bin, "bothyd"), "--data", testenv.DataDir(t), "--build-image", "bothy/base").CombinedOutput(); err != nil {
 		t.Fatalf("build the base image: %v\n%s", err, out)
 	}
 	buildDir := t.TempDir()
@@ -48,7 +48,7 @@ func TestContainerImage(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(buildDir, "Dockerfile"), dockerfile, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"sandboxd", "sandbox-agent"} {
+	for _, name := range []string{"bothyd", "bothy-agent"} {
 		b, err := os.ReadFile(filepath.Join(bin, name))
 		if err != nil {
 			t.Fatal(err)
@@ -57,14 +57,14 @@ func TestContainerImage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tag := fmt.Sprintf("sandboxd/sandboxd:e2e-%d", time.Now().UnixNano())
+	tag := fmt.Sprintf("bothy/bothy:e2e-%d", time.Now().UnixNano())
 	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", tag).Run() })
 	docker("build", "-q", "-t", tag, buildDir)
 	size := docker("image", "inspect", "-f", "{{.Size}}", tag)
 	t.Logf("image %s: %s bytes", tag, size)
 
 	// The data directory is mounted at the same path in the container as
-	// on the host: sandboxd asks the engine to bind-mount paths under it
+	// on the host: bothy asks the engine to bind-mount paths under it
 	// (agent sockets, the agent binary) into sandboxes, and the engine
 	// resolves them on the host.
 	data := testenv.DataDir(t)
@@ -75,15 +75,15 @@ func TestContainerImage(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := exec.Command("docker", "logs", name).CombinedOutput()
-			t.Logf("sandboxd in its container:\n%s", out)
+			t.Logf("bothy in its container:\n%s", out)
 		}
 		_ = exec.Command("docker", "stop", "-t", "60", name).Run()
 		_ = exec.Command("docker", "rm", "-f", name).Run()
 	})
 	docker("run", "-d", "--name", name, "--userns=host", "--network=host", "--cap-add=NET_ADMIN",
 		"-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", data+":"+data,
-		"-e", "SANDBOXD_ADMIN_KEY="+key, "-e", "SANDBOXD_POOL_MIN_IDLE=0",
-		tag, "--listen", listen, "--data", data, "--network", network, "--bridge", bridge, "--default-image", "sandboxd/busybox")
+		"-e", "BOTHY_ADMIN_KEY="+key, "-e", "BOTHY_POOL_MIN_IDLE=0",
+		tag, "--listen", listen, "--data", data, "--network", network, "--bridge", bridge, "--default-image", "bothy/busybox")
 
 	c := api.NewClient("http://"+listen, key)
 	ctx := context.Background()
@@ -93,7 +93,7 @@ func TestContainerImage(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sandboxd in its container is not ready: %+v %v", ready, err)
+			t.Fatalf("bothy in its container is not ready: %+v %v", ready, err)
 		}
 	}
 	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")

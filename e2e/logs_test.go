@@ -10,16 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // TestHundredMegabytesOfOutput: a background process prints 100 MB while
-// four clients follow its log through sandboxd, one of them slowly. Each
+// four clients follow its log through bothy, one of them slowly. Each
 // follower sees the output as one unbroken run of offsets, where a gap
 // record stands for what it fell too far behind to get; a reader from 0
 // after the end gets a gap first (the agent keeps the last 8 MiB); and
-// sandboxd's resident memory does not grow with the output: three rounds
+// bothy's resident memory does not grow with the output: three rounds
 // of it leave the same peak as one.
 func TestHundredMegabytesOfOutput(t *testing.T) {
 	testenv.Docker(t)
@@ -27,11 +27,11 @@ func TestHundredMegabytesOfOutput(t *testing.T) {
 	const total = 100 << 20 // bytes of output in each round
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
-	// GOGC=100: the peak then follows what sandboxd holds, not the garbage
+	// GOGC=100: the peak then follows what bothy holds, not the garbage
 	// that its default GC target lets build up between collections.
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
-		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox", "GOGC=100")
-	// The peak of sandboxd's resident memory (VmHWM), after each round.
+		"BOTHY_ADMIN_KEY="+key, "BOTHY_DEFAULT_IMAGE=bothy/busybox", "GOGC=100")
+	// The peak of bothy's resident memory (VmHWM), after each round.
 	var peaks []int64
 	ctx := context.Background()
 	c := api.NewClient(d.url, key)
@@ -43,12 +43,12 @@ func TestHundredMegabytesOfOutput(t *testing.T) {
 		followHundredMegabytes(t, c, sb.ID, total)
 		peaks = append(peaks, peakRSS(t, d.cmd.Process.Pid))
 	}
-	t.Logf("sandboxd's peak RSS after each 100 MB sent to 4 followers: %d, %d, %d MiB", peaks[0]>>20, peaks[1]>>20, peaks[2]>>20)
-	// Rounds 2 and 3 send 800 MB: a sandboxd that held a tenth of what it
+	t.Logf("bothy's peak RSS after each 100 MB sent to 4 followers: %d, %d, %d MiB", peaks[0]>>20, peaks[1]>>20, peaks[2]>>20)
+	// Rounds 2 and 3 send 800 MB: a bothy that held a tenth of what it
 	// sent would grow by 80 MB. What moves the peak here is the collector's
 	// pacing.
 	if peaks[2]-peaks[0] > 64<<20 || peaks[2] > 256<<20 {
-		t.Fatalf("sandboxd's memory grew with the output: peak RSS %d, %d, %d MiB", peaks[0]>>20, peaks[1]>>20, peaks[2]>>20)
+		t.Fatalf("bothy's memory grew with the output: peak RSS %d, %d, %d MiB", peaks[0]>>20, peaks[1]>>20, peaks[2]>>20)
 	}
 }
 

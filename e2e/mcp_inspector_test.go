@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // TestMCPInspector drives /mcp with the MCP Inspector's CLI (from npm, pinned
@@ -23,7 +23,7 @@ func TestMCPInspector(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(cli); err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("SANDBOXD_REQUIRE_DOCKER") != "" {
+		if os.Getenv("CI") != "" || os.Getenv("BOTHY_REQUIRE_DOCKER") != "" {
 			t.Fatal("the MCP Inspector is not installed: run make mcp-inspector")
 		}
 		t.Skip("the MCP Inspector is not installed (make mcp-inspector)")
@@ -32,7 +32,7 @@ func TestMCPInspector(t *testing.T) {
 	const key = "e2e-inspector-key-0123456789abcd"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
-	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "SANDBOXD_ADMIN_KEY="+key)
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "BOTHY_ADMIN_KEY="+key)
 	home := t.TempDir() // the Inspector keeps a catalog under $HOME
 
 	inspect := func(withKey bool, args ...string) (map[string]any, string, error) {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // bearer adds an API key to every request of an MCP client.
@@ -34,7 +34,7 @@ func TestMCP(t *testing.T) {
 	const key = "e2e-mcp-key-0123456789abcdef0123"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
-	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "SANDBOXD_ADMIN_KEY="+key)
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "BOTHY_ADMIN_KEY="+key)
 	ctx := context.Background()
 
 	resp, err := http.Post(d.url+"/mcp", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
@@ -46,7 +46,7 @@ func TestMCP(t *testing.T) {
 		t.Fatalf("MCP without a key: %d", resp.StatusCode)
 	}
 
-	client := mcp.NewClient(&mcp.Implementation{Name: "sandboxd-e2e", Version: "1"}, nil)
+	client := mcp.NewClient(&mcp.Implementation{Name: "bothy-e2e", Version: "1"}, nil)
 	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: d.url + "/mcp",
 		HTTPClient: &http.Client{Transport: bearer{key, http.DefaultTransport}}}, nil)
 	if err != nil {

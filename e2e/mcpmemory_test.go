@@ -13,13 +13,13 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // TestMCPOutputIsBudgetedLikeREST: 20 concurrent MCP exec calls whose
 // command writes 1 MiB to stdout and 1 MiB (of NUL bytes) to stderr use no
-// more of sandboxd's memory than the same 20 commands through REST: an MCP
+// more of bothy's memory than the same 20 commands through REST: an MCP
 // answer comes out of the same output budget, and is encoded once. A
 // JSON-RPC batch is refused: one small request may not ask for any number
 // of answers.
@@ -28,12 +28,12 @@ func TestMCPOutputIsBudgetedLikeREST(t *testing.T) {
 	const key = "e2e-mcp-memory-key-0123456789abcd"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
-	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "SANDBOXD_ADMIN_KEY="+key,
-		"SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "BOTHY_ADMIN_KEY="+key,
+		"BOTHY_DEFAULT_IMAGE=bothy/busybox")
 	peak, _ := memoryCgroupUsage(t, d, 2<<30)
 	resetPeak := func() {
 		t.Helper()
-		p := filepath.Join("/sys/fs/cgroup/memory", fmt.Sprintf("sandboxd-e2e-%d", d.cmd.Process.Pid), "memory.max_usage_in_bytes")
+		p := filepath.Join("/sys/fs/cgroup/memory", fmt.Sprintf("bothy-e2e-%d", d.cmd.Process.Pid), "memory.max_usage_in_bytes")
 		if err := os.WriteFile(p, []byte("0"), 0o644); err != nil {
 			t.Skipf("no cgroup v1 peak to reset here: %v", err)
 		}
@@ -83,7 +83,7 @@ func TestMCPOutputIsBudgetedLikeREST(t *testing.T) {
 		}
 		wg.Wait()
 		grew := peak() - base
-		t.Logf("%s: 20 concurrent calls of 2 x 1 MiB of output: sandboxd's memory peaked %d MiB over its start", what, grew>>20)
+		t.Logf("%s: 20 concurrent calls of 2 x 1 MiB of output: bothy's memory peaked %d MiB over its start", what, grew>>20)
 		return grew
 	}
 	rest := run("REST", func(int) {

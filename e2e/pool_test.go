@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/runtime"
 )
 
 // sandboxPool waits, up to two minutes, until the daemon's first sandbox pool
@@ -44,7 +44,7 @@ func TestSandboxPool(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
-		"SANDBOXD_ADMIN_KEY="+keyA, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox", "SANDBOXD_SANDBOX_POOL=default:2")
+		"BOTHY_ADMIN_KEY="+keyA, "BOTHY_DEFAULT_IMAGE=bothy/busybox", "BOTHY_SANDBOX_POOL=default:2")
 	ctx := context.Background()
 	a := api.NewClient(d.url, keyA)
 	kb, err := a.CreateKey(ctx, api.CreateKeyRequest{Name: "b"})
@@ -52,7 +52,7 @@ func TestSandboxPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := api.NewClient(d.url, kb.Secret)
-	sandboxPool(t, a, "full", func(p api.SandboxPool) bool { return p.Ready == 2 && p.Image == "sandboxd/busybox" })
+	sandboxPool(t, a, "full", func(p api.SandboxPool) bool { return p.Ready == 2 && p.Image == "bothy/busybox" })
 	if r, err := a.Ready(ctx); err != nil || !r.SandboxPoolsWarm {
 		t.Fatalf("readyz with a full pool: %+v %v", r, err)
 	}
@@ -110,9 +110,9 @@ func TestSandboxPool(t *testing.T) {
 	}
 }
 
-// TestSandboxPoolSurvivesSIGKILL kills sandboxd with SIGKILL while creates
+// TestSandboxPoolSurvivesSIGKILL kills bothy with SIGKILL while creates
 // are claiming from a full pool, restarts it, and checks the engine against
-// what sandboxd says: every container is a sandbox of its caller or a pooled
+// what bothy says: every container is a sandbox of its caller or a pooled
 // one, none is both or lost, and the pool refills.
 func TestSandboxPoolSurvivesSIGKILL(t *testing.T) {
 	testenv.Docker(t)
@@ -120,14 +120,14 @@ func TestSandboxPoolSurvivesSIGKILL(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	env := []string{"SANDBOXD_ADMIN_KEY=" + key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox", "SANDBOXD_SANDBOX_POOL=default:3"}
+	env := []string{"BOTHY_ADMIN_KEY=" + key, "BOTHY_DEFAULT_IMAGE=bothy/busybox", "BOTHY_SANDBOX_POOL=default:3"}
 	d := startDaemon(t, listen, data, env...)
 	c := api.NewClient(d.url, key)
 	ctx := context.Background()
 	sandboxPool(t, c, "full", func(p api.SandboxPool) bool { return p.Ready == 3 })
 
 	// Creates in flight, some claiming, some cold once the pool is empty,
-	// when sandboxd dies.
+	// when bothy dies.
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var answered []string
@@ -147,10 +147,10 @@ func TestSandboxPoolSurvivesSIGKILL(t *testing.T) {
 	d.kill()
 	wg.Wait()
 
-	// A create the engine was still carrying out when sandboxd died leaves
+	// A create the engine was still carrying out when bothy died leaves
 	// a container made after the restart's reconcile: an orphan, removed
 	// once older than the grace (shortened here to keep the test short).
-	d = startDaemon(t, listen, data, append(env, "SANDBOXD_ORPHAN_GRACE=3s", "SANDBOXD_RECONCILE_EVERY=1s")...)
+	d = startDaemon(t, listen, data, append(env, "BOTHY_ORPHAN_GRACE=3s", "BOTHY_RECONCILE_EVERY=1s")...)
 	c = api.NewClient(d.url, key)
 	pool := sandboxPool(t, c, "refilled", func(p api.SandboxPool) bool { return p.Ready == 3 })
 
@@ -211,6 +211,34 @@ func TestSandboxPoolSurvivesSIGKILL(t *testing.T) {
 	if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: "echo ok"}); err != nil || res.Stdout != "ok\n" {
 		t.Fatalf("exec in it: %+v %v", res, err)
 	}
+	ids[sb.ID] = true
+
+	// Restarted without pools, bothy deletes the pooled sandboxes on start
+	// and keeps every owned one.
+	d.stop(t)
+	d = startDaemon(t, listen, data, append(env[:2:2], "BOTHY_SANDBOX_POOL=0")...)
+	c = api.NewClient(d.url, key)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		cs, err := testenv.Docker(t).List(ctx, map[string]string{runtime.LabelInstance: instance, runtime.LabelKind: runtime.KindSandbox})
+		if err != nil {
+			t.Fatal(err)
+		}
+		left := 0
+		for _, ct := range cs {
+			if !ids[ct.Labels[runtime.LabelID]] {
+				left++
+			}
+		}
+		if left == 0 && len(cs) == len(ids) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("without pools: %d containers, %d of them pooled, for %d owned sandboxes", len(cs), left, len(ids))
+		}
+	}
+	if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: "echo ok"}); err != nil || res.Stdout != "ok\n" {
+		t.Fatalf("an owned sandbox without pools: %+v %v", res, err)
+	}
 }
 
 // TestSandboxPoolBadImage: a pool whose sandboxes cannot start reports why
@@ -223,7 +251,7 @@ func TestSandboxPoolBadImage(t *testing.T) {
 	// A registry on a loopback port nothing listens on: the pull is refused
 	// at once, and no traffic leaves the machine.
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data,
-		"SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox", "SANDBOXD_SANDBOX_POOL=127.0.0.1:1/sandboxd-missing:2")
+		"BOTHY_ADMIN_KEY="+key, "BOTHY_DEFAULT_IMAGE=bothy/busybox", "BOTHY_SANDBOX_POOL=127.0.0.1:1/bothy-missing:2")
 	c := api.NewClient(d.url, key)
 	first := sandboxPool(t, c, "failing", func(p api.SandboxPool) bool { return p.Failures >= 1 && p.Error != "" })
 	second := sandboxPool(t, c, "failing again", func(p api.SandboxPool) bool { return p.Failures >= first.Failures+1 })

@@ -17,8 +17,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // wsEcho is a WebSocket echo server in Python's standard library: it
@@ -71,7 +71,7 @@ while True:
 // started as a background process, reached through the path form with the
 // API key and through the host form with the port's token (then a cookie),
 // a WebSocket echo server through both, a paused sandbox woken by a request,
-// and the server still listed and serving after sandboxd is killed.
+// and the server still listed and serving after bothy is killed.
 func TestWebServerInSandbox(t *testing.T) {
 	testenv.Docker(t)
 	const key = "e2e-ports-key-0123456789abcdef01"
@@ -79,11 +79,11 @@ func TestWebServerInSandbox(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	env := []string{"SANDBOXD_ADMIN_KEY=" + key, "SANDBOXD_PREVIEW_DOMAIN=" + domain}
+	env := []string{"BOTHY_ADMIN_KEY=" + key, "BOTHY_PREVIEW_DOMAIN=" + domain}
 	d := startDaemon(t, listen, data, env...)
 	ctx := context.Background()
 	c := api.NewClient(d.url, key)
-	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: "sandboxd/base"}, "")
+	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: "bothy/base"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestWebServerInSandbox(t *testing.T) {
 		t.Fatalf("path form listing: %d %q", code, body)
 	}
 
-	// The host form: every request goes to sandboxd, whatever the name.
+	// The host form: every request goes to bothy, whatever the name.
 	p, err := c.ExposePort(ctx, sb.ID, api.ExposePortRequest{Port: 8000})
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func TestWebServerInSandbox(t *testing.T) {
 	if code, body, _ := hostGet(anon, "/"); code != 401 || !strings.Contains(body, `"unauthenticated"`) {
 		t.Fatalf("host form without the token: %d %q", code, body)
 	}
-	if code, _, _ := hostGet(anon, "/?sandboxd_token=pt_wrong"); code != 401 {
+	if code, _, _ := hostGet(anon, "/?bothy_token=pt_wrong"); code != 401 {
 		t.Fatalf("host form with a wrong token: %d", code)
 	}
 	if code, _, _ := hostGet(anon, "/", "Authorization", "Bearer "+key); code != 401 {
@@ -181,7 +181,7 @@ func TestWebServerInSandbox(t *testing.T) {
 	}
 	// A browser's navigation with the token is sent on without it, with a
 	// cookie of that host that then stands for the token.
-	code, body, h := hostGet(browser, "/?sandboxd_token="+p.Token, "Sec-Fetch-Mode", "navigate")
+	code, body, h := hostGet(browser, "/?bothy_token="+p.Token, "Sec-Fetch-Mode", "navigate")
 	if code != 200 || !strings.Contains(body, "hello.txt") {
 		t.Fatalf("host form with the token: %d %q", code, body)
 	}
@@ -189,7 +189,7 @@ func TestWebServerInSandbox(t *testing.T) {
 		t.Fatalf("host form with the cookie: %d %q %v", code, body, h)
 	}
 	cookies := jar.Cookies(mustURL(t, "http://"+host+"/"))
-	if len(cookies) != 1 || cookies[0].Name != "sandboxd_port_token" {
+	if len(cookies) != 1 || cookies[0].Name != "bothy_port_token" {
 		t.Fatalf("cookies: %v", cookies)
 	}
 	if other := jar.Cookies(mustURL(t, fmt.Sprintf("http://8001-%s.%s/", sb.ID, domain))); len(other) != 0 {
@@ -198,7 +198,7 @@ func TestWebServerInSandbox(t *testing.T) {
 	// A client without cookies sends the token in a header; 50 MiB arrive
 	// byte for byte.
 	req, _ := http.NewRequest(http.MethodGet, "http://"+host+"/big", nil)
-	req.Header.Set("X-Sandboxd-Port-Token", p.Token)
+	req.Header.Set("X-Bothy-Port-Token", p.Token)
 	resp, err := anon.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -254,7 +254,7 @@ func TestWebServerInSandbox(t *testing.T) {
 		t.Fatalf("after the request: %+v %v", got, err)
 	}
 
-	// SIGKILL of sandboxd: the server is still listed and serving, through
+	// SIGKILL of bothy: the server is still listed and serving, through
 	// both forms, and its log goes on from where a reader stopped.
 	var before strings.Builder
 	var offset int64

@@ -8,29 +8,29 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
-// TestProcessOutlivesSandboxd: a background process started through sbx
-// keeps running while sandboxd is killed with SIGKILL and restarted; it is
+// TestProcessOutlivesBothy: a background process started through bothy
+// keeps running while bothy is killed with SIGKILL and restarted; it is
 // listed again, and its output resumes from the offset a reader had reached,
 // without loss or duplication.
-func TestProcessOutlivesSandboxd(t *testing.T) {
+func TestProcessOutlivesBothy(t *testing.T) {
 	testenv.Docker(t)
 	const key = "e2e-process-key-0123456789abcdef"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	env := []string{"SANDBOXD_ADMIN_KEY=" + key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox"}
+	env := []string{"BOTHY_ADMIN_KEY=" + key, "BOTHY_DEFAULT_IMAGE=bothy/busybox"}
 	d := startDaemon(t, listen, data, env...)
-	out, errOut, code := sbx(t, d.url, key, "create")
+	out, errOut, code := bothy(t, d.url, key, "create")
 	if code != 0 {
-		t.Fatalf("sbx create: %s", errOut)
+		t.Fatalf("bothy create: %s", errOut)
 	}
 	id := strings.TrimSpace(out)
 	// A counter that prints a numbered line every 50 ms.
-	out, errOut, code = sbx(t, d.url, key, "start-process", "--tag", "counter", "--shell",
+	out, errOut, code = bothy(t, d.url, key, "start-process", "--tag", "counter", "--shell",
 		`i=0; while :; do i=$((i+1)); echo line-$i; sleep 0.05; done`, id)
 	if code != 0 {
 		t.Fatalf("start-process: %s", errOut)
@@ -59,25 +59,25 @@ func TestProcessOutlivesSandboxd(t *testing.T) {
 		}
 	}
 
-	// Without a key, sbx says how to give one; help is not an error.
-	if _, errOut, code := sbx(t, d.url, "", "ls"); code != 1 || !strings.Contains(errOut, "export SANDBOXD_KEY=") {
-		t.Fatalf("sbx ls without a key: %d %q", code, errOut)
+	// Without a key, bothy says how to give one; help is not an error.
+	if _, errOut, code := bothy(t, d.url, "", "ls"); code != 1 || !strings.Contains(errOut, "export BOTHY_KEY=") {
+		t.Fatalf("bothy ls without a key: %d %q", code, errOut)
 	}
 	for _, args := range [][]string{{"--help"}, {"ls", "--help"}} {
-		if _, _, code := sbx(t, d.url, key, args...); code != 0 {
-			t.Fatalf("sbx %v: exit %d", args, code)
+		if _, _, code := bothy(t, d.url, key, args...); code != 0 {
+			t.Fatalf("bothy %v: exit %d", args, code)
 		}
 	}
 
-	// sbx exec -i streams its standard input to the command.
+	// bothy exec -i streams its standard input to the command.
 	if out, errOut, code := sbxIn(t, d.url, key, strings.Repeat("a line\n", 3000), "exec", "-i", id, "--", "wc", "-l"); code != 0 || strings.TrimSpace(out) != "3000" {
-		t.Fatalf("sbx exec -i: %d %q %q", code, out, errOut)
+		t.Fatalf("bothy exec -i: %d %q %q", code, out, errOut)
 	}
 
 	d.kill()
 	d = startDaemon(t, listen, data, env...)
 	c = api.NewClient(d.url, key)
-	if out, _, code := sbx(t, d.url, key, "ps", "--tag", "counter", id); code != 0 || !strings.Contains(out, strconv.Itoa(pid)) || !strings.Contains(out, "running") {
+	if out, _, code := bothy(t, d.url, key, "ps", "--tag", "counter", id); code != 0 || !strings.Contains(out, strconv.Itoa(pid)) || !strings.Contains(out, "running") {
 		t.Fatalf("after the restart, ps: %d %q", code, out)
 	}
 	// From the offset reached, the lines go on where they stopped.
@@ -108,13 +108,13 @@ func TestProcessOutlivesSandboxd(t *testing.T) {
 			t.Fatalf("line %d is %q: %q", i+1, l, seen.String())
 		}
 	}
-	if _, errOut, code := sbx(t, d.url, key, "kill", id, strconv.Itoa(pid)); code != 0 {
-		t.Fatalf("sbx kill: %s", errOut)
+	if _, errOut, code := bothy(t, d.url, key, "kill", id, strconv.Itoa(pid)); code != 0 {
+		t.Fatalf("bothy kill: %s", errOut)
 	}
 	if p, err := c.GetProcess(ctx, id, pid); err != nil || p.State != "exited" || p.Signal != "SIGKILL" {
-		t.Fatalf("after sbx kill: %+v %v", p, err)
+		t.Fatalf("after bothy kill: %+v %v", p, err)
 	}
-	if out, _, code := sbx(t, d.url, key, "logs", id, strconv.Itoa(pid)); code != 0 || !strings.HasPrefix(out, "line-1\nline-2\n") {
-		t.Fatalf("sbx logs: %d %q", code, out)
+	if out, _, code := bothy(t, d.url, key, "logs", id, strconv.Itoa(pid)); code != 0 || !strings.HasPrefix(out, "line-1\nline-2\n") {
+		t.Fatalf("bothy logs: %d %q", code, out)
 	}
 }

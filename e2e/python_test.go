@@ -7,12 +7,12 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // TestPythonClient installs clients/python with pip (offline: standard library
 // only, built with the setuptools Python ships) and runs its unittest suite
-// against a real sandboxd.
+// against a real bothy.
 func TestPythonClient(t *testing.T) {
 	testenv.Docker(t)
 	python, err := exec.LookPath("python3")
@@ -35,11 +35,11 @@ func TestPythonClient(t *testing.T) {
 	const key = "e2e-python-key-0123456789abcdefg"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
-	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "SANDBOXD_ADMIN_KEY="+key)
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "BOTHY_ADMIN_KEY="+key)
 
 	cmd := exec.Command(python, "-m", "unittest", "discover", "-v", "-s", filepath.Join(src, "tests"))
 	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+site, "SANDBOXD_URL="+d.url, "SANDBOXD_KEY="+key, "PYTHONDONTWRITEBYTECODE=1")
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+site, "BOTHY_URL="+d.url, "BOTHY_KEY="+key, "PYTHONDONTWRITEBYTECODE=1")
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {

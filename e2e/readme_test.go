@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // readmeCLIBlock returns the units (a line, or a here-document with its body)
@@ -56,7 +56,7 @@ func readmeCLIBlock(t *testing.T) []string {
 
 // placeholder marks a line with something the reader fills in (their key, a
 // session ID), which cannot run as written.
-var placeholder = regexp.MustCompile(`sbx_\.\.\.|\bSESSION\b`)
+var placeholder = regexp.MustCompile(`bothy_\.\.\.|\bSESSION\b`)
 
 // expected reads the answer a line's comment promises: "# 42", or "...: 42".
 func expected(line string) string {
@@ -75,21 +75,22 @@ func expected(line string) string {
 }
 
 // TestReadmeCLILines runs every line of the README's CLI walkthrough, as
-// written, through the built sbx against a real sandboxd, in order: each must
+// written, through the built bothy against a real bothy, in order: each must
 // succeed, and print what its comment promises.
 func TestReadmeCLILines(t *testing.T) {
+	testenv.Docker(t)
 	const key = "e2e-readme-key-0123456789abcdef"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
-	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "SANDBOXD_ADMIN_KEY="+key)
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "BOTHY_ADMIN_KEY="+key)
 
-	// The reader's working directory: bin/sbx, a project to copy in, a
+	// The reader's working directory: bin/bothy, a project to copy in, a
 	// script to run.
 	work := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(work, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(filepath.Join(binaries(t), "sbx"), filepath.Join(work, "bin", "sbx")); err != nil {
+	if err := os.Symlink(filepath.Join(binaries(t), "bothy"), filepath.Join(work, "bin", "bothy")); err != nil {
 		t.Fatal(err)
 	}
 	for name, content := range map[string]string{
@@ -123,7 +124,7 @@ func TestReadmeCLILines(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
 	cmd.Dir = work
-	cmd.Env = append(os.Environ(), "SANDBOXD_URL="+d.url, "SANDBOXD_KEY="+key)
+	cmd.Env = append(os.Environ(), "BOTHY_URL="+d.url, "BOTHY_KEY="+key)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("the walkthrough did not finish: %v\n%s", err, out)
 	}
@@ -154,9 +155,9 @@ func TestReadmeCLILines(t *testing.T) {
 	// What the lines did: the snapshot kept its --name (given after the
 	// sandbox ID), the copy followed cp -r, the app counted.
 	if b, err := os.ReadFile(filepath.Join(work, "out", "result.txt")); err != nil || string(b) != "done\n" {
-		t.Errorf("sbx cp back: %q %v", b, err)
+		t.Errorf("bothy cp back: %q %v", b, err)
 	}
-	out, _, code := sbx(t, d.url, key, "snapshot", "ls", "--json")
+	out, _, code := bothy(t, d.url, key, "snapshot", "ls", "--json")
 	var snaps []struct{ Name string }
 	if code != 0 || json.Unmarshal([]byte(out), &snaps) != nil || len(snaps) != 1 || snaps[0].Name != "before-upgrade" {
 		t.Errorf("snapshots after the walkthrough: %s", out)

@@ -14,14 +14,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestShellThroughARealTerminal runs `sbx shell` on a pseudo-terminal, as a
+// TestShellThroughARealTerminal runs `bothy shell` on a pseudo-terminal, as a
 // person at a terminal would: types a command, reads the answer, exits.
 func TestShellThroughARealTerminal(t *testing.T) {
 	const key = "e2e-shell-key-0123456789abcdef"
 	d, sb := startWithSandbox(t, key)
 
-	cmd := exec.Command(filepath.Join(binaries(t), "sbx"), "shell", sb.ID)
-	cmd.Env = append(os.Environ(), "SANDBOXD_URL="+d.url, "SANDBOXD_KEY="+key, "TERM=xterm")
+	cmd := exec.Command(filepath.Join(binaries(t), "bothy"), "shell", sb.ID)
+	cmd.Env = append(os.Environ(), "BOTHY_URL="+d.url, "BOTHY_KEY="+key, "TERM=xterm")
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 100, Rows: 30})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func TestShellThroughARealTerminal(t *testing.T) {
 			select {
 			case b, ok := <-output:
 				if !ok {
-					t.Fatalf("sbx ended before %q appeared: %q", want, screen.String())
+					t.Fatalf("bothy ended before %q appeared: %q", want, screen.String())
 				}
 				screen.Write(b)
 			case <-deadline:
@@ -64,9 +64,9 @@ func TestShellThroughARealTerminal(t *testing.T) {
 	tty.Write([]byte("exit 5\r"))
 	err = cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 {
-		t.Fatalf("sbx shell exited with %v, want 5; screen %q", err, screen.String())
+		t.Fatalf("bothy shell exited with %v, want 5; screen %q", err, screen.String())
 	}
-	// sbx put the terminal back in cooked mode on its way out.
+	// bothy put the terminal back in cooked mode on its way out.
 	tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func TestShellThroughARealTerminal(t *testing.T) {
 	}
 }
 
-// terminal is sbx running on a pseudo-terminal of its own.
+// terminal is bothy running on a pseudo-terminal of its own.
 type terminal struct {
 	t      *testing.T
 	cmd    *exec.Cmd
@@ -87,8 +87,8 @@ type terminal struct {
 
 func startTerminal(t *testing.T, url, key string, cols, rows uint16, args ...string) *terminal {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binaries(t), "sbx"), args...)
-	cmd.Env = append(os.Environ(), "SANDBOXD_URL="+url, "SANDBOXD_KEY="+key, "TERM=xterm")
+	cmd := exec.Command(filepath.Join(binaries(t), "bothy"), args...)
+	cmd.Env = append(os.Environ(), "BOTHY_URL="+url, "BOTHY_KEY="+key, "TERM=xterm")
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: cols, Rows: rows})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func (term *terminal) wait(want string) {
 		select {
 		case b, ok := <-term.output:
 			if !ok {
-				term.t.Fatalf("sbx ended before %q appeared: %q", want, term.screen.String())
+				term.t.Fatalf("bothy ended before %q appeared: %q", want, term.screen.String())
 			}
 			term.screen.Write(b)
 		case <-deadline:
@@ -128,7 +128,7 @@ func (term *terminal) wait(want string) {
 }
 
 // TestShellDetachAndReattach: Ctrl-P Ctrl-Q leaves the session running and
-// prints its ID, sbx pty ls lists it, and sbx shell --attach takes it up again
+// prints its ID, bothy pty ls lists it, and bothy shell --attach takes it up again
 // at the new terminal's size, with its recent output replayed.
 func TestShellDetachAndReattach(t *testing.T) {
 	const key = "e2e-detach-key-0123456789abcdef"
@@ -138,9 +138,9 @@ func TestShellDetachAndReattach(t *testing.T) {
 	first.tty.Write([]byte("echo mark-$((40+2))\r"))
 	first.wait("mark-42")
 	first.tty.Write([]byte{0x10, 0x11})
-	first.wait("reattach with: sbx shell --attach ")
+	first.wait("reattach with: bothy shell --attach ")
 	if err := first.cmd.Wait(); err != nil {
-		t.Fatalf("sbx shell after a detach: %v", err)
+		t.Fatalf("bothy shell after a detach: %v", err)
 	}
 	m := regexp.MustCompile(`detached from session (\S+) `).FindStringSubmatch(first.screen.String())
 	if m == nil {
@@ -148,9 +148,9 @@ func TestShellDetachAndReattach(t *testing.T) {
 	}
 	session := m[1]
 
-	out, errOut, code := sbx(t, d.url, key, "pty", "ls", sb.ID)
+	out, errOut, code := bothy(t, d.url, key, "pty", "ls", sb.ID)
 	if code != 0 || !strings.Contains(out, session) || !strings.Contains(out, "running") {
-		t.Fatalf("sbx pty ls: %d %q %s", code, out, errOut)
+		t.Fatalf("bothy pty ls: %d %q %s", code, out, errOut)
 	}
 
 	second := startTerminal(t, d.url, key, 120, 40, "shell", "--attach", session, sb.ID)
@@ -159,6 +159,6 @@ func TestShellDetachAndReattach(t *testing.T) {
 	second.wait("40 120")
 	second.tty.Write([]byte("exit 0\r"))
 	if err := second.cmd.Wait(); err != nil {
-		t.Fatalf("sbx shell --attach: %v; screen %q", err, second.screen.String())
+		t.Fatalf("bothy shell --attach: %v; screen %q", err, second.screen.String())
 	}
 }

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	sbxruntime "github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
+	sbxruntime "github.com/bothy/bothy/runtime"
 )
 
 // repoRoot is the module's root directory.
@@ -24,14 +24,14 @@ func repoRoot() string {
 }
 
 // TestMoveSandboxScript runs docs/examples/move-sandbox.sh between two
-// sandboxds, as between two hosts.
+// bothys, as between two hosts.
 func TestMoveSandboxScript(t *testing.T) {
 	const keyA, keyB = "e2e-host-a-key-0123456789abcdef", "e2e-host-b-key-0123456789abcdef"
 	a, sb := startWithSandbox(t, keyA)
 	dataB := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, dataB) })
 	b := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), dataB,
-		"SANDBOXD_ADMIN_KEY="+keyB, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+		"BOTHY_ADMIN_KEY="+keyB, "BOTHY_DEFAULT_IMAGE=bothy/busybox")
 	ctx := context.Background()
 	ca, cb := api.NewClient(a.url, keyA), api.NewClient(b.url, keyB)
 	res, err := ca.Exec(ctx, sb.ID, api.ExecRequest{Shell: "mkdir -p /work && echo moved-$((7*6)) > /work/state && head -c 1048576 /dev/urandom > /work/blob && md5sum /work/blob"})
@@ -41,7 +41,7 @@ func TestMoveSandboxScript(t *testing.T) {
 	sum := res.Stdout
 
 	cmd := exec.Command("bash", filepath.Join(repoRoot(), "docs", "examples", "move-sandbox.sh"), sb.ID)
-	cmd.Env = append(os.Environ(), "SBX="+filepath.Join(binaries(t), "sbx"),
+	cmd.Env = append(os.Environ(), "BOTHY="+filepath.Join(binaries(t), "bothy"),
 		"FROM_URL="+a.url, "FROM_KEY="+keyA, "TO_URL="+b.url, "TO_KEY="+keyB)
 	out, err := cmd.Output()
 	if err != nil {
@@ -54,7 +54,7 @@ func TestMoveSandboxScript(t *testing.T) {
 	}
 }
 
-// TestKillDuringCheckpoint: sandboxd killed with SIGKILL in the middle of a
+// TestKillDuringCheckpoint: bothy killed with SIGKILL in the middle of a
 // checkpoint leaves no incomplete snapshot marked ready and no sandbox paused.
 func TestKillDuringCheckpoint(t *testing.T) {
 	const key = "e2e-crash-key-0123456789abcdef"
@@ -62,7 +62,7 @@ func TestKillDuringCheckpoint(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	d := startDaemon(t, listen, data, "SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox")
+	d := startDaemon(t, listen, data, "BOTHY_ADMIN_KEY="+key, "BOTHY_DEFAULT_IMAGE=bothy/busybox")
 	c := api.NewClient(d.url, key)
 	ctx := context.Background()
 	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
@@ -76,7 +76,7 @@ func TestKillDuringCheckpoint(t *testing.T) {
 	eng := testenv.Docker(t)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		cont, err := eng.Inspect(ctx, "sandboxd-"+sb.ID)
+		cont, err := eng.Inspect(ctx, "bothy-"+sb.ID)
 		if err == nil && cont.State == "paused" {
 			break // mid-checkpoint
 		}
@@ -87,15 +87,15 @@ func TestKillDuringCheckpoint(t *testing.T) {
 	}
 	killedAt := time.Now()
 	d.kill()
-	// The restarted sandboxd reconciles every second and removes what no
+	// The restarted bothy reconciles every second and removes what no
 	// record owns after a second.
-	d = startDaemon(t, listen, data, "SANDBOXD_ADMIN_KEY="+key, "SANDBOXD_DEFAULT_IMAGE=sandboxd/busybox",
-		"SANDBOXD_ORPHAN_GRACE=1s", "SANDBOXD_RECONCILE_EVERY=1s")
+	d = startDaemon(t, listen, data, "BOTHY_ADMIN_KEY="+key, "BOTHY_DEFAULT_IMAGE=bothy/busybox",
+		"BOTHY_ORPHAN_GRACE=1s", "BOTHY_RECONCILE_EVERY=1s")
 	c = api.NewClient(d.url, key)
 	// No sandbox stays paused.
 	deadline = time.Now().Add(30 * time.Second)
 	for {
-		cont, err := eng.Inspect(ctx, "sandboxd-"+sb.ID)
+		cont, err := eng.Inspect(ctx, "bothy-"+sb.ID)
 		if err == nil && cont.State == "running" {
 			break
 		}
@@ -124,14 +124,14 @@ func TestKillDuringCheckpoint(t *testing.T) {
 	}
 	t.Logf("%d snapshot(s) survived the crash, all whole", len(list.Snapshots))
 
-	// The engine finishes the commit sandboxd was killed in (it says so with
+	// The engine finishes the commit bothy was killed in (it says so with
 	// a commit event); the image it makes belongs to no snapshot that
-	// sandboxd knows, and reconcile removes it.
+	// bothy knows, and reconcile removes it.
 	deadline = time.Now().Add(3 * time.Minute)
 	for {
 		out, err := exec.Command("docker", "events", "--since", strconv.FormatInt(killedAt.Add(-time.Minute).Unix(), 10),
 			"--until", strconv.FormatInt(time.Now().Unix(), 10), "--filter", "event=commit",
-			"--filter", "container=sandboxd-"+sb.ID, "--format", "{{.Action}}").Output()
+			"--filter", "container=bothy-"+sb.ID, "--format", "{{.Action}}").Output()
 		if err == nil && strings.Contains(string(out), "commit") {
 			break
 		}
@@ -155,7 +155,7 @@ func TestKillDuringCheckpoint(t *testing.T) {
 		var out []string
 		for _, img := range imgs {
 			if img.Labels[sbxruntime.LabelKind] == sbxruntime.KindSnapshot && len(img.Tags) > 0 && !known[img.Labels[sbxruntime.LabelID]] &&
-				img.Labels[sbxruntime.LabelID] != "" && strings.HasPrefix(img.Tags[0], "sandboxd/snapshot:") &&
+				img.Labels[sbxruntime.LabelID] != "" && strings.HasPrefix(img.Tags[0], "bothy/snapshot:") &&
 				img.Created.After(killedAt.Add(-time.Minute)) && img.Labels[sbxruntime.LabelOwner] != "" && isOurs(img.Labels, data) {
 				out = append(out, img.Tags[0])
 			}
@@ -172,7 +172,7 @@ func TestKillDuringCheckpoint(t *testing.T) {
 	}
 }
 
-// isOurs says labels carry the instance of the sandboxd whose data is data.
+// isOurs says labels carry the instance of the bothy whose data is data.
 func isOurs(labels map[string]string, data string) bool {
 	b, err := os.ReadFile(filepath.Join(data, "instance"))
 	return err == nil && labels[sbxruntime.LabelInstance] == strings.TrimSpace(string(b))

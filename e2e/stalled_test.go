@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,19 +21,19 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // stalledReaders is how many clients stop reading on each streaming route.
 const stalledReaders = 128
 
-// perStalledReader is what one may add to sandboxd's memory.
+// perStalledReader is what one may add to bothy's memory.
 const perStalledReader = 64 << 10
 
 // dialStalled connects to addr with a small receive buffer, for a client
 // that sends its request and then reads nothing (after, for a WebSocket,
-// the head of the answer): sandboxd's writes soon wait on it.
+// the head of the answer): bothy's writes soon wait on it.
 func dialStalled(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
@@ -61,9 +62,9 @@ func queued(c net.Conn) int {
 	return n
 }
 
-// heldBytes is what sandboxd's Go runtime holds after a collection: its
+// heldBytes is what bothy's Go runtime holds after a collection: its
 // heap in use and its goroutines' stacks (sockets' kernel buffers are not
-// sandboxd's). metrics is sandboxd's --metrics-listen address.
+// bothy's). metrics is bothy's --metrics-listen address.
 func heldBytes(t *testing.T, metrics string) int64 {
 	t.Helper()
 	resp, err := http.Get("http://" + metrics + "/debug/pprof/heap?debug=1&gc=1")
@@ -108,9 +109,9 @@ func settled(t *testing.T, held func() int64) int64 {
 // TestStalledReadersHoldLittle opens 128 clients on each streaming route
 // (and WebSocket) that send their request and then stop reading, while
 // the sandbox keeps producing: each may add at most 64 KiB to what
-// sandboxd holds, since every stream is flow-controlled from the agent to
+// bothy holds, since every stream is flow-controlled from the agent to
 // the client and every buffer on the way is small. Each route runs two
-// rounds on a fresh sandboxd, and the second is held to the bound: the
+// rounds on a fresh bothy, and the second is held to the bound: the
 // first also pays what a fresh process grows once (the runtime's caches,
 // pools), which the log shows beside it.
 func TestStalledReadersHoldLittle(t *testing.T) {
@@ -119,14 +120,14 @@ func TestStalledReadersHoldLittle(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	const preview = "preview.test"
-	// Each route is measured on a sandboxd of its own (the sandbox, its
+	// Each route is measured on a bothy of its own (the sandbox, its
 	// processes and its terminal outlive it), so that nothing one route
 	// left in the Go runtime's caches is counted for the next.
 	var metrics string
 	start := func() *daemon {
 		metrics = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		return startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "SANDBOXD_ADMIN_KEY="+key,
-			"SANDBOXD_PREVIEW_DOMAIN="+preview, "SANDBOXD_METRICS_LISTEN="+metrics)
+		return startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "BOTHY_ADMIN_KEY="+key,
+			"BOTHY_PREVIEW_DOMAIN="+preview, "BOTHY_METRICS_LISTEN="+metrics)
 	}
 	d := start()
 	ctx := context.Background()
@@ -256,7 +257,16 @@ S(("127.0.0.1", 8000), H).serve_forever()
 		c = api.NewClient(d.url, key)
 		if _, err := c.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"true"}}); err != nil {
 			logs := d.log()
-			t.Fatalf("before %s: %v\nthe end of sandboxd's log:\n%s", rt.name, err, logs[max(0, len(logs)-6000):])
+			t.Fatalf("before %s: %v\nthe end of bothy's log:\n%s", rt.name, err, logs[max(0, len(logs)-6000):])
+		}
+		// What the routes stream from must still be there: a failure says
+		// why it is not, rather than as a route's answer.
+		sessions, err := c.ListPtySessions(ctx, sb.ID)
+		if alive := slices.ContainsFunc(sessions.Sessions, func(p api.PtySession) bool { return p.ID == session && !p.Exited }); err != nil || !alive {
+			now, _ := c.GetSandbox(ctx, sb.ID)
+			logs := d.log()
+			t.Fatalf("before %s: the terminal session is gone (%+v %v); the sandbox: %+v\nthe end of bothy's log:\n%s",
+				rt.name, sessions, err, now, logs[max(0, len(logs)-6000):])
 		}
 		// Two rounds: the first also grows what a fresh process makes once
 		// (sync.Pools, the runtime's caches of spans and stacks, the port's
@@ -295,7 +305,7 @@ S(("127.0.0.1", 8000), H).serve_forever()
 				}()
 			}
 			wg.Wait()
-			// Every client has had some of its answer: sandboxd streams to all.
+			// Every client has had some of its answer: bothy streams to all.
 			for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
 				waiting := 0
 				for _, cn := range conns {

@@ -1,7 +1,7 @@
 // Package fsapi is the file operations domain: reading, writing, listing and
 // changing files inside a sandbox, archives in and out, watches, and putting
 // paths back from a snapshot. Every operation runs inside the sandbox through
-// its agent, as the sandbox's user (or the one the caller names), so sandboxd
+// its agent, as the sandbox's user (or the one the caller names), so bothy
 // never follows a path the sandbox can write.
 //
 // Paths are checked here before anything reaches the sandbox; failures are
@@ -21,9 +21,9 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/internal/errclass"
-	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/internal/errclass"
+	"github.com/bothy/bothy/orchestrator"
 )
 
 // MaxPath is the longest path an operation accepts, in bytes.
@@ -89,6 +89,8 @@ type FileInfo struct {
 	MTime time.Time
 	// Target is where a symlink points.
 	Target string
+	// Owner and Group are the file's user and group, by name.
+	Owner, Group string
 }
 
 // Listing is a directory and its entries.
@@ -305,7 +307,8 @@ func infoOf(f *agent.FileInfo) FileInfo {
 	if f == nil {
 		return FileInfo{}
 	}
-	return FileInfo{Name: f.Name, Path: f.Path, Type: FileType(f.Type), Size: f.Size, Mode: f.Mode, MTime: f.MTime, Target: f.Target}
+	return FileInfo{Name: f.Name, Path: f.Path, Type: FileType(f.Type), Size: f.Size, Mode: f.Mode, MTime: f.MTime, Target: f.Target,
+		Owner: f.Owner, Group: f.Group}
 }
 
 // ErrTooLarge and ErrNoSpace tell the two ways an operation exhausts a

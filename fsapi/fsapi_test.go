@@ -14,9 +14,9 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/orchestrator"
 )
 
 // oneSandbox is sandbox "sb-1" of key "k", whose agent serves this test

@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/orchestrator"
 )
 
 // Event types. Beside the changes (create, write, remove, rename), a watch's

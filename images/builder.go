@@ -14,7 +14,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/runtime"
 )
 
 // Engine is what the builder needs of a container engine.
@@ -107,7 +107,7 @@ func (b *Builder) Close() {
 	b.wg.Wait()
 }
 
-// Ensure makes ref exist in the engine: an image sandboxd builds itself is built
+// Ensure makes ref exist in the engine: an image bothy builds itself is built
 // when missing or when its recipe changed; any other image is used when local
 // and pulled otherwise. progress, when not nil, receives progress lines. An image
 // that is neither local nor pullable is an invalid-argument error naming it.
@@ -139,7 +139,7 @@ func (b *Builder) Ensure(ctx context.Context, ref string, progress func(string))
 	return b.eng.ImageInspect(ctx, name)
 }
 
-// Usable says whether the key owner may run img. An image that sandboxd made
+// Usable says whether the key owner may run img. An image that bothy made
 // from one key's files carries that key as its owner and is that key's alone;
 // one of the snapshot kind without an owner is nobody's.
 func Usable(img runtime.Image, owner string) bool {
@@ -161,13 +161,13 @@ func (b *Builder) EnsureFor(ctx context.Context, owner, ref string, progress fun
 	return img, err
 }
 
-// Build rebuilds an image sandboxd knows the recipe of, even when it exists.
+// Build rebuilds an image bothy knows the recipe of, even when it exists.
 func (b *Builder) Build(ctx context.Context, ref string, progress func(string)) (runtime.Image, error) {
 	name := normalize(ref)
 	r, ok := recipes[name]
 	if !ok {
 		return runtime.Image{}, cerrdefs.ErrInvalidArgument.WithMessage(
-			fmt.Sprintf("no recipe for image %q; sandboxd builds %s", ref, strings.Join(Recipes(), ", ")))
+			fmt.Sprintf("no recipe for image %q; bothy builds %s", ref, strings.Join(Recipes(), ", ")))
 	}
 	if err := b.share(ctx, name, progress, func(ctx context.Context, progress func(string)) error {
 		return b.build(ctx, r, progress)
@@ -177,7 +177,7 @@ func (b *Builder) Build(ctx context.Context, ref string, progress func(string)) 
 	return b.eng.ImageInspect(ctx, name)
 }
 
-// Recipes lists the images sandboxd can build.
+// Recipes lists the images bothy can build.
 func Recipes() []string {
 	out := make([]string, 0, len(recipes))
 	for name := range recipes {
@@ -210,8 +210,7 @@ func (b *Builder) share(ctx context.Context, name string, progress func(string),
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			broadcast := func(line string) {
-				b.log.Info("image build", "image", name, "step", line)
+			relay := func(line string) {
 				b.mu.Lock()
 				ls := append([]func(string){}, f.listeners...)
 				b.mu.Unlock()
@@ -219,7 +218,11 @@ func (b *Builder) share(ctx context.Context, name string, progress func(string),
 					l(line)
 				}
 			}
-			f.err = fn(b.life, broadcast)
+			broadcast := func(line string) {
+				b.log.Info("image build", "image", name, "step", line)
+				relay(line)
+			}
+			f.err = fn(context.WithValue(b.life, relayOf{}, relay), broadcast)
 			b.mu.Lock()
 			delete(b.flight, name)
 			b.mu.Unlock()
@@ -233,6 +236,10 @@ func (b *Builder) share(ctx context.Context, name string, progress func(string),
 		return ctx.Err()
 	}
 }
+
+// relayOf keys, in a build's context, the function that passes a line to
+// the build's listeners without logging it.
+type relayOf struct{}
 
 // build makes the root filesystem of r in a scratch directory and imports it,
 // then removes the image it replaced unless a container still uses it.
@@ -295,7 +302,10 @@ func (b *Builder) build(ctx context.Context, r recipe, progress func(string)) er
 // buildOnTop builds r as Dockerfile steps on its parent image, which is
 // ensured first.
 func (b *Builder) buildOnTop(ctx context.Context, r recipe, progress func(string)) error {
-	if _, err := b.Ensure(ctx, r.from, progress); err != nil {
+	// The parent's build logs its own lines; this build's listeners hear
+	// them, and they are not logged again under this image's name.
+	parent, _ := ctx.Value(relayOf{}).(func(string))
+	if _, err := b.Ensure(ctx, r.from, parent); err != nil {
 		return err
 	}
 	lines := append([]string{"FROM " + r.from,

@@ -4,10 +4,10 @@ import (
 	"context"
 	"time"
 
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/runtime"
 )
 
-// Image is what sandboxd tells a key of one image.
+// Image is what bothy tells a key of one image.
 type Image struct {
 	ID      string
 	Name    string // the first tag
@@ -15,7 +15,7 @@ type Image struct {
 	Size    int64
 	Created time.Time
 	// Recipe is the hash of the recipe the image was built from, for images
-	// sandboxd built; Builtin says sandboxd knows that recipe by this name.
+	// bothy built; Builtin says bothy knows that recipe by this name.
 	Recipe  string
 	Builtin bool
 }

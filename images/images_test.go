@@ -7,14 +7,14 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/runtime"
 )
 
 func TestNormalize(t *testing.T) {
 	for in, want := range map[string]string{
-		"sandboxd/base":            "sandboxd/base:latest",
-		"sandboxd/base:latest":     "sandboxd/base:latest",
+		"bothy/base":               "bothy/base:latest",
+		"bothy/base:latest":        "bothy/base:latest",
 		"localhost:5000/x":         "localhost:5000/x:latest",
 		"localhost:5000/x:1":       "localhost:5000/x:1",
 		"alpine@sha256:0123456789": "alpine@sha256:0123456789",
@@ -31,7 +31,7 @@ func TestEnsureBusyboxOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var lines int
-	img, err := b.Ensure(ctx, "sandboxd/busybox", func(string) { lines++ })
+	img, err := b.Ensure(ctx, "bothy/busybox", func(string) { lines++ })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestEnsureUnknownImageIsInvalidArgument(t *testing.T) {
 	b := New(d, testenv.Logger(t), "", t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err := b.Ensure(ctx, "no-such-image-sandboxd-test:v0", nil)
+	_, err := b.Ensure(ctx, "no-such-image-bothy-test:v0", nil)
 	if !cerrdefs.IsInvalidArgument(err) {
 		t.Fatalf("want invalid argument, got %v", err)
 	}

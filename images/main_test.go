@@ -3,7 +3,7 @@ package images
 import (
 	"testing"
 
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // TestMain fails the run when a test leaves a container, image or network of

@@ -11,18 +11,18 @@ import (
 	"strings"
 )
 
-// Names of the images sandboxd builds itself.
+// Names of the images bothy builds itself.
 const (
-	Base    = "sandboxd/base:latest"
-	Busybox = "sandboxd/busybox:latest"
+	Base    = "bothy/base:latest"
+	Busybox = "bothy/busybox:latest"
 )
 
 // Runner images, one per runtime of dynamic code. They run as nobody in
 // /tmp, which is the only writable place in a runner (a tmpfs).
 const (
-	RunnerPython = "sandboxd/runner-python:latest"
-	RunnerNode   = "sandboxd/runner-node:latest"
-	RunnerBash   = "sandboxd/runner-bash:latest"
+	RunnerPython = "bothy/runner-python:latest"
+	RunnerNode   = "bothy/runner-node:latest"
+	RunnerBash   = "bothy/runner-bash:latest"
 )
 
 // basePackages are installed into the base image on top of debootstrap's minbase.
@@ -84,7 +84,7 @@ func runnerRecipe(name, runtime, env string) recipe {
 		spec: "v1 runner " + runtime,
 		from: Base,
 		changes: []string{
-			"LABEL sandboxd.runtime=" + runtime,
+			"LABEL bothy.runtime=" + runtime,
 			env,
 			"ENV HOME=/tmp TMPDIR=/tmp",
 			"USER 65534:65534",
@@ -93,7 +93,7 @@ func runnerRecipe(name, runtime, env string) recipe {
 	}
 }
 
-// Known reports whether ref names an image sandboxd builds itself.
+// Known reports whether ref names an image bothy builds itself.
 func Known(ref string) bool {
 	_, ok := recipes[normalize(ref)]
 	return ok

@@ -17,10 +17,10 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/db"
-	"github.com/sandboxd/sandboxd/internal/errclass"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/db"
+	"github.com/bothy/bothy/internal/errclass"
+	"github.com/bothy/bothy/supervisor"
 )
 
 // AppLimits bound one app.
@@ -65,7 +65,7 @@ const (
 
 var appName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
-// appStore keeps apps and their versions in sandboxd's database.
+// appStore keeps apps and their versions in bothy's database.
 type appStore struct {
 	db  *sql.DB
 	dir string

@@ -23,8 +23,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/runtime"
 )
 
 // Engine is what isolate needs of a container engine.
@@ -43,7 +43,7 @@ type Images interface {
 
 // Config tunes the pools.
 type Config struct {
-	Instance string // labels the runners this sandboxd makes
+	Instance string // labels the runners this bothy makes
 	DataDir  string // apps/ (one SQLite file per app) and run/ (sockets) live here
 	// AgentHost is the host path of the agent binary runners mount.
 	AgentHost string
@@ -156,7 +156,7 @@ type Service struct {
 // runnerUID is the user (and group) a runner runs as: nobody.
 const runnerUID = 65534
 
-// New prepares the service: it removes runners an earlier sandboxd left
+// New prepares the service: it removes runners an earlier bothy left
 // behind (their state cannot be trusted) and migrates the app tables. Start
 // begins warming the pools.
 func New(ctx context.Context, cfg Config, rt Engine, images Images, d *sql.DB, log *slog.Logger) (*Service, error) {
@@ -332,17 +332,17 @@ func (s *Service) newRunner(ctx context.Context, prof profile, reclaim bool) (*r
 	}
 	r.ep = ep
 	spec := runtime.Spec{
-		Name:       "sandboxd-" + r.id,
+		Name:       "bothy-" + r.id,
 		Image:      image,
 		Entrypoint: []string{agent.BinaryPath},
 		Env: []string{agent.SocketEnv,
-			"SANDBOXD_RUNTIME=" + prof.runtime},
+			"BOTHY_RUNTIME=" + prof.runtime},
 		User:       fmt.Sprintf("%d:%d", runnerUID, runnerUID),
 		WorkingDir: "/tmp",
 		Hostname:   "runner",
 		Labels: map[string]string{
 			runtime.LabelID: r.id, runtime.LabelKind: runtime.KindRunner, runtime.LabelInstance: s.cfg.Instance,
-			"sandboxd.runtime": prof.runtime,
+			"bothy.runtime": prof.runtime,
 		},
 		Mounts: []runtime.Mount{
 			{Source: s.cfg.AgentHost, Target: agent.BinaryPath, ReadOnly: true},

@@ -1,7 +1,7 @@
 package isolate
 
 import (
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/supervisor"
 )
 
 // Admitter admits a run or an invoke against its key's (and app's) rates and

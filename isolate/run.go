@@ -10,9 +10,9 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/internal/errclass"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/internal/errclass"
+	"github.com/bothy/bothy/supervisor"
 )
 
 // Run modes.
@@ -75,7 +75,7 @@ type RunOutput struct {
 	// Runner is the runner's ID; Warm says it was warm when the run began.
 	Runner string
 	Warm   bool
-	// WallMs is the time sandboxd spent on the run, the lease included.
+	// WallMs is the time bothy spent on the run, the lease included.
 	WallMs float64
 
 	excerpt *excerpt
@@ -150,7 +150,7 @@ func (s *Service) validate(o *RunOptions) error {
 		return bad("code, stdin and files are %d bytes together; the limit is %d", total, MaxInputBytes)
 	}
 	for k, v := range o.Env {
-		if !envName.MatchString(k) || strings.HasPrefix(k, "SANDBOXD_") || strings.ContainsRune(v, 0) {
+		if !envName.MatchString(k) || strings.HasPrefix(k, "BOTHY_") || strings.ContainsRune(v, 0) {
 			return bad("env: %q is not a valid variable name (or it has a NUL byte)", k)
 		}
 	}

@@ -12,10 +12,10 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/runtime"
 )
 
 func newShareService(t *testing.T, maxTotal, perKey int) *Service {

@@ -21,7 +21,7 @@ const (
 	maxSQLBytes      = 100_000
 	maxSQLParams     = 100
 	maxListEntries   = 10_000
-	kvTable          = "_sandboxd_kv"
+	kvTable          = "_bothy_kv"
 	sqliteLimitLen   = 0 // SQLITE_LIMIT_LENGTH
 	sqliteLimitSQL   = 1 // SQLITE_LIMIT_SQL_LENGTH
 	sqliteLimitAttch = 7 // SQLITE_LIMIT_ATTACHED
@@ -390,7 +390,7 @@ var readPragmas = map[string]bool{
 // policy is SQLite's own authorizer for an app's statements: SQLite asks it
 // about every operation as a statement is compiled (trigger bodies included),
 // however the statement was spelled. It holds only while enforce is set, so
-// that sandboxd's own statements on the connection (its transaction, the
+// that bothy's own statements on the connection (its transaction, the
 // key-value table, metering) are not bound by it.
 type policy struct {
 	enforce atomic.Bool

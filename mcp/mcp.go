@@ -1,6 +1,6 @@
-// Package mcp is sandboxd's MCP front door: an endpoint of the Model Context
+// Package mcp is bothy's MCP front door: an endpoint of the Model Context
 // Protocol (Streamable HTTP, on the official Go SDK) whose tools are
-// sandboxd's own calls, made as the API key that sends them, with the same
+// bothy's own calls, made as the API key that sends them, with the same
 // owner checks and quotas. It holds no logic of its own.
 package mcp
 
@@ -20,15 +20,15 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/bounds"
-	"github.com/sandboxd/sandboxd/fsapi"
-	"github.com/sandboxd/sandboxd/isolate"
-	"github.com/sandboxd/sandboxd/orchestrator"
-	"github.com/sandboxd/sandboxd/ports"
-	"github.com/sandboxd/sandboxd/process"
-	"github.com/sandboxd/sandboxd/snapshot"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/bounds"
+	"github.com/bothy/bothy/fsapi"
+	"github.com/bothy/bothy/isolate"
+	"github.com/bothy/bothy/orchestrator"
+	"github.com/bothy/bothy/ports"
+	"github.com/bothy/bothy/process"
+	"github.com/bothy/bothy/snapshot"
+	"github.com/bothy/bothy/supervisor"
 )
 
 // Deps are the domain services the tools call.
@@ -40,7 +40,7 @@ type Deps struct {
 	Snapshots    *snapshot.Snapshots
 	Isolate      *isolate.Service
 	Keys         *supervisor.Keys
-	// Version names sandboxd to clients.
+	// Version names bothy to clients.
 	Version string
 }
 
@@ -58,7 +58,7 @@ const (
 	collectAfter = 256 << 10
 )
 
-// Mounts is the MCP endpoint as a route of sandboxd's one route table: its
+// Mounts is the MCP endpoint as a route of bothy's one route table: its
 // bounds (the body, the output budget, the caps per key) are the REST
 // API's, and the server authenticates its bearer key.
 func Mounts(d Deps) []bounds.Mount {
@@ -78,7 +78,7 @@ func Handler(d Deps) http.Handler {
 	}, &mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := supervisor.KeyFrom(r.Context()); !ok || bounds.From(r.Context()) == nil {
-			http.Error(w, `{"error":{"code":"unauthenticated","message":"send Authorization: Bearer KEY (a sandboxd API key)"}}`, http.StatusUnauthorized)
+			http.Error(w, `{"error":{"code":"unauthenticated","message":"send Authorization: Bearer KEY (a bothy API key)"}}`, http.StatusUnauthorized)
 			return
 		}
 		if r.Method == http.MethodPost {
@@ -108,7 +108,7 @@ func Handler(d Deps) http.Handler {
 		h.ServeHTTP(w, r.WithContext(st.ctx))
 		// The SDK builds an answer whole, several times over (the text,
 		// the structured result, the JSON-RPC message), and the budget's
-		// reservation ends with the request; at sandboxd's GC target
+		// reservation ends with the request; at bothy's GC target
 		// (--gc-percent 400) that garbage would stand at five times the
 		// live heap until the next cycle. A large answer is collected
 		// now, so what MCP output costs in memory is what it reserved.
@@ -173,7 +173,7 @@ func toolError(err error) *mcp.CallToolResult {
 // Tool inputs and outputs: their JSON schemas are derived from these.
 type (
 	CreateIn struct {
-		Image    string            `json:"image,omitempty" jsonschema:"image of the sandbox; sandboxd's default (sandboxd/base) when absent"`
+		Image    string            `json:"image,omitempty" jsonschema:"image of the sandbox; bothy's default (bothy/base) when absent"`
 		Env      map[string]string `json:"env,omitempty" jsonschema:"environment of every command in the sandbox"`
 		MemoryMB int64             `json:"memory_mb,omitempty" jsonschema:"memory limit in MiB"`
 	}
@@ -281,7 +281,7 @@ type (
 )
 
 func newServer(d Deps, owner string) *mcp.Server {
-	s := mcp.NewServer(&mcp.Implementation{Name: "sandboxd", Version: d.Version}, nil)
+	s := mcp.NewServer(&mcp.Implementation{Name: "bothy", Version: d.Version}, nil)
 	o := d.Orchestrator
 	toOut := func(sb orchestrator.Sandbox) SandboxOut {
 		return SandboxOut{ID: sb.ID, State: string(sb.State), Image: sb.Image}
@@ -439,7 +439,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 			}
 			return outputs(res.ExitCode, res.Truncated, stdout, stderr), nil, nil
 		})
-	mcp.AddTool(s, &mcp.Tool{Name: "expose_port", Description: "Expose a port of a sandbox through sandboxd (docs/ports.md), with a token of its own."},
+	mcp.AddTool(s, &mcp.Tool{Name: "expose_port", Description: "Expose a port of a sandbox through bothy (docs/ports.md), with a token of its own."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in ExposeIn) (*mcp.CallToolResult, PortOut, error) {
 			ctx = callCtx(ctx)
 			p, err := d.Ports.Expose(ctx, owner, in.ID, in.Port, in.Public)

@@ -1,4 +1,4 @@
-// Package openapi describes sandboxd's REST API as an OpenAPI 3.1 document,
+// Package openapi describes bothy's REST API as an OpenAPI 3.1 document,
 // built from the api package's wire types (so the schemas cannot drift from
 // what the server encodes) and a table of the routes, which the server's
 // tests hold to its router both ways.
@@ -11,7 +11,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 // Route is one method and path of the API as the router writes it.
@@ -80,7 +80,7 @@ func build() map[string]any {
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info": map[string]any{
-			"title":   "sandboxd",
+			"title":   "bothy",
 			"version": "v1",
 			"summary": "Sandboxes for AI agents on a Docker engine: persistent containers with exec, files, processes, ports, terminals and snapshots; code runs in warm runners; small apps with their own SQLite.",
 			"description": "Every /v1 route takes an API key as `Authorization: Bearer KEY`. Errors always have the shape `{\"error\": {\"code\", \"message\", \"request_id\"}}`; " +
@@ -93,7 +93,7 @@ func build() map[string]any {
 		"components": map[string]any{
 			"schemas": s.components,
 			"securitySchemes": map[string]any{
-				"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "A sandboxd API key (sbx key create, or the admin key sandboxd prints at first start)."},
+				"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "A bothy API key (bothy key create, or the admin key bothy prints at first start)."},
 			},
 			"responses": map[string]any{
 				"Error": map[string]any{"description": "An error; code says which.", "content": map[string]any{"application/json": map[string]any{"schema": errRef}}},

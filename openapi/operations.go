@@ -1,6 +1,6 @@
 package openapi
 
-import "github.com/sandboxd/sandboxd/api"
+import "github.com/bothy/bothy/api"
 
 // op is one operation of the REST API. Path is written as the router has it
 // (":id" for a parameter, "*" for the rest of a path).
@@ -54,7 +54,7 @@ var (
 // operations is every route of the REST API. The server's tests hold it to
 // the router both ways.
 var operations = []op{
-	{Method: "GET", Path: "/healthz", ID: "healthz", Summary: "Liveness: sandboxd answers", Tag: "health", Public: true, Status: 200, Out: map[string]string{}},
+	{Method: "GET", Path: "/healthz", ID: "healthz", Summary: "Liveness: bothy answers", Tag: "health", Public: true, Status: 200, Out: map[string]string{}},
 	{Method: "GET", Path: "/readyz", ID: "readyz", Summary: "Readiness: the engine answers and the images exist (503 when not)", Tag: "health", Public: true, Status: 200, Out: api.Readiness{}, Also: map[int]string{503: "Not ready; the body says why."}},
 	{Method: "GET", Path: "/metrics", ID: "metrics", Summary: "Prometheus metrics (admin key; or no key on --metrics-listen)", Tag: "health", Admin: true, Status: 200, OutMedia: "text/plain"},
 	{Method: "GET", Path: "/openapi.json", ID: "openapi", Summary: "This document", Tag: "health", Public: true, Status: 200, Out: map[string]any{}},
@@ -141,7 +141,7 @@ var operations = []op{
 	{Method: "POST", Path: "/v1/run", ID: "run", Summary: "Run code in a warm, locked-down runner", Tag: "run", Body: api.RunRequest{}, Status: 200, Out: api.RunResult{}},
 	{Method: "GET", Path: "/v1/pools", ID: "listPools", Summary: "The runner pools (admin)", Tag: "run", Admin: true, Status: 200, Out: api.PoolList{}},
 	{Method: "GET", Path: "/v1/routes", ID: "listRoutes", Summary: "The route table: every route of every front door and its bounds (admin)", Tag: "health", Admin: true, Status: 200, Out: api.RouteList{},
-		Description: "Every request sandboxd serves (REST, WebSockets, MCP, E2B's control and data planes) is routed through this one table; each route's class sets its body limit, whether the body is read whole, and whether the answer streams."},
+		Description: "Every request bothy serves (REST, WebSockets, MCP, E2B's control and data planes) is routed through this one table; each route's class sets its body limit, whether the body is read whole, and whether the answer streams."},
 	{Method: "GET", Path: "/v1/apps", ID: "listApps", Summary: "List the key's apps", Tag: "apps", Status: 200, Out: api.AppList{}},
 	{Method: "PUT", Path: "/v1/apps/:name", ID: "deployApp", Summary: "Deploy a new version of an app", Tag: "apps", Body: api.DeployAppRequest{}, Status: 201, Out: api.App{}, Also: map[int]string{200: "A new version of an existing app."}},
 	{Method: "GET", Path: "/v1/apps/:name", ID: "getApp", Summary: "Get an app, with its code", Tag: "apps", Status: 200, Out: api.App{}},

@@ -19,7 +19,7 @@ func TestTypeScriptClientCompiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(tools, "openapi-typescript", "package.json")); err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("SANDBOXD_REQUIRE_DOCKER") != "" {
+		if os.Getenv("CI") != "" || os.Getenv("BOTHY_REQUIRE_DOCKER") != "" {
 			t.Fatal("openapi-typescript is not installed: run make openapi-ts")
 		}
 		t.Skip("openapi-typescript is not installed (make openapi-ts)")

@@ -10,9 +10,9 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/internal/errclass"
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/internal/errclass"
+	"github.com/bothy/bothy/runtime"
 )
 
 // Create makes, starts and waits for a new sandbox of owner's. With an
@@ -216,7 +216,7 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 		network = "none"
 	}
 	return runtime.Spec{
-		Name:       "sandboxd-" + sb.ID,
+		Name:       "bothy-" + sb.ID,
 		Image:      sb.Image,
 		Entrypoint: []string{agent.BinaryPath},
 		Env:        env,

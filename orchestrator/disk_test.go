@@ -10,8 +10,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 // TestDiskLimit: a sandbox's disk_mb holds against bytes and against files:
@@ -113,7 +113,7 @@ func TestNoMountEscapesTheDiskLimit(t *testing.T) {
 	if f.o.diskLimits == "" {
 		t.Fatalf("this engine cannot enforce disk limits: run scripts/engine.sh for a btrfs data root")
 	}
-	ref := "sandboxd-test/volume:" + f.cfg.Instance
+	ref := "bothy-test/volume:" + f.cfg.Instance
 	if err := f.d.ImageBuild(ctx, "FROM "+images.Busybox+"\nVOLUME /data\nVOLUME [\"/var/cache\"]\n", ref, nil); err != nil {
 		t.Fatal(err)
 	}

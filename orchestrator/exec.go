@@ -11,7 +11,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/agent"
+	"github.com/bothy/bothy/agent"
 )
 
 // Exec limits.
@@ -139,7 +139,7 @@ func (o *Orchestrator) Exec(ctx context.Context, owner, id string, opts ExecOpti
 // the call counts as activity for the idle timeout, and a stop or delete of the
 // sandbox cancels fn's context (and is then reported as a conflict).
 //
-// A sandbox whose container exited behind sandboxd's back (its processes
+// A sandbox whose container exited behind bothy's back (its processes
 // took all its memory, or killed its init) is recorded as stopped, with
 // why, and started again for the call.
 func (o *Orchestrator) Attach(ctx context.Context, owner, id string, fn func(ctx context.Context, sb Sandbox, conn *agent.Conn) error) error {

@@ -18,10 +18,10 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/runtime"
-	"github.com/sandboxd/sandboxd/runtime/fake"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/fake"
 )
 
 // The engines the orchestrator takes.
@@ -30,7 +30,7 @@ var (
 	_ Images  = fakeImages{}
 )
 
-const fakeImage = "sandboxd/busybox"
+const fakeImage = "bothy/busybox"
 
 // fakeImages has fakeImage, for everyone.
 type fakeImages struct{}
@@ -96,7 +96,7 @@ func newFakeFixture(t *testing.T) *fakeFixture {
 	f := &fakeFixture{e: e, clock: &clock{t: time.Now()}, data: data}
 	f.cfg = Config{
 		Instance: testenv.Instance("fake"), DataDir: data, AgentBinary: filepath.Join(data, "agent-binary"),
-		Network: "sandboxd-fake", DefaultImage: fakeImage, Now: f.clock.Now,
+		Network: "bothy-fake", DefaultImage: fakeImage, Now: f.clock.Now,
 		OrphanGrace: time.Minute, ReadyTimeout: 10 * time.Second,
 	}
 	if err := os.WriteFile(f.cfg.AgentBinary, []byte("not a real agent: fake containers run none"), 0o755); err != nil {
@@ -114,7 +114,7 @@ func newFakeFixture(t *testing.T) *fakeFixture {
 }
 
 // open makes a new orchestrator over the fixture's engine and database, as
-// a restart of sandboxd does.
+// a restart of bothy does.
 func (f *fakeFixture) open(t *testing.T) {
 	t.Helper()
 	o, err := New(context.Background(), f.cfg, f.e, fakeImages{}, testenv.DB(t, f.data), testenv.Logger(t))

@@ -106,7 +106,7 @@ func (o *Orchestrator) stop(ctx context.Context, sb *Sandbox, reason string) err
 }
 
 // stopExited records sandbox id, whose container cid exited behind
-// sandboxd's back, as stopped for reason, unless it has changed since.
+// bothy's back, as stopped for reason, unless it has changed since.
 func (o *Orchestrator) stopExited(ctx context.Context, id, cid, reason string) error {
 	unlock := o.locks.Lock(id)
 	defer unlock()

@@ -3,12 +3,12 @@ package orchestrator
 import (
 	"testing"
 
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
-// The engine and image builder sandboxd wires in.
+// The engine and image builder bothy wires in.
 var (
 	_ Runtime = (*docker.Docker)(nil)
 	_ Images  = (*images.Builder)(nil)

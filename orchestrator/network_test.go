@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // testHost is a host of the test's own on a private address: a network
@@ -63,7 +63,7 @@ func newTestHost(t *testing.T) testHost {
 }
 
 // TestPrivateRangesBlocked: a sandbox does not reach a host on a private
-// address, while a sandbox on a network whose sandboxd allows that range
+// address, while a sandbox on a network whose bothy allows that range
 // does (so the route exists and only the rule stands between them).
 func TestPrivateRangesBlocked(t *testing.T) {
 	h := newTestHost(t)

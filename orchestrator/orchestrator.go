@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/runtime"
 )
 
 // Runtime is what the orchestrator needs of a container engine.
@@ -55,14 +55,14 @@ var BlockedRanges = []string{
 // capabilities kept for root inside a sandbox; every other one is dropped.
 var capabilities = []string{"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE"}
 
-// Config is the orchestrator's part of sandboxd's configuration.
+// Config is the orchestrator's part of bothy's configuration.
 type Config struct {
-	// Instance labels everything this sandboxd creates, so that several can share
+	// Instance labels everything this bothy creates, so that several can share
 	// an engine without touching each other's containers.
 	Instance string
 	// DataDir holds the per-sandbox socket directories and the agent binary.
 	DataDir string
-	// AgentBinary is the host path of the static sandbox-agent.
+	// AgentBinary is the host path of the static bothy-agent.
 	AgentBinary string
 	Network     string
 	Bridge      string
@@ -245,7 +245,7 @@ func (o *Orchestrator) installAgent(hidden bool) error {
 		return fmt.Errorf("read agent binary: %w", err)
 	}
 	sum := sha256.Sum256(b)
-	dst := filepath.Join(o.cfg.DataDir, "agent", "sandbox-agent-"+hex.EncodeToString(sum[:6]))
+	dst := filepath.Join(o.cfg.DataDir, "agent", "bothy-agent-"+hex.EncodeToString(sum[:6]))
 	if _, err := os.Stat(dst); err != nil {
 		tmp := dst + ".tmp"
 		if err := os.WriteFile(tmp, b, 0o755); err != nil {
@@ -267,7 +267,7 @@ func (o *Orchestrator) installAgent(hidden bool) error {
 }
 
 // AgentHost is the host path of the installed agent binary, which other
-// containers sandboxd makes (runners) mount too.
+// containers bothy makes (runners) mount too.
 func (o *Orchestrator) AgentHost() string { return o.agentHost }
 
 // Run reconciles the store with the engine, then runs reconcile and the reaper
@@ -284,10 +284,12 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		}
 	})
 	o.every(loopCtx, o.cfg.ReapEvery, o.reap)
+	// Pooled sandboxes of a class no longer configured (all of them, when
+	// no pool is) are deleted here, not left running.
+	if err := o.adoptPooled(ctx); err != nil {
+		return fmt.Errorf("adopt pooled sandboxes: %w", err)
+	}
 	if len(o.pools) > 0 {
-		if err := o.adoptPooled(ctx); err != nil {
-			return fmt.Errorf("adopt pooled sandboxes: %w", err)
-		}
 		o.wg.Add(1)
 		go o.fillPools(loopCtx)
 	}
@@ -312,7 +314,7 @@ func (o *Orchestrator) every(ctx context.Context, d time.Duration, fn func(conte
 }
 
 // Close stops the background loops and closes every agent endpoint. Containers
-// keep running: a restarted sandboxd adopts them.
+// keep running: a restarted bothy adopts them.
 func (o *Orchestrator) Close() {
 	if o.cancel != nil {
 		o.cancel()

@@ -14,11 +14,11 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/runtime"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 type fixture struct {
@@ -152,8 +152,8 @@ func TestCreateRejectsBadInput(t *testing.T) {
 		"network":        {Network: "host"},
 		"idle":           {IdleTimeout: &neg},
 		"env name":       {Env: map[string]string{"A=B": "x"}},
-		"reserved env":   {Env: map[string]string{"SANDBOXD_TOKEN": "x"}},
-		"unknown image":  {Image: "no-such-image-for-sandboxd:v9"},
+		"reserved env":   {Env: map[string]string{"BOTHY_TOKEN": "x"}},
+		"unknown image":  {Image: "no-such-image-for-bothy:v9"},
 		"relative dir":   {Workdir: "tmp"},
 		"unknown user":   {User: "nobody-here"},
 		"bad label":      {Labels: map[string]string{"": "x"}},
@@ -315,7 +315,7 @@ func TestEmptyImage(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
 	ctx := context.Background()
-	ref := "sandboxd-test/empty:" + f.cfg.Instance
+	ref := "bothy-test/empty:" + f.cfg.Instance
 	var tarball bytes.Buffer
 	tw := tar.NewWriter(&tarball)
 	tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777})
@@ -331,11 +331,11 @@ func TestEmptyImage(t *testing.T) {
 		}
 	})
 	var out, errb bytes.Buffer
-	res, err := f.o.Exec(ctx, "alice", sb.ID, ExecOptions{Argv: []string{"/.sandboxd/bin/sandbox-agent"}}, nil, &out, &errb)
+	res, err := f.o.Exec(ctx, "alice", sb.ID, ExecOptions{Argv: []string{"/.bothy/bin/bothy-agent"}}, nil, &out, &errb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.ExitCode != 2 || !strings.Contains(errb.String(), "SANDBOXD_SOCKET") {
+	if res.ExitCode != 2 || !strings.Contains(errb.String(), "BOTHY_SOCKET") {
 		t.Fatalf("exit %d, stderr %q", res.ExitCode, errb.String())
 	}
 	res, err = f.o.Exec(ctx, "alice", sb.ID, ExecOptions{Argv: []string{"sh"}}, nil, &out, &errb)
@@ -478,7 +478,7 @@ func TestIdlePolicyCountsBusyProcesses(t *testing.T) {
 }
 
 // TestContainerThatExitedIsStartedAgain: a sandbox's container that exits
-// behind sandboxd's back (its init killed, or out of memory) does not leave
+// behind bothy's back (its init killed, or out of memory) does not leave
 // the sandbox "running" and unreachable: the next call records it as
 // stopped, says why, and starts it again, files kept.
 func TestContainerThatExitedIsStartedAgain(t *testing.T) {

@@ -346,9 +346,9 @@ func (o *Orchestrator) fillPools(ctx context.Context) {
 func (o *Orchestrator) fillOne(ctx context.Context, p *sandboxPool) {
 	p.starting.Add(1)
 	t0 := time.Now()
-	// A start under way is finished (or undone) even when sandboxd shuts
+	// A start under way is finished (or undone) even when bothy shuts
 	// down, which waits for it: cut short, the engine could still make
-	// the container after sandboxd let go of it.
+	// the container after bothy let go of it.
 	id, err := o.createPooled(context.WithoutCancel(ctx), p)
 	p.starting.Add(-1)
 	p.mu.Lock()

@@ -41,7 +41,7 @@ func (o *Orchestrator) reapOne(ctx context.Context, id string) error {
 	case l == nil:
 		return nil
 	case sb.State == StateRunning && !l.ep.Connected():
-		// Its agent is away: when its container exited behind sandboxd's
+		// Its agent is away: when its container exited behind bothy's
 		// back, the sandbox is stopped, and says why.
 		if reason := o.exited(ctx, sb.ContainerID); reason != "" {
 			return o.stop(ctx, &sb, reason)

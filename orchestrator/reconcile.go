@@ -6,7 +6,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/runtime"
 )
 
 // Reconcile brings the store and the engine into agreement. Docker is the truth
@@ -96,7 +96,7 @@ func (o *Orchestrator) current(ctx context.Context, sb *Sandbox, cs []*runtime.C
 // settle reconciles one row with its container (nil when there is none).
 func (o *Orchestrator) settle(ctx context.Context, sb *Sandbox, c *runtime.Container) error {
 	if sb.ContainerID == "" && c != nil {
-		// Made, but sandboxd died before it wrote the container's ID down.
+		// Made, but bothy died before it wrote the container's ID down.
 		sb.ContainerID = c.ID
 	}
 	switch sb.State {

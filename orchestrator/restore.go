@@ -36,7 +36,7 @@ func (o *Orchestrator) Restore(ctx context.Context, owner, id, image string) (Sa
 // (its files kept) and the row switched to the new one in one update; the
 // new one starts; only once its agent answers is the old one removed. A
 // failure before that puts the sandbox back on its old container, as it
-// was. A sandboxd killed mid-way leaves a row that names one of the two
+// was. A bothy killed mid-way leaves a row that names one of the two
 // containers, whole: reconcile removes the other (a container of a known
 // sandbox that its row does not name) and settles the state.
 func (o *Orchestrator) restore(ctx context.Context, sb *Sandbox, image string) error {

@@ -12,14 +12,14 @@ import (
 
 // What a container mounts from the host (its socket directory, the agent
 // binary) shows in its /proc/self/mountinfo as the path within the source's
-// filesystem. So that no container learns where sandboxd keeps its data, the
-// run directory is a tmpfs of sandboxd's own: its paths there start at the
+// filesystem. So that no container learns where bothy keeps its data, the
+// run directory is a tmpfs of bothy's own: its paths there start at the
 // tmpfs's root ("/sb-...", "/.agent/..."), and the agent binaries are copied
 // into it from their lasting home under the data directory.
 
 // hideRunDir mounts a tmpfs on dir unless one is there already. It leaves dir
 // as it is (and says why) when dir holds entries already, which containers
-// started by an earlier sandboxd still use, or when the mount is not
+// started by an earlier bothy still use, or when the mount is not
 // permitted.
 func hideRunDir(dir string) (bool, error) {
 	var st, parent unix.Stat_t
@@ -30,16 +30,16 @@ func hideRunDir(dir string) (bool, error) {
 		return false, err
 	}
 	if st.Dev != parent.Dev {
-		return true, nil // mounted by an earlier run of sandboxd
+		return true, nil // mounted by an earlier run of bothy
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return false, err
 	}
 	if len(entries) > 0 {
-		return false, errors.New("it holds the sockets of sandboxes an earlier sandboxd started; restart sandboxd with none running to hide it")
+		return false, errors.New("it holds the sockets of sandboxes an earlier bothy started; restart bothy with none running to hide it")
 	}
-	if err := unix.Mount("sandboxd-run", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0711,size=256m"); err != nil {
+	if err := unix.Mount("bothy-run", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0711,size=256m"); err != nil {
 		return false, fmt.Errorf("mount a tmpfs on it: %w", err)
 	}
 	return true, nil

@@ -26,7 +26,7 @@ type Sandbox struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	// LastActiveAt is when it was last active; AwakeBy says what kept it
-	// awake then (empty until sandboxd saw activity since it started).
+	// awake then (empty until bothy saw activity since it started).
 	LastActiveAt time.Time
 	AwakeBy      string
 	// Woken says a data-plane call (Attach) started or resumed the sandbox
@@ -208,7 +208,7 @@ func (opts CreateOptions) resolve(defaultImage string, lim Limits, diskLimits st
 	}
 	switch {
 	case diskLimits == "" && opts.DiskMB != 0:
-		v.add("disk_mb", "this engine's storage cannot enforce a disk size, and sandboxd does not pretend to (see docs/security.md)")
+		v.add("disk_mb", "this engine's storage cannot enforce a disk size, and bothy does not pretend to (see docs/security.md)")
 	case diskLimits != "":
 		spec.DiskMB = opts.DiskMB
 		if spec.DiskMB == 0 {
@@ -242,8 +242,8 @@ func (opts CreateOptions) resolve(defaultImage string, lim Limits, diskLimits st
 	}
 	checkEnv(&v, "env", spec.Env)
 	for k := range spec.Env {
-		if strings.HasPrefix(k, "SANDBOXD_") {
-			v.add("env", "%s: the SANDBOXD_ prefix is reserved", k)
+		if strings.HasPrefix(k, "BOTHY_") {
+			v.add("env", "%s: the BOTHY_ prefix is reserved", k)
 		}
 	}
 	checkLabels(&v, opts.Labels)

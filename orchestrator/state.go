@@ -22,7 +22,7 @@ import (
 //
 // creating, stopping, starting and deleting are held only while the operation
 // that set them runs, under the sandbox's lock; a row found in one of them with no
-// operation running was interrupted (sandboxd died) and reconcile settles it.
+// operation running was interrupted (bothy died) and reconcile settles it.
 type State string
 
 // The states.

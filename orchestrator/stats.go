@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/sandboxd/sandboxd/agent"
+	"github.com/bothy/bothy/agent"
 )
 
 // CountByState counts the sandboxes of every owner, by state (not the warm

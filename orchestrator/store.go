@@ -12,7 +12,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/db"
+	"github.com/bothy/bothy/db"
 )
 
 var migrations = []string{

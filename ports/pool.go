@@ -3,13 +3,13 @@ package ports
 import (
 	"sync"
 
-	"github.com/sandboxd/sandboxd/agent"
+	"github.com/bothy/bothy/agent"
 )
 
 // pool keeps one transport per agent connection and port, so that
 // connections to a sandbox's server are kept alive between proxied
 // requests. A transport lives as long as its agent connection: when the
-// sandbox stops or sandboxd reconnects, its transports close and go.
+// sandbox stops or bothy reconnects, its transports close and go.
 type pool struct {
 	mu sync.Mutex
 	// byConn holds the transports of each agent connection, by port.

@@ -1,6 +1,6 @@
 // Package ports reaches the servers that run inside sandboxes. A request to
 // a sandbox's port goes through the sandbox's agent channel, which dials the
-// port on the sandbox's own loopback: it works on sandboxd's isolated
+// port on the sandbox's own loopback: it works on bothy's isolated
 // network, with no route from the host to the container and nothing
 // published on the host. Exposed ports are recorded with a token of their
 // own.
@@ -23,10 +23,10 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/db"
-	"github.com/sandboxd/sandboxd/internal/errclass"
-	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/db"
+	"github.com/bothy/bothy/internal/errclass"
+	"github.com/bothy/bothy/orchestrator"
 )
 
 // ErrNotListening says nothing listens on the port asked for.
@@ -249,7 +249,7 @@ func (s *Service) Proxy(w http.ResponseWriter, r *http.Request, owner, id string
 			},
 			Transport: s.pool.transport(conn, port),
 			// The server may set cookies for its own host only, and none
-			// of sandboxd's.
+			// of bothy's.
 			ModifyResponse: func(resp *http.Response) error {
 				filterCookies(resp.Header, r.Host)
 				return nil
@@ -282,7 +282,7 @@ func (s *Service) Proxy(w http.ResponseWriter, r *http.Request, owner, id string
 // filterCookies drops from an answer's Set-Cookie fields the cookies a
 // sandbox's server may not set: any with a Domain attribute other than
 // host itself (which would reach the other hosts of the preview domain, or
-// sandboxd's), and any with one of sandboxd's own names, however prefixed.
+// bothy's), and any with one of bothy's own names, however prefixed.
 func filterCookies(h http.Header, host string) {
 	set := h.Values("Set-Cookie")
 	if len(set) == 0 {
@@ -308,10 +308,10 @@ func filterCookies(h http.Header, host string) {
 	}
 }
 
-// reservedCookie says name is one of sandboxd's cookies (sandboxd_...,
+// reservedCookie says name is one of bothy's cookies (bothy_...,
 // also behind the __Host- and __Secure- prefixes).
 func reservedCookie(name string) bool {
 	n := strings.ToLower(name)
 	n = strings.TrimPrefix(strings.TrimPrefix(n, "__host-"), "__secure-")
-	return strings.HasPrefix(n, "sandboxd")
+	return strings.HasPrefix(n, "bothy")
 }

@@ -11,13 +11,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sandboxd/sandboxd/agent"
+	"github.com/bothy/bothy/agent"
 )
 
 // Limits of the connections to a sandbox's port. The server there is
 // treated as hostile: what it sends before its body is bounded in size,
 // count and time, and every buffer on the way is small and fixed, so that
-// neither it nor a client that stops reading holds more of sandboxd's
+// neither it nor a client that stops reading holds more of bothy's
 // memory than a few of them.
 const (
 	// idleConnTimeout is how long a kept-alive connection to a sandbox's

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // TestPoolKeepsConnectionsAlive: requests to a port through one agent

@@ -1,6 +1,6 @@
 // Package process is the background processes of sandboxes: started
 // detached through the agent, which owns them, so they outlive the client
-// that started them and restarts of sandboxd; listed, followed from any
+// that started them and restarts of bothy; listed, followed from any
 // output offset, fed on stdin, signalled, killed and waited for.
 package process
 
@@ -16,8 +16,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/orchestrator"
 )
 
 // Limits of a start request.

@@ -1,17 +1,17 @@
-// Package runtime holds the neutral container types that sandboxd's packages speak,
+// Package runtime holds the neutral container types that bothy's packages speak,
 // and the labels it puts on everything it creates. It makes no decisions; the one
 // adapter over the Docker Engine API lives in runtime/docker.
 package runtime
 
 import "time"
 
-// Labels sandboxd sets on the containers, networks and images it creates.
+// Labels bothy sets on the containers, networks and images it creates.
 const (
-	LabelID       = "sandboxd.id"       // the sandbox (or runner) ID
-	LabelOwner    = "sandboxd.owner"    // the API key ID that owns it
-	LabelKind     = "sandboxd.kind"     // "sandbox", "network", "image"
-	LabelInstance = "sandboxd.instance" // the sandboxd data directory that made it
-	LabelRecipe   = "sandboxd.recipe"   // hash of the recipe an image was built from
+	LabelID       = "bothy.id"       // the sandbox (or runner) ID
+	LabelOwner    = "bothy.owner"    // the API key ID that owns it
+	LabelKind     = "bothy.kind"     // "sandbox", "network", "image"
+	LabelInstance = "bothy.instance" // the bothy data directory that made it
+	LabelRecipe   = "bothy.recipe"   // hash of the recipe an image was built from
 )
 
 // Kinds, the values of LabelKind.
@@ -119,7 +119,7 @@ type Image struct {
 	Config ImageConfig
 }
 
-// ImageConfig is the part of an image's configuration that sandboxd keeps
+// ImageConfig is the part of an image's configuration that bothy keeps
 // when it writes an image config of its own.
 type ImageConfig struct {
 	Env        []string
@@ -128,7 +128,7 @@ type ImageConfig struct {
 	User       string
 }
 
-// EngineInfo is what sandboxd reports of the engine it drives.
+// EngineInfo is what bothy reports of the engine it drives.
 type EngineInfo struct {
 	Version     string
 	APIVersion  string

@@ -2,7 +2,7 @@
 # engine.sh makes sure a Docker engine answers on this machine.
 #
 # Idempotent: when `docker info` answers, it only raises the kernel's key quota
-# (below); sandboxd then finds out for itself whether that engine can enforce
+# (below); bothy then finds out for itself whether that engine can enforce
 # per-sandbox disk limits. Otherwise,
 # as root on Debian, it installs Debian's docker.io and the tools the offline image
 # builds need, and starts dockerd in the background with:
@@ -19,11 +19,11 @@
 # that disk limits will not be enforced. It waits a bounded time for the engine.
 set -euo pipefail
 
-log=${SANDBOXD_DOCKERD_LOG:-/var/log/sandboxd-dockerd.log}
-wait_s=${SANDBOXD_DOCKERD_WAIT:-90}
-root=${SANDBOXD_ENGINE_ROOT:-/var/lib/sandboxd-engine}
-img=${SANDBOXD_ENGINE_IMG:-/var/lib/sandboxd-engine.btrfs}
-conf=/etc/sandboxd/dockerd.json
+log=${BOTHY_DOCKERD_LOG:-/var/log/bothy-dockerd.log}
+wait_s=${BOTHY_DOCKERD_WAIT:-90}
+root=${BOTHY_ENGINE_ROOT:-/var/lib/bothy-engine}
+img=${BOTHY_ENGINE_IMG:-/var/lib/bothy-engine.btrfs}
+conf=/etc/bothy/dockerd.json
 
 say() { printf 'engine: %s\n' "$*" >&2; }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # mcp-inspector.sh installs the MCP Inspector, pinned by
-# mcp/inspector/package-lock.json, for the test that drives sandboxd's /mcp
+# mcp/inspector/package-lock.json, for the test that drives bothy's /mcp
 # with its CLI (e2e/mcp_inspector_test.go). Nothing from npm is committed.
 set -euo pipefail
 cd "$(dirname "$0")/../mcp/inspector"

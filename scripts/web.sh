@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # web.sh installs the web UI's front-end libraries (xterm.js, and Swagger UI
 # for /docs) from npm, pinned by web/package-lock.json, and copies the files
-# the pages load into web/vendor, where sandboxd embeds them. Nothing from npm
+# the pages load into web/vendor, where bothy embeds them. Nothing from npm
 # is committed.
 set -euo pipefail
 cd "$(dirname "$0")/../web"

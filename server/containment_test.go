@@ -20,18 +20,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/bounds"
-	"github.com/sandboxd/sandboxd/fsapi"
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/isolate"
-	"github.com/sandboxd/sandboxd/orchestrator"
-	"github.com/sandboxd/sandboxd/process"
-	"github.com/sandboxd/sandboxd/shell"
-	"github.com/sandboxd/sandboxd/snapshot"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/bounds"
+	"github.com/bothy/bothy/fsapi"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/isolate"
+	"github.com/bothy/bothy/orchestrator"
+	"github.com/bothy/bothy/process"
+	"github.com/bothy/bothy/shell"
+	"github.com/bothy/bothy/snapshot"
+	"github.com/bothy/bothy/supervisor"
 )
 
 // fullFixture serves every route of the real router over every real
@@ -55,7 +55,7 @@ func newFullFixture(t *testing.T, cfg Config) *fullFixture {
 	ctx := context.Background()
 	b := newBase(t)
 	instance := "fulltest-" + filepath.Base(b.data)
-	// The keys' quotas reach the domain as cmd/sandboxd wires them.
+	// The keys' quotas reach the domain as cmd/bothyd wires them.
 	sandboxQuota := func(ctx context.Context, owner string) (orchestrator.Quota, error) {
 		k, err := b.keys.Get(ctx, owner)
 		q := k.Quota
@@ -206,7 +206,7 @@ func TestTenancyOnEveryRoute(t *testing.T) {
 	}
 	snapImageID := ""
 	for _, img := range imgs.Images {
-		if img.Name == "sandboxd/snapshot:"+snap.ID {
+		if img.Name == "bothy/snapshot:"+snap.ID {
 			snapImageID = img.ID
 		}
 	}
@@ -239,7 +239,7 @@ func TestTenancyOnEveryRoute(t *testing.T) {
 		"GET /vendor/*":                                     {{"GET", "/vendor/xterm.js", "", 0}},
 		"GET /v1/sandboxes/:id/pty":                         {{"GET", s + "/pty", "", 404}},
 		"GET /v1/sandboxes/:id/exec":                        {{"GET", s + "/exec?cmd=true", "", 404}},
-		"POST /v1/sandboxes":                                {{"POST", "/v1/sandboxes", `{"snapshot":"` + snap.ID + `"}`, 404}, {"POST", "/v1/sandboxes", `{"image":"sandboxd/snapshot:` + snap.ID + `"}`, 400}, {"POST", "/v1/sandboxes", `{"image":"` + snapImageID + `"}`, 400}},
+		"POST /v1/sandboxes":                                {{"POST", "/v1/sandboxes", `{"snapshot":"` + snap.ID + `"}`, 404}, {"POST", "/v1/sandboxes", `{"image":"bothy/snapshot:` + snap.ID + `"}`, 400}, {"POST", "/v1/sandboxes", `{"image":"` + snapImageID + `"}`, 400}},
 		"GET /v1/sandboxes":                                 {{"GET", "/v1/sandboxes", "", 0}},
 		"GET /v1/sandboxes/:id":                             {{"GET", s, "", 404}},
 		"PATCH /v1/sandboxes/:id":                           {{"PATCH", s, `{"labels":{"x":"y"}}`, 404}},
@@ -299,8 +299,8 @@ func TestTenancyOnEveryRoute(t *testing.T) {
 		"PUT /v1/apps/:name":  {{"PUT", "/v1/apps/a-app", `{"runtime":"python","code":"def fetch(request, env):\n    return 'b'\n"}`, 0}},
 		"GET /v1/usage":       {{"GET", "/v1/usage", "", 0}, {"GET", "/v1/usage?all=true", "", 403}},
 		"GET /v1/images":      {{"GET", "/v1/images", "", 0}},
-		"POST /v1/images":     {{"POST", "/v1/images", `{"name":"sandboxd/busybox"}`, 403}},
-		"DELETE /v1/images/*": {{"DELETE", "/v1/images/sandboxd/snapshot:" + snap.ID, "", 403}},
+		"POST /v1/images":     {{"POST", "/v1/images", `{"name":"bothy/busybox"}`, 403}},
+		"DELETE /v1/images/*": {{"DELETE", "/v1/images/bothy/snapshot:" + snap.ID, "", 403}},
 		"POST /v1/keys":       {{"POST", "/v1/keys", `{"name":"x"}`, 403}},
 		"GET /v1/keys":        {{"GET", "/v1/keys", "", 403}},
 		"DELETE /v1/keys/:id": {{"DELETE", "/v1/keys/" + f.aID, "", 403}},
@@ -383,7 +383,7 @@ func TestImagesOfOneKeyAreNotAnothers(t *testing.T) {
 		}
 		return out
 	}
-	ref := "sandboxd/snapshot:" + snap.ID
+	ref := "bothy/snapshot:" + snap.ID
 	id := list(admin)[ref]
 	if id == "" {
 		t.Fatalf("the admin does not see %s", ref)
@@ -497,7 +497,7 @@ func dockerInspect(t *testing.T, ref string) map[string]any {
 // containerOf is the ID of the container behind a sandbox.
 func containerOf(t *testing.T, sandboxID string) string {
 	t.Helper()
-	out, err := exec.Command("docker", "ps", "-aq", "--no-trunc", "--filter", "label=sandboxd.id="+sandboxID).Output()
+	out, err := exec.Command("docker", "ps", "-aq", "--no-trunc", "--filter", "label=bothy.id="+sandboxID).Output()
 	id := strings.TrimSpace(string(out))
 	if err != nil || id == "" || strings.Contains(id, "\n") {
 		t.Fatalf("the container of %s: %q %v", sandboxID, out, err)
@@ -533,20 +533,20 @@ func TestNoSecretInEnvironmentOrExport(t *testing.T) {
 	ctx := context.Background()
 	c := api.NewClient(f.url, f.user)
 	sb := mustCreateWith(t, c, api.CreateSandboxRequest{Env: map[string]string{"MY_SECRET": "hunter2"}})
-	if got := mustShell(t, c, sb.ID, "tr '\\0' '\\n' < /proc/1/environ | grep -c SANDBOXD_TOKEN; env | grep -c SANDBOXD_TOKEN; true"); got != "0\n0\n" {
+	if got := mustShell(t, c, sb.ID, "tr '\\0' '\\n' < /proc/1/environ | grep -c BOTHY_TOKEN; env | grep -c BOTHY_TOKEN; true"); got != "0\n0\n" {
 		t.Fatalf("the token is in the environment: %q", got)
 	}
 	// Nor does the mount table name the host's data directory.
 	if got := mustShell(t, c, sb.ID, "cat /proc/self/mountinfo"); strings.Contains(got, filepath.Base(f.data)) ||
-		!strings.Contains(got, "/sb-") || !strings.Contains(got, "sandboxd-run") {
+		!strings.Contains(got, "/sb-") || !strings.Contains(got, "bothy-run") {
 		t.Fatalf("the mount table: %s", got)
 	}
-	res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: "cat /.sandboxd/run/token", User: "1000"})
+	res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: "cat /.bothy/run/token", User: "1000"})
 	if err != nil || res.ExitCode == 0 || res.Stdout != "" {
 		t.Fatalf("a non-root user read the token: %+v %v", res, err)
 	}
 	inspect, _ := json.Marshal(dockerInspect(t, containerOf(t, sb.ID)))
-	if strings.Contains(string(inspect), "SANDBOXD_TOKEN") {
+	if strings.Contains(string(inspect), "BOTHY_TOKEN") {
 		t.Fatalf("docker inspect shows the token")
 	}
 	snap, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{})
@@ -560,7 +560,7 @@ func TestNoSecretInEnvironmentOrExport(t *testing.T) {
 	}
 	_, files := untar(t, archive.Bytes())
 	config := string(files["config.json"])
-	for _, leak := range []string{"SANDBOXD", "MY_SECRET", "hunter2", "sandbox-agent"} {
+	for _, leak := range []string{"BOTHY", "MY_SECRET", "hunter2", "bothy-agent"} {
 		if strings.Contains(config, leak) {
 			t.Fatalf("the export's config names %q: %s", leak, config)
 		}
@@ -570,7 +570,7 @@ func TestNoSecretInEnvironmentOrExport(t *testing.T) {
 // TestImportKeepsOnlyTheLayers: an archive whose config asks for a health
 // check, volumes, an environment and labels (sizes and digests made
 // consistent) imports as the layers alone; a sandbox restored from it runs
-// with sandboxd's configuration.
+// with bothy's configuration.
 func TestImportKeepsOnlyTheLayers(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -594,19 +594,19 @@ func TestImportKeepsOnlyTheLayers(t *testing.T) {
 		"Env":         []string{"LD_PRELOAD=/root/evil.so", "PATH=/bin"},
 		"Volumes":     volumes,
 		"Healthcheck": map[string]any{"Test": []string{"CMD", "/bin/sh", "-c", "touch /root/health-ran"}, "Interval": 100000000},
-		"Labels":      map[string]string{"sandboxd.owner": "someone-else", "sandboxd.kind": "image"},
+		"Labels":      map[string]string{"bothy.owner": "someone-else", "bothy.kind": "image"},
 		"Entrypoint":  []string{"/bin/sh"},
 		"StopSignal":  "SIGKILL",
 	}
 	crafted, _ := json.Marshal(config)
 	var manifest map[string]any
-	if err := json.Unmarshal(files["sandboxd-snapshot.json"], &manifest); err != nil {
+	if err := json.Unmarshal(files["bothy-snapshot.json"], &manifest); err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(crafted)
 	manifest["config"] = map[string]any{"file": "config.json", "size": len(crafted), "sha256": hex.EncodeToString(sum[:])}
 	files["config.json"] = crafted
-	files["sandboxd-snapshot.json"], _ = json.Marshal(manifest)
+	files["bothy-snapshot.json"], _ = json.Marshal(manifest)
 	var out bytes.Buffer
 	tw := tar.NewWriter(&out)
 	for _, name := range names {
@@ -619,12 +619,12 @@ func TestImportKeepsOnlyTheLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.DeleteSnapshot(context.Background(), imported.ID) })
-	img := dockerInspect(t, "sandboxd/snapshot:"+imported.ID)
+	img := dockerInspect(t, "bothy/snapshot:"+imported.ID)
 	cfg, _ := img["Config"].(map[string]any)
 	if cfg["Healthcheck"] != nil || cfg["Volumes"] != nil || cfg["Entrypoint"] != nil || cfg["StopSignal"] != nil {
 		t.Fatalf("the imported image kept the archive's config: %v", cfg)
 	}
-	if labels, _ := cfg["Labels"].(map[string]any); labels["sandboxd.owner"] == "someone-else" || labels["sandboxd.kind"] != "snapshot" {
+	if labels, _ := cfg["Labels"].(map[string]any); labels["bothy.owner"] == "someone-else" || labels["bothy.kind"] != "snapshot" {
 		t.Fatalf("imported image labels: %v", labels)
 	}
 	clone := mustCreateWith(t, c, api.CreateSandboxRequest{Snapshot: imported.ID})
@@ -632,14 +632,14 @@ func TestImportKeepsOnlyTheLayers(t *testing.T) {
 		t.Fatalf("restored sandbox: %q", got)
 	}
 	ctr := dockerInspect(t, containerOf(t, clone.ID))
-	// sandboxd's own mounts only: the agent's two and the run directory's
+	// bothy's own mounts only: the agent's two and the run directory's
 	// /etc files, all read-only; none of the archive's 20 volumes.
-	own := map[string]bool{"/.sandboxd/run": true, "/.sandboxd/bin/sandbox-agent": true, "/etc/hosts": true, "/etc/hostname": true, "/etc/resolv.conf": true}
+	own := map[string]bool{"/.bothy/run": true, "/.bothy/bin/bothy-agent": true, "/etc/hosts": true, "/etc/hostname": true, "/etc/resolv.conf": true}
 	mounts, _ := ctr["Mounts"].([]any)
 	for _, m := range mounts {
 		m, _ := m.(map[string]any)
 		if dst, _ := m["Destination"].(string); !own[dst] || m["RW"] != false || m["Type"] != "bind" {
-			t.Fatalf("the restored container has a mount not sandboxd's own: %v (all: %v)", m, mounts)
+			t.Fatalf("the restored container has a mount not bothy's own: %v (all: %v)", m, mounts)
 		}
 	}
 	if state, _ := ctr["State"].(map[string]any); state["Health"] != nil {

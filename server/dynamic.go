@@ -13,8 +13,8 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/isolate"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/isolate"
 )
 
 // run handles POST /v1/run.
@@ -208,7 +208,7 @@ func (s *Server) invokeApp(c *echo.Context) error {
 		return err
 	}
 	h := c.Response().Header()
-	h.Set("X-Sandboxd-App-Version", strconv.Itoa(res.Version))
+	h.Set("X-Bothy-App-Version", strconv.Itoa(res.Version))
 	if res.Error != "" {
 		code := "app_error"
 		if res.TimedOut {

@@ -16,13 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/isolate"
-	"github.com/sandboxd/sandboxd/runtime"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/isolate"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/supervisor"
 )
 
 type dynFixture struct {
@@ -280,7 +280,7 @@ print(open("/proc/net/dev").read().count(":"))
 			`{"runtime":"python","code":"print(1)","files":[{"path":"a","content":"!","encoding":"base64"}]}`,
 			`{"runtime":"python","code":"print(1)","files":[{"path":"a","content":"","encoding":"rot13"}]}`,
 			`{"runtime":"python","code":"print(1)","env":{"1BAD":"x"}}`,
-			`{"runtime":"python","code":"print(1)","env":{"SANDBOXD_TOKEN":"x"}}`,
+			`{"runtime":"python","code":"print(1)","env":{"BOTHY_TOKEN":"x"}}`,
 			`{"runtime":"python","code":"print(1)","surprise":1}`,
 		} {
 			status, b := call(t, f.url, http.MethodPost, "/v1/run", f.admin, body)
@@ -375,7 +375,7 @@ func TestApps(t *testing.T) {
 			next("warm")
 			// A thrown exception rolls the write back.
 			status, body, hdr := invoke(t, f.a, name, http.MethodGet, "/?fail=1", "")
-			if status != 500 || !strings.Contains(body, "failing after the write") || hdr.Get("X-Sandboxd-Error") != "" {
+			if status != 500 || !strings.Contains(body, "failing after the write") || hdr.Get("X-Bothy-Error") != "" {
 				t.Fatalf("failing invoke: %d %s", status, body)
 			}
 			next("after the rollback")
@@ -574,7 +574,7 @@ def fetch(request, env):
         except Exception as e:
             attempts[q] = "refused"
     out["attempts"] = attempts
-    out["files"] = [p for d in ("/tmp", "/root", "/home", "/var", "/srv", "/opt", "/mnt", "/.sandboxd", "/etc")
+    out["files"] = [p for d in ("/tmp", "/root", "/home", "/var", "/srv", "/opt", "/mnt", "/.bothy", "/etc")
                     for p in glob.glob(d + "/**/*.db*", recursive=True)]
     return {"body": out}
 `

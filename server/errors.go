@@ -11,10 +11,20 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/fsapi"
-	"github.com/sandboxd/sandboxd/ports"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/fsapi"
+	"github.com/bothy/bothy/ports"
 )
+
+// statusClientClosed is the status of a request whose client went away
+// before its answer (nginx's 499).
+const statusClientClosed = 499
+
+// expected says an answer, though an error, is an outcome the platform
+// meant: a client that went away, a sandbox's port that nothing listens on.
+func expected(status int, code string) bool {
+	return status == statusClientClosed || code == api.CodeNotListening
+}
 
 const (
 	ctxRequestID = "request_id"
@@ -46,6 +56,10 @@ func classify(err error) (int, string, string) {
 	switch {
 	case errors.As(err, &ae):
 		return ae.status, ae.code, ae.msg
+	case errors.Is(err, context.Canceled):
+		// The client went away (or bothy is shutting down): nobody reads
+		// the answer, and nothing failed.
+		return statusClientClosed, api.CodeCanceled, "the request was canceled"
 	case errors.Is(err, fsapi.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, api.CodeTooLarge, err.Error()
 	case errors.Is(err, ports.ErrNotListening):
@@ -102,13 +116,13 @@ func (s *Server) handleError(c *echo.Context, err error) {
 	}
 	status, code, msg := classify(err)
 	rid, _ := c.Get(ctxRequestID).(string)
-	if status >= 500 {
+	if status >= 500 && !expected(status, code) {
 		s.log.Error("request failed", "err", err, "request_id", rid, "path", c.Request().URL.Path)
 	}
 	body := api.ErrorEnvelope{Error: api.Error{Code: code, Message: msg, RequestID: rid}}
-	// The header tells sandboxd's refusals from an app's own error answers.
+	// The header tells bothy's refusals from an app's own error answers.
 	h := c.Response().Header()
-	h.Set(headerSandboxdError, code)
+	h.Set(headerBothyError, code)
 	if code == api.CodeRateLimited {
 		after := time.Second
 		var ra interface{ RetryAfter() time.Duration }
@@ -124,10 +138,10 @@ func (s *Server) handleError(c *echo.Context, err error) {
 	_ = c.JSON(status, body)
 }
 
-// headerSandboxdError is set on every error answer sandboxd itself makes.
-const headerSandboxdError = "X-Sandboxd-Error"
+// headerBothyError is set on every error answer bothy itself makes.
+const headerBothyError = "X-Bothy-Error"
 
-// notFound answers a request no route took: 501 for a method sandboxd
+// notFound answers a request no route took: 501 for a method bothy
 // knows nothing of, 404 otherwise.
 func (s *Server) notFound(c *echo.Context) error {
 	if !knownMethods[c.Request().Method] {

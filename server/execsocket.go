@@ -12,8 +12,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/orchestrator"
 )
 
 const execAction = "exec"

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 // lineWaiter collects output and says when a string has arrived.

@@ -10,8 +10,8 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/fsapi"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/fsapi"
 )
 
 // target is the sandbox of the request, as the user ?user= names (by
@@ -225,7 +225,7 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 
 func toFileInfo(f fsapi.FileInfo) api.FileInfo {
 	return api.FileInfo{Name: f.Name, Path: f.Path, Type: string(f.Type), Size: f.Size,
-		Mode: fmt.Sprintf("%04o", f.Mode), MTime: f.MTime, Target: f.Target}
+		Mode: fmt.Sprintf("%04o", f.Mode), MTime: f.MTime, Target: f.Target, Owner: f.Owner, Group: f.Group}
 }
 
 func toDirList(res *fsapi.Listing) api.DirList {

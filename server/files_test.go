@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 func TestFileRoundTrips(t *testing.T) {
@@ -195,7 +195,7 @@ func TestFileTraversalRace(t *testing.T) {
 	ctx := context.Background()
 	c := api.NewClient(f.url, f.user)
 	sb := mustCreate(t, c)
-	marker := fmt.Sprintf("sbx-race-%d", time.Now().UnixNano())
+	marker := fmt.Sprintf("bothy-race-%d", time.Now().UnixNano())
 	secret := filepath.Join(os.TempDir(), marker+"-secret")
 	if err := os.WriteFile(secret, []byte("HOST SECRET"), 0o644); err != nil {
 		t.Fatal(err)

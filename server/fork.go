@@ -8,9 +8,9 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/orchestrator"
-	"github.com/sandboxd/sandboxd/snapshot"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/orchestrator"
+	"github.com/bothy/bothy/snapshot"
 )
 
 // maxFork bounds one fork's count.
@@ -37,7 +37,7 @@ func (s *Server) forkSandbox(c *echo.Context) error {
 		src = sb
 		var err error
 		sn, err = s.deps.Snapshots.Create(ctx, owner, snapshot.Source{SandboxID: sb.ID, ContainerID: sb.ContainerID, Image: sb.Image},
-			"fork of "+sb.ID, map[string]string{"sandboxd.fork_of": sb.ID})
+			"fork of "+sb.ID, map[string]string{"bothy.fork_of": sb.ID})
 		return err
 	})
 	if err != nil {

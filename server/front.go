@@ -61,19 +61,22 @@ func (s *Server) front(next echo.HandlerFunc) echo.HandlerFunc {
 // finish counts and logs a request that has been answered (or failed
 // with err, which the error handler answers next).
 func (s *Server) finish(c *echo.Context, t0 time.Time, err error) {
-	status := http.StatusOK
+	status, code := http.StatusOK, ""
 	if r, _ := echo.UnwrapResponse(c.Response()); r != nil && r.Status != 0 {
 		status = r.Status
 	}
 	if err != nil {
-		status, _, _ = classify(err)
+		status, code, _ = classify(err)
 	}
 	d := time.Since(t0)
 	route := s.metrics.observe(c, status, d)
 	level := slog.LevelDebug
-	if status >= 500 {
+	switch {
+	case route == "/readyz" || route == "/healthz":
+		// Polled until ready: a 503 there is an answer, not a failure.
+	case status >= 500 && !expected(status, code):
 		level = slog.LevelError
-	} else if status >= 400 {
+	case status >= 400:
 		level = slog.LevelInfo
 	}
 	rid, _ := c.Get(ctxRequestID).(string)

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/images"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/images"
 )
 
 // hostileServer answers every connection with a head that never ends (256
@@ -37,8 +37,8 @@ def serve(c):
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
                 b"Set-Cookie: own=1; Path=/\r\n"
                 b"Set-Cookie: wide=1; Domain=example.test; Path=/\r\n"
-                b"Set-Cookie: sandboxd_port_token=forged; Path=/\r\n"
-                b"Set-Cookie: __Host-sandboxd_port_token=forged; Secure; Path=/\r\n"
+                b"Set-Cookie: bothy_port_token=forged; Path=/\r\n"
+                b"Set-Cookie: __Host-bothy_port_token=forged; Secure; Path=/\r\n"
                 b"\r\nok")
     except Exception:
         pass
@@ -62,9 +62,9 @@ func heapInUse() uint64 {
 
 // TestPortProxyTreatsTheServerAsHostile: a sandbox's server that sends a
 // 256 MiB header, or 100,000 header fields, gets its client a 502 once the
-// head passes its bounds, eight at once, with sandboxd's heap (this process
-// is sandboxd here) as it was; cookies for another domain or with
-// sandboxd's names are dropped.
+// head passes its bounds, eight at once, with bothy's heap (this process
+// is bothy here) as it was; cookies for another domain or with
+// bothy's names are dropped.
 func TestPortProxyTreatsTheServerAsHostile(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)

@@ -9,8 +9,8 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/images"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/images"
 )
 
 func (s *Server) listImages(c *echo.Context) error {
@@ -34,7 +34,7 @@ func (s *Server) buildImage(c *echo.Context) error {
 		return err
 	}
 	if !images.Known(req.Name) {
-		return badRequest("name: sandboxd builds " + strings.Join(images.Recipes(), ", ") + "; got " + req.Name)
+		return badRequest("name: bothy builds " + strings.Join(images.Recipes(), ", ") + "; got " + req.Name)
 	}
 	w := c.Response()
 	w.Header().Set("Content-Type", "application/x-ndjson")

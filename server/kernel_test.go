@@ -11,9 +11,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 // hog takes, in a sandbox, all it can of the kernel's shared limits, as

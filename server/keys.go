@@ -6,8 +6,8 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/supervisor"
 )
 
 func (s *Server) createKey(c *echo.Context) error {

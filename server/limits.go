@@ -8,9 +8,9 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/bounds"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/bounds"
+	"github.com/bothy/bothy/supervisor"
 )
 
 // Limits of a request's head, checked before routing and before anything
@@ -59,6 +59,9 @@ const (
 	// keyInContext hands the key on in the request's context, to a
 	// mounted front door.
 	keyInContext
+	// keyIfSent authenticates the bearer key when the request sends one;
+	// without one the handler decides (a port's token, a public port).
+	keyIfSent
 )
 
 // guard is the one middleware of a route: it opens the request's scope of
@@ -96,7 +99,7 @@ func (s *Server) guard(class bounds.Class, flags int) echo.MiddlewareFunc {
 				r.Body = &boundedBody{r: bounds.NewBody(w, r.Body, sc.ReadIdle()), w: w, left: class.Body}
 			}
 			ctx := bounds.With(r.Context(), sc)
-			if flags&withKey != 0 {
+			if flags&withKey != 0 || flags&keyIfSent != 0 && r.Header.Get("Authorization") != "" {
 				key, err := s.keyOf(r)
 				if err != nil {
 					return err

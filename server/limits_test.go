@@ -12,7 +12,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/bounds"
+	"github.com/bothy/bothy/bounds"
 )
 
 // seriesCount is the number of series the server's registry holds.

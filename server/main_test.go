@@ -3,7 +3,7 @@ package server
 import (
 	"testing"
 
-	"github.com/sandboxd/sandboxd/internal/testenv"
+	"github.com/bothy/bothy/internal/testenv"
 )
 
 // The suite's network, which its sandboxes join.

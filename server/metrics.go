@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/bothy/bothy/orchestrator"
 )
 
 // metrics are the server's Prometheus figures: its own requests, and what
@@ -31,17 +31,17 @@ func newMetrics(deps Deps) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sandboxd_http_requests_total", Help: "HTTP requests answered, by route, method and status class.",
+			Name: "bothy_http_requests_total", Help: "HTTP requests answered, by route, method and status class.",
 		}, []string{"route", "method", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "sandboxd_http_request_duration_seconds", Help: "Time to answer HTTP requests (streams: until they end), by route and method.",
+			Name: "bothy_http_request_duration_seconds", Help: "Time to answer HTTP requests (streams: until they end), by route and method.",
 			Buckets: latencyBuckets,
 		}, []string{"route", "method"}),
 		exec: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "sandboxd_exec_duration_seconds", Help: "Time of commands run through POST /v1/sandboxes/{id}/exec.", Buckets: latencyBuckets,
+			Name: "bothy_exec_duration_seconds", Help: "Time of commands run through POST /v1/sandboxes/{id}/exec.", Buckets: latencyBuckets,
 		}),
 		run: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "sandboxd_run_duration_seconds", Help: "Time of code runs through POST /v1/run.", Buckets: latencyBuckets,
+			Name: "bothy_run_duration_seconds", Help: "Time of code runs through POST /v1/run.", Buckets: latencyBuckets,
 		}),
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.exec, m.run,
@@ -86,24 +86,24 @@ func (m *metrics) handler() http.Handler {
 type domainCollector struct{ deps Deps }
 
 var (
-	descSandboxes  = prometheus.NewDesc("sandboxd_sandboxes", "Sandboxes, by state.", []string{"state"}, nil)
-	descCreates    = prometheus.NewDesc("sandboxd_sandbox_creates_total", "Sandboxes created since sandboxd started.", nil, nil)
-	descDeletes    = prometheus.NewDesc("sandboxd_sandbox_deletes_total", "Sandboxes deleted since sandboxd started.", nil, nil)
-	descAgents     = prometheus.NewDesc("sandboxd_agent_connections", "Sandboxes whose agent is connected now.", nil, nil)
-	descHandshakes = prometheus.NewDesc("sandboxd_agent_connects_total", "Agent connections accepted, first ones and reconnections.", nil, nil)
-	descPoolIdle   = prometheus.NewDesc("sandboxd_pool_idle", "Warm runners waiting, by pool.", []string{"runtime", "memory_mb"}, nil)
-	descPoolLeased = prometheus.NewDesc("sandboxd_pool_leased", "Runners out of their pool, by pool.", []string{"runtime", "memory_mb"}, nil)
-	descPoolHits   = prometheus.NewDesc("sandboxd_pool_hits_total", "Takes served by a warm runner, by pool.", []string{"runtime", "memory_mb"}, nil)
-	descPoolMisses = prometheus.NewDesc("sandboxd_pool_misses_total", "Takes that had to start a runner, by pool.", []string{"runtime", "memory_mb"}, nil)
+	descSandboxes  = prometheus.NewDesc("bothy_sandboxes", "Sandboxes, by state.", []string{"state"}, nil)
+	descCreates    = prometheus.NewDesc("bothy_sandbox_creates_total", "Sandboxes created since bothy started.", nil, nil)
+	descDeletes    = prometheus.NewDesc("bothy_sandbox_deletes_total", "Sandboxes deleted since bothy started.", nil, nil)
+	descAgents     = prometheus.NewDesc("bothy_agent_connections", "Sandboxes whose agent is connected now.", nil, nil)
+	descHandshakes = prometheus.NewDesc("bothy_agent_connects_total", "Agent connections accepted, first ones and reconnections.", nil, nil)
+	descPoolIdle   = prometheus.NewDesc("bothy_pool_idle", "Warm runners waiting, by pool.", []string{"runtime", "memory_mb"}, nil)
+	descPoolLeased = prometheus.NewDesc("bothy_pool_leased", "Runners out of their pool, by pool.", []string{"runtime", "memory_mb"}, nil)
+	descPoolHits   = prometheus.NewDesc("bothy_pool_hits_total", "Takes served by a warm runner, by pool.", []string{"runtime", "memory_mb"}, nil)
+	descPoolMisses = prometheus.NewDesc("bothy_pool_misses_total", "Takes that had to start a runner, by pool.", []string{"runtime", "memory_mb"}, nil)
 
-	descSandboxPoolReady  = prometheus.NewDesc("sandboxd_sandbox_pool_ready", "Warm sandboxes waiting to be taken, by pool.", []string{"image"}, nil)
-	descSandboxPoolHits   = prometheus.NewDesc("sandboxd_sandbox_pool_hits_total", "Creates served by a warm sandbox, by pool.", []string{"image"}, nil)
-	descSandboxPoolMisses = prometheus.NewDesc("sandboxd_sandbox_pool_misses_total", "Creates of a pool's kind that found it empty, by pool.", []string{"image"}, nil)
-	descSandboxPoolFails  = prometheus.NewDesc("sandboxd_sandbox_pool_failures_total", "Warm sandboxes that failed to start, by pool.", []string{"image"}, nil)
-	descSnapshots         = prometheus.NewDesc("sandboxd_snapshots", "Snapshots ready.", nil, nil)
-	descSnapBytes         = prometheus.NewDesc("sandboxd_snapshot_bytes", "Bytes the ready snapshots add to their base images.", nil, nil)
-	descLedger            = prometheus.NewDesc("sandboxd_ledger_queue_depth", "Run and invoke records waiting to be written.", nil, nil)
-	descLedgerLost        = prometheus.NewDesc("sandboxd_ledger_dropped_total", "Run and invoke records lost to a full queue.", nil, nil)
+	descSandboxPoolReady  = prometheus.NewDesc("bothy_sandbox_pool_ready", "Warm sandboxes waiting to be taken, by pool.", []string{"image"}, nil)
+	descSandboxPoolHits   = prometheus.NewDesc("bothy_sandbox_pool_hits_total", "Creates served by a warm sandbox, by pool.", []string{"image"}, nil)
+	descSandboxPoolMisses = prometheus.NewDesc("bothy_sandbox_pool_misses_total", "Creates of a pool's kind that found it empty, by pool.", []string{"image"}, nil)
+	descSandboxPoolFails  = prometheus.NewDesc("bothy_sandbox_pool_failures_total", "Warm sandboxes that failed to start, by pool.", []string{"image"}, nil)
+	descSnapshots         = prometheus.NewDesc("bothy_snapshots", "Snapshots ready.", nil, nil)
+	descSnapBytes         = prometheus.NewDesc("bothy_snapshot_bytes", "Bytes the ready snapshots add to their base images.", nil, nil)
+	descLedger            = prometheus.NewDesc("bothy_ledger_queue_depth", "Run and invoke records waiting to be written.", nil, nil)
+	descLedgerLost        = prometheus.NewDesc("bothy_ledger_dropped_total", "Run and invoke records lost to a full queue.", nil, nil)
 )
 
 // scrapeWait bounds the database reads of one scrape.

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 // scrape reads /metrics with key and parses it as Prometheus does.
@@ -87,21 +87,21 @@ func TestMetrics(t *testing.T) {
 		name   string
 		labels []string
 	}{
-		{"sandboxd_sandbox_creates_total", nil},
-		{"sandboxd_exec_duration_seconds", nil},
-		{"sandboxd_http_requests_total", []string{"route", "/v1/sandboxes/:id/exec", "status", "2xx"}},
-		{"sandboxd_http_request_duration_seconds", []string{"route", "/v1/sandboxes"}},
-		{"sandboxd_agent_connects_total", nil},
+		{"bothy_sandbox_creates_total", nil},
+		{"bothy_exec_duration_seconds", nil},
+		{"bothy_http_requests_total", []string{"route", "/v1/sandboxes/:id/exec", "status", "2xx"}},
+		{"bothy_http_request_duration_seconds", []string{"route", "/v1/sandboxes"}},
+		{"bothy_agent_connects_total", nil},
 	} {
 		if b, a := value(before, m.name, m.labels...), value(after, m.name, m.labels...); a <= b {
 			t.Errorf("%s %v did not move: %v -> %v", m.name, m.labels, b, a)
 		}
 	}
-	if value(after, "sandboxd_sandboxes", "state", "running") < 1 || value(after, "sandboxd_agent_connections") < 1 {
-		t.Errorf("sandboxes running %v, agents connected %v", value(after, "sandboxd_sandboxes", "state", "running"), value(after, "sandboxd_agent_connections"))
+	if value(after, "bothy_sandboxes", "state", "running") < 1 || value(after, "bothy_agent_connections") < 1 {
+		t.Errorf("sandboxes running %v, agents connected %v", value(after, "bothy_sandboxes", "state", "running"), value(after, "bothy_agent_connections"))
 	}
 	// Routes, not paths: no series names a sandbox.
-	for _, m := range after["sandboxd_http_requests_total"].Metric {
+	for _, m := range after["bothy_http_requests_total"].Metric {
 		for _, l := range m.Label {
 			if strings.Contains(l.GetValue(), sb.ID) {
 				t.Fatalf("a series per sandbox: %v", m.Label)

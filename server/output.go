@@ -11,11 +11,11 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/bounds"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/bounds"
 )
 
-// Output a command or run produces is held in sandboxd's memory only on the
+// Output a command or run produces is held in bothy's memory only on the
 // way to a client that asked for one JSON answer (streamed forms hold a chunk
 // at a time). Such a request reserves, before its command starts, the bytes
 // its caps ask for from the output budget that every front door shares

@@ -8,8 +8,10 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/ports"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/bounds"
+	"github.com/bothy/bothy/ports"
+	"github.com/bothy/bothy/supervisor"
 )
 
 // portParam reads the :port of the route.
@@ -81,13 +83,39 @@ func (s *Server) waitPort(c *echo.Context) error {
 }
 
 // proxyPort serves any request under /v1/sandboxes/{id}/ports/{port}/ from
-// that port of the sandbox (the path form, with the API key).
+// that port of the sandbox (the path form): with the owner's API key, or
+// without a key with the port's token (X-Bothy-Port-Token, or ?bothy_token=),
+// or none when the port is public. Without a key the request counts against
+// the port's cap of anonymous requests, as on its preview host.
 func (s *Server) proxyPort(c *echo.Context) error {
 	port, err := portParam(c)
 	if err != nil {
 		return err
 	}
-	return s.deps.Ports.Proxy(c.Response(), c.Request(), caller(c).ID, c.Param("id"), port, "/"+c.Param("*"))
+	r, id, path := c.Request(), c.Param("id"), "/"+c.Param("*")
+	if key, ok := c.Get(ctxKey).(supervisor.Key); ok {
+		return s.deps.Ports.Proxy(c.Response(), r, key.ID, id, port, path)
+	}
+	owner, p, err := s.deps.Ports.Exposure(r.Context(), id, port)
+	if err != nil {
+		return err
+	}
+	if err := bounds.From(r.Context()).Anonymous(id, port); err != nil {
+		return err
+	}
+	query := r.URL.Query()
+	given := r.Header.Get(previewTokenHeader)
+	if query.Has(previewTokenParam) {
+		given = query.Get(previewTokenParam)
+		query.Del(previewTokenParam)
+		r.URL.RawQuery = query.Encode()
+	}
+	if !p.Public && !sameToken(given, p.Token) {
+		return newError(http.StatusUnauthorized, api.CodeUnauthenticated,
+			"port "+strconv.Itoa(port)+" of sandbox "+id+" needs the API key (Authorization: Bearer KEY) or its token ("+previewTokenHeader+" or ?"+previewTokenParam+"=)")
+	}
+	r.Header.Del(previewTokenHeader)
+	return s.deps.Ports.Proxy(c.Response(), r, owner, id, port, path)
 }
 
 func (s *Server) toPort(c *echo.Context, p ports.Port) api.ExposedPort {
@@ -110,7 +138,7 @@ func (s *Server) toPort(c *echo.Context, p ports.Port) api.ExposedPort {
 	return out
 }
 
-// isHTTPS says r came over TLS, to sandboxd or to the front before it.
+// isHTTPS says r came over TLS, to bothy or to the front before it.
 func isHTTPS(r *http.Request) bool {
 	return r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https"
 }

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 func TestPortsProxyExposeAndWait(t *testing.T) {
@@ -84,7 +84,7 @@ func TestPortsProxyExposeAndWait(t *testing.T) {
 	if resp.StatusCode != 200 || len(body) != 50<<20 || hex.EncodeToString(sum[:]) != strings.TrimSpace(want) {
 		t.Fatalf("50 MiB through the proxy: %d, %d bytes, sha256 %x, want %s", resp.StatusCode, len(body), sum, want)
 	}
-	if resp, _ := get("/missing"); resp.StatusCode != 404 || resp.Header.Get("X-Sandboxd-Error") != "" {
+	if resp, _ := get("/missing"); resp.StatusCode != 404 || resp.Header.Get("X-Bothy-Error") != "" {
 		t.Fatalf("the server's own 404: %d %v", resp.StatusCode, resp.Header)
 	}
 
@@ -179,7 +179,7 @@ func TestPortsProxyExposeAndWait(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodGet, f.url+"/index.html", nil)
 		req.Host = "8000-" + sb.ID + "." + previewDomain
 		req.Header.Set("Authorization", "Bearer "+f.user)
-		req.Header.Set("X-Sandboxd-Port-Token", token)
+		req.Header.Set("X-Bothy-Port-Token", token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -196,7 +196,34 @@ func TestPortsProxyExposeAndWait(t *testing.T) {
 			t.Fatalf("host form with token %q: %d %q", token, code, body)
 		}
 	}
-	// The preview host owns all of its paths: none of sandboxd's routes
+	// The path form takes the API key, or without one the port's token
+	// (header or query), and not another port's.
+	viaPath := func(hdr, query string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, c.PortURL(sb.ID, 8000, "/index.html")+query, nil)
+		if hdr != "" {
+			req.Header.Set("X-Bothy-Port-Token", hdr)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := viaPath(p.Token, ""); code != 200 || body != "hello\n" {
+		t.Fatalf("path form with the port's token: %d %q", code, body)
+	}
+	if code, body := viaPath("", "?bothy_token="+p.Token); code != 200 || body != "hello\n" {
+		t.Fatalf("path form with the port's token in the query: %d %q", code, body)
+	}
+	for _, token := range []string{"", otherPort.Token} {
+		if code, body := viaPath(token, ""); code != 401 {
+			t.Fatalf("path form with token %q: %d %q", token, code, body)
+		}
+	}
+	// The preview host owns all of its paths: none of bothy's routes
 	// (REST, MCP, E2B's planes) answers there, whatever the path or header.
 	owned := "for p in mcp sandboxes templates v1/sandboxes v2/sandboxes; do mkdir -p /www/$(dirname $p) && echo \"server:$p\" > /www/$p; done"
 	if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: owned}); err != nil || res.ExitCode != 0 {
@@ -208,7 +235,7 @@ func TestPortsProxyExposeAndWait(t *testing.T) {
 	} {
 		req, _ := http.NewRequest(http.MethodGet, f.url+tc.path, nil)
 		req.Host = "8000-" + sb.ID + "." + previewDomain
-		req.Header.Set("X-Sandboxd-Port-Token", p.Token)
+		req.Header.Set("X-Bothy-Port-Token", p.Token)
 		req.Header.Set("Authorization", "Bearer "+f.user)
 		if tc.header != "" {
 			req.Header.Set(tc.header, sb.ID)

@@ -10,23 +10,23 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/bounds"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/bounds"
 )
 
 // The host form reaches an exposed port at {port}-{id}.{preview domain},
 // for browsers and apps that use absolute paths. A private port's token
-// comes once as ?sandboxd_token=, and then as a cookie of that host only
+// comes once as ?bothy_token=, and then as a cookie of that host only
 // (named with the __Host- prefix over TLS, which browsers hold to exactly
 // that: Secure, no Domain, Path=/). The preview host owns all of its
-// paths: no route of sandboxd's own is answered there.
+// paths: no route of bothy's own is answered there.
 const (
-	previewTokenParam  = "sandboxd_token"
-	previewTokenCookie = "sandboxd_port_token"
+	previewTokenParam  = "bothy_token"
+	previewTokenCookie = "bothy_port_token"
 	// previewTokenCookieTLS is the cookie's name over TLS.
-	previewTokenCookieTLS = "__Host-sandboxd_port_token"
+	previewTokenCookieTLS = "__Host-bothy_port_token"
 	// previewTokenHeader carries the token for clients that keep no cookies.
-	previewTokenHeader = "X-Sandboxd-Port-Token"
+	previewTokenHeader = "X-Bothy-Port-Token"
 )
 
 // previewLabel is the first label of a preview host: port, then sandbox ID.
@@ -80,7 +80,7 @@ func (s *Server) servePreview(c *echo.Context) error {
 	query := r.URL.Query()
 	given := query.Get(previewTokenParam)
 	if query.Has(previewTokenParam) {
-		// The token is sandboxd's, not the server's: it is not passed on.
+		// The token is bothy's, not the server's: it is not passed on.
 		query.Del(previewTokenParam)
 		r.URL.RawQuery = query.Encode()
 	}

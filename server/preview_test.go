@@ -37,13 +37,13 @@ func TestPreviewHost(t *testing.T) {
 
 func TestDropCookie(t *testing.T) {
 	r, _ := http.NewRequest(http.MethodGet, "/", nil)
-	r.Header.Add("Cookie", "a=1; sandboxd_port_token=pt_x")
+	r.Header.Add("Cookie", "a=1; bothy_port_token=pt_x")
 	r.Header.Add("Cookie", "b=2")
 	dropCookie(r, previewTokenCookie)
 	if got := r.Header.Values("Cookie"); len(got) != 1 || got[0] != "a=1; b=2" {
 		t.Fatalf("cookies passed on: %q", got)
 	}
-	r.Header.Set("Cookie", "sandboxd_port_token=pt_x")
+	r.Header.Set("Cookie", "bothy_port_token=pt_x")
 	dropCookie(r, previewTokenCookie)
 	if _, ok := r.Header["Cookie"]; ok {
 		t.Fatalf("cookies passed on: %q", r.Header.Values("Cookie"))

@@ -10,8 +10,8 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/process"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/process"
 )
 
 func (s *Server) startProcess(c *echo.Context) error {

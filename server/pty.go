@@ -14,10 +14,10 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/bounds"
-	"github.com/sandboxd/sandboxd/shell"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/bounds"
+	"github.com/bothy/bothy/shell"
+	"github.com/bothy/bothy/supervisor"
 )
 
 const ptyAction = "pty"

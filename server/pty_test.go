@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 // readUntil reads terminal output until it contains want.
@@ -78,7 +78,7 @@ func TestPtyOverWebSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first viewer's detach reaches the agent when sandboxd reads its
+	// The first viewer's detach reaches the agent when bothy reads its
 	// close, a moment after the client sent it.
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		list, err := c.ListPtySessions(ctx, sb.ID)

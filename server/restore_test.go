@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/images"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/images"
 )
 
 // TestRestoreByPathIsAllOrNothing restores /etc by path (80-odd entries,
@@ -42,7 +42,7 @@ func TestRestoreByPathIsAllOrNothing(t *testing.T) {
 		if now := mustShell(t, c, sb.ID, list); now != changed {
 			t.Fatalf("a refused restore of %v changed /etc:\n%s\nnow:\n%s", paths, changed, now)
 		}
-		if strings.Contains(mustShell(t, c, sb.ID, "ls -a /etc"), ".sbx-restore-") {
+		if strings.Contains(mustShell(t, c, sb.ID, "ls -a /etc"), ".bothy-restore-") {
 			t.Fatalf("a refused restore of %v left its staging directory", paths)
 		}
 	}
@@ -54,7 +54,7 @@ func TestRestoreByPathIsAllOrNothing(t *testing.T) {
 		t.Fatalf("/etc after the restore:\n%s\nwant:\n%s", after, before)
 	}
 	mustShell(t, c, sb.ID, "test -s /etc/passwd && test -f /etc/issue && ! grep -q changed /etc/motd && test ! -e /etc/added")
-	// The mounts are where they were, with what sandboxd put there.
+	// The mounts are where they were, with what bothy put there.
 	if got := mustShell(t, c, sb.ID, "cat /etc/hostname"); strings.TrimSpace(got) != sb.ID {
 		t.Fatalf("/etc/hostname after the restore: %q", got)
 	}

@@ -6,11 +6,11 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/bounds"
-	"github.com/sandboxd/sandboxd/openapi"
-	"github.com/sandboxd/sandboxd/process"
-	"github.com/sandboxd/sandboxd/web"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/bounds"
+	"github.com/bothy/bothy/openapi"
+	"github.com/bothy/bothy/process"
+	"github.com/bothy/bothy/web"
 )
 
 // Route classes (bounds.Class), by what a route reads and answers:
@@ -124,7 +124,7 @@ func (s *Server) routes() {
 	s.route(get, "/v1/sandboxes/:id/ports", c.none, s.listPorts, auth)
 	s.route(del, "/v1/sandboxes/:id/ports/:port", c.none, s.unexposePort, auth)
 	s.route(get, "/v1/sandboxes/:id/ports/:port/wait", c.none, s.waitPort, auth)
-	s.route(echo.RouteAny, "/v1/sandboxes/:id/ports/:port/*", c.proxy, s.proxyPort, auth)
+	s.route(echo.RouteAny, "/v1/sandboxes/:id/ports/:port/*", c.proxy, s.proxyPort, keyIfSent)
 
 	s.route(post, "/v1/run", c.jsonStream, s.run, auth)
 	s.route(get, "/v1/pools", c.none, s.listPools, admin)
@@ -216,6 +216,8 @@ func tableRow(method, path string, class bounds.Class, flags int) api.Route {
 		auth = "admin"
 	case flags&withKey != 0:
 		auth = "key"
+	case flags&keyIfSent != 0:
+		auth = "key or port token"
 	}
 	return api.Route{Method: method, Path: path, Class: class.Name, BodyLimit: class.Body,
 		WholeBody: class.Whole, Streams: class.Stream, Auth: auth}

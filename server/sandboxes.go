@@ -8,8 +8,8 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/orchestrator"
 )
 
 func (s *Server) createSandbox(c *echo.Context) error {

@@ -9,17 +9,17 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/bounds"
-	"github.com/sandboxd/sandboxd/fsapi"
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/isolate"
-	"github.com/sandboxd/sandboxd/orchestrator"
-	"github.com/sandboxd/sandboxd/ports"
-	"github.com/sandboxd/sandboxd/process"
-	"github.com/sandboxd/sandboxd/shell"
-	"github.com/sandboxd/sandboxd/snapshot"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/bounds"
+	"github.com/bothy/bothy/fsapi"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/isolate"
+	"github.com/bothy/bothy/orchestrator"
+	"github.com/bothy/bothy/ports"
+	"github.com/bothy/bothy/process"
+	"github.com/bothy/bothy/shell"
+	"github.com/bothy/bothy/snapshot"
+	"github.com/bothy/bothy/supervisor"
 )
 
 // Pinger is the database, for /readyz.

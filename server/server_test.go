@@ -14,18 +14,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/fsapi"
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/orchestrator"
-	"github.com/sandboxd/sandboxd/ports"
-	"github.com/sandboxd/sandboxd/process"
-	"github.com/sandboxd/sandboxd/runtime"
-	"github.com/sandboxd/sandboxd/runtime/docker"
-	"github.com/sandboxd/sandboxd/shell"
-	"github.com/sandboxd/sandboxd/snapshot"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/fsapi"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/orchestrator"
+	"github.com/bothy/bothy/ports"
+	"github.com/bothy/bothy/process"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/docker"
+	"github.com/bothy/bothy/shell"
+	"github.com/bothy/bothy/snapshot"
+	"github.com/bothy/bothy/supervisor"
 )
 
 type fixture struct {
@@ -178,7 +178,7 @@ func TestBadInputGetsClear4xxAndChangesNothing(t *testing.T) {
 		code, mention                 string
 	}{
 		{"no key", "GET", "/v1/sandboxes", "", "", 401, api.CodeUnauthenticated, "Bearer"},
-		{"wrong key", "GET", "/v1/sandboxes", "sbx_nope", "", 401, api.CodeUnauthenticated, "invalid"},
+		{"wrong key", "GET", "/v1/sandboxes", "bothy_nope", "", 401, api.CodeUnauthenticated, "invalid"},
 		{"malformed JSON", "POST", "/v1/sandboxes", f.user, `{"image":`, 400, api.CodeInvalidArgument, "malformed"},
 		{"unknown field", "POST", "/v1/sandboxes", f.user, `{"imagee":"x"}`, 400, api.CodeInvalidArgument, "imagee"},
 		{"wrong type", "POST", "/v1/sandboxes", f.user, `{"cpus":"two"}`, 400, api.CodeInvalidArgument, "cpus"},
@@ -318,7 +318,7 @@ func TestKeysAndImagesOverHTTP(t *testing.T) {
 	ctx := context.Background()
 	admin := api.NewClient(f.url, f.admin)
 	k, err := admin.CreateKey(ctx, api.CreateKeyRequest{Name: "ci"})
-	if err != nil || !strings.HasPrefix(k.Secret, "sbx_") {
+	if err != nil || !strings.HasPrefix(k.Secret, "bothy_") {
 		t.Fatalf("create key: %v %+v", err, k)
 	}
 	ci := api.NewClient(f.url, k.Secret)
@@ -334,7 +334,7 @@ func TestKeysAndImagesOverHTTP(t *testing.T) {
 	}
 	// Without force, an image whose recipe is unchanged is not rebuilt (a
 	// forced rebuild would pull the image from under the other tests).
-	img, err := admin.BuildImage(ctx, "sandboxd/busybox", false, nil)
+	img, err := admin.BuildImage(ctx, "bothy/busybox", false, nil)
 	if err != nil || img.Name != images.Busybox || !img.Builtin {
 		t.Fatalf("build: %v %+v", err, img)
 	}

@@ -9,10 +9,10 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/fsapi"
-	"github.com/sandboxd/sandboxd/orchestrator"
-	"github.com/sandboxd/sandboxd/snapshot"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/fsapi"
+	"github.com/bothy/bothy/orchestrator"
+	"github.com/bothy/bothy/snapshot"
 )
 
 // createSnapshot checkpoints a running, paused or stopped sandbox.

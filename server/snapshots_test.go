@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 func TestSnapshotCheckpointAndRestore(t *testing.T) {
@@ -102,10 +102,10 @@ func TestSnapshotCheckpointAndRestore(t *testing.T) {
 	}
 }
 
-// TestSnapshotRestoresWithSandboxdsOwnConfiguration: whatever a sandbox did to
+// TestSnapshotRestoresWithBothysOwnConfiguration: whatever a sandbox did to
 // its passwd file or its image metadata, a sandbox restored from its snapshot
-// runs sandboxd's agent, as sandboxd's user, with no extra privileges.
-func TestSnapshotRestoresWithSandboxdsOwnConfiguration(t *testing.T) {
+// runs bothy's agent, as bothy's user, with no extra privileges.
+func TestSnapshotRestoresWithBothysOwnConfiguration(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
@@ -129,7 +129,7 @@ func TestSnapshotRestoresWithSandboxdsOwnConfiguration(t *testing.T) {
 	if err != nil || res.ExitCode != 0 {
 		t.Fatalf("exec in the clone: %v %+v", err, res)
 	}
-	if want := "0\nCapEff:\t00000000000004eb\n/.sandboxd/bin/sandbox-agent"; res.Stdout[:len(want)] != want {
+	if want := "0\nCapEff:\t00000000000004eb\n/.bothy/bin/bothy-agent"; res.Stdout[:len(want)] != want {
 		t.Fatalf("clone runs %q", res.Stdout)
 	}
 }

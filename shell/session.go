@@ -9,8 +9,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/gorilla/websocket"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/orchestrator"
 )
 
 // Sandboxes reaches a sandbox's agent: the orchestrator, which wakes a

@@ -12,10 +12,10 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/gorilla/websocket"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/api"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/orchestrator"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/orchestrator"
 )
 
 // oneSandbox is sandbox "sb-1" of key "k", whose agent serves this test

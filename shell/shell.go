@@ -1,7 +1,7 @@
 // Package shell is the host side of interactive terminal sessions: it opens,
 // reattaches to, lists and ends them through the orchestrator (Service), and
 // carries one over a WebSocket (Bridge). The sessions themselves live in each
-// sandbox's agent, so they outlive connections and sandboxd restarts.
+// sandbox's agent, so they outlive connections and bothy restarts.
 //
 // Framing: binary frames carry terminal bytes both ways. Text frames carry JSON
 // control messages (api.PtyMessage): from the client "resize" and "signal";
@@ -21,8 +21,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/api"
 )
 
 // Connection limits.

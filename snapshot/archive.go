@@ -18,15 +18,15 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/internal/errclass"
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/internal/errclass"
+	"github.com/bothy/bothy/runtime"
 )
 
 // ArchiveFormat names the export format.
-const ArchiveFormat = "sandboxd-snapshot/1"
+const ArchiveFormat = "bothy-snapshot/1"
 
 // manifestName is the first entry of an export archive.
-const manifestName = "sandboxd-snapshot.json"
+const manifestName = "bothy-snapshot.json"
 
 // Manifest describes an export archive: the snapshot, the base image it needs,
 // and every other part with its size and sha256.
@@ -181,7 +181,7 @@ func (s *Snapshots) Export(ctx context.Context, owner, id string, w io.Writer) e
 		Snapshot:   Meta{ID: sn.ID, Name: sn.Name, Labels: sn.Labels, BaseImage: sn.BaseImage, CreatedAt: sn.CreatedAt},
 		BaseLayers: base.Layers,
 	}
-	// The config is sandboxd's own, not the commit's: the commit copied the
+	// The config is bothy's own, not the commit's: the commit copied the
 	// container's environment and settings, which are not the archive's to
 	// carry.
 	config := imageConfig(base.Config, img.Layers, nil)
@@ -338,7 +338,7 @@ func (s *Snapshots) Import(ctx context.Context, owner string, r io.Reader, maxBy
 	}
 	// The archive's config is verified but not used: what an image makes of
 	// its containers (environment, health checks, volumes, labels) is
-	// sandboxd's to say. The new image gets its base image's settings.
+	// bothy's to say. The new image gets its base image's settings.
 	diffIDs := append([]string(nil), base.Layers...)
 	for _, l := range m.Layers {
 		diffIDs = append(diffIDs, "sha256:"+l.SHA256)
@@ -368,7 +368,7 @@ func (s *Snapshots) Import(ctx context.Context, owner string, r io.Reader, maxBy
 	return sn, nil
 }
 
-// imageConfig is an engine image config of sandboxd's own: the layers, the
+// imageConfig is an engine image config of bothy's own: the layers, the
 // settings of base (environment, command, working directory, user) and
 // labels, and nothing else (no health check, volumes, ports or anything a
 // commit or an archive brought along).
@@ -430,7 +430,7 @@ func (s *Snapshots) load(ctx context.Context, m Manifest, parts map[string]*os.F
 			if _, err := f.Seek(0, io.SeekStart); err != nil {
 				return err
 			}
-			name := fmt.Sprintf("sandboxd-%d-%s/layer.tar", i, l.SHA256[:12])
+			name := fmt.Sprintf("bothy-%d-%s/layer.tar", i, l.SHA256[:12])
 			if err := writeEntry(tw, name, l.Size, f); err != nil {
 				return err
 			}

@@ -15,7 +15,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/runtime"
 )
 
 // Change kinds of a diff.
@@ -60,8 +60,8 @@ func (t tree) hidden(p string) bool {
 	}
 }
 
-// ignored are paths that sandboxd itself mounts into every sandbox.
-func ignored(p string) bool { return p == "/.sandboxd" || strings.HasPrefix(p, "/.sandboxd/") }
+// ignored are paths that bothy itself mounts into every sandbox.
+func ignored(p string) bool { return p == "/.bothy" || strings.HasPrefix(p, "/.bothy/") }
 
 // apply reads one layer tar into t.
 func (t tree) apply(r io.Reader) error {
@@ -409,7 +409,7 @@ func (s *Snapshots) DiffSandbox(ctx context.Context, owner, a string, src Source
 	if _, err := s.Get(ctx, owner, a); err != nil {
 		return nil, err
 	}
-	ref := "sandboxd/snapshot-diff:" + strings.TrimPrefix(newID(), "snap-")
+	ref := "bothy/snapshot-diff:" + strings.TrimPrefix(newID(), "snap-")
 	if _, err := s.eng.Commit(ctx, src.ContainerID, ref, map[string]string{
 		runtime.LabelKind: runtime.KindSnapshot, runtime.LabelOwner: owner, runtime.LabelInstance: s.cfg.Instance,
 	}); err != nil {

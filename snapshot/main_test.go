@@ -3,11 +3,11 @@ package snapshot
 import (
 	"testing"
 
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
-// The engine sandboxd wires in.
+// The engine bothy wires in.
 var _ interface {
 	Engine
 	Archiver

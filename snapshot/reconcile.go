@@ -6,12 +6,12 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/runtime"
 )
 
 // Reconcile removes the images of this instance that no snapshot owns and
 // that are older than the orphan grace: a checkpoint the engine finished
-// after sandboxd died (and forgot it), a diff's temporary capture, or the
+// after bothy died (and forgot it), a diff's temporary capture, or the
 // untagged image of a snapshot deleted while a child built on it, once the
 // child is gone too. An image without this instance's labels is never
 // touched.

@@ -5,13 +5,13 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/runtime"
 )
 
 // TestReconcileRemovesImagesNoSnapshotOwns: an image of this instance with no
-// snapshot row (a checkpoint sandboxd forgot when it was killed) is removed;
+// snapshot row (a checkpoint bothy forgot when it was killed) is removed;
 // a snapshot's image, and another instance's orphan, are kept.
 func TestReconcileRemovesImagesNoSnapshotOwns(t *testing.T) {
 	t.Parallel()

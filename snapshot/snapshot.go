@@ -22,9 +22,9 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/db"
-	"github.com/sandboxd/sandboxd/internal/errclass"
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/db"
+	"github.com/bothy/bothy/internal/errclass"
+	"github.com/bothy/bothy/runtime"
 )
 
 // Engine is what snapshots need of a container engine.
@@ -36,10 +36,10 @@ type Engine interface {
 	ImagesLabelled(ctx context.Context, label string) ([]runtime.Image, error)
 }
 
-// Config is the snapshot store's part of sandboxd's configuration.
+// Config is the snapshot store's part of bothy's configuration.
 type Config struct {
-	// Instance labels the images this sandboxd makes, so that reconcile
-	// touches no other sandboxd's.
+	// Instance labels the images this bothy makes, so that reconcile
+	// touches no other bothy's.
 	Instance string
 	// Scratch is where archives are spooled (sandboxes never see it).
 	Scratch string
@@ -182,7 +182,7 @@ func New(ctx context.Context, cfg Config, d *sql.DB, eng interface {
 }
 
 // ImageRef is the engine image of a snapshot.
-func ImageRef(id string) string { return "sandboxd/snapshot:" + id }
+func ImageRef(id string) string { return "bothy/snapshot:" + id }
 
 // Create checkpoints src for owner. The container is paused while its
 // filesystem is captured (and thawed by the engine whatever happens); the
@@ -201,8 +201,8 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 		Labels: labels, State: StatePending, CreatedAt: time.Now().UTC(),
 	}
 	sn.Image = ImageRef(sn.ID)
-	if strings.HasPrefix(src.Image, "sandboxd/snapshot:") {
-		parentID := strings.TrimPrefix(src.Image, "sandboxd/snapshot:")
+	if strings.HasPrefix(src.Image, "bothy/snapshot:") {
+		parentID := strings.TrimPrefix(src.Image, "bothy/snapshot:")
 		sn.Parent = parentID
 		if p, err := s.get(ctx, parentID); err == nil {
 			sn.BaseImage = p.BaseImage

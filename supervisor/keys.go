@@ -16,7 +16,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/db"
+	"github.com/bothy/bothy/db"
 )
 
 var migrations = []string{
@@ -32,7 +32,7 @@ var migrations = []string{
 }
 
 // SecretPrefix starts every API key, so that a leaked one is recognisable.
-const SecretPrefix = "sbx_"
+const SecretPrefix = "bothy_"
 
 // ErrUnauthenticated is returned for a missing, unknown or revoked key.
 var ErrUnauthenticated = errors.New("unauthenticated")
@@ -94,13 +94,13 @@ func randomHex(n int) string {
 }
 
 // Bootstrap makes sure an admin key exists. With secret set (from
-// SANDBOXD_ADMIN_KEY) that key is the admin key. Otherwise, when no admin key
+// BOTHY_ADMIN_KEY) that key is the admin key. Otherwise, when no admin key
 // exists yet, one is generated and its secret returned, to be shown once; when
 // one exists, nothing happens and "" is returned.
 func (k *Keys) Bootstrap(ctx context.Context, secret string) (string, error) {
 	if secret != "" {
 		if len(secret) < 16 {
-			return "", cerrdefs.ErrInvalidArgument.WithMessage("SANDBOXD_ADMIN_KEY must be at least 16 characters")
+			return "", cerrdefs.ErrInvalidArgument.WithMessage("BOTHY_ADMIN_KEY must be at least 16 characters")
 		}
 		_, err := k.db.ExecContext(ctx, `INSERT INTO api_keys (id, name, hash, admin, created_at) VALUES (?, 'admin', ?, 1, ?)
 			ON CONFLICT (hash) DO UPDATE SET admin = 1, revoked_at = NULL`,

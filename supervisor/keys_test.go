@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/db"
+	"github.com/bothy/bothy/db"
 )
 
 func TestKeys(t *testing.T) {

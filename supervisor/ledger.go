@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sandboxd/sandboxd/db"
+	"github.com/bothy/bothy/db"
 )
 
 // Entry is one run or invoke, as the ledger records it.

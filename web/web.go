@@ -1,4 +1,4 @@
-// Package web is sandboxd's browser UI: static files embedded in the binary. The
+// Package web is bothy's browser UI: static files embedded in the binary. The
 // page talks to the REST API with the key the user enters (kept in the
 // browser's local storage, for every tab, until "Forget key") and opens
 // terminals over WebSockets with single-use tickets.

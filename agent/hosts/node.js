@@ -1,4 +1,4 @@
-// The Node runtime host of a sandboxd runner. sandbox-agent starts it once per
+// The Node runtime host of a bothy runner. bothy-agent starts it once per
 // runner container with its control socket as fd 3, and it serves the agent one
 // message at a time:
 //
@@ -174,13 +174,13 @@ function run(m) {
     mod.filename = filename;
     mod.paths = Module._nodeModulePaths(m.cwd);
     const req = Module.createRequire(filename);
-    globalThis.__sandboxd_args = [req, mod, mod.exports, filename, m.cwd,
+    globalThis.__bothy_args = [req, mod, mod.exports, filename, m.cwd,
       new Console({ stdout: out.stream, stderr: err.stream }), proc,
       t.setTimeout, t.setInterval, t.setImmediate, t.clearTimeout, t.clearInterval, t.clearImmediate];
     const src = '(async function (' + params.join(', ') + ') {\n' + m.code +
-      '\n}).apply(undefined, globalThis.__sandboxd_args)';
+      '\n}).apply(undefined, globalThis.__bothy_args)';
     const p = vm.runInThisContext(src, { filename: 'main.js', lineOffset: -1, timeout: m.timeout_ms || 10000 });
-    delete globalThis.__sandboxd_args;
+    delete globalThis.__bothy_args;
     p.then(() => { codeDone = true; if (t.pending() === 0) setImmediate(() => { if (t.pending() === 0) finish(); }); },
       fail);
   } catch (e) {

@@ -1,4 +1,4 @@
-# The Python runtime host of a sandboxd runner. sandbox-agent starts it once per
+# The Python runtime host of a bothy runner. bothy-agent starts it once per
 # runner container with its control socket as fd 3. It imports the standard
 # library, freezes the heap, and then serves the agent one message at a time:
 #

@@ -15,8 +15,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/orchestrator"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/orchestrator"
+	"github.com/bothy/bothy/supervisor"
 )
 
 // Control-plane limits and defaults.
@@ -32,10 +32,10 @@ const (
 	// run unless they say otherwise, as on E2B.
 	defaultUser    = "user"
 	defaultWorkdir = "/home/user"
-	// baseTemplate is E2B's default template, sandboxd's default image.
+	// baseTemplate is E2B's default template, bothy's default image.
 	baseTemplate = "base"
 	// clientID fills E2B's deprecated clientID, still required by its schema.
-	clientID = "sandboxd"
+	clientID = "bothy"
 )
 
 // apiError is a control-plane error: E2B's {"code": status, "message"}.
@@ -90,7 +90,7 @@ func (s *Service) keyed(fn func(w http.ResponseWriter, r *http.Request, key supe
 	return func(w http.ResponseWriter, r *http.Request) {
 		secret := strings.TrimSpace(r.Header.Get(headerAPIKey))
 		if secret == "" {
-			writeError(w, http.StatusUnauthorized, "missing API key: send the header X-API-KEY (E2B_API_KEY) with a sandboxd key")
+			writeError(w, http.StatusUnauthorized, "missing API key: send the header X-API-KEY (E2B_API_KEY) with a bothy key")
 			return
 		}
 		key, err := s.d.Keys.Authenticate(r.Context(), secret)
@@ -124,7 +124,7 @@ func (s *Service) controlPlane() http.Handler {
 	mux.HandleFunc("POST /sandboxes/{id}/pause", s.keyed(s.pause))
 	mux.HandleFunc("GET /sandboxes/{id}/metrics", s.keyed(s.metrics))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "sandboxd does not serve "+r.Method+" "+r.URL.Path+" of E2B's API (docs/e2b.md)")
+		writeError(w, http.StatusNotFound, "bothy does not serve "+r.Method+" "+r.URL.Path+" of E2B's API (docs/e2b.md)")
 	})
 	return mux
 }
@@ -139,7 +139,7 @@ type newSandbox struct {
 }
 
 // sandboxJSON is E2B's Sandbox (create, connect) and, with its details,
-// SandboxDetail and ListedSandbox.
+// the detail form (E2B names it Sandbox + Detail) and ListedSandbox.
 type sandboxJSON struct {
 	SandboxID       string            `json:"sandboxID"`
 	TemplateID      string            `json:"templateID"`
@@ -157,7 +157,7 @@ type sandboxJSON struct {
 	DiskSizeMB      int64             `json:"diskSizeMB,omitempty"`
 }
 
-// imageOf maps an E2B template to a sandboxd image: "base" is the default
+// imageOf maps an E2B template to a bothy image: "base" is the default
 // image, and any other name is an image name.
 func (s *Service) imageOf(template string) string {
 	if template == "" || template == baseTemplate {
@@ -391,7 +391,7 @@ type metric struct {
 	DiskTotal     int64     `json:"diskTotal"`
 }
 
-// metrics answers one sample of the sandbox's use, taken now: sandboxd
+// metrics answers one sample of the sandbox's use, taken now: bothy
 // keeps no time series, so ?start= and ?end= select nothing more. The CPU
 // share is measured over metricsWindow, of the sandbox's CPU limit.
 func (s *Service) metrics(w http.ResponseWriter, r *http.Request, key supervisor.Key) {

@@ -13,11 +13,11 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	pbfs "github.com/sandboxd/sandboxd/compat/e2b/envd/filesystem"
-	"github.com/sandboxd/sandboxd/compat/e2b/envd/filesystem/filesystemconnect"
-	pbprocess "github.com/sandboxd/sandboxd/compat/e2b/envd/process"
-	"github.com/sandboxd/sandboxd/compat/e2b/envd/process/processconnect"
-	"github.com/sandboxd/sandboxd/fsapi"
+	pbfs "github.com/bothy/bothy/compat/e2b/envd/filesystem"
+	"github.com/bothy/bothy/compat/e2b/envd/filesystem/filesystemconnect"
+	pbprocess "github.com/bothy/bothy/compat/e2b/envd/process"
+	"github.com/bothy/bothy/compat/e2b/envd/process/processconnect"
+	"github.com/bothy/bothy/fsapi"
 )
 
 // maxRPCMessage bounds one message of a data-plane RPC (stdin writes are
@@ -86,7 +86,7 @@ func (s *Service) dataPlane() http.Handler {
 	mux.HandleFunc("GET /files", s.readFile)
 	mux.HandleFunc("POST /files", s.writeFiles)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "sandboxd does not serve "+r.Method+" "+r.URL.Path+" of envd (docs/e2b.md)")
+		writeError(w, http.StatusNotFound, "bothy does not serve "+r.Method+" "+r.URL.Path+" of envd (docs/e2b.md)")
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, id := r.Context(), r.Header.Get(headerSandboxID)
@@ -97,7 +97,7 @@ func (s *Service) dataPlane() http.Handler {
 		}
 		if port := r.Header.Get(headerSandboxPort); port != "" && port != envdPort {
 			deny(w, rpc, http.StatusBadGateway, connect.CodeUnavailable,
-				"sandboxd serves E2B's data plane on port "+envdPort+" only; reach a sandbox's own ports at /v1/sandboxes/"+id+"/ports/"+port+"/ (docs/ports.md)")
+				"bothy serves E2B's data plane on port "+envdPort+" only; reach a sandbox's own ports at /v1/sandboxes/"+id+"/ports/"+port+"/ (docs/ports.md)")
 			return
 		}
 		owner, err := s.d.Orchestrator.OwnerOf(ctx, id)

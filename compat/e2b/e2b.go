@@ -1,10 +1,10 @@
-// Package e2b is sandboxd's E2B front door: E2B's control plane (REST/JSON,
+// Package e2b is bothy's E2B front door: E2B's control plane (REST/JSON,
 // X-API-KEY) and the data plane of its in-sandbox daemon, envd (the Connect
 // RPCs of process.Process and filesystem.Filesystem, and /files and /health),
-// served over sandboxd's own domain calls, so that E2B's SDKs run unchanged
-// against sandboxd (../../docs/e2b.md; the wire contract is
+// served over bothy's own domain calls, so that E2B's SDKs run unchanged
+// against bothy (../../docs/e2b.md; the wire contract is
 // ../shared/research/e2b-contract.md). It holds no logic of its own beyond
-// translation: sandboxes, processes and files are sandboxd's, with the same
+// translation: sandboxes, processes and files are bothy's, with the same
 // owner checks and quotas.
 package e2b
 
@@ -18,16 +18,16 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/sandboxd/sandboxd/bounds"
-	"github.com/sandboxd/sandboxd/db"
-	"github.com/sandboxd/sandboxd/fsapi"
-	"github.com/sandboxd/sandboxd/orchestrator"
-	"github.com/sandboxd/sandboxd/process"
-	"github.com/sandboxd/sandboxd/shell"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/bounds"
+	"github.com/bothy/bothy/db"
+	"github.com/bothy/bothy/fsapi"
+	"github.com/bothy/bothy/orchestrator"
+	"github.com/bothy/bothy/process"
+	"github.com/bothy/bothy/shell"
+	"github.com/bothy/bothy/supervisor"
 )
 
-// EnvdVersion is the envd version sandboxd reports: the SDK uses the
+// EnvdVersion is the envd version bothy reports: the SDK uses the
 // features this version promises (e2b-contract.md, section 8), and no more.
 const EnvdVersion = "0.5.7"
 
@@ -79,10 +79,10 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	return s, nil
 }
 
-// Mounts are both planes as routes of sandboxd's one route table, under
+// Mounts are both planes as routes of bothy's one route table, under
 // its bounds: the control plane's paths (/sandboxes..., /v2/sandboxes...)
 // and envd's (/files, /health and the two Connect services) do not collide
-// with sandboxd's own. Each plane authenticates itself (an X-API-KEY, or a
+// with bothy's own. Each plane authenticates itself (an X-API-KEY, or a
 // sandbox's access token) and then enters the key's and the sandbox's caps.
 func (s *Service) Mounts() []bounds.Mount {
 	var out []bounds.Mount

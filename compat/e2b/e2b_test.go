@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/bounds"
-	pb "github.com/sandboxd/sandboxd/compat/e2b/envd/process"
-	"github.com/sandboxd/sandboxd/fsapi"
-	"github.com/sandboxd/sandboxd/process"
+	"github.com/bothy/bothy/bounds"
+	pb "github.com/bothy/bothy/compat/e2b/envd/process"
+	"github.com/bothy/bothy/fsapi"
+	"github.com/bothy/bothy/process"
 )
 
 // The SDK escapes each key and value, joins them as a query string, and
@@ -94,7 +94,7 @@ func TestRouting(t *testing.T) {
 	kinds := map[string]string{}
 	for _, m := range s.Mounts() {
 		if strings.HasPrefix(m.Path, "/v1/") || m.Path == "/healthz" || m.Path == "/" {
-			t.Errorf("mount %s collides with sandboxd's own routes", m.Path)
+			t.Errorf("mount %s collides with bothy's own routes", m.Path)
 		}
 		kinds[m.Header+" "+m.Path] = m.Kind
 	}

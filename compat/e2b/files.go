@@ -11,7 +11,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/fsapi"
+	"github.com/bothy/bothy/fsapi"
 )
 
 // fileError writes a /files error as envd does.

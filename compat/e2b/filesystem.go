@@ -12,9 +12,9 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	pb "github.com/sandboxd/sandboxd/compat/e2b/envd/filesystem"
-	"github.com/sandboxd/sandboxd/compat/e2b/envd/filesystem/filesystemconnect"
-	"github.com/sandboxd/sandboxd/fsapi"
+	pb "github.com/bothy/bothy/compat/e2b/envd/filesystem"
+	"github.com/bothy/bothy/compat/e2b/envd/filesystem/filesystemconnect"
+	"github.com/bothy/bothy/fsapi"
 )
 
 // filesystemServer is envd's filesystem.Filesystem over fsapi: the
@@ -29,7 +29,7 @@ func (f *filesystemServer) files() *fsapi.Service { return f.s.d.Files }
 // entryOf is a file's description as envd gives it.
 func entryOf(fi fsapi.FileInfo) *pb.EntryInfo {
 	e := &pb.EntryInfo{Name: fi.Name, Path: fi.Path, Size: fi.Size, Mode: fi.Mode & 0o7777,
-		Permissions: permissions(fi), ModifiedTime: timestamppb.New(fi.MTime)}
+		Permissions: permissions(fi), ModifiedTime: timestamppb.New(fi.MTime), Owner: fi.Owner, Group: fi.Group}
 	switch fi.Type {
 	case fsapi.TypeFile:
 		e.Type = pb.FileType_FILE_TYPE_FILE
@@ -171,7 +171,7 @@ func (f *filesystemServer) WatchDir(ctx context.Context, req *connect.Request[pb
 	return rpcError(err)
 }
 
-// eventTypes maps sandboxd's watch events to envd's.
+// eventTypes maps bothy's watch events to envd's.
 var eventTypes = map[string]pb.EventType{
 	"create": pb.EventType_EVENT_TYPE_CREATE,
 	"write":  pb.EventType_EVENT_TYPE_WRITE,

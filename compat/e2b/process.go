@@ -9,18 +9,18 @@ import (
 
 	"connectrpc.com/connect"
 
-	pb "github.com/sandboxd/sandboxd/compat/e2b/envd/process"
-	"github.com/sandboxd/sandboxd/compat/e2b/envd/process/processconnect"
-	"github.com/sandboxd/sandboxd/process"
-	"github.com/sandboxd/sandboxd/shell"
+	pb "github.com/bothy/bothy/compat/e2b/envd/process"
+	"github.com/bothy/bothy/compat/e2b/envd/process/processconnect"
+	"github.com/bothy/bothy/process"
+	"github.com/bothy/bothy/shell"
 )
 
 // keepaliveEvery is how often a quiet stream sends a keepalive event, so
 // that proxies keep it open (the SDK asks for 50 s).
 const keepaliveEvery = 50 * time.Second
 
-// processServer is envd's process.Process over sandboxd's background
-// processes: a command is a sandboxd process, owned by the sandbox's agent,
+// processServer is envd's process.Process over bothy's background
+// processes: a command is a bothy process, owned by the sandbox's agent,
 // so it outlives the request that started it, and Connect finds it again.
 type processServer struct {
 	processconnect.UnimplementedProcessHandler
@@ -69,7 +69,7 @@ func (p *processServer) Start(ctx context.Context, req *connect.Request[pb.Start
 
 // viewPTY streams a terminal session's events: start, its output, and its
 // end when its process exits. The session outlives the stream, as a
-// sandboxd terminal does: SendSignal ends it.
+// bothy terminal does: SendSignal ends it.
 func (p *processServer) viewPTY(ctx context.Context, t target, req shell.Request, send func(*pb.ProcessEvent) error) error {
 	err := p.s.d.Shell.View(ctx, t.owner, t.id, req, func(v *shell.Viewer) error {
 		if err := send(&pb.ProcessEvent{Event: &pb.ProcessEvent_Start{Start: &pb.ProcessEvent_StartEvent{Pid: uint32(v.Session.PID)}}}); err != nil {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/agent"
+	"github.com/bothy/bothy/agent"
 )
 
 // AgentConn is a channel to a sandbox agent served in this test process,

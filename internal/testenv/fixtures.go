@@ -5,14 +5,14 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/db"
+	"github.com/bothy/bothy/db"
 )
 
-// DB opens sandboxd's database in the data directory data, closed when the
+// DB opens bothy's database in the data directory data, closed when the
 // test ends.
 func DB(t testing.TB, data string) *sql.DB {
 	t.Helper()
-	sq, err := db.Open(filepath.Join(data, "sandboxd.db"))
+	sq, err := db.Open(filepath.Join(data, "bothy.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/runtime"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 // suite tags everything this test process makes in the engine: the data
@@ -25,7 +25,7 @@ var suite = func() string {
 	return hex.EncodeToString(b)
 }()
 
-// Instance is a sandboxd instance label of this suite's, named for what
+// Instance is a bothy instance label of this suite's, named for what
 // uses it.
 func Instance(what string) string {
 	b := make([]byte, 4)
@@ -37,7 +37,7 @@ func Instance(what string) string {
 // and its host interface: the tests of one package share it, and Main
 // removes it (and its host rules) after the last one.
 func Network(what string) (name, bridge string) {
-	return "sandboxd-" + what + "-" + suite, "sb" + what[:1] + suite
+	return "bothy-" + what + "-" + suite, "sb" + what[:1] + suite
 }
 
 // Main runs the package's tests, removes the suite's networks, then fails
@@ -68,7 +68,7 @@ func removeNetworks() {
 	defer d.Close()
 	nets, _ := d.Networks(ctx, nil)
 	for _, n := range nets {
-		if strings.HasPrefix(n, "sandboxd-") && strings.HasSuffix(n, "-"+suite) {
+		if strings.HasPrefix(n, "bothy-") && strings.HasSuffix(n, "-"+suite) {
 			if err := d.RemoveNetwork(ctx, n); err != nil {
 				fmt.Fprintf(os.Stderr, "remove the suite's network %s: %v\n", n, err)
 			}

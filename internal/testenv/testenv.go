@@ -17,11 +17,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 // Docker connects to the engine. Without one it fails the test under CI (or when
-// SANDBOXD_REQUIRE_DOCKER is set) and skips it otherwise; -short skips it.
+// BOTHY_REQUIRE_DOCKER is set) and skips it otherwise; -short skips it.
 func Docker(t testing.TB) *docker.Docker {
 	t.Helper()
 	if testing.Short() {
@@ -31,13 +31,13 @@ func Docker(t testing.TB) *docker.Docker {
 	defer cancel()
 	d, err := docker.New(ctx, Logger(t))
 	if err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("SANDBOXD_REQUIRE_DOCKER") != "" {
+		if os.Getenv("CI") != "" || os.Getenv("BOTHY_REQUIRE_DOCKER") != "" {
 			t.Fatalf("docker engine required: %v", err)
 		}
 		t.Skipf("no docker engine: %v", err)
 	}
 	t.Cleanup(func() { d.Close() })
-	// As sandboxd does at start: the shared counters its containers take
+	// As bothy does at start: the shared counters its containers take
 	// from are raised past what the host's memory could hold.
 	if _, err := docker.RaiseHostLimits(); err != nil {
 		t.Fatalf("raise the host's shared limits: %v", err)
@@ -45,9 +45,9 @@ func Docker(t testing.TB) *docker.Docker {
 	return d
 }
 
-// Logger is a logger for tests: quiet unless SANDBOXD_TEST_LOG is set.
+// Logger is a logger for tests: quiet unless BOTHY_TEST_LOG is set.
 func Logger(t testing.TB) *slog.Logger {
-	if os.Getenv("SANDBOXD_TEST_LOG") != "" {
+	if os.Getenv("BOTHY_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -59,18 +59,18 @@ var (
 	agentErr  error
 )
 
-// AgentBinary builds cmd/sandbox-agent (static) once per test process and
+// AgentBinary builds cmd/bothy-agent (static) once per test process and
 // returns its path.
 func AgentBinary(t testing.TB) string {
 	t.Helper()
 	agentOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sandboxd-agent-")
+		dir, err := os.MkdirTemp("", "bothy-agent-")
 		if err != nil {
 			agentErr = err
 			return
 		}
-		agentPath = filepath.Join(dir, "sandbox-agent")
-		cmd := exec.Command("go", "build", "-o", agentPath, "github.com/sandboxd/sandboxd/cmd/sandbox-agent")
+		agentPath = filepath.Join(dir, "bothy-agent")
+		cmd := exec.Command("go", "build", "-o", agentPath, "github.com/bothy/bothy/cmd/bothy-agent")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			agentErr = fmt.Errorf("build agent: %v: %s", err, out)
@@ -90,13 +90,13 @@ func DataDir(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A sandboxd started on dir labels what it makes with the directory's
+	// A bothy started on dir labels what it makes with the directory's
 	// name, which carries the suite's tag.
 	if err := os.WriteFile(filepath.Join(dir, "instance"), []byte(filepath.Base(dir)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		// sandboxd mounts a tmpfs on its run directory.
+		// bothy mounts a tmpfs on its run directory.
 		_ = unix.Unmount(filepath.Join(dir, "run"), unix.MNT_DETACH)
 		os.RemoveAll(dir)
 	})

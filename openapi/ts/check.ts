@@ -1,4 +1,4 @@
-// Compiled against the types openapi-typescript generates from sandboxd's
+// Compiled against the types openapi-typescript generates from bothy's
 // OpenAPI document (openapi/ts_test.go): a TypeScript user's calls type-check,
 // and a wrong one does not.
 import type { components, paths } from "./api";
@@ -17,7 +17,7 @@ type ExecResult = paths["/v1/sandboxes/{id}/exec"]["post"]["responses"][200]["co
 type Failure = components["schemas"]["ErrorEnvelope"];
 type ListQuery = NonNullable<paths["/v1/sandboxes"]["get"]["parameters"]["query"]>;
 
-const create: CreateSandbox = { image: "sandboxd/base", memory_mb: 512, labels: { team: "a" }, idle_timeout_s: 600 };
+const create: CreateSandbox = { image: "bothy/base", memory_mb: 512, labels: { team: "a" }, idle_timeout_s: 600 };
 const exec: ExecBody = { cmd: ["python3", "-c", "print(6*7)"], timeout_ms: 5000 };
 const query: ListQuery = { label: ["team=a"], state: "running", limit: 10 };
 

@@ -1,5 +1,5 @@
 // Package conformance is the one suite every container engine behind
-// sandboxd passes: the Docker adapter and the in-memory fake alike. It pins
+// bothy passes: the Docker adapter and the in-memory fake alike. It pins
 // down what the orchestrator relies on: container states and their
 // transitions, label filters, error classes, networks.
 package conformance
@@ -12,7 +12,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/runtime"
 )
 
 // Engine is the part of an engine the suite checks.
@@ -158,7 +158,7 @@ func Run(t *testing.T, s Setup) {
 		if err := s.Engine.Unpause(ctx, id); !cerrdefs.IsConflict(err) {
 			t.Errorf("unpause of a container not paused: %v, want conflict", err)
 		}
-		if _, err := s.Engine.Create(ctx, runtime.Spec{Image: "sandboxd/no-such-image:" + s.Instance, Labels: labels(), Network: "none"}); !cerrdefs.IsNotFound(err) {
+		if _, err := s.Engine.Create(ctx, runtime.Spec{Image: "bothy/no-such-image:" + s.Instance, Labels: labels(), Network: "none"}); !cerrdefs.IsNotFound(err) {
 			t.Errorf("create from a missing image: %v, want not found", err)
 		}
 		cctx, cancel := context.WithCancel(ctx)

@@ -17,8 +17,8 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 
-	"github.com/sandboxd/sandboxd/internal/errclass"
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/internal/errclass"
+	"github.com/bothy/bothy/runtime"
 )
 
 // Create creates (but does not start) a container from spec and returns its ID.
@@ -42,7 +42,7 @@ func (d *Docker) Create(ctx context.Context, spec runtime.Spec) (string, error) 
 		WorkingDir: spec.WorkingDir,
 		Hostname:   spec.Hostname,
 		Labels:     spec.Labels,
-		// Whatever the image says, sandboxd's containers have no health
+		// Whatever the image says, bothy's containers have no health
 		// check and stop on SIGTERM.
 		Healthcheck: &container.HealthConfig{Test: []string{"NONE"}},
 		StopSignal:  "SIGTERM",
@@ -122,14 +122,14 @@ func (d *Docker) Start(ctx context.Context, id string) error {
 // root is the host's, and the limits of the host's own namespace are not
 // the container's to lower.
 //
-// sandboxd in a PID namespace of its own (a container without --pid=host)
+// bothy in a PID namespace of its own (a container without --pid=host)
 // does not see the engine's processes: the containers then run without
 // shares, and the log says so once.
 func (d *Docker) applyShares(ctx context.Context, pid int) error {
 	own, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", pid))
 	if errors.Is(err1, fs.ErrNotExist) {
 		d.unseen.Do(func() {
-			d.log.Warn("containers run without their shares of the kernel's shared limits (inotify, terminals): sandboxd cannot see the engine's processes; run it in the host's PID namespace", "pid", pid)
+			d.log.Warn("containers run without their shares of the kernel's shared limits (inotify, terminals): bothy cannot see the engine's processes; run it in the host's PID namespace", "pid", pid)
 		})
 		return nil
 	}
@@ -223,7 +223,7 @@ func (d *Docker) List(ctx context.Context, labels map[string]string) ([]runtime.
 }
 
 // DockerExec runs argv in a container through the engine's own exec API and
-// returns its exit code. sandboxd does not use it: it is the baseline that the
+// returns its exit code. bothy does not use it: it is the baseline that the
 // agent's exec is measured against.
 func (d *Docker) DockerExec(ctx context.Context, id string, argv []string) (int, error) {
 	ex, err := d.cli.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: argv, AttachStdout: true, AttachStderr: true})
@@ -258,7 +258,7 @@ func (t *TTYStream) Close() { t.close() }
 
 // DockerExecTTY starts argv in a container with a terminal through the
 // engine's exec API (`docker exec -it`) and returns the attached stream. Like
-// DockerExec, it is a baseline for the benchmarks, not a path sandboxd uses.
+// DockerExec, it is a baseline for the benchmarks, not a path bothy uses.
 func (d *Docker) DockerExecTTY(ctx context.Context, id string, argv []string) (*TTYStream, error) {
 	ex, err := d.cli.ExecCreate(ctx, id, client.ExecCreateOptions{
 		Cmd: argv, TTY: true, AttachStdin: true, AttachStdout: true, AttachStderr: true,
@@ -274,7 +274,7 @@ func (d *Docker) DockerExecTTY(ctx context.Context, id string, argv []string) (*
 }
 
 // DockerCopyTo extracts a tar stream into dir of a container through the
-// engine's archive API (`docker cp`). A benchmark baseline only: sandboxd never
+// engine's archive API (`docker cp`). A benchmark baseline only: bothy never
 // copies into a running sandbox this way.
 func (d *Docker) DockerCopyTo(ctx context.Context, id, dir string, tarball io.Reader) error {
 	_, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: dir, Content: tarball})

@@ -16,7 +16,7 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/runtime"
 )
 
 // controlTimeout bounds one control call to the engine (create, start, inspect...).
@@ -30,7 +30,7 @@ type Docker struct {
 	// shares are what each container it starts may take of the kernel's
 	// shared limits (shares.go).
 	shares Shares
-	// unseen warns, once, that sandboxd cannot see the engine's processes
+	// unseen warns, once, that bothy cannot see the engine's processes
 	// and so cannot give containers their shares.
 	unseen sync.Once
 	// deriving holds, for each volume-free copy of an image, the lock of

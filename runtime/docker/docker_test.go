@@ -5,11 +5,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/internal/testenv"
-	"github.com/sandboxd/sandboxd/runtime"
-	"github.com/sandboxd/sandboxd/runtime/conformance"
-	"github.com/sandboxd/sandboxd/runtime/docker"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/conformance"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 var _ conformance.Engine = (*docker.Docker)(nil)

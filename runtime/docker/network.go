@@ -10,7 +10,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/runtime"
 )
 
 // netMu serialises, in this process, the changes to networks and to the
@@ -36,7 +36,7 @@ func (d *Docker) EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) er
 			Driver: "bridge", Options: opts, Labels: spec.Labels,
 		})
 		if err != nil {
-			// Another sandboxd on this engine may have made it meanwhile.
+			// Another bothy on this engine may have made it meanwhile.
 			if _, ierr := d.cli.NetworkInspect(ctx, spec.Name, client.NetworkInspectOptions{}); ierr == nil {
 				err = nil
 			}
@@ -74,7 +74,7 @@ func (d *Docker) RemoveNetwork(ctx context.Context, name string) error {
 // unfenceBridge removes the host rules isolateBridge installed for bridge,
 // those that are there.
 func unfenceBridge(ctx context.Context, bridge string) {
-	chain := "SBX-" + bridge
+	chain := "BOTHY-" + bridge
 	for bin, parent := range map[string]string{"iptables": "DOCKER-USER", "ip6tables": "FORWARD"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			continue
@@ -115,7 +115,7 @@ func (d *Docker) Networks(ctx context.Context, labels map[string]string) ([]stri
 }
 
 // isolateBridge installs the host rules that fence the bridge in:
-//   - INPUT: nothing new from the bridge reaches the host itself (sandboxd's port,
+//   - INPUT: nothing new from the bridge reaches the host itself (bothy's port,
 //     any other host service, on any host address), over IPv4 or IPv6;
 //   - a chain of the bridge's own, jumped to from DOCKER-USER (IPv4) and
 //     FORWARD (IPv6) for traffic from the bridge, rebuilt on every call: the
@@ -127,7 +127,7 @@ func isolateBridge(ctx context.Context, spec runtime.NetworkSpec) error {
 	bridge := spec.Bridge
 	established := []string{"INPUT", "-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"}
 	drop := []string{"INPUT", "-i", bridge, "-j", "DROP"}
-	chain := "SBX-" + bridge
+	chain := "BOTHY-" + bridge
 	var v4, v6 []string
 	for _, r := range spec.Blocked {
 		if strings.Contains(r, ":") {
@@ -165,7 +165,7 @@ func fillChain(ctx context.Context, bin, chain string, allowed, blocked []string
 		return nil
 	}
 	if exec.CommandContext(ctx, bin, "-w", "-n", "-L", chain).Run() != nil {
-		// Another process (another sandboxd on this host) may make it
+		// Another process (another bothy on this host) may make it
 		// meanwhile: what counts is that it exists.
 		if err := run("-N", chain); err != nil && exec.CommandContext(ctx, bin, "-w", "-n", "-L", chain).Run() != nil {
 			return err

@@ -21,7 +21,7 @@ import (
 // root), epoll watches (charged to the remapped user), terminals (one
 // global count), queued signals and POSIX message queues (charged to the
 // namespace's owner, root). One container could take all of a counter and
-// leave the others, sandboxd and the host without. So:
+// leave the others, bothy and the host without. So:
 //   - the host's limits on those counters are raised past what the host's
 //     memory could ever hold (RaiseHostLimits): each instance, watch and
 //     queued signal is charged to the memory cgroup of the container that

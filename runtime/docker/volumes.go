@@ -31,10 +31,10 @@ import (
 // then plain directories of the container's filesystem, inside its limit.
 
 // volumeFree names the copy of an image without volumes.
-const volumeFree = "sandboxd/volume-free"
+const volumeFree = "bothy/volume-free"
 
 // LabelVolumeFreeOf marks a volume-free copy with the ID of its image.
-const LabelVolumeFreeOf = "sandboxd.volume-free-of"
+const LabelVolumeFreeOf = "bothy.volume-free-of"
 
 // withoutVolumes returns ref, or the reference of its volume-free copy
 // (made now if missing) when ref's image declares volumes.
@@ -152,7 +152,7 @@ func rewriteVolumeFree(r io.Reader, w io.Writer, id, copyRef string) error {
 				ids, _ := rootfs["diff_ids"].([]any)
 				rootfs["diff_ids"] = append(ids, diffID)
 				hist, _ := cfg["history"].([]any)
-				cfg["history"] = append(hist, map[string]any{"created_by": "sandboxd: the directories of the image's VOLUMEs, which are not volumes here"})
+				cfg["history"] = append(hist, map[string]any{"created_by": "bothy: the directories of the image's VOLUMEs, which are not volumes here"})
 				delete(c, "Volumes")
 				labels, _ := c["Labels"].(map[string]any)
 				if labels == nil {

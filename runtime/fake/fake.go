@@ -19,7 +19,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/sandboxd/sandboxd/runtime"
+	"github.com/bothy/bothy/runtime"
 )
 
 // Engine is the in-memory engine. Its zero value is not usable; call New.

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxd/sandboxd/runtime"
-	"github.com/sandboxd/sandboxd/runtime/conformance"
-	"github.com/sandboxd/sandboxd/runtime/fake"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/conformance"
+	"github.com/bothy/bothy/runtime/fake"
 )
 
 // The orchestrator takes the fake for these interfaces.

@@ -1,8 +1,8 @@
-// sandboxd web UI: plain JavaScript over the REST API; terminals with xterm.js.
+// bothy web UI: plain JavaScript over the REST API; terminals with xterm.js.
 (() => {
   "use strict";
   const $ = (sel) => document.querySelector(sel);
-  const KEY = "sandboxd.key";
+  const KEY = "bothy.key";
   // The key is kept for the browser (every tab), until "Forget key".
   let key = localStorage.getItem(KEY) || "";
   let tab = "sandboxes";
@@ -128,9 +128,9 @@
       const list = await api("GET", "/v1/images");
       const names = new Set(list.buildable);
       list.images.forEach((i) => names.add(i.name));
-      sel.replaceChildren(...[...names].sort().map((n) => new Option(n, n, n === "sandboxd/base:latest", n === "sandboxd/base:latest")));
+      sel.replaceChildren(...[...names].sort().map((n) => new Option(n, n, n === "bothy/base:latest", n === "bothy/base:latest")));
     } catch (e) {
-      sel.replaceChildren(new Option("sandboxd/base:latest"));
+      sel.replaceChildren(new Option("bothy/base:latest"));
     }
   }
 
@@ -244,7 +244,7 @@
     fit = new FitAddon.FitAddon();
     term.loadAddon(fit);
     term.open($("#terminal"));
-    window.sandboxdTerminal = term; // for tests and the console
+    window.bothyTerminal = term; // for tests and the console
     fit.fit();
     termSandbox = id;
     const { ticket } = await api("POST", "/v1/sandboxes/" + id + "/pty/tickets");
@@ -286,7 +286,7 @@
     socket = null;
     if (term) term.dispose();
     term = null; fit = null; termSandbox = null; termSession = null;
-    window.sandboxdTerminal = null;
+    window.bothyTerminal = null;
     filesSandbox = null;
     closeLog();
     $("#viewer").hidden = true;
@@ -467,7 +467,7 @@
       const cmd = cell(p.cmd.join(" "), "cmd");
       cmd.title = p.cmd.join(" ");
       const badge = document.createElement("span");
-      badge.className = "state " + (p.state === "running" ? "running" : p.exit_code === 0 ? "stopped" : "failed");
+      badge.className = "state " + (p.state === "running" ? "running" : p.exit_code === 0 && !p.signal ? "done" : "failed");
       badge.textContent = state;
       const st = document.createElement("td");
       st.appendChild(badge);
@@ -602,7 +602,7 @@
       if (p.url !== p.path_url) {
         hostForm = true;
         const a = document.createElement("a");
-        a.href = p.public ? p.url : p.url + "?sandboxd_token=" + encodeURIComponent(p.token);
+        a.href = p.public ? p.url : p.url + "?bothy_token=" + encodeURIComponent(p.token);
         a.target = "_blank";
         a.rel = "noopener noreferrer";
         a.textContent = p.url + (p.public ? " (public)" : "");

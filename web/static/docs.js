@@ -1,5 +1,5 @@
 // The API reference at /docs: Swagger UI (from npm, embedded) reading
-// sandboxd's own /openapi.json. "Authorize" takes an API key; "Try it out"
+// bothy's own /openapi.json. "Authorize" takes an API key; "Try it out"
 // then calls this server with it.
 "use strict";
 window.ui = SwaggerUIBundle({

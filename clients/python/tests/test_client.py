@@ -1,4 +1,4 @@
-"""The Python client against a real sandboxd (SANDBOXD_URL, SANDBOXD_KEY):
+"""The Python client against a real bothy (BOTHY_URL, BOTHY_KEY):
 e2e/python_test.go starts one and runs these with unittest."""
 
 import io
@@ -7,10 +7,10 @@ import tarfile
 import unittest
 import uuid
 
-import sandboxd
-from sandboxd import Client, InvalidArgument, NotFound, Unauthenticated
+import bothy
+from bothy import Client, InvalidArgument, NotFound, Unauthenticated
 
-IMAGE = os.environ.get("SANDBOXD_TEST_IMAGE", "")
+IMAGE = os.environ.get("BOTHY_TEST_IMAGE", "")
 
 
 class ClientTest(unittest.TestCase):
@@ -164,8 +164,8 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(InvalidArgument):
             self.c.create_sandbox(IMAGE, memory_mb=-1)
         with self.assertRaises(Unauthenticated):
-            Client(key="sbx_wrong").sandbox(self.sb.id)
-        self.assertTrue(issubclass(NotFound, sandboxd.SandboxdError))
+            Client(key="bothy_wrong").sandbox(self.sb.id)
+        self.assertTrue(issubclass(NotFound, bothy.BothyError))
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sandboxd/sandboxd/bounds"
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/orchestrator"
-	"github.com/sandboxd/sandboxd/supervisor"
+	"github.com/bothy/bothy/bounds"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/orchestrator"
+	"github.com/bothy/bothy/supervisor"
 )
 
-// config is everything sandboxd can be told, from flags, then environment
+// config is everything bothy can be told, from flags, then environment
 // variables, then defaults.
 type config struct {
 	Listen         string
@@ -64,7 +64,7 @@ type config struct {
 }
 
 func loadConfig(args []string) (config, error) {
-	fs := flag.NewFlagSet("sandboxd", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bothyd", flag.ContinueOnError)
 	env := func(name, def string) string {
 		if v, ok := os.LookupEnv(name); ok {
 			return v
@@ -73,39 +73,39 @@ func loadConfig(args []string) (config, error) {
 	}
 	var c config
 	var level string
-	fs.StringVar(&c.Listen, "listen", env("SANDBOXD_LISTEN", "127.0.0.1:7070"), "address to serve the API on (SANDBOXD_LISTEN)")
-	fs.StringVar(&c.DataDir, "data", env("SANDBOXD_DATA", "./data"), "data directory: database, sockets, build scratch (SANDBOXD_DATA)")
-	fs.StringVar(&c.AgentBinary, "agent", env("SANDBOXD_AGENT", ""), "path of the static sandbox-agent binary (default: next to sandboxd) (SANDBOXD_AGENT)")
-	fs.StringVar(&c.DefaultImage, "default-image", env("SANDBOXD_DEFAULT_IMAGE", images.Base), "image of a sandbox that names none")
-	fs.StringVar(&c.DebianMirror, "debian-mirror", env("SANDBOXD_DEBIAN_MIRROR", images.DefaultMirror), "Debian mirror the base image is debootstrapped from")
-	fs.StringVar(&c.Network, "network", env("SANDBOXD_NETWORK", "sandboxd"), "Docker network sandboxes join")
-	fs.StringVar(&c.Bridge, "bridge", env("SANDBOXD_BRIDGE", "sbx0"), "host interface name of that network's bridge")
-	grace, err := time.ParseDuration(env("SANDBOXD_ORPHAN_GRACE", "2m"))
+	fs.StringVar(&c.Listen, "listen", env("BOTHY_LISTEN", "127.0.0.1:7070"), "address to serve the API on (BOTHY_LISTEN)")
+	fs.StringVar(&c.DataDir, "data", env("BOTHY_DATA", "./data"), "data directory: database, sockets, build scratch (BOTHY_DATA)")
+	fs.StringVar(&c.AgentBinary, "agent", env("BOTHY_AGENT", ""), "path of the static bothy-agent binary (default: next to bothy) (BOTHY_AGENT)")
+	fs.StringVar(&c.DefaultImage, "default-image", env("BOTHY_DEFAULT_IMAGE", images.Base), "image of a sandbox that names none")
+	fs.StringVar(&c.DebianMirror, "debian-mirror", env("BOTHY_DEBIAN_MIRROR", images.DefaultMirror), "Debian mirror the base image is debootstrapped from")
+	fs.StringVar(&c.Network, "network", env("BOTHY_NETWORK", "bothy"), "Docker network sandboxes join")
+	fs.StringVar(&c.Bridge, "bridge", env("BOTHY_BRIDGE", "bothy0"), "host interface name of that network's bridge")
+	grace, err := time.ParseDuration(env("BOTHY_ORPHAN_GRACE", "2m"))
 	if err != nil {
-		return config{}, fmt.Errorf("SANDBOXD_ORPHAN_GRACE: %w", err)
+		return config{}, fmt.Errorf("BOTHY_ORPHAN_GRACE: %w", err)
 	}
-	every, err := time.ParseDuration(env("SANDBOXD_RECONCILE_EVERY", "30s"))
+	every, err := time.ParseDuration(env("BOTHY_RECONCILE_EVERY", "30s"))
 	if err != nil {
-		return config{}, fmt.Errorf("SANDBOXD_RECONCILE_EVERY: %w", err)
+		return config{}, fmt.Errorf("BOTHY_RECONCILE_EVERY: %w", err)
 	}
-	fs.DurationVar(&c.OrphanGrace, "orphan-grace", grace, "age after which a labelled container or image that nothing of sandboxd's owns is removed (SANDBOXD_ORPHAN_GRACE)")
-	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", every, "how often to reconcile with the engine (SANDBOXD_RECONCILE_EVERY)")
+	fs.DurationVar(&c.OrphanGrace, "orphan-grace", grace, "age after which a labelled container or image that nothing of bothy's owns is removed (BOTHY_ORPHAN_GRACE)")
+	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", every, "how often to reconcile with the engine (BOTHY_RECONCILE_EVERY)")
 	fs.Int64Var(&c.BodyLimit, "body-limit", 8<<20, "largest request body, in bytes")
 	fs.Float64Var(&c.RatePerKey, "rate-per-key", 1000, "runs and app invokes per second one API key may make (0: no limit)")
 	fs.IntVar(&c.BurstPerKey, "burst-per-key", 1000, "burst of -rate-per-key")
 	fs.Float64Var(&c.RatePerApp, "rate-per-app", 500, "invokes per second of one app unless the app sets its own rate (0: no limit)")
 	fs.IntVar(&c.BurstPerApp, "burst-per-app", 500, "burst of -rate-per-app")
 	fs.IntVar(&c.Concurrency, "concurrency-per-key", 16, "runs and invokes one API key may have in flight (0: no limit)")
-	poolMin, err := strconv.Atoi(env("SANDBOXD_POOL_MIN_IDLE", "2"))
+	poolMin, err := strconv.Atoi(env("BOTHY_POOL_MIN_IDLE", "2"))
 	if err != nil {
-		return config{}, fmt.Errorf("SANDBOXD_POOL_MIN_IDLE: %w", err)
+		return config{}, fmt.Errorf("BOTHY_POOL_MIN_IDLE: %w", err)
 	}
-	fs.IntVar(&c.PoolMinIdle, "pool-min-idle", poolMin, "warm Python runners kept idle; node and bash keep one (0 keeps none warm) (SANDBOXD_POOL_MIN_IDLE)")
-	sandboxPool := fs.String("sandbox-pool", env("SANDBOXD_SANDBOX_POOL", "default:2"), "warm sandbox pools, IMAGE:N[,IMAGE:N]: N sandboxes of IMAGE (a name without / is sandboxd/NAME; default is -default-image) with the default limits kept started, so that a create of that kind takes one (0 or empty: none) (SANDBOXD_SANDBOX_POOL)")
+	fs.IntVar(&c.PoolMinIdle, "pool-min-idle", poolMin, "warm Python runners kept idle; node and bash keep one (0 keeps none warm) (BOTHY_POOL_MIN_IDLE)")
+	sandboxPool := fs.String("sandbox-pool", env("BOTHY_SANDBOX_POOL", "default:2"), "warm sandbox pools, IMAGE:N[,IMAGE:N]: N sandboxes of IMAGE (a name without / is bothy/NAME; default is -default-image) with the default limits kept started, so that a create of that kind takes one (0 or empty: none) (BOTHY_SANDBOX_POOL)")
 	fs.IntVar(&c.PoolMaxTotal, "pool-max", 32, "most runner containers of all pools together, idle, leased and starting")
 	fs.IntVar(&c.RunnersPerKey, "runners-per-key", 0, "most runners one key holds, running or leased to it (default: a quarter of -pool-max)")
 	fs.DurationVar(&c.AppIdle, "app-idle", time.Minute, "an app's runner idle this long is evicted (its data stays)")
-	ranges := fs.String("allow-private", env("SANDBOXD_ALLOW_PRIVATE", ""), "comma-separated CIDR ranges sandboxes may reach although they are private, link-local or otherwise non-public (blocked by default)")
+	ranges := fs.String("allow-private", env("BOTHY_ALLOW_PRIVATE", ""), "comma-separated CIDR ranges sandboxes may reach although they are private, link-local or otherwise non-public (blocked by default)")
 	fs.Int64Var(&c.DiskMB, "sandbox-disk-mb", 10<<10, "disk of a sandbox that asks for none, in MiB, where the engine enforces one (see /readyz disk_limits)")
 	fs.Int64Var(&c.MaxDiskMB, "max-disk-mb", 100<<10, "largest disk_mb a sandbox may ask for")
 	fs.Int64Var(&c.Quota.Sandboxes, "quota-sandboxes", 100, "sandboxes one key may have, in any state (0: no bound; an admin sets a key's own with PATCH /v1/keys/{id})")
@@ -122,22 +122,22 @@ func loadConfig(args []string) (config, error) {
 	fs.IntVar(&c.Bounds.PerPort, "requests-per-port", bounds.DefaultPerPort, "requests in flight at once to one exposed port without a key (preview hosts; past it: 429)")
 	fs.DurationVar(&c.Bounds.WriteIdle, "write-idle", bounds.DefaultWriteIdle, "a client that takes none of an answer for this long is cut")
 	fs.DurationVar(&c.Bounds.ReadIdle, "read-idle", bounds.DefaultReadIdle, "a client that sends none of a request body for this long is cut")
-	origins := fs.String("allowed-origins", env("SANDBOXD_ALLOWED_ORIGINS", ""), "comma-separated origins (scheme://host:port) that may open WebSockets besides sandboxd's own")
+	origins := fs.String("allowed-origins", env("BOTHY_ALLOWED_ORIGINS", ""), "comma-separated origins (scheme://host:port) that may open WebSockets besides bothy's own")
 	fs.Int64Var(&c.MaxFileBytes, "max-file-bytes", 4<<30, "largest file or archive upload, in bytes")
 	fs.Int64Var(&c.MaxExtract, "max-extract-bytes", 8<<30, "most bytes one uploaded archive may expand to")
 	fs.IntVar(&c.GCPercent, "gc-percent", 400, "Go GC target percentage (GOGC, when set, wins); transfers churn buffers over a small heap")
 	fs.IntVar(&c.MaxProcs, "gomaxprocs", max(8, 4*goruntime.NumCPU()), "Go processors (GOMAXPROCS, when set, wins): more than the cores, so that the OS time-slices bulk copies and a short request is not queued behind them (on 2 cores under a saturating load: /healthz p99 17 ms against 108 ms at 2)")
-	fs.Int64Var(&c.MemoryLimit, "memory-limit", 768<<20, "soft limit of sandboxd's own heap, in bytes (GOMEMLIMIT, when set, wins): past it the GC works harder instead of letting -gc-percent grow the heap")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", env("SANDBOXD_METRICS_LISTEN", ""), "also serve Prometheus /metrics and Go's profiles (/debug/pprof/), without authentication, on this address (GET /metrics on -listen needs an admin key) (SANDBOXD_METRICS_LISTEN)")
-	fs.BoolVar(&c.E2B, "e2b", env("SANDBOXD_E2B", "true") == "true", "serve E2B's control plane and envd's data plane on the same listener, for E2B's SDKs (docs/e2b.md) (SANDBOXD_E2B)")
-	fs.StringVar(&c.PreviewDomain, "preview-domain", env("SANDBOXD_PREVIEW_DOMAIN", ""), "serve exposed ports at http://{port}-{sandbox id}.{this domain}/ (needs a wildcard DNS record, and a TLS front in production; 'localhost' works in browsers on this machine) (SANDBOXD_PREVIEW_DOMAIN)")
-	fs.StringVar(&c.BuildImage, "build-image", "", "build this built-in image if it is missing (sandboxd/base, sandboxd/busybox...), then exit instead of serving")
-	fs.StringVar(&level, "log-level", env("SANDBOXD_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.Int64Var(&c.MemoryLimit, "memory-limit", 768<<20, "soft limit of bothy's own heap, in bytes (GOMEMLIMIT, when set, wins): past it the GC works harder instead of letting -gc-percent grow the heap")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", env("BOTHY_METRICS_LISTEN", ""), "also serve Prometheus /metrics and Go's profiles (/debug/pprof/), without authentication, on this address (GET /metrics on -listen needs an admin key) (BOTHY_METRICS_LISTEN)")
+	fs.BoolVar(&c.E2B, "e2b", env("BOTHY_E2B", "true") == "true", "serve E2B's control plane and envd's data plane on the same listener, for E2B's SDKs (docs/e2b.md) (BOTHY_E2B)")
+	fs.StringVar(&c.PreviewDomain, "preview-domain", env("BOTHY_PREVIEW_DOMAIN", ""), "serve exposed ports at http://{port}-{sandbox id}.{this domain}/ (needs a wildcard DNS record, and a TLS front in production; 'localhost' works in browsers on this machine) (BOTHY_PREVIEW_DOMAIN)")
+	fs.StringVar(&c.BuildImage, "build-image", "", "build this built-in image if it is missing (bothy/base, bothy/busybox...), then exit instead of serving")
+	fs.StringVar(&level, "log-level", env("BOTHY_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.BoolVar(&c.LogJSON, "log-json", false, "log JSON lines instead of text")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
-	c.AdminKey = os.Getenv("SANDBOXD_ADMIN_KEY")
+	c.AdminKey = os.Getenv("BOTHY_ADMIN_KEY")
 	if c.SandboxPools, err = parseSandboxPools(*sandboxPool, c.DefaultImage); err != nil {
 		return config{}, fmt.Errorf("-sandbox-pool: %w", err)
 	}
@@ -165,7 +165,7 @@ func loadConfig(args []string) (config, error) {
 	}
 	if c.AgentBinary == "" {
 		if exe, err := os.Executable(); err == nil {
-			c.AgentBinary = filepath.Join(filepath.Dir(exe), "sandbox-agent")
+			c.AgentBinary = filepath.Join(filepath.Dir(exe), "bothy-agent")
 		}
 	}
 	return c, c.Validate()
@@ -181,10 +181,10 @@ func (c config) Validate() error {
 		errs = append(errs, errors.New("-data is required"))
 	}
 	if fi, err := os.Stat(c.AgentBinary); err != nil || fi.IsDir() {
-		errs = append(errs, fmt.Errorf("-agent: no sandbox-agent binary at %q (run make build)", c.AgentBinary))
+		errs = append(errs, fmt.Errorf("-agent: no bothy-agent binary at %q (run make build)", c.AgentBinary))
 	}
 	if c.AdminKey != "" && len(c.AdminKey) < 16 {
-		errs = append(errs, errors.New("SANDBOXD_ADMIN_KEY must be at least 16 characters"))
+		errs = append(errs, errors.New("BOTHY_ADMIN_KEY must be at least 16 characters"))
 	}
 	if c.Bridge == "" || len(c.Bridge) > 15 {
 		errs = append(errs, fmt.Errorf("-bridge %q: want 1 to 15 characters", c.Bridge))
@@ -264,9 +264,9 @@ func parseSandboxPools(v, defaultImage string) ([]orchestrator.PoolClass, error)
 		case image == "default":
 			image = defaultImage
 		case !strings.Contains(image, "/"):
-			image = "sandboxd/" + image
+			image = "bothy/" + image
 		}
-		if strings.HasPrefix(image, "sandboxd/snapshot:") {
+		if strings.HasPrefix(image, "bothy/snapshot:") {
 			return nil, fmt.Errorf("%q: a snapshot's image belongs to a key, not to a pool", entry)
 		}
 		if size > 0 {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 func startProcessCmd(g *cli) *cobra.Command {
@@ -20,12 +20,12 @@ func startProcessCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "start-process ID [flags] -- CMD [ARG...]",
 		Short: "Start a background process in a sandbox and print its PID",
-		Long: `Start a process that keeps running after sbx returns (a server, a watcher).
-Its output is kept (the last 8 MiB by default) for 'sbx logs'; it outlives
-sandboxd restarts.`,
-		Example: `  PID=$(sbx start-process $ID --tag web -- python3 -m http.server 8000)
-  sbx start-process $ID --shell 'npm run dev' --cwd /work/app --timeout 1h
-  sbx logs -f $ID $PID`,
+		Long: `Start a process that keeps running after bothy returns (a server, a watcher).
+Its output is kept (the last 8 MiB by default) for 'bothy logs'; it outlives
+bothy restarts.`,
+		Example: `  PID=$(bothy start-process $ID --tag web -- python3 -m http.server 8000)
+  bothy start-process $ID --shell 'npm run dev' --cwd /work/app --timeout 1h
+  bothy logs -f $ID $PID`,
 		Args:              args(cobra.MinimumNArgs(1)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -34,7 +34,7 @@ sandboxd restarts.`,
 				return usageError{fmt.Errorf("start-process: give the sandbox ID before --")}
 			}
 			if len(argv) == 0 && req.Shell == "" {
-				return usageError{fmt.Errorf("start-process: give a command after -- (sbx start-process ID -- CMD...), or --shell LINE")}
+				return usageError{fmt.Errorf("start-process: give a command after -- (bothy start-process ID -- CMD...), or --shell LINE")}
 			}
 			var err error
 			if req.Env, err = keyValues("env", env); err != nil {
@@ -56,11 +56,11 @@ sandboxd restarts.`,
 	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
 	f.StringVarP(&req.Cwd, "cwd", "w", "", "working directory")
 	f.StringVarP(&req.User, "user", "u", "", "user to run as")
-	f.StringVar(&req.Tag, "tag", "", "a tag to find the process by (sbx ps --tag)")
+	f.StringVar(&req.Tag, "tag", "", "a tag to find the process by (bothy ps --tag)")
 	f.StringVar(&req.Shell, "shell", "", "run this line with /bin/sh -c instead of CMD")
 	f.BoolVar(&req.Stdin, "stdin", false, "keep its standard input open for writes")
 	f.DurationVar(&timeout, "timeout", 0, "kill it after this long (default: no limit)")
-	f.Int64Var(&req.LogBytes, "log-bytes", 0, "recent output kept for sbx logs, in bytes (4 KiB to 64 MiB; default 8 MiB)")
+	f.Int64Var(&req.LogBytes, "log-bytes", 0, "recent output kept for bothy logs, in bytes (4 KiB to 64 MiB; default 8 MiB)")
 	f.BoolVar(&asJSON, "json", false, "print the process as JSON, not just its PID")
 	return cmd
 }
@@ -71,7 +71,7 @@ func psCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               "ps ID",
 		Short:             "List a sandbox's background processes",
-		Example:           "  sbx ps $ID\n  sbx ps $ID --tag web --json",
+		Example:           "  bothy ps $ID\n  bothy ps $ID --tag web --json",
 		Args:              args(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -111,7 +111,7 @@ func logsCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               "logs ID PID",
 		Short:             "Print a background process's output (-f follows it until it ends)",
-		Example:           "  sbx logs $ID $PID\n  sbx logs -f $ID $PID\n  sbx logs --from 1048576 $ID $PID",
+		Example:           "  bothy logs $ID $PID\n  bothy logs -f $ID $PID\n  bothy logs --from 1048576 $ID $PID",
 		Args:              args(cobra.ExactArgs(2)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -129,7 +129,7 @@ func logsCmd(g *cli) *cobra.Command {
 					_, err := fmt.Fprint(w, r.Data)
 					return err
 				case "gap":
-					fmt.Fprintf(errOut, "sbx: output from byte %d to %d was dropped (a process keeps only its recent output)\n", r.Offset, r.To)
+					fmt.Fprintf(errOut, "bothy: output from byte %d to %d was dropped (a process keeps only its recent output)\n", r.Offset, r.To)
 				}
 				return nil
 			})
@@ -146,7 +146,7 @@ func killCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               "kill ID PID",
 		Short:             "Kill a background process and its group (or send it --signal)",
-		Example:           "  sbx kill $ID $PID\n  sbx kill --signal TERM $ID $PID",
+		Example:           "  bothy kill $ID $PID\n  bothy kill --signal TERM $ID $PID",
 		Args:              args(cobra.ExactArgs(2)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -172,9 +172,11 @@ func exposeCmd(g *cli) *cobra.Command {
 		Use:   "expose ID PORT",
 		Short: "Expose a port of a sandbox over HTTP and print its URL and token",
 		Long: `Expose a port: requests to the printed URL reach the server listening on it in
-the sandbox. A private port needs its token (the API key also works on the
-path form); --public needs none.`,
-		Example:           "  sbx expose $ID 8000\n  sbx expose --public $ID 3000 --json",
+the sandbox. A private port needs its token, sent as the X-Bothy-Port-Token
+header or once as ?bothy_token=TOKEN (a browser keeps it in a cookie on a
+preview host); the owner's API key also works on the path form
+(/v1/sandboxes/ID/ports/PORT/). --public needs neither.`,
+		Example:           "  bothy expose $ID 8000\n  bothy expose --public $ID 3000 --json",
 		Args:              args(cobra.ExactArgs(2)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -189,10 +191,12 @@ path form); --public needs none.`,
 			if asJSON {
 				return printJSON(p)
 			}
-			fmt.Fprintf(out, "%s\ntoken %s\n", p.URL, p.Token)
-			if p.URL != p.PathURL && !p.Public {
-				// The host form: a browser opens it once with the token.
-				fmt.Fprintf(out, "browser %s?sandboxd_token=%s\n", p.URL, p.Token)
+			fmt.Fprintf(out, "%s\n", p.URL)
+			if !p.Public {
+				fmt.Fprintf(out, "token %s\n", p.Token)
+				// A browser opens it with the token; on a preview host
+				// once, then a cookie holds it.
+				fmt.Fprintf(out, "browser %s?bothy_token=%s\n", p.URL, p.Token)
 			}
 			return nil
 		},
@@ -206,7 +210,7 @@ func unexposeCmd(g *cli) *cobra.Command {
 	return &cobra.Command{
 		Use:               "unexpose ID PORT",
 		Short:             "Stop exposing a port",
-		Example:           "  sbx unexpose $ID 8000",
+		Example:           "  bothy unexpose $ID 8000",
 		Args:              args(cobra.ExactArgs(2)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -224,7 +228,7 @@ func portsCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               "ports ID",
 		Short:             "List a sandbox's exposed ports",
-		Example:           "  sbx ports $ID",
+		Example:           "  bothy ports $ID",
 		Args:              args(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {

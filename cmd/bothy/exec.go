@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 // execCmd streams a command's output and exits with its exit code.
@@ -19,15 +19,15 @@ func execCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "exec ID [flags] -- CMD [ARG...]",
 		Short: "Run a command in a sandbox, stream its output, exit with its code",
-		Long: `Run a command in a sandbox and stream its output as it comes; sbx exits with
+		Long: `Run a command in a sandbox and stream its output as it comes; bothy exits with
 the command's exit code. Everything after -- is the command, run without a
 shell; --shell runs a line with /bin/sh -c instead. With -i, standard input
 streams to the command too.`,
-		Example: `  sbx exec $ID -- python3 -c 'print(6*7)'
-  sbx exec $ID --shell 'cd /work && make test'
-  sbx exec $ID --timeout 30s --env DEBUG=1 --cwd /work -- ./build.sh
-  tar -c . | sbx exec -i $ID -- tar -x -C /work
-  sbx exec $ID --json -- uname -a`,
+		Example: `  bothy exec $ID -- python3 -c 'print(6*7)'
+  bothy exec $ID --shell 'cd /work && make test'
+  bothy exec $ID --timeout 30s --env DEBUG=1 --cwd /work -- ./build.sh
+  tar -c . | bothy exec -i $ID -- tar -x -C /work
+  bothy exec $ID --json -- uname -a`,
 		Args:              args(cobra.MinimumNArgs(1)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -36,7 +36,7 @@ streams to the command too.`,
 				return usageError{fmt.Errorf("exec: give the sandbox ID before --")}
 			}
 			if len(argv) == 0 && req.Shell == "" {
-				return usageError{fmt.Errorf("exec: give a command after -- (sbx exec ID -- CMD...), or --shell LINE")}
+				return usageError{fmt.Errorf("exec: give a command after -- (bothy exec ID -- CMD...), or --shell LINE")}
 			}
 			var err error
 			if req.Env, err = keyValues("env", env); err != nil {
@@ -59,8 +59,19 @@ streams to the command too.`,
 			if err != nil {
 				return err
 			}
-			if res.StartError != "" && !asJSON {
-				fmt.Fprintln(errOut, "sbx:", res.StartError)
+			if !asJSON {
+				switch {
+				case res.StartError != "":
+					fmt.Fprintln(errOut, "bothy:", res.StartError)
+				case res.TimedOut:
+					limit := timeout
+					if limit <= 0 {
+						limit = 10 * time.Minute
+					}
+					fmt.Fprintf(errOut, "bothy: the command timed out after %s and was killed (exit %d); --timeout sets the limit\n", limit, res.ExitCode)
+				case res.OOMKilled:
+					fmt.Fprintf(errOut, "bothy: the command ran out of the sandbox's memory and was killed (exit %d)\n", res.ExitCode)
+				}
 			}
 			if res.ExitCode != 0 {
 				return exitError{res.ExitCode}

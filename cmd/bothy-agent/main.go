@@ -1,13 +1,13 @@
-// Command sandbox-agent runs as PID 1 in every sandbox container. It reaps
+// Command bothy-agent runs as PID 1 in every sandbox container. It reaps
 // zombies, forwards termination to every process in the container, and serves
-// sandboxd over the channel described in package agent.
+// bothy over the channel described in package agent.
 //
-// It reads SANDBOXD_SOCKET, the socket to dial, set by sandboxd when it creates
+// It reads BOTHY_SOCKET, the socket to dial, set by bothy when it creates
 // the container, and its proof of identity from the token file beside it.
-// In a runner container for dynamic code, SANDBOXD_RUNTIME (python, node or
+// In a runner container for dynamic code, BOTHY_RUNTIME (python, node or
 // bash) names the runtime host it starts before dialling.
 //
-// Run as "sandbox-agent fs-helper", it is the one-shot helper the agent starts
+// Run as "bothy-agent fs-helper", it is the one-shot helper the agent starts
 // with a non-root user's credentials to run one file operation as that user.
 package main
 
@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sandboxd/sandboxd/agent"
+	"github.com/bothy/bothy/agent"
 )
 
 // termGrace is how long processes get between SIGTERM and SIGKILL when the
@@ -49,10 +49,10 @@ func main() {
 	}
 	// Threads for when the sandbox's processes have taken every pid.
 	agent.ReserveThreads(reservedThreads)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "sandbox-agent")
-	socket := os.Getenv("SANDBOXD_SOCKET")
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "bothy-agent")
+	socket := os.Getenv("BOTHY_SOCKET")
 	if socket == "" {
-		log.Error("SANDBOXD_SOCKET must be set")
+		log.Error("BOTHY_SOCKET must be set")
 		os.Exit(2)
 	}
 	token, err := agent.ReadToken(socket)
@@ -66,7 +66,7 @@ func main() {
 	srv := agent.NewServer(log)
 	// A runner container loads its runtime before it dials in, so a runner
 	// that is connected is a warm one.
-	if rt := os.Getenv("SANDBOXD_RUNTIME"); rt != "" {
+	if rt := os.Getenv("BOTHY_RUNTIME"); rt != "" {
 		if err := srv.StartRuntime(rt); err != nil {
 			log.Error("start runtime", "runtime", rt, "err", err)
 			os.Exit(2)

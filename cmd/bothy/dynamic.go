@@ -13,14 +13,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 // runtimes maps a file extension to the runtime that runs it.
 var runtimes = map[string]string{".py": "python", ".js": "node", ".mjs": "node", ".cjs": "node", ".sh": "bash", ".bash": "bash"}
 
-// runCmd is `sbx run RUNTIME -c CODE` or `sbx run FILE`: the code runs in a
-// warm runner, its output is printed, and sbx exits with its exit code.
+// runCmd is `bothy run RUNTIME -c CODE` or `bothy run FILE`: the code runs in a
+// warm runner, its output is printed, and bothy exits with its exit code.
 func runCmd(g *cli) *cobra.Command {
 	var code, stdinFile string
 	var timeout time.Duration
@@ -31,13 +31,13 @@ func runCmd(g *cli) *cobra.Command {
 		Use:   "run RUNTIME -c CODE | run RUNTIME - | run FILE",
 		Short: "Run code in a warm, locked-down runner (python, node, bash)",
 		Long: `Run a short piece of code in a pre-warmed runner with no network, and print its
-output; sbx exits with its exit code. The runtime is python, node or bash, or
+output; bothy exits with its exit code. The runtime is python, node or bash, or
 comes from FILE's extension (.py, .js, .sh).`,
-		Example: `  sbx run python -c 'print(6*7)'
-  sbx run script.js
-  echo 'echo hi' | sbx run bash -
-  sbx run analyze.py --file data.csv --timeout 30s --memory 512
-  sbx run python -c 'print(1)' --json`,
+		Example: `  bothy run python -c 'print(6*7)'
+  bothy run script.js
+  echo 'echo hi' | bothy run bash -
+  bothy run analyze.py --file data.csv --timeout 30s --memory 512
+  bothy run python -c 'print(1)' --json`,
 		Args: args(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			envm, err := keyValues("env", env)
@@ -54,7 +54,7 @@ comes from FILE's extension (.py, .js, .sh).`,
 			case code == "" && len(a) == 1:
 				rt, ok := runtimes[strings.ToLower(filepath.Ext(a[0]))]
 				if !ok {
-					return usageError{fmt.Errorf("run: cannot tell the runtime of %s from its extension (.py, .js, .sh); use sbx run RUNTIME -c CODE", a[0])}
+					return usageError{fmt.Errorf("run: cannot tell the runtime of %s from its extension (.py, .js, .sh); use bothy run RUNTIME -c CODE", a[0])}
 				}
 				b, err := os.ReadFile(a[0])
 				if err != nil {
@@ -68,7 +68,7 @@ comes from FILE's extension (.py, .js, .sh).`,
 				}
 				req.Runtime, req.Code = a[0], string(b)
 			default:
-				return usageError{fmt.Errorf("run: want sbx run RUNTIME -c CODE, sbx run RUNTIME - (code on standard input) or sbx run FILE")}
+				return usageError{fmt.Errorf("run: want bothy run RUNTIME -c CODE, bothy run RUNTIME - (code on standard input) or bothy run FILE")}
 			}
 			if stdinFile != "" {
 				b, err := os.ReadFile(stdinFile)
@@ -121,7 +121,7 @@ comes from FILE's extension (.py, .js, .sh).`,
 				notes = append(notes, "made "+f.Path)
 			}
 			if len(notes) > 0 {
-				fmt.Fprintf(errOut, "sbx: %s (%.1f ms)\n", strings.Join(notes, ", "), res.DurationMs)
+				fmt.Fprintf(errOut, "bothy: %s (%.1f ms)\n", strings.Join(notes, ", "), res.DurationMs)
 			}
 			if res.ExitCode != 0 {
 				return exitError{res.ExitCode}
@@ -146,10 +146,10 @@ func appsCmd(g *cli) *cobra.Command {
 		Use:     "apps",
 		Aliases: []string{"app"},
 		Short:   "Deploy and call small persistent apps, each with its own SQLite database",
-		Example: `  sbx apps deploy counter counter.py
-  sbx apps invoke counter
-  sbx apps logs counter
-  sbx apps ls`,
+		Example: `  bothy apps deploy counter counter.py
+  bothy apps invoke counter
+  bothy apps logs counter
+  bothy apps ls`,
 	}
 	cmd.AddCommand(appsDeployCmd(g), appsInvokeCmd(g), appsLogsCmd(g), appsListCmd(g), appsGetCmd(g), appsRemoveCmd(g))
 	return group(cmd)
@@ -165,8 +165,8 @@ func appsDeployCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deploy NAME FILE",
 		Short: "Deploy a new version of an app from a file (a fetch(request, env) handler)",
-		Example: `  sbx apps deploy counter counter.py
-  sbx apps deploy api handler.js --rate 50 --timeout 5s --env MODE=prod`,
+		Example: `  bothy apps deploy counter counter.py
+  bothy apps deploy api handler.js --rate 50 --timeout 5s --env MODE=prod`,
 		Args: args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			envm, err := keyValues("env", env)
@@ -206,9 +206,9 @@ func appsInvokeCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "invoke NAME [PATH]",
 		Short: "Send a request to an app and print its answer",
-		Example: `  sbx apps invoke counter
-  sbx apps invoke api /items -X POST -d '{"name":"a"}' -H 'Content-Type: application/json'
-  sbx apps invoke api /upload -d @file.bin -i`,
+		Example: `  bothy apps invoke counter
+  bothy apps invoke api /items -X POST -d '{"name":"a"}' -H 'Content-Type: application/json'
+  bothy apps invoke api /upload -d @file.bin -i`,
 		Args: args(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			path := "/"
@@ -251,8 +251,15 @@ func appsInvokeCmd(g *cli) *cobra.Command {
 				}
 				fmt.Fprintln(out)
 			}
-			if _, err := io.Copy(out, resp.Body); err != nil {
+			w := &lastByte{w: out}
+			if _, err := io.Copy(w, resp.Body); err != nil {
 				return err
+			}
+			// A text answer ends its line, as a shell expects; other bodies
+			// are written byte for byte.
+			if ct := resp.Header.Get("Content-Type"); w.n > 0 && w.last != '\n' &&
+				(strings.HasPrefix(ct, "text/") || strings.Contains(ct, "json")) {
+				fmt.Fprintln(out)
 			}
 			if resp.StatusCode >= 400 {
 				return exitError{1}
@@ -274,7 +281,7 @@ func appsLogsCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "logs NAME",
 		Short:   "Show an app's recent requests, newest last",
-		Example: "  sbx apps logs counter -n 50",
+		Example: "  bothy apps logs counter -n 50",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			logs, err := g.client().AppLogs(cmd.Context(), a[0], n)
@@ -308,7 +315,7 @@ func appsListCmd(g *cli) *cobra.Command {
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List apps",
-		Example: "  sbx apps ls --json",
+		Example: "  bothy apps ls --json",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			apps, err := g.client().ListApps(cmd.Context())
@@ -334,7 +341,7 @@ func appsGetCmd(g *cli) *cobra.Command {
 	return &cobra.Command{
 		Use:     "get NAME",
 		Short:   "Show an app, with its code, as JSON",
-		Example: "  sbx apps get counter | jq -r .code",
+		Example: "  bothy apps get counter | jq -r .code",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			app, err := g.client().GetApp(cmd.Context(), a[0])
@@ -351,7 +358,7 @@ func appsRemoveCmd(g *cli) *cobra.Command {
 		Use:     "rm NAME...",
 		Aliases: []string{"delete"},
 		Short:   "Delete apps and their databases",
-		Example: "  sbx apps rm counter",
+		Example: "  bothy apps rm counter",
 		Args:    args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			for _, name := range a {
@@ -370,8 +377,8 @@ func usageCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "usage",
 		Short: "Show hourly usage of runs and apps",
-		Example: `  sbx usage
-  sbx usage --since 168h --json`,
+		Example: `  bothy usage
+  bothy usage --since 168h --json`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			u, err := g.client().Usage(cmd.Context(), time.Now().Add(-since))
@@ -393,4 +400,20 @@ func usageCmd(g *cli) *cobra.Command {
 	cmd.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// lastByte passes writes on and remembers how many bytes went, and the last.
+type lastByte struct {
+	w    io.Writer
+	n    int64
+	last byte
+}
+
+func (l *lastByte) Write(p []byte) (int, error) {
+	n, err := l.w.Write(p)
+	if n > 0 {
+		l.n += int64(n)
+		l.last = p[n-1]
+	}
+	return n, err
 }

@@ -10,7 +10,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .errors import SandboxdError, error_for
+from .errors import BothyError, error_for
 from .models import (App, AppResponse, ArchiveResult, DiffEntry, DirList, ExecEvent, ExecResult,
                      ExposedPort, FileInfo, LogRecord, Process, RunResult, Sandbox as SandboxInfo,
                      Snapshot, from_json)
@@ -20,14 +20,14 @@ Body = Union[bytes, str]
 
 
 class Client:
-    """A sandboxd server and an API key. Both default to the environment:
-    SANDBOXD_URL (else http://127.0.0.1:7070) and SANDBOXD_KEY."""
+    """A bothy server and an API key. Both default to the environment:
+    BOTHY_URL (else http://127.0.0.1:7070) and BOTHY_KEY."""
 
     def __init__(self, url: Optional[str] = None, key: Optional[str] = None, *, timeout: float = 660) -> None:
-        self.url = (url or os.environ.get("SANDBOXD_URL") or "http://127.0.0.1:7070").rstrip("/")
-        key = key if key is not None else os.environ.get("SANDBOXD_KEY")
+        self.url = (url or os.environ.get("BOTHY_URL") or "http://127.0.0.1:7070").rstrip("/")
+        key = key if key is not None else os.environ.get("BOTHY_KEY")
         if not key:
-            raise ValueError("no API key: pass key= or export SANDBOXD_KEY=...")
+            raise ValueError("no API key: pass key= or export BOTHY_KEY=...")
         self.key = key
         self.timeout = timeout
 
@@ -39,7 +39,7 @@ class Client:
         url = self.url + path
         if query:
             url += "?" + urllib.parse.urlencode(list(query))
-        h = {"Authorization": "Bearer " + self.key, "User-Agent": "sandboxd-python/0.1"}
+        h = {"Authorization": "Bearer " + self.key, "User-Agent": "bothy-python/0.1"}
         if json_body is not None:
             data = json.dumps(json_body).encode()
             content_type = "application/json"
@@ -180,7 +180,7 @@ class Client:
     def invoke_app(self, name: str, path: str = "/", *, method: str = "GET", body: Optional[Body] = None,
                    headers: Optional[Mapping[str, str]] = None) -> AppResponse:
         """Send a request to an app. Its answer comes back whatever its
-        status; errors of sandboxd itself (no such app, rate limits) raise."""
+        status; errors of bothy itself (no such app, rate limits) raise."""
         data = body.encode() if isinstance(body, str) else body
         url = self.url + f"/v1/apps/{_seg(name)}/invoke" + ("/" + path.lstrip("/") if path.strip("/") else "")
         h = {"Authorization": "Bearer " + self.key, **(headers or {})}
@@ -190,7 +190,7 @@ class Client:
                 return AppResponse(res.status, dict(res.headers.items()), res.read())
         except urllib.error.HTTPError as e:
             b = e.read()
-            # sandboxd's own refusals (no such app, limits) are errors; an
+            # bothy's own refusals (no such app, limits) are errors; an
             # app's answer, whatever its status, is a response.
             if e.code in (401, 403, 404, 413, 429, 503) and _is_error_body(b):
                 raise _error(e, b) from None
@@ -366,7 +366,7 @@ class Files:
         try:
             self.stat(path)
             return True
-        except SandboxdError as e:
+        except BothyError as e:
             if e.code == "not_found":
                 return False
             raise
@@ -476,7 +476,7 @@ class Ports:
         self._sb.client._json("GET", f"{self._sb._path}/ports/{int(port)}/wait", query=q)
 
     def request(self, port: int, path: str = "/", *, method: str = "GET", body: Optional[Body] = None) -> Tuple[int, bytes]:
-        """A request to the server on the port, through sandboxd (with the key)."""
+        """A request to the server on the port, through bothy (with the key)."""
         data = body.encode() if isinstance(body, str) else body
         res = self._sb.client._open(method, f"{self._sb._path}/ports/{int(port)}/{path.lstrip('/')}", data=data)
         with res:
@@ -500,7 +500,7 @@ def _is_error_body(b: bytes) -> bool:
         return False
 
 
-def _error(e: urllib.error.HTTPError, body: Optional[bytes] = None) -> SandboxdError:
+def _error(e: urllib.error.HTTPError, body: Optional[bytes] = None) -> BothyError:
     b = e.read() if body is None else body
     retry = e.headers.get("Retry-After")
     try:

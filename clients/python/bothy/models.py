@@ -1,4 +1,4 @@
-"""What sandboxd's API answers with, as dataclasses. Fields a newer server adds
+"""What bothy's API answers with, as dataclasses. Fields a newer server adds
 are ignored, so an older client keeps working."""
 
 from __future__ import annotations

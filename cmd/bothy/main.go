@@ -1,11 +1,11 @@
-// Command sbx is sandboxd's command-line client, built on package api's Go
+// Command bothy is bothy's command-line client, built on package api's Go
 // client with cobra: flags go anywhere, every command has help with examples
 // (--help exits 0), durations are written as durations (30s, 500ms), listings
-// take --json, and `sbx completion bash|zsh|fish` writes shell completion.
+// take --json, and `bothy completion bash|zsh|fish` writes shell completion.
 // Each command turns its flags into a request and prints the answer.
 //
-// The server URL and API key come from --url and --key, or SANDBOXD_URL and
-// SANDBOXD_KEY.
+// The server URL and API key come from --url and --key, or BOTHY_URL and
+// BOTHY_KEY.
 package main
 
 import (
@@ -21,7 +21,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 // exitError carries an exit code out of a command (a remote command's).
@@ -29,7 +29,7 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
-// usageError is a command line sbx cannot run; it exits 2.
+// usageError is a command line bothy cannot run; it exits 2.
 type usageError struct{ error }
 
 // out and errOut are where commands print.
@@ -64,42 +64,45 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &ee):
 		return ee.code
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		// Interrupted (Ctrl-C): the shell's convention, and nothing to say.
+		return 130
 	case errors.As(err, &ue):
-		fmt.Fprintln(stderr, "sbx:", err)
-		fmt.Fprintln(stderr, "Run 'sbx --help', or 'sbx COMMAND --help', for usage.")
+		fmt.Fprintln(stderr, "bothy:", err)
+		fmt.Fprintln(stderr, "Run 'bothy --help', or 'bothy COMMAND --help', for usage.")
 		return 2
 	case g.key == "" && errors.As(err, &ae) && ae.Status == 401:
-		fmt.Fprintln(stderr, "sbx: no API key: export SANDBOXD_KEY=... (the admin key sandboxd printed on its first start, or one made with sbx key create), or pass --key")
+		fmt.Fprintln(stderr, "bothy: no API key: export BOTHY_KEY=... (the admin key bothy printed on its first start, or one made with bothy key create), or pass --key")
 		return 1
 	}
-	fmt.Fprintln(stderr, "sbx:", err)
+	fmt.Fprintln(stderr, "bothy:", err)
 	return 1
 }
 
 func newRoot(g *cli) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "sbx",
-		Short: "sandboxd's command-line client",
-		Long: `sbx drives a sandboxd server: sandboxes (persistent Linux containers) with
+		Use:   "bothy",
+		Short: "bothy's command-line client",
+		Long: `bothy drives a bothy server: sandboxes (persistent Linux containers) with
 commands, background processes, files, ports, terminals and snapshots; code
 run in warm runners; and apps with their own database.
 
-The server and key come from --url and --key, or SANDBOXD_URL and SANDBOXD_KEY.`,
-		Example: `  export SANDBOXD_KEY=sbx_...
-  ID=$(sbx create)
-  sbx exec $ID -- python3 -c 'print(6*7)'
-  sbx shell $ID
-  sbx rm $ID`,
+The server and key come from --url and --key, or BOTHY_URL and BOTHY_KEY.`,
+		Example: `  export BOTHY_KEY=bothy_...
+  ID=$(bothy create)
+  bothy exec $ID -- python3 -c 'print(6*7)'
+  bothy shell $ID
+  bothy rm $ID`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	group(root)
-	root.PersistentFlags().StringVar(&g.url, "url", envOr("SANDBOXD_URL", "http://127.0.0.1:7070"), "sandboxd URL (SANDBOXD_URL)")
+	root.PersistentFlags().StringVar(&g.url, "url", envOr("BOTHY_URL", "http://127.0.0.1:7070"), "bothy URL (BOTHY_URL)")
 	// The key's default is read when a command runs, so help never shows it.
-	root.PersistentFlags().StringVar(&g.key, "key", "", "API key (default: SANDBOXD_KEY)")
+	root.PersistentFlags().StringVar(&g.key, "key", "", "API key (default: BOTHY_KEY)")
 	root.PersistentPreRun = func(*cobra.Command, []string) {
 		if g.key == "" {
-			g.key = os.Getenv("SANDBOXD_KEY")
+			g.key = os.Getenv("BOTHY_KEY")
 		}
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

@@ -1,5 +1,5 @@
-// Command sandboxd serves sandboxes for AI agents on a local Docker engine.
-// See README.md; `sandboxd -h` lists the flags.
+// Command bothy serves sandboxes for AI agents on a local Docker engine.
+// See README.md; `bothy -h` lists the flags.
 package main
 
 import (
@@ -22,28 +22,28 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/compat/e2b"
-	"github.com/sandboxd/sandboxd/db"
-	"github.com/sandboxd/sandboxd/fsapi"
-	"github.com/sandboxd/sandboxd/images"
-	"github.com/sandboxd/sandboxd/isolate"
-	"github.com/sandboxd/sandboxd/mcp"
-	"github.com/sandboxd/sandboxd/orchestrator"
-	"github.com/sandboxd/sandboxd/ports"
-	"github.com/sandboxd/sandboxd/process"
-	"github.com/sandboxd/sandboxd/runtime/docker"
-	"github.com/sandboxd/sandboxd/server"
-	"github.com/sandboxd/sandboxd/shell"
-	"github.com/sandboxd/sandboxd/snapshot"
-	"github.com/sandboxd/sandboxd/supervisor"
-	"github.com/sandboxd/sandboxd/web"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/compat/e2b"
+	"github.com/bothy/bothy/db"
+	"github.com/bothy/bothy/fsapi"
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/isolate"
+	"github.com/bothy/bothy/mcp"
+	"github.com/bothy/bothy/orchestrator"
+	"github.com/bothy/bothy/ports"
+	"github.com/bothy/bothy/process"
+	"github.com/bothy/bothy/runtime/docker"
+	"github.com/bothy/bothy/server"
+	"github.com/bothy/bothy/shell"
+	"github.com/bothy/bothy/snapshot"
+	"github.com/bothy/bothy/supervisor"
+	"github.com/bothy/bothy/web"
 )
 
 func main() {
 	cfg, err := loadConfig(os.Args[1:])
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "sandboxd:", err)
+		fmt.Fprintln(os.Stderr, "bothy:", err)
 		os.Exit(2)
 	}
 	var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
@@ -52,7 +52,7 @@ func main() {
 	}
 	log := slog.New(h)
 	if err := run(cfg, log); err != nil {
-		log.Error("sandboxd stopped", "err", err)
+		log.Error("bothy stopped", "err", err)
 		os.Exit(1)
 	}
 }
@@ -81,12 +81,12 @@ func run(cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sq, err := db.Open(filepath.Join(data, "sandboxd.db"))
+	sq, err := db.Open(filepath.Join(data, "bothy.db"))
 	if err != nil {
 		return err
 	}
 	defer sq.Close()
-	_ = os.Chmod(filepath.Join(data, "sandboxd.db"), 0o600)
+	_ = os.Chmod(filepath.Join(data, "bothy.db"), 0o600)
 
 	eng, err := docker.New(ctx, log)
 	if err != nil {
@@ -101,7 +101,7 @@ func run(cfg config, log *slog.Logger) error {
 	// what this host's memory could hold; each container gets its own
 	// shares of them (runtime/docker/shares.go, docs/security.md).
 	if changed, err := docker.RaiseHostLimits(); err != nil {
-		return fmt.Errorf("raise the host's shared kernel limits (sandboxd runs as root): %w", err)
+		return fmt.Errorf("raise the host's shared kernel limits (bothy runs as root): %w", err)
 	} else if len(changed) > 0 {
 		log.Info("raised the host's shared kernel limits", "changed", strings.Join(changed, " "))
 	}
@@ -129,7 +129,7 @@ func run(cfg config, log *slog.Logger) error {
 		return err
 	}
 	if secret != "" {
-		fmt.Fprintf(os.Stderr, "\n  sandboxd admin API key (shown once, keep it):\n\n    export SANDBOXD_KEY=%s\n\n", secret)
+		fmt.Fprintf(os.Stderr, "\n  bothy admin API key (shown once, keep it):\n\n    export BOTHY_KEY=%s\n\n", secret)
 	}
 
 	orch, err := orchestrator.New(ctx, orchestrator.Config{
@@ -191,7 +191,7 @@ func run(cfg config, log *slog.Logger) error {
 	// MCP at /mcp and E2B's two planes, beside the REST API in its one
 	// route table, with the same keys and bounds (docs/mcp.md, docs/e2b.md).
 	mounts := mcp.Mounts(mcp.Deps{Orchestrator: orch, Files: files, Processes: procs, Ports: portSvc, Snapshots: snaps,
-		Isolate: iso, Keys: keys, Version: "sandboxd"})
+		Isolate: iso, Keys: keys, Version: "bothy"})
 	if cfg.E2B {
 		compat, err := e2b.New(ctx, e2b.Deps{Orchestrator: orch, Files: files, Processes: procs, Shell: terms, Keys: keys, DB: sq, Log: log,
 			DefaultImage: cfg.DefaultImage})
@@ -217,7 +217,7 @@ func run(cfg config, log *slog.Logger) error {
 	if !web.Built() {
 		log.Warn("the web UI was built without its npm assets (xterm.js); run make build")
 	}
-	log.Info("sandboxd serving", "url", "http://"+ln.Addr().String(), "data", data, "instance", instance)
+	log.Info("bothy serving", "url", "http://"+ln.Addr().String(), "data", data, "instance", instance)
 	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
 	if cfg.MetricsListen != "" {
@@ -251,7 +251,7 @@ func run(cfg config, log *slog.Logger) error {
 }
 
 // instanceID reads (or makes, on first start) the ID that labels everything this
-// data directory's sandboxd creates.
+// data directory's bothy creates.
 func instanceID(data string) (string, error) {
 	p := filepath.Join(data, "instance")
 	if b, err := os.ReadFile(p); err == nil {
@@ -314,7 +314,7 @@ func snapshotQuota(keys *supervisor.Keys) snapshot.QuotaFunc {
 
 // buildImage is --build-image: make a built-in image if it is missing (or its
 // recipe changed), printing the build's progress, and stop. `make image`
-// builds the base of sandboxd's own image this way.
+// builds the base of bothy's own image this way.
 func buildImage(ctx context.Context, builder *images.Builder, ref string) error {
 	if !strings.Contains(ref[strings.LastIndex(ref, "/")+1:], ":") {
 		ref += ":latest"

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 func imagesCmd(g *cli) *cobra.Command {
@@ -14,7 +14,7 @@ func imagesCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "images",
 		Short:   "List the images sandboxes can run on",
-		Example: "  sbx images\n  sbx images --json",
+		Example: "  bothy images\n  bothy images --json",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			list, err := g.client().ListImages(cmd.Context())
@@ -43,14 +43,14 @@ func imagesCmd(g *cli) *cobra.Command {
 func imageCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "image",
-		Short:   "Build sandboxd's built-in images (admin)",
-		Example: "  sbx image build sandboxd/base\n  sbx image build --force sandboxd/runner-python",
+		Short:   "Build bothy's built-in images (admin)",
+		Example: "  bothy image build bothy/base\n  bothy image build --force bothy/runner-python",
 	}
 	var force bool
 	build := &cobra.Command{
 		Use:     "build NAME",
 		Short:   "Build a built-in image when missing or its recipe changed (admin)",
-		Example: "  sbx image build sandboxd/base",
+		Example: "  bothy image build bothy/base",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			img, err := g.client().BuildImage(cmd.Context(), a[0], force, func(line string) { fmt.Fprintln(errOut, line) })
@@ -71,13 +71,13 @@ func keyCmd(g *cli) *cobra.Command {
 		Use:     "key",
 		Aliases: []string{"keys"},
 		Short:   "Manage API keys (admin)",
-		Example: "  sbx key create ci\n  sbx key ls\n  sbx key rm key-0123",
+		Example: "  bothy key create ci\n  bothy key ls\n  bothy key rm key-0123",
 	}
 	var admin, asJSON bool
 	create := &cobra.Command{
 		Use:     "create NAME [--admin]",
 		Short:   "Create an API key; its secret is printed once",
-		Example: "  sbx key create ci\n  sbx key create ops --admin --json",
+		Example: "  bothy key create ci\n  bothy key create ops --admin --json",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			k, err := g.client().CreateKey(cmd.Context(), api.CreateKeyRequest{Name: a[0], Admin: admin})
@@ -98,7 +98,7 @@ func keyCmd(g *cli) *cobra.Command {
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List API keys",
-		Example: "  sbx key ls --json",
+		Example: "  bothy key ls --json",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			list, err := g.client().ListKeys(cmd.Context())
@@ -121,7 +121,7 @@ func keyCmd(g *cli) *cobra.Command {
 		Use:     "rm ID...",
 		Aliases: []string{"revoke"},
 		Short:   "Revoke API keys",
-		Example: "  sbx key rm key-0123",
+		Example: "  bothy key rm key-0123",
 		Args:    args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			for _, id := range a {

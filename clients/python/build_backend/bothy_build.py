@@ -1,7 +1,7 @@
 """A PEP 517 build backend on the standard library alone, so that
 `pip install ./clients/python` works where no package index is reachable (the
 client has no dependencies, and needs none to build). It makes a pure-Python
-wheel of the sandboxd package, and an sdist of this directory."""
+wheel of the bothy package, and an sdist of this directory."""
 
 import base64
 import hashlib
@@ -10,20 +10,20 @@ import os
 import tarfile
 import zipfile
 
-NAME, VERSION = "sandboxd", "0.1.0"
+NAME, VERSION = "bothy", "0.1.0"
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIST_INFO = f"{NAME}-{VERSION}.dist-info"
 
 METADATA = f"""Metadata-Version: 2.1
 Name: {NAME}
 Version: {VERSION}
-Summary: Client for sandboxd's REST API: sandboxes, exec, files, processes, ports, snapshots, runs and apps
+Summary: Client for bothy's REST API: sandboxes, exec, files, processes, ports, snapshots, runs and apps
 License: Apache-2.0
 Requires-Python: >=3.9
 """
 
 WHEEL = """Wheel-Version: 1.0
-Generator: sandboxd_build
+Generator: bothy_build
 Root-Is-Purelib: true
 Tag: py3-none-any
 """
@@ -81,7 +81,7 @@ def build_sdist(sdist_directory, config_settings=None):
     base = f"{NAME}-{VERSION}"
     filename = base + ".tar.gz"
     with tarfile.open(os.path.join(sdist_directory, filename), "w:gz") as tar:
-        for rel in ["pyproject.toml", "README.md", "build_backend/sandboxd_build.py"] + [a for a, _ in _package_files()]:
+        for rel in ["pyproject.toml", "README.md", "build_backend/bothy_build.py"] + [a for a, _ in _package_files()]:
             tar.add(os.path.join(HERE, rel), arcname=f"{base}/{rel}")
         info = tarfile.TarInfo(f"{base}/PKG-INFO")
         data = METADATA.encode()

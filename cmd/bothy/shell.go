@@ -15,10 +15,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
-// detachKeys end sbx shell but leave the session running, as in docker
+// detachKeys end bothy shell but leave the session running, as in docker
 // attach: Ctrl-P then Ctrl-Q.
 var detachKeys = []byte{0x10, 0x11}
 
@@ -31,16 +31,16 @@ func shellCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "shell ID [flags] [-- CMD...]",
 		Short: "Open an interactive terminal in a sandbox (or reattach to one)",
-		Long: `Open an interactive terminal in a sandbox: a login shell, or CMD. sbx exits
+		Long: `Open an interactive terminal in a sandbox: a login shell, or CMD. bothy exits
 with its exit code. Input from a pipe is typed into the terminal, then Ctrl-D.
 Ctrl-P Ctrl-Q detaches and leaves the session running;
-sbx prints its ID, and 'sbx shell --attach SESSION ID' reattaches with the
-recent output replayed. 'sbx pty ls ID' lists a sandbox's sessions.`,
-		Example: `  sbx shell $ID
-  sbx shell $ID --user user --cwd /work
-  sbx shell $ID -- python3
-  sbx pty ls $ID
-  sbx shell --attach pty-0123abcd $ID`,
+bothy prints its ID, and 'bothy shell --attach SESSION ID' reattaches with the
+recent output replayed. 'bothy pty ls ID' lists a sandbox's sessions.`,
+		Example: `  bothy shell $ID
+  bothy shell $ID --user user --cwd /work
+  bothy shell $ID -- python3
+  bothy pty ls $ID
+  bothy shell --attach pty-0123abcd $ID`,
 		Args:              args(cobra.MinimumNArgs(1)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -87,7 +87,7 @@ func shell(cmd *cobra.Command, c *api.Client, id string, opts api.PtyOptions) er
 		}
 		defer term.Restore(in, old)
 		nl = "\r\n"
-		// A signal that would kill sbx restores the terminal first.
+		// A signal that would kill bothy restores the terminal first.
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
 		defer signal.Stop(sigs)
@@ -153,7 +153,7 @@ func shell(cmd *cobra.Command, c *api.Client, id string, opts api.PtyOptions) er
 		b, err := p.Read()
 		select {
 		case <-detached:
-			fmt.Fprintf(errOut, "%ssbx: detached from session %s (still running); reattach with: sbx shell --attach %s %s%s", nl, session, session, id, nl)
+			fmt.Fprintf(errOut, "%ssbx: detached from session %s (still running); reattach with: bothy shell --attach %s %s%s", nl, session, session, id, nl)
 			return nil
 		default:
 		}
@@ -165,7 +165,7 @@ func shell(cmd *cobra.Command, c *api.Client, id string, opts api.PtyOptions) er
 			return nil
 		}
 		if err != nil {
-			fmt.Fprintf(errOut, "%ssbx: connection to session %s ended (%v); reattach with: sbx shell --attach %s %s%s",
+			fmt.Fprintf(errOut, "%ssbx: connection to session %s ended (%v); reattach with: bothy shell --attach %s %s%s",
 				nl, session, err, session, id, nl)
 			return exitError{1}
 		}
@@ -198,14 +198,14 @@ func ptyCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pty",
 		Short: "List and end a sandbox's terminal sessions",
-		Example: `  sbx pty ls $ID
-  sbx pty kill $ID pty-0123abcd`,
+		Example: `  bothy pty ls $ID
+  bothy pty kill $ID pty-0123abcd`,
 	}
 	var asJSON, quiet bool
 	ls := &cobra.Command{
 		Use:               "ls ID",
-		Short:             "List a sandbox's terminal sessions (to reattach with sbx shell --attach)",
-		Example:           `  sbx pty ls $ID`,
+		Short:             "List a sandbox's terminal sessions (to reattach with bothy shell --attach)",
+		Example:           `  bothy pty ls $ID`,
 		Args:              args(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -240,7 +240,7 @@ func ptyCmd(g *cli) *cobra.Command {
 	kill := &cobra.Command{
 		Use:               "kill ID SESSION...",
 		Short:             "End terminal sessions and their processes",
-		Example:           `  sbx pty kill $ID pty-0123abcd`,
+		Example:           `  bothy pty kill $ID pty-0123abcd`,
 		Args:              args(cobra.MinimumNArgs(2)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {

@@ -37,7 +37,7 @@ func TestEveryCommandHasHelpWithExamples(t *testing.T) {
 	}
 }
 
-// TestUsageErrors: a command line sbx cannot run exits 2 and says why.
+// TestUsageErrors: a command line bothy cannot run exits 2 and says why.
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"exec"},
@@ -53,10 +53,10 @@ func TestUsageErrors(t *testing.T) {
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := realMain(args, &stdout, &stderr); code != 2 {
-			t.Errorf("sbx %s: exit %d (%s), want 2", strings.Join(args, " "), code, stderr.String())
+			t.Errorf("bothy %s: exit %d (%s), want 2", strings.Join(args, " "), code, stderr.String())
 		}
 		if stderr.Len() == 0 {
-			t.Errorf("sbx %s: no message", strings.Join(args, " "))
+			t.Errorf("bothy %s: no message", strings.Join(args, " "))
 		}
 	}
 }
@@ -64,10 +64,10 @@ func TestUsageErrors(t *testing.T) {
 // TestKeyNotShownInHelp: the key from the environment is never printed as a
 // flag default.
 func TestKeyNotShownInHelp(t *testing.T) {
-	t.Setenv("SANDBOXD_KEY", "sbx_secret_0123456789")
+	t.Setenv("BOTHY_KEY", "bothy_secret_0123456789")
 	var stdout, stderr bytes.Buffer
 	realMain([]string{"ls", "--help"}, &stdout, &stderr)
-	if strings.Contains(stdout.String()+stderr.String(), "sbx_secret") {
+	if strings.Contains(stdout.String()+stderr.String(), "bothy_secret") {
 		t.Fatal("the key shows in the help")
 	}
 }

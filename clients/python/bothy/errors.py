@@ -1,12 +1,12 @@
-"""Errors of sandboxd's API: one class per error code, all SandboxdError."""
+"""Errors of bothy's API: one class per error code, all BothyError."""
 
 from __future__ import annotations
 
 from typing import Dict, Optional, Type
 
 
-class SandboxdError(Exception):
-    """An error answer of sandboxd: code, message, the HTTP status and the
+class BothyError(Exception):
+    """An error answer of bothy: code, message, the HTTP status and the
     request's ID (give it when reporting a problem)."""
 
     code = ""
@@ -25,66 +25,66 @@ class SandboxdError(Exception):
         return f"{s} (request {self.request_id})" if self.request_id else s
 
 
-class InvalidArgument(SandboxdError):
+class InvalidArgument(BothyError):
     code = "invalid_argument"
 
 
-class Unauthenticated(SandboxdError):
+class Unauthenticated(BothyError):
     code = "unauthenticated"
 
 
-class Forbidden(SandboxdError):
+class Forbidden(BothyError):
     code = "forbidden"
 
 
-class NotFound(SandboxdError):
+class NotFound(BothyError):
     code = "not_found"
 
 
-class MethodNotAllowed(SandboxdError):
+class MethodNotAllowed(BothyError):
     code = "method_not_allowed"
 
 
-class Conflict(SandboxdError):
+class Conflict(BothyError):
     code = "conflict"
 
 
-class RateLimited(SandboxdError):
+class RateLimited(BothyError):
     """429: slow down; retry_after says for how many seconds."""
     code = "rate_limited"
 
 
-class QuotaExceeded(SandboxdError):
+class QuotaExceeded(BothyError):
     """429: the key holds all its quota allows."""
     code = "quota_exceeded"
 
 
-class PayloadTooLarge(SandboxdError):
+class PayloadTooLarge(BothyError):
     code = "payload_too_large"
 
 
-class UnsupportedMediaType(SandboxdError):
+class UnsupportedMediaType(BothyError):
     code = "unsupported_media_type"
 
 
-class Internal(SandboxdError):
+class Internal(BothyError):
     code = "internal"
 
 
-class NoSpace(SandboxdError):
+class NoSpace(BothyError):
     code = "no_space"
 
 
-class Unavailable(SandboxdError):
+class Unavailable(BothyError):
     code = "unavailable"
 
 
-class NotListening(SandboxdError):
+class NotListening(BothyError):
     """502: nothing listens on the sandbox's port."""
     code = "not_listening"
 
 
-_BY_CODE: Dict[str, Type[SandboxdError]] = {
+_BY_CODE: Dict[str, Type[BothyError]] = {
     cls.code: cls for cls in (
         InvalidArgument, Unauthenticated, Forbidden, NotFound, MethodNotAllowed, Conflict,
         RateLimited, QuotaExceeded, PayloadTooLarge, UnsupportedMediaType, Internal, NoSpace,
@@ -93,8 +93,8 @@ _BY_CODE: Dict[str, Type[SandboxdError]] = {
 
 
 def error_for(code: str, message: str, *, status: int = 0, request_id: str = "",
-              retry_after: Optional[int] = None) -> SandboxdError:
-    """The exception of an error code (SandboxdError itself for a code this
+              retry_after: Optional[int] = None) -> BothyError:
+    """The exception of an error code (BothyError itself for a code this
     client does not know)."""
-    cls = _BY_CODE.get(code, SandboxdError)
+    cls = _BY_CODE.get(code, BothyError)
     return cls(message, code=code, status=status, request_id=request_id, retry_after=retry_after)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 func snapshotCmd(g *cli) *cobra.Command {
@@ -16,11 +16,11 @@ func snapshotCmd(g *cli) *cobra.Command {
 		Use:     "snapshot",
 		Aliases: []string{"snapshots", "snap"},
 		Short:   "Checkpoint, restore, branch, diff and move sandboxes' filesystems",
-		Example: `  SNAP=$(sbx snapshot create $ID --name before-upgrade)
-  sbx snapshot restore $ID $SNAP
-  sbx create --snapshot $SNAP
-  sbx snapshot diff $SNAP $ID
-  sbx snapshot export $SNAP -o snap.tar`,
+		Example: `  SNAP=$(bothy snapshot create $ID --name before-upgrade)
+  bothy snapshot restore $ID $SNAP
+  bothy create --snapshot $SNAP
+  bothy snapshot diff $SNAP $ID
+  bothy snapshot export $SNAP -o snap.tar`,
 	}
 	cmd.AddCommand(snapshotCreateCmd(g), snapshotListCmd(g), snapshotRestoreCmd(g), snapshotDiffCmd(g),
 		snapshotExportCmd(g), snapshotImportCmd(g), snapshotRemoveCmd(g))
@@ -34,7 +34,7 @@ func snapshotCreateCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               "create ID [--name NAME] [--label K=V]",
 		Short:             "Checkpoint a sandbox's filesystem and print the snapshot's ID",
-		Example:           "  SNAP=$(sbx snapshot create $ID --name before-upgrade --label job=42)",
+		Example:           "  SNAP=$(bothy snapshot create $ID --name before-upgrade --label job=42)",
 		Args:              args(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -66,7 +66,7 @@ func snapshotListCmd(g *cli) *cobra.Command {
 		Use:     "ls [--sandbox ID]",
 		Aliases: []string{"list"},
 		Short:   "List snapshots",
-		Example: "  sbx snapshot ls\n  sbx snapshot ls --sandbox $ID --json",
+		Example: "  bothy snapshot ls\n  bothy snapshot ls --sandbox $ID --json",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			list, err := g.client().ListSnapshots(cmd.Context(), sandbox)
@@ -100,8 +100,8 @@ func snapshotRestoreCmd(g *cli) *cobra.Command {
 	return &cobra.Command{
 		Use:   "restore ID SNAP [PATH...]",
 		Short: "Put a sandbox's filesystem back as a snapshot has it (or only PATHs)",
-		Example: `  sbx snapshot restore $ID $SNAP
-  sbx snapshot restore $ID $SNAP /work/config.yaml /work/data`,
+		Example: `  bothy snapshot restore $ID $SNAP
+  bothy snapshot restore $ID $SNAP /work/config.yaml /work/data`,
 		Args:              args(cobra.MinimumNArgs(2)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -120,7 +120,7 @@ func snapshotDiffCmd(g *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "diff SNAP SNAP|SANDBOX",
 		Short:   "Show what differs between a snapshot and another snapshot or a sandbox",
-		Example: "  sbx snapshot diff $SNAP $ID\n  sbx snapshot diff $SNAP $OTHER --json",
+		Example: "  bothy snapshot diff $SNAP $ID\n  bothy snapshot diff $SNAP $OTHER --json",
 		Args:    args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			d, err := g.client().DiffSnapshot(cmd.Context(), a[0], a[1])
@@ -149,8 +149,8 @@ func snapshotExportCmd(g *cli) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:     "export SNAP [-o FILE]",
-		Short:   "Write a snapshot as a portable tar archive (to import on another sandboxd)",
-		Example: "  sbx snapshot export $SNAP -o snap.tar\n  sbx snapshot export $SNAP | ssh other sbx snapshot import -",
+		Short:   "Write a snapshot as a portable tar archive (to import on another bothy)",
+		Example: "  bothy snapshot export $SNAP -o snap.tar\n  bothy snapshot export $SNAP | ssh other bothy snapshot import -",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			w := out
@@ -174,7 +174,7 @@ func snapshotImportCmd(g *cli) *cobra.Command {
 	return &cobra.Command{
 		Use:     "import FILE|-",
 		Short:   "Import an exported snapshot and print its new ID",
-		Example: "  SNAP=$(sbx snapshot import snap.tar)\n  sbx create --snapshot $SNAP",
+		Example: "  SNAP=$(bothy snapshot import snap.tar)\n  bothy create --snapshot $SNAP",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			r := os.Stdin
@@ -201,7 +201,7 @@ func snapshotRemoveCmd(g *cli) *cobra.Command {
 		Use:     "rm SNAP...",
 		Aliases: []string{"delete"},
 		Short:   "Delete snapshots",
-		Example: "  sbx snapshot rm $SNAP",
+		Example: "  bothy snapshot rm $SNAP",
 		Args:    args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			for _, id := range a {
@@ -224,8 +224,8 @@ func forkCmd(g *cli) *cobra.Command {
 		Short: "Make new sandboxes from a sandbox's filesystem as it is now; print their IDs",
 		Long: `Checkpoint a sandbox and start COUNT new sandboxes from the checkpoint, with
 the source's limits, environment, user and working directory. All or nothing.`,
-		Example: `  sbx fork $ID -n 4 --label experiment=b
-  for id in $(sbx fork $ID -n 3); do sbx exec $id -- ./try.sh & done; wait`,
+		Example: `  bothy fork $ID -n 4 --label experiment=b
+  for id in $(bothy fork $ID -n 3); do bothy exec $id -- ./try.sh & done; wait`,
 		Args:              args(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {

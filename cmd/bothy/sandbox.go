@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/api"
 )
 
 func createCmd(g *cli) *cobra.Command {
@@ -24,10 +24,10 @@ func createCmd(g *cli) *cobra.Command {
 		Long: `Create a sandbox, wait until it runs, and print its ID (or, with --json,
 the whole sandbox). A sandbox idle for --idle-timeout is stopped (its files
 kept); one older than --ttl is deleted.`,
-		Example: `  ID=$(sbx create)
-  sbx create --image sandboxd/base --memory 512 --cpus 1 --label team=a --env TOKEN=x
-  sbx create --snapshot snap-0123 --idle-timeout 1h --ttl 24h
-  sbx create --network none --json`,
+		Example: `  ID=$(bothy create)
+  bothy create --image bothy/base --memory 512 --cpus 1 --label team=a --env TOKEN=x
+  bothy create --snapshot snap-0123 --idle-timeout 1h --ttl 24h
+  bothy create --network none --json`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -57,7 +57,7 @@ kept); one older than --ttl is deleted.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Image, "image", "", "image (default: the server's, sandboxd/base)")
+	f.StringVar(&req.Image, "image", "", "image (default: the server's, bothy/base)")
 	f.StringVar(&req.Snapshot, "snapshot", "", "start from this snapshot's filesystem instead of an image")
 	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
 	f.StringArrayVarP(&labels, "label", "l", nil, "label KEY=VALUE (repeatable)")
@@ -84,11 +84,11 @@ func listCmd(g *cli) *cobra.Command {
 		Use:     "ls [ID:PATH] [flags]",
 		Aliases: []string{"list"},
 		Short:   "List sandboxes, or the files of a sandbox's directory",
-		Example: `  sbx ls
-  sbx ls --label team=a --state running
-  sbx ls -q | xargs sbx rm
-  sbx ls --json | jq -r '.[].id'
-  sbx ls $ID:/work`,
+		Example: `  bothy ls
+  bothy ls --label team=a --state running
+  bothy ls -q | xargs bothy rm
+  bothy ls --json | jq -r '.[].id'
+  bothy ls $ID:/work`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			ctx := cmd.Context()
@@ -150,7 +150,7 @@ func inspectCmd(g *cli) *cobra.Command {
 	return &cobra.Command{
 		Use:               "inspect ID",
 		Short:             "Show a sandbox as JSON",
-		Example:           `  sbx inspect $ID | jq .state`,
+		Example:           `  bothy inspect $ID | jq .state`,
 		Args:              args(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -176,7 +176,7 @@ func lifecycleCmd(g *cli, verb string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               verb + " ID...",
 		Short:             short,
-		Example:           fmt.Sprintf("  sbx %s $ID\n  sbx %s $(sbx ls -q --label job=42)", verb, verb),
+		Example:           fmt.Sprintf("  bothy %s $ID\n  bothy %s $(bothy ls -q --label job=42)", verb, verb),
 		Args:              args(cobra.MinimumNArgs(1)),
 		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, ids []string) error {

@@ -12,22 +12,22 @@ import (
 	"time"
 )
 
-// sandboxd is a sandboxd the benchmark started: on a free loopback port, with
+// bothy is a bothy the benchmark started: on a free loopback port, with
 // a scratch data directory and the benchmark's admin key.
-type sandboxd struct {
+type bothy struct {
 	url, data string
 	cmd       *exec.Cmd
 	logs      bytes.Buffer
 }
 
-// startSandboxd starts bin with image as its default and flags besides, and
+// startBothy starts bin with image as its default and flags besides, and
 // waits until it is ready.
-func startSandboxd(bin, agentBin, image string, flags ...string) (*sandboxd, error) {
-	data, err := os.MkdirTemp("", "sandboxd-bench-")
+func startBothy(bin, agentBin, image string, flags ...string) (*bothy, error) {
+	data, err := os.MkdirTemp("", "bothy-bench-")
 	if err != nil {
 		return nil, err
 	}
-	s := &sandboxd{data: data}
+	s := &bothy{data: data}
 	if err := os.Chmod(data, 0o711); err != nil {
 		os.RemoveAll(data)
 		return nil, err
@@ -41,7 +41,7 @@ func startSandboxd(bin, agentBin, image string, flags ...string) (*sandboxd, err
 	l.Close()
 	s.cmd = exec.Command(bin, append([]string{"--listen", addr, "--data", data, "--agent", agentBin, "--default-image", image,
 		"--log-level", "warn"}, flags...)...)
-	s.cmd.Env = append(os.Environ(), "SANDBOXD_ADMIN_KEY="+benchKey)
+	s.cmd.Env = append(os.Environ(), "BOTHY_ADMIN_KEY="+benchKey)
 	s.cmd.Stderr = &s.logs
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(data)
@@ -57,14 +57,14 @@ func startSandboxd(bin, agentBin, image string, flags ...string) (*sandboxd, err
 
 // stop shuts it down as an operator does (SIGTERM) and removes its data
 // directory. Its sandboxes, pooled ones included, keep running.
-func (s *sandboxd) stop() {
+func (s *bothy) stop() {
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	_ = s.cmd.Wait()
 	os.RemoveAll(s.data)
 }
 
 // instance is its instance ID, the label of everything it made in the engine.
-func (s *sandboxd) instance() (string, error) {
+func (s *bothy) instance() (string, error) {
 	b, err := os.ReadFile(filepath.Join(s.data, "instance"))
 	return strings.TrimSpace(string(b)), err
 }

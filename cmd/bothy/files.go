@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/sandboxd/sandboxd/agent"
-	"github.com/sandboxd/sandboxd/api"
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/api"
 )
 
 // remotePath splits "ID:PATH"; ok is false for a local path.
@@ -37,11 +37,11 @@ ID:PATH. Directories follow cp -r: into an existing directory DST, SRC lands
 as DST/NAME; a DST that does not exist becomes the copy. SRC ending in /.
 copies the directory's contents into DST instead, and DST ending in / is a
 directory (made when missing). Trees travel as one tar stream.`,
-		Example: `  sbx cp ./project $ID:/work/          # makes /work/project
-  sbx cp ./project $ID:/srv/app        # /srv/app is the copy (when it did not exist)
-  sbx cp ./project/. $ID:/work         # the contents of ./project into /work
-  sbx cp notes.txt $ID:/tmp/
-  sbx cp $ID:/work/project/out ./out   # and back`,
+		Example: `  bothy cp ./project $ID:/work/          # makes /work/project
+  bothy cp ./project $ID:/srv/app        # /srv/app is the copy (when it did not exist)
+  bothy cp ./project/. $ID:/work         # the contents of ./project into /work
+  bothy cp notes.txt $ID:/tmp/
+  bothy cp $ID:/work/project/out ./out   # and back`,
 		Args: args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			src, dst := a[0], a[1]
@@ -123,7 +123,7 @@ func download(ctx context.Context, c *api.Client, id, remote, local string) erro
 			}
 			local = filepath.Join(local, path.Base(remote))
 		}
-		tmp, err := os.CreateTemp(filepath.Dir(local), ".sbx-cp-*")
+		tmp, err := os.CreateTemp(filepath.Dir(local), ".bothy-cp-*")
 		if err != nil {
 			return err
 		}
@@ -254,7 +254,7 @@ func catCmd(g *cli) *cobra.Command {
 	return &cobra.Command{
 		Use:     "cat ID:PATH",
 		Short:   "Print a file of a sandbox",
-		Example: `  sbx cat $ID:/etc/os-release`,
+		Example: `  bothy cat $ID:/etc/os-release`,
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			id, p, ok := remotePath(a[0])
@@ -267,7 +267,7 @@ func catCmd(g *cli) *cobra.Command {
 	}
 }
 
-// listFiles lists a sandbox directory: sbx ls ID:PATH.
+// listFiles lists a sandbox directory: bothy ls ID:PATH.
 func listFiles(ctx context.Context, c *api.Client, id, p string, asJSON bool) error {
 	list, err := c.ListDir(ctx, id, p, 1)
 	if err != nil {
