@@ -6,7 +6,7 @@
 //   - create sandbox -> first exec (cold: no warm pool) vs docker create+start
 //     of the same image.
 //
-// It starts the bothy binary it is given on a free loopback port with a
+// It starts the bothyd binary it is given on a free loopback port with a
 // scratch data directory, and removes everything it made.
 package main
 

@@ -29,7 +29,7 @@ const counterJS = `export default {
 };
 `
 
-// TestAppsSurviveRestart drives runs and apps through bothy, kills bothy
+// TestAppsSurviveRestart drives runs and apps through bothy, kills bothyd
 // with SIGKILL, and checks the counters go on where they stopped.
 func TestAppsSurviveRestart(t *testing.T) {
 	d0 := testenv.Docker(t)

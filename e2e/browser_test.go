@@ -288,6 +288,17 @@ func TestWebUIProcessesAndPorts(t *testing.T) {
 	}
 	waitText("#log-status", "killed (SIGKILL)")
 	waitText(`#procs tr[data-tag="ticker"]`, "killed")
+	// A process that ends well is shown as done, not as a warning.
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(css("#proc-cmd"), "echo finished"),
+		chromedp.SendKeys(css("#proc-tag"), "once"),
+		chromedp.Click(css("#proc-start")),
+		chromedp.WaitVisible(css(`#procs tr[data-tag="once"] .state.done`)),
+	)
+	if err != nil {
+		shot("failed.png")
+		t.Fatalf("a process that exits 0: %v (%q)", err, text(`#procs tr[data-tag="once"]`))
+	}
 
 	// A web server, its port exposed from the page, opened by its link.
 	err = chromedp.Do(ctx,
@@ -310,6 +321,37 @@ func TestWebUIProcessesAndPorts(t *testing.T) {
 		t.Fatalf("expose: %v", err)
 	}
 	shot("ports.png")
+	// On a narrow screen nothing runs off to the side, and the log's
+	// header keeps its title, status and button on one line.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(420, 900)); err != nil {
+		t.Fatal(err)
+	}
+	wide, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
+		const w = document.documentElement.clientWidth;
+		const clipped = (e) => { for (let p = e.parentElement; p; p = p.parentElement) if (getComputedStyle(p).overflowX !== 'visible') return true; return false; };
+		const out = [...document.querySelectorAll('body *')].filter((e) => e.getClientRects().length && e.getBoundingClientRect().right > w + 1 && !clipped(e))
+			.map((e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : ''));
+		if (document.documentElement.scrollWidth > w) out.push('the page: ' + document.documentElement.scrollWidth + ' > ' + w);
+		return out;
+	})()`))
+	if err != nil || len(wide) > 0 {
+		shot("narrow.png")
+		t.Fatalf("at 420 px these run off to the side: %v %v", wide, err)
+	}
+	// One line: every part centred on the same line, none wrapped.
+	oneLine, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		const parts = [...document.querySelectorAll('#log .viewer-bar > *')];
+		const mids = parts.map((e) => { const r = e.getBoundingClientRect(); return (r.top + r.bottom) / 2; });
+		return Math.max(...mids) - Math.min(...mids) <= 4 && parts.every((e) => e.getClientRects().length <= 1);
+	})()`))
+	if err != nil || !oneLine {
+		shot("narrow.png")
+		t.Fatalf("at 420 px the log's header is not one line: %v", err)
+	}
+	shot("narrow.png")
+	if err := chromedp.Do(ctx, chromedp.EmulateReset()); err != nil {
+		t.Fatal(err)
+	}
 	href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#ports tr[data-port="8000"] a').href`))
 	if err != nil {
 		t.Fatal(err)

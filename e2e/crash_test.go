@@ -15,7 +15,7 @@ import (
 
 	"github.com/bothy/bothy/api"
 	"github.com/bothy/bothy/internal/testenv"
-	sbxruntime "github.com/bothy/bothy/runtime"
+	bothyruntime "github.com/bothy/bothy/runtime"
 )
 
 // TestKillMidWayLosesNothing: bothy killed with SIGKILL in the middle
@@ -56,13 +56,13 @@ func TestKillMidWayLosesNothing(t *testing.T) {
 	// A whole restore, killed once its new container exists beside the
 	// old one (events since now: the command may subscribe after it).
 	eng := testenv.Docker(t)
-	old, err := eng.List(ctx, map[string]string{sbxruntime.LabelID: sb.ID})
+	old, err := eng.List(ctx, map[string]string{bothyruntime.LabelID: sb.ID})
 	if err != nil || len(old) != 1 {
 		t.Fatalf("the sandbox's container: %v %v", old, err)
 	}
 	since := fmt.Sprintf("%.9f", float64(time.Now().UnixNano())/1e9)
 	events := exec.Command("docker", "events", "--since", since, "--filter", "type=container", "--filter", "event=create",
-		"--filter", "label="+sbxruntime.LabelID+"="+sb.ID, "--format", "{{.ID}}")
+		"--filter", "label="+bothyruntime.LabelID+"="+sb.ID, "--format", "{{.ID}}")
 	out, err := events.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestKillMidWayLosesNothing(t *testing.T) {
 	d = startDaemon(t, listen, data, env...)
 	c = api.NewClient(d.url, key)
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		cs, err := eng.List(ctx, map[string]string{sbxruntime.LabelID: sb.ID})
+		cs, err := eng.List(ctx, map[string]string{bothyruntime.LabelID: sb.ID})
 		if err == nil && len(cs) == 1 {
 			break
 		}

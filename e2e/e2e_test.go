@@ -27,7 +27,7 @@ var (
 	buildErr  error
 )
 
-// binaries builds bothy, bothy and the static agent once.
+// binaries builds bothyd, bothy and the static agent once.
 func binaries(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -52,7 +52,7 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
-// daemon is one bothy process.
+// daemon is one bothyd process.
 type daemon struct {
 	cmd    *exec.Cmd
 	url    string
@@ -153,11 +153,11 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // bothy runs the CLI and returns stdout, stderr and its exit code.
 func bothy(t *testing.T, url, key string, args ...string) (string, string, int) {
 	t.Helper()
-	return sbxIn(t, url, key, "", args...)
+	return bothyIn(t, url, key, "", args...)
 }
 
-// sbxIn runs bothy as bothy does, with stdin as its standard input.
-func sbxIn(t *testing.T, url, key, stdin string, args ...string) (string, string, int) {
+// bothyIn runs bothy as bothy does, with stdin as its standard input.
+func bothyIn(t *testing.T, url, key, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binaries(t), "bothy"), args...)
 	cmd.Env = append(os.Environ(), "BOTHY_URL="+url, "BOTHY_KEY="+key)
@@ -230,6 +230,9 @@ func TestUserJourney(t *testing.T) {
 	id := strings.TrimSpace(out)
 	if out, _, code := bothy(t, d.url, key, "exec", id, "--", "python3", "-c", "print(6*7)"); code != 0 || out != "42\n" {
 		t.Fatalf("python: %d %q", code, out)
+	}
+	if _, errOut, code := bothy(t, d.url, key, "exec", id, "--timeout", "1s", "--", "sleep", "60"); code != 137 || !strings.Contains(errOut, "timed out after 1s") {
+		t.Fatalf("exec past its --timeout: exit %d, %q", code, errOut)
 	}
 	if _, _, code := bothy(t, d.url, key, "exec", id, "--", "sh", "-c", "exit 3"); code != 3 {
 		t.Fatalf("exit code %d, want 3", code)

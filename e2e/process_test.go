@@ -1,8 +1,14 @@
 package e2e
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,7 +76,7 @@ func TestProcessOutlivesBothy(t *testing.T) {
 	}
 
 	// bothy exec -i streams its standard input to the command.
-	if out, errOut, code := sbxIn(t, d.url, key, strings.Repeat("a line\n", 3000), "exec", "-i", id, "--", "wc", "-l"); code != 0 || strings.TrimSpace(out) != "3000" {
+	if out, errOut, code := bothyIn(t, d.url, key, strings.Repeat("a line\n", 3000), "exec", "-i", id, "--", "wc", "-l"); code != 0 || strings.TrimSpace(out) != "3000" {
 		t.Fatalf("bothy exec -i: %d %q %q", code, out, errOut)
 	}
 
@@ -107,6 +113,27 @@ func TestProcessOutlivesBothy(t *testing.T) {
 		if l != "line-"+strconv.Itoa(i+1) {
 			t.Fatalf("line %d is %q: %q", i+1, l, seen.String())
 		}
+	}
+	// bothy logs -f, interrupted as a person does (Ctrl-C): it stops
+	// quietly, with the shell's code for it.
+	follow := exec.Command(filepath.Join(binaries(t), "bothy"), "logs", "-f", id, strconv.Itoa(pid))
+	follow.Env = append(os.Environ(), "BOTHY_URL="+d.url, "BOTHY_KEY="+key)
+	var followErr bytes.Buffer
+	followOut, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	follow.Stderr = &followErr
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bufio.NewReader(followOut).ReadString('\n'); err != nil {
+		t.Fatalf("bothy logs -f printed nothing: %v %s", err, followErr.String())
+	}
+	_ = follow.Process.Signal(os.Interrupt)
+	go func() { _, _ = io.Copy(io.Discard, followOut) }()
+	if err := follow.Wait(); follow.ProcessState.ExitCode() != 130 || followErr.Len() > 0 {
+		t.Fatalf("bothy logs -f after Ctrl-C: %v, exit %d, %q", err, follow.ProcessState.ExitCode(), followErr.String())
 	}
 	if _, errOut, code := bothy(t, d.url, key, "kill", id, strconv.Itoa(pid)); code != 0 {
 		t.Fatalf("bothy kill: %s", errOut)

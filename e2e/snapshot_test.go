@@ -14,7 +14,7 @@ import (
 
 	"github.com/bothy/bothy/api"
 	"github.com/bothy/bothy/internal/testenv"
-	sbxruntime "github.com/bothy/bothy/runtime"
+	bothyruntime "github.com/bothy/bothy/runtime"
 )
 
 // repoRoot is the module's root directory.
@@ -24,7 +24,7 @@ func repoRoot() string {
 }
 
 // TestMoveSandboxScript runs docs/examples/move-sandbox.sh between two
-// bothys, as between two hosts.
+// bothyd servers, as between two hosts.
 func TestMoveSandboxScript(t *testing.T) {
 	const keyA, keyB = "e2e-host-a-key-0123456789abcdef", "e2e-host-b-key-0123456789abcdef"
 	a, sb := startWithSandbox(t, keyA)
@@ -154,9 +154,9 @@ func TestKillDuringCheckpoint(t *testing.T) {
 		}
 		var out []string
 		for _, img := range imgs {
-			if img.Labels[sbxruntime.LabelKind] == sbxruntime.KindSnapshot && len(img.Tags) > 0 && !known[img.Labels[sbxruntime.LabelID]] &&
-				img.Labels[sbxruntime.LabelID] != "" && strings.HasPrefix(img.Tags[0], "bothy/snapshot:") &&
-				img.Created.After(killedAt.Add(-time.Minute)) && img.Labels[sbxruntime.LabelOwner] != "" && isOurs(img.Labels, data) {
+			if img.Labels[bothyruntime.LabelKind] == bothyruntime.KindSnapshot && len(img.Tags) > 0 && !known[img.Labels[bothyruntime.LabelID]] &&
+				img.Labels[bothyruntime.LabelID] != "" && strings.HasPrefix(img.Tags[0], "bothy/snapshot:") &&
+				img.Created.After(killedAt.Add(-time.Minute)) && img.Labels[bothyruntime.LabelOwner] != "" && isOurs(img.Labels, data) {
 				out = append(out, img.Tags[0])
 			}
 		}
@@ -175,5 +175,5 @@ func TestKillDuringCheckpoint(t *testing.T) {
 // isOurs says labels carry the instance of the bothy whose data is data.
 func isOurs(labels map[string]string, data string) bool {
 	b, err := os.ReadFile(filepath.Join(data, "instance"))
-	return err == nil && labels[sbxruntime.LabelInstance] == strings.TrimSpace(string(b))
+	return err == nil && labels[bothyruntime.LabelInstance] == strings.TrimSpace(string(b))
 }

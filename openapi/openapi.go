@@ -93,7 +93,9 @@ func build() map[string]any {
 		"components": map[string]any{
 			"schemas": s.components,
 			"securitySchemes": map[string]any{
-				"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "A bothy API key (bothy key create, or the admin key bothy prints at first start)."},
+				"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "A bothy API key (bothy key create, or the admin key bothyd prints at first start)."},
+				"portToken": map[string]any{"type": "apiKey", "in": "header", "name": "X-Bothy-Port-Token",
+					"description": "An exposed port's token (POST /v1/sandboxes/{id}/ports answers it), for requests to that port only."},
 			},
 			"responses": map[string]any{
 				"Error": map[string]any{"description": "An error; code says which.", "content": map[string]any{"application/json": map[string]any{"schema": errRef}}},
@@ -120,8 +122,11 @@ func operation(s *schemas, o op, tp string, errRef map[string]any) map[string]an
 	if o.Description != "" {
 		out["description"] = o.Description
 	}
-	if o.Public {
+	switch {
+	case o.Public:
 		out["security"] = []any{}
+	case o.PortToken:
+		out["security"] = []any{map[string]any{"bearer": []string{}}, map[string]any{"portToken": []string{}}, map[string]any{}}
 	}
 	var params []any
 	for _, name := range pathNames(tp) {

@@ -11,8 +11,11 @@ type op struct {
 	Description  string
 	// Public operations need no key; Admin ones need an admin key.
 	Public, Admin bool
-	Query         []param
-	Headers       []param
+	// PortToken operations take a port's token instead of a key, or
+	// nothing for a public port.
+	PortToken bool
+	Query     []param
+	Headers   []param
 	// Body is the JSON request body's Go value; BodyMedia a non-JSON body's
 	// media type (application/octet-stream, application/x-tar).
 	Body      any
@@ -122,8 +125,8 @@ var operations = []op{
 	{Method: "GET", Path: "/v1/sandboxes/:id/ports", ID: "listPorts", Summary: "List exposed ports", Tag: "ports", Status: 200, Out: api.PortList{}},
 	{Method: "DELETE", Path: "/v1/sandboxes/:id/ports/:port", ID: "unexposePort", Summary: "Stop exposing a port", Tag: "ports", Status: 204},
 	{Method: "GET", Path: "/v1/sandboxes/:id/ports/:port/wait", ID: "waitPort", Summary: "Wait until something listens on a port", Tag: "ports", Status: 204, Query: []param{q("timeout_ms", "integer", "")}},
-	{Method: "ANY", Path: "/v1/sandboxes/:id/ports/:port/*", ID: "proxyPort", Summary: "A request to the server on an exposed port (path form)", Tag: "ports", Status: 200, OutMedia: "*/*", BodyMedia: "*/*",
-		Description: "Any method. The rest of the path goes to the sandbox's server as is; 502 not_listening when nothing listens."},
+	{Method: "ANY", Path: "/v1/sandboxes/:id/ports/:port/*", ID: "proxyPort", Summary: "A request to the server on an exposed port (path form)", Tag: "ports", Status: 200, PortToken: true, OutMedia: "*/*", BodyMedia: "*/*",
+		Description: "Any method. The rest of the path goes to the sandbox's server as is; 502 not_listening when nothing listens. Takes the owner's API key, or without one the port's token (X-Bothy-Port-Token header or bothy_token query parameter), or nothing for a public port."},
 
 	{Method: "POST", Path: "/v1/sandboxes/:id/snapshots", ID: "createSnapshot", Summary: "Checkpoint a sandbox's filesystem", Tag: "snapshots", Body: api.CreateSnapshotRequest{}, Status: 201, Out: api.Snapshot{}},
 	{Method: "POST", Path: "/v1/sandboxes/:id/restore", ID: "restoreSandbox", Summary: "Restore a snapshot into a sandbox (whole, or only some paths)", Tag: "snapshots", Body: api.RestoreRequest{}, Status: 200, Out: api.Sandbox{}},

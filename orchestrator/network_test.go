@@ -20,7 +20,7 @@ func newTestHost(t *testing.T) testHost {
 		t.Fatalf("ip (iproute2) is needed: %v", err)
 	}
 	id := newID("", 3)
-	ns, hostIf, nsIf := "sbxt-"+id, "sbxh"+id, "sbxn"+id
+	ns, hostIf, nsIf := "btyt-"+id, "btyh"+id, "btyn"+id
 	host, addr := "10.213.77.1", "10.213.77.2"
 	run := func(args ...string) {
 		t.Helper()
@@ -31,7 +31,7 @@ func newTestHost(t *testing.T) testHost {
 	// A namespace another run of this test left behind holds the address.
 	if out, err := exec.Command("ip", "-o", "addr", "show", "to", host+"/32").Output(); err == nil {
 		for _, f := range strings.Fields(string(out)) {
-			if strings.HasPrefix(f, "sbxh") {
+			if strings.HasPrefix(f, "btyh") {
 				_ = exec.Command("ip", "link", "del", strings.TrimSuffix(f, ":")).Run()
 			}
 		}

@@ -37,7 +37,7 @@ func hideRunDir(dir string) (bool, error) {
 		return false, err
 	}
 	if len(entries) > 0 {
-		return false, errors.New("it holds the sockets of sandboxes an earlier bothy started; restart bothy with none running to hide it")
+		return false, errors.New("it holds the sockets of sandboxes an earlier bothyd started; restart bothyd with none running to hide it")
 	}
 	if err := unix.Mount("bothy-run", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0711,size=256m"); err != nil {
 		return false, fmt.Errorf("mount a tmpfs on it: %w", err)

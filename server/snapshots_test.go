@@ -102,10 +102,10 @@ func TestSnapshotCheckpointAndRestore(t *testing.T) {
 	}
 }
 
-// TestSnapshotRestoresWithBothysOwnConfiguration: whatever a sandbox did to
+// TestSnapshotRestoresWithItsOwnConfiguration: whatever a sandbox did to
 // its passwd file or its image metadata, a sandbox restored from its snapshot
 // runs bothy's agent, as bothy's user, with no extra privileges.
-func TestSnapshotRestoresWithBothysOwnConfiguration(t *testing.T) {
+func TestSnapshotRestoresWithItsOwnConfiguration(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()

@@ -72,7 +72,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Run 'bothy --help', or 'bothy COMMAND --help', for usage.")
 		return 2
 	case g.key == "" && errors.As(err, &ae) && ae.Status == 401:
-		fmt.Fprintln(stderr, "bothy: no API key: export BOTHY_KEY=... (the admin key bothy printed on its first start, or one made with bothy key create), or pass --key")
+		fmt.Fprintln(stderr, "bothy: no API key: export BOTHY_KEY=... (the admin key bothyd printed on its first start, or one made with bothy key create), or pass --key")
 		return 1
 	}
 	fmt.Fprintln(stderr, "bothy:", err)
@@ -83,7 +83,7 @@ func newRoot(g *cli) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "bothy",
 		Short: "bothy's command-line client",
-		Long: `bothy drives a bothy server: sandboxes (persistent Linux containers) with
+		Long: `bothy drives a bothyd server: sandboxes (persistent Linux containers) with
 commands, background processes, files, ports, terminals and snapshots; code
 run in warm runners; and apps with their own database.
 

@@ -153,7 +153,7 @@ func shell(cmd *cobra.Command, c *api.Client, id string, opts api.PtyOptions) er
 		b, err := p.Read()
 		select {
 		case <-detached:
-			fmt.Fprintf(errOut, "%ssbx: detached from session %s (still running); reattach with: bothy shell --attach %s %s%s", nl, session, session, id, nl)
+			fmt.Fprintf(errOut, "%sbothy: detached from session %s (still running); reattach with: bothy shell --attach %s %s%s", nl, session, session, id, nl)
 			return nil
 		default:
 		}
@@ -165,7 +165,7 @@ func shell(cmd *cobra.Command, c *api.Client, id string, opts api.PtyOptions) er
 			return nil
 		}
 		if err != nil {
-			fmt.Fprintf(errOut, "%ssbx: connection to session %s ended (%v); reattach with: bothy shell --attach %s %s%s",
+			fmt.Fprintf(errOut, "%sbothy: connection to session %s ended (%v); reattach with: bothy shell --attach %s %s%s",
 				nl, session, err, session, id, nl)
 			return exitError{1}
 		}

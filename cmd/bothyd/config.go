@@ -75,7 +75,7 @@ func loadConfig(args []string) (config, error) {
 	var level string
 	fs.StringVar(&c.Listen, "listen", env("BOTHY_LISTEN", "127.0.0.1:7070"), "address to serve the API on (BOTHY_LISTEN)")
 	fs.StringVar(&c.DataDir, "data", env("BOTHY_DATA", "./data"), "data directory: database, sockets, build scratch (BOTHY_DATA)")
-	fs.StringVar(&c.AgentBinary, "agent", env("BOTHY_AGENT", ""), "path of the static bothy-agent binary (default: next to bothy) (BOTHY_AGENT)")
+	fs.StringVar(&c.AgentBinary, "agent", env("BOTHY_AGENT", ""), "path of the static bothy-agent binary (default: next to bothyd) (BOTHY_AGENT)")
 	fs.StringVar(&c.DefaultImage, "default-image", env("BOTHY_DEFAULT_IMAGE", images.Base), "image of a sandbox that names none")
 	fs.StringVar(&c.DebianMirror, "debian-mirror", env("BOTHY_DEBIAN_MIRROR", images.DefaultMirror), "Debian mirror the base image is debootstrapped from")
 	fs.StringVar(&c.Network, "network", env("BOTHY_NETWORK", "bothy"), "Docker network sandboxes join")

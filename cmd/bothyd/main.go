@@ -1,5 +1,5 @@
-// Command bothy serves sandboxes for AI agents on a local Docker engine.
-// See README.md; `bothy -h` lists the flags.
+// Command bothyd serves sandboxes for AI agents on a local Docker engine.
+// See README.md; `bothyd -h` lists the flags.
 package main
 
 import (
@@ -43,7 +43,7 @@ import (
 func main() {
 	cfg, err := loadConfig(os.Args[1:])
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bothy:", err)
+		fmt.Fprintln(os.Stderr, "bothyd:", err)
 		os.Exit(2)
 	}
 	var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})

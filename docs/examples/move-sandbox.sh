@@ -8,7 +8,7 @@
 #   TO_URL=http://host-b:7070   TO_KEY=bothy_...   \
 #   docs/examples/move-sandbox.sh SANDBOX_ID
 #
-# It prints the new sandbox's ID. The e2e tests run it between two bothys.
+# It prints the new sandbox's ID. The e2e tests run it between two bothyd servers.
 set -euo pipefail
 sandbox=${1:?usage: move-sandbox.sh SANDBOX_ID}
 bothy=${BOTHY:-bothy}

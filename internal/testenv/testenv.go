@@ -86,7 +86,7 @@ func AgentBinary(t testing.TB) string {
 // (t.TempDir's parents cannot be).
 func DataDir(t testing.TB) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sbxd-"+suite+"-")
+	dir, err := os.MkdirTemp("", "bothy-"+suite+"-")
 	if err != nil {
 		t.Fatal(err)
 	}

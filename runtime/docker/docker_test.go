@@ -24,7 +24,7 @@ func TestDockerPassesTheConformanceSuite(t *testing.T) {
 		t.Fatal(err)
 	}
 	instance := "conf-" + filepath.Base(data)
-	conformance.Run(t, conformance.Setup{Engine: d, Image: images.Busybox, Instance: instance, Bridge: "sbxconf0"})
+	conformance.Run(t, conformance.Setup{Engine: d, Image: images.Busybox, Instance: instance, Bridge: "btyconf0"})
 	left, err := d.List(ctx, map[string]string{runtime.LabelInstance: instance})
 	if err != nil {
 		t.Fatal(err)

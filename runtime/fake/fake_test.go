@@ -16,7 +16,7 @@ var _ conformance.Engine = (*fake.Engine)(nil)
 func TestFakePassesTheConformanceSuite(t *testing.T) {
 	e := fake.New(runtime.EngineInfo{})
 	e.AddImage(runtime.Image{Tags: []string{"busybox"}})
-	conformance.Run(t, conformance.Setup{Engine: e, Image: "busybox", Instance: "fake", Bridge: "sbxconf0"})
+	conformance.Run(t, conformance.Setup{Engine: e, Image: "busybox", Instance: "fake", Bridge: "btyconf0"})
 	left, _ := e.List(context.Background(), nil)
 	nets, _ := e.Networks(context.Background(), nil)
 	if len(left) > 0 || len(nets) > 0 {

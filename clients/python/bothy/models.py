@@ -94,6 +94,8 @@ class FileInfo:
     mode: str = ""
     mtime: str = ""
     target: str = ""
+    owner: str = ""
+    group: str = ""
 
 
 @dataclass
