@@ -63,7 +63,7 @@ func benchPorts(ctx context.Context, c *api.Client, eng *docker.Docker, n int) (
 		startBase = append(startBase, time.Since(t0))
 	}
 
-	setup := fmt.Sprintf("mkdir -p /srv && head -c %d /dev/zero > /srv/big && echo hi > /srv/small && hostname -i", bigPortFile)
+	setup := fmt.Sprintf("mkdir -p /srv && head -c %d /dev/zero > /srv/big && echo hi > /srv/small && hostname -I", bigPortFile)
 	r, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: setup})
 	if err != nil || r.ExitCode != 0 {
 		return res, fmt.Errorf("setup: %v %+v", err, r)

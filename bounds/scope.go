@@ -38,8 +38,10 @@ const (
 	// WindowPerKey is what one key's streams may hold past their first
 	// window, together: one stream's worth of a window that runs at a few
 	// hundred MB/s on a local channel, spread over all of them when many
-	// stall at once.
-	WindowPerKey      = 256 << 10
+	// stall at once. It trades a bulk stream's speed against what stalled
+	// ones hold (BENCHMARKS.md: the port proxy's download at 256 KiB, 512
+	// KiB, 1 MiB and 4 MiB; 128 stalled readers hold at most 64 KiB each).
+	WindowPerKey      = 512 << 10
 	DefaultPerKey     = 256
 	DefaultPerSandbox = 256
 	DefaultPerPort    = 64

@@ -275,11 +275,14 @@ func TestUserJourney(t *testing.T) {
 	}
 	// Start a server, and wait (bounded) until it listens.
 	res, err := c.Exec(ctx, other.ID, api.ExecRequest{Shell: "python3 -m http.server 8000 >/dev/null 2>&1 & " +
-		"for i in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:8000/ && break; sleep 0.1; done; hostname -i"})
+		"for i in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:8000/ && break; sleep 0.1; done; hostname -I"})
 	if err != nil || res.ExitCode != 0 {
 		t.Fatalf("start server: %v %+v", err, res)
 	}
 	otherIP := strings.Fields(res.Stdout)[0]
+	if strings.HasPrefix(otherIP, "127.") {
+		t.Fatalf("the other sandbox's address is a loopback one: %q", res.Stdout)
+	}
 	// The server answers inside its own sandbox...
 	res, err = c.Exec(ctx, other.ID, api.ExecRequest{Shell: "curl -s -m 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/"})
 	if err != nil || res.Stdout != "200" {
