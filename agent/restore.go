@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"archive/tar"
 	"bufio"
 	"errors"
 	"fmt"
@@ -58,15 +57,7 @@ func restoreStage(req *FsRequest, p string, in io.Reader) FsResult {
 			return fail(err)
 		}
 		defer root.Close()
-		budget := req.MaxBytes
-		if budget <= 0 {
-			budget = defaultExtractBytes
-		}
-		maxEntries := int64(req.MaxEntries)
-		if maxEntries <= 0 {
-			maxEntries = defaultExtractEntries
-		}
-		res, dirModes, err := extract(tar.NewReader(bufio.NewReaderSize(in, 64<<10)), root, budget, maxEntries, true)
+		res, dirModes, err := extractBounded(req, bufio.NewReaderSize(in, 64<<10), root, true)
 		if err != nil {
 			return fail(err)
 		}

@@ -127,14 +127,6 @@ func tarIn(req *FsRequest, p string, in io.Reader) (res FsResult) {
 	}
 	defer stage.Close()
 
-	budget := req.MaxBytes
-	if budget <= 0 {
-		budget = defaultExtractBytes
-	}
-	maxEntries := int64(req.MaxEntries)
-	if maxEntries <= 0 {
-		maxEntries = defaultExtractEntries
-	}
 	br := bufio.NewReaderSize(in, 64<<10)
 	var src io.Reader = br
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
@@ -145,7 +137,7 @@ func tarIn(req *FsRequest, p string, in io.Reader) (res FsResult) {
 		defer gz.Close()
 		src = gz
 	}
-	res, dirModes, err := extract(tar.NewReader(src), stage, budget, maxEntries, req.AnyLinks)
+	res, dirModes, err := extractBounded(req, src, stage, req.AnyLinks)
 	if err != nil {
 		return fail(err)
 	}
@@ -233,6 +225,20 @@ func checkMerge(staging string, target *os.Root) error {
 var errUnsafe = errors.New("unsafe archive entry")
 
 // extract writes every entry of tr under root, within the bounds.
+// extractBounded is extract of the tar in src, within req's bounds (or the
+// defaults).
+func extractBounded(req *FsRequest, src io.Reader, root *os.Root, anyLinks bool) (FsResult, map[string]fs.FileMode, error) {
+	budget := req.MaxBytes
+	if budget <= 0 {
+		budget = defaultExtractBytes
+	}
+	maxEntries := int64(req.MaxEntries)
+	if maxEntries <= 0 {
+		maxEntries = defaultExtractEntries
+	}
+	return extract(tar.NewReader(src), root, budget, maxEntries, anyLinks)
+}
+
 func extract(tr *tar.Reader, root *os.Root, budget, maxEntries int64, anyLinks bool) (FsResult, map[string]fs.FileMode, error) {
 	var res FsResult
 	dirModes := map[string]fs.FileMode{}

@@ -123,12 +123,14 @@ func readColon(path string) [][]string {
 }
 
 // accounts names the users and groups of files, from the sandbox's account
-// files, read again when they change.
+// files, read again when they change: looked at once a second at most, not
+// for every entry of a listing.
 var accounts accountNames
 
 type accountNames struct {
 	mu            sync.Mutex
 	passwd, group time.Time // the files' modification times when read
+	checked       time.Time // when they were last looked at
 	users, groups map[uint32]string
 }
 
@@ -137,8 +139,11 @@ type accountNames struct {
 func (a *accountNames) names(uid, gid uint32) (string, string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.users = reload(passwdFile, &a.passwd, a.users)
-	a.groups = reload(groupFile, &a.group, a.groups)
+	if now := time.Now(); a.users == nil || now.Sub(a.checked) >= time.Second {
+		a.users = reload(passwdFile, &a.passwd, a.users)
+		a.groups = reload(groupFile, &a.group, a.groups)
+		a.checked = now
+	}
 	user, ok := a.users[uid]
 	if !ok {
 		user = strconv.FormatUint(uint64(uid), 10)

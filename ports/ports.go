@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -47,7 +48,10 @@ type Service struct {
 	sandboxes Sandboxes
 	db        *sql.DB
 	log       *slog.Logger
-	pool      pool
+	// proxyLog takes what the reverse proxy notices on its own (a client
+	// or server that went away mid-answer): the sandbox's business, debug.
+	proxyLog *log.Logger
+	pool     pool
 }
 
 var migrations = []string{
@@ -62,7 +66,8 @@ func New(ctx context.Context, sandboxes Sandboxes, d *sql.DB, log *slog.Logger) 
 	if err := db.Migrate(ctx, d, "ports", migrations); err != nil {
 		return nil, err
 	}
-	return &Service{sandboxes: sandboxes, db: d, log: log.With("component", "ports")}, nil
+	l := log.With("component", "ports")
+	return &Service{sandboxes: sandboxes, db: d, log: l, proxyLog: slog.NewLogLogger(l.Handler(), slog.LevelDebug)}, nil
 }
 
 // Port is an exposed port of a sandbox.
@@ -260,9 +265,7 @@ func (s *Service) Proxy(w http.ResponseWriter, r *http.Request, owner, id string
 			BufferPool:    copyBuffers{},
 			// The caller writes the error, when nothing was sent yet.
 			ErrorHandler: func(_ http.ResponseWriter, _ *http.Request, err error) { proxyErr = err },
-			// What the proxy notices on its own (a client or server that
-			// went away mid-answer) is the sandbox's business: debug.
-			ErrorLog: slog.NewLogLogger(s.log.With("sandbox_id", id, "port", port).Handler(), slog.LevelDebug),
+			ErrorLog:     s.proxyLog,
 		}
 		rp.ServeHTTP(w, r.WithContext(ctx))
 		if errors.Is(proxyErr, agent.ErrNotListening) {

@@ -103,12 +103,9 @@ func (s *Server) proxyPort(c *echo.Context) error {
 	if err := bounds.From(r.Context()).Anonymous(id, port); err != nil {
 		return err
 	}
-	query := r.URL.Query()
-	given := r.Header.Get(previewTokenHeader)
-	if query.Has(previewTokenParam) {
-		given = query.Get(previewTokenParam)
-		query.Del(previewTokenParam)
-		r.URL.RawQuery = query.Encode()
+	given := takeQueryToken(r)
+	if given == "" {
+		given = r.Header.Get(previewTokenHeader)
 	}
 	if !p.Public && !sameToken(given, p.Token) {
 		return newError(http.StatusUnauthorized, api.CodeUnauthenticated,

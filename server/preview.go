@@ -77,13 +77,7 @@ func (s *Server) servePreview(c *echo.Context) error {
 	if err := sc.Anonymous(id, port); err != nil {
 		return err
 	}
-	query := r.URL.Query()
-	given := query.Get(previewTokenParam)
-	if query.Has(previewTokenParam) {
-		// The token is bothy's, not the server's: it is not passed on.
-		query.Del(previewTokenParam)
-		r.URL.RawQuery = query.Encode()
-	}
+	given := takeQueryToken(r)
 	cookie := previewTokenCookie
 	if isHTTPS(r) {
 		cookie = previewTokenCookieTLS
@@ -110,6 +104,20 @@ func (s *Server) servePreview(c *echo.Context) error {
 	dropCookie(r, previewTokenCookie)
 	dropCookie(r, previewTokenCookieTLS)
 	return s.deps.Ports.Proxy(c.Response(), r, owner, id, port, r.URL.Path)
+}
+
+// takeQueryToken removes the port's token from r's query, where a browser
+// brings it, and returns it: the token is bothy's, not the server's, and
+// is not passed on.
+func takeQueryToken(r *http.Request) string {
+	query := r.URL.Query()
+	if !query.Has(previewTokenParam) {
+		return ""
+	}
+	given := query.Get(previewTokenParam)
+	query.Del(previewTokenParam)
+	r.URL.RawQuery = query.Encode()
+	return given
 }
 
 // sameToken compares a given token with the port's in constant time.
