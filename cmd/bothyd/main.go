@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,9 +19,12 @@ import (
 	goruntime "runtime"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/bothy/bothy/agent"
 	"github.com/bothy/bothy/compat/e2b"
@@ -77,6 +81,11 @@ func run(cfg config, log *slog.Logger) error {
 	if err := os.MkdirAll(data, 0o711); err != nil {
 		return err
 	}
+	lock, err := lockData(data)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	instance, err := instanceID(data)
 	if err != nil {
 		return err
@@ -252,6 +261,36 @@ func run(cfg config, log *slog.Logger) error {
 
 // instanceID reads (or makes, on first start) the ID that labels everything this
 // data directory's bothy creates.
+// lockData takes the data directory for this process, for as long as it
+// runs (the kernel lets go of the lock when it exits). Two bothyds on one
+// data directory would take each other's sandboxes for orphans, and one
+// still shutting down would unlink the agent sockets a newer one listens
+// on. The lock lasts until the file is closed (or the process ends).
+func lockData(data string) (*os.File, error) {
+	p := filepath.Join(data, "bothyd.lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(io.LimitReader(f, 32))
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another bothyd (pid %s) uses the data directory %s: stop it, and let it finish, or give this one another -data",
+				strings.TrimSpace(string(holder)), data)
+		}
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 func instanceID(data string) (string, error) {
 	p := filepath.Join(data, "instance")
 	if b, err := os.ReadFile(p); err == nil {
