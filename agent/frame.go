@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 )
 
@@ -127,6 +128,21 @@ const (
 	bulkWindow = 64 << 10
 	bulkCopy   = 128 << 10
 )
+
+// BulkBuffer lends a bulk copy buffer for the bytes c brings, once c (a
+// stream of the channel, as OpenPort returns) has become a bulk one: its
+// reader kept up until its window grew, and the buffer came out of its
+// key's budget then. ok is false before, and for any other connection.
+func BulkBuffer(c net.Conn) (buf []byte, put func(), ok bool) {
+	if p, isPort := c.(*portConn); isPort {
+		c = p.Conn
+	}
+	if f, isFlow := c.(*flowConn); !isFlow || !f.bulk() {
+		return nil, nil, false
+	}
+	b := bulkCopies.Get().(*[]byte)
+	return *b, func() { bulkCopies.Put(b) }, true
+}
 
 // copyFrame copies a frame's n bytes from r to w, and reports a failure of
 // w apart from one of r.

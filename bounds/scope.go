@@ -39,9 +39,10 @@ const (
 	// window, together: one stream's worth of a window that runs at a few
 	// hundred MB/s on a local channel, spread over all of them when many
 	// stall at once. It trades a bulk stream's speed against what stalled
-	// ones hold (BENCHMARKS.md: the port proxy's download at 256 KiB, 512
-	// KiB, 1 MiB and 4 MiB; 128 stalled readers hold at most 64 KiB each).
-	WindowPerKey      = 512 << 10
+	// ones hold (BENCHMARKS.md: at 4 MiB the port proxy's download gains
+	// little more and 128 stalled readers hold up to 81 KiB each, over the
+	// 64 KiB they may; at 1 MiB they hold 22-57 KiB).
+	WindowPerKey      = 1 << 20
 	DefaultPerKey     = 256
 	DefaultPerSandbox = 256
 	DefaultPerPort    = 64

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -257,6 +258,9 @@ func (s *Service) Proxy(w http.ResponseWriter, r *http.Request, owner, id string
 			// of bothy's.
 			ModifyResponse: func(resp *http.Response) error {
 				filterCookies(resp.Header, r.Host)
+				if b, ok := resp.Body.(*answerBody); ok && resp.ContentLength > 0 && !streamed(resp) {
+					b.direct = w
+				}
 				return nil
 			},
 			// Streamed answers (SSE, and any of unknown length) are
@@ -317,4 +321,11 @@ func reservedCookie(name string) bool {
 	n := strings.ToLower(name)
 	n = strings.TrimPrefix(strings.TrimPrefix(n, "__host-"), "__secure-")
 	return strings.HasPrefix(n, "bothy")
+}
+
+// streamed says whether the proxy flushes resp's body as it comes: a
+// stream of events is, whatever its length says.
+func streamed(resp *http.Response) bool {
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	return ct == "text/event-stream"
 }

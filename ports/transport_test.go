@@ -189,3 +189,59 @@ func TestTransportSpeaksHTTP(t *testing.T) {
 	}
 	tr.CloseIdleConnections()
 }
+
+// recorder keeps what is written to it, and the size of the largest write.
+type recorder struct {
+	b       strings.Builder
+	largest int
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.largest = max(r.largest, len(p))
+	return r.b.Write(p)
+}
+
+// TestBulkAnswersGoDirect: a sized answer whose stream has become a bulk
+// one is copied to the client by the body itself, in writes larger than
+// the proxy's small buffer, whole, and its connection is kept for the next
+// request; what the proxy reads of it then is its end.
+func TestBulkAnswersGoDirect(t *testing.T) {
+	big := strings.Repeat("0123456789", 300000) // 3 MB
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+		_, _ = io.WriteString(w, big)
+	}))
+	defer srv.Close()
+	_, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(p)
+	tr := &transport{conn: testenv.AgentConn(t), port: port}
+	defer tr.CloseIdleConnections()
+	for round := range 2 {
+		req, _ := http.NewRequest("GET", "http://localhost/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := resp.Body.(*answerBody)
+		var client recorder
+		body.direct = &client
+		// The proxy's own copy: a small buffer, until the body says EOF.
+		var proxied strings.Builder
+		if _, err := io.CopyBuffer(struct{ io.Writer }{&proxied}, struct{ io.Reader }{body}, make([]byte, copyBuffer)); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := proxied.String() + client.b.String(); got != big {
+			t.Fatalf("round %d: %d bytes arrived, want %d", round, len(got), len(big))
+		}
+		if client.largest <= copyBuffer {
+			t.Fatalf("round %d: the body never went direct (largest write %d)", round, client.largest)
+		}
+		tr.mu.Lock()
+		idle := len(tr.idle)
+		tr.mu.Unlock()
+		if idle != 1 {
+			t.Fatalf("round %d: %d connections kept, want 1", round, idle)
+		}
+	}
+}
