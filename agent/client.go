@@ -239,7 +239,7 @@ func (c *Conn) PtyAttach(ctx context.Context, req PtyAttach) (*PtyStream, error)
 	stop()
 	if info.Error != "" {
 		st.Close()
-		if req.Session != "" && info.Error == "no terminal session "+req.Session {
+		if info.Code == CodeNoSession {
 			return nil, fmt.Errorf("%w: %s", ErrNoSession, req.Session)
 		}
 		return nil, &PtyError{Msg: info.Error}
@@ -325,7 +325,7 @@ func (c *Conn) PtyKill(ctx context.Context, id string) error {
 		return err
 	}
 	if r.Error != "" {
-		if r.Error == "no terminal session "+id {
+		if r.Code == CodeNoSession {
 			return fmt.Errorf("%w: %s", ErrNoSession, id)
 		}
 		return errors.New(r.Error)

@@ -149,6 +149,7 @@ type PtyInfo struct {
 	Viewers   int       `json:"viewers"`
 	Exited    bool      `json:"exited"`
 	ExitCode  int       `json:"exit_code"`
+	Code      string    `json:"code,omitempty"`
 	Error     string    `json:"error,omitempty"`
 }
 
@@ -165,8 +166,19 @@ type PtyList struct {
 
 // OpResult answers an operation that returns nothing but success or an error.
 type OpResult struct {
+	// Code classes the failures the host acts on (CodeRefused,
+	// CodeNoSession); Error says what failed, for people.
+	Code  string `json:"code,omitempty"`
 	Error string `json:"error,omitempty"`
 }
+
+// Classes of failure an OpResult's or PtyInfo's Code carries.
+const (
+	// CodeRefused: nothing listens on the port dialled.
+	CodeRefused = "refused"
+	// CodeNoSession: no terminal session has the ID named.
+	CodeNoSession = "no_session"
+)
 
 // RunRequest runs one piece of dynamic code in a runner's runtime host, in a
 // scratch directory that is emptied after the run.

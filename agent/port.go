@@ -38,7 +38,7 @@ func (s *Server) servePortDial(ctx context.Context, st net.Conn, out *frameSende
 		}
 	}
 	if err != nil {
-		_ = out.sendJSON(OpResult{Error: "refused"})
+		_ = out.sendJSON(OpResult{Code: CodeRefused, Error: fmt.Sprintf("nothing listens on port %d", port)})
 		return
 	}
 	defer c.Close()
@@ -91,7 +91,7 @@ func (p *portConn) Read(b []byte) (int, error) {
 		switch err := readJSON(p.Conn, &res); {
 		case err != nil:
 			p.err = err
-		case res.Error == "refused":
+		case res.Code == CodeRefused:
 			p.err = ErrNotListening
 		case res.Error != "":
 			p.err = errors.New(res.Error)
@@ -122,7 +122,7 @@ func (c *Conn) DialPort(ctx context.Context, port int) (net.Conn, error) {
 	case err != nil:
 		st.Close()
 		return nil, err
-	case res.Error == "refused":
+	case res.Code == CodeRefused:
 		st.Close()
 		return nil, ErrNotListening
 	case res.Error != "":

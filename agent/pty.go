@@ -467,11 +467,25 @@ func (m *ptyManager) list() []PtyInfo {
 	return out
 }
 
+// noSession is a terminal session ID that names none.
+type noSession string
+
+func (id noSession) Error() string { return "no terminal session " + string(id) }
+
+// codeOf is the class an answer carries for err: CodeNoSession, or none.
+func codeOf(err error) string {
+	var ns noSession
+	if errors.As(err, &ns) {
+		return CodeNoSession
+	}
+	return ""
+}
+
 // remove kills a session's tree and forgets it once its process is reaped.
 func (m *ptyManager) remove(id string) error {
 	s, ok := m.get(id)
 	if !ok {
-		return fmt.Errorf("no terminal session %s", id)
+		return noSession(id)
 	}
 	s.kill()
 	select {
@@ -532,7 +546,7 @@ func (m *ptyManager) serveAttach(ctx context.Context, st net.Conn, out *frameSen
 	case req.Session != "":
 		var ok bool
 		if s, ok = m.get(req.Session); !ok {
-			err = fmt.Errorf("no terminal session %s", req.Session)
+			err = noSession(req.Session)
 		}
 	case req.Open != nil:
 		s, err = m.open(req.Open)
@@ -540,7 +554,7 @@ func (m *ptyManager) serveAttach(ctx context.Context, st net.Conn, out *frameSen
 		err = errors.New("pty_attach needs a session or an open request")
 	}
 	if err != nil {
-		_ = out.sendJSON(PtyInfo{Error: err.Error()})
+		_ = out.sendJSON(PtyInfo{Code: codeOf(err), Error: err.Error()})
 		return
 	}
 	v, back, exit := s.attach(req == nil || req.Replay)

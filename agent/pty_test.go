@@ -144,6 +144,9 @@ func TestPtyKillLeavesNoProcess(t *testing.T) {
 	if err := c.PtyKill(context.Background(), p.Info.ID); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("second kill: %v", err)
 	}
+	if _, err := c.PtyAttach(context.Background(), PtyAttach{Session: p.Info.ID}); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("attach to a killed session: %v", err)
+	}
 }
 
 func TestPtyScrollbackIsBounded(t *testing.T) {

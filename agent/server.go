@@ -171,7 +171,7 @@ func (s *Server) handle(ctx context.Context, st net.Conn) {
 	case "pty_kill":
 		var res OpResult
 		if err := s.ptys.remove(req.Session); err != nil {
-			res.Error = err.Error()
+			res.Code, res.Error = codeOf(err), err.Error()
 		}
 		_ = out.sendJSON(res)
 	case "run":
