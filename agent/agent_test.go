@@ -87,6 +87,8 @@ func TestExec(t *testing.T) {
 			}
 		}},
 		{name: "bad cwd", req: ExecRequest{Argv: []string{"true"}, Cwd: "/no/such/dir"}, code: 126},
+		// A relative cwd starts at the user's home (root's: /root).
+		{name: "relative cwd", req: ExecRequest{Argv: []string{"pwd"}, Cwd: ".."}, stdout: "/\n"},
 		{name: "timeout", req: ExecRequest{Argv: []string{"sleep", "10"}, TimeoutMs: 100}, code: 137, check: func(t *testing.T, r ExecResult) {
 			if !r.TimedOut || r.Signal != "SIGKILL" || r.DurationMs > 5000 {
 				t.Errorf("result %+v", r)

@@ -160,9 +160,10 @@ type resolved struct {
 	id   identity
 }
 
-// command resolves argv as user (empty: root) in cwd (empty: the user's home)
-// with env added to the sandbox's environment. A failure carries the exit code
-// a shell would give: 127 for a program not found, 126 otherwise.
+// command resolves argv as user (empty: root) in cwd (relative to the user's
+// home; empty, the home itself) with env added to the sandbox's environment.
+// A failure carries the exit code a shell would give: 127 for a program not
+// found, 126 otherwise.
 func (s *Server) command(argv []string, user string, env map[string]string, cwd string) (resolved, int, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return resolved{}, 126, errors.New("empty command")
@@ -171,10 +172,7 @@ func (s *Server) command(argv []string, user string, env map[string]string, cwd 
 	if err != nil {
 		return resolved{}, 126, err
 	}
-	r := resolved{env: s.environ(id, env), cwd: cwd, id: id}
-	if r.cwd == "" {
-		r.cwd = id.home
-	}
+	r := resolved{env: s.environ(id, env), cwd: id.dir(cwd), id: id}
 	if fi, err := os.Stat(r.cwd); err != nil || !fi.IsDir() {
 		return resolved{}, 126, fmt.Errorf("working directory %q does not exist", r.cwd)
 	}

@@ -123,10 +123,7 @@ func (m *ptyManager) open(o *PtyOpen) (*ptySession, error) {
 	if envValue(env, "TERM") == "" {
 		env = append(env, "TERM=xterm-256color")
 	}
-	cwd := o.Cwd
-	if cwd == "" {
-		cwd = id.home
-	}
+	cwd := id.dir(o.Cwd)
 	if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("working directory %q does not exist", cwd)
 	}

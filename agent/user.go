@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,4 +182,13 @@ func reload(path string, read *time.Time, m map[uint32]string) map[uint32]string
 	}
 	*read = mtime
 	return m
+}
+
+// dir is a working directory as every front door takes it: absolute, or
+// relative to the user's home (the home itself when empty).
+func (id identity) dir(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(id.home, p)
 }

@@ -31,26 +31,17 @@ type target struct {
 	user string
 }
 
-// home is the acting user's home directory, where relative paths start.
-func (t target) home() string {
-	if t.user == "root" || t.user == "0" {
-		return "/root"
-	}
-	return "/home/" + t.user
-}
-
-// abs resolves a path as envd does: absolute, or under the acting user's
-// home ("~" included).
-func (t target) abs(p string) string {
+// inHome is a path as envd takes it (absolute, or under the acting user's
+// home, "~" included) as the domain does: absolute, or relative to that
+// home, which the sandbox's agent looks up in the sandbox's own accounts.
+func inHome(p string) string {
 	switch {
 	case p == "" || p == "~":
-		return t.home()
+		return "."
 	case strings.HasPrefix(p, "~/"):
-		return path.Join(t.home(), p[2:])
-	case path.IsAbs(p):
-		return path.Clean(p)
+		p = p[2:]
 	}
-	return path.Join(t.home(), p)
+	return path.Clean(p)
 }
 
 func (t target) files() fsapi.Target {

@@ -35,7 +35,7 @@ func (s *Service) fileError(w http.ResponseWriter, r *http.Request, p string, er
 // readFile answers a file's bytes (GET /files?path=).
 func (s *Service) readFile(w http.ResponseWriter, r *http.Request) {
 	t := targetOf(r.Context())
-	p := t.abs(r.URL.Query().Get("path"))
+	p := inHome(r.URL.Query().Get("path"))
 	written := false
 	l, err := s.d.Files.Read(r.Context(), t.files(), fsapi.ReadOptions{Path: p, Length: -1}, func(fi fsapi.FileInfo) (io.Writer, error) {
 		h := w.Header()
@@ -85,7 +85,7 @@ func (s *Service) writeFiles(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "path is required for a raw upload")
 			return
 		}
-		if store(t.abs(q), r.Body) {
+		if store(inHome(q), r.Body) {
 			writeJSON(w, http.StatusOK, out)
 		}
 		return
@@ -118,7 +118,7 @@ func (s *Service) writeFiles(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "a file part without a path or a file name")
 			return
 		}
-		dest = t.abs(dest)
+		dest = inHome(dest)
 		if seen[dest] {
 			writeError(w, http.StatusBadRequest, "the same path twice in one upload: "+dest)
 			return

@@ -61,7 +61,7 @@ func permissions(fi fsapi.FileInfo) string {
 
 func (f *filesystemServer) Stat(ctx context.Context, req *connect.Request[pb.StatRequest]) (*connect.Response[pb.StatResponse], error) {
 	t := targetOf(ctx)
-	fi, err := f.files().Stat(ctx, t.files(), t.abs(req.Msg.Path))
+	fi, err := f.files().Stat(ctx, t.files(), inHome(req.Msg.Path))
 	if err != nil {
 		return nil, rpcError(err)
 	}
@@ -72,7 +72,7 @@ func (f *filesystemServer) Stat(ctx context.Context, req *connect.Request[pb.Sta
 // already_exists (the SDK's makeDir answers false).
 func (f *filesystemServer) MakeDir(ctx context.Context, req *connect.Request[pb.MakeDirRequest]) (*connect.Response[pb.MakeDirResponse], error) {
 	t := targetOf(ctx)
-	p := t.abs(req.Msg.Path)
+	p := inHome(req.Msg.Path)
 	if fi, err := f.files().Stat(ctx, t.files(), p); err == nil {
 		if fi.Type == fsapi.TypeDir {
 			return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("directory already exists: %s", p))
@@ -90,7 +90,7 @@ func (f *filesystemServer) MakeDir(ctx context.Context, req *connect.Request[pb.
 
 func (f *filesystemServer) Move(ctx context.Context, req *connect.Request[pb.MoveRequest]) (*connect.Response[pb.MoveResponse], error) {
 	t := targetOf(ctx)
-	fi, err := f.files().Move(ctx, t.files(), t.abs(req.Msg.Source), t.abs(req.Msg.Destination), true)
+	fi, err := f.files().Move(ctx, t.files(), inHome(req.Msg.Source), inHome(req.Msg.Destination), true)
 	if err != nil {
 		return nil, rpcError(err)
 	}
@@ -104,7 +104,7 @@ var errNotDir = cerrdefs.ErrInvalidArgument.WithMessage("path is not a directory
 func (f *filesystemServer) ListDir(ctx context.Context, req *connect.Request[pb.ListDirRequest]) (*connect.Response[pb.ListDirResponse], error) {
 	t := targetOf(ctx)
 	depth := max(int(req.Msg.Depth), 1)
-	l, err := f.files().Read(ctx, t.files(), fsapi.ReadOptions{Path: t.abs(req.Msg.Path), Length: -1, Recursive: depth > 1, Depth: depth},
+	l, err := f.files().Read(ctx, t.files(), fsapi.ReadOptions{Path: inHome(req.Msg.Path), Length: -1, Recursive: depth > 1, Depth: depth},
 		func(fsapi.FileInfo) (io.Writer, error) { return nil, errNotDir })
 	if err != nil {
 		return nil, rpcError(err)
@@ -122,7 +122,7 @@ func (f *filesystemServer) ListDir(ctx context.Context, req *connect.Request[pb.
 // removed already.
 func (f *filesystemServer) Remove(ctx context.Context, req *connect.Request[pb.RemoveRequest]) (*connect.Response[pb.RemoveResponse], error) {
 	t := targetOf(ctx)
-	if err := f.files().Remove(ctx, t.files(), t.abs(req.Msg.Path), true); err != nil && !cerrdefs.IsNotFound(err) {
+	if err := f.files().Remove(ctx, t.files(), inHome(req.Msg.Path), true); err != nil && !cerrdefs.IsNotFound(err) {
 		return nil, rpcError(err)
 	}
 	return connect.NewResponse(&pb.RemoveResponse{}), nil
@@ -133,14 +133,15 @@ func (f *filesystemServer) Remove(ctx context.Context, req *connect.Request[pb.R
 // directory.
 func (f *filesystemServer) WatchDir(ctx context.Context, req *connect.Request[pb.WatchDirRequest], stream *connect.ServerStream[pb.WatchDirResponse]) error {
 	t := targetOf(ctx)
-	dir := t.abs(req.Msg.Path)
-	fi, err := f.files().Stat(ctx, t.files(), dir)
+	fi, err := f.files().Stat(ctx, t.files(), inHome(req.Msg.Path))
 	if err != nil {
 		return rpcError(err)
 	}
 	if fi.Type != fsapi.TypeDir {
-		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("path is not a directory: %s", dir))
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("path is not a directory: %s", fi.Path))
 	}
+	// The agent answers where the path is in the sandbox.
+	dir := fi.Path
 	rel := func(p string) string {
 		if name := strings.TrimPrefix(strings.TrimPrefix(p, dir), "/"); name != "" {
 			return name

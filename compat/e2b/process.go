@@ -39,9 +39,9 @@ func (p *processServer) Start(ctx context.Context, req *connect.Request[pb.Start
 	}
 	send := func(ev *pb.ProcessEvent) error { return stream.Send(&pb.StartResponse{Event: ev}) }
 	if m.Pty != nil {
-		req := shell.Request{Argv: append([]string{m.Process.Cmd}, m.Process.Args...), Env: m.Process.Envs, User: t.user, Cwd: t.home()}
+		req := shell.Request{Argv: append([]string{m.Process.Cmd}, m.Process.Args...), Env: m.Process.Envs, User: t.user}
 		if m.Process.Cwd != nil {
-			req.Cwd = t.abs(*m.Process.Cwd)
+			req.Cwd = inHome(*m.Process.Cwd)
 		}
 		if size := m.Pty.GetSize(); size != nil {
 			req.Cols, req.Rows = uint16(min(size.Cols, 1000)), uint16(min(size.Rows, 1000))
@@ -50,10 +50,10 @@ func (p *processServer) Start(ctx context.Context, req *connect.Request[pb.Start
 	}
 	o := process.StartOptions{
 		Argv: append([]string{m.Process.Cmd}, m.Process.Args...), Env: m.Process.Envs, User: t.user,
-		Cwd: t.home(), Tag: m.GetTag(), Stdin: m.GetStdin(),
+		Tag: m.GetTag(), Stdin: m.GetStdin(),
 	}
 	if m.Process.Cwd != nil {
-		o.Cwd = t.abs(*m.Process.Cwd)
+		o.Cwd = inHome(*m.Process.Cwd)
 	}
 	if deadline, ok := ctx.Deadline(); ok {
 		o.Timeout = max(time.Until(deadline), time.Millisecond)
