@@ -175,6 +175,18 @@ func (o *Orchestrator) attach(ctx context.Context, owner, id string, fn func(ctx
 	return err
 }
 
+// Wake makes id running, as a data-plane call does: a stopped sandbox is
+// started, a paused one resumed (the answer's Woken says so), and one in
+// any other state than running is a conflict.
+func (o *Orchestrator) Wake(ctx context.Context, owner, id string) (Sandbox, error) {
+	_, sb, release, err := o.acquire(ctx, owner, id)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	release()
+	return sb, nil
+}
+
 // acquire holds id's read lock for a data-plane call, starting the sandbox first
 // when it is stopped, resuming it when it is paused. release ends the call and records the activity.
 func (o *Orchestrator) acquire(ctx context.Context, owner, id string) (*live, Sandbox, func(), error) {

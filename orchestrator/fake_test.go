@@ -229,6 +229,38 @@ func TestStateMachineOnTheFakeEngine(t *testing.T) {
 	}
 }
 
+// TestWakeOnTheFakeEngine: Wake starts a stopped sandbox and resumes a
+// paused one, saying it did; a running one is left as it is; another key's
+// is not found.
+func TestWakeOnTheFakeEngine(t *testing.T) {
+	f := newFakeFixture(t)
+	ctx := context.Background()
+	sb := f.create(t, "k1", CreateOptions{})
+	for _, step := range []struct {
+		name  string
+		op    func(ctx context.Context, owner, id string) (Sandbox, error)
+		woken bool
+	}{
+		{"running", nil, false},
+		{"stopped", f.o.Stop, true},
+		{"paused", f.o.Pause, true},
+	} {
+		if step.op != nil {
+			if _, err := step.op(ctx, "k1", sb.ID); err != nil {
+				t.Fatalf("%s: %v", step.name, err)
+			}
+		}
+		got, err := f.o.Wake(ctx, "k1", sb.ID)
+		if err != nil || got.State != StateRunning || got.Woken != step.woken {
+			t.Fatalf("wake a %s sandbox: %s woken=%v %v", step.name, got.State, got.Woken, err)
+		}
+		f.expect(t, "k1", sb.ID, StateRunning, runtime.StateRunning)
+	}
+	if _, err := f.o.Wake(ctx, "k2", sb.ID); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("another key's wake: %v, want not found", err)
+	}
+}
+
 func TestIdempotentCreateOnTheFakeEngine(t *testing.T) {
 	f := newFakeFixture(t)
 	ctx := context.Background()

@@ -15,6 +15,10 @@ import (
 	"github.com/bothy/bothy/db"
 )
 
+// migrations of the sandboxes table. Other components' rows name a sandbox's
+// (e2b_tokens, ON DELETE CASCADE): a step that rebuilds this table would
+// delete theirs with its DROP, unless foreign keys are off, which SQLite
+// allows only outside a transaction (and so outside db.Migrate).
 var migrations = []string{
 	`CREATE TABLE sandboxes (
 		seq          INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -273,7 +273,6 @@ func (s *Service) kill(w http.ResponseWriter, r *http.Request, key supervisor.Ke
 		s.fail(w, r, err)
 		return
 	}
-	s.forget(r.Context(), id)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -303,18 +302,10 @@ func (s *Service) connect(w http.ResponseWriter, r *http.Request, key supervisor
 		return
 	}
 	ctx, id := r.Context(), r.PathValue("id")
-	sb, err := s.d.Orchestrator.Get(ctx, key.ID, id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	// E2B answers 201 for a sandbox it had to resume, 200 for a running one.
+	sb, err := s.d.Orchestrator.Wake(ctx, key.ID, id)
 	status := http.StatusOK
-	switch sb.State {
-	case orchestrator.StatePaused:
-		sb, err = s.d.Orchestrator.Resume(ctx, key.ID, id)
-		status = http.StatusCreated
-	case orchestrator.StateStopped:
-		sb, err = s.d.Orchestrator.Start(ctx, key.ID, id)
+	if sb.Woken {
 		status = http.StatusCreated
 	}
 	if err == nil {

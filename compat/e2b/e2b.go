@@ -66,9 +66,20 @@ var migrations = []string{
 	`CREATE TABLE e2b_tokens (
 		sandbox_id TEXT PRIMARY KEY,
 		token      TEXT NOT NULL)`,
+	// A token goes with its sandbox, however the sandbox ends (a delete
+	// through any front door, its lifetime, the idle reaper): those of
+	// sandboxes already gone are dropped here.
+	`CREATE TABLE e2b_tokens_new (
+		sandbox_id TEXT PRIMARY KEY REFERENCES sandboxes (id) ON DELETE CASCADE,
+		token      TEXT NOT NULL);
+	INSERT INTO e2b_tokens_new SELECT t.sandbox_id, t.token FROM e2b_tokens t
+		WHERE EXISTS (SELECT 1 FROM sandboxes s WHERE s.id = t.sandbox_id);
+	DROP TABLE e2b_tokens;
+	ALTER TABLE e2b_tokens_new RENAME TO e2b_tokens`,
 }
 
-// New migrates the front door's table (the sandboxes' data-plane tokens).
+// New migrates the front door's table (the sandboxes' data-plane tokens),
+// after the orchestrator's: a token names its sandbox's row.
 func New(ctx context.Context, d Deps) (*Service, error) {
 	if err := db.Migrate(ctx, d.DB, "e2b", migrations); err != nil {
 		return nil, err
@@ -140,9 +151,4 @@ func (s *Service) checkToken(ctx context.Context, id, given string) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(given), []byte(tok)) == 1
-}
-
-// forget drops a deleted sandbox's token.
-func (s *Service) forget(ctx context.Context, id string) {
-	_, _ = s.d.DB.ExecContext(ctx, `DELETE FROM e2b_tokens WHERE sandbox_id = ?`, id)
 }
