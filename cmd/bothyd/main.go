@@ -281,7 +281,8 @@ func lockData(data string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	if err != nil {
