@@ -453,12 +453,11 @@ func newServer(d Deps, owner string) *mcp.Server {
 	mcp.AddTool(s, &mcp.Tool{Name: "create_snapshot", Description: "Checkpoint a sandbox's filesystem as a snapshot."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in SnapshotIn) (*mcp.CallToolResult, SnapshotOut, error) {
 			ctx = callCtx(ctx)
+			id, err := o.Checkpoint(ctx, owner, in.ID, in.Name, nil)
 			var sn snapshot.Snapshot
-			err := o.WithSandbox(ctx, owner, in.ID, func(sb orchestrator.Sandbox) error {
-				var err error
-				sn, err = d.Snapshots.Create(ctx, owner, snapshot.Source{SandboxID: sb.ID, ContainerID: sb.ContainerID, Image: sb.Image}, in.Name, nil)
-				return err
-			})
+			if err == nil {
+				sn, err = d.Snapshots.Get(ctx, owner, id)
+			}
 			if err != nil {
 				return toolError(err), SnapshotOut{}, nil
 			}
@@ -467,11 +466,7 @@ func newServer(d Deps, owner string) *mcp.Server {
 	mcp.AddTool(s, &mcp.Tool{Name: "restore_snapshot", Description: "Roll a sandbox back to a snapshot, in place (same ID)."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in RestoreIn) (*mcp.CallToolResult, SandboxOut, error) {
 			ctx = callCtx(ctx)
-			sn, err := d.Snapshots.Get(ctx, owner, in.Snapshot)
-			var sb orchestrator.Sandbox
-			if err == nil {
-				sb, err = o.Restore(ctx, owner, in.ID, sn.Image)
-			}
+			sb, err := o.RestoreSnapshot(ctx, owner, in.ID, in.Snapshot)
 			if err != nil {
 				return toolError(err), SandboxOut{}, nil
 			}

@@ -19,6 +19,14 @@ import (
 // idempotency key it returns the sandbox an earlier create with the same key
 // made (replayed is then true) as long as that sandbox exists.
 func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOptions) (sb Sandbox, replayed bool, err error) {
+	if opts.Snapshot != "" {
+		if opts.Image != "" {
+			return Sandbox{}, false, cerrdefs.ErrInvalidArgument.WithMessage("give image or snapshot, not both")
+		}
+		if opts.Image, err = o.snapshotImage(ctx, owner, opts.Snapshot); err != nil {
+			return Sandbox{}, false, err
+		}
+	}
 	image, spec, err := opts.resolve(o.cfg.DefaultImage, o.cfg.Limits, o.diskLimits)
 	if err != nil {
 		return Sandbox{}, false, err

@@ -76,6 +76,9 @@ type Config struct {
 	Quotas QuotaFunc
 	// Pools are the warm sandbox pools (none when empty).
 	Pools []PoolClass
+	// Checkpoints keeps snapshots; without it, the operations on
+	// snapshots answer that they are not served.
+	Checkpoints Checkpoints
 
 	ReadyTimeout   time.Duration // from container start to the agent's hello
 	StopTimeout    time.Duration // from SIGTERM to SIGKILL on stop

@@ -83,7 +83,10 @@ func (sb Sandbox) CommandEnv(req map[string]string) map[string]string {
 // CreateOptions asks for a new sandbox. Zero fields take the defaults; pointer
 // fields distinguish "not given" from zero.
 type CreateOptions struct {
-	Image          string
+	Image string
+	// Snapshot, instead of Image, makes the sandbox from one of the
+	// owner's snapshots.
+	Snapshot       string
 	Env            map[string]string
 	CPUs           float64
 	MemoryMB       int64

@@ -65,19 +65,19 @@ func newFullFixture(t *testing.T, cfg Config) *fullFixture {
 		k, err := b.keys.Get(ctx, owner)
 		return snapshot.Quota{Snapshots: k.Quota.Snapshots, Bytes: k.Quota.SnapshotBytes}, err
 	}
+	snaps, err := snapshot.New(ctx, snapshot.Config{Instance: instance, Scratch: filepath.Join(b.data, "tmp"), Quotas: snapshotQuota},
+		b.sq, b.d, b.log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	o, err := orchestrator.New(ctx, orchestrator.Config{
 		Instance: instance, DataDir: b.data, AgentBinary: testenv.AgentBinary(t),
-		Network: network, Bridge: bridge, DefaultImage: images.Busybox, Quotas: sandboxQuota,
+		Network: network, Bridge: bridge, DefaultImage: images.Busybox, Quotas: sandboxQuota, Checkpoints: snaps,
 	}, b.d, b.images, b.sq, b.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := o.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	snaps, err := snapshot.New(ctx, snapshot.Config{Instance: instance, Scratch: filepath.Join(b.data, "tmp"), Quotas: snapshotQuota},
-		b.sq, b.d, b.log)
-	if err != nil {
 		t.Fatal(err)
 	}
 	ledger, err := supervisor.NewLedger(ctx, b.sq, b.log)

@@ -17,18 +17,8 @@ func (s *Server) createSandbox(c *echo.Context) error {
 	if err := bind(c, &req, true); err != nil {
 		return err
 	}
-	if req.Snapshot != "" {
-		if req.Image != "" {
-			return badRequest("give image or snapshot, not both")
-		}
-		sn, err := s.deps.Snapshots.Get(c.Request().Context(), caller(c).ID, req.Snapshot)
-		if err != nil {
-			return err
-		}
-		req.Image = sn.Image
-	}
 	sb, replayed, err := s.deps.Orchestrator.Create(c.Request().Context(), caller(c).ID, orchestrator.CreateOptions{
-		Image: req.Image, Env: req.Env, CPUs: req.CPUs, MemoryMB: req.MemoryMB, Pids: req.Pids, DiskMB: req.DiskMB,
+		Image: req.Image, Snapshot: req.Snapshot, Env: req.Env, CPUs: req.CPUs, MemoryMB: req.MemoryMB, Pids: req.Pids, DiskMB: req.DiskMB,
 		Network: req.Network, IdleTimeout: req.IdleTimeoutS, IdlePolicy: req.IdlePolicy, TTLSeconds: req.TTLS,
 		User: req.User, Workdir: req.Workdir, Labels: req.Labels,
 		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"),

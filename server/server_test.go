@@ -106,9 +106,13 @@ func newFixtureWith(t *testing.T, change func(*Config)) *fixture {
 	ctx := context.Background()
 	b := newBase(t)
 	instance := "srvtest-" + filepath.Base(b.data)
+	snaps, err := snapshot.New(ctx, snapshot.Config{Instance: instance, Scratch: filepath.Join(b.data, "tmp")}, b.sq, b.d, b.log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	o, err := orchestrator.New(ctx, orchestrator.Config{
 		Instance: instance, DataDir: b.data, AgentBinary: testenv.AgentBinary(t),
-		Network: network, Bridge: bridge, DefaultImage: images.Busybox,
+		Network: network, Bridge: bridge, DefaultImage: images.Busybox, Checkpoints: snaps,
 	}, b.d, b.images, b.sq, b.log)
 	if err != nil {
 		t.Fatal(err)
@@ -117,10 +121,6 @@ func newFixtureWith(t *testing.T, change func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	tickets := supervisor.NewTickets()
-	snaps, err := snapshot.New(ctx, snapshot.Config{Instance: instance, Scratch: filepath.Join(b.data, "tmp")}, b.sq, b.d, b.log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20, PreviewDomain: previewDomain}
 	if change != nil {
 		change(&cfg)

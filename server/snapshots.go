@@ -21,13 +21,12 @@ func (s *Server) createSnapshot(c *echo.Context) error {
 	if err := bind(c, &req, true); err != nil {
 		return err
 	}
-	var sn snapshot.Snapshot
-	err := s.deps.Orchestrator.WithSandbox(c.Request().Context(), caller(c).ID, c.Param("id"), func(sb orchestrator.Sandbox) error {
-		var err error
-		sn, err = s.deps.Snapshots.Create(c.Request().Context(), caller(c).ID,
-			snapshot.Source{SandboxID: sb.ID, ContainerID: sb.ContainerID, Image: sb.Image}, req.Name, req.Labels)
+	ctx, owner := c.Request().Context(), caller(c).ID
+	id, err := s.deps.Orchestrator.Checkpoint(ctx, owner, c.Param("id"), req.Name, req.Labels)
+	if err != nil {
 		return err
-	})
+	}
+	sn, err := s.deps.Snapshots.Get(ctx, owner, id)
 	if err != nil {
 		return err
 	}
@@ -43,14 +42,14 @@ func (s *Server) restoreSandbox(c *echo.Context) error {
 	if req.Snapshot == "" {
 		return badRequest("snapshot: required")
 	}
-	sn, err := s.deps.Snapshots.Get(c.Request().Context(), caller(c).ID, req.Snapshot)
-	if err != nil {
-		return err
-	}
 	if len(req.Paths) > 0 {
+		sn, err := s.deps.Snapshots.Get(c.Request().Context(), caller(c).ID, req.Snapshot)
+		if err != nil {
+			return err
+		}
 		return s.restorePaths(c, sn.ID, req.Paths)
 	}
-	sb, err := s.deps.Orchestrator.Restore(c.Request().Context(), caller(c).ID, c.Param("id"), sn.Image)
+	sb, err := s.deps.Orchestrator.RestoreSnapshot(c.Request().Context(), caller(c).ID, c.Param("id"), req.Snapshot)
 	if err != nil {
 		return err
 	}

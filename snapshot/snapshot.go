@@ -238,6 +238,19 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 	return sn, nil
 }
 
+// Checkpoint is Create as the orchestrator asks for it
+// (orchestrator.Checkpoints): the new snapshot's ID.
+func (s *Snapshots) Checkpoint(ctx context.Context, owner, id, container, image, name string, labels map[string]string) (string, error) {
+	sn, err := s.Create(ctx, owner, Source{SandboxID: id, ContainerID: container, Image: image}, name, labels)
+	return sn.ID, err
+}
+
+// SnapshotImage is the image of owner's ready snapshot id.
+func (s *Snapshots) SnapshotImage(ctx context.Context, owner, id string) (string, error) {
+	sn, err := s.Get(ctx, owner, id)
+	return sn.Image, err
+}
+
 // Get returns owner's ready snapshot id.
 func (s *Snapshots) Get(ctx context.Context, owner, id string) (Snapshot, error) {
 	sn, err := s.get(ctx, id)

@@ -141,25 +141,24 @@ func run(cfg config, log *slog.Logger) error {
 		fmt.Fprintf(os.Stderr, "\n  bothy admin API key (shown once, keep it):\n\n    export BOTHY_KEY=%s\n\n", secret)
 	}
 
+	snaps, err := snapshot.New(ctx, snapshot.Config{
+		Instance: instance, Scratch: filepath.Join(data, "tmp"),
+		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery, Quotas: snapshotQuota(keys),
+	}, sq, eng, log)
+	if err != nil {
+		return err
+	}
 	orch, err := orchestrator.New(ctx, orchestrator.Config{
 		Instance: instance, DataDir: data, AgentBinary: cfg.AgentBinary,
 		Network: cfg.Network, Bridge: cfg.Bridge, AllowedRanges: cfg.AllowedRanges, DefaultImage: cfg.DefaultImage,
 		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery,
-		Limits: diskLimits(cfg), Quotas: sandboxQuota(keys), Pools: cfg.SandboxPools,
+		Limits: diskLimits(cfg), Quotas: sandboxQuota(keys), Pools: cfg.SandboxPools, Checkpoints: snaps,
 	}, eng, builder, sq, log)
 	if err != nil {
 		return err
 	}
 	defer orch.Close()
 	if err := orch.Run(ctx); err != nil {
-		return err
-	}
-
-	snaps, err := snapshot.New(ctx, snapshot.Config{
-		Instance: instance, Scratch: filepath.Join(data, "tmp"),
-		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery, Quotas: snapshotQuota(keys),
-	}, sq, eng, log)
-	if err != nil {
 		return err
 	}
 	snaps.Run(ctx)

@@ -1,0 +1,121 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	cerrdefs "github.com/containerd/errdefs"
+)
+
+// Checkpoints keeps sandboxes' filesystems as snapshots (package snapshot
+// serves it). The orchestrator composes it with its sandboxes for the
+// operations that span both, so that the front doors only translate:
+// checkpoint, fork, create from a snapshot and restore in place.
+type Checkpoints interface {
+	// Checkpoint keeps the filesystem of container, sandbox id's on image,
+	// as a snapshot of owner's, and answers the snapshot's ID.
+	Checkpoint(ctx context.Context, owner, id, container, image, name string, labels map[string]string) (string, error)
+	// SnapshotImage is the image a sandbox made from owner's snapshot runs;
+	// another owner's is not found.
+	SnapshotImage(ctx context.Context, owner, snapshot string) (string, error)
+}
+
+// MaxFork bounds one fork's count.
+const MaxFork = 16
+
+// errNoCheckpoints is an operation on snapshots of an orchestrator made
+// without them.
+var errNoCheckpoints = cerrdefs.ErrUnavailable.WithMessage("snapshots are not served here")
+
+// Checkpoint keeps owner's sandbox id's filesystem as it is now (running,
+// paused or stopped) as a snapshot, and answers the snapshot's ID.
+func (o *Orchestrator) Checkpoint(ctx context.Context, owner, id, name string, labels map[string]string) (string, error) {
+	if o.cfg.Checkpoints == nil {
+		return "", errNoCheckpoints
+	}
+	var snap string
+	err := o.WithSandbox(ctx, owner, id, func(sb Sandbox) error {
+		var err error
+		snap, err = o.cfg.Checkpoints.Checkpoint(ctx, owner, sb.ID, sb.ContainerID, sb.Image, name, labels)
+		return err
+	})
+	return snap, err
+}
+
+// RestoreSnapshot rolls owner's sandbox id back to owner's snapshot, in
+// place (Restore).
+func (o *Orchestrator) RestoreSnapshot(ctx context.Context, owner, id, snapshot string) (Sandbox, error) {
+	image, err := o.snapshotImage(ctx, owner, snapshot)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	return o.Restore(ctx, owner, id, image)
+}
+
+// snapshotImage is the image of owner's snapshot.
+func (o *Orchestrator) snapshotImage(ctx context.Context, owner, snapshot string) (string, error) {
+	if o.cfg.Checkpoints == nil {
+		return "", errNoCheckpoints
+	}
+	return o.cfg.Checkpoints.SnapshotImage(ctx, owner, snapshot)
+}
+
+// Fork makes count new sandboxes from owner's sandbox id's filesystem as it
+// is now: one checkpoint (its ID is answered), then count creates from it,
+// two at a time (a container start is what each costs, and two cores start
+// two at once). Each new sandbox has the source's limits, environment,
+// user, working directory and lifetime settings, and labels. All or
+// nothing: when one fails, those made are deleted.
+func (o *Orchestrator) Fork(ctx context.Context, owner, id string, count int, labels map[string]string) (string, []Sandbox, error) {
+	if count < 1 || count > MaxFork {
+		return "", nil, cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("count: want 1 to %d, got %d", MaxFork, count))
+	}
+	if o.cfg.Checkpoints == nil {
+		return "", nil, errNoCheckpoints
+	}
+	var src Sandbox
+	var snap string
+	err := o.WithSandbox(ctx, owner, id, func(sb Sandbox) error {
+		src = sb
+		var err error
+		snap, err = o.cfg.Checkpoints.Checkpoint(ctx, owner, sb.ID, sb.ContainerID, sb.Image,
+			"fork of "+sb.ID, map[string]string{"bothy.fork_of": sb.ID})
+		return err
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	idle, ttl := src.Spec.IdleTimeout, src.Spec.TTLSeconds
+	opts := CreateOptions{
+		Snapshot: snap, Env: src.Spec.Env, CPUs: src.Spec.CPUs, MemoryMB: src.Spec.MemoryMB, Pids: src.Spec.Pids,
+		DiskMB: src.Spec.DiskMB, Network: src.Spec.Network, IdleTimeout: &idle, IdlePolicy: src.Spec.IdlePolicy,
+		TTLSeconds: &ttl, User: src.Spec.User, Workdir: src.Spec.Workdir, Labels: labels,
+	}
+	made := make([]Sandbox, count)
+	errs := make([]error, count)
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 2)
+	for i := range count {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			made[i], _, errs[i] = o.Create(ctx, owner, opts)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		for i, sb := range made {
+			if errs[i] == nil {
+				_ = o.Delete(context.WithoutCancel(ctx), owner, sb.ID)
+			}
+		}
+		return "", nil, err
+	}
+	return snap, made, nil
+}
