@@ -46,6 +46,10 @@ func Network(what string) (name, bridge string) {
 // and removed.
 func Main(m *testing.M) {
 	code := m.Run()
+	if testing.Short() {
+		// -short runs (make test-unit) touch no engine, not even to sweep.
+		os.Exit(code)
+	}
 	removeNetworks()
 	if left := Leftovers(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: the tests left %d things labelled by this suite (%s) in the engine:\n  %s\n",
