@@ -47,6 +47,16 @@ func TestProcessOutlivesBothy(t *testing.T) {
 	}
 	c := api.NewClient(d.url, key)
 	ctx := context.Background()
+	// A second bothyd on the same data directory is refused, naming the
+	// first, which goes on serving (the process is checked below).
+	tctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	second := exec.CommandContext(tctx, filepath.Join(binaries(t), "bothyd"), "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--data", data, "--network", network, "--bridge", bridge)
+	second.Env = append(os.Environ(), env...)
+	if out, err := second.CombinedOutput(); err == nil || !strings.Contains(string(out), fmt.Sprintf("another bothyd (pid %d)", d.cmd.Process.Pid)) {
+		t.Fatalf("a second bothyd on the same data directory: %v\n%s", err, out)
+	}
+	cancel()
 	// Read what there is once line 3 is out, and note the offset reached.
 	var seen strings.Builder
 	var offset int64

@@ -81,11 +81,6 @@ func run(cfg config, log *slog.Logger) error {
 	if err := os.MkdirAll(data, 0o711); err != nil {
 		return err
 	}
-	lock, err := lockData(data)
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
 	instance, err := instanceID(data)
 	if err != nil {
 		return err
@@ -124,8 +119,15 @@ func run(cfg config, log *slog.Logger) error {
 	builder := images.New(eng, log, cfg.DebianMirror, filepath.Join(data, "build"))
 	defer builder.Close()
 	if cfg.BuildImage != "" {
+		// A build may run beside a server on the same data directory: its
+		// scratch directories are its own.
 		return buildImage(ctx, builder, cfg.BuildImage)
 	}
+	lock, err := lockData(data)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	builder.Warm(ctx, cfg.DefaultImage, images.Busybox)
 
 	keys, err := supervisor.NewKeys(ctx, sq)
