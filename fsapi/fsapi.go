@@ -35,6 +35,17 @@ type Sandboxes interface {
 	Attach(ctx context.Context, owner, id string, fn func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error) error
 }
 
+// Snapshots opens paths of owners' snapshots, for restores by path
+// (package snapshot serves it).
+type Snapshots interface {
+	// SnapshotImage fails, as not found, for a snapshot its owner lacks.
+	SnapshotImage(ctx context.Context, owner, id string) (string, error)
+	// ReadPath is a tar of path as it is in owner's snapshot id, named from
+	// the path's base name; found is false when the snapshot has no such
+	// path.
+	ReadPath(ctx context.Context, owner, id, path string) (rc io.ReadCloser, found bool, err error)
+}
+
 // Limits bound what one operation moves; a zero field takes its default.
 type Limits struct {
 	// MaxFileBytes bounds a written file, in bytes (default 4 GiB).
@@ -46,18 +57,20 @@ type Limits struct {
 // Service runs file operations in sandboxes.
 type Service struct {
 	sandboxes Sandboxes
+	snaps     Snapshots
 	lim       Limits
 }
 
-// New returns the file operations over sandboxes.
-func New(sandboxes Sandboxes, lim Limits) *Service {
+// New returns the file operations over sandboxes, and restores by path from
+// snaps (nil: not served).
+func New(sandboxes Sandboxes, snaps Snapshots, lim Limits) *Service {
 	if lim.MaxFileBytes <= 0 {
 		lim.MaxFileBytes = 4 << 30
 	}
 	if lim.MaxExtractBytes <= 0 {
 		lim.MaxExtractBytes = 8 << 30
 	}
-	return &Service{sandboxes: sandboxes, lim: lim}
+	return &Service{sandboxes: sandboxes, snaps: snaps, lim: lim}
 }
 
 // Target names the sandbox an operation runs in and the user it runs as
@@ -224,6 +237,21 @@ func (s *Service) call(ctx context.Context, t Target, req agent.FsRequest, in io
 		return classify(err)
 	})
 	return res, err
+}
+
+// RestoreSnapshotPaths puts back the named absolute paths of t's sandbox as
+// they are in its owner's snapshot (RestorePaths); a snapshot the owner
+// lacks is not found, before the sandbox is touched (or woken).
+func (s *Service) RestoreSnapshotPaths(ctx context.Context, t Target, snapshot string, paths []string) error {
+	if s.snaps == nil {
+		return cerrdefs.ErrUnavailable.WithMessage("snapshots are not served here")
+	}
+	if _, err := s.snaps.SnapshotImage(ctx, t.Owner, snapshot); err != nil {
+		return err
+	}
+	return s.RestorePaths(ctx, t, paths, func(ctx context.Context, p string) (io.ReadCloser, bool, error) {
+		return s.snaps.ReadPath(ctx, t.Owner, snapshot, p)
+	})
 }
 
 // RestorePaths puts back the named absolute paths of t's sandbox as open

@@ -42,7 +42,7 @@ func (o *oneSandbox) Attach(ctx context.Context, owner, id string, fn func(conte
 func newService(t *testing.T, lim Limits) (*Service, *oneSandbox, string) {
 	t.Helper()
 	sb := &oneSandbox{conn: testenv.AgentConn(t)}
-	return New(sb, lim), sb, t.TempDir()
+	return New(sb, nil, lim), sb, t.TempDir()
 }
 
 var target = Target{Owner: "k", Sandbox: "sb-1"}
@@ -127,8 +127,36 @@ func TestPathsAreCheckedBeforeTheSandboxIsReached(t *testing.T) {
 	}
 }
 
+// oneSnapshot is snapshot "snap-1" of key "k": it holds a file named "one"
+// ("old") wherever one is asked for, and nothing else.
+type oneSnapshot struct{}
+
+var _ Snapshots = oneSnapshot{}
+
+func (oneSnapshot) SnapshotImage(_ context.Context, owner, id string) (string, error) {
+	if owner != "k" || id != "snap-1" {
+		return "", cerrdefs.ErrNotFound.WithMessage("snapshot " + id + " not found")
+	}
+	return "bothy/snapshot:snap-1", nil
+}
+
+func (s oneSnapshot) ReadPath(ctx context.Context, owner, id, p string) (io.ReadCloser, bool, error) {
+	if _, err := s.SnapshotImage(ctx, owner, id); err != nil {
+		return nil, false, err
+	}
+	if filepath.Base(p) != "one" {
+		return nil, false, nil
+	}
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tw.WriteHeader(&tar.Header{Name: "one", Mode: 0o644, Size: 3, Typeflag: tar.TypeReg, ModTime: time.Now()})
+	tw.Write([]byte("old"))
+	tw.Close()
+	return io.NopCloser(&b), true, nil
+}
+
 func TestArchivesRoundTripAndRestorePaths(t *testing.T) {
-	s, _, dir := newService(t, Limits{})
+	s, sb, dir := newService(t, Limits{})
 	ctx := context.Background()
 	src := filepath.Join(dir, "src")
 	for name, body := range map[string]string{"one": "1", "sub/two": "22"} {
@@ -156,18 +184,25 @@ func TestArchivesRoundTripAndRestorePaths(t *testing.T) {
 	if _, err := s.Write(ctx, target, filepath.Join(dir, "dst", "one"), 0, false, strings.NewReader("changed")); err != nil {
 		t.Fatal(err)
 	}
-	snapshot := func(_ context.Context, p string) (io.ReadCloser, bool, error) {
-		if filepath.Base(p) != "one" {
-			return nil, false, nil
-		}
-		var b bytes.Buffer
-		tw := tar.NewWriter(&b)
-		tw.WriteHeader(&tar.Header{Name: "one", Mode: 0o644, Size: 3, Typeflag: tar.TypeReg, ModTime: time.Now()})
-		tw.Write([]byte("old"))
-		tw.Close()
-		return io.NopCloser(&b), true, nil
+	paths := []string{filepath.Join(dir, "dst", "one"), filepath.Join(dir, "dst", "gone")}
+	if err := s.RestoreSnapshotPaths(ctx, target, "snap-1", paths); !cerrdefs.IsUnavailable(err) {
+		t.Fatalf("a restore without snapshots: %v", err)
 	}
-	if err := s.RestorePaths(ctx, target, []string{filepath.Join(dir, "dst", "one"), filepath.Join(dir, "dst", "gone")}, snapshot); err != nil {
+	s = New(sb, oneSnapshot{}, Limits{})
+	// Another key's snapshot, or none: not found, and the sandbox untouched.
+	attachs := sb.attachs
+	for _, tg := range []struct {
+		t    Target
+		snap string
+	}{{target, "snap-2"}, {Target{Owner: "k2", Sandbox: "sb-1"}, "snap-1"}} {
+		if err := s.RestoreSnapshotPaths(ctx, tg.t, tg.snap, paths); !cerrdefs.IsNotFound(err) {
+			t.Fatalf("restore from %s as %s: %v", tg.snap, tg.t.Owner, err)
+		}
+	}
+	if sb.attachs != attachs {
+		t.Fatal("a restore from no snapshot reached the sandbox")
+	}
+	if err := s.RestoreSnapshotPaths(ctx, target, "snap-1", paths); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{"one": "old", "sub/two": "22", "gone": ""} {

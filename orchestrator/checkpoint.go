@@ -19,6 +19,17 @@ type Checkpoints interface {
 	// SnapshotImage is the image a sandbox made from owner's snapshot runs;
 	// another owner's is not found.
 	SnapshotImage(ctx context.Context, owner, snapshot string) (string, error)
+	// DiffContainer calls fn, in path order, for each path that differs
+	// between owner's snapshot and container's filesystem now.
+	DiffContainer(ctx context.Context, owner, snapshot, container string, fn func(path, kind, typ string, size int64)) error
+}
+
+// Change is a path that differs between a snapshot and a sandbox: added,
+// modified or deleted, a file, dir, symlink or other (what it is now; what
+// it was, for a deletion).
+type Change struct {
+	Path, Kind, Type string
+	Size             int64
 }
 
 // MaxFork bounds one fork's count.
@@ -41,6 +52,21 @@ func (o *Orchestrator) Checkpoint(ctx context.Context, owner, id, name string, l
 		return err
 	})
 	return snap, err
+}
+
+// DiffSandbox lists what changed from owner's snapshot to owner's sandbox
+// id's filesystem as it is now (running, paused or stopped).
+func (o *Orchestrator) DiffSandbox(ctx context.Context, owner, snapshot, id string) ([]Change, error) {
+	if o.cfg.Checkpoints == nil {
+		return nil, errNoCheckpoints
+	}
+	var out []Change
+	err := o.WithSandbox(ctx, owner, id, func(sb Sandbox) error {
+		return o.cfg.Checkpoints.DiffContainer(ctx, owner, snapshot, sb.ContainerID, func(path, kind, typ string, size int64) {
+			out = append(out, Change{Path: path, Kind: kind, Type: typ, Size: size})
+		})
+	})
+	return out, err
 }
 
 // RestoreSnapshot rolls owner's sandbox id back to owner's snapshot, in

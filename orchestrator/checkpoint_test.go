@@ -31,6 +31,15 @@ func (c *fakeCheckpoints) Checkpoint(_ context.Context, owner, _, _, _, _ string
 	return snap, nil
 }
 
+// DiffContainer says the container has one file more than the snapshot.
+func (c *fakeCheckpoints) DiffContainer(ctx context.Context, owner, snap, _ string, fn func(path, kind, typ string, size int64)) error {
+	if _, err := c.SnapshotImage(ctx, owner, snap); err != nil {
+		return err
+	}
+	fn("/root/new", "added", "file", 3)
+	return nil
+}
+
 func (c *fakeCheckpoints) SnapshotImage(_ context.Context, owner, snap string) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -41,7 +50,8 @@ func (c *fakeCheckpoints) SnapshotImage(_ context.Context, owner, snap string) (
 }
 
 // TestCheckpointsOnTheFakeEngine: the operations that span sandboxes and
-// snapshots (fork, create from a snapshot, restore in place, checkpoint),
+// snapshots (fork, create from a snapshot, restore in place, checkpoint,
+// diff against a live sandbox),
 // composed by the orchestrator: a fork's copies carry the source's settings
 // and the labels given; a fork is all or nothing; another owner's sandbox
 // or snapshot is not found; bad counts and an image with a snapshot are
@@ -117,5 +127,11 @@ func TestCheckpointsOnTheFakeEngine(t *testing.T) {
 	}
 	if id, err := f.o.Checkpoint(ctx, "k1", src.ID, "named", nil); err != nil || id == "" {
 		t.Fatalf("checkpoint: %q %v", id, err)
+	}
+	if changes, err := f.o.DiffSandbox(ctx, "k1", snap, src.ID); err != nil || len(changes) != 1 || changes[0] != (Change{Path: "/root/new", Kind: "added", Type: "file", Size: 3}) {
+		t.Fatalf("diff against the sandbox: %+v %v", changes, err)
+	}
+	if _, err := f.o.DiffSandbox(ctx, "k2", snap, src.ID); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("another key's diff: %v", err)
 	}
 }

@@ -97,7 +97,7 @@ func newFullFixture(t *testing.T, cfg Config) *fullFixture {
 	}
 	iso.Start()
 	srv := New(cfg, Deps{Orchestrator: o, Keys: b.keys, Tickets: supervisor.NewTickets(), Images: b.images,
-		Files: fsapi.New(o, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes}), Shell: shell.New(o, b.log), Processes: process.New(o), Ports: mustPorts(t, o, b),
+		Files: fsapi.New(o, snaps, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes}), Shell: shell.New(o, b.log), Processes: process.New(o), Ports: mustPorts(t, o, b),
 		Snapshots: snaps, Isolate: iso, Ledger: ledger, DB: b.sq, Log: b.log})
 	url := b.serve(t, srv, instance, func() { ledger.Close(); iso.Close(); o.Close() })
 	aKey, err := b.keys.Authenticate(ctx, b.user)

@@ -126,7 +126,7 @@ func newFixtureWith(t *testing.T, change func(*Config)) *fixture {
 		change(&cfg)
 	}
 	srv := New(cfg, Deps{Orchestrator: o, Keys: b.keys, Tickets: tickets,
-		Files: fsapi.New(o, fsapi.Limits{MaxFileBytes: 16 << 20}), Shell: shell.New(o, b.log), Processes: process.New(o), Ports: mustPorts(t, o, b),
+		Files: fsapi.New(o, snaps, fsapi.Limits{MaxFileBytes: 16 << 20}), Shell: shell.New(o, b.log), Processes: process.New(o), Ports: mustPorts(t, o, b),
 		Images: b.images, Snapshots: snaps, DB: b.sq, Log: b.log})
 	url := b.serve(t, srv, instance, o.Close)
 	return &fixture{url: url, data: b.data, admin: b.admin, user: b.user, orch: o, tickets: tickets}

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"context"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -42,32 +40,17 @@ func (s *Server) restoreSandbox(c *echo.Context) error {
 	if req.Snapshot == "" {
 		return badRequest("snapshot: required")
 	}
+	ctx, owner, id := c.Request().Context(), caller(c).ID, c.Param("id")
+	var sb orchestrator.Sandbox
+	var err error
 	if len(req.Paths) > 0 {
-		sn, err := s.deps.Snapshots.Get(c.Request().Context(), caller(c).ID, req.Snapshot)
-		if err != nil {
-			return err
+		// Only the named paths; the rest of the sandbox is untouched.
+		if err = s.deps.Files.RestoreSnapshotPaths(ctx, fsapi.Target{Owner: owner, Sandbox: id}, req.Snapshot, req.Paths); err == nil {
+			sb, err = s.deps.Orchestrator.Get(ctx, owner, id)
 		}
-		return s.restorePaths(c, sn.ID, req.Paths)
+	} else {
+		sb, err = s.deps.Orchestrator.RestoreSnapshot(ctx, owner, id, req.Snapshot)
 	}
-	sb, err := s.deps.Orchestrator.RestoreSnapshot(c.Request().Context(), caller(c).ID, c.Param("id"), req.Snapshot)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, toSandbox(sb))
-}
-
-// restorePaths puts back only the named paths as they are in a snapshot; the
-// rest of the sandbox is untouched.
-func (s *Server) restorePaths(c *echo.Context, snapID string, paths []string) error {
-	owner, id := caller(c).ID, c.Param("id")
-	err := s.deps.Files.RestorePaths(c.Request().Context(), fsapi.Target{Owner: owner, Sandbox: id}, paths,
-		func(ctx context.Context, p string) (io.ReadCloser, bool, error) {
-			return s.deps.Snapshots.ReadPath(ctx, owner, snapID, p)
-		})
-	if err != nil {
-		return err
-	}
-	sb, err := s.deps.Orchestrator.Get(c.Request().Context(), owner, id)
 	if err != nil {
 		return err
 	}
@@ -147,26 +130,30 @@ func (s *Server) diffSnapshot(c *echo.Context) error {
 	if to == "" {
 		return badRequest("to: name a snapshot or a sandbox")
 	}
-	var changes []snapshot.Change
-	var err error
+	out := api.Diff{From: from, To: to, Changes: []api.DiffEntry{}}
+	add := func(path, kind, typ string, size int64) {
+		out.Changes = append(out.Changes, api.DiffEntry{Path: path, Change: kind, Type: typ, Size: size})
+	}
 	if strings.HasPrefix(to, "sb-") {
-		err = s.deps.Orchestrator.WithSandbox(ctx, owner, to, func(sb orchestrator.Sandbox) error {
-			var err error
-			changes, err = s.deps.Snapshots.DiffSandbox(ctx, owner, from, snapshot.Source{SandboxID: sb.ID, ContainerID: sb.ContainerID, Image: sb.Image})
+		changes, err := s.deps.Orchestrator.DiffSandbox(ctx, owner, from, to)
+		if err != nil {
 			return err
-		})
-	} else {
-		var sn snapshot.Snapshot
-		if sn, err = s.deps.Snapshots.Get(ctx, owner, to); err == nil {
-			changes, err = s.deps.Snapshots.Diff(ctx, owner, from, sn.Image)
 		}
-	}
-	if err != nil {
-		return err
-	}
-	out := api.Diff{From: from, To: to, Changes: make([]api.DiffEntry, 0, len(changes))}
-	for _, ch := range changes {
-		out.Changes = append(out.Changes, api.DiffEntry{Path: ch.Path, Change: ch.Kind, Type: ch.Type, Size: ch.Size})
+		for _, ch := range changes {
+			add(ch.Path, ch.Kind, ch.Type, ch.Size)
+		}
+	} else {
+		sn, err := s.deps.Snapshots.Get(ctx, owner, to)
+		if err != nil {
+			return err
+		}
+		changes, err := s.deps.Snapshots.Diff(ctx, owner, from, sn.Image)
+		if err != nil {
+			return err
+		}
+		for _, ch := range changes {
+			add(ch.Path, ch.Kind, ch.Type, ch.Size)
+		}
 	}
 	return c.JSON(http.StatusOK, out)
 }

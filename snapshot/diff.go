@@ -403,18 +403,23 @@ func (s *Snapshots) Diff(ctx context.Context, owner, a, toImage string) ([]Chang
 	return folded, nil
 }
 
-// DiffSandbox lists what changed from snapshot a to the current state of the
-// sandbox src, captured (paused, like a checkpoint) into a temporary image.
-func (s *Snapshots) DiffSandbox(ctx context.Context, owner, a string, src Source) ([]Change, error) {
+// DiffContainer calls fn, in path order, for what changed from owner's
+// snapshot a to the current state of container, captured (paused, like a
+// checkpoint) into a temporary image (orchestrator.Checkpoints).
+func (s *Snapshots) DiffContainer(ctx context.Context, owner, a, container string, fn func(path, kind, typ string, size int64)) error {
 	if _, err := s.Get(ctx, owner, a); err != nil {
-		return nil, err
+		return err
 	}
 	ref := "bothy/snapshot-diff:" + strings.TrimPrefix(newID(), "snap-")
-	if _, err := s.eng.Commit(ctx, src.ContainerID, ref, map[string]string{
+	if _, err := s.eng.Commit(ctx, container, ref, map[string]string{
 		runtime.LabelKind: runtime.KindSnapshot, runtime.LabelOwner: owner, runtime.LabelInstance: s.cfg.Instance,
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	defer s.eng.ImageRemove(context.WithoutCancel(ctx), ref)
-	return s.Diff(ctx, owner, a, ref)
+	changes, err := s.Diff(ctx, owner, a, ref)
+	for _, c := range changes {
+		fn(c.Path, c.Kind, c.Type, c.Size)
+	}
+	return err
 }

@@ -195,7 +195,7 @@ func run(cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	files := fsapi.New(orch, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract})
+	files := fsapi.New(orch, snaps, fsapi.Limits{MaxFileBytes: cfg.MaxFileBytes, MaxExtractBytes: cfg.MaxExtract})
 	procs := process.New(orch)
 	terms := shell.New(orch, log)
 	// MCP at /mcp and E2B's two planes, beside the REST API in its one
