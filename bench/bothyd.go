@@ -56,10 +56,13 @@ func startBothy(bin, agentBin, image string, flags ...string) (*bothy, error) {
 }
 
 // stop shuts it down as an operator does (SIGTERM) and removes its data
-// directory. Its sandboxes, pooled ones included, keep running.
+// directory, with the tmpfs bothyd keeps its run directory on (left mounted
+// for sandboxes of an earlier run). Its sandboxes, pooled ones included,
+// keep running.
 func (s *bothy) stop() {
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	_ = s.cmd.Wait()
+	_ = syscall.Unmount(filepath.Join(s.data, "run"), syscall.MNT_DETACH)
 	os.RemoveAll(s.data)
 }
 

@@ -179,7 +179,13 @@ var network, bridge = testenv.Network("test")
 
 // TestMain fails the run when a test leaves a container, image or network of
 // this suite's in the engine.
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	testenv.Main(m, func() {
+		if binDir != "" {
+			_ = os.RemoveAll(binDir)
+		}
+	})
+}
 
 func removeInstance(t *testing.T, data string) {
 	if instance, err := readInstance(data); err == nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,12 +41,20 @@ func Network(what string) (name, bridge string) {
 	return "bothy-" + what + "-" + suite, "sb" + what[:1] + suite
 }
 
-// Main runs the package's tests, removes the suite's networks, then fails
-// the run when a container, image or network labelled by this suite is left
-// in the engine: every test removes what it made. What is left is listed
-// and removed.
-func Main(m *testing.M) {
+// Main runs the package's tests, runs cleanups (for what the package's own
+// helpers made once for all its tests) and removes the agent binary built
+// for them, removes the suite's networks, then fails the run when a
+// container, image or network labelled by this suite is left in the
+// engine: every test removes what it made. What is left is listed and
+// removed.
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
+	for _, c := range cleanups {
+		c()
+	}
+	if agentPath != "" {
+		_ = os.RemoveAll(filepath.Dir(agentPath))
+	}
 	if testing.Short() {
 		// -short runs (make test-unit) touch no engine, not even to sweep.
 		os.Exit(code)
