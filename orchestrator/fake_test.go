@@ -27,20 +27,10 @@ import (
 // The engines the orchestrator takes.
 var (
 	_ Runtime = (*fake.Engine)(nil)
-	_ Images  = fakeImages{}
+	_ Images  = testenv.FakeImages{}
 )
 
 const fakeImage = "bothy/busybox"
-
-// fakeImages has fakeImage, for everyone.
-type fakeImages struct{}
-
-func (fakeImages) EnsureFor(_ context.Context, _, ref string, _ func(string)) (runtime.Image, error) {
-	if ref != fakeImage {
-		return runtime.Image{}, cerrdefs.ErrInvalidArgument.WithMessage("no image " + ref)
-	}
-	return runtime.Image{ID: "sha256:fake", Tags: []string{fakeImage}}, nil
-}
 
 // clock is a test's time: it moves only when the test advances it.
 type clock struct {
@@ -73,26 +63,7 @@ type fakeFixture struct {
 func newFakeFixture(t *testing.T) *fakeFixture {
 	t.Helper()
 	data := testenv.DataDir(t)
-	e := fake.New(runtime.EngineInfo{})
-	e.AddImage(runtime.Image{Tags: []string{fakeImage}})
-	log := testenv.Logger(t)
-	e.Boot = func(ctx context.Context, spec runtime.Spec) int {
-		// The run directory's mount gives the host path of the socket.
-		for _, m := range spec.Mounts {
-			if m.Target == agent.RunMount {
-				socket := filepath.Join(m.Source, agent.SocketName)
-				token, err := agent.ReadToken(socket)
-				if err != nil {
-					return 2
-				}
-				srv := agent.NewServer(log)
-				defer srv.Close()
-				agent.Dial(ctx, socket, token, srv, log)
-				return 0
-			}
-		}
-		return 2
-	}
+	e := testenv.FakeEngine(t, fakeImage)
 	f := &fakeFixture{e: e, clock: &clock{t: time.Now()}, data: data}
 	f.cfg = Config{
 		Instance: testenv.Instance("fake"), DataDir: data, AgentBinary: filepath.Join(data, "agent-binary"),
@@ -117,7 +88,7 @@ func newFakeFixture(t *testing.T) *fakeFixture {
 // a restart of bothy does.
 func (f *fakeFixture) open(t *testing.T) {
 	t.Helper()
-	o, err := New(context.Background(), f.cfg, f.e, fakeImages{}, testenv.DB(t, f.data), testenv.Logger(t))
+	o, err := New(context.Background(), f.cfg, f.e, testenv.FakeImages{Image: fakeImage}, testenv.DB(t, f.data), testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

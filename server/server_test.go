@@ -171,7 +171,18 @@ func envelope(t *testing.T, b []byte) api.Error {
 
 func TestBadInputGetsClear4xxAndChangesNothing(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	checkBadInput(t, newFixture(t))
+}
+
+// TestBadInputOnTheFakeEngine is the same, in make test-unit.
+func TestBadInputOnTheFakeEngine(t *testing.T) {
+	t.Parallel()
+	checkBadInput(t, newFakeFixture(t))
+}
+
+// checkBadInput sends f's server bad requests: each gets a clear 4xx in
+// the error envelope, and no sandbox comes of any.
+func checkBadInput(t *testing.T, f *fixture) {
 	tests := []struct {
 		name, method, path, key, body string
 		status                        int

@@ -1,0 +1,53 @@
+package testenv
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/fake"
+)
+
+// FakeEngine is the in-memory engine with image, whose started containers
+// each run a sandbox agent in this test process: it dials the socket in the
+// container's run directory mount, as the real agent does from inside its
+// container, so an orchestrator sees a sandbox come up as on a real engine.
+// The agent works on this host's files, as this process's user.
+func FakeEngine(t testing.TB, image string) *fake.Engine {
+	log := Logger(t)
+	e := fake.New(runtime.EngineInfo{})
+	e.AddImage(runtime.Image{Tags: []string{image}})
+	e.Boot = func(ctx context.Context, spec runtime.Spec) int {
+		for _, m := range spec.Mounts {
+			if m.Target == agent.RunMount {
+				socket := filepath.Join(m.Source, agent.SocketName)
+				token, err := agent.ReadToken(socket)
+				if err != nil {
+					return 2
+				}
+				srv := agent.NewServer(log)
+				defer srv.Close()
+				agent.Dial(ctx, socket, token, srv, log)
+				return 0
+			}
+		}
+		return 2
+	}
+	return e
+}
+
+// FakeImages has Image, for everyone: the images of an orchestrator on
+// FakeEngine. Any other is invalid.
+type FakeImages struct{ Image string }
+
+// EnsureFor answers Image, and refuses any other reference.
+func (f FakeImages) EnsureFor(_ context.Context, _, ref string, _ func(string)) (runtime.Image, error) {
+	if ref != f.Image {
+		return runtime.Image{}, cerrdefs.ErrInvalidArgument.WithMessage("no image " + ref)
+	}
+	return runtime.Image{ID: "sha256:fake", Tags: []string{f.Image}}, nil
+}
