@@ -35,16 +35,27 @@ type Change struct {
 // MaxFork bounds one fork's count.
 const MaxFork = 16
 
-// errNoCheckpoints is an operation on snapshots of an orchestrator made
-// without them.
+// noCheckpoints are the snapshots of an orchestrator made without them:
+// every operation on them is unavailable.
+type noCheckpoints struct{}
+
 var errNoCheckpoints = cerrdefs.ErrUnavailable.WithMessage("snapshots are not served here")
+
+func (noCheckpoints) Checkpoint(context.Context, string, string, string, string, string, map[string]string) (string, error) {
+	return "", errNoCheckpoints
+}
+
+func (noCheckpoints) SnapshotImage(context.Context, string, string) (string, error) {
+	return "", errNoCheckpoints
+}
+
+func (noCheckpoints) DiffContainer(context.Context, string, string, string, func(string, string, string, int64)) error {
+	return errNoCheckpoints
+}
 
 // Checkpoint keeps owner's sandbox id's filesystem as it is now (running,
 // paused or stopped) as a snapshot, and answers the snapshot's ID.
 func (o *Orchestrator) Checkpoint(ctx context.Context, owner, id, name string, labels map[string]string) (string, error) {
-	if o.cfg.Checkpoints == nil {
-		return "", errNoCheckpoints
-	}
 	var snap string
 	err := o.WithSandbox(ctx, owner, id, func(sb Sandbox) error {
 		var err error
@@ -57,9 +68,6 @@ func (o *Orchestrator) Checkpoint(ctx context.Context, owner, id, name string, l
 // DiffSandbox lists what changed from owner's snapshot to owner's sandbox
 // id's filesystem as it is now (running, paused or stopped).
 func (o *Orchestrator) DiffSandbox(ctx context.Context, owner, snapshot, id string) ([]Change, error) {
-	if o.cfg.Checkpoints == nil {
-		return nil, errNoCheckpoints
-	}
 	var out []Change
 	err := o.WithSandbox(ctx, owner, id, func(sb Sandbox) error {
 		return o.cfg.Checkpoints.DiffContainer(ctx, owner, snapshot, sb.ContainerID, func(path, kind, typ string, size int64) {
@@ -72,19 +80,11 @@ func (o *Orchestrator) DiffSandbox(ctx context.Context, owner, snapshot, id stri
 // RestoreSnapshot rolls owner's sandbox id back to owner's snapshot, in
 // place (Restore).
 func (o *Orchestrator) RestoreSnapshot(ctx context.Context, owner, id, snapshot string) (Sandbox, error) {
-	image, err := o.snapshotImage(ctx, owner, snapshot)
+	image, err := o.cfg.Checkpoints.SnapshotImage(ctx, owner, snapshot)
 	if err != nil {
 		return Sandbox{}, err
 	}
 	return o.Restore(ctx, owner, id, image)
-}
-
-// snapshotImage is the image of owner's snapshot.
-func (o *Orchestrator) snapshotImage(ctx context.Context, owner, snapshot string) (string, error) {
-	if o.cfg.Checkpoints == nil {
-		return "", errNoCheckpoints
-	}
-	return o.cfg.Checkpoints.SnapshotImage(ctx, owner, snapshot)
 }
 
 // Fork makes count new sandboxes from owner's sandbox id's filesystem as it
@@ -96,9 +96,6 @@ func (o *Orchestrator) snapshotImage(ctx context.Context, owner, snapshot string
 func (o *Orchestrator) Fork(ctx context.Context, owner, id string, count int, labels map[string]string) (string, []Sandbox, error) {
 	if count < 1 || count > MaxFork {
 		return "", nil, cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("count: want 1 to %d, got %d", MaxFork, count))
-	}
-	if o.cfg.Checkpoints == nil {
-		return "", nil, errNoCheckpoints
 	}
 	var src Sandbox
 	var snap string

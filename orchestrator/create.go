@@ -23,7 +23,7 @@ func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOpti
 		if opts.Image != "" {
 			return Sandbox{}, false, cerrdefs.ErrInvalidArgument.WithMessage("give image or snapshot, not both")
 		}
-		if opts.Image, err = o.snapshotImage(ctx, owner, opts.Snapshot); err != nil {
+		if opts.Image, err = o.cfg.Checkpoints.SnapshotImage(ctx, owner, opts.Snapshot); err != nil {
 			return Sandbox{}, false, err
 		}
 	}

@@ -76,8 +76,8 @@ type Config struct {
 	Quotas QuotaFunc
 	// Pools are the warm sandbox pools (none when empty).
 	Pools []PoolClass
-	// Checkpoints keeps snapshots; without it, the operations on
-	// snapshots answer that they are not served.
+	// Checkpoints keeps snapshots; nil: the operations on snapshots
+	// answer that they are not served.
 	Checkpoints Checkpoints
 
 	ReadyTimeout   time.Duration // from container start to the agent's hello
@@ -92,6 +92,9 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
+	if c.Checkpoints == nil {
+		c.Checkpoints = noCheckpoints{}
+	}
 	if c.ReadyTimeout == 0 {
 		c.ReadyTimeout = 30 * time.Second
 	}

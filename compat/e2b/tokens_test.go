@@ -2,7 +2,6 @@ package e2b
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"github.com/bothy/bothy/db"
@@ -14,11 +13,7 @@ import (
 // that ties them drops the tokens of sandboxes already gone.
 func TestTokensGoWithTheirSandboxes(t *testing.T) {
 	ctx := context.Background()
-	d, err := db.Open(filepath.Join(t.TempDir(), "bothy.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := testenv.DB(t, t.TempDir())
 	// The orchestrator's table, as far as tokens care, and a database from
 	// before the tie: one token of a live sandbox, one of a deleted one.
 	for _, q := range []string{
