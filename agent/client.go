@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/bothy/bothy/agent/wire"
 	"github.com/bothy/bothy/bounds"
 )
 
@@ -38,7 +39,7 @@ func (c *Conn) stream(ctx context.Context) (net.Conn, error) {
 	if sc := bounds.From(ctx); sc != nil {
 		grow = sc.GrowWindow
 	}
-	return newFlow(st, grow), nil
+	return wire.NewFlow(st, grow), nil
 }
 
 // Close ends the session.
@@ -49,35 +50,35 @@ func (c *Conn) Done() <-chan struct{} { return c.sess.CloseChan() }
 
 // Ping asks the agent for a pong.
 func (c *Conn) Ping(ctx context.Context) error {
-	var p Pong
-	return c.call(ctx, Request{Op: "ping"}, &p)
+	var p wire.Pong
+	return c.call(ctx, wire.Request{Op: "ping"}, &p)
 }
 
 // Disk probes whether the sandbox's disk limit is used up.
-func (c *Conn) Disk(ctx context.Context) (DiskState, error) {
-	var d DiskState
-	err := c.call(ctx, Request{Op: "disk"}, &d)
+func (c *Conn) Disk(ctx context.Context) (wire.DiskState, error) {
+	var d wire.DiskState
+	err := c.call(ctx, wire.Request{Op: "disk"}, &d)
 	return d, err
 }
 
 // User resolves a user spec inside the sandbox. An unknown user is reported in
 // UserInfo.Error, not as an error.
-func (c *Conn) User(ctx context.Context, user string) (UserInfo, error) {
-	var u UserInfo
-	err := c.call(ctx, Request{Op: "user", User: user}, &u)
+func (c *Conn) User(ctx context.Context, user string) (wire.UserInfo, error) {
+	var u wire.UserInfo
+	err := c.call(ctx, wire.Request{Op: "user", User: user}, &u)
 	return u, err
 }
 
 // open opens a stream for req and sends it. Until stop is called, the
 // stream's reads and writes fail once ctx is done; stop reports false when
 // ctx was done first. The caller closes the stream.
-func (c *Conn) open(ctx context.Context, req Request) (st net.Conn, stop func() bool, err error) {
+func (c *Conn) open(ctx context.Context, req wire.Request) (st net.Conn, stop func() bool, err error) {
 	st, err = c.stream(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	stop = context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
-	if err := writeJSON(st, req); err != nil {
+	if err := wire.WriteJSON(st, req); err != nil {
 		stop()
 		st.Close()
 		return nil, nil, err
@@ -86,14 +87,14 @@ func (c *Conn) open(ctx context.Context, req Request) (st net.Conn, stop func() 
 }
 
 // call sends one request and reads its one JSON answer.
-func (c *Conn) call(ctx context.Context, req Request, answer any) error {
+func (c *Conn) call(ctx context.Context, req wire.Request, answer any) error {
 	st, stop, err := c.open(ctx, req)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	defer stop()
-	if err := readJSON(st, answer); err != nil {
+	if err := wire.ReadJSON(st, answer); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -106,10 +107,10 @@ func (c *Conn) call(ctx context.Context, req Request, answer any) error {
 // arrives. When stdin is not nil it is streamed to the process until it returns
 // io.EOF; the caller must make it return once Exec has. Cancelling ctx kills the
 // process group. A non-zero exit is a result, not an error.
-func (c *Conn) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (ExecResult, error) {
+func (c *Conn) Exec(ctx context.Context, req wire.ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (wire.ExecResult, error) {
 	st, err := c.stream(ctx)
 	if err != nil {
-		return ExecResult{}, err
+		return wire.ExecResult{}, err
 	}
 	defer st.Close()
 	stop := context.AfterFunc(ctx, func() {
@@ -119,9 +120,9 @@ func (c *Conn) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdou
 	defer stop()
 
 	req.StreamStdin = stdin != nil
-	out := &frameSender{w: st}
-	if err := out.sendJSON(Request{Op: "exec", Exec: &req}); err != nil {
-		return ExecResult{}, fmt.Errorf("send exec request: %w", err)
+	out := wire.NewFrameSender(st)
+	if err := out.SendJSON(wire.Request{Op: "exec", Exec: &req}); err != nil {
+		return wire.ExecResult{}, fmt.Errorf("send exec request: %w", err)
 	}
 	if stdin != nil {
 		go func() {
@@ -129,19 +130,19 @@ func (c *Conn) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdou
 			ended := false
 			for {
 				n, err := stdin.Read(buf)
-				if n > 0 && !ended && out.send(frameStdin, buf[:n]) != nil {
+				if n > 0 && !ended && out.Send(wire.FrameStdin, buf[:n]) != nil {
 					return
 				}
 				if errors.Is(err, ErrStdinEnded) && !ended {
 					// The command's stdin ends; the reader goes on
 					// (it may still end the call).
 					ended = true
-					_ = out.send(frameStdinEOF, nil)
+					_ = out.Send(wire.FrameStdinEOF, nil)
 					continue
 				}
 				if err != nil {
 					if !ended {
-						_ = out.send(frameStdinEOF, nil)
+						_ = out.Send(wire.FrameStdinEOF, nil)
 					}
 					return
 				}
@@ -150,11 +151,11 @@ func (c *Conn) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdou
 	}
 	payload, err := readOutput(ctx, st, "exec", stdout, stderr)
 	if err != nil {
-		return ExecResult{}, err
+		return wire.ExecResult{}, err
 	}
-	var res ExecResult
-	if err := decodeFrame(payload, &res); err != nil {
-		return ExecResult{}, err
+	var res wire.ExecResult
+	if err := wire.DecodeFrame(payload, &res); err != nil {
+		return wire.ExecResult{}, err
 	}
 	return res, ctx.Err()
 }
@@ -169,23 +170,23 @@ var ErrStdinEnded = errors.New("stdin ended")
 // agent made them), and returns the JSON frame that ends the stream.
 func readOutput(ctx context.Context, st net.Conn, what string, stdout, stderr io.Writer) ([]byte, error) {
 	for {
-		typ, n, err := readFrameHeader(st)
+		typ, n, err := wire.ReadFrameHeader(st)
 		if err == nil {
 			switch typ {
-			case frameStdout, frameStderr:
+			case wire.FrameStdout, wire.FrameStderr:
 				w := stdout
-				if typ == frameStderr {
+				if typ == wire.FrameStderr {
 					w = stderr
 				}
 				var werr error
-				if werr, err = copyFrame(w, st, n); werr != nil {
+				if werr, err = wire.CopyFrame(w, st, n); werr != nil {
 					return nil, werr
 				}
 				if err == nil {
 					continue
 				}
-			case frameJSON:
-				return readPayload(st, typ, n)
+			case wire.FrameJSON:
+				return wire.ReadPayload(st, typ, n)
 			default:
 				return nil, fmt.Errorf("agent: unexpected frame %q", typ)
 			}
@@ -206,8 +207,8 @@ var ErrNoSession = errors.New("no such terminal session")
 // PtyStream is one viewer's stream of a terminal session.
 type PtyStream struct {
 	st   net.Conn
-	out  *frameSender
-	Info PtyInfo
+	out  *wire.FrameSender
+	Info wire.PtyInfo
 	// left is what is still to be read of the output frame at hand; buf
 	// holds one piece of it.
 	left uint32
@@ -218,20 +219,20 @@ type PtyStream struct {
 const ptyPiece = 4 << 10
 
 // PtyAttach opens a terminal stream (a new session when req.Open is set).
-func (c *Conn) PtyAttach(ctx context.Context, req PtyAttach) (*PtyStream, error) {
+func (c *Conn) PtyAttach(ctx context.Context, req wire.PtyAttach) (*PtyStream, error) {
 	st, err := c.stream(ctx)
 	if err != nil {
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { st.Close() })
-	out := &frameSender{w: st}
-	if err := out.sendJSON(Request{Op: "pty_attach", Pty: &req}); err != nil {
+	out := wire.NewFrameSender(st)
+	if err := out.SendJSON(wire.Request{Op: "pty_attach", Pty: &req}); err != nil {
 		stop()
 		st.Close()
 		return nil, err
 	}
-	var info PtyInfo
-	if err := readJSON(st, &info); err != nil {
+	var info wire.PtyInfo
+	if err := wire.ReadJSON(st, &info); err != nil {
 		stop()
 		st.Close()
 		return nil, fmt.Errorf("pty attach: %w", err)
@@ -239,7 +240,7 @@ func (c *Conn) PtyAttach(ctx context.Context, req PtyAttach) (*PtyStream, error)
 	stop()
 	if info.Error != "" {
 		st.Close()
-		if info.Code == CodeNoSession {
+		if info.Code == wire.CodeNoSession {
 			return nil, fmt.Errorf("%w: %s", ErrNoSession, req.Session)
 		}
 		return nil, &PtyError{Msg: info.Error}
@@ -256,9 +257,9 @@ func (e *PtyError) Error() string { return e.Msg }
 // until the next call), or the exit when the session's process ended (then
 // the stream is over). io.EOF means the stream ended without an exit: the
 // viewer was dropped or detached.
-func (p *PtyStream) Next() ([]byte, *PtyExit, error) {
+func (p *PtyStream) Next() ([]byte, *wire.PtyExit, error) {
 	for p.left == 0 {
-		typ, n, err := readFrameHeader(p.st)
+		typ, n, err := wire.ReadFrameHeader(p.st)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil, nil, io.EOF
@@ -266,15 +267,15 @@ func (p *PtyStream) Next() ([]byte, *PtyExit, error) {
 			return nil, nil, err
 		}
 		switch typ {
-		case frameStdout:
+		case wire.FrameStdout:
 			p.left = n
-		case frameJSON:
-			payload, err := readPayload(p.st, typ, n)
+		case wire.FrameJSON:
+			payload, err := wire.ReadPayload(p.st, typ, n)
 			if err != nil {
 				return nil, nil, err
 			}
-			var e PtyExit
-			if err := decodeFrame(payload, &e); err != nil {
+			var e wire.PtyExit
+			if err := wire.DecodeFrame(payload, &e); err != nil {
 				return nil, nil, err
 			}
 			return nil, &e, nil
@@ -296,8 +297,8 @@ func (p *PtyStream) Next() ([]byte, *PtyExit, error) {
 // Input sends keystrokes.
 func (p *PtyStream) Input(b []byte) error {
 	for len(b) > 0 {
-		n := min(len(b), MaxFrame)
-		if err := p.out.send(frameStdin, b[:n]); err != nil {
+		n := min(len(b), wire.MaxFrame)
+		if err := p.out.Send(wire.FrameStdin, b[:n]); err != nil {
 			return err
 		}
 		b = b[n:]
@@ -306,26 +307,29 @@ func (p *PtyStream) Input(b []byte) error {
 }
 
 // Control sends a resize or a signal.
-func (p *PtyStream) Control(c PtyControl) error { return p.out.sendJSON(c) }
+func (p *PtyStream) Control(c wire.PtyControl) error { return p.out.SendJSON(c) }
+
+// SetReadDeadline bounds the wait of Next.
+func (p *PtyStream) SetReadDeadline(t time.Time) error { return p.st.SetReadDeadline(t) }
 
 // Close detaches this viewer; the session goes on.
 func (p *PtyStream) Close() error { return p.st.Close() }
 
 // PtyList lists the sandbox's terminal sessions.
-func (c *Conn) PtyList(ctx context.Context) ([]PtyInfo, error) {
-	var l PtyList
-	err := c.call(ctx, Request{Op: "pty_list"}, &l)
+func (c *Conn) PtyList(ctx context.Context) ([]wire.PtyInfo, error) {
+	var l wire.PtyList
+	err := c.call(ctx, wire.Request{Op: "pty_list"}, &l)
 	return l.Sessions, err
 }
 
 // PtyKill kills a terminal session's whole process tree.
 func (c *Conn) PtyKill(ctx context.Context, id string) error {
-	var r OpResult
-	if err := c.call(ctx, Request{Op: "pty_kill", Session: id}, &r); err != nil {
+	var r wire.OpResult
+	if err := c.call(ctx, wire.Request{Op: "pty_kill", Session: id}, &r); err != nil {
 		return err
 	}
 	if r.Error != "" {
-		if r.Code == CodeNoSession {
+		if r.Code == wire.CodeNoSession {
 			return fmt.Errorf("%w: %s", ErrNoSession, id)
 		}
 		return errors.New(r.Error)
@@ -336,17 +340,17 @@ func (c *Conn) PtyKill(ctx context.Context, id string) error {
 // Fs runs a file operation. in supplies the bytes of a write or tar_in (nil
 // otherwise). For read and tar_out, sink is called with the header before any
 // data and returns where the data goes. A failed operation is an *FsError.
-func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(FsResult) (io.Writer, error)) (FsResult, error) {
+func (c *Conn) Fs(ctx context.Context, req wire.FsRequest, in io.Reader, sink func(wire.FsResult) (io.Writer, error)) (wire.FsResult, error) {
 	st, err := c.stream(ctx)
 	if err != nil {
-		return FsResult{}, err
+		return wire.FsResult{}, err
 	}
 	defer st.Close()
 	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
 	defer stop()
-	out := &frameSender{w: st}
-	if err := out.sendJSON(Request{Op: "fs", Fs: &req}); err != nil {
-		return FsResult{}, err
+	out := wire.NewFrameSender(st)
+	if err := out.SendJSON(wire.Request{Op: "fs", Fs: &req}); err != nil {
+		return wire.FsResult{}, err
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -358,18 +362,18 @@ func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(Fs
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, dataFrame)
+			buf := make([]byte, wire.DataFrame)
 			for {
 				n, err := io.ReadFull(in, buf)
 				if errors.Is(err, io.ErrUnexpectedEOF) {
 					err = io.EOF
 				}
-				if n > 0 && out.send(frameStdin, buf[:n]) != nil {
+				if n > 0 && out.Send(wire.FrameStdin, buf[:n]) != nil {
 					return
 				}
 				if err != nil {
 					if errors.Is(err, io.EOF) {
-						_ = out.send(frameStdinEOF, nil)
+						_ = out.Send(wire.FrameStdinEOF, nil)
 					} else {
 						// The upload broke: the stream ends without its
 						// end frame, which aborts the operation.
@@ -387,11 +391,11 @@ func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(Fs
 	for {
 		// Data frames go on through a small buffer as they come, however
 		// large the agent made them; only a result is read whole.
-		typ, n, err := readFrameHeader(st)
-		if err == nil && typ == frameStdout {
+		typ, n, err := wire.ReadFrameHeader(st)
+		if err == nil && typ == wire.FrameStdout {
 			var werr error
-			if werr, err = copyFrame(w, st, n); werr != nil {
-				return FsResult{}, werr
+			if werr, err = wire.CopyFrame(w, st, n); werr != nil {
+				return wire.FsResult{}, werr
 			}
 			if err == nil {
 				continue
@@ -399,19 +403,19 @@ func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(Fs
 		}
 		var payload []byte
 		if err == nil {
-			payload, err = readPayload(st, typ, n)
+			payload, err = wire.ReadPayload(st, typ, n)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return FsResult{}, ctx.Err()
+				return wire.FsResult{}, ctx.Err()
 			}
-			return FsResult{}, fmt.Errorf("read file stream: %w", err)
+			return wire.FsResult{}, fmt.Errorf("read file stream: %w", err)
 		}
 		switch typ {
-		case frameJSON:
-			var res FsResult
-			if err := decodeFrame(payload, &res); err != nil {
-				return FsResult{}, err
+		case wire.FrameJSON:
+			var res wire.FsResult
+			if err := wire.DecodeFrame(payload, &res); err != nil {
+				return wire.FsResult{}, err
 			}
 			if err := res.Err(); err != nil {
 				if up := upErr.Load(); up != nil {
@@ -428,30 +432,30 @@ func (c *Conn) Fs(ctx context.Context, req FsRequest, in io.Reader, sink func(Fs
 				}
 			}
 		default:
-			return FsResult{}, fmt.Errorf("agent: unexpected frame %q", typ)
+			return wire.FsResult{}, fmt.Errorf("agent: unexpected frame %q", typ)
 		}
 	}
 }
 
 // Watch streams file events under req.Path to fn until ctx is done, fn returns
 // an error, or the agent ends the stream.
-func (c *Conn) Watch(ctx context.Context, req WatchRequest, fn func(WatchEvent) error) error {
-	st, stop, err := c.open(ctx, Request{Op: "watch", Watch: &req})
+func (c *Conn) Watch(ctx context.Context, req wire.WatchRequest, fn func(wire.WatchEvent) error) error {
+	st, stop, err := c.open(ctx, wire.Request{Op: "watch", Watch: &req})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	defer stop()
 	for {
-		var e WatchEvent
-		if err := readJSON(st, &e); err != nil {
+		var e wire.WatchEvent
+		if err := wire.ReadJSON(st, &e); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return err
 		}
 		if e.Type == "error" {
-			return &FsError{Code: e.Code, Msg: e.Error}
+			return &wire.FsError{Code: e.Code, Msg: e.Error}
 		}
 		if err := fn(e); err != nil {
 			return err

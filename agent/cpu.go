@@ -3,58 +3,15 @@ package agent
 import (
 	"context"
 	"errors"
-	"os"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
+
+	"github.com/bothy/bothy/agent/wire"
 )
-
-// CPUUsage answers op "cpu": the CPU time the sandbox's processes have used,
-// the agent's own left out.
-type CPUUsage struct {
-	UsageNs int64  `json:"usage_ns"`
-	Error   string `json:"error,omitempty"`
-}
-
-// processesCPU is the CPU time of the container's cgroup, less the agent's
-// own (its keep-alives and the work bothy asks of it).
-func processesCPU() (int64, error) {
-	total, err := cgroupCPU()
-	if err != nil {
-		return 0, err
-	}
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, err
-	}
-	return max(0, total-ru.Utime.Nano()-ru.Stime.Nano()), nil
-}
-
-// cgroupCPU reads the cgroup's CPU time: cgroup v1 cpuacct, or v2 cpu.stat.
-func cgroupCPU() (int64, error) {
-	for _, p := range []string{"/sys/fs/cgroup/cpuacct/cpuacct.usage", "/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage"} {
-		if b, err := os.ReadFile(p); err == nil {
-			return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		}
-	}
-	b, err := os.ReadFile("/sys/fs/cgroup/cpu.stat")
-	if err != nil {
-		return 0, errors.New("no cgroup CPU accounting in this sandbox")
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
-			us, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			return us * 1000, err
-		}
-	}
-	return 0, errors.New("cpu.stat without usage_usec")
-}
 
 // CPU reports the CPU time the sandbox's processes have used so far.
 func (c *Conn) CPU(ctx context.Context) (time.Duration, error) {
-	var u CPUUsage
-	if err := c.call(ctx, Request{Op: "cpu"}, &u); err != nil {
+	var u wire.CPUUsage
+	if err := c.call(ctx, wire.Request{Op: "cpu"}, &u); err != nil {
 		return 0, err
 	}
 	if u.Error != "" {
@@ -63,63 +20,14 @@ func (c *Conn) CPU(ctx context.Context) (time.Duration, error) {
 	return time.Duration(u.UsageNs), nil
 }
 
-// Stats answers op "stats": what the sandbox uses, from its cgroup.
-type Stats struct {
-	// CPUNs is the CPU time of all the sandbox's processes, the agent's
-	// included.
-	CPUNs int64 `json:"cpu_ns"`
-	// MemUsed is the memory charged to the sandbox, MemCache the part of it
-	// that is page cache, MemLimit its limit (0: none found).
-	MemUsed  int64  `json:"mem_used"`
-	MemCache int64  `json:"mem_cache"`
-	MemLimit int64  `json:"mem_limit"`
-	Error    string `json:"error,omitempty"`
-}
-
-// cgroupStats reads the sandbox's cgroup: cgroup v1 or v2.
-func cgroupStats() Stats {
-	var st Stats
-	cpu, err := cgroupCPU()
-	if err != nil {
-		return Stats{Error: err.Error()}
-	}
-	st.CPUNs = cpu
-	readInt := func(paths ...string) int64 {
-		for _, p := range paths {
-			if b, err := os.ReadFile(p); err == nil {
-				if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
-					return n
-				}
-				return 0 // "max": no limit
-			}
-		}
-		return 0
-	}
-	st.MemUsed = readInt("/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory.current")
-	st.MemLimit = readInt("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max")
-	for _, p := range []string{"/sys/fs/cgroup/memory/memory.stat", "/sys/fs/cgroup/memory.stat"} {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, " "); ok && (k == "cache" || k == "file") {
-				st.MemCache, _ = strconv.ParseInt(v, 10, 64)
-			}
-		}
-		break
-	}
-	return st
-}
-
 // Stats reports what the sandbox uses.
-func (c *Conn) Stats(ctx context.Context) (Stats, error) {
-	var st Stats
-	if err := c.call(ctx, Request{Op: "stats"}, &st); err != nil {
-		return Stats{}, err
+func (c *Conn) Stats(ctx context.Context) (wire.Stats, error) {
+	var st wire.Stats
+	if err := c.call(ctx, wire.Request{Op: "stats"}, &st); err != nil {
+		return wire.Stats{}, err
 	}
 	if st.Error != "" {
-		return Stats{}, errors.New(st.Error)
+		return wire.Stats{}, errors.New(st.Error)
 	}
 	return st, nil
 }

@@ -9,31 +9,17 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
 	"github.com/hashicorp/yamux"
-)
-
-// Where bothy puts the agent and its socket in every container it makes:
-// the binary and the directory holding the socket are bind-mounted read-only.
-const (
-	BinaryPath = "/.bothy/bin/bothy-agent"
-	RunMount   = "/.bothy/run"
-	SocketName = "a.sock"
-	// SocketEnv tells the agent where to dial (BOTHY_SOCKET).
-	SocketEnv = "BOTHY_SOCKET=" + RunMount + "/" + SocketName
-	// TokenName is the file beside the socket that holds the agent's token,
-	// readable by the agent's uid alone: no secret travels in a container's
-	// environment, which a commit, an export or an inspect would carry.
-	TokenName = "token"
 )
 
 // WriteToken puts token in dir for an agent that runs as the host uid uid.
 func WriteToken(dir, token string, uid int) error {
-	p := filepath.Join(dir, TokenName)
+	p := filepath.Join(dir, wire.TokenName)
 	tmp := p + ".tmp"
 	_ = os.Remove(tmp)
 	if err := os.WriteFile(tmp, []byte(token), 0o400); err != nil {
@@ -44,15 +30,6 @@ func WriteToken(dir, token string, uid int) error {
 		return fmt.Errorf("write agent token: %w", err)
 	}
 	return os.Rename(tmp, p)
-}
-
-// ReadToken reads the token WriteToken put beside socket.
-func ReadToken(socket string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(socket), TokenName))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
 }
 
 // handshakeTimeout bounds how long a dialler may take to say hello.
@@ -128,25 +105,25 @@ func (e *Endpoint) accept() {
 
 func (e *Endpoint) handshake(c net.Conn) (*Conn, error) {
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
-	var h Hello
-	if err := readJSON(c, &h); err != nil {
+	var h wire.Hello
+	if err := wire.ReadJSON(c, &h); err != nil {
 		return nil, err
 	}
 	refuse := func(msg string) (*Conn, error) {
-		_ = writeJSON(c, Welcome{Error: msg})
+		_ = wire.WriteJSON(c, wire.Welcome{Error: msg})
 		return nil, errors.New(msg)
 	}
 	if subtle.ConstantTimeCompare([]byte(h.Token), []byte(e.token)) != 1 {
 		return refuse("bad token")
 	}
-	if h.Version != ProtocolVersion {
-		return refuse(fmt.Sprintf("protocol version %d, want %d", h.Version, ProtocolVersion))
+	if h.Version != wire.ProtocolVersion {
+		return refuse(fmt.Sprintf("protocol version %d, want %d", h.Version, wire.ProtocolVersion))
 	}
-	if err := writeJSON(c, Welcome{}); err != nil {
+	if err := wire.WriteJSON(c, wire.Welcome{}); err != nil {
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Time{})
-	sess, err := yamux.Client(channelConn(c), yamuxConfig())
+	sess, err := yamux.Client(wire.ChannelConn(c), wire.YamuxConfig())
 	if err != nil {
 		return nil, err
 	}

@@ -3,64 +3,25 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net"
-	"strconv"
 	"sync"
-	"time"
+
+	"github.com/bothy/bothy/agent/wire"
 )
 
-// portDialTimeout bounds the agent's dial of a port inside the sandbox.
-const portDialTimeout = 5 * time.Second
-
-// portCopyBuffer is the buffer of a port connection's bytes from the
-// server to bothy.
-const portCopyBuffer = 256 << 10
+// BulkBuffer lends a bulk copy buffer for the bytes c brings, once c (a
+// stream of the channel, as OpenPort returns) has become a bulk one: its
+// reader kept up until its window grew, and the buffer came out of its
+// key's budget then. ok is false before, and for any other connection.
+func BulkBuffer(c net.Conn) (buf []byte, put func(), ok bool) {
+	if p, isPort := c.(*portConn); isPort {
+		c = p.Conn
+	}
+	return wire.BulkBuffer(c)
+}
 
 // ErrNotListening says nothing listens on the port dialled.
 var ErrNotListening = errors.New("nothing listens on the port")
-
-// servePortDial connects st to a TCP port of the sandbox's loopback: after
-// the answer frame, the stream carries the connection's bytes both ways, and
-// each side's close is passed on as a half-close.
-func (s *Server) servePortDial(ctx context.Context, st net.Conn, out *frameSender, port int) {
-	if port < 1 || port > 65535 {
-		_ = out.sendJSON(OpResult{Error: fmt.Sprintf("port %d is not a TCP port", port)})
-		return
-	}
-	d := net.Dialer{Timeout: portDialTimeout}
-	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		// A server may listen on the IPv6 loopback only.
-		if c6, err6 := d.DialContext(ctx, "tcp", net.JoinHostPort("::1", strconv.Itoa(port))); err6 == nil {
-			c, err = c6, nil
-		}
-	}
-	if err != nil {
-		_ = out.sendJSON(OpResult{Code: CodeRefused, Error: fmt.Sprintf("nothing listens on port %d", port)})
-		return
-	}
-	defer c.Close()
-	if err := out.sendJSON(OpResult{}); err != nil {
-		return
-	}
-	stop := context.AfterFunc(ctx, func() { c.Close(); st.Close() })
-	defer stop()
-	sent := make(chan struct{})
-	go func() {
-		defer close(sent)
-		_, _ = io.Copy(c, st)
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-	}()
-	// The answer's way runs in this goroutine. Large reads make large
-	// frames: fewer of them for a big answer.
-	_, _ = io.CopyBuffer(st, c, make([]byte, portCopyBuffer))
-	_ = st.Close() // yamux: a FIN; the other way still reads
-	<-sent
-}
 
 // OpenPort is DialPort without the wait for the agent's answer: the
 // connection is returned at once, and what is written to it is sent on
@@ -69,7 +30,7 @@ func (s *Server) servePortDial(ctx context.Context, st net.Conn, out *frameSende
 // read by the first Read, which fails with ErrNotListening when nothing
 // listens there; the connection is not bound to ctx after it is opened.
 func (c *Conn) OpenPort(ctx context.Context, port int) (net.Conn, error) {
-	st, stop, err := c.open(ctx, Request{Op: "port_dial", Port: port})
+	st, stop, err := c.open(ctx, wire.Request{Op: "port_dial", Port: port})
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +48,11 @@ type portConn struct {
 // Read reads the agent's answer first, then the connection's bytes.
 func (p *portConn) Read(b []byte) (int, error) {
 	p.answer.Do(func() {
-		var res OpResult
-		switch err := readJSON(p.Conn, &res); {
+		var res wire.OpResult
+		switch err := wire.ReadJSON(p.Conn, &res); {
 		case err != nil:
 			p.err = err
-		case res.Code == CodeRefused:
+		case res.Code == wire.CodeRefused:
 			p.err = ErrNotListening
 		case res.Error != "":
 			p.err = errors.New(res.Error)
@@ -107,12 +68,12 @@ func (p *portConn) Read(b []byte) (int, error) {
 // The connection is a stream of the channel: nothing is published on the
 // host. ErrNotListening when nothing listens there.
 func (c *Conn) DialPort(ctx context.Context, port int) (net.Conn, error) {
-	st, stop, err := c.open(ctx, Request{Op: "port_dial", Port: port})
+	st, stop, err := c.open(ctx, wire.Request{Op: "port_dial", Port: port})
 	if err != nil {
 		return nil, err
 	}
-	var res OpResult
-	err = readJSON(st, &res)
+	var res wire.OpResult
+	err = wire.ReadJSON(st, &res)
 	// The connection outlives ctx: only its dial is bounded by it.
 	if !stop() {
 		st.Close()
@@ -122,7 +83,7 @@ func (c *Conn) DialPort(ctx context.Context, port int) (net.Conn, error) {
 	case err != nil:
 		st.Close()
 		return nil, err
-	case res.Code == CodeRefused:
+	case res.Code == wire.CodeRefused:
 		st.Close()
 		return nil, ErrNotListening
 	case res.Error != "":

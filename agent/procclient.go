@@ -6,20 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-)
 
-// ProcOp names an operation on a background process.
-type ProcOp string
-
-// The operations on background processes (proc_start and proc_logs have
-// methods of their own).
-const (
-	ProcList   ProcOp = "proc_list"
-	ProcGet    ProcOp = "proc_get"
-	ProcSignal ProcOp = "proc_signal"
-	ProcKill   ProcOp = "proc_kill"
-	ProcStdin  ProcOp = "proc_stdin"
-	ProcWait   ProcOp = "proc_wait"
+	"github.com/bothy/bothy/agent/wire"
 )
 
 // ProcError is a process operation the agent refused, with its code
@@ -32,21 +20,21 @@ type ProcError struct {
 func (e *ProcError) Error() string { return e.Msg }
 
 // StartProc starts a background process.
-func (c *Conn) StartProc(ctx context.Context, req ProcStart) (ProcInfo, error) {
-	var a ProcAnswer
-	if err := c.call(ctx, Request{Op: "proc_start", ProcStart: &req}, &a); err != nil {
-		return ProcInfo{}, err
+func (c *Conn) StartProc(ctx context.Context, req wire.ProcStart) (wire.ProcInfo, error) {
+	var a wire.ProcAnswer
+	if err := c.call(ctx, wire.Request{Op: "proc_start", ProcStart: &req}, &a); err != nil {
+		return wire.ProcInfo{}, err
 	}
 	if a.Error != "" || a.Info == nil {
-		return ProcInfo{}, &ProcError{Code: a.Code, Msg: a.Error}
+		return wire.ProcInfo{}, &ProcError{Code: a.Code, Msg: a.Error}
 	}
 	return *a.Info, nil
 }
 
 // Proc runs op on a process (or, for ProcList, lists them).
-func (c *Conn) Proc(ctx context.Context, op ProcOp, req ProcRequest) (ProcAnswer, error) {
-	var a ProcAnswer
-	if err := c.call(ctx, Request{Op: string(op), Proc: &req}, &a); err != nil {
+func (c *Conn) Proc(ctx context.Context, op wire.ProcOp, req wire.ProcRequest) (wire.ProcAnswer, error) {
+	var a wire.ProcAnswer
+	if err := c.call(ctx, wire.Request{Op: string(op), Proc: &req}, &a); err != nil {
 		return a, err
 	}
 	if a.Error != "" {
@@ -61,8 +49,8 @@ const logPiece = 4 << 10
 // ProcLogs streams a process's output records to fn, from req.From, until
 // the "end" record (which fn also gets), fn fails, or ctx is done. An
 // output record's Data is good only until fn returns.
-func (c *Conn) ProcLogs(ctx context.Context, req ProcRequest, fn func(ProcRecord) error) error {
-	st, stop, err := c.open(ctx, Request{Op: "proc_logs", Proc: &req})
+func (c *Conn) ProcLogs(ctx context.Context, req wire.ProcRequest, fn func(wire.ProcRecord) error) error {
+	st, stop, err := c.open(ctx, wire.Request{Op: "proc_logs", Proc: &req})
 	if err != nil {
 		return err
 	}
@@ -80,24 +68,24 @@ func (c *Conn) ProcLogs(ctx context.Context, req ProcRequest, fn func(ProcRecord
 	// Output comes in log frames, read a small piece at a time into one
 	// buffer: a record's Data is good only until fn returns.
 	buf := make([]byte, logPiece)
-	var head [logHead]byte
+	var head [wire.LogHead]byte
 	for {
-		typ, n, err := readFrameHeader(st)
+		typ, n, err := wire.ReadFrameHeader(st)
 		if err != nil {
 			return fail(err)
 		}
-		if typ == frameLog {
-			if n < logHead {
+		if typ == wire.FrameLog {
+			if n < wire.LogHead {
 				return errors.New("agent: short log frame")
 			}
 			if _, err := io.ReadFull(st, head[:]); err != nil {
 				return fail(err)
 			}
-			r := ProcRecord{Type: "output", Stream: "stdout", Offset: int64(binary.BigEndian.Uint64(head[:8]))}
+			r := wire.ProcRecord{Type: "output", Stream: "stdout", Offset: int64(binary.BigEndian.Uint64(head[:8]))}
 			if head[8] == 'E' {
 				r.Stream = "stderr"
 			}
-			for left := n - logHead; left > 0; {
+			for left := n - wire.LogHead; left > 0; {
 				k, err := io.ReadFull(st, buf[:min(left, logPiece)])
 				if err != nil {
 					return fail(err)
@@ -111,19 +99,19 @@ func (c *Conn) ProcLogs(ctx context.Context, req ProcRequest, fn func(ProcRecord
 			}
 			continue
 		}
-		if typ != frameJSON {
+		if typ != wire.FrameJSON {
 			return fmt.Errorf("agent: unexpected frame %q", typ)
 		}
-		payload, err := readPayload(st, typ, n)
+		payload, err := wire.ReadPayload(st, typ, n)
 		if err != nil {
 			return fail(err)
 		}
-		var r ProcRecord
-		if err := decodeFrame(payload, &r); err != nil {
+		var r wire.ProcRecord
+		if err := wire.DecodeFrame(payload, &r); err != nil {
 			return err
 		}
 		if r.Type == "error" {
-			return &ProcError{Code: ProcNotFound, Msg: string(r.Data)}
+			return &ProcError{Code: wire.ProcNotFound, Msg: string(r.Data)}
 		}
 		if err := fn(r); err != nil {
 			return err

@@ -19,6 +19,8 @@ import (
 	"path"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/bothy/bothy/agent"
@@ -27,7 +29,7 @@ import (
 )
 
 // MaxPath is the longest path an operation accepts, in bytes.
-const MaxPath = agent.MaxPath
+const MaxPath = wire.MaxPath
 
 // Sandboxes reaches a sandbox's agent: the orchestrator, which wakes a
 // stopped sandbox, checks its owner and counts the call as activity.
@@ -139,8 +141,8 @@ func (s *Service) Read(ctx context.Context, t Target, o ReadOptions, open func(F
 	if err := CheckPath("path", o.Path); err != nil {
 		return nil, err
 	}
-	req := agent.FsRequest{Op: agent.OpRead, Path: o.Path, Offset: o.Offset, Length: o.Length, Recursive: o.Recursive, Depth: o.Depth}
-	res, err := s.call(ctx, t, req, nil, func(h agent.FsResult) (io.Writer, error) {
+	req := wire.FsRequest{Op: wire.OpRead, Path: o.Path, Offset: o.Offset, Length: o.Length, Recursive: o.Recursive, Depth: o.Depth}
+	res, err := s.call(ctx, t, req, nil, func(h wire.FsResult) (io.Writer, error) {
 		return open(infoOf(h.Info))
 	})
 	if err != nil {
@@ -162,23 +164,23 @@ func (s *Service) Write(ctx context.Context, t Target, p string, mode uint32, pa
 	if err := CheckPath("path", p); err != nil {
 		return FileInfo{}, err
 	}
-	res, err := s.call(ctx, t, agent.FsRequest{Op: agent.OpWrite, Path: p, Mode: mode, Parents: parents, MaxBytes: s.lim.MaxFileBytes}, body, nil)
+	res, err := s.call(ctx, t, wire.FsRequest{Op: wire.OpWrite, Path: p, Mode: mode, Parents: parents, MaxBytes: s.lim.MaxFileBytes}, body, nil)
 	return infoOf(res.Info), err
 }
 
 // Stat describes p (a symlink itself, not its target).
 func (s *Service) Stat(ctx context.Context, t Target, p string) (FileInfo, error) {
-	return s.simple(ctx, t, agent.FsRequest{Op: agent.OpStat, Path: p})
+	return s.simple(ctx, t, wire.FsRequest{Op: wire.OpStat, Path: p})
 }
 
 // Mkdir makes directory p (mode 0 is 0755), with its parents when asked.
 func (s *Service) Mkdir(ctx context.Context, t Target, p string, mode uint32, parents bool) (FileInfo, error) {
-	return s.simple(ctx, t, agent.FsRequest{Op: agent.OpMkdir, Path: p, Mode: mode, Parents: parents})
+	return s.simple(ctx, t, wire.FsRequest{Op: wire.OpMkdir, Path: p, Mode: mode, Parents: parents})
 }
 
 // Remove deletes p; a non-empty directory only when recursive.
 func (s *Service) Remove(ctx context.Context, t Target, p string, recursive bool) error {
-	_, err := s.simple(ctx, t, agent.FsRequest{Op: agent.OpRemove, Path: p, Recursive: recursive})
+	_, err := s.simple(ctx, t, wire.FsRequest{Op: wire.OpRemove, Path: p, Recursive: recursive})
 	return err
 }
 
@@ -187,12 +189,12 @@ func (s *Service) Move(ctx context.Context, t Target, from, to string, overwrite
 	if err := CheckPath("to", to); err != nil {
 		return FileInfo{}, err
 	}
-	return s.simple(ctx, t, agent.FsRequest{Op: agent.OpMove, Path: from, To: to, Overwrite: overwrite})
+	return s.simple(ctx, t, wire.FsRequest{Op: wire.OpMove, Path: from, To: to, Overwrite: overwrite})
 }
 
 // Chmod sets p's permission bits.
 func (s *Service) Chmod(ctx context.Context, t Target, p string, mode uint32) (FileInfo, error) {
-	return s.simple(ctx, t, agent.FsRequest{Op: agent.OpChmod, Path: p, Mode: mode})
+	return s.simple(ctx, t, wire.FsRequest{Op: wire.OpChmod, Path: p, Mode: mode})
 }
 
 // ArchiveOut streams p (a directory's contents, or one file) as a tar. open is
@@ -201,7 +203,7 @@ func (s *Service) ArchiveOut(ctx context.Context, t Target, p string, open func(
 	if err := CheckPath("path", p); err != nil {
 		return err
 	}
-	_, err := s.call(ctx, t, agent.FsRequest{Op: agent.OpTarOut, Path: p}, nil, func(agent.FsResult) (io.Writer, error) {
+	_, err := s.call(ctx, t, wire.FsRequest{Op: wire.OpTarOut, Path: p}, nil, func(wire.FsResult) (io.Writer, error) {
 		return open()
 	})
 	return err
@@ -212,11 +214,11 @@ func (s *Service) ArchiveIn(ctx context.Context, t Target, p string, body io.Rea
 	if err := CheckPath("path", p); err != nil {
 		return ArchiveResult{}, err
 	}
-	res, err := s.call(ctx, t, agent.FsRequest{Op: agent.OpTarIn, Path: p, MaxBytes: s.lim.MaxExtractBytes}, body, nil)
+	res, err := s.call(ctx, t, wire.FsRequest{Op: wire.OpTarIn, Path: p, MaxBytes: s.lim.MaxExtractBytes}, body, nil)
 	return ArchiveResult{Files: res.Files, Bytes: res.Bytes}, err
 }
 
-func (s *Service) simple(ctx context.Context, t Target, req agent.FsRequest) (FileInfo, error) {
+func (s *Service) simple(ctx context.Context, t Target, req wire.FsRequest) (FileInfo, error) {
 	if err := CheckPath("path", req.Path); err != nil {
 		return FileInfo{}, err
 	}
@@ -225,8 +227,8 @@ func (s *Service) simple(ctx context.Context, t Target, req agent.FsRequest) (Fi
 }
 
 // call runs req in t's sandbox as t's user, or the sandbox's.
-func (s *Service) call(ctx context.Context, t Target, req agent.FsRequest, in io.Reader, sink func(agent.FsResult) (io.Writer, error)) (agent.FsResult, error) {
-	var res agent.FsResult
+func (s *Service) call(ctx context.Context, t Target, req wire.FsRequest, in io.Reader, sink func(wire.FsResult) (io.Writer, error)) (wire.FsResult, error) {
+	var res wire.FsResult
 	err := s.sandboxes.Attach(ctx, t.Owner, t.Sandbox, func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error {
 		req.User = t.User
 		if req.User == "" {
@@ -276,7 +278,7 @@ func (s *Service) RestorePaths(ctx context.Context, t Target, paths []string, op
 		var all []staged
 		abort := func() {
 			for _, st := range all {
-				_, _ = conn.Fs(context.WithoutCancel(ctx), agent.FsRequest{Op: agent.OpRestoreAbort, Path: st.path, Staging: st.dir, User: "root"}, nil, nil)
+				_, _ = conn.Fs(context.WithoutCancel(ctx), wire.FsRequest{Op: wire.OpRestoreAbort, Path: st.path, Staging: st.dir, User: "root"}, nil, nil)
 			}
 		}
 		for _, p := range paths {
@@ -289,7 +291,7 @@ func (s *Service) RestorePaths(ctx context.Context, t Target, paths []string, op
 			if !found {
 				rc = io.NopCloser(bytes.NewReader(emptyTar))
 			}
-			res, err := conn.Fs(ctx, agent.FsRequest{Op: agent.OpRestoreStage, Path: p, User: "root", AnyLinks: true,
+			res, err := conn.Fs(ctx, wire.FsRequest{Op: wire.OpRestoreStage, Path: p, User: "root", AnyLinks: true,
 				MaxBytes: s.lim.MaxExtractBytes}, rc, nil)
 			rc.Close()
 			if err != nil {
@@ -303,7 +305,7 @@ func (s *Service) RestorePaths(ctx context.Context, t Target, paths []string, op
 			all = append(all, staged{p, res.Info.Path})
 		}
 		for i, st := range all {
-			if _, err := conn.Fs(ctx, agent.FsRequest{Op: agent.OpRestoreSwap, Path: st.path, Staging: st.dir, User: "root"}, nil, nil); err != nil {
+			if _, err := conn.Fs(ctx, wire.FsRequest{Op: wire.OpRestoreSwap, Path: st.path, Staging: st.dir, User: "root"}, nil, nil); err != nil {
 				all = all[i:]
 				abort()
 				return fmt.Errorf("restore %s: %w", st.path, classify(err))
@@ -325,13 +327,13 @@ var emptyTar = func() []byte {
 // resolved there (relative ones from the user's home), so it needs no other
 // check here. field names the parameter in the error.
 func CheckPath(field, p string) error {
-	if err := agent.CheckPath(p); err != nil {
+	if err := wire.CheckPath(p); err != nil {
 		return cerrdefs.ErrInvalidArgument.WithMessage(field + ": " + err.Error())
 	}
 	return nil
 }
 
-func infoOf(f *agent.FileInfo) FileInfo {
+func infoOf(f *wire.FileInfo) FileInfo {
 	if f == nil {
 		return FileInfo{}
 	}
@@ -349,27 +351,27 @@ var (
 // classify turns the agent's failure codes into errdefs classes; other
 // errors pass through.
 func classify(err error) error {
-	var fe *agent.FsError
+	var fe *wire.FsError
 	if !errors.As(err, &fe) {
 		return err
 	}
 	var causes []error
 	switch fe.Code {
-	case agent.FsNotFound:
+	case wire.FsNotFound:
 		causes = []error{cerrdefs.ErrNotFound}
-	case agent.FsExists:
+	case wire.FsExists:
 		causes = []error{cerrdefs.ErrAlreadyExists}
-	case agent.FsIsDir, agent.FsNotDir, agent.FsNotEmpty:
+	case wire.FsIsDir, wire.FsNotDir, wire.FsNotEmpty:
 		causes = []error{cerrdefs.ErrFailedPrecondition}
-	case agent.FsPermission:
+	case wire.FsPermission:
 		causes = []error{cerrdefs.ErrPermissionDenied}
-	case agent.FsInvalid:
+	case wire.FsInvalid:
 		causes = []error{cerrdefs.ErrInvalidArgument}
-	case agent.FsBusy:
+	case wire.FsBusy:
 		causes = []error{cerrdefs.ErrConflict}
-	case agent.FsTooLarge:
+	case wire.FsTooLarge:
 		causes = []error{cerrdefs.ErrResourceExhausted, ErrTooLarge}
-	case agent.FsNoSpace:
+	case wire.FsNoSpace:
 		causes = []error{cerrdefs.ErrResourceExhausted, ErrNoSpace}
 	default:
 		causes = []error{cerrdefs.ErrUnknown}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	"github.com/bothy/bothy/agent"
 	"github.com/bothy/bothy/orchestrator"
 )
@@ -47,7 +49,7 @@ func (s *Service) Watch(ctx context.Context, t Target, o WatchOptions, fn func(E
 		return err
 	}
 	return s.sandboxes.Attach(ctx, t.Owner, t.Sandbox, func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
-		err := conn.Watch(ctx, agent.WatchRequest{Path: o.Path, Recursive: o.Recursive, From: o.From}, func(e agent.WatchEvent) error {
+		err := conn.Watch(ctx, wire.WatchRequest{Path: o.Path, Recursive: o.Recursive, From: o.From}, func(e wire.WatchEvent) error {
 			return fn(Event{Seq: e.Seq, Type: e.Type, Path: e.Path, From: e.From, IsDir: e.IsDir, Time: e.Time})
 		})
 		return classify(err)

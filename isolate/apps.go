@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/bothy/bothy/agent"
@@ -132,9 +134,9 @@ func (o *DeployOptions) validate() error {
 		return cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, a...))
 	}
 	switch o.Runtime {
-	case agent.RuntimePython, agent.RuntimeNode:
+	case wire.RuntimePython, wire.RuntimeNode:
 	case "javascript", "js":
-		o.Runtime = agent.RuntimeNode
+		o.Runtime = wire.RuntimeNode
 	default:
 		return bad("runtime %q: apps run on python or node", o.Runtime)
 	}
@@ -450,7 +452,7 @@ func (s *Service) invoke(ctx context.Context, app App, req Request) (Response, e
 		if err != nil {
 			return Response{}, err
 		}
-		if err := r.conn.AppInit(ctx, agent.AppInit{Code: app.Code, Env: app.Env, TimeoutMs: app.Limits.TimeoutMs, MaxOutput: maxAppLogs}); err != nil {
+		if err := r.conn.AppInit(ctx, wire.AppInit{Code: app.Code, Env: app.Env, TimeoutMs: app.Limits.TimeoutMs, MaxOutput: maxAppLogs}); err != nil {
 			s.destroy(r)
 			var ae *agent.AppError
 			if errors.As(err, &ae) {
@@ -491,7 +493,7 @@ func (s *Service) invoke(ctx context.Context, app App, req Request) (Response, e
 		"url":  "http://" + app.Name + ".app" + req.Path + querySuffix(req.Query),
 		"body": base64.StdEncoding.EncodeToString(req.Body),
 	}})
-	final, err := h.r.conn.Invoke(ctx, agent.InvokeRequest{TimeoutMs: app.Limits.TimeoutMs, Message: msg},
+	final, err := h.r.conn.Invoke(ctx, wire.InvokeRequest{TimeoutMs: app.Limits.TimeoutMs, Message: msg},
 		func(b []byte) []byte { return t.handle(tctx, b) })
 	if err != nil {
 		_ = tx.Rollback()

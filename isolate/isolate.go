@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	"github.com/bothy/bothy/agent"
 	"github.com/bothy/bothy/runtime"
 )
@@ -89,7 +91,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.MinIdle == nil {
-		c.MinIdle = map[string]int{agent.RuntimePython: 2, agent.RuntimeNode: 1, agent.RuntimeBash: 1}
+		c.MinIdle = map[string]int{wire.RuntimePython: 2, wire.RuntimeNode: 1, wire.RuntimeBash: 1}
 	}
 	def := func(v *int, d int) {
 		if *v <= 0 {
@@ -164,7 +166,7 @@ func New(ctx context.Context, cfg Config, rt Engine, images Images, d *sql.DB, l
 	if cfg.Instance == "" || cfg.DataDir == "" || cfg.AgentHost == "" {
 		return nil, errors.New("isolate: Instance, DataDir and AgentHost are required")
 	}
-	for _, rt := range []string{agent.RuntimePython, agent.RuntimeNode, agent.RuntimeBash} {
+	for _, rt := range []string{wire.RuntimePython, wire.RuntimeNode, wire.RuntimeBash} {
 		if cfg.Images[rt] == "" {
 			return nil, fmt.Errorf("isolate: no runner image for %s", rt)
 		}
@@ -210,7 +212,7 @@ func (s *Service) Start() {
 	s.wg.Add(2)
 	go s.remover()
 	go s.janitor()
-	for _, rt := range []string{agent.RuntimePython, agent.RuntimeNode, agent.RuntimeBash} {
+	for _, rt := range []string{wire.RuntimePython, wire.RuntimeNode, wire.RuntimeBash} {
 		s.pool(profile{runtime: rt, memoryMB: s.cfg.DefaultMemoryMB})
 	}
 }
@@ -325,7 +327,7 @@ func (s *Service) newRunner(ctx context.Context, prof profile, reclaim bool) (*r
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	ep, err := agent.Listen(filepath.Join(dir, agent.SocketName), token, s.log.With("runner", r.id))
+	ep, err := agent.Listen(filepath.Join(dir, wire.SocketName), token, s.log.With("runner", r.id))
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -334,8 +336,8 @@ func (s *Service) newRunner(ctx context.Context, prof profile, reclaim bool) (*r
 	spec := runtime.Spec{
 		Name:       "bothy-" + r.id,
 		Image:      image,
-		Entrypoint: []string{agent.BinaryPath},
-		Env: []string{agent.SocketEnv,
+		Entrypoint: []string{wire.BinaryPath},
+		Env: []string{wire.SocketEnv,
 			"BOTHY_RUNTIME=" + prof.runtime},
 		User:       fmt.Sprintf("%d:%d", runnerUID, runnerUID),
 		WorkingDir: "/tmp",
@@ -345,8 +347,8 @@ func (s *Service) newRunner(ctx context.Context, prof profile, reclaim bool) (*r
 			"bothy.runtime": prof.runtime,
 		},
 		Mounts: []runtime.Mount{
-			{Source: s.cfg.AgentHost, Target: agent.BinaryPath, ReadOnly: true},
-			{Source: dir, Target: agent.RunMount, ReadOnly: true},
+			{Source: s.cfg.AgentHost, Target: wire.BinaryPath, ReadOnly: true},
+			{Source: dir, Target: wire.RunMount, ReadOnly: true},
 		},
 		NanoCPUs:     int64(s.cfg.CPUs * 1e9),
 		MemoryBytes:  prof.memoryMB << 20,

@@ -8,9 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/bothy/bothy/agent"
 	"github.com/bothy/bothy/internal/errclass"
 	"github.com/bothy/bothy/supervisor"
 )
@@ -89,7 +90,7 @@ func (s *Service) validate(o *RunOptions) error {
 		return cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, a...))
 	}
 	switch o.Runtime {
-	case agent.RuntimePython, agent.RuntimeNode, agent.RuntimeBash:
+	case wire.RuntimePython, wire.RuntimeNode, wire.RuntimeBash:
 	case "":
 		return bad("runtime is required: python, node or bash")
 	default:
@@ -133,7 +134,7 @@ func (s *Service) validate(o *RunOptions) error {
 	}
 	seen := map[string]bool{}
 	for _, f := range o.Files {
-		clean, err := agent.ScratchPath(f.Path)
+		clean, err := wire.ScratchPath(f.Path)
 		if err != nil {
 			return errclass.Wrap(cerrdefs.ErrInvalidArgument, nil, err.Error())
 		}
@@ -206,11 +207,11 @@ func (s *Service) run(ctx context.Context, owner string, o RunOptions, stdout, s
 		r.owner = owner
 		s.mu.Unlock()
 	}
-	files := make([]agent.RunFile, 0, len(o.Files))
+	files := make([]wire.RunFile, 0, len(o.Files))
 	for _, f := range o.Files {
-		files = append(files, agent.RunFile{Path: f.Path, Data: f.Data, Mode: f.Mode})
+		files = append(files, wire.RunFile{Path: f.Path, Data: f.Data, Mode: f.Mode})
 	}
-	res, err := r.conn.Run(ctx, agent.RunRequest{
+	res, err := r.conn.Run(ctx, wire.RunRequest{
 		Code: o.Code, Stdin: o.Stdin, Files: files, Env: o.Env,
 		TimeoutMs: o.Timeout.Milliseconds(), MaxOutput: o.MaxOutput, MaxFileBytes: MaxReturnedFiles,
 	}, stdout, stderr)

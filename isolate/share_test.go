@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/bothy/bothy/agent"
 	"github.com/bothy/bothy/images"
 	"github.com/bothy/bothy/internal/testenv"
 	"github.com/bothy/bothy/runtime"
@@ -30,9 +31,9 @@ func newShareService(t *testing.T, maxTotal, perKey int) *Service {
 	s, err := New(ctx, Config{
 		Instance: instance, DataDir: data, AgentHost: testenv.AgentBinary(t),
 		Images: map[string]string{
-			agent.RuntimePython: images.RunnerPython, agent.RuntimeNode: images.RunnerNode, agent.RuntimeBash: images.RunnerBash,
+			wire.RuntimePython: images.RunnerPython, wire.RuntimeNode: images.RunnerNode, wire.RuntimeBash: images.RunnerBash,
 		},
-		MinIdle:  map[string]int{agent.RuntimePython: 0, agent.RuntimeNode: 0, agent.RuntimeBash: 0},
+		MinIdle:  map[string]int{wire.RuntimePython: 0, wire.RuntimeNode: 0, wire.RuntimeBash: 0},
 		MaxTotal: maxTotal, MaxPerKey: perKey,
 	}, d, b, sq, log)
 	if err != nil {
@@ -57,7 +58,7 @@ func (s *Service) runnersNow() int {
 
 func bashRun(t *testing.T, s *Service, ctx context.Context, owner, code string, memoryMB int64) error {
 	t.Helper()
-	_, err := s.Run(ctx, owner, RunOptions{Runtime: agent.RuntimeBash, Code: code, MemoryMB: memoryMB, Timeout: time.Minute}, io.Discard, io.Discard)
+	_, err := s.Run(ctx, owner, RunOptions{Runtime: wire.RuntimeBash, Code: code, MemoryMB: memoryMB, Timeout: time.Minute}, io.Discard, io.Discard)
 	return err
 }
 
@@ -77,7 +78,7 @@ func TestPoolClassesAreFixed(t *testing.T) {
 	}
 	var bash []int64
 	for _, p := range s.Pools() {
-		if p.Runtime == agent.RuntimeBash {
+		if p.Runtime == wire.RuntimeBash {
 			bash = append(bash, p.MemoryMB)
 		}
 	}

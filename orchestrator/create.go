@@ -8,6 +8,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/bothy/bothy/agent"
@@ -218,7 +220,7 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
-	env = append(env, agent.SocketEnv)
+	env = append(env, wire.SocketEnv)
 	network := o.cfg.Network
 	if sb.Spec.Network == "none" {
 		network = "none"
@@ -226,7 +228,7 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 	return runtime.Spec{
 		Name:       "bothy-" + sb.ID,
 		Image:      sb.Image,
-		Entrypoint: []string{agent.BinaryPath},
+		Entrypoint: []string{wire.BinaryPath},
 		Env:        env,
 		User:       "0:0",
 		WorkingDir: sb.Spec.Workdir,
@@ -238,8 +240,8 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 			runtime.LabelInstance: o.cfg.Instance,
 		},
 		Mounts: append([]runtime.Mount{
-			{Source: o.agentHost, Target: agent.BinaryPath, ReadOnly: true},
-			{Source: o.runDir(sb.ID), Target: agent.RunMount, ReadOnly: true},
+			{Source: o.agentHost, Target: wire.BinaryPath, ReadOnly: true},
+			{Source: o.runDir(sb.ID), Target: wire.RunMount, ReadOnly: true},
 		}, o.etcMounts(sb)...),
 		NanoCPUs:    int64(sb.Spec.CPUs * 1e9),
 		MemoryBytes: sb.Spec.MemoryMB << 20,

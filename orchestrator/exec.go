@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/bothy/bothy/agent"
@@ -107,7 +109,7 @@ func (o *Orchestrator) Exec(ctx context.Context, owner, id string, opts ExecOpti
 	}
 	var res ExecResult
 	err := o.Attach(ctx, owner, id, func(ctx context.Context, sb Sandbox, conn *agent.Conn) error {
-		req := agent.ExecRequest{
+		req := wire.ExecRequest{
 			Argv: opts.Argv, Env: sb.CommandEnv(opts.Env), Cwd: opts.Cwd, User: opts.User,
 			Stdin: opts.Stdin, TimeoutMs: opts.Timeout.Milliseconds(), MaxOutput: opts.MaxOutput,
 		}

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	"github.com/bothy/bothy/agent"
 	"github.com/bothy/bothy/runtime"
 )
@@ -195,7 +197,7 @@ func New(ctx context.Context, cfg Config, rt Runtime, images Images, d *sql.DB, 
 	if cfg.Instance == "" || cfg.DataDir == "" || cfg.AgentBinary == "" || cfg.Network == "" {
 		return nil, errors.New("orchestrator: Instance, DataDir, AgentBinary and Network are required")
 	}
-	if n := len(filepath.Join(cfg.DataDir, "run", "sb-0123456789abcdef", agent.SocketName)); n > 100 {
+	if n := len(filepath.Join(cfg.DataDir, "run", "sb-0123456789abcdef", wire.SocketName)); n > 100 {
 		return nil, fmt.Errorf("orchestrator: data directory %s is too long for unix socket paths (%d bytes)", cfg.DataDir, n)
 	}
 	st, err := openStore(ctx, d)
@@ -351,7 +353,7 @@ func (o *Orchestrator) endpoint(sb *Sandbox) (*live, error) {
 	if err := agent.WriteToken(dir, sb.token, o.rootUID); err != nil {
 		return nil, err
 	}
-	ep, err := agent.Listen(filepath.Join(dir, agent.SocketName), sb.token, o.log.With("sandbox_id", sb.ID))
+	ep, err := agent.Listen(filepath.Join(dir, wire.SocketName), sb.token, o.log.With("sandbox_id", sb.ID))
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/bothy/bothy/agent"
@@ -434,7 +436,7 @@ func TestIdlePolicyCountsBusyProcesses(t *testing.T) {
 	start := func(sb Sandbox, sh string) {
 		t.Helper()
 		err := f.o.Attach(ctx, "alice", sb.ID, func(ctx context.Context, _ Sandbox, conn *agent.Conn) error {
-			_, err := conn.StartProc(ctx, agent.ProcStart{Argv: []string{"sh", "-c", sh}})
+			_, err := conn.StartProc(ctx, wire.ProcStart{Argv: []string{"sh", "-c", sh}})
 			return err
 		})
 		if err != nil {

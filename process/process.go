@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/bothy/bothy/agent"
@@ -85,8 +87,8 @@ func (o StartOptions) validate() error {
 		return bad("cwd: must be an absolute path, got %q", o.Cwd)
 	case o.Timeout < 0 || o.Timeout > MaxTimeout:
 		return bad("timeout_ms: must be between 0 (no limit) and %d", MaxTimeout.Milliseconds())
-	case o.LogBytes != 0 && (o.LogBytes < agent.MinProcLogBytes || o.LogBytes > agent.MaxProcLogBytes):
-		return bad("log_bytes: must be between %d and %d (0: %d)", agent.MinProcLogBytes, agent.MaxProcLogBytes, agent.ProcLogBytes)
+	case o.LogBytes != 0 && (o.LogBytes < wire.MinProcLogBytes || o.LogBytes > wire.MaxProcLogBytes):
+		return bad("log_bytes: must be between %d and %d (0: %d)", wire.MinProcLogBytes, wire.MaxProcLogBytes, wire.ProcLogBytes)
 	}
 	for _, a := range o.Argv {
 		if strings.ContainsRune(a, 0) {
@@ -147,11 +149,11 @@ const (
 
 // States of a process.
 const (
-	Running = agent.ProcRunning
-	Exited  = agent.ProcExited
+	Running = wire.ProcRunning
+	Exited  = wire.ProcExited
 )
 
-func infoOf(p agent.ProcInfo) Info {
+func infoOf(p wire.ProcInfo) Info {
 	return Info{PID: p.PID, Tag: p.Tag, Argv: p.Argv, Cwd: p.Cwd, User: p.User, State: p.State, StartedAt: p.StartedAt,
 		EndedAt: p.EndedAt, ExitCode: p.ExitCode, Signal: p.Signal, TimedOut: p.TimedOut, CPUMs: p.CPUMs,
 		PeakMemoryKB: p.PeakMemoryKB, StdinOpen: p.StdinOpen, OutputBytes: p.OutputBytes, OutputFrom: p.OutputFrom}
@@ -164,7 +166,7 @@ func (s *Service) Start(ctx context.Context, owner, id string, o StartOptions) (
 	}
 	var info Info
 	err := s.sandboxes.Attach(ctx, owner, id, func(ctx context.Context, sb orchestrator.Sandbox, conn *agent.Conn) error {
-		req := agent.ProcStart{Argv: o.Argv, Env: sb.CommandEnv(o.Env), Cwd: o.Cwd, User: o.User, Tag: o.Tag, Stdin: o.Stdin,
+		req := wire.ProcStart{Argv: o.Argv, Env: sb.CommandEnv(o.Env), Cwd: o.Cwd, User: o.User, Tag: o.Tag, Stdin: o.Stdin,
 			TimeoutMs: o.Timeout.Milliseconds(), LogBytes: o.LogBytes}
 		if o.Shell != "" {
 			req.Argv = []string{"/bin/sh", "-c", o.Shell}
@@ -185,7 +187,7 @@ func (s *Service) Start(ctx context.Context, owner, id string, o StartOptions) (
 // List describes the running and recently exited processes of owner's
 // sandbox id (those tagged tag, when it is not empty).
 func (s *Service) List(ctx context.Context, owner, id, tag string) ([]Info, error) {
-	a, err := s.op(ctx, owner, id, agent.ProcList, agent.ProcRequest{Tag: tag})
+	a, err := s.op(ctx, owner, id, wire.ProcList, wire.ProcRequest{Tag: tag})
 	out := make([]Info, 0, len(a.List))
 	for _, p := range a.List {
 		out = append(out, infoOf(p))
@@ -195,17 +197,17 @@ func (s *Service) List(ctx context.Context, owner, id, tag string) ([]Info, erro
 
 // Get describes process pid.
 func (s *Service) Get(ctx context.Context, owner, id string, pid int) (Info, error) {
-	return s.info(ctx, owner, id, agent.ProcGet, agent.ProcRequest{PID: pid})
+	return s.info(ctx, owner, id, wire.ProcGet, wire.ProcRequest{PID: pid})
 }
 
 // Signal sends a signal ("SIGTERM", "TERM", "INT"...) to process pid's group.
 func (s *Service) Signal(ctx context.Context, owner, id string, pid int, signal string) (Info, error) {
-	return s.info(ctx, owner, id, agent.ProcSignal, agent.ProcRequest{PID: pid, Signal: signal})
+	return s.info(ctx, owner, id, wire.ProcSignal, wire.ProcRequest{PID: pid, Signal: signal})
 }
 
 // Kill kills process pid's whole group and waits for the process to exit.
 func (s *Service) Kill(ctx context.Context, owner, id string, pid int) (Info, error) {
-	return s.info(ctx, owner, id, agent.ProcKill, agent.ProcRequest{PID: pid})
+	return s.info(ctx, owner, id, wire.ProcKill, wire.ProcRequest{PID: pid})
 }
 
 // Stdin writes data to process pid's standard input, and closes it after
@@ -214,13 +216,13 @@ func (s *Service) Stdin(ctx context.Context, owner, id string, pid int, data []b
 	if len(data) > MaxStdinWrite {
 		return Info{}, cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("stdin: at most %d bytes in one write", MaxStdinWrite))
 	}
-	return s.info(ctx, owner, id, agent.ProcStdin, agent.ProcRequest{PID: pid, Data: data, Close: closeAfter})
+	return s.info(ctx, owner, id, wire.ProcStdin, wire.ProcRequest{PID: pid, Data: data, Close: closeAfter})
 }
 
 // Wait waits until process pid exits, or timeout passes (0: as long as ctx
 // lasts), and describes it.
 func (s *Service) Wait(ctx context.Context, owner, id string, pid int, timeout time.Duration) (Info, error) {
-	return s.info(ctx, owner, id, agent.ProcWait, agent.ProcRequest{PID: pid, TimeoutMs: timeout.Milliseconds()})
+	return s.info(ctx, owner, id, wire.ProcWait, wire.ProcRequest{PID: pid, TimeoutMs: timeout.Milliseconds()})
 }
 
 // Logs streams process pid's output to fn from offset from: what is kept,
@@ -231,7 +233,7 @@ func (s *Service) Logs(ctx context.Context, owner, id string, pid int, from int6
 		return cerrdefs.ErrInvalidArgument.WithMessage("from: must not be negative")
 	}
 	return s.sandboxes.Attach(ctx, owner, id, func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
-		err := conn.ProcLogs(ctx, agent.ProcRequest{PID: pid, From: from, Follow: follow}, func(r agent.ProcRecord) error {
+		err := conn.ProcLogs(ctx, wire.ProcRequest{PID: pid, From: from, Follow: follow}, func(r wire.ProcRecord) error {
 			rec := Record{Type: r.Type, Stream: r.Stream, Offset: r.Offset, To: r.To, Data: r.Data}
 			if r.Info != nil {
 				info := infoOf(*r.Info)
@@ -243,7 +245,7 @@ func (s *Service) Logs(ctx context.Context, owner, id string, pid int, from int6
 	})
 }
 
-func (s *Service) info(ctx context.Context, owner, id string, op agent.ProcOp, req agent.ProcRequest) (Info, error) {
+func (s *Service) info(ctx context.Context, owner, id string, op wire.ProcOp, req wire.ProcRequest) (Info, error) {
 	a, err := s.op(ctx, owner, id, op, req)
 	if err != nil {
 		return Info{}, err
@@ -254,8 +256,8 @@ func (s *Service) info(ctx context.Context, owner, id string, op agent.ProcOp, r
 	return infoOf(*a.Info), nil
 }
 
-func (s *Service) op(ctx context.Context, owner, id string, op agent.ProcOp, req agent.ProcRequest) (agent.ProcAnswer, error) {
-	var a agent.ProcAnswer
+func (s *Service) op(ctx context.Context, owner, id string, op wire.ProcOp, req wire.ProcRequest) (wire.ProcAnswer, error) {
+	var a wire.ProcAnswer
 	err := s.sandboxes.Attach(ctx, owner, id, func(ctx context.Context, _ orchestrator.Sandbox, conn *agent.Conn) error {
 		var err error
 		a, err = conn.Proc(ctx, op, req)
@@ -271,11 +273,11 @@ func classify(err error, id string, pid int) error {
 		return err
 	}
 	switch pe.Code {
-	case agent.ProcNotFound:
+	case wire.ProcNotFound:
 		return cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("no process %d in sandbox %s", pid, id))
-	case agent.ProcInvalid:
+	case wire.ProcInvalid:
 		return cerrdefs.ErrInvalidArgument.WithMessage(pe.Msg)
-	case agent.ProcConflict:
+	case wire.ProcConflict:
 		return cerrdefs.ErrConflict.WithMessage(pe.Msg)
 	}
 	return err

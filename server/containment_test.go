@@ -20,7 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/agent/wire"
+
 	"github.com/bothy/bothy/api"
 	"github.com/bothy/bothy/bounds"
 	"github.com/bothy/bothy/fsapi"
@@ -87,9 +88,9 @@ func newFullFixture(t *testing.T, cfg Config) *fullFixture {
 	iso, err := isolate.New(ctx, isolate.Config{
 		Instance: instance, DataDir: b.data, AgentHost: o.AgentHost(),
 		Images: map[string]string{
-			agent.RuntimePython: images.RunnerPython, agent.RuntimeNode: images.RunnerNode, agent.RuntimeBash: images.RunnerBash,
+			wire.RuntimePython: images.RunnerPython, wire.RuntimeNode: images.RunnerNode, wire.RuntimeBash: images.RunnerBash,
 		},
-		MinIdle: map[string]int{agent.RuntimePython: 0, agent.RuntimeNode: 0, agent.RuntimeBash: 0},
+		MinIdle: map[string]int{wire.RuntimePython: 0, wire.RuntimeNode: 0, wire.RuntimeBash: 0},
 		Limits:  supervisor.NewLimits(supervisor.LimitsConfig{}), Ledger: ledger,
 	}, b.d, b.images, b.sq, b.log)
 	if err != nil {

@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/agent/wire"
+
 	"github.com/bothy/bothy/api"
 	"github.com/bothy/bothy/images"
 	"github.com/bothy/bothy/internal/testenv"
@@ -48,9 +49,9 @@ func newDynFixture(t *testing.T, limits supervisor.LimitsConfig, appIdle time.Du
 	iso, err := isolate.New(ctx, isolate.Config{
 		Instance: instance, DataDir: b.data, AgentHost: testenv.AgentBinary(t),
 		Images: map[string]string{
-			agent.RuntimePython: images.RunnerPython, agent.RuntimeNode: images.RunnerNode, agent.RuntimeBash: images.RunnerBash,
+			wire.RuntimePython: images.RunnerPython, wire.RuntimeNode: images.RunnerNode, wire.RuntimeBash: images.RunnerBash,
 		},
-		MinIdle: map[string]int{agent.RuntimePython: 1, agent.RuntimeNode: 1, agent.RuntimeBash: 1},
+		MinIdle: map[string]int{wire.RuntimePython: 1, wire.RuntimeNode: 1, wire.RuntimeBash: 1},
 		AppIdle: appIdle, Limits: supervisor.NewLimits(limits), Ledger: ledger,
 	}, b.d, b.images, b.sq, b.log)
 	if err != nil {

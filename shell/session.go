@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/gorilla/websocket"
 
@@ -97,7 +99,7 @@ func (s *Service) List(ctx context.Context, owner, id string) ([]Info, error) {
 	return out, err
 }
 
-func infoOf(p agent.PtyInfo) Info {
+func infoOf(p wire.PtyInfo) Info {
 	return Info{ID: p.ID, Argv: p.Argv, PID: p.PID, Cols: p.Cols, Rows: p.Rows,
 		CreatedAt: p.CreatedAt, Viewers: p.Viewers, Exited: p.Exited, ExitCode: p.ExitCode}
 }

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	"github.com/gorilla/websocket"
 
 	"github.com/bothy/bothy/agent"
@@ -40,9 +42,9 @@ const (
 // client that stops reading holds one piece, and the agent, whose stream is
 // flow-controlled, drops a viewer that lags too far), and a pinger's timer;
 // it joins the writer before returning.
-func Bridge(ctx context.Context, ws *websocket.Conn, stream *agent.PtyStream, log *slog.Logger) (*agent.PtyExit, error) {
+func Bridge(ctx context.Context, ws *websocket.Conn, stream *agent.PtyStream, log *slog.Logger) (*wire.PtyExit, error) {
 	var wg sync.WaitGroup
-	var exit *agent.PtyExit
+	var exit *wire.PtyExit
 	var pumpErr error
 	done := make(chan struct{})
 
@@ -169,9 +171,9 @@ func control(stream *agent.PtyStream, data []byte) error {
 		if m.Cols == 0 || m.Rows == 0 || m.Cols > 1000 || m.Rows > 1000 {
 			return nil
 		}
-		return stream.Control(agent.PtyControl{Type: "resize", Cols: m.Cols, Rows: m.Rows})
+		return stream.Control(wire.PtyControl{Type: "resize", Cols: m.Cols, Rows: m.Rows})
 	case "signal":
-		return stream.Control(agent.PtyControl{Type: "signal", Signal: m.Signal})
+		return stream.Control(wire.PtyControl{Type: "signal", Signal: m.Signal})
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/bothy/bothy/agent"
@@ -53,10 +55,10 @@ func (s *Service) View(ctx context.Context, owner, id string, req Request, fn fu
 
 // attachOf is the agent's request for req, with the sandbox's user and
 // workdir for a new session that names none.
-func (s *Service) attachOf(sb orchestrator.Sandbox, req Request) agent.PtyAttach {
-	at := agent.PtyAttach{Session: req.Session, Replay: req.Replay}
+func (s *Service) attachOf(sb orchestrator.Sandbox, req Request) wire.PtyAttach {
+	at := wire.PtyAttach{Session: req.Session, Replay: req.Replay}
 	if req.Session == "" {
-		at.Open = &agent.PtyOpen{Argv: req.Argv, Env: sb.CommandEnv(req.Env), Cwd: req.Cwd, User: req.User,
+		at.Open = &wire.PtyOpen{Argv: req.Argv, Env: sb.CommandEnv(req.Env), Cwd: req.Cwd, User: req.User,
 			Cols: req.Cols, Rows: req.Rows, IdleTimeoutMs: req.IdleTimeout.Milliseconds()}
 		if at.Open.User == "" {
 			at.Open.User = sb.Spec.User
@@ -79,7 +81,7 @@ func (s *Service) Resize(ctx context.Context, owner, id, session string, cols, r
 		return cerrdefs.ErrInvalidArgument.WithMessage("terminal size: want 1 to 1000 columns and rows")
 	}
 	return s.View(ctx, owner, id, Request{Session: session}, func(v *Viewer) error {
-		return v.stream.Control(agent.PtyControl{Type: "resize", Cols: cols, Rows: rows})
+		return v.stream.Control(wire.PtyControl{Type: "resize", Cols: cols, Rows: rows})
 	})
 }
 

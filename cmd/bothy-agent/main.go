@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/agent/server"
 )
 
 // termGrace is how long processes get between SIGTERM and SIGKILL when the
@@ -34,7 +34,7 @@ const reservedThreads = 8
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "fs-helper" {
-		os.Exit(agent.RunFSHelper())
+		os.Exit(server.RunFSHelper())
 	}
 	// File transfers churn large buffers over a small live heap: collecting
 	// less often costs little memory and a lot less CPU.
@@ -48,14 +48,14 @@ func main() {
 		runtime.GOMAXPROCS(1)
 	}
 	// Threads for when the sandbox's processes have taken every pid.
-	agent.ReserveThreads(reservedThreads)
+	server.ReserveThreads(reservedThreads)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "bothy-agent")
 	socket := os.Getenv("BOTHY_SOCKET")
 	if socket == "" {
 		log.Error("BOTHY_SOCKET must be set")
 		os.Exit(2)
 	}
-	token, err := agent.ReadToken(socket)
+	token, err := server.ReadToken(socket)
 	if err != nil {
 		log.Error("read the agent token", "err", err)
 		os.Exit(2)
@@ -63,7 +63,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
 
-	srv := agent.NewServer(log)
+	srv := server.NewServer(log)
 	// A runner container loads its runtime before it dials in, so a runner
 	// that is connected is a warm one.
 	if rt := os.Getenv("BOTHY_RUNTIME"); rt != "" {
@@ -72,7 +72,7 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	agent.Dial(ctx, socket, token, srv, log)
+	server.Dial(ctx, socket, token, srv, log)
 
 	if os.Getpid() == 1 {
 		// Forward the stop to every other process, then make sure none is left.

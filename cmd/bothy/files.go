@@ -12,10 +12,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/bothy/bothy/agent/server"
+
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/bothy/bothy/agent"
 	"github.com/bothy/bothy/api"
 )
 
@@ -98,7 +99,7 @@ func upload(ctx context.Context, c *api.Client, local, id, remote string) error 
 	size := treeSize(local)
 	pr, pw := io.Pipe()
 	go func() {
-		_, _, err := agent.Archive(local, pw)
+		_, _, err := server.Archive(local, pw)
 		pw.CloseWithError(err)
 	}()
 	p := newProgress("upload", size)
@@ -155,7 +156,7 @@ func download(ctx context.Context, c *api.Client, id, remote, local string) erro
 	p := newProgress("download", -1)
 	errc := make(chan error, 1)
 	go func() {
-		_, _, err := agent.Extract(local, pr, 1<<40, 10_000_000)
+		_, _, err := server.Extract(local, pr, 1<<40, 10_000_000)
 		pr.CloseWithError(err)
 		errc <- err
 	}()

@@ -24,9 +24,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bothy/bothy/agent/wire"
+
 	"golang.org/x/sys/unix"
 
-	"github.com/bothy/bothy/agent"
 	"github.com/bothy/bothy/compat/e2b"
 	"github.com/bothy/bothy/db"
 	"github.com/bothy/bothy/fsapi"
@@ -178,10 +179,10 @@ func run(cfg config, log *slog.Logger) error {
 	iso, err := isolate.New(ctx, isolate.Config{
 		Instance: instance, DataDir: data, AgentHost: orch.AgentHost(),
 		Images: map[string]string{
-			agent.RuntimePython: images.RunnerPython, agent.RuntimeNode: images.RunnerNode, agent.RuntimeBash: images.RunnerBash,
+			wire.RuntimePython: images.RunnerPython, wire.RuntimeNode: images.RunnerNode, wire.RuntimeBash: images.RunnerBash,
 		},
 		MinIdle: map[string]int{
-			agent.RuntimePython: cfg.PoolMinIdle, agent.RuntimeNode: min(cfg.PoolMinIdle, 1), agent.RuntimeBash: min(cfg.PoolMinIdle, 1),
+			wire.RuntimePython: cfg.PoolMinIdle, wire.RuntimeNode: min(cfg.PoolMinIdle, 1), wire.RuntimeBash: min(cfg.PoolMinIdle, 1),
 		},
 		MaxTotal: cfg.PoolMaxTotal, MaxPerKey: cfg.RunnersPerKey, AppIdle: cfg.AppIdle,
 		Limits: limits, Ledger: ledger,

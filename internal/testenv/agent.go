@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bothy/bothy/agent/server"
+	"github.com/bothy/bothy/agent/wire"
+
 	"github.com/bothy/bothy/agent"
 )
 
@@ -16,17 +19,17 @@ import (
 func AgentConn(t testing.TB) *agent.Conn {
 	t.Helper()
 	log := Logger(t)
-	sock := filepath.Join(t.TempDir(), agent.SocketName)
+	sock := filepath.Join(t.TempDir(), wire.SocketName)
 	const token = "test-token"
 	ep, err := agent.Listen(sock, token, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := agent.NewServer(log)
+	srv := server.NewServer(log)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); agent.Dial(ctx, sock, token, srv, log) }()
+	go func() { defer wg.Done(); server.Dial(ctx, sock, token, srv, log) }()
 	t.Cleanup(func() {
 		cancel()
 		ep.Close()

@@ -5,9 +5,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/bothy/bothy/agent/server"
+	"github.com/bothy/bothy/agent/wire"
+
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/bothy/bothy/agent"
 	"github.com/bothy/bothy/runtime"
 	"github.com/bothy/bothy/runtime/fake"
 )
@@ -23,15 +25,15 @@ func FakeEngine(t testing.TB, image string) *fake.Engine {
 	e.AddImage(runtime.Image{Tags: []string{image}})
 	e.Boot = func(ctx context.Context, spec runtime.Spec) int {
 		for _, m := range spec.Mounts {
-			if m.Target == agent.RunMount {
-				socket := filepath.Join(m.Source, agent.SocketName)
-				token, err := agent.ReadToken(socket)
+			if m.Target == wire.RunMount {
+				socket := filepath.Join(m.Source, wire.SocketName)
+				token, err := server.ReadToken(socket)
 				if err != nil {
 					return 2
 				}
-				srv := agent.NewServer(log)
+				srv := server.NewServer(log)
 				defer srv.Close()
-				agent.Dial(ctx, socket, token, srv, log)
+				server.Dial(ctx, socket, token, srv, log)
 				return 0
 			}
 		}

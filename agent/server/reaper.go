@@ -1,0 +1,93 @@
+package server
+
+import (
+	"errors"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+)
+
+// exitStatus is what wait4 reported for one process.
+type exitStatus struct {
+	status syscall.WaitStatus
+	rusage syscall.Rusage
+}
+
+// reaper waits for every child of this process, as PID 1 must: it reaps zombies
+// re-parented to it and hands the status of processes it started to whoever
+// registered them. Because it reaps with wait4(-1), nothing else in the process may
+// call Wait on a child.
+type reaper struct {
+	mu      sync.Mutex
+	waiters map[int]chan exitStatus
+	sig     chan os.Signal
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func newReaper() *reaper {
+	r := &reaper{
+		waiters: make(map[int]chan exitStatus),
+		sig:     make(chan os.Signal, 1),
+		done:    make(chan struct{}),
+	}
+	signal.Notify(r.sig, syscall.SIGCHLD)
+	r.wg.Add(1)
+	go r.loop()
+	return r
+}
+
+// start runs startFn (which forks a child) with the reaper's lock held, so the
+// child's exit cannot be reaped before its waiter is registered.
+func (r *reaper) start(startFn func() (*os.Process, error)) (*os.Process, <-chan exitStatus, error) {
+	if r == nil {
+		return nil, nil, errors.New("the agent is shutting down")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, err := startFn()
+	if err != nil {
+		return nil, nil, err
+	}
+	ch := make(chan exitStatus, 1)
+	r.waiters[p.Pid] = ch
+	return p, ch, nil
+}
+
+func (r *reaper) loop() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-r.sig:
+			r.reapAll()
+		}
+	}
+}
+
+func (r *reaper) reapAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		var st exitStatus
+		pid, err := syscall.Wait4(-1, &st.status, syscall.WNOHANG, &st.rusage)
+		if err == syscall.EINTR {
+			continue
+		}
+		if pid <= 0 || err != nil {
+			return
+		}
+		if ch, ok := r.waiters[pid]; ok {
+			delete(r.waiters, pid)
+			ch <- st
+		}
+	}
+}
+
+func (r *reaper) close() {
+	signal.Stop(r.sig)
+	close(r.done)
+	r.wg.Wait()
+}
