@@ -58,6 +58,8 @@ run: build engine ## start bothy on $(LISTEN) with data in $(DATA)
 
 test: build engine browser e2b-sdk openapi-ts mcp-inspector lint ## unit, Docker-backed integration, end-to-end, browser, and real clients (E2B SDK, MCP Inspector, Python, openapi-typescript)
 	BOTHY_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m -artifacts ./...
+	@echo "the end-to-end suite again, every sandbox on the agent channel's network transport (TCP + mutual TLS)"
+	BOTHY_REQUIRE_DOCKER=1 BOTHY_AGENT_TRANSPORT=tcp $(GO) test -race -count=1 -timeout 30m ./e2e
 
 test-unit: ## the tests that need no engine (with DOCKER_HOST pointing nowhere, so that one that reaches for it fails)
 	DOCKER_HOST=unix:///nonexistent/no-engine.sock $(GO) test -race -count=1 -short ./...

@@ -19,17 +19,10 @@ import (
 
 // WriteToken puts token in dir for an agent that runs as the host uid uid.
 func WriteToken(dir, token string, uid int) error {
-	p := filepath.Join(dir, wire.TokenName)
-	tmp := p + ".tmp"
-	_ = os.Remove(tmp)
-	if err := os.WriteFile(tmp, []byte(token), 0o400); err != nil {
+	if err := writeFile(filepath.Join(dir, wire.TokenName), []byte(token), 0o400, uid); err != nil {
 		return fmt.Errorf("write agent token: %w", err)
 	}
-	if err := os.Chown(tmp, uid, uid); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write agent token: %w", err)
-	}
-	return os.Rename(tmp, p)
+	return nil
 }
 
 // handshakeTimeout bounds how long a dialler may take to say hello.
@@ -38,12 +31,17 @@ const handshakeTimeout = 2 * time.Second
 // ErrClosed is returned by Endpoint.Conn after Close.
 var ErrClosed = errors.New("agent: endpoint closed")
 
-// Endpoint is bothy's end of one sandbox's channel: a unix socket that the
-// sandbox's agent dials, and the live connection once it has.
+// Endpoint is bothy's end of one sandbox's channel, and the live connection
+// once there is one: a unix socket that the sandbox's agent dials (Listen),
+// or the agent's TCP port that bothy dials with mutual TLS (DialTLS).
 type Endpoint struct {
 	path, token string
 	log         *slog.Logger
 	ln          net.Listener
+	// dial, for the network transport, makes a connection to the agent;
+	// dialing is held by the one caller of Conn that dials.
+	dial    func(context.Context) (net.Conn, error)
+	dialing chan struct{}
 
 	mu    sync.Mutex
 	conn  *Conn
@@ -170,7 +168,7 @@ func (e *Endpoint) set(conn *Conn) {
 }
 
 // Conn returns the live connection, waiting for the agent to dial in when there
-// is none yet.
+// is none yet (or, on the network transport, dialling it).
 func (e *Endpoint) Conn(ctx context.Context) (*Conn, error) {
 	for {
 		e.mu.Lock()
@@ -185,6 +183,13 @@ func (e *Endpoint) Conn(ctx context.Context) (*Conn, error) {
 		case <-e.closed:
 			return nil, ErrClosed
 		case <-ready:
+		case e.dialing <- struct{}{}: // nil, and never ready, when listening
+			conn, err := e.redial(ctx)
+			<-e.dialing
+			if err != nil {
+				return nil, err
+			}
+			return conn, nil
 		}
 	}
 }
@@ -215,6 +220,11 @@ func (e *Endpoint) Close() error {
 	default:
 	}
 	close(e.closed)
+	if e.ln == nil {
+		e.Drop()
+		e.wg.Wait()
+		return nil
+	}
 	err := e.ln.Close()
 	e.wg.Wait()
 	_ = os.Remove(e.path)

@@ -44,7 +44,7 @@ func main() {
 	flag.IntVar(&dockerRunN, "docker-run-n", 10, "docker run --rm of the same snippets")
 	flag.IntVar(&poolN, "pool-n", 40, "creates served by the warm sandbox pool")
 	flag.IntVar(&densityN, "density-n", 500, "idle sandboxes to hold at once")
-	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "snapshots" only checkpoints and restores; "ports" only background processes and the port proxy; "pool" only the warm sandbox pool; "fork" only forks; "density" only many idle sandboxes`)
+	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "snapshots" only checkpoints and restores; "ports" only background processes and the port proxy; "pool" only the warm sandbox pool; "transport" only exec over the agent channel's network transport; "fork" only forks; "density" only many idle sandboxes`)
 	flag.Parse()
 	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN, *fileN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -179,6 +179,16 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		return nil
 	}
 
+	if only == "transport" {
+		rows, err := benchTransport(ctx, c, bin, agentBin, image, eng, 500)
+		if err != nil {
+			return err
+		}
+		header()
+		printRows(rows)
+		return nil
+	}
+
 	if only == "disk" {
 		if info.DiskLimits == "" {
 			return fmt.Errorf("this engine (%s) enforces no disk size", info.StorageDriver)
@@ -227,6 +237,11 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		}
 	}
 	rows := []row{{name: "exec `true` (REST vs docker exec)", ours: ours, base: base, target: "p50 <= 3 ms, p99 <= 15 ms"}}
+	transportRows, err := benchTransport(ctx, c, bin, agentBin, image, eng, 500)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, transportRows...)
 
 	// Cold create -> first exec vs docker create+start, on Docker's default
 	// bridge and on the same isolated network sandboxes join.

@@ -218,8 +218,16 @@ func sweep(d *docker.Docker, instance string) {
 
 // TestUserJourney walks the acceptance of the foundation issue with the built
 // binaries, on the default (Debian) image.
+// TestUserJourney walks the CLI's journey on each transport of the agent
+// channel.
 func TestUserJourney(t *testing.T) {
 	testenv.Docker(t)
+	for _, transport := range []string{"unix", "tcp"} {
+		t.Run(transport, func(t *testing.T) { userJourney(t, transport) })
+	}
+}
+
+func userJourney(t *testing.T, transport string) {
 	const key = "e2e-admin-key-0123456789abcdef"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
@@ -227,13 +235,20 @@ func TestUserJourney(t *testing.T) {
 	// is what keeps sandboxes away from bothy's port.
 	port := freePort(t)
 	listen := fmt.Sprintf("0.0.0.0:%d", port)
-	d := startDaemon(t, listen, data, "BOTHY_ADMIN_KEY="+key)
+	env := []string{"BOTHY_ADMIN_KEY=" + key, "BOTHY_AGENT_TRANSPORT=" + transport}
+	d := startDaemon(t, listen, data, env...)
 
 	out, errOut, code := bothy(t, d.url, key, "create", "--label", "suite=e2e")
 	if code != 0 {
 		t.Fatalf("bothy create: %d %s", code, errOut)
 	}
 	id := strings.TrimSpace(out)
+	// The sandbox is on the transport asked for: the agent's port beside
+	// its token, or not.
+	_, err := os.Stat(filepath.Join(data, "run", id, "listen"))
+	if networked := err == nil; networked != (transport == "tcp") {
+		t.Fatalf("transport %s, and the agent's port is there: %v", transport, networked)
+	}
 	if out, _, code := bothy(t, d.url, key, "exec", id, "--", "python3", "-c", "print(6*7)"); code != 0 || out != "42\n" {
 		t.Fatalf("python: %d %q", code, out)
 	}
@@ -263,7 +278,7 @@ func TestUserJourney(t *testing.T) {
 
 	// kill -9 and restart: the sandbox is still listed and still works.
 	d.kill()
-	d = startDaemon(t, listen, data, "BOTHY_ADMIN_KEY="+key)
+	d = startDaemon(t, listen, data, env...)
 	if out, _, _ := bothy(t, d.url, key, "ls"); !strings.Contains(out, id) || !strings.Contains(out, "running") {
 		t.Fatalf("after restart, ls: %s", out)
 	}
@@ -307,6 +322,8 @@ func TestUserJourney(t *testing.T) {
 		fmt.Sprintf("http://%s:%d/healthz", hostIP(t), port),
 		"http://169.254.169.254/latest/meta-data/",
 		"http://" + otherIP + ":8000/",
+		// The other sandbox's agent port (on the network transport).
+		"http://" + otherIP + ":49980/",
 	}
 	for _, u := range targets {
 		res, err := c.Exec(ctx, id, api.ExecRequest{Cmd: []string{"curl", "-s", "-m", "2", "-o", "/dev/null", "-w", "%{http_code}", u}})

@@ -58,6 +58,7 @@ func (o *Orchestrator) Create(ctx context.Context, owner string, opts CreateOpti
 	tImage := time.Now()
 
 	now := o.now()
+	spec.Transport = o.transportOf(spec)
 	sb = Sandbox{
 		ID: newID("sb-", 8), Owner: owner, State: StateCreating, Image: image, Spec: spec,
 		Labels: opts.Labels, CreatedAt: now, UpdatedAt: now, LastActiveAt: now,

@@ -81,6 +81,10 @@ type Config struct {
 	// Checkpoints keeps snapshots; nil: the operations on snapshots
 	// answer that they are not served.
 	Checkpoints Checkpoints
+	// Transport is the agent channel's transport of new sandboxes:
+	// TransportUnix (the default) or TransportTCP. A sandbox without a
+	// network always uses the socket.
+	Transport string
 
 	ReadyTimeout   time.Duration // from container start to the agent's hello
 	StopTimeout    time.Duration // from SIGTERM to SIGKILL on stop
@@ -96,6 +100,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Checkpoints == nil {
 		c.Checkpoints = noCheckpoints{}
+	}
+	if c.Transport == "" {
+		c.Transport = TransportUnix
 	}
 	if c.ReadyTimeout == 0 {
 		c.ReadyTimeout = 30 * time.Second
@@ -149,6 +156,10 @@ type Orchestrator struct {
 	pools    []*sandboxPool
 	poolKick chan struct{}
 
+	// ca signs the credentials of the network transport, opened on first use.
+	caMu sync.Mutex
+	ca   *agent.CA
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -196,6 +207,9 @@ func New(ctx context.Context, cfg Config, rt Runtime, images Images, d *sql.DB, 
 	cfg.setDefaults()
 	if cfg.Instance == "" || cfg.DataDir == "" || cfg.AgentBinary == "" || cfg.Network == "" {
 		return nil, errors.New("orchestrator: Instance, DataDir, AgentBinary and Network are required")
+	}
+	if cfg.Transport != "" && cfg.Transport != TransportUnix && cfg.Transport != TransportTCP {
+		return nil, fmt.Errorf("orchestrator: transport %q: want %q or %q", cfg.Transport, TransportUnix, TransportTCP)
 	}
 	if n := len(filepath.Join(cfg.DataDir, "run", "sb-0123456789abcdef", wire.SocketName)); n > 100 {
 		return nil, fmt.Errorf("orchestrator: data directory %s is too long for unix socket paths (%d bytes)", cfg.DataDir, n)
@@ -353,7 +367,7 @@ func (o *Orchestrator) endpoint(sb *Sandbox) (*live, error) {
 	if err := agent.WriteToken(dir, sb.token, o.rootUID); err != nil {
 		return nil, err
 	}
-	ep, err := agent.Listen(filepath.Join(dir, wire.SocketName), sb.token, o.log.With("sandbox_id", sb.ID))
+	ep, err := o.newEndpoint(sb, dir)
 	if err != nil {
 		return nil, err
 	}

@@ -171,6 +171,8 @@ func (o *Orchestrator) claimOne(ctx context.Context, id, owner string, spec Spec
 		return Sandbox{}, false, err
 	}
 	now := o.now()
+	// The claimer's spec, on the transport the sandbox was made with.
+	spec.Transport = sb.Spec.Transport
 	sb.Owner, sb.Spec, sb.Labels = owner, spec, opts.Labels
 	sb.CreatedAt, sb.UpdatedAt, sb.LastActiveAt = now, now, now
 	claimed, err := o.store.claim(ctx, &sb)
@@ -383,6 +385,7 @@ func (o *Orchestrator) createPooled(ctx context.Context, p *sandboxPool) (id str
 		Labels: map[string]string{}, CreatedAt: now, UpdatedAt: now, LastActiveAt: now,
 		token: newID("", 24),
 	}
+	sb.Spec.Transport = o.transportOf(sb.Spec)
 	id = sb.ID
 	unlock := o.locks.Lock(id)
 	defer unlock()

@@ -60,7 +60,20 @@ type Spec struct {
 	TTLSeconds int64  `json:"ttl_s"`
 	User       string `json:"user,omitempty"`
 	Workdir    string `json:"workdir,omitempty"`
+	// Transport is how bothy reaches the sandbox's agent: TransportUnix
+	// (also when empty) or TransportTCP, fixed when the sandbox is made.
+	Transport string `json:"transport,omitempty"`
 }
+
+// The agent channel's transports (Config.Transport).
+const (
+	// TransportUnix: the agent dials a unix socket bothy listens on, in a
+	// directory bind-mounted into its container.
+	TransportUnix = "unix"
+	// TransportTCP: the agent listens on TCP in its container and bothy
+	// dials it, with mutual TLS from a CA bothy keeps.
+	TransportTCP = "tcp"
+)
 
 // CommandEnv is the environment a command, process or terminal in the
 // sandbox gets besides its image's: the sandbox's own, under what the request

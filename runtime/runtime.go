@@ -90,6 +90,9 @@ type Container struct {
 	// OOMKilled is set when the engine saw the container's init killed by OOM.
 	OOMKilled bool
 	ExitCode  int
+	// Addr is the container's IP address on its network while it runs
+	// (empty when it has none, or the engine does not say).
+	Addr string
 }
 
 // NetworkSpec describes the bridge network sandboxes join.

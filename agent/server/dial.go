@@ -49,27 +49,38 @@ func dialOnce(ctx context.Context, socket, token string, srv *Server) (served bo
 	if err != nil {
 		return false, err
 	}
+	sess, err := hello(conn, token)
+	if err != nil {
+		return false, err
+	}
+	return true, srv.ServeSession(ctx, sess)
+}
+
+// hello says hello on a new connection to bothy with token and, once bothy
+// welcomes it, makes the session the agent serves; the connection is
+// closed on failure.
+func hello(conn net.Conn, token string) (*yamux.Session, error) {
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	if err := wire.WriteJSON(conn, wire.Hello{Version: wire.ProtocolVersion, Token: token, PID: os.Getpid()}); err != nil {
 		conn.Close()
-		return false, err
+		return nil, err
 	}
 	var w wire.Welcome
 	if err := wire.ReadJSON(conn, &w); err != nil {
 		conn.Close()
-		return false, err
+		return nil, err
 	}
 	if w.Error != "" {
 		conn.Close()
-		return false, fmt.Errorf("refused: %s", w.Error)
+		return nil, fmt.Errorf("refused: %s", w.Error)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	sess, err := yamux.Server(wire.ChannelConn(conn), wire.YamuxConfig())
 	if err != nil {
 		conn.Close()
-		return false, err
+		return nil, err
 	}
-	return true, srv.ServeSession(ctx, sess)
+	return sess, nil
 }
 
 // ReadToken reads the token WriteToken put beside socket.

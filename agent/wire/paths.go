@@ -13,3 +13,19 @@ const (
 	// environment, which a commit, an export or an inspect would carry.
 	TokenName = "token"
 )
+
+// The network transport: instead of dialling the socket, the agent listens
+// on TCP and bothy dials it, both ends proving who they are with mutual TLS.
+// bothy writes these files beside the token (docs/security.md).
+const (
+	// ListenName holds the TCP port the agent listens on; the agent takes
+	// the network transport when the file exists.
+	ListenName = "listen"
+	// CertName is the agent's certificate, KeyName its key (readable by the
+	// agent's uid alone) and CAName the CA that signs bothy's certificates.
+	CertName = "agent.pem"
+	KeyName  = "agent-key.pem"
+	CAName   = "ca.pem"
+	// AgentPort is the port the agent listens on inside the sandbox.
+	AgentPort = 49980
+)

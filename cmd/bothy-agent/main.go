@@ -4,6 +4,9 @@
 //
 // It reads BOTHY_SOCKET, the socket to dial, set by bothy when it creates
 // the container, and its proof of identity from the token file beside it.
+// When bothy has written a port beside the token, the agent listens on it
+// instead and bothy dials in, both proving who they are with mutual TLS
+// (the certificates beside the token).
 // In a runner container for dynamic code, BOTHY_RUNTIME (python, node or
 // bash) names the runtime host it starts before dialling.
 //
@@ -72,7 +75,15 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	server.Dial(ctx, socket, token, srv, log)
+	if server.Networked(socket) {
+		// bothy dials this agent over TCP with mutual TLS.
+		if err := server.ListenTLS(ctx, socket, token, srv, log); err != nil {
+			log.Error("listen for bothy", "err", err)
+			os.Exit(2)
+		}
+	} else {
+		server.Dial(ctx, socket, token, srv, log)
+	}
 
 	if os.Getpid() == 1 {
 		// Forward the stop to every other process, then make sure none is left.

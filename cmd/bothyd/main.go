@@ -156,6 +156,7 @@ func run(cfg config, log *slog.Logger) error {
 		Network: cfg.Network, Bridge: cfg.Bridge, AllowedRanges: cfg.AllowedRanges, DefaultImage: cfg.DefaultImage,
 		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery,
 		Limits: diskLimits(cfg), Quotas: sandboxQuota(keys), Pools: cfg.SandboxPools, Checkpoints: snaps,
+		Transport: cfg.AgentTransport,
 	}, eng, builder, sq, log)
 	if err != nil {
 		return err

@@ -193,6 +193,14 @@ func (d *Docker) Inspect(ctx context.Context, id string) (runtime.Container, err
 		out.ExitCode = c.State.ExitCode
 	}
 	out.Created, _ = time.Parse(time.RFC3339Nano, c.Created)
+	if c.NetworkSettings != nil {
+		for _, n := range c.NetworkSettings.Networks {
+			if n != nil && n.IPAddress.IsValid() {
+				out.Addr = n.IPAddress.String()
+				break
+			}
+		}
+	}
 	return out, nil
 }
 

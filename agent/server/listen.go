@@ -1,0 +1,142 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bothy/bothy/agent/wire"
+	"github.com/hashicorp/yamux"
+)
+
+// Bounds of the network transport's listener: anyone who reaches the port
+// can start a handshake, so few run at once and none for long.
+const (
+	maxHandshakes    = 4
+	handshakeTimeout = 5 * time.Second
+)
+
+// Networked says whether bothy put the agent on the network transport: a
+// port to listen on beside the token in the directory of socket.
+func Networked(socket string) bool {
+	_, err := os.Stat(filepath.Join(filepath.Dir(socket), wire.ListenName))
+	return err == nil
+}
+
+// ListenTLS serves bothy on the network transport until ctx is done: it
+// listens on the TCP port written beside socket, and serves each connection
+// that proves, with mutual TLS, to be bothy's for this sandbox (its
+// certificate signed by the CA beside socket, naming this sandbox and
+// bothy's side), after saying hello with token as on the socket. The
+// certificate and key are read again for every connection, so a bothy that
+// issued new ones is served without a restart.
+func ListenTLS(ctx context.Context, socket, token string, srv *Server, log *slog.Logger) error {
+	dir := filepath.Dir(socket)
+	b, err := os.ReadFile(filepath.Join(dir, wire.ListenName))
+	if err != nil {
+		return err
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || port <= 0 || port > 65535 {
+		return fmt.Errorf("bad port in %s: %q", wire.ListenName, b)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return err
+	}
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return serverTLS(dir)
+		},
+	}
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, maxHandshakes)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			c.Close() // too many handshakes at once
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sess, err := accept(ctx, tls.Server(c, cfg), token)
+			<-slots
+			if err != nil {
+				log.Debug("connection refused", "from", c.RemoteAddr().String(), "err", err)
+				return
+			}
+			if err := srv.ServeSession(ctx, sess); err != nil && ctx.Err() == nil {
+				log.Debug("channel down", "err", err)
+			}
+		}()
+	}
+}
+
+// accept completes a connection's TLS handshake, then says hello.
+func accept(ctx context.Context, c *tls.Conn, token string) (*yamux.Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return hello(c, token)
+}
+
+// serverTLS is the agent's TLS configuration from the files in dir.
+func serverTLS(dir string) (*tls.Config, error) {
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, wire.CertName), filepath.Join(dir, wire.KeyName))
+	if err != nil {
+		return nil, err
+	}
+	id, err := wire.SandboxOfAgent(pair.Leaf)
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, wire.CAName))
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("no CA certificate in " + wire.CAName)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{pair},
+		// Any certificate is asked for, and VerifyConnection checks its chain
+		// and its name: bothy's, for this sandbox.
+		ClientAuth:       tls.RequireAnyClientCert,
+		VerifyConnection: wire.VerifyPeer(roots, wire.BothyIdentity(id), x509.ExtKeyUsageClientAuth),
+	}, nil
+}

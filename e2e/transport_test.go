@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
+)
+
+// probe is run as root inside a sandbox on the network transport: it tries
+// to get a hello out of agents with what code in a sandbox can get hold of
+// (nothing, its own agent's certificate and key, a certificate bothy's
+// name forged with a CA of its own) and prints what each attempt got.
+const probe = `
+import json, socket, ssl, sys
+own, other = "127.0.0.1", sys.argv[1]
+run = "/.bothy/run/"
+def attempt(host, cert=None, key=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    try:
+        s = socket.create_connection((host, 49980), timeout=3)
+    except OSError as e:
+        return "unreachable: %s" % e
+    try:
+        t = ctx.wrap_socket(s)
+        t.settimeout(5)
+        data = t.recv(65536)
+        return "hello: %r" % data[:200] if data else "closed"
+    except (OSError, ssl.SSLError) as e:
+        return "refused: %s" % e
+out = {
+    "own, no certificate": attempt(own),
+    "own, the agent's certificate": attempt(own, run + "agent.pem", run + "agent-key.pem"),
+    "own, forged": attempt(own, "/tmp/forged.pem", "/tmp/forged-key.pem"),
+    "other, the agent's certificate": attempt(other, run + "agent.pem", run + "agent-key.pem"),
+    "other, forged": attempt(other, "/tmp/forged.pem", "/tmp/forged-key.pem"),
+}
+print(json.dumps(out))
+`
+
+// TestNetworkTransportFromInside: code in a sandbox on the network transport
+// gets nothing out of its own agent's port or another sandbox's, whatever
+// credentials it holds or makes; and it holds nothing of bothy's.
+func TestNetworkTransportFromInside(t *testing.T) {
+	testenv.Docker(t)
+	const key = "e2e-transport-key-0123456789abcdef"
+	data := testenv.DataDir(t)
+	t.Cleanup(func() { removeInstance(t, data) })
+	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "BOTHY_ADMIN_KEY="+key, "BOTHY_AGENT_TRANSPORT=tcp")
+	c := api.NewClient(d.url, key)
+	ctx := context.Background()
+	a, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Exec(ctx, b.ID, api.ExecRequest{Shell: "hostname -I"})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	otherIP := strings.Fields(res.Stdout)[0]
+	// A certificate with bothy's name for sandbox a, from a CA of the
+	// sandbox's own making.
+	forgedCA, forgedKey := selfSignedCA(t)
+	forged := mint(t, forgedCA, forgedKey, "bothy:sandbox/"+a.ID+"/bothyd")
+	for name, body := range map[string][]byte{"/tmp/forged.pem": forged.cert, "/tmp/forged-key.pem": forged.key} {
+		if _, err := c.WriteFile(ctx, a.ID, name, bytes.NewReader(body), api.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What a sandbox's root can read of the channel: its agent's
+	// credentials, never the CA's key or bothy's certificate.
+	res, err = c.Exec(ctx, a.ID, api.ExecRequest{Shell: "test -r /.bothy/run/agent-key.pem && ! test -e /.bothy/run/ca-key.pem && ! grep -rl 'bothyd' /.bothy/run/ 2>/dev/null | grep -v '^$'"})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("the sandbox sees more of the channel than its agent's credentials: %v %+v", err, res)
+	}
+	res, err = c.Exec(ctx, a.ID, api.ExecRequest{Cmd: []string{"python3", "-c", probe, otherIP}})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("probe: %v %+v", err, res)
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(res.Stdout), &got); err != nil {
+		t.Fatalf("probe said %q: %v", res.Stdout, err)
+	}
+	if len(got) != 5 {
+		t.Fatalf("probe: %v", got)
+	}
+	for attempt, outcome := range got {
+		t.Logf("%s: %s", attempt, outcome)
+		if len(outcome) >= 5 && outcome[:5] == "hello" {
+			t.Errorf("%s: an agent said hello: %s", attempt, outcome)
+		}
+	}
+	// Both sandboxes still serve bothy.
+	for _, id := range []string{a.ID, b.ID} {
+		if res, err := c.Exec(ctx, id, api.ExecRequest{Cmd: []string{"true"}}); err != nil || res.ExitCode != 0 {
+			t.Fatalf("%s after the probe: %v %+v", id, err, res)
+		}
+	}
+}
+
+func selfSignedCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bothy agent channel CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+// pemPair is a certificate and its key, in PEM.
+type pemPair struct{ cert, key []byte }
+
+// mint makes a client certificate naming name, signed by ca.
+func mint(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string) pemPair {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, URIs: []*url.URL{u},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pemPair{
+		cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		key:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}
+}
