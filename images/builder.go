@@ -25,6 +25,8 @@ type Engine interface {
 	ImageBuild(ctx context.Context, dockerfile, ref string, progress func(string)) error
 	ImagePull(ctx context.Context, ref string, progress func(string)) error
 	ImageRemove(ctx context.Context, ref string) error
+	ImageTag(ctx context.Context, source, target string) error
+	ImagePush(ctx context.Context, ref string, progress func(string)) error
 }
 
 // Builder ensures, builds, lists and removes images.
@@ -33,6 +35,9 @@ type Builder struct {
 	log     *slog.Logger
 	mirror  string
 	scratch string
+	// registry, when set, is where the images bothy makes are published
+	// and fetched from (registry.go).
+	registry string
 
 	mu     sync.Mutex
 	flight map[string]*flight
@@ -74,7 +79,12 @@ func (b *Builder) Warm(ctx context.Context, refs ...string) {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			if _, err := b.Ensure(ctx, name, nil); err != nil {
+			_, err := b.Ensure(ctx, name, nil)
+			if err == nil {
+				// An image made before a registry was configured is published now.
+				err = b.Publish(ctx, name, nil)
+			}
+			if err != nil {
 				b.log.Error("image not ready", "image", name, "err", err)
 				b.setWarm(name, "error: "+err.Error())
 				return
@@ -125,8 +135,15 @@ func (b *Builder) Ensure(ctx context.Context, ref string, progress func(string))
 		return runtime.Image{}, err
 	}
 	if err := b.share(ctx, name, progress, func(ctx context.Context, progress func(string)) error {
+		// What bothy made, a registry may have: fetched, it is not made again.
+		if b.fetch(ctx, name, progress) {
+			return nil
+		}
 		if known {
-			return b.build(ctx, r, progress)
+			if err := b.build(ctx, r, progress); err != nil {
+				return err
+			}
+			return b.publish(ctx, name, progress)
 		}
 		return b.eng.ImagePull(ctx, name, progress)
 	}); err != nil {
@@ -170,7 +187,10 @@ func (b *Builder) Build(ctx context.Context, ref string, progress func(string)) 
 			fmt.Sprintf("no recipe for image %q; bothy builds %s", ref, strings.Join(Recipes(), ", ")))
 	}
 	if err := b.share(ctx, name, progress, func(ctx context.Context, progress func(string)) error {
-		return b.build(ctx, r, progress)
+		if err := b.build(ctx, r, progress); err != nil {
+			return err
+		}
+		return b.publish(ctx, name, progress)
 	}); err != nil {
 		return runtime.Image{}, fmt.Errorf("build image %s: %w", name, err)
 	}

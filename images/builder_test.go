@@ -14,9 +14,13 @@ import (
 )
 
 // memEngine keeps images in memory: enough for the builder's own logic.
+// remote, when not nil, is a registry: what is pushed goes there, and pulls
+// come from there.
 type memEngine struct {
 	mu     sync.Mutex
 	images map[string]runtime.Image
+	remote map[string]runtime.Image
+	builds int
 }
 
 func (e *memEngine) ImageInspect(_ context.Context, ref string) (runtime.Image, error) {
@@ -43,15 +47,55 @@ func (e *memEngine) ImageBuild(_ context.Context, _ string, ref string, progress
 	return nil
 }
 
-func (e *memEngine) ImagePull(context.Context, string, func(string)) error {
-	return cerrdefs.ErrNotFound
+func (e *memEngine) ImagePull(_ context.Context, ref string, _ func(string)) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	img, ok := e.remote[ref]
+	if !ok {
+		return cerrdefs.ErrNotFound
+	}
+	e.images[ref] = img
+	return nil
 }
-func (e *memEngine) ImageRemove(context.Context, string) error { return nil }
+
+func (e *memEngine) ImageRemove(_ context.Context, ref string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.images, ref)
+	return nil
+}
+
+func (e *memEngine) ImageTag(_ context.Context, source, target string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	img, ok := e.images[source]
+	if !ok {
+		return cerrdefs.ErrNotFound
+	}
+	e.images[target] = img
+	return nil
+}
+
+func (e *memEngine) ImagePush(_ context.Context, ref string, _ func(string)) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	img, ok := e.images[ref]
+	if !ok || e.remote == nil {
+		return cerrdefs.ErrNotFound
+	}
+	e.remote[ref] = img
+	return nil
+}
 
 func (e *memEngine) add(ref string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.images[ref] = runtime.Image{ID: "sha256:" + ref, Tags: []string{ref}}
+	e.builds++
+	labels := map[string]string{}
+	if r, ok := recipes[ref]; ok {
+		labels[runtime.LabelRecipe] = r.hash()
+	}
+	e.images[ref] = runtime.Image{ID: "sha256:" + ref, Tags: []string{ref}, Labels: labels}
 }
 
 // records keeps the log records a handler is given.
@@ -133,5 +177,48 @@ func TestBuildProgressIsLoggedOnce(t *testing.T) {
 	}
 	if !parentHeard {
 		t.Errorf("no caller heard the parent's build: %q", heard)
+	}
+}
+
+func TestRegistryKeepsWhatWasMade(t *testing.T) {
+	remote := map[string]runtime.Image{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	first := &memEngine{images: map[string]runtime.Image{Base: {ID: "sha256:base", Labels: map[string]string{runtime.LabelRecipe: recipes[Base].hash()}}}, remote: remote}
+	b := New(first, log, "", t.TempDir())
+	b.UseRegistry("registry.test:5000")
+	defer b.Close()
+	if _, err := b.Ensure(context.Background(), RunnerPython, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := "registry.test:5000/bothy/runner-python:r-" + recipes[RunnerPython].hash()
+	if b.RemoteRef(RunnerPython) != want {
+		t.Fatalf("remote %q, want %q", b.RemoteRef(RunnerPython), want)
+	}
+	if _, ok := remote[want]; !ok {
+		t.Fatalf("the build was not published: %v", remote)
+	}
+	if _, ok := first.images[want]; ok {
+		t.Fatal("the pushed name stayed on the local image")
+	}
+	// A second host with an empty engine fetches it instead of building it.
+	second := &memEngine{images: map[string]runtime.Image{}, remote: remote}
+	b2 := New(second, log, "", t.TempDir())
+	b2.UseRegistry("registry.test:5000")
+	defer b2.Close()
+	img, err := b2.Ensure(context.Background(), RunnerPython, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.builds != 0 || img.Labels[runtime.LabelRecipe] != recipes[RunnerPython].hash() {
+		t.Fatalf("builds %d, image %+v", second.builds, img)
+	}
+	// A snapshot's image is published and fetched under its own name;
+	// an image bothy did not make is not.
+	if b.RemoteRef("bothy/snapshot:snap-1") != "registry.test:5000/bothy/snapshot:snap-1" || b.RemoteRef("python:3") != "" {
+		t.Fatalf("remote refs %q %q", b.RemoteRef("bothy/snapshot:snap-1"), b.RemoteRef("python:3"))
+	}
+	// Without a registry nothing is remote.
+	if New(second, log, "", t.TempDir()).RemoteRef(Base) != "" {
+		t.Fatal("a remote ref without a registry")
 	}
 }

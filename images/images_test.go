@@ -2,6 +2,8 @@ package images
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -59,4 +61,56 @@ func TestEnsureUnknownImageIsInvalidArgument(t *testing.T) {
 		t.Fatalf("want invalid argument, got %v", err)
 	}
 	t.Log(err)
+}
+
+// TestRegistryOnTheEngine: with a registry (Debian's, on loopback), what
+// bothy makes is pushed under its remote name, and an image bothy made that
+// the engine lacks is pulled from there instead of being made again.
+func TestRegistryOnTheEngine(t *testing.T) {
+	d := testenv.Docker(t)
+	reg := testenv.Registry(t)
+	b := New(d, testenv.Logger(t), "http://deb.debian.org/debian", t.TempDir())
+	b.UseRegistry(reg)
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	busybox, err := b.Ensure(ctx, Busybox, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, Busybox, nil); err != nil {
+		t.Fatal(err)
+	}
+	if tags := testenv.RegistryTags(t, reg, "bothy/busybox"); !slices.Contains(tags, "r-"+recipes[Busybox].hash()) {
+		t.Fatalf("the registry holds %v of bothy/busybox", tags)
+	}
+	// An image of bothy's that is not a recipe's (as a snapshot's is):
+	// published, removed here, and fetched back by Ensure.
+	ref := "bothy/snapshot:registry-test-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := d.ImageTag(ctx, Busybox, ref); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.ImageRemove(context.Background(), ref) })
+	if err := b.Publish(ctx, ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ImageRemove(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ImageInspect(ctx, ref); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("the image is still here: %v", err)
+	}
+	got, err := b.Ensure(ctx, ref, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != busybox.ID {
+		t.Fatalf("fetched %s, want %s", got.ID, busybox.ID)
+	}
+	// The remote names were only the push's and the pull's.
+	for _, remote := range []string{b.RemoteRef(Busybox), b.RemoteRef(ref)} {
+		if _, err := d.ImageInspect(ctx, remote); !cerrdefs.IsNotFound(err) {
+			t.Errorf("%s is still a local name: %v", remote, err)
+		}
+	}
 }

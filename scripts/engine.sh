@@ -35,6 +35,16 @@ if [ "$(id -u)" = 0 ] && [ "$(cat /proc/sys/kernel/keys/maxkeys 2>/dev/null || e
 	sysctl -q -w kernel.keys.maxkeys=1000000 kernel.keys.maxbytes=25000000 || say "could not raise kernel.keys.maxkeys (many sandboxes will not all take docker exec)"
 fi
 
+# The registry the tests push to and pull from (Debian's, on a loopback port
+# of the test's own); its packaged service is not wanted.
+if [ "$(id -u)" = 0 ] && ! command -v docker-registry >/dev/null 2>&1; then
+	say "installing docker-registry"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry >/dev/null 2>&1 ||
+		{ apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; }
+	if command -v systemctl >/dev/null 2>&1; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
+	pkill -x docker-registry 2>/dev/null || true
+fi
+
 if docker info >/dev/null 2>&1; then
 	exit 0
 fi

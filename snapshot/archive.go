@@ -357,6 +357,13 @@ func (s *Snapshots) Import(ctx context.Context, owner string, r io.Reader, maxBy
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM snapshots WHERE id = ?`, sn.ID)
 		return Snapshot{}, fmt.Errorf("the loaded image is not the archive's (%v)", err)
 	}
+	if s.cfg.Publish != nil {
+		if err := s.cfg.Publish(ctx, sn.Image); err != nil {
+			_, _ = s.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM snapshots WHERE id = ?`, sn.ID)
+			_ = s.eng.ImageRemove(context.WithoutCancel(ctx), sn.Image)
+			return Snapshot{}, err
+		}
+	}
 	for _, l := range m.Layers {
 		sn.Size += l.Size
 	}

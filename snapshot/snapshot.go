@@ -50,6 +50,9 @@ type Config struct {
 	ReconcileEvery time.Duration
 	// Quotas, when set, tells each owner's snapshot quota.
 	Quotas QuotaFunc
+	// Publish, when set, pushes a new snapshot's image where other hosts
+	// can pull it (a registry); a snapshot is ready once it is published.
+	Publish func(ctx context.Context, ref string) error
 }
 
 // States of a snapshot: pending while it is captured, ready once it is whole.
@@ -221,6 +224,13 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 	if err != nil {
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM snapshots WHERE id = ?`, sn.ID)
 		return Snapshot{}, err
+	}
+	if s.cfg.Publish != nil {
+		if err := s.cfg.Publish(ctx, sn.Image); err != nil {
+			_, _ = s.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM snapshots WHERE id = ?`, sn.ID)
+			_ = s.eng.ImageRemove(context.WithoutCancel(ctx), sn.Image)
+			return Snapshot{}, err
+		}
 	}
 	img, err := s.eng.ImageInspect(ctx, imageID)
 	if err == nil {

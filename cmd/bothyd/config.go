@@ -35,6 +35,7 @@ type config struct {
 	Network        string
 	Bridge         string
 	AgentTransport string
+	Registry       string
 	OrphanGrace    time.Duration
 	ReconcileEvery time.Duration
 	BodyLimit      int64
@@ -132,6 +133,7 @@ func loadConfig(args []string) (config, error) {
 	fs.StringVar(&c.MetricsListen, "metrics-listen", env("BOTHY_METRICS_LISTEN", ""), "also serve Prometheus /metrics and Go's profiles (/debug/pprof/), without authentication, on this address (GET /metrics on -listen needs an admin key) (BOTHY_METRICS_LISTEN)")
 	fs.BoolVar(&c.E2B, "e2b", env("BOTHY_E2B", "true") == "true", "serve E2B's control plane and envd's data plane on the same listener, for E2B's SDKs (docs/e2b.md) (BOTHY_E2B)")
 	fs.StringVar(&c.AgentTransport, "agent-transport", env("BOTHY_AGENT_TRANSPORT", orchestrator.TransportUnix), "how bothy reaches the agent in new sandboxes: 'unix' (the agent dials a socket bind-mounted into its container) or 'tcp' (bothy dials the agent's port on the sandbox's network, both ends proving who they are with mutual TLS from a CA kept in the data directory; docs/security.md); a sandbox keeps the transport it was made with, and one without a network uses the socket (BOTHY_AGENT_TRANSPORT)")
+	fs.StringVar(&c.Registry, "registry", env("BOTHY_REGISTRY", ""), "HOST[:PORT] of a registry where bothy pushes the images it makes (base, runners, snapshots) and pulls what it lacks of them; credentials from BOTHY_REGISTRY_USER and BOTHY_REGISTRY_PASSWORD, a CA where the engine looks for one (/etc/docker/certs.d/HOST:PORT/ca.crt); images bothy did not make are referenced as they are (BOTHY_REGISTRY)")
 	fs.StringVar(&c.PreviewDomain, "preview-domain", env("BOTHY_PREVIEW_DOMAIN", ""), "serve exposed ports at http://{port}-{sandbox id}.{this domain}/ (needs a wildcard DNS record, and a TLS front in production; 'localhost' works in browsers on this machine) (BOTHY_PREVIEW_DOMAIN)")
 	fs.StringVar(&c.BuildImage, "build-image", "", "build this built-in image if it is missing (bothy/base, bothy/busybox...), then exit instead of serving")
 	fs.StringVar(&level, "log-level", env("BOTHY_LOG_LEVEL", "info"), "debug, info, warn or error")
@@ -201,6 +203,9 @@ func (c config) Validate() error {
 	}
 	if d := strings.Trim(c.PreviewDomain, "."); c.PreviewDomain != "" && (d == "" || strings.ContainsAny(d, "/:*@ ")) {
 		errs = append(errs, fmt.Errorf("-preview-domain %q: want a domain name, as preview.example.com", c.PreviewDomain))
+	}
+	if r := c.Registry; r != "" && (strings.ContainsAny(r, "/@ ") || strings.HasPrefix(r, "-")) {
+		errs = append(errs, fmt.Errorf("-registry %q: want HOST[:PORT], as registry.example.com:5000", r))
 	}
 	if c.AgentTransport != orchestrator.TransportUnix && c.AgentTransport != orchestrator.TransportTCP {
 		errs = append(errs, fmt.Errorf("-agent-transport %q: want unix or tcp", c.AgentTransport))

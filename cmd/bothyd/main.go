@@ -118,6 +118,14 @@ func run(cfg config, log *slog.Logger) error {
 	}
 
 	builder := images.New(eng, log, cfg.DebianMirror, filepath.Join(data, "build"))
+	var publish func(context.Context, string) error
+	if cfg.Registry != "" {
+		if err := eng.SetRegistryAuth(cfg.Registry, os.Getenv("BOTHY_REGISTRY_USER"), os.Getenv("BOTHY_REGISTRY_PASSWORD")); err != nil {
+			return err
+		}
+		builder.UseRegistry(cfg.Registry)
+		publish = func(ctx context.Context, ref string) error { return builder.Publish(ctx, ref, nil) }
+	}
 	defer builder.Close()
 	if cfg.BuildImage != "" {
 		// A build may run beside a server on the same data directory: its
@@ -147,6 +155,7 @@ func run(cfg config, log *slog.Logger) error {
 	snaps, err := snapshot.New(ctx, snapshot.Config{
 		Instance: instance, Scratch: filepath.Join(data, "tmp"),
 		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery, Quotas: snapshotQuota(keys),
+		Publish: publish,
 	}, sq, eng, log)
 	if err != nil {
 		return err

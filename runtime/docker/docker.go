@@ -37,6 +37,9 @@ type Docker struct {
 	// its making (volumes.go).
 	volumesMu sync.Mutex
 	deriving  map[string]*sync.Mutex
+	// registry is the host of the registry whose credentials auth holds
+	// (registry.go).
+	registry, auth string
 }
 
 // New connects to the engine named by DOCKER_HOST (or the local socket) and

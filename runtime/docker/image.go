@@ -109,7 +109,7 @@ func (d *Docker) ImageBuild(ctx context.Context, dockerfile, ref string, progres
 
 // ImagePull pulls ref from its registry, reporting progress lines.
 func (d *Docker) ImagePull(ctx context.Context, ref string, progress func(string)) error {
-	res, err := d.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
+	res, err := d.cli.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: d.authFor(ref)})
 	if err != nil {
 		return fmt.Errorf("pull image %s: %w", ref, err)
 	}

@@ -1,0 +1,86 @@
+package images
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// UseRegistry makes b publish the images bothy makes (its recipes' images,
+// and snapshots through Publish) to the registry at host (HOST[:PORT]), and
+// fetch from there what it lacks before making it again. Images bothy did
+// not make are referenced as they are. Call it before b is used.
+func (b *Builder) UseRegistry(host string) { b.registry = strings.TrimSuffix(host, "/") }
+
+// RemoteRef is where ref is kept in the registry: a recipe's image under a
+// tag of its recipe's hash (so that what a tag names never changes), any
+// other image bothy made (bothy/...) under its own name. It is empty
+// without a registry, and for images bothy did not make.
+func (b *Builder) RemoteRef(ref string) string {
+	if b.registry == "" {
+		return ""
+	}
+	name := normalize(ref)
+	if r, ok := recipes[name]; ok {
+		return b.registry + "/" + strings.TrimSuffix(name, ":latest") + ":r-" + r.hash()
+	}
+	if strings.HasPrefix(name, "bothy/") && !strings.Contains(name, "@") {
+		return b.registry + "/" + name
+	}
+	return ""
+}
+
+// Publish pushes the local image ref to the registry, when there is one
+// and bothy made ref.
+func (b *Builder) Publish(ctx context.Context, ref string, progress func(string)) error {
+	return b.publish(ctx, normalize(ref), progress)
+}
+
+func (b *Builder) publish(ctx context.Context, name string, progress func(string)) error {
+	remote := b.RemoteRef(name)
+	if remote == "" {
+		return nil
+	}
+	if progress == nil {
+		progress = func(string) {}
+	}
+	if err := b.eng.ImageTag(ctx, name, remote); err != nil {
+		return err
+	}
+	// The remote name is only the push's: the local image keeps one name.
+	defer b.untag(remote)
+	progress("pushing " + name + " to " + remote)
+	if err := b.eng.ImagePush(ctx, remote, progress); err != nil {
+		return fmt.Errorf("publish %s: %w", name, err)
+	}
+	b.log.Info("image published", "image", name, "remote", remote)
+	return nil
+}
+
+// fetch pulls name's copy from the registry and names it name; false when
+// there is no registry, bothy did not make name, or the registry lacks it.
+func (b *Builder) fetch(ctx context.Context, name string, progress func(string)) bool {
+	remote := b.RemoteRef(name)
+	if remote == "" {
+		return false
+	}
+	if err := b.eng.ImagePull(ctx, remote, progress); err != nil {
+		b.log.Debug("image not in the registry", "image", name, "remote", remote, "err", err)
+		return false
+	}
+	defer b.untag(remote)
+	if err := b.eng.ImageTag(ctx, remote, name); err != nil {
+		b.log.Warn("name a fetched image", "image", name, "err", err)
+		return false
+	}
+	b.log.Info("image fetched from the registry", "image", name, "remote", remote)
+	return true
+}
+
+// untag removes the local name remote, which the image also has under
+// another name.
+func (b *Builder) untag(remote string) {
+	if err := b.eng.ImageRemove(context.WithoutCancel(b.life), remote); err != nil {
+		b.log.Debug("untag", "image", remote, "err", err)
+	}
+}
