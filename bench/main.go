@@ -44,7 +44,7 @@ func main() {
 	flag.IntVar(&dockerRunN, "docker-run-n", 10, "docker run --rm of the same snippets")
 	flag.IntVar(&poolN, "pool-n", 40, "creates served by the warm sandbox pool")
 	flag.IntVar(&densityN, "density-n", 500, "idle sandboxes to hold at once")
-	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "snapshots" only checkpoints and restores; "ports" only background processes and the port proxy; "pool" only the warm sandbox pool; "transport" only exec over the agent channel's network transport; "fork" only forks; "density" only many idle sandboxes`)
+	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "snapshots" only checkpoints and restores; "ports" only background processes and the port proxy; "pool" only the warm sandbox pool; "registry" only checkpoints and restores through a registry; "transport" only exec over the agent channel's network transport; "fork" only forks; "density" only many idle sandboxes`)
 	flag.Parse()
 	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN, *fileN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -171,6 +171,16 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 
 	if only == "pool" {
 		rows, err := benchPool(ctx, bin, agentBin, image, eng, poolN)
+		if err != nil {
+			return err
+		}
+		header()
+		printRows(rows)
+		return nil
+	}
+
+	if only == "registry" {
+		rows, err := benchRegistry(ctx, bin, agentBin, image, eng, 3)
 		if err != nil {
 			return err
 		}
@@ -313,6 +323,11 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	rows = append(rows,
 		row{name: "checkpoint, 100 MB changed (vs docker commit)", ours: snapOurs, base: snapBase, target: "<= 1.2 x baseline"},
 		row{name: "restore snapshot -> first exec (vs docker create+start)", ours: restOurs, base: restBase, target: "p50 <= 1.2 x baseline"})
+	registryRows, err := benchRegistry(ctx, bin, agentBin, image, eng, 3)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, registryRows...)
 	diffs, err := benchDiff(ctx, c, eng, image, 20)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,20 +22,33 @@ import (
 // where the engine is required (make test installs it: scripts/engine.sh).
 func Registry(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
+	if _, err := exec.LookPath("docker-registry"); err != nil {
 		if os.Getenv("CI") != "" || os.Getenv("BOTHY_REQUIRE_DOCKER") != "" {
 			t.Fatalf("docker-registry required (scripts/engine.sh installs it): %v", err)
 		}
 		t.Skipf("no docker-registry: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, stop, err := StartRegistry(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	t.Cleanup(stop)
+	return addr
+}
+
+// StartRegistry starts Debian's docker-registry on a free loopback port,
+// storing in dir, and waits (30 s at most) until it answers; stop ends it.
+func StartRegistry(dir string) (addr string, stop func(), err error) {
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	ln.Close()
-	dir := t.TempDir()
 	config := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(config, fmt.Appendf(nil, `version: 0.1
 log:
@@ -47,18 +61,18 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "storage"), addr), 0o644); err != nil {
-		t.Fatal(err)
+		return "", nil, err
 	}
 	cmd := exec.Command(bin, "serve", config)
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return "", nil, err
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
+	stop = func() {
 		_ = cmd.Process.Kill()
 		<-done
-	})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
@@ -66,14 +80,15 @@ http:
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return addr
+				return addr, stop, nil
 			}
 		}
 		select {
 		case <-done:
-			t.Fatal("docker-registry exited")
+			return "", nil, errors.New("docker-registry exited")
 		case <-ctx.Done():
-			t.Fatal("docker-registry did not answer within 30 s")
+			stop()
+			return "", nil, errors.New("docker-registry did not answer within 30 s")
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/docker"
+)
+
+// benchRegistry measures, on a bothy of its own started with --registry
+// (Debian's docker-registry on loopback), a checkpoint of 100 MB of fresh
+// changes (commit and push) beside docker commit + docker push of the same
+// changes, and a restore from the pushed snapshot whose image the engine no
+// longer has (pull, create, start, first exec) beside docker pull + create
+// + start of the pushed commit.
+func benchRegistry(ctx context.Context, bin, agentBin, image string, eng *docker.Docker, n int) ([]row, error) {
+	dir, err := os.MkdirTemp("", "bothy-bench-registry-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	reg, stop, err := testenv.StartRegistry(dir)
+	if err != nil {
+		return nil, fmt.Errorf("start docker-registry: %w", err)
+	}
+	defer stop()
+	sd, err := startBothy(bin, agentBin, image, "--pool-min-idle", "0", "--sandbox-pool", "0", "--registry", reg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		instance, ierr := sd.instance()
+		sd.stop()
+		if ierr == nil {
+			cs, _ := eng.List(context.WithoutCancel(ctx), map[string]string{runtime.LabelInstance: instance})
+			for _, ct := range cs {
+				_ = eng.Remove(context.WithoutCancel(ctx), ct.ID)
+			}
+		}
+	}()
+	c := api.NewClient(sd.url, benchKey)
+	const write = "head -c 100000000 /dev/urandom > /root/changes"
+	var snapOurs, snapBase, restOurs, restBase []time.Duration
+	for i := range n {
+		sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
+		if err != nil {
+			return nil, err
+		}
+		if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: write}); err != nil || res.ExitCode != 0 {
+			return nil, fmt.Errorf("write changes: %v %+v", err, res)
+		}
+		t0 := time.Now()
+		sn, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{Name: "bench"})
+		if err != nil {
+			return nil, err
+		}
+		snapOurs = append(snapOurs, time.Since(t0))
+		if err := eng.ImageRemove(ctx, "bothy/snapshot:"+sn.ID); err != nil {
+			return nil, err
+		}
+		t0 = time.Now()
+		clone, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: sn.ID}, "")
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.Exec(ctx, clone.ID, api.ExecRequest{Cmd: []string{"true"}}); err != nil {
+			return nil, err
+		}
+		restOurs = append(restOurs, time.Since(t0))
+		_ = c.DeleteSandbox(ctx, clone.ID)
+		_ = c.DeleteSandbox(ctx, sb.ID)
+		_ = c.DeleteSnapshot(ctx, sn.ID)
+
+		plain, err := eng.Create(ctx, runtime.Spec{Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "none",
+			Labels: map[string]string{"bothy.bench": "baseline"}})
+		if err != nil {
+			return nil, err
+		}
+		if err := eng.Start(ctx, plain); err != nil {
+			return nil, err
+		}
+		if code, err := eng.DockerExec(ctx, plain, []string{"sh", "-c", write}); err != nil || code != 0 {
+			return nil, fmt.Errorf("docker exec write: %v %d", err, code)
+		}
+		ref := fmt.Sprintf("%s/bothy-bench/commit:%d", reg, i)
+		t0 = time.Now()
+		if _, err := eng.Commit(ctx, plain, ref, nil); err != nil {
+			return nil, err
+		}
+		if err := eng.ImagePush(ctx, ref, nil); err != nil {
+			return nil, err
+		}
+		snapBase = append(snapBase, time.Since(t0))
+		_ = eng.Remove(ctx, plain)
+		if err := eng.ImageRemove(ctx, ref); err != nil {
+			return nil, err
+		}
+		t0 = time.Now()
+		if err := eng.ImagePull(ctx, ref, nil); err != nil {
+			return nil, err
+		}
+		if _, err := dockerCreateStart(ctx, eng, ref, "bridge"); err != nil {
+			return nil, err
+		}
+		restBase = append(restBase, time.Since(t0))
+		_ = eng.ImageRemove(ctx, ref)
+	}
+	return []row{
+		{name: "checkpoint of 100 MB of changes with --registry, pushed to a loopback registry (vs docker commit + docker push)", ours: snapOurs, base: snapBase, target: "-"},
+		{name: "restore from a pushed snapshot the engine lacks -> first exec (vs docker pull + create+start)", ours: restOurs, base: restBase, target: "p50 <= 1.1 x baseline"},
+	}, nil
+}
