@@ -45,10 +45,12 @@ openapi-ts: openapi/ts/node_modules/openapi-typescript/package.json ## install o
 openapi/ts/node_modules/openapi-typescript/package.json: openapi/ts/package.json openapi/ts/package-lock.json scripts/openapi-ts.sh
 	bash scripts/openapi-ts.sh
 
-proto: ## regenerate compat/e2b's Go code from its .proto files (needs protoc and the two plugins; the output is committed)
+proto: ## regenerate compat/e2b's and agent/kep's Go code from their .proto files (needs protoc and the two plugins; the output is committed)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I compat/e2b/proto --go_out=. --go_opt=module=github.com/bothy/bothy \
 		--connect-go_out=. --connect-go_opt=module=github.com/bothy/bothy \
 		compat/e2b/proto/process/process.proto compat/e2b/proto/filesystem/filesystem.proto
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I agent/kep/proto -I /usr/include --go_out=. --go_opt=module=github.com/bothy/bothy \
+		--connect-go_out=. --connect-go_opt=module=github.com/bothy/bothy agent/kep/proto/process.proto
 
 browser: ## make sure Debian's chromium is installed (browser tests)
 	bash scripts/browser.sh

@@ -30,6 +30,11 @@ type CreateSandboxRequest struct {
 	Labels  map[string]string `json:"labels,omitempty"`
 	User    string            `json:"user,omitempty"`
 	Workdir string            `json:"workdir,omitempty"`
+	// KEP serves agent-sandbox's standard runtime interface (KEP-539.2)
+	// in the sandbox: the process service (gRPC) on 127.0.0.1:9090 and
+	// files, health and metadata (REST) on 127.0.0.1:8080, confined to
+	// /workspace; reach them from outside through the port proxy.
+	KEP bool `json:"kep,omitempty"`
 }
 
 // UpdateSandboxRequest is the body of PATCH /v1/sandboxes/{id}; absent fields
@@ -64,13 +69,15 @@ type Sandbox struct {
 	DiskMB   int64   `json:"disk_mb,omitempty"`
 	// DiskFull says the sandbox has used its disk_mb up (shown when one
 	// sandbox is inspected, not in lists).
-	DiskFull     bool              `json:"disk_full,omitempty"`
-	Network      string            `json:"network"`
-	IdleTimeoutS int64             `json:"idle_timeout_s"`
-	IdlePolicy   string            `json:"idle_policy"`
-	TTLS         int64             `json:"ttl_s"`
-	User         string            `json:"user,omitempty"`
-	Workdir      string            `json:"workdir,omitempty"`
+	DiskFull     bool   `json:"disk_full,omitempty"`
+	Network      string `json:"network"`
+	IdleTimeoutS int64  `json:"idle_timeout_s"`
+	IdlePolicy   string `json:"idle_policy"`
+	TTLS         int64  `json:"ttl_s"`
+	User         string `json:"user,omitempty"`
+	Workdir      string `json:"workdir,omitempty"`
+	// KEP says the sandbox serves the standard runtime interface.
+	KEP          bool              `json:"kep,omitempty"`
 	EnvKeys      []string          `json:"env_keys,omitempty"`
 	Labels       map[string]string `json:"labels"`
 	Error        string            `json:"error,omitempty"`

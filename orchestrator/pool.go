@@ -119,7 +119,10 @@ func (o *Orchestrator) PoolsWarm() bool {
 // (A create from a snapshot names the snapshot's image: never a pool's.)
 func (o *Orchestrator) poolFor(image string, spec Spec) *sandboxPool {
 	for _, p := range o.pools {
-		if p.image == image && sameLimits(p.spec, spec) {
+		// A pooled sandbox started before its spec was known: the
+		// agent serves the standard interface only where it was asked at
+		// start.
+		if p.image == image && sameLimits(p.spec, spec) && !spec.KEP {
 			return p
 		}
 	}

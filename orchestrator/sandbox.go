@@ -60,6 +60,8 @@ type Spec struct {
 	TTLSeconds int64  `json:"ttl_s"`
 	User       string `json:"user,omitempty"`
 	Workdir    string `json:"workdir,omitempty"`
+	// KEP: the agent serves the standard runtime interface (CreateOptions.KEP).
+	KEP bool `json:"kep,omitempty"`
 	// Transport is how bothy reaches the sandbox's agent: TransportUnix
 	// (also when empty) or TransportTCP, fixed when the sandbox is made.
 	Transport string `json:"transport,omitempty"`
@@ -99,18 +101,21 @@ type CreateOptions struct {
 	Image string
 	// Snapshot, instead of Image, makes the sandbox from one of the
 	// owner's snapshots.
-	Snapshot       string
-	Env            map[string]string
-	CPUs           float64
-	MemoryMB       int64
-	Pids           int64
-	DiskMB         int64
-	Network        string
-	IdleTimeout    *int64
-	IdlePolicy     string
-	TTLSeconds     *int64
-	User           string
-	Workdir        string
+	Snapshot    string
+	Env         map[string]string
+	CPUs        float64
+	MemoryMB    int64
+	Pids        int64
+	DiskMB      int64
+	Network     string
+	IdleTimeout *int64
+	IdlePolicy  string
+	TTLSeconds  *int64
+	User        string
+	Workdir     string
+	// KEP serves the standard runtime interface of agent-sandbox
+	// (KEP-539.2) in the sandbox (wire.KEPConfig).
+	KEP            bool
 	Labels         map[string]string
 	IdempotencyKey string
 }
@@ -201,7 +206,7 @@ func (opts CreateOptions) resolve(defaultImage string, lim Limits, diskLimits st
 	}
 	spec = Spec{
 		Env: opts.Env, CPUs: opts.CPUs, MemoryMB: opts.MemoryMB, Pids: opts.Pids,
-		Network: opts.Network, User: opts.User, Workdir: opts.Workdir,
+		Network: opts.Network, User: opts.User, Workdir: opts.Workdir, KEP: opts.KEP,
 		IdleTimeout: DefaultIdleTimeout,
 	}
 	if spec.CPUs == 0 {

@@ -2,8 +2,11 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 
@@ -22,9 +25,13 @@ func (o *Orchestrator) transportOf(spec Spec) string {
 }
 
 // newEndpoint opens sb's agent endpoint on its transport, in its run
-// directory dir (which holds its token already).
+// directory dir (which holds its token already), and tells the agent there
+// whether to serve the standard runtime interface.
 func (o *Orchestrator) newEndpoint(sb *Sandbox, dir string) (*agent.Endpoint, error) {
 	log := o.log.With("sandbox_id", sb.ID)
+	if err := writeKEP(dir, sb); err != nil {
+		return nil, err
+	}
 	if sb.Spec.Transport != TransportTCP {
 		return agent.Listen(filepath.Join(dir, wire.SocketName), sb.token, log)
 	}
@@ -73,4 +80,26 @@ func (o *Orchestrator) agentCA() (*agent.CA, error) {
 		o.ca = ca
 	}
 	return o.ca, nil
+}
+
+// kepRoot is where a sandbox's standard runtime interface keeps its files.
+const kepRoot = "/workspace"
+
+// writeKEP writes (or removes) the standard interface's configuration in
+// sb's run directory dir: what the agent reads at its start.
+func writeKEP(dir string, sb *Sandbox) error {
+	p := filepath.Join(dir, wire.KEPName)
+	if !sb.Spec.KEP {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	b, err := json.Marshal(wire.KEPConfig{Root: kepRoot, Metadata: map[string]string{
+		"SANDBOX_ID": sb.ID, "SANDBOX_ROOT": kepRoot,
+	}})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p, b, 0o444)
 }

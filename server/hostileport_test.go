@@ -64,9 +64,9 @@ func heapInUse() uint64 {
 // 256 MiB header, or 100,000 header fields, gets its client a 502 once the
 // head passes its bounds, eight at once, with bothy's heap (this process
 // is bothy here) as it was; cookies for another domain or with
-// bothy's names are dropped.
+// bothy's names are dropped. Not in parallel: the heap is the whole test
+// process's, and other tests' files and outputs would be counted.
 func TestPortProxyTreatsTheServerAsHostile(t *testing.T) {
-	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	c := api.NewClient(f.url, f.user)

@@ -20,7 +20,7 @@ func (s *Server) createSandbox(c *echo.Context) error {
 	sb, replayed, err := s.deps.Orchestrator.Create(c.Request().Context(), caller(c).ID, orchestrator.CreateOptions{
 		Image: req.Image, Snapshot: req.Snapshot, Env: req.Env, CPUs: req.CPUs, MemoryMB: req.MemoryMB, Pids: req.Pids, DiskMB: req.DiskMB,
 		Network: req.Network, IdleTimeout: req.IdleTimeoutS, IdlePolicy: req.IdlePolicy, TTLSeconds: req.TTLS,
-		User: req.User, Workdir: req.Workdir, Labels: req.Labels,
+		User: req.User, Workdir: req.Workdir, Labels: req.Labels, KEP: req.KEP,
 		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"),
 	})
 	if err != nil {
@@ -133,7 +133,7 @@ func toSandbox(sb orchestrator.Sandbox) api.Sandbox {
 		ID: sb.ID, State: string(sb.State), Image: sb.Image,
 		CPUs: sb.Spec.CPUs, MemoryMB: sb.Spec.MemoryMB, Pids: sb.Spec.Pids, DiskMB: sb.Spec.DiskMB, Network: sb.Spec.Network,
 		IdleTimeoutS: sb.Spec.IdleTimeout, IdlePolicy: sb.Spec.IdlePolicy, TTLS: sb.Spec.TTLSeconds, User: sb.Spec.User, Workdir: sb.Spec.Workdir,
-		Labels: sb.Labels, Error: sb.Error, AwakeBy: sb.AwakeBy,
+		KEP: sb.Spec.KEP, Labels: sb.Labels, Error: sb.Error, AwakeBy: sb.AwakeBy,
 		CreatedAt: sb.CreatedAt.UTC(), UpdatedAt: sb.UpdatedAt.UTC(), LastActiveAt: sb.LastActiveAt.UTC(),
 	}
 	if out.IdlePolicy == "" {

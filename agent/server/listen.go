@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -139,4 +140,20 @@ func serverTLS(dir string) (*tls.Config, error) {
 		ClientAuth:       tls.RequireAnyClientCert,
 		VerifyConnection: wire.VerifyPeer(roots, wire.BothyIdentity(id), x509.ExtKeyUsageClientAuth),
 	}, nil
+}
+
+// KEPConfig reads what bothy wrote beside socket of the standard runtime
+// interface; ok is false when it asked for none.
+func KEPConfig(socket string) (cfg wire.KEPConfig, ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(socket), wire.KEPName))
+	if errors.Is(err, os.ErrNotExist) {
+		return cfg, false, nil
+	}
+	if err != nil {
+		return cfg, false, err
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, false, fmt.Errorf("%s: %w", wire.KEPName, err)
+	}
+	return cfg, true, nil
 }

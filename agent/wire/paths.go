@@ -29,3 +29,16 @@ const (
 	// AgentPort is the port the agent listens on inside the sandbox.
 	AgentPort = 49980
 )
+
+// KEPName, beside the token, asks the agent to serve the standard runtime
+// interface of agent-sandbox (KEP-539.2) on the sandbox's loopback: its
+// JSON is a KEPConfig.
+const KEPName = "kep"
+
+// KEPConfig is what bothy tells the agent of the standard interface: the
+// root files and working directories are confined to, and what
+// /v1/metadata tells (nothing secret: code in the sandbox reads it).
+type KEPConfig struct {
+	Root     string            `json:"root"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}

@@ -16,14 +16,17 @@ package main
 
 import (
 	"context"
+	"flag"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/bothy/bothy/agent/kep"
 	"github.com/bothy/bothy/agent/server"
 )
 
@@ -38,6 +41,9 @@ const reservedThreads = 8
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "fs-helper" {
 		os.Exit(server.RunFSHelper())
+	}
+	if len(os.Args) > 1 && os.Args[1] == "kep" {
+		os.Exit(runKEP(os.Args[2:]))
 	}
 	// File transfers churn large buffers over a small live heap: collecting
 	// less often costs little memory and a lot less CPU.
@@ -75,6 +81,11 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	if cfg, ok, err := server.KEPConfig(socket); err != nil {
+		log.Error("read the standard interface's configuration", "err", err)
+	} else if ok {
+		serveKEP(ctx, kep.Config{Root: cfg.Root, Metadata: cfg.Metadata}, srv, log)
+	}
 	if server.Networked(socket) {
 		// bothy dials this agent over TCP with mutual TLS.
 		if err := server.ListenTLS(ctx, socket, token, srv, log); err != nil {
@@ -95,4 +106,56 @@ func main() {
 		_ = syscall.Kill(-1, syscall.SIGKILL)
 	}
 	srv.Close()
+}
+
+// serveKEP serves the standard runtime interface beside bothy's channel,
+// until ctx is done; a failure is logged and leaves the channel serving.
+func serveKEP(ctx context.Context, cfg kep.Config, srv *server.Server, log *slog.Logger) {
+	rt, err := kep.New(cfg, srv, log)
+	if err != nil {
+		log.Error("standard runtime interface", "err", err)
+		return
+	}
+	go func() {
+		if err := rt.Serve(ctx); err != nil {
+			log.Error("standard runtime interface", "err", err)
+		}
+	}()
+}
+
+// runKEP is "bothy-agent kep": the agent as an agent-sandbox runtime
+// (KEP-539.2) on its own, without bothy, until SIGTERM: files and working
+// directories confined to --root, /v1/metadata telling the environment's
+// variables that start with --metadata-prefix (none that look like
+// credentials).
+func runKEP(args []string) int {
+	fs := flag.NewFlagSet("bothy-agent kep", flag.ContinueOnError)
+	root := fs.String("root", kep.DefaultRoot, "the sandbox root")
+	rest := fs.String("rest", kep.RESTAddr, "the REST service's address (files, health, metadata)")
+	grpcAddr := fs.String("grpc", kep.GRPCAddr, "the process service's address (gRPC)")
+	prefix := fs.String("metadata-prefix", "SANDBOX_", "variables of this prefix are /v1/metadata's")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "bothy-agent")
+	meta := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, *prefix) {
+			meta[k] = v
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv := server.NewServer(log)
+	defer srv.Close()
+	rt, err := kep.New(kep.Config{Root: *root, Metadata: meta, REST: *rest, GRPC: *grpcAddr}, srv, log)
+	if err != nil {
+		log.Error("standard runtime interface", "err", err)
+		return 2
+	}
+	if err := rt.Serve(ctx); err != nil {
+		log.Error("standard runtime interface", "err", err)
+		return 1
+	}
+	return 0
 }
