@@ -49,7 +49,9 @@ const (
 func OpenCA(dir string) (*CA, error) {
 	certPEM, errCert := os.ReadFile(filepath.Join(dir, caCertFile))
 	keyPEM, errKey := os.ReadFile(filepath.Join(dir, caKeyFile))
-	if errors.Is(errCert, os.ErrNotExist) && errors.Is(errKey, os.ErrNotExist) {
+	if errors.Is(errCert, os.ErrNotExist) {
+		// The certificate is written last: without it the CA was never
+		// whole (a key alone is from a start that died half-way).
 		return makeCA(dir)
 	}
 	if errCert != nil || errKey != nil {

@@ -65,7 +65,9 @@ func (e *Endpoint) redial(ctx context.Context) (*Conn, error) {
 		if err == nil {
 			var conn *Conn
 			if conn, err = e.handshake(c); err == nil {
-				e.set(conn)
+				if !e.set(conn) {
+					return nil, ErrClosed
+				}
 				return conn, nil
 			}
 			c.Close()

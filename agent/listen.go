@@ -97,7 +97,7 @@ func (e *Endpoint) accept() {
 			c.Close()
 			continue
 		}
-		e.set(conn)
+		_ = e.set(conn) // false once closed: the accept loop ends next
 	}
 }
 
@@ -135,10 +135,18 @@ var handshakes atomic.Int64
 // Handshakes is how many agent connections the process has accepted.
 func Handshakes() int64 { return handshakes.Load() }
 
-// set makes conn the live connection, closing the one it replaces, and watches it.
-func (e *Endpoint) set(conn *Conn) {
-	handshakes.Add(1)
+// set makes conn the live connection, closing the one it replaces, and
+// watches it; false, with conn closed, once the endpoint is closed.
+func (e *Endpoint) set(conn *Conn) bool {
 	e.mu.Lock()
+	select {
+	case <-e.closed:
+		e.mu.Unlock()
+		conn.Close()
+		return false
+	default:
+	}
+	handshakes.Add(1)
 	old := e.conn
 	e.conn = conn
 	select {
@@ -146,11 +154,12 @@ func (e *Endpoint) set(conn *Conn) {
 	default:
 		close(e.ready)
 	}
+	// Added under mu, before Close (which takes mu to see closed) can wait.
+	e.wg.Add(1)
 	e.mu.Unlock()
 	if old != nil {
 		old.Close()
 	}
-	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		select {
@@ -165,6 +174,7 @@ func (e *Endpoint) set(conn *Conn) {
 		}
 		e.mu.Unlock()
 	}()
+	return true
 }
 
 // Conn returns the live connection, waiting for the agent to dial in when there
@@ -214,12 +224,15 @@ func (e *Endpoint) Drop() {
 // Close stops listening, closes the connection, joins its goroutines and removes
 // the socket.
 func (e *Endpoint) Close() error {
+	e.mu.Lock()
 	select {
 	case <-e.closed:
+		e.mu.Unlock()
 		return nil
 	default:
 	}
 	close(e.closed)
+	e.mu.Unlock()
 	if e.ln == nil {
 		e.Drop()
 		e.wg.Wait()

@@ -63,7 +63,8 @@ func TestNetworkTransportFromInside(t *testing.T) {
 	const key = "e2e-transport-key-0123456789abcdef"
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
-	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "BOTHY_ADMIN_KEY="+key, "BOTHY_AGENT_TRANSPORT=tcp")
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	d := startDaemon(t, listen, data, "BOTHY_ADMIN_KEY="+key, "BOTHY_AGENT_TRANSPORT=tcp")
 	c := api.NewClient(d.url, key)
 	ctx := context.Background()
 	a, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
@@ -117,6 +118,69 @@ func TestNetworkTransportFromInside(t *testing.T) {
 			t.Fatalf("%s after the probe: %v %+v", id, err, res)
 		}
 	}
+	// Code in the sandbox holds its agent's port busy with handshakes that
+	// never start, from every address it has; a bothy that dials in anew
+	// (restarted here) is served all the same.
+	if _, err := c.StartProcess(ctx, a.ID, api.StartProcessRequest{Cmd: []string{"python3", "-c", hoarder, strings.Fields(ownIP(t, c, a.ID))[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		res, err := c.Exec(ctx, a.ID, api.ExecRequest{Shell: "cat /tmp/hoarding 2>/dev/null"})
+		if err == nil && strings.TrimSpace(res.Stdout) == "24" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hoarder did not hold its connections: %+v %v", res, err)
+		}
+	}
+	d.kill()
+	d = startDaemon(t, listen, data, "BOTHY_ADMIN_KEY="+key, "BOTHY_AGENT_TRANSPORT=tcp")
+	c = api.NewClient(d.url, key)
+	if res, err := c.Exec(ctx, a.ID, api.ExecRequest{Cmd: []string{"true"}}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("bothy was not served beside the hoarded handshakes: %v %+v", err, res)
+	}
+}
+
+// hoarder keeps 12 connections to its agent's port from the loopback and
+// 12 from the sandbox's address (argv[1]), says nothing on them, and opens
+// each again when the agent closes it; /tmp/hoarding says it has begun.
+const hoarder = `
+import socket, sys, threading, time
+own = sys.argv[1]
+made = [0]
+lock = threading.Lock()
+def hold(host):
+    while True:
+        try:
+            s = socket.create_connection((host, 49980), timeout=5)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        with lock:
+            made[0] += 1
+            if made[0] == 24:
+                open("/tmp/hoarding", "w").write("24")
+        try:
+            s.settimeout(None)
+            s.recv(1)
+        except OSError:
+            pass
+        s.close()
+        time.sleep(0.01)
+for host in ["127.0.0.1"] * 12 + [own] * 12:
+    threading.Thread(target=hold, args=(host,), daemon=True).start()
+while True:
+    time.sleep(60)
+`
+
+// ownIP is a sandbox's address on its network.
+func ownIP(t *testing.T, c *api.Client, id string) string {
+	t.Helper()
+	res, err := c.Exec(context.Background(), id, api.ExecRequest{Shell: "hostname -I"})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	return res.Stdout
 }
 
 func selfSignedCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {

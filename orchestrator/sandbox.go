@@ -255,6 +255,11 @@ func (opts CreateOptions) resolve(defaultImage string, lim Limits, diskLimits st
 	spec.IdlePolicy = opts.IdlePolicy
 	checkIdlePolicy(&v, spec.IdlePolicy)
 	checkTimeouts(&v, spec.IdleTimeout, spec.TTLSeconds)
+	if spec.KEP && spec.User != "" && spec.User != "root" && spec.User != "0" && spec.User != "0:0" {
+		// Its files and processes are root's: through the loopback, a
+		// sandbox's user would be root.
+		v.add("kep", "the standard runtime interface acts as root; it is served only in sandboxes without a user of their own (got user %q)", spec.User)
+	}
 	if spec.User != "" && !userSpec.MatchString(spec.User) {
 		v.add("user", "%q is not a user name or uid[:gid]", spec.User)
 	}

@@ -199,6 +199,7 @@ func checkBadInput(t *testing.T, f *fixture) {
 		{"absurd pids", "POST", "/v1/sandboxes", f.user, `{"pids":99999999}`, 400, api.CodeInvalidArgument, "pids"},
 		{"unknown image", "POST", "/v1/sandboxes", f.user, `{"image":"nosuch/image:v1"}`, 400, api.CodeInvalidArgument, "nosuch/image:v1"},
 		{"bad network", "POST", "/v1/sandboxes", f.user, `{"network":"host"}`, 400, api.CodeInvalidArgument, "network"},
+		{"kep as another user", "POST", "/v1/sandboxes", f.user, `{"kep":true,"user":"nobody"}`, 400, api.CodeInvalidArgument, "kep"},
 		{"oversized body", "POST", "/v1/sandboxes", f.user, `{"labels":{"a":"` + strings.Repeat("x", 70<<10) + `"}}`, 413, api.CodeTooLarge, "too large"},
 		{"not JSON", "POST", "/v1/sandboxes", f.user, "", 415, api.CodeUnsupportedMedia, "json"},
 		{"bad state filter", "GET", "/v1/sandboxes?state=zombie", f.user, "", 400, api.CodeInvalidArgument, "state"},

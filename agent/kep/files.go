@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -62,7 +63,8 @@ func failed(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &escape):
 		writeError(w, http.StatusForbidden, "PERMISSION_DENIED", "path escapes the sandbox root")
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		// A path through a file names nothing.
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "path does not exist within the sandbox")
 	case errors.Is(err, fs.ErrPermission):
 		writeError(w, http.StatusForbidden, "PERMISSION_DENIED", "permission denied")
@@ -85,27 +87,41 @@ func isEscape(err error) bool {
 }
 
 // relPath is the sandbox-relative path of a request to /v1/files/{path}:
-// decoded (a client may encode its slashes), cleaned, "." for the root; a
-// path that leaves the root by ".." is an escapeError.
-func relPath(r *http.Request) (string, error) {
+// decoded (a client may encode its slashes) and then as rel makes it.
+func (s *Runtime) relPath(r *http.Request) (string, error) {
 	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/v1/files")
 	p, err := url.PathUnescape(raw)
 	if err != nil || strings.ContainsRune(p, 0) {
 		return "", fmt.Errorf("bad path %q", raw)
 	}
-	p = strings.TrimPrefix(p, "/")
+	return s.rel(strings.TrimPrefix(p, "/"))
+}
+
+// rel is a path of a request as the root's relative path, "." for the
+// root itself: an absolute path under the root loses the root's prefix,
+// any other is taken relative to the root (as agent-sandbox's reference
+// runtime takes it); one that then leaves the root by ".." is an
+// escapeError.
+func (s *Runtime) rel(p string) (string, error) {
 	if p == "" {
 		return ".", nil
 	}
 	clean := path.Clean(p)
-	if clean == ".." || strings.HasPrefix(clean, "../") || path.IsAbs(clean) {
+	if path.IsAbs(clean) {
+		if clean == s.cfg.Root {
+			return ".", nil
+		}
+		clean = strings.TrimPrefix(clean, strings.TrimSuffix(s.cfg.Root, "/")+"/")
+		clean = path.Clean(strings.TrimPrefix(clean, "/"))
+	}
+	if clean == ".." || strings.HasPrefix(clean, "../") {
 		return "", &escapeError{path: p}
 	}
 	return clean, nil
 }
 
 func (s *Runtime) files(w http.ResponseWriter, r *http.Request) {
-	p, err := relPath(r)
+	p, err := s.relPath(r)
 	if err != nil {
 		var escape *escapeError
 		if errors.As(err, &escape) {
@@ -148,19 +164,34 @@ func (s *Runtime) read(w http.ResponseWriter, r *http.Request, p string) {
 		writeJSON(w, http.StatusOK, listing)
 		return
 	}
-	f, err := s.root.Open(p)
+	if !fi.Mode().IsRegular() {
+		// A FIFO or a device would block the read, or never end.
+		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "not a regular file or a directory")
+		return
+	}
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	// Opened without blocking, and checked again: what p names may have
+	// changed since the stat.
+	f, err := s.root.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		failed(w, err)
 		return
 	}
 	defer f.Close()
+	if fi, err = f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "not a regular file or a directory")
+		return
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
 	w.Header().Set("Last-Modified", fi.ModTime().UTC().Format(http.TimeFormat))
 	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodGet {
-		_, _ = io.Copy(w, f)
-	}
+	_, _ = io.Copy(w, f)
 }
 
 // list is the listing of directory p, each entry as what it resolves to
@@ -223,6 +254,10 @@ func (s *Runtime) write(w http.ResponseWriter, r *http.Request, p string) {
 	}
 	if dir := path.Dir(p); dir != "." {
 		if err := s.root.MkdirAll(dir, 0o755); err != nil {
+			if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrExist) {
+				writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "a parent of the path is not a directory")
+				return
+			}
 			failed(w, err)
 			return
 		}

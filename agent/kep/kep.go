@@ -17,8 +17,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bothy/bothy/agent/kep/processv1/processv1connect"
@@ -47,7 +49,7 @@ type Config struct {
 // Spawner starts the runtime's processes; in the agent, its server does,
 // so that its reaper (it is PID 1) waits for them (server.Server.Spawn).
 type Spawner interface {
-	Spawn(argv []string, env map[string]string, cwd string, files []*os.File, tty bool) (pid int, exit <-chan int, err error)
+	Spawn(argv []string, env map[string]string, cwd string, files []*os.File, tty bool) (pid int, exit <-chan syscall.WaitStatus, err error)
 }
 
 // Runtime serves the interface.
@@ -114,13 +116,13 @@ func (s *Runtime) Serve(ctx context.Context) error {
 	}
 	grpcMux := http.NewServeMux()
 	grpcMux.Handle(s.ProcessHandler())
-	// gRPC is HTTP/2 without TLS (prior knowledge) on a loopback port.
+	// gRPC only, as HTTP/2 without TLS (prior knowledge), which no browser
+	// speaks: a page in the sandbox's browser cannot start processes.
 	var protocols http.Protocols
-	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	servers := []*http.Server{
-		{Handler: s.RESTHandler(), ReadHeaderTimeout: 10 * time.Second},
-		{Handler: grpcMux, ReadHeaderTimeout: 10 * time.Second, Protocols: &protocols},
+		{Handler: loopbackOnly(s.RESTHandler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
+		{Handler: loopbackOnly(grpcOnly(grpcMux)), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, Protocols: &protocols},
 	}
 	errs := make(chan error, 2)
 	for i, ln := range []net.Listener{restLn, grpcLn} {
@@ -139,4 +141,33 @@ func (s *Runtime) Serve(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// loopbackOnly refuses a request whose Host is not a loopback name (as
+// bothy's port proxy sends, "localhost:PORT"): a page whose DNS name was
+// rebound to 127.0.0.1 names its own host, and is refused.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hn, _, err := net.SplitHostPort(host); err == nil {
+			host = hn
+		}
+		switch strings.TrimSuffix(strings.TrimPrefix(host, "["), "]") {
+		case "localhost", "127.0.0.1", "::1":
+			h.ServeHTTP(w, r)
+		default:
+			writeError(w, http.StatusForbidden, "PERMISSION_DENIED", "the runtime answers loopback names only")
+		}
+	})
+}
+
+// grpcOnly refuses what is not gRPC (Connect's own protocols included).
+func grpcOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			writeError(w, http.StatusUnsupportedMediaType, "INVALID_ARGUMENT", "the process service speaks gRPC only")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

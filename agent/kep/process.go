@@ -8,9 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -52,8 +50,8 @@ func (s *Runtime) command(cfg *processv1.ProcessConfig) (argv []string, cwd stri
 	}
 	cwd = s.cfg.Root
 	if cfg.Cwd != nil && cfg.GetCwd() != "" {
-		rel := path.Clean(strings.TrimPrefix(cfg.GetCwd(), "/"))
-		if rel == ".." || strings.HasPrefix(rel, "../") {
+		rel, err := s.rel(cfg.GetCwd())
+		if err != nil {
 			return nil, "", connect.NewError(connect.CodePermissionDenied, fmt.Errorf("cwd %q escapes the sandbox root", cfg.GetCwd()))
 		}
 		fi, err := s.root.Stat(rel)
@@ -128,16 +126,21 @@ func (p *processService) Execute(ctx context.Context, req *connect.Request[proce
 	return connect.NewResponse(&processv1.ExecuteResponse{ExitCode: int32(code), Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}), nil
 }
 
-// waitOrKill waits for a process's exit code; when ctx ends first (its
+// waitOrKill waits for a process's exit code (-1 when a signal ended it, as
+// agent-sandbox's reference runtime reports it); when ctx ends first (its
 // client went away), its group is killed.
-func waitOrKill(ctx context.Context, pid int, exit <-chan int) int {
+func waitOrKill(ctx context.Context, pid int, exit <-chan syscall.WaitStatus) int {
+	var ws syscall.WaitStatus
 	select {
-	case code := <-exit:
-		return code
+	case ws = <-exit:
 	case <-ctx.Done():
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		return <-exit
+		ws = <-exit
 	}
+	if ws.Exited() {
+		return ws.ExitStatus()
+	}
+	return -1
 }
 
 // drained waits for the pumps of a process's pipes to reach their end, or
@@ -231,11 +234,12 @@ func (p *processService) Start(ctx context.Context, req *connect.Request[process
 		delete(p.s.procs, int32(pid))
 		p.s.mu.Unlock()
 		pr.mu.Lock()
-		if pr.stdin != nil && pr.stdin != pr.tty {
-			pr.stdin.Close()
-		}
+		stdin := pr.stdin
 		pr.stdin = nil
 		pr.mu.Unlock()
+		if stdin != nil && stdin != pr.tty {
+			stdin.Close() // wakes a write that waits on it
+		}
 	}()
 
 	var sendMu sync.Mutex
@@ -296,32 +300,57 @@ func (s *Runtime) lookup(pid int32) (*proc, error) {
 }
 
 // WriteStdin writes to a started process's stdin, or ends it.
-func (p *processService) WriteStdin(_ context.Context, req *connect.Request[processv1.WriteStdinRequest]) (*connect.Response[processv1.WriteStdinResponse], error) {
+func (p *processService) WriteStdin(ctx context.Context, req *connect.Request[processv1.WriteStdinRequest]) (*connect.Response[processv1.WriteStdinResponse], error) {
 	pr, err := p.s.lookup(req.Msg.GetProcessId())
 	if err != nil {
 		return nil, err
 	}
 	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	if pr.stdin == nil {
+	stdin := pr.stdin
+	if stdin != nil && req.Msg.GetEof() != nil && stdin != pr.tty {
+		pr.stdin = nil // closed below, once
+	}
+	pr.mu.Unlock()
+	if stdin == nil {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("process %d has no stdin open", pr.pid))
 	}
 	switch {
+	case req.Msg.GetEof() != nil && stdin == pr.tty:
+		// A terminal's end of input is its EOF character.
+		err = writeBounded(ctx, stdin, []byte{4})
 	case req.Msg.GetEof() != nil:
-		if pr.stdin == pr.tty {
-			// A terminal's end of input is its EOF character.
-			_, err = pr.tty.Write([]byte{4})
-		} else {
-			err = pr.stdin.Close()
-			pr.stdin = nil
-		}
+		err = stdin.Close()
 	default:
-		_, err = pr.stdin.Write(req.Msg.GetInput())
+		// Not under the lock: a process that does not read would hold it,
+		// and the stream's end, which closes stdin, wakes this write.
+		err = writeBounded(ctx, stdin, req.Msg.GetInput())
 	}
 	if err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("process %d has exited", pr.pid))
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("process %d is not reading its stdin", pr.pid))
+		}
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
 	return connect.NewResponse(&processv1.WriteStdinResponse{}), nil
+}
+
+// stdinWait bounds a write to a process that does not read its stdin.
+const stdinWait = 30 * time.Second
+
+// writeBounded writes b to f, waiting no longer than ctx allows and
+// stdinWait.
+func writeBounded(ctx context.Context, f *os.File, b []byte) error {
+	deadline := time.Now().Add(stdinWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = f.SetWriteDeadline(deadline)
+	defer f.SetWriteDeadline(time.Time{})
+	_, err := f.Write(b)
+	return err
 }
 
 // signals are the spec's signals.

@@ -21,7 +21,8 @@ import (
 )
 
 // Bounds of the network transport's listener: anyone who reaches the port
-// can start a handshake, so few run at once and none for long.
+// can start a handshake, so few run at once from each address and none for
+// long.
 const (
 	maxHandshakes    = 4
 	handshakeTimeout = 5 * time.Second
@@ -68,30 +69,37 @@ func ListenTLS(ctx context.Context, socket, token string, srv *Server, log *slog
 	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	slots := make(chan struct{}, maxHandshakes)
+	slots := newSlots(maxHandshakes)
+	wait := 5 * time.Millisecond
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			// Out of descriptors, say: wait and go on, as PID 1 must.
+			log.Warn("accept for bothy", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
 			}
-			return err
+			wait = min(2*wait, time.Second)
+			continue
 		}
-		select {
-		case slots <- struct{}{}:
-		default:
-			c.Close() // too many handshakes at once
+		wait = 5 * time.Millisecond
+		// Each source address has handshakes of its own, so that code in
+		// the sandbox (which dials from the sandbox's own addresses) cannot
+		// take bothy's (which dials from the host).
+		src := sourceOf(c.RemoteAddr())
+		if !slots.take(src) {
+			c.Close()
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sess, err := accept(ctx, tls.Server(c, cfg), token)
-			<-slots
+			slots.give(src)
 			if err != nil {
 				log.Debug("connection refused", "from", c.RemoteAddr().String(), "err", err)
 				return
@@ -100,6 +108,47 @@ func ListenTLS(ctx context.Context, socket, token string, srv *Server, log *slog
 				log.Debug("channel down", "err", err)
 			}
 		}()
+	}
+}
+
+// sourceOf is whose handshake slots a connection takes: its source
+// address, every loopback address counting as one (code in the sandbox
+// may dial from any of 127.0.0.0/8).
+func sourceOf(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		if t.IP.IsLoopback() {
+			return "loopback"
+		}
+		return t.IP.String()
+	}
+	return a.String()
+}
+
+// slots counts the handshakes in progress of each source address.
+type slots struct {
+	mu   sync.Mutex
+	max  int
+	used map[string]int
+}
+
+func newSlots(max int) *slots { return &slots{max: max, used: map[string]int{}} }
+
+// take takes one of src's slots, false when it has none left.
+func (s *slots) take(src string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.used[src] >= s.max {
+		return false
+	}
+	s.used[src]++
+	return true
+}
+
+func (s *slots) give(src string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.used[src]--; s.used[src] <= 0 {
+		delete(s.used, src)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"syscall"
 )
 
 // Spawn starts argv for another of the agent's front doors (the standard
@@ -11,10 +12,10 @@ import (
 // with the sandbox's environment and env, and files as its stdin, stdout
 // and stderr: in a session of its own with files[0] as its controlling
 // terminal when tty is set, in a process group of its own otherwise. The
-// agent's reaper waits for it (the agent is PID 1): exit receives its exit
-// code as a shell reports it. A command that is not found is an error
+// agent's reaper waits for it (the agent is PID 1): exit receives its wait
+// status. A command that is not found is an error
 // wrapping fs.ErrNotExist; one that cannot be run, fs.ErrPermission.
-func (s *Server) Spawn(argv []string, env map[string]string, cwd string, files []*os.File, tty bool) (pid int, exit <-chan int, err error) {
+func (s *Server) Spawn(argv []string, env map[string]string, cwd string, files []*os.File, tty bool) (pid int, exit <-chan syscall.WaitStatus, err error) {
 	cmd, code, err := s.command(argv, "", env, cwd)
 	if err != nil {
 		if code == 127 {
@@ -36,12 +37,8 @@ func (s *Server) Spawn(argv []string, env map[string]string, cwd string, files [
 		}
 		return 0, nil, err
 	}
-	out := make(chan int, 1)
-	go func() {
-		st := <-waitCh
-		code, _ := exitOf(st.status)
-		out <- code
-	}()
+	out := make(chan syscall.WaitStatus, 1)
+	go func() { out <- (<-waitCh).status }()
 	pid = proc.Pid
 	_ = proc.Release() // the reaper waits for it
 	return pid, out, nil

@@ -28,8 +28,8 @@ import (
 // runtime is the runtime under test: its REST base URL and a gRPC client of
 // its process service (agent-sandbox's own generated client).
 type runtime struct {
-	rest string
-	proc processv1.ProcessServiceClient
+	rest, grpcAddr string
+	proc           processv1.ProcessServiceClient
 }
 
 // target is the runtime named by SANDBOXD_REST_ADDR and SANDBOXD_GRPC_ADDR
@@ -40,8 +40,9 @@ func target(t *testing.T) runtime {
 	restAddr, grpcAddr := os.Getenv("SANDBOXD_REST_ADDR"), os.Getenv("SANDBOXD_GRPC_ADDR")
 	if restAddr == "" || grpcAddr == "" {
 		restAddr, grpcAddr = freeAddr(t), freeAddr(t)
-		cmd := exec.Command(testenv.AgentBinary(t), "kep", "--root", t.TempDir(), "--rest", restAddr, "--grpc", grpcAddr)
-		cmd.Env = append(os.Environ(), "SANDBOX_ID=conformance", "SANDBOX_API_KEY=must-not-show")
+		root := t.TempDir()
+		cmd := exec.Command(testenv.AgentBinary(t), "kep", "--root", root, "--rest", restAddr, "--grpc", grpcAddr)
+		cmd.Env = append(os.Environ(), "SANDBOX_ID=conformance", "SANDBOX_ROOT="+root, "SANDBOX_API_KEY=must-not-show")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +72,7 @@ func target(t *testing.T) runtime {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return runtime{rest: "http://" + restAddr, proc: processv1.NewProcessServiceClient(conn)}
+	return runtime{rest: "http://" + restAddr, grpcAddr: grpcAddr, proc: processv1.NewProcessServiceClient(conn)}
 }
 
 func freeAddr(t *testing.T) string {
@@ -436,5 +437,105 @@ func TestTerminal(t *testing.T) {
 	})
 	if !strings.Contains(out, "40 100") || code != 7 {
 		t.Fatalf("exit %d, output %q", code, out)
+	}
+}
+
+// root is the runtime's root as its metadata tells it ("" when it does not).
+func (rt runtime) root(t *testing.T) string {
+	t.Helper()
+	_, body := rt.do(t, "GET", "/v1/metadata", nil, "")
+	var m struct {
+		Env map[string]string `json:"env"`
+	}
+	_ = json.Unmarshal(body, &m)
+	return m.Env["SANDBOX_ROOT"]
+}
+
+func TestPathsAsTheReferenceRuntimeTakesThem(t *testing.T) {
+	rt := target(t)
+	ctx := context.Background()
+	base := fmt.Sprintf("paths-%d", time.Now().UnixNano())
+	if resp, body := rt.do(t, "PUT", "/v1/files/"+base+"/file", strings.NewReader("f"), "application/octet-stream"); resp.StatusCode != 204 {
+		t.Fatalf("put: %d %s", resp.StatusCode, body)
+	}
+	defer rt.do(t, "DELETE", "/v1/files/"+base+"?recursive=true", nil, "")
+	// A path through a file names nothing; a write there is refused.
+	resp, body := rt.do(t, "GET", "/v1/files/"+base+"/file/x", nil, "")
+	wantError(t, "get through a file", resp, body, 404, "NOT_FOUND")
+	resp, body = rt.do(t, "PUT", "/v1/files/"+base+"/file/x", strings.NewReader("x"), "application/octet-stream")
+	wantError(t, "put through a file", resp, body, 400, "INVALID_ARGUMENT")
+	// An absolute path under the root is the root's relative one.
+	root := rt.root(t)
+	if root == "" {
+		t.Skip("the runtime's metadata does not tell its root")
+	}
+	if _, body = rt.do(t, "GET", "/v1/files/"+strings.ReplaceAll(root+"/"+base+"/file", "/", "%2F"), nil, ""); string(body) != "f" {
+		t.Fatalf("get by the absolute path: %q", body)
+	}
+	res, err := rt.proc.Execute(ctx, &processv1.ExecuteRequest{Config: &processv1.ProcessConfig{Command: []string{"cat", "file"}, Cwd: proto(root + "/" + base)}})
+	if err != nil || string(res.GetStdout()) != "f" {
+		t.Fatalf("an absolute cwd under the root: %v %v", err, res)
+	}
+}
+
+// The runtime is reached on the sandbox's loopback by anything that runs
+// there, a browser's pages included: it must not serve what a page can send.
+func TestHostileLocalClients(t *testing.T) {
+	rt := target(t)
+	ctx := context.Background()
+	// A page whose DNS name was rebound to 127.0.0.1 names its own host.
+	req, _ := http.NewRequest("GET", rt.rest+"/v1/files/", nil)
+	req.Host = "rebound.example:8080"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a rebound host got %d", resp.StatusCode)
+	}
+	// The process service speaks gRPC over HTTP/2 only: no browser's
+	// request (HTTP/1.1, JSON) starts a process.
+	if resp, err := http.Post("http://"+rt.grpcAddr+"/process.v1.ProcessService/Execute", "application/json", strings.NewReader(`{"config":{"command":["id"]}}`)); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 || strings.Contains(string(b), "uid=") {
+			t.Fatalf("an HTTP/1.1 JSON request ran a process: %d %s", resp.StatusCode, b)
+		}
+	}
+	// A FIFO is refused, not waited on.
+	name := fmt.Sprintf("fifo-%d", time.Now().UnixNano())
+	if res, err := rt.proc.Execute(ctx, &processv1.ExecuteRequest{Config: &processv1.ProcessConfig{Command: []string{"mkfifo", name}}}); err != nil || res.GetExitCode() != 0 {
+		t.Fatalf("mkfifo: %v %v", err, res)
+	}
+	defer rt.do(t, "DELETE", "/v1/files/"+name, nil, "")
+	for _, method := range []string{"GET", "HEAD"} {
+		client := &http.Client{Timeout: 20 * time.Second}
+		req, _ := http.NewRequest(method, rt.rest+"/v1/files/"+name, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s of a FIFO: %v", method, err)
+		}
+		resp.Body.Close()
+		if method == "GET" && resp.StatusCode != 400 {
+			t.Fatalf("GET of a FIFO: %d", resp.StatusCode)
+		}
+	}
+	// A process that does not read its stdin: a write to it ends with its
+	// deadline, and the process's stream still ends with it.
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	stream, pid := started(t, sctx, rt, &processv1.StartRequest{Config: &processv1.ProcessConfig{Command: []string{"sleep", "600"}}})
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err = rt.proc.WriteStdin(wctx, &processv1.WriteStdinRequest{ProcessId: pid, Payload: &processv1.WriteStdinRequest_Input{Input: make([]byte, 4<<20)}})
+	wcancel()
+	if err == nil {
+		t.Fatal("4 MiB went into the stdin of a process that does not read it")
+	}
+	if _, err := rt.proc.SendSignal(sctx, &processv1.SendSignalRequest{ProcessId: pid, Signal: processv1.Signal_SIGNAL_SIGKILL}); err != nil {
+		t.Fatal(err)
+	}
+	if _, code := events(t, stream, nil); code == 0 {
+		t.Fatal("a killed process exited 0")
 	}
 }
