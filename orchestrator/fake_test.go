@@ -62,13 +62,19 @@ type fakeFixture struct {
 // run: the tests call Reconcile and reap themselves.
 func newFakeFixture(t *testing.T) *fakeFixture {
 	t.Helper()
+	return newFakeFixtureOn(t, TransportUnix)
+}
+
+// newFakeFixtureOn is newFakeFixture with new sandboxes on transport.
+func newFakeFixtureOn(t *testing.T, transport string) *fakeFixture {
+	t.Helper()
 	data := testenv.DataDir(t)
 	e := testenv.FakeEngine(t, fakeImage)
 	f := &fakeFixture{e: e, clock: &clock{t: time.Now()}, data: data}
 	f.cfg = Config{
 		Instance: testenv.Instance("fake"), DataDir: data, AgentBinary: filepath.Join(data, "agent-binary"),
 		Network: "bothy-fake", DefaultImage: fakeImage, Now: f.clock.Now,
-		OrphanGrace: time.Minute, ReadyTimeout: 10 * time.Second,
+		OrphanGrace: time.Minute, ReadyTimeout: 10 * time.Second, Transport: transport,
 	}
 	if err := os.WriteFile(f.cfg.AgentBinary, []byte("not a real agent: fake containers run none"), 0o755); err != nil {
 		t.Fatal(err)
@@ -135,11 +141,23 @@ func (f *fakeFixture) ping(ctx context.Context, owner, id string) error {
 	})
 }
 
+// TestStateMachineOnTheFakeEngine walks a sandbox's states on each
+// transport of the agent channel (on the network one, the fake's agents
+// listen on their containers' loopback addresses, with mutual TLS).
 func TestStateMachineOnTheFakeEngine(t *testing.T) {
-	f := newFakeFixture(t)
+	for _, transport := range []string{TransportUnix, TransportTCP} {
+		t.Run(transport, func(t *testing.T) { stateMachine(t, transport) })
+	}
+}
+
+func stateMachine(t *testing.T, transport string) {
+	f := newFakeFixtureOn(t, transport)
 	ctx := context.Background()
 	sb := f.create(t, "k1", CreateOptions{Labels: map[string]string{"app": "x"}})
 	f.expect(t, "k1", sb.ID, StateRunning, runtime.StateRunning)
+	if sb.Spec.Transport != transport {
+		t.Fatalf("the sandbox is on %q, want %q", sb.Spec.Transport, transport)
+	}
 	c, _ := f.e.Inspect(ctx, sb.ContainerID)
 	if c.Labels[runtime.LabelOwner] != "k1" || c.Labels[runtime.LabelID] != sb.ID || c.Labels[runtime.LabelInstance] != f.cfg.Instance {
 		t.Fatalf("container labels %v", c.Labels)
@@ -177,6 +195,19 @@ func TestStateMachineOnTheFakeEngine(t *testing.T) {
 	}
 	if _, err := f.o.Pause(ctx, "k1", sb.ID); !cerrdefs.IsConflict(err) && !cerrdefs.IsFailedPrecondition(err) {
 		t.Fatalf("pause of a stopped sandbox: %v, want a conflict", err)
+	}
+	// A restarted bothy reaches the running sandbox again (on the network
+	// transport, it dials the agent anew with credentials issued again).
+	if _, err := f.o.Start(ctx, "k1", sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.o.Close()
+	f.open(t)
+	if err := f.ping(ctx, "k1", sb.ID); err != nil {
+		t.Fatalf("ping after a restart of bothy: %v", err)
+	}
+	if _, err := f.o.Stop(ctx, "k1", sb.ID); err != nil {
+		t.Fatal(err)
 	}
 	// A data-plane call wakes a stopped sandbox.
 	if err := f.ping(ctx, "k1", sb.ID); err != nil {

@@ -36,13 +36,14 @@ func Networked(socket string) bool {
 }
 
 // ListenTLS serves bothy on the network transport until ctx is done: it
-// listens on the TCP port written beside socket, and serves each connection
+// listens on the TCP port written beside socket (on host's address; every
+// address when host is empty), and serves each connection
 // that proves, with mutual TLS, to be bothy's for this sandbox (its
 // certificate signed by the CA beside socket, naming this sandbox and
 // bothy's side), after saying hello with token as on the socket. The
 // certificate and key are read again for every connection, so a bothy that
 // issued new ones is served without a restart.
-func ListenTLS(ctx context.Context, socket, token string, srv *Server, log *slog.Logger) error {
+func ListenTLS(ctx context.Context, host, socket, token string, srv *Server, log *slog.Logger) error {
 	dir := filepath.Dir(socket)
 	b, err := os.ReadFile(filepath.Join(dir, wire.ListenName))
 	if err != nil {
@@ -53,7 +54,7 @@ func ListenTLS(ctx context.Context, socket, token string, srv *Server, log *slog
 		return fmt.Errorf("bad port in %s: %q", wire.ListenName, b)
 	}
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", ":"+strconv.Itoa(port))
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		return err
 	}

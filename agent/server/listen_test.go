@@ -73,7 +73,7 @@ func serveNetworked(t *testing.T, id string) *networked {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := ListenTLS(ctx, socket, "secret", srv, log); err != nil {
+		if err := ListenTLS(ctx, "", socket, "secret", srv, log); err != nil {
 			t.Error(err)
 		}
 	}()

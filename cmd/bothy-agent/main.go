@@ -88,7 +88,7 @@ func main() {
 	}
 	if server.Networked(socket) {
 		// bothy dials this agent over TCP with mutual TLS.
-		if err := server.ListenTLS(ctx, socket, token, srv, log); err != nil {
+		if err := server.ListenTLS(ctx, "", socket, token, srv, log); err != nil {
 			log.Error("listen for bothy", "err", err)
 			os.Exit(2)
 		}

@@ -18,12 +18,14 @@ import (
 // each run a sandbox agent in this test process: it dials the socket in the
 // container's run directory mount, as the real agent does from inside its
 // container, so an orchestrator sees a sandbox come up as on a real engine.
-// The agent works on this host's files, as this process's user.
+// The agent works on this host's files, as this process's user. On the
+// network transport it listens on the container's address instead (one of
+// this host's loopback addresses).
 func FakeEngine(t testing.TB, image string) *fake.Engine {
 	log := Logger(t)
 	e := fake.New(runtime.EngineInfo{})
 	e.AddImage(runtime.Image{Tags: []string{image}})
-	e.Boot = func(ctx context.Context, spec runtime.Spec) int {
+	e.Boot = func(ctx context.Context, spec runtime.Spec, addr string) int {
 		for _, m := range spec.Mounts {
 			if m.Target == wire.RunMount {
 				socket := filepath.Join(m.Source, wire.SocketName)
@@ -33,6 +35,14 @@ func FakeEngine(t testing.TB, image string) *fake.Engine {
 				}
 				srv := server.NewServer(log)
 				defer srv.Close()
+				if server.Networked(socket) {
+					// On the container's own loopback address, as the
+					// agent listens on its container's.
+					if err := server.ListenTLS(ctx, addr, socket, token, srv, log); err != nil {
+						return 2
+					}
+					return 0
+				}
 				server.Dial(ctx, socket, token, srv, log)
 				return 0
 			}

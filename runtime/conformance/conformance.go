@@ -6,6 +6,7 @@ package conformance
 
 import (
 	"context"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -101,6 +102,9 @@ func Run(t *testing.T, s Setup) {
 		}
 		must(t, "start", s.Engine.Start(ctx, id))
 		state(t, id, runtime.StateRunning)
+		if c, err := s.Engine.Inspect(ctx, id); err != nil || c.Addr != "" {
+			t.Fatalf("a container without a network has an address: %q %v", c.Addr, err)
+		}
 		must(t, "start a running container", s.Engine.Start(ctx, id))
 		must(t, "pause", s.Engine.Pause(ctx, id))
 		state(t, id, runtime.StatePaused)
@@ -220,6 +224,25 @@ func Run(t *testing.T, s Setup) {
 		must(t, "create on the network", err)
 		t.Cleanup(func() { _ = s.Engine.Remove(context.Background(), id) })
 		must(t, "start on the network", s.Engine.Start(ctx, id))
+		// A running container has an address on its network, its own; a
+		// stopped one has none.
+		other, err := s.Engine.Create(ctx, runtime.Spec{Image: s.Image, Entrypoint: []string{"sleep", "600"},
+			Network: name, Labels: labels(), StopTimeout: time.Second})
+		must(t, "create another on the network", err)
+		t.Cleanup(func() { _ = s.Engine.Remove(context.Background(), other) })
+		must(t, "start it", s.Engine.Start(ctx, other))
+		a, err := s.Engine.Inspect(ctx, id)
+		must(t, "inspect", err)
+		b, err := s.Engine.Inspect(ctx, other)
+		must(t, "inspect the other", err)
+		if net.ParseIP(a.Addr) == nil || net.ParseIP(b.Addr) == nil || a.Addr == b.Addr {
+			t.Fatalf("addresses on the network: %q and %q", a.Addr, b.Addr)
+		}
+		must(t, "stop the other", s.Engine.Stop(ctx, other, time.Second))
+		if b, err := s.Engine.Inspect(ctx, other); err != nil || b.Addr != "" {
+			t.Fatalf("a stopped container has the address %q (%v)", b.Addr, err)
+		}
+		must(t, "remove the other", s.Engine.Remove(ctx, other))
 		if err := s.Engine.RemoveNetwork(ctx, name); err == nil {
 			t.Fatal("removed a network a running container uses")
 		}

@@ -24,8 +24,9 @@ import (
 
 // Engine is the in-memory engine. Its zero value is not usable; call New.
 type Engine struct {
-	// Boot, when set, is what a started container runs.
-	Boot func(ctx context.Context, spec runtime.Spec) (exitCode int)
+	// Boot, when set, is what a started container runs; addr is its
+	// address (as Container.Addr) while it runs on a network.
+	Boot func(ctx context.Context, spec runtime.Spec, addr string) (exitCode int)
 
 	mu         sync.Mutex
 	info       runtime.EngineInfo
@@ -33,6 +34,15 @@ type Engine struct {
 	names      map[string]string // name -> ID
 	networks   map[string]runtime.NetworkSpec
 	images     map[string]runtime.Image // by each tag, and by ID
+	// started counts starts on networks: each takes an address of its own
+	// in 127.77.0.0/16, on this host's loopback (addr).
+	started uint32
+}
+
+// addr is the loopback address of the nth start on a network.
+func addr(n uint32) string {
+	n = n%(250*256) + 2
+	return fmt.Sprintf("127.77.%d.%d", n/250, n%250+2)
 }
 
 type container struct {
@@ -155,20 +165,24 @@ func (e *Engine) Start(ctx context.Context, id string) error {
 			return cerrdefs.ErrConflict.WithMessage("cannot start a paused container, try unpause instead")
 		}
 		c.c.State, c.c.ExitCode, c.c.OOMKilled = runtime.StateRunning, 0, false
+		if c.spec.Network != "" && c.spec.Network != "none" {
+			e.started++
+			c.c.Addr = addr(e.started)
+		}
 		bootCtx, stop := context.WithCancel(context.Background())
 		c.stop, c.done = stop, make(chan struct{})
 		if e.Boot == nil {
 			return nil
 		}
-		go func(c *container, done chan struct{}) {
-			code := e.Boot(bootCtx, c.spec)
+		go func(c *container, done chan struct{}, addr string) {
+			code := e.Boot(bootCtx, c.spec, addr)
 			close(done)
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			if c.done == done && bootCtx.Err() == nil { // exited by itself
-				c.c.State, c.c.ExitCode, c.stop = runtime.StateExited, code, nil
+				c.c.State, c.c.ExitCode, c.c.Addr, c.stop = runtime.StateExited, code, "", nil
 			}
-		}(c, c.done)
+		}(c, c.done, c.c.Addr)
 		return nil
 	})
 }
@@ -199,7 +213,7 @@ func (e *Engine) Stop(ctx context.Context, id string, timeout time.Duration) err
 			return nil
 		}
 		e.halt(c, timeout)
-		c.c.State, c.c.ExitCode = runtime.StateExited, 137
+		c.c.State, c.c.ExitCode, c.c.Addr = runtime.StateExited, 137, ""
 		return nil
 	})
 }

@@ -32,7 +32,7 @@ func TestBootRunsWhileTheContainerRuns(t *testing.T) {
 	e.AddImage(runtime.Image{Tags: []string{"img"}})
 	booted := make(chan context.Context, 1)
 	exit := make(chan int)
-	e.Boot = func(ctx context.Context, spec runtime.Spec) int {
+	e.Boot = func(ctx context.Context, spec runtime.Spec, _ string) int {
 		booted <- ctx
 		select {
 		case <-ctx.Done():
