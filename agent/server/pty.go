@@ -585,9 +585,10 @@ func (m *ptyManager) serveAttach(ctx context.Context, st net.Conn, out *wire.Fra
 			}
 			switch typ {
 			case wire.FrameStdin:
-				if _, err := s.master.Write(payload); err != nil {
-					return
-				}
+				// A terminal whose process is exiting refuses input (EIO):
+				// the viewer stays, to be sent the exit the pump records
+				// (a client typing Ctrl-D after "exit" lost it).
+				_, _ = s.master.Write(payload)
 			case wire.FrameJSON:
 				var c wire.PtyControl
 				if json.Unmarshal(payload, &c) != nil {

@@ -192,3 +192,42 @@ func alive(pid int) bool {
 	i := bytes.LastIndexByte(b, ')')
 	return i < 0 || len(b) < i+3 || b[i+2] != 'Z'
 }
+
+// TestInputWhileTheShellExitsKeepsItsExit: keystrokes that reach the
+// terminal while its shell exits (as the CLI's Ctrl-Ds after its input
+// ended do) do not end the viewer before it is sent the exit.
+func TestInputWhileTheShellExitsKeepsItsExit(t *testing.T) {
+	noLeaks(t)
+	c := pair(t)
+	p := openShell(t, c, 80, 24)
+	if err := p.Input([]byte("exit 5\n")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if p.Input([]byte{4}) != nil {
+				return
+			}
+		}
+	}()
+	_ = p.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		_, exit, err := p.Next()
+		if err != nil {
+			t.Fatalf("the stream ended without the exit: %v", err)
+		}
+		if exit != nil {
+			if exit.ExitCode != 5 {
+				t.Fatalf("exit %+v, want 5", exit)
+			}
+			return
+		}
+	}
+}
