@@ -30,7 +30,9 @@ type StartProcessRequest struct {
 	TimeoutMs int64 `json:"timeout_ms,omitempty"`
 	// LogBytes is how much recent output the sandbox keeps for the logs
 	// route: 4 KiB to 64 MiB, 8 MiB when absent. Older output is dropped and
-	// a reader asking for it gets a gap record.
+	// a reader asking for it gets a gap record. The logs of all processes
+	// keep at most a quarter of the sandbox's memory together: past that, a
+	// growing log keeps its fair share.
 	LogBytes int64 `json:"log_bytes,omitempty"`
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,19 +53,8 @@ func cgroupStats() wire.Stats {
 		return wire.Stats{Error: err.Error()}
 	}
 	st.CPUNs = cpu
-	readInt := func(paths ...string) int64 {
-		for _, p := range paths {
-			if b, err := os.ReadFile(p); err == nil {
-				if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
-					return n
-				}
-				return 0 // "max": no limit
-			}
-		}
-		return 0
-	}
-	st.MemUsed = readInt("/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory.current")
-	st.MemLimit = readInt("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max")
+	st.MemUsed = readCgroupInt("/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory.current")
+	st.MemLimit = cgroupMemoryLimit()
 	for _, p := range []string{"/sys/fs/cgroup/memory/memory.stat", "/sys/fs/cgroup/memory.stat"} {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -78,4 +68,39 @@ func cgroupStats() wire.Stats {
 		break
 	}
 	return st
+}
+
+// readCgroupInt reads the number in the first of paths that exists: 0 when
+// none does, or for "max" (no limit).
+func readCgroupInt(paths ...string) int64 {
+	for _, p := range paths {
+		if b, err := os.ReadFile(p); err == nil {
+			if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				return n
+			}
+			return 0
+		}
+	}
+	return 0
+}
+
+// cgroupMemoryLimit is the sandbox's memory limit in bytes, 0 for none.
+func cgroupMemoryLimit() int64 {
+	return readCgroupInt("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max")
+}
+
+// LimitHeap keeps the agent's heap within half the sandbox's memory limit
+// unless GOMEMLIMIT says otherwise: past it the collector works harder
+// instead of letting a high GOGC grow the heap to a multiple of what is
+// live. Without it, the logs of many background processes (8 MiB each,
+// live) grew the agent, PID 1, until the kernel killed it and with it the
+// sandbox.
+func LimitHeap() {
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+		return
+	}
+	// cgroup v1 reports a huge number for no limit.
+	if limit := cgroupMemoryLimit(); limit > 0 && limit < 1<<50 {
+		debug.SetMemoryLimit(limit / 2)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,8 +32,30 @@ const (
 
 // procs keeps the agent's background processes.
 type procs struct {
-	mu sync.Mutex
-	m  map[int]*proc
+	mu   sync.Mutex
+	m    map[int]*proc
+	logs *logBudget
+}
+
+// logBudget bounds the output all processes' logs keep together: they
+// live in the agent, PID 1, and a sandbox's many chatty processes (8 MiB
+// of log each by default) must not grow it until the kernel kills it, and
+// the sandbox with it. Past the budget, a log that grows keeps no more
+// than its fair share (the budget over the logs there are), and never less
+// than wire.MinProcLogBytes.
+type logBudget struct {
+	limit int64
+	kept  atomic.Int64 // bytes kept by all logs
+	count atomic.Int64 // logs counted in kept
+}
+
+// logBudgetOf is the budget of a sandbox whose memory limit is limit bytes
+// (0: none): a quarter of it, at least 16 MiB; 1 GiB without a limit.
+func logBudgetOf(limit int64) int64 {
+	if limit <= 0 || limit >= 1<<50 {
+		return 1 << 30
+	}
+	return max(limit/4, 16<<20)
 }
 
 // proc is one background process and its output.
@@ -54,6 +77,7 @@ type procLog struct {
 	ended  bool
 	wake   chan struct{} // closed and replaced at every change
 	limit  int64         // the most output kept
+	budget *logBudget
 }
 
 type logChunk struct {
@@ -62,7 +86,10 @@ type logChunk struct {
 	data   []byte
 }
 
-func newProcLog(limit int64) *procLog { return &procLog{wake: make(chan struct{}), limit: limit} }
+func newProcLog(limit int64, budget *logBudget) *procLog {
+	budget.count.Add(1)
+	return &procLog{wake: make(chan struct{}), limit: limit, budget: budget}
+}
 
 func (l *procLog) changed() {
 	close(l.wake)
@@ -74,12 +101,27 @@ func (l *procLog) append(stream string, p []byte) {
 	defer l.mu.Unlock()
 	l.chunks = append(l.chunks, logChunk{stream: stream, off: l.end, data: append([]byte(nil), p...)})
 	l.end += int64(len(p))
-	for l.end-l.start > l.limit && len(l.chunks) > 1 {
+	kept := l.budget.kept.Add(int64(len(p)))
+	keep := l.limit
+	if kept > l.budget.limit {
+		keep = min(keep, max(l.budget.limit/max(l.budget.count.Load(), 1), wire.MinProcLogBytes))
+	}
+	for l.end-l.start > keep && len(l.chunks) > 1 {
+		l.budget.kept.Add(-(l.chunks[1].off - l.start))
 		l.start = l.chunks[1].off
 		l.chunks[0] = logChunk{}
 		l.chunks = l.chunks[1:]
 	}
 	l.changed()
+}
+
+// release gives back what a forgotten log kept.
+func (l *procLog) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.budget.kept.Add(-(l.end - l.start))
+	l.budget.count.Add(-1)
+	l.chunks, l.start = nil, l.end
 }
 
 func (l *procLog) finish() {
@@ -111,7 +153,9 @@ func (l *procLog) from(off int64) ([]wire.ProcRecord, int64, bool, <-chan struct
 	return out, l.end, l.ended, l.wake
 }
 
-func newProcs() *procs { return &procs{m: map[int]*proc{}} }
+func newProcs(logBytes int64) *procs {
+	return &procs{m: map[int]*proc{}, logs: &logBudget{limit: logBytes}}
+}
 
 // snapshot is p's information now.
 func (p *proc) snapshot() wire.ProcInfo {
@@ -179,7 +223,7 @@ func (s *Server) startProc(req *wire.ProcStart) wire.ProcAnswer {
 	}
 	pid := osp.Pid
 	osp.Release()
-	p := &proc{stdin: stdinW, log: newProcLog(logBytes), done: make(chan struct{}), info: wire.ProcInfo{
+	p := &proc{stdin: stdinW, log: newProcLog(logBytes, s.procs.logs), done: make(chan struct{}), info: wire.ProcInfo{
 		PID: pid, Tag: req.Tag, Argv: req.Argv, Cwd: cmd.cwd, User: req.User, State: wire.ProcRunning, StartedAt: started,
 	}}
 	s.procs.mu.Lock()
@@ -269,6 +313,7 @@ func (ps *procs) forgetOld() {
 	}
 	sort.Slice(exited, func(i, j int) bool { return exited[i].at.Before(exited[j].at) })
 	for _, e := range exited[:len(exited)-procExitedKept] {
+		ps.m[e.pid].log.release()
 		delete(ps.m, e.pid)
 	}
 }

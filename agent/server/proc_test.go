@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -188,6 +189,50 @@ func TestProcessLogBytes(t *testing.T) {
 	for _, n := range []int64{1, wire.MaxProcLogBytes + 1} {
 		if _, err := c.StartProc(ctx, wire.ProcStart{Argv: []string{"true"}, LogBytes: n}); err == nil || !strings.Contains(err.Error(), "log_bytes") {
 			t.Fatalf("log_bytes %d: %v", n, err)
+		}
+	}
+}
+
+// TestProcessLogsShareABudget: the logs of all processes together keep
+// about the agent's budget (a quarter of the sandbox's memory): past it,
+// each keeps its fair share, its latest output, and the count of what it
+// keeps stays exact.
+func TestProcessLogsShareABudget(t *testing.T) {
+	c, srv := pairServer(t)
+	srv.procs.logs.limit = 4 << 20
+	ctx := context.Background()
+	var pids []int
+	for i := range 4 {
+		p, err := c.StartProc(ctx, wire.ProcStart{Argv: []string{"sh", "-c", fmt.Sprintf("head -c 8000000 /dev/zero; echo; echo last-%d", i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, p.PID)
+	}
+	var total int64
+	for i, pid := range pids {
+		waitProc(t, c, pid)
+		logsOf(t, c, pid, 0, true)
+		out, _, end := logsOf(t, c, pid, 0, false)
+		kept := int64(len(out["stdout"]))
+		if !strings.HasSuffix(out["stdout"], fmt.Sprintf("\nlast-%d\n", i)) || kept > 1<<20+procChunk || end.OutputBytes-end.OutputFrom != kept {
+			t.Fatalf("process %d kept %d bytes (%+v) ending %q", i, kept, end, out["stdout"][max(0, len(out["stdout"])-20):])
+		}
+		total += kept
+	}
+	if got := srv.procs.logs.kept.Load(); got != total {
+		t.Fatalf("the budget counts %d bytes, the logs keep %d", got, total)
+	}
+}
+
+// TestLogBudgetOf: a quarter of the sandbox's memory, with a floor, and a
+// default without a limit (cgroup v1 says so with a huge number).
+func TestLogBudgetOf(t *testing.T) {
+	for _, c := range []struct{ limit, want int64 }{
+		{0, 1 << 30}, {1 << 62, 1 << 30}, {2 << 30, 512 << 20}, {32 << 20, 16 << 20},
+	} {
+		if got := logBudgetOf(c.limit); got != c.want {
+			t.Errorf("logBudgetOf(%d) = %d, want %d", c.limit, got, c.want)
 		}
 	}
 }

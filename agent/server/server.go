@@ -40,7 +40,7 @@ func NewServer(log *slog.Logger) *Server {
 	s := &Server{log: log, baseEnv: baseEnviron()}
 	s.ptys = newPtyManager(s)
 	s.watches = newWatchHub()
-	s.procs = newProcs()
+	s.procs = newProcs(logBudgetOf(cgroupMemoryLimit()))
 	if os.Getpid() == 1 {
 		s.children()
 	}

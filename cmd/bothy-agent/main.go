@@ -50,6 +50,7 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
+	server.LimitHeap()
 	// One processor: the agent's work is handing bytes between sockets and
 	// pipes, and with more than one every hand-off may wake another thread
 	// (a 100 MiB download through a port: 420 MB/s at 1, 310 at 2).
