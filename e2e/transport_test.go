@@ -3,21 +3,15 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/internal/testcert"
 	"github.com/bothy/bothy/internal/testenv"
 )
 
@@ -82,9 +76,9 @@ func TestNetworkTransportFromInside(t *testing.T) {
 	otherIP := strings.Fields(res.Stdout)[0]
 	// A certificate with bothy's name for sandbox a, from a CA of the
 	// sandbox's own making.
-	forgedCA, forgedKey := selfSignedCA(t)
-	forged := mint(t, forgedCA, forgedKey, "bothy:sandbox/"+a.ID+"/bothyd")
-	for name, body := range map[string][]byte{"/tmp/forged.pem": forged.cert, "/tmp/forged-key.pem": forged.key} {
+	forgedCA, forgedKey := testcert.CA(t)
+	forgedCert, forgedPEMKey := testcert.Leaf(t, forgedCA, forgedKey, "bothy:sandbox/"+a.ID+"/bothyd", x509.ExtKeyUsageClientAuth)
+	for name, body := range map[string][]byte{"/tmp/forged.pem": forgedCert, "/tmp/forged-key.pem": forgedPEMKey} {
 		if _, err := c.WriteFile(ctx, a.ID, name, bytes.NewReader(body), api.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -181,59 +175,4 @@ func ownIP(t *testing.T, c *api.Client, id string) string {
 		t.Fatalf("%v %+v", err, res)
 	}
 	return res.Stdout
-}
-
-func selfSignedCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bothy agent channel CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-// pemPair is a certificate and its key, in PEM.
-type pemPair struct{ cert, key []byte }
-
-// mint makes a client certificate naming name, signed by ca.
-func mint(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string) pemPair {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := url.Parse(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, URIs: []*url.URL{u},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pemPair{
-		cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		key:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	}
 }

@@ -3,17 +3,11 @@ package server
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +17,7 @@ import (
 
 	"github.com/bothy/bothy/agent"
 	"github.com/bothy/bothy/agent/wire"
+	"github.com/bothy/bothy/internal/testcert"
 )
 
 // networked is an agent on the network transport, served in this process
@@ -126,7 +121,7 @@ func TestNetworkTransportRefusesStrangers(t *testing.T) {
 		t.Fatal(err)
 	}
 	caCert, caKey := loadCA(t, n.caDir)
-	forgedCert, forgedKey := selfSignedCA(t)
+	forgedCert, forgedKey := testcert.CA(t)
 	other, err := n.ca.Issue("sb-b")
 	if err != nil {
 		t.Fatal(err)
@@ -144,12 +139,12 @@ func TestNetworkTransportRefusesStrangers(t *testing.T) {
 		certs []tls.Certificate
 	}{
 		{"no certificate", nil},
-		{"bothy's name from a CA of its own", []tls.Certificate{mint(t, forgedCert, forgedKey, wire.BothyIdentity("sb-a"), x509.ExtKeyUsageClientAuth)}},
+		{"bothy's name from a CA of its own", []tls.Certificate{testcert.Pair(t, forgedCert, forgedKey, wire.BothyIdentity("sb-a"), x509.ExtKeyUsageClientAuth)}},
 		{"bothy's name, self-signed", []tls.Certificate{selfSignedLeaf(t, wire.BothyIdentity("sb-a"))}},
-		{"bothy's certificate for another sandbox", []tls.Certificate{mint(t, caCert, caKey, wire.BothyIdentity("sb-b"), x509.ExtKeyUsageClientAuth)}},
+		{"bothy's certificate for another sandbox", []tls.Certificate{testcert.Pair(t, caCert, caKey, wire.BothyIdentity("sb-b"), x509.ExtKeyUsageClientAuth)}},
 		{"the agent's own certificate, taken from the sandbox", []tls.Certificate{agentPair}},
 		{"another sandbox's agent certificate", []tls.Certificate{otherAgent}},
-		{"the agent's name for client use", []tls.Certificate{mint(t, caCert, caKey, wire.AgentIdentity("sb-a"), x509.ExtKeyUsageClientAuth)}},
+		{"the agent's name for client use", []tls.Certificate{testcert.Pair(t, caCert, caKey, wire.AgentIdentity("sb-a"), x509.ExtKeyUsageClientAuth)}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			conn, err := tls.Dial("tcp", n.addr, &tls.Config{Certificates: c.certs, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
@@ -236,55 +231,8 @@ func loadCA(t *testing.T, dir string) (*x509.Certificate, *ecdsa.PrivateKey) {
 	return pair.Leaf, pair.PrivateKey.(*ecdsa.PrivateKey)
 }
 
-func selfSignedCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bothy agent channel CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-// mint makes a certificate naming name, signed by ca.
-func mint(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, usage x509.ExtKeyUsage) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := url.Parse(name)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, URIs: []*url.URL{u},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	pair, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair
-}
-
 func selfSignedLeaf(t *testing.T, name string) tls.Certificate {
 	t.Helper()
-	ca, key := selfSignedCA(t)
-	return mint(t, ca, key, name, x509.ExtKeyUsageClientAuth)
+	ca, key := testcert.CA(t)
+	return testcert.Pair(t, ca, key, name, x509.ExtKeyUsageClientAuth)
 }
