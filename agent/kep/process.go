@@ -15,9 +15,9 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
 
 	"github.com/bothy/bothy/agent/kep/processv1"
+	"github.com/bothy/bothy/agent/ptyfd"
 )
 
 // Bounds of the process service.
@@ -183,7 +183,7 @@ func (p *processService) Start(ctx context.Context, req *connect.Request[process
 		if size.GetCols() > 0 && size.GetRows() > 0 {
 			_ = pty.Setsize(master, &pty.Winsize{Cols: uint16(size.GetCols()), Rows: uint16(size.GetRows())})
 		}
-		if master, err = pollable(master); err != nil {
+		if master, err = ptyfd.Pollable(master); err != nil {
 			tty.Close()
 			return connect.NewError(connect.CodeInternal, err)
 		}
@@ -391,7 +391,7 @@ func (p *processService) ResizeTTY(_ context.Context, req *connect.Request[proce
 	if req.Msg.GetCols() == 0 || req.Msg.GetRows() == 0 || req.Msg.GetCols() > 65535 || req.Msg.GetRows() > 65535 {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("cols and rows must be between 1 and 65535"))
 	}
-	if err := winsize(pr.tty, uint16(req.Msg.GetCols()), uint16(req.Msg.GetRows())); err != nil {
+	if err := ptyfd.SetSize(pr.tty, uint16(req.Msg.GetCols()), uint16(req.Msg.GetRows())); err != nil {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, err)
 	}
 	return connect.NewResponse(&processv1.ResizeTTYResponse{}), nil
@@ -404,37 +404,4 @@ func (s *Runtime) killAll() {
 	for _, pr := range s.procs {
 		_ = syscall.Kill(-pr.pid, syscall.SIGKILL)
 	}
-}
-
-// pollable is the terminal master f (which pty.Open left blocking, as any
-// use of its Fd does) as a non-blocking descriptor in the runtime poller,
-// so that reads of it honour deadlines; f is closed.
-func pollable(f *os.File) (*os.File, error) {
-	fd, err := unix.Dup(int(f.Fd()))
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	unix.CloseOnExec(fd)
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), "/dev/ptmx"), nil
-}
-
-// winsize sets a terminal's size through its raw connection, which keeps
-// the master non-blocking (its Fd would not).
-func winsize(master *os.File, cols, rows uint16) error {
-	rc, err := master.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: cols, Row: rows})
-	}); err != nil {
-		return err
-	}
-	return serr
 }

@@ -17,9 +17,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/bothy/bothy/agent/wire"
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
+
+	"github.com/bothy/bothy/agent/ptyfd"
+	"github.com/bothy/bothy/agent/wire"
 )
 
 // Terminal session limits.
@@ -165,7 +167,7 @@ func (m *ptyManager) open(o *wire.PtyOpen) (*ptySession, error) {
 	}
 	// pty.Open's file is in blocking mode (Fd() makes it so); a non-blocking
 	// duplicate goes through the poller, and Close interrupts its reads.
-	master, err = nonBlocking(master)
+	master, err = ptyfd.Pollable(master)
 	if err != nil {
 		_ = syscall.Kill(proc.Pid, syscall.SIGKILL)
 		return nil, err
@@ -200,21 +202,6 @@ func loginShell(id identity) string {
 		}
 	}
 	return "/bin/sh"
-}
-
-// nonBlocking replaces f by a non-blocking duplicate of its descriptor.
-func nonBlocking(f *os.File) (*os.File, error) {
-	defer f.Close()
-	fd, err := unix.Dup(int(f.Fd()))
-	if err != nil {
-		return nil, fmt.Errorf("dup pty: %w", err)
-	}
-	unix.CloseOnExec(fd)
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("pty non-blocking: %w", err)
-	}
-	return os.NewFile(uintptr(fd), "/dev/ptmx"), nil
 }
 
 func newSessionID() string {
@@ -339,18 +326,7 @@ func (s *ptySession) resize(cols, rows uint16) error {
 	s.mu.Lock()
 	s.cols, s.rows = cols, rows
 	s.mu.Unlock()
-	rc, err := s.master.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		serr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: cols, Row: rows})
-	})
-	if err != nil {
-		return err
-	}
-	return serr
+	return ptyfd.SetSize(s.master, cols, rows)
 }
 
 // kill ends the session's whole process tree: every process in its session,
