@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 // bothy is a bothy the benchmark started: on a free loopback port, with
@@ -70,4 +74,20 @@ func (s *bothy) stop() {
 func (s *bothy) instance() (string, error) {
 	b, err := os.ReadFile(filepath.Join(s.data, "instance"))
 	return strings.TrimSpace(string(b)), err
+}
+
+// stopAndClean stops it and removes every container it made (sandboxes
+// outlive a stopped bothyd, which would adopt them at its next start; this
+// one has none).
+func (s *bothy) stopAndClean(ctx context.Context, eng *docker.Docker) {
+	ctx = context.WithoutCancel(ctx)
+	instance, err := s.instance()
+	s.stop()
+	if err != nil {
+		return
+	}
+	cs, _ := eng.List(ctx, map[string]string{runtime.LabelInstance: instance})
+	for _, ct := range cs {
+		_ = eng.Remove(ctx, ct.ID)
+	}
 }

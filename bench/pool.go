@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/bothy/bothy/api"
-	"github.com/bothy/bothy/runtime"
 	"github.com/bothy/bothy/runtime/docker"
 )
 
@@ -25,18 +24,7 @@ func benchPool(ctx context.Context, bin, agentBin, image string, eng *docker.Doc
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		// Its pooled sandboxes outlive it (a restart would adopt them);
-		// this one does not come back.
-		instance, ierr := sd.instance()
-		sd.stop()
-		if ierr == nil {
-			cs, _ := eng.List(context.WithoutCancel(ctx), map[string]string{runtime.LabelInstance: instance})
-			for _, ct := range cs {
-				_ = eng.Remove(context.WithoutCancel(ctx), ct.ID)
-			}
-		}
-	}()
+	defer sd.stopAndClean(ctx, eng)
 	c := api.NewClient(sd.url, benchKey)
 	full := func() error {
 		for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {

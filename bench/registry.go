@@ -33,16 +33,7 @@ func benchRegistry(ctx context.Context, bin, agentBin, image string, eng *docker
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		instance, ierr := sd.instance()
-		sd.stop()
-		if ierr == nil {
-			cs, _ := eng.List(context.WithoutCancel(ctx), map[string]string{runtime.LabelInstance: instance})
-			for _, ct := range cs {
-				_ = eng.Remove(context.WithoutCancel(ctx), ct.ID)
-			}
-		}
-	}()
+	defer sd.stopAndClean(ctx, eng)
 	c := api.NewClient(sd.url, benchKey)
 	const write = "head -c 100000000 /dev/urandom > /root/changes"
 	var snapOurs, snapBase, restOurs, restBase []time.Duration

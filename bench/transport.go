@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/bothy/bothy/api"
-	"github.com/bothy/bothy/runtime"
 	"github.com/bothy/bothy/runtime/docker"
 )
 
@@ -19,16 +18,7 @@ func benchTransport(ctx context.Context, c *api.Client, bin, agentBin, image str
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		instance, ierr := sd.instance()
-		sd.stop()
-		if ierr == nil {
-			cs, _ := eng.List(context.WithoutCancel(ctx), map[string]string{runtime.LabelInstance: instance})
-			for _, ct := range cs {
-				_ = eng.Remove(context.WithoutCancel(ctx), ct.ID)
-			}
-		}
-	}()
+	defer sd.stopAndClean(ctx, eng)
 	tc := api.NewClient(sd.url, benchKey)
 	overTCP, err := tc.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
 	if err != nil {
