@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -198,6 +199,24 @@ func WriteCredentials(dir string, cr *Credentials, uid int) error {
 		}
 	}
 	return nil
+}
+
+// WriteKEP writes the standard runtime interface's configuration in a
+// sandbox's run directory dir, where the agent reads it at its start; nil
+// removes it (the agent then serves no such interface).
+func WriteKEP(dir string, cfg *wire.KEPConfig) error {
+	p := filepath.Join(dir, wire.KEPName)
+	if cfg == nil {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	return writeFile(p, b, 0o444, -1)
 }
 
 // writeFile replaces p with data, mode and (unless uid < 0) owner uid at once.

@@ -2,11 +2,8 @@ package orchestrator
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -88,18 +85,10 @@ const kepRoot = "/workspace"
 // writeKEP writes (or removes) the standard interface's configuration in
 // sb's run directory dir: what the agent reads at its start.
 func writeKEP(dir string, sb *Sandbox) error {
-	p := filepath.Join(dir, wire.KEPName)
 	if !sb.Spec.KEP {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		return nil
+		return agent.WriteKEP(dir, nil)
 	}
-	b, err := json.Marshal(wire.KEPConfig{Root: kepRoot, Metadata: map[string]string{
+	return agent.WriteKEP(dir, &wire.KEPConfig{Root: kepRoot, Metadata: map[string]string{
 		"SANDBOX_ID": sb.ID, "SANDBOX_ROOT": kepRoot,
 	}})
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(p, b, 0o444)
 }
