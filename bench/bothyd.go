@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bothy/bothy/api"
 	"github.com/bothy/bothy/runtime"
 	"github.com/bothy/bothy/runtime/docker"
 )
@@ -90,4 +91,39 @@ func (s *bothy) stopAndClean(ctx context.Context, eng *docker.Docker) {
 	for _, ct := range cs {
 		_ = eng.Remove(ctx, ct.ID)
 	}
+}
+
+// plainWithChanges starts a plain container of image (no bothy, no
+// network) and runs write in it: the baseline of a checkpoint.
+func plainWithChanges(ctx context.Context, eng *docker.Docker, image, write string) (string, error) {
+	plain, err := eng.Create(ctx, runtime.Spec{Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "none",
+		Labels: map[string]string{"bothy.bench": "baseline"}})
+	if err != nil {
+		return "", err
+	}
+	if err := eng.Start(ctx, plain); err != nil {
+		_ = eng.Remove(context.WithoutCancel(ctx), plain)
+		return "", err
+	}
+	if code, err := eng.DockerExec(ctx, plain, []string{"sh", "-c", write}); err != nil || code != 0 {
+		_ = eng.Remove(context.WithoutCancel(ctx), plain)
+		return "", fmt.Errorf("docker exec write: %v %d", err, code)
+	}
+	return plain, nil
+}
+
+// checkpointOfChanges makes a sandbox of image on c, runs write in it, and
+// takes its checkpoint: the sandbox, the snapshot, and how long the
+// checkpoint took.
+func checkpointOfChanges(ctx context.Context, c *api.Client, image, write string) (api.Sandbox, api.Snapshot, time.Duration, error) {
+	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
+	if err != nil {
+		return sb, api.Snapshot{}, 0, err
+	}
+	if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: write}); err != nil || res.ExitCode != 0 {
+		return sb, api.Snapshot{}, 0, fmt.Errorf("write changes: %v %+v", err, res)
+	}
+	t0 := time.Now()
+	sn, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{Name: "bench"})
+	return sb, sn, time.Since(t0), err
 }

@@ -44,7 +44,7 @@ func main() {
 	flag.IntVar(&dockerRunN, "docker-run-n", 10, "docker run --rm of the same snippets")
 	flag.IntVar(&poolN, "pool-n", 40, "creates served by the warm sandbox pool")
 	flag.IntVar(&densityN, "density-n", 500, "idle sandboxes to hold at once")
-	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "snapshots" only checkpoints and restores; "ports" only background processes and the port proxy; "pool" only the warm sandbox pool; "registry" only checkpoints and restores through a registry; "transport" only exec over the agent channel's network transport; "fork" only forks; "density" only many idle sandboxes`)
+	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "snapshots" only checkpoints and restores; "capture" only checkpoints the agent captures; "ports" only background processes and the port proxy; "pool" only the warm sandbox pool; "registry" only checkpoints and restores through a registry; "transport" only exec over the agent channel's network transport; "fork" only forks; "density" only many idle sandboxes`)
 	flag.Parse()
 	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN, *fileN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -127,6 +127,16 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 			{name: "checkpoint, 100 MB changed (vs docker commit)", ours: snapOurs, base: snapBase, target: "<= 1.2 x baseline"},
 			{name: "restore snapshot -> first exec (vs docker create+start)", ours: restOurs, base: restBase, target: "p50 <= 1.2 x baseline"},
 		})
+		return nil
+	}
+
+	if only == "capture" {
+		rows, err := benchCapture(ctx, bin, agentBin, image, eng, 3)
+		if err != nil {
+			return err
+		}
+		header()
+		printRows(rows)
 		return nil
 	}
 
@@ -323,6 +333,11 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	rows = append(rows,
 		row{name: "checkpoint, 100 MB changed (vs docker commit)", ours: snapOurs, base: snapBase, target: "<= 1.2 x baseline"},
 		row{name: "restore snapshot -> first exec (vs docker create+start)", ours: restOurs, base: restBase, target: "p50 <= 1.2 x baseline"})
+	captureRows, err := benchCapture(ctx, bin, agentBin, image, eng, 3)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, captureRows...)
 	registryRows, err := benchRegistry(ctx, bin, agentBin, image, eng, 3)
 	if err != nil {
 		return err
@@ -462,25 +477,17 @@ func benchPause(ctx context.Context, c *api.Client, eng *docker.Docker, id, cnam
 func benchSnapshot(ctx context.Context, c *api.Client, eng *docker.Docker, image string) (snapOurs, snapBase, restOurs, restBase []time.Duration, exported int64, err error) {
 	const write = "head -c 100000000 /dev/urandom > /root/changes"
 	for i := range 3 {
-		sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
+		sb, sn, took, err := checkpointOfChanges(ctx, c, image, write)
 		if err != nil {
 			return nil, nil, nil, nil, 0, err
 		}
-		if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: write}); err != nil || res.ExitCode != 0 {
-			return nil, nil, nil, nil, 0, fmt.Errorf("write changes: %v %+v", err, res)
-		}
-		t0 := time.Now()
-		sn, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{Name: "bench"})
-		if err != nil {
-			return nil, nil, nil, nil, 0, err
-		}
-		snapOurs = append(snapOurs, time.Since(t0))
+		snapOurs = append(snapOurs, took)
 		if i == 0 {
 			if exported, err = c.ExportSnapshot(ctx, sn.ID, io.Discard); err != nil {
 				return nil, nil, nil, nil, 0, err
 			}
 		}
-		t0 = time.Now()
+		t0 := time.Now()
 		clone, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: sn.ID}, "")
 		if err != nil {
 			return nil, nil, nil, nil, 0, err
@@ -493,16 +500,9 @@ func benchSnapshot(ctx context.Context, c *api.Client, eng *docker.Docker, image
 		_ = c.DeleteSandbox(ctx, sb.ID)
 		_ = c.DeleteSnapshot(ctx, sn.ID)
 
-		plain, err := eng.Create(ctx, runtime.Spec{Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "none",
-			Labels: map[string]string{"bothy.bench": "baseline"}})
+		plain, err := plainWithChanges(ctx, eng, image, write)
 		if err != nil {
 			return nil, nil, nil, nil, 0, err
-		}
-		if err := eng.Start(ctx, plain); err != nil {
-			return nil, nil, nil, nil, 0, err
-		}
-		if code, err := eng.DockerExec(ctx, plain, []string{"sh", "-c", write}); err != nil || code != 0 {
-			return nil, nil, nil, nil, 0, fmt.Errorf("docker exec write: %v %d", err, code)
 		}
 		t0 = time.Now()
 		ref := "bothy-bench/commit:latest"

@@ -8,7 +8,6 @@ import (
 
 	"github.com/bothy/bothy/api"
 	"github.com/bothy/bothy/internal/testenv"
-	"github.com/bothy/bothy/runtime"
 	"github.com/bothy/bothy/runtime/docker"
 )
 
@@ -38,23 +37,15 @@ func benchRegistry(ctx context.Context, bin, agentBin, image string, eng *docker
 	const write = "head -c 100000000 /dev/urandom > /root/changes"
 	var snapOurs, snapBase, restOurs, restBase []time.Duration
 	for i := range n {
-		sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image}, "")
+		sb, sn, took, err := checkpointOfChanges(ctx, c, image, write)
 		if err != nil {
 			return nil, err
 		}
-		if res, err := c.Exec(ctx, sb.ID, api.ExecRequest{Shell: write}); err != nil || res.ExitCode != 0 {
-			return nil, fmt.Errorf("write changes: %v %+v", err, res)
-		}
-		t0 := time.Now()
-		sn, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{Name: "bench"})
-		if err != nil {
-			return nil, err
-		}
-		snapOurs = append(snapOurs, time.Since(t0))
+		snapOurs = append(snapOurs, took)
 		if err := eng.ImageRemove(ctx, "bothy/snapshot:"+sn.ID); err != nil {
 			return nil, err
 		}
-		t0 = time.Now()
+		t0 := time.Now()
 		clone, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: sn.ID}, "")
 		if err != nil {
 			return nil, err
@@ -67,16 +58,9 @@ func benchRegistry(ctx context.Context, bin, agentBin, image string, eng *docker
 		_ = c.DeleteSandbox(ctx, sb.ID)
 		_ = c.DeleteSnapshot(ctx, sn.ID)
 
-		plain, err := eng.Create(ctx, runtime.Spec{Image: image, Entrypoint: []string{"sleep", "infinity"}, Network: "none",
-			Labels: map[string]string{"bothy.bench": "baseline"}})
+		plain, err := plainWithChanges(ctx, eng, image, write)
 		if err != nil {
 			return nil, err
-		}
-		if err := eng.Start(ctx, plain); err != nil {
-			return nil, err
-		}
-		if code, err := eng.DockerExec(ctx, plain, []string{"sh", "-c", write}); err != nil || code != 0 {
-			return nil, fmt.Errorf("docker exec write: %v %d", err, code)
 		}
 		ref := fmt.Sprintf("%s/bothy-bench/commit:%d", reg, i)
 		t0 = time.Now()

@@ -3,9 +3,13 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/bothy/bothy/agent"
 )
 
 // Checkpoints keeps sandboxes' filesystems as snapshots (package snapshot
@@ -14,8 +18,11 @@ import (
 // checkpoint, fork, create from a snapshot and restore in place.
 type Checkpoints interface {
 	// Checkpoint keeps the filesystem of container, sandbox id's on image,
-	// as a snapshot of owner's, and answers the snapshot's ID.
-	Checkpoint(ctx context.Context, owner, id, container, image, name string, labels map[string]string) (string, error)
+	// as a snapshot of owner's, and answers the snapshot's ID. With capture
+	// set, the sandbox's agent streams its changes as a layer (of at most
+	// maxBytes); without, the engine commits the container.
+	Checkpoint(ctx context.Context, owner, id, container, image, name string, labels map[string]string,
+		capture func(ctx context.Context, imagePaths []string, start func(size int64) (io.Writer, error)) error, maxBytes int64) (string, error)
 	// SnapshotImage is the image a sandbox made from owner's snapshot runs;
 	// another owner's is not found.
 	SnapshotImage(ctx context.Context, owner, snapshot string) (string, error)
@@ -41,7 +48,8 @@ type noCheckpoints struct{}
 
 var errNoCheckpoints = cerrdefs.ErrUnavailable.WithMessage("snapshots are not served here")
 
-func (noCheckpoints) Checkpoint(context.Context, string, string, string, string, string, map[string]string) (string, error) {
+func (noCheckpoints) Checkpoint(context.Context, string, string, string, string, string, map[string]string,
+	func(context.Context, []string, func(int64) (io.Writer, error)) error, int64) (string, error) {
 	return "", errNoCheckpoints
 }
 
@@ -56,13 +64,63 @@ func (noCheckpoints) DiffContainer(context.Context, string, string, string, func
 // Checkpoint keeps owner's sandbox id's filesystem as it is now (running,
 // paused or stopped) as a snapshot, and answers the snapshot's ID.
 func (o *Orchestrator) Checkpoint(ctx context.Context, owner, id, name string, labels map[string]string) (string, error) {
+	_, snap, err := o.checkpoint(ctx, owner, id, name, labels)
+	return snap, err
+}
+
+// Ways to take a checkpoint (Config.Checkpoint).
+const (
+	// CheckpointCommit: the engine commits the container, paused.
+	CheckpointCommit = "commit"
+	// CheckpointAgent: the sandbox's agent streams what changed as a layer,
+	// while the sandbox runs (a stopped or paused sandbox is committed).
+	CheckpointAgent = "agent"
+)
+
+// checkpoint keeps sandbox id's filesystem as a snapshot, as the
+// configuration says, and answers the sandbox as it was and the snapshot.
+func (o *Orchestrator) checkpoint(ctx context.Context, owner, id, name string, labels map[string]string) (Sandbox, string, error) {
+	var src Sandbox
 	var snap string
+	if o.cfg.Checkpoint == CheckpointAgent {
+		if sb, err := o.Get(ctx, owner, id); err == nil && sb.State == StateRunning {
+			err := o.attach(ctx, owner, id, func(ctx context.Context, sb Sandbox, conn *agent.Conn) error {
+				c, err := o.rt.Inspect(ctx, sb.ContainerID)
+				if err != nil {
+					return err
+				}
+				// A second of margin: a file's ctime comes from a coarser
+				// clock than the container's creation time. What changed in
+				// it is captured again, never missed.
+				since := c.Created.Add(-time.Second)
+				capture := func(ctx context.Context, paths []string, start func(int64) (io.Writer, error)) error {
+					return conn.Capture(ctx, since, paths, start)
+				}
+				src = sb
+				snap, err = o.cfg.Checkpoints.Checkpoint(ctx, owner, sb.ID, sb.ContainerID, sb.Image, name, labels,
+					capture, captureBound(sb.Spec.DiskMB))
+				return err
+			})
+			return src, snap, err
+		}
+	}
 	err := o.WithSandbox(ctx, owner, id, func(sb Sandbox) error {
+		src = sb
 		var err error
-		snap, err = o.cfg.Checkpoints.Checkpoint(ctx, owner, sb.ID, sb.ContainerID, sb.Image, name, labels)
+		snap, err = o.cfg.Checkpoints.Checkpoint(ctx, owner, sb.ID, sb.ContainerID, sb.Image, name, labels, nil, 0)
 		return err
 	})
-	return snap, err
+	return src, snap, err
+}
+
+// captureBound bounds the layer an agent streams for a sandbox of diskMB:
+// twice what the sandbox may write (a tar's headers take room a small
+// file's block does not) and some; 1 TiB without a limit.
+func captureBound(diskMB int64) int64 {
+	if diskMB <= 0 {
+		return 1 << 40
+	}
+	return 2*diskMB<<20 + 64<<20
 }
 
 // DiffSandbox lists what changed from owner's snapshot to owner's sandbox
@@ -97,15 +155,7 @@ func (o *Orchestrator) Fork(ctx context.Context, owner, id string, count int, la
 	if count < 1 || count > MaxFork {
 		return "", nil, cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("count: want 1 to %d, got %d", MaxFork, count))
 	}
-	var src Sandbox
-	var snap string
-	err := o.WithSandbox(ctx, owner, id, func(sb Sandbox) error {
-		src = sb
-		var err error
-		snap, err = o.cfg.Checkpoints.Checkpoint(ctx, owner, sb.ID, sb.ContainerID, sb.Image,
-			"fork of "+sb.ID, map[string]string{"bothy.fork_of": sb.ID})
-		return err
-	})
+	src, snap, err := o.checkpoint(ctx, owner, id, "fork of "+id, map[string]string{"bothy.fork_of": id})
 	if err != nil {
 		return "", nil, err
 	}

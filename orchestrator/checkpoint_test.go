@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 
@@ -20,7 +21,7 @@ type fakeCheckpoints struct {
 	fail   error
 }
 
-func (c *fakeCheckpoints) Checkpoint(_ context.Context, owner, _, _, _, _ string, _ map[string]string) (string, error) {
+func (c *fakeCheckpoints) Checkpoint(_ context.Context, owner, _, _, _, _ string, _ map[string]string, _ func(context.Context, []string, func(int64) (io.Writer, error)) error, _ int64) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fail != nil {

@@ -85,6 +85,9 @@ type Config struct {
 	// TransportUnix (the default) or TransportTCP. A sandbox without a
 	// network always uses the socket.
 	Transport string
+	// Checkpoint is how a running sandbox's checkpoint is taken:
+	// CheckpointCommit (the default) or CheckpointAgent.
+	Checkpoint string
 
 	ReadyTimeout   time.Duration // from container start to the agent's hello
 	StopTimeout    time.Duration // from SIGTERM to SIGKILL on stop

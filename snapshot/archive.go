@@ -414,11 +414,7 @@ func (s *Snapshots) load(ctx context.Context, m Manifest, parts map[string]*os.F
 		return err
 	}
 	defer sv.file.Close()
-	pr, pw := io.Pipe()
-	errc := make(chan error, 1)
-	go func() { errc <- s.arch.ImageLoad(ctx, pr) }()
-	werr := func() error {
-		tw := tar.NewWriter(pw)
+	return s.loadArchive(ctx, func(tw *tar.Writer) error {
 		layers := append([]string(nil), sv.layers...)
 		baseLayer := map[string]bool{}
 		for _, l := range sv.layers {
@@ -443,20 +439,40 @@ func (s *Snapshots) load(ctx context.Context, m Manifest, parts map[string]*os.F
 			}
 			layers = append(layers, name)
 		}
-		sum := sha256.Sum256(config)
-		configName := hex.EncodeToString(sum[:]) + ".json"
-		if err := writeEntry(tw, configName, int64(len(config)), bytes.NewReader(config)); err != nil {
-			return err
-		}
-		man, _ := json.Marshal([]map[string]any{{"Config": configName, "RepoTags": []string{ref}, "Layers": layers}})
-		if err := writeEntry(tw, "manifest.json", int64(len(man)), strings.NewReader(string(man))); err != nil {
-			return err
-		}
-		return tw.Close()
+		return finishArchive(tw, config, ref, layers)
+	})
+}
+
+// loadArchive loads into the engine the image archive that write writes,
+// as it is written.
+func (s *Snapshots) loadArchive(ctx context.Context, write func(tw *tar.Writer) error) error {
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		err := s.arch.ImageLoad(ctx, pr)
+		pr.CloseWithError(err) // a load that fails early stops the writing
+		errc <- err
 	}()
+	tw := tar.NewWriter(pw)
+	werr := write(tw)
+	if werr == nil {
+		werr = tw.Close()
+	}
 	pw.CloseWithError(werr)
 	if lerr := <-errc; werr == nil {
 		werr = lerr
 	}
 	return werr
+}
+
+// finishArchive writes an image archive's config and its manifest, which
+// names ref and the archive's layers, base first.
+func finishArchive(tw *tar.Writer, config []byte, ref string, layers []string) error {
+	sum := sha256.Sum256(config)
+	configName := hex.EncodeToString(sum[:]) + ".json"
+	if err := writeEntry(tw, configName, int64(len(config)), bytes.NewReader(config)); err != nil {
+		return err
+	}
+	man, _ := json.Marshal([]map[string]any{{"Config": configName, "RepoTags": []string{ref}, "Layers": layers}})
+	return writeEntry(tw, "manifest.json", int64(len(man)), bytes.NewReader(man))
 }

@@ -85,6 +85,11 @@ type Source struct {
 	ContainerID string
 	// Image is the image the sandbox runs now: a base image or a snapshot's.
 	Image string
+	// Capture, when set, takes the checkpoint from inside (the sandbox's
+	// agent) instead of by the engine's commit; MaxBytes bounds the layer it
+	// streams.
+	Capture  Capture
+	MaxBytes int64
 }
 
 var migrations = []string{`CREATE TABLE snapshots (
@@ -217,10 +222,17 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 	if err := s.insertWithin(ctx, &sn, 0); err != nil {
 		return Snapshot{}, err
 	}
-	imageID, err := s.eng.Commit(context.WithoutCancel(ctx), src.ContainerID, sn.Image, map[string]string{
+	imageLabels := map[string]string{
 		runtime.LabelKind: runtime.KindSnapshot, runtime.LabelID: sn.ID, runtime.LabelOwner: owner,
 		runtime.LabelInstance: s.cfg.Instance,
-	})
+	}
+	var imageID string
+	var err error
+	if src.Capture != nil {
+		imageID, err = s.captureImage(context.WithoutCancel(ctx), src, sn.Image, imageLabels)
+	} else {
+		imageID, err = s.eng.Commit(context.WithoutCancel(ctx), src.ContainerID, sn.Image, imageLabels)
+	}
 	if err != nil {
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM snapshots WHERE id = ?`, sn.ID)
 		return Snapshot{}, err
@@ -243,15 +255,20 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 	if _, err := s.db.ExecContext(ctx, `UPDATE snapshots SET state = ?, size = ? WHERE id = ?`, sn.State, sn.Size, sn.ID); err != nil {
 		return Snapshot{}, err
 	}
-	s.log.Info("snapshot taken", "snapshot_id", sn.ID, "sandbox_id", src.SandboxID, "bytes", sn.Size)
+	how := "commit"
+	if src.Capture != nil {
+		how = "agent"
+	}
+	s.log.Info("snapshot taken", "snapshot_id", sn.ID, "sandbox_id", src.SandboxID, "bytes", sn.Size, "how", how)
 	s.warm(sn.Image)
 	return sn, nil
 }
 
 // Checkpoint is Create as the orchestrator asks for it
 // (orchestrator.Checkpoints): the new snapshot's ID.
-func (s *Snapshots) Checkpoint(ctx context.Context, owner, id, container, image, name string, labels map[string]string) (string, error) {
-	sn, err := s.Create(ctx, owner, Source{SandboxID: id, ContainerID: container, Image: image}, name, labels)
+func (s *Snapshots) Checkpoint(ctx context.Context, owner, id, container, image, name string, labels map[string]string,
+	capture func(ctx context.Context, imagePaths []string, start func(size int64) (io.Writer, error)) error, maxBytes int64) (string, error) {
+	sn, err := s.Create(ctx, owner, Source{SandboxID: id, ContainerID: container, Image: image, Capture: capture, MaxBytes: maxBytes}, name, labels)
 	return sn.ID, err
 }
 

@@ -161,6 +161,8 @@ func (s *Server) handle(ctx context.Context, st net.Conn) {
 		s.serveWatch(ctx, st, out, req.Watch)
 	case "port_dial":
 		s.servePortDial(ctx, st, out, req.Port)
+	case "capture":
+		s.serveCapture(ctx, st, out, req.Capture)
 	case "proc_start":
 		_ = out.SendJSON(s.startProc(req.ProcStart))
 	case "proc_logs":

@@ -49,6 +49,8 @@ type Request struct {
 	Proc *ProcRequest `json:"proc,omitempty"`
 	// Port is the TCP port to connect to, for op "port_dial".
 	Port int `json:"port,omitempty"`
+	// Capture asks for the filesystem's changes, for op "capture".
+	Capture *CaptureRequest `json:"capture,omitempty"`
 }
 
 // UserInfo answers op "user": who a user spec is inside the sandbox.

@@ -5,35 +5,46 @@ import (
 	"testing"
 )
 
-func TestAgentTransportFlag(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		env  string
-		want string
-		bad  bool
+// TestChoiceFlags: the flags that take one of a few words take them from the
+// command line or the environment, default as documented, and refuse
+// anything else naming the flag.
+func TestChoiceFlags(t *testing.T) {
+	for _, f := range []struct {
+		flag, env, def, other string
+		get                   func(config) string
 	}{
-		{want: "unix"},
-		{args: []string{"--agent-transport", "tcp"}, want: "tcp"},
-		{env: "tcp", want: "tcp"},
-		{args: []string{"--agent-transport", "udp"}, bad: true},
-		{args: []string{"--agent-transport", ""}, bad: true},
+		{"agent-transport", "BOTHY_AGENT_TRANSPORT", "unix", "tcp", func(c config) string { return c.AgentTransport }},
+		{"checkpoint", "BOTHY_CHECKPOINT", "commit", "agent", func(c config) string { return c.Checkpoint }},
 	} {
-		t.Setenv("BOTHY_AGENT_TRANSPORT", c.env)
-		if c.env == "" {
-			t.Setenv("BOTHY_AGENT_TRANSPORT", "unix")
-		}
-		cfg, err := loadConfig(c.args)
-		if err == nil {
-			err = cfg.Validate() // also checks what this test does not set up
-		}
-		refused := err != nil && strings.Contains(err.Error(), "-agent-transport")
-		switch {
-		case c.bad && !refused:
-			t.Errorf("%v: %v, want a refusal naming the flag", c.args, err)
-		case !c.bad && refused:
-			t.Errorf("%v: %v", c.args, err)
-		case !c.bad && cfg.AgentTransport != c.want:
-			t.Errorf("%v: transport %q, want %q", c.args, cfg.AgentTransport, c.want)
+		for _, c := range []struct {
+			args []string
+			env  string
+			want string
+			bad  bool
+		}{
+			{want: f.def},
+			{args: []string{"--" + f.flag, f.other}, want: f.other},
+			{env: f.other, want: f.other},
+			{args: []string{"--" + f.flag, "udp"}, bad: true},
+			{args: []string{"--" + f.flag, ""}, bad: true},
+		} {
+			t.Setenv(f.env, c.env)
+			if c.env == "" {
+				t.Setenv(f.env, f.def)
+			}
+			cfg, err := loadConfig(c.args)
+			if err == nil {
+				err = cfg.Validate() // also checks what this test does not set up
+			}
+			refused := err != nil && strings.Contains(err.Error(), "-"+f.flag)
+			switch {
+			case c.bad && !refused:
+				t.Errorf("%v: %v, want a refusal naming the flag", c.args, err)
+			case !c.bad && refused:
+				t.Errorf("%v: %v", c.args, err)
+			case !c.bad && f.get(cfg) != c.want:
+				t.Errorf("%v: %s %q, want %q", c.args, f.flag, f.get(cfg), c.want)
+			}
 		}
 	}
 }

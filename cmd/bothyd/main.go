@@ -165,7 +165,8 @@ func run(cfg config, log *slog.Logger) error {
 		Network: cfg.Network, Bridge: cfg.Bridge, AllowedRanges: cfg.AllowedRanges, DefaultImage: cfg.DefaultImage,
 		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery,
 		Limits: diskLimits(cfg), Quotas: sandboxQuota(keys), Pools: cfg.SandboxPools, Checkpoints: snaps,
-		Transport: cfg.AgentTransport,
+		Transport:  cfg.AgentTransport,
+		Checkpoint: cfg.Checkpoint,
 	}, eng, builder, sq, log)
 	if err != nil {
 		return err
