@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bothy/bothy/api"
 	"github.com/bothy/bothy/internal/testenv"
@@ -16,7 +17,8 @@ import (
 // and extended attributes; hard links, symlinks (dangling too), a FIFO, a
 // name with spaces; and, of the image, a changed file, a file whose mode
 // alone changed, a deleted file, a deleted tree, a tree replaced by a new
-// one, a file replaced by a symlink.
+// one, a file replaced by a symlink, a tree moved away, one of its files
+// deleted, and a symlink to it in its place (no whiteout may go below it).
 const captureChanges = `set -e
 mkdir -p /srv/cap/dir/sub /srv/cap/sticky
 echo one > /srv/cap/dir/sub/a
@@ -41,6 +43,9 @@ rm /etc/issue
 rm -r /usr/share/common-licenses
 rm -r /usr/share/man && mkdir /usr/share/man && echo fresh > /usr/share/man/only
 rm /usr/bin/xargs && ln -s /bin/true /usr/bin/xargs
+mv /usr/share/zoneinfo /srv/zi
+rm "/srv/zi/$(cd /srv/zi && find . -type f | sort | head -n 1)"
+ln -s /srv/zi /usr/share/zoneinfo
 `
 
 // fsListing prints every path of the container's own filesystem (not
@@ -108,9 +113,9 @@ func TestAgentCapturedSnapshots(t *testing.T) {
 	}
 	listing := func(id string) string {
 		t.Helper()
-		res, err := c.Exec(ctx, id, api.ExecRequest{Cmd: []string{"python3", "-c", fsListing}, User: "root"})
-		if err != nil || res.ExitCode != 0 {
-			t.Fatalf("listing of %s: %v %+v", id, err, res)
+		res, err := c.Exec(ctx, id, api.ExecRequest{Cmd: []string{"python3", "-c", fsListing}, User: "root", MaxOutputBytes: 16 << 20})
+		if err != nil || res.ExitCode != 0 || res.Truncated {
+			t.Fatalf("listing of %s: %v %d %q", id, err, res.ExitCode, res.Stderr)
 		}
 		return res.Stdout
 	}
@@ -130,8 +135,12 @@ func TestAgentCapturedSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(d.log(), "how=agent") {
-		t.Fatalf("the checkpoint was not the agent's:\n%s", d.log())
+	// bothy's log reaches the test through a pipe, a little after the
+	// answer.
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(d.log(), "how=agent"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the checkpoint was not the agent's:\n%s", d.log())
+		}
 	}
 	made, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: snap.ID}, "")
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"slices"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -42,6 +43,11 @@ func (s *Snapshots) captureImage(ctx context.Context, src Source, ref string, la
 	if bound <= 0 {
 		bound = 1 << 40
 	}
+	release, err := s.spool(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	f, err := os.CreateTemp(s.scratch, "capture-*.tar")
 	if err != nil {
 		return "", err
@@ -49,16 +55,21 @@ func (s *Snapshots) captureImage(ctx context.Context, src Source, ref string, la
 	os.Remove(f.Name()) // the open file is all we need
 	defer f.Close()
 	sum := sha256.New()
-	var size int64
 	bw := bufio.NewWriterSize(io.MultiWriter(f, sum), 256<<10)
+	// The agent is the sandbox's: it gets room for the size it announced,
+	// and not a byte more.
+	lw := &exactWriter{w: bw}
 	err = src.Capture(ctx, paths, func(n int64) (io.Writer, error) {
 		if n > bound {
 			return nil, cerrdefs.ErrResourceExhausted.WithMessage(fmt.Sprintf(
 				"the sandbox's changes (%d bytes) are larger than its disk limit allows", n))
 		}
-		size = n
-		return bw, nil
+		lw.size, lw.left = n, n
+		return lw, nil
 	})
+	if err == nil && lw.left != 0 {
+		err = fmt.Errorf("the layer ended %d bytes short of the %d announced", lw.left, lw.size)
+	}
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -67,7 +78,9 @@ func (s *Snapshots) captureImage(ctx context.Context, src Source, ref string, la
 	}
 	diffID := "sha256:" + hex.EncodeToString(sum.Sum(nil))
 	config := imageConfig(base.Config, append(slices.Clone(base.Layers), diffID), labels)
-	if err := s.loadOnto(ctx, base, f, size, config, ref); err != nil {
+	// Once whole, the layer is loaded whatever the caller does.
+	ctx = context.WithoutCancel(ctx)
+	if err := s.loadOnto(ctx, base, f, lw.size, config, ref); err != nil {
 		return "", err
 	}
 	img, err := s.eng.ImageInspect(ctx, ref)
@@ -105,10 +118,38 @@ func (s *Snapshots) imagePaths(ctx context.Context, img runtime.Image) ([]string
 	}
 	t := stack(layers)
 	out := make([]string, 0, len(t))
-	for p, e := range t {
-		if !e.deleted && !t.hidden(p) {
+	for p := range t {
+		if !t.gone(p) {
 			out = append(out, p)
 		}
 	}
 	return out, nil
+}
+
+// gone says p, or a directory above it, is deleted in t (a path below an
+// opaque directory that t holds is there).
+func (t tree) gone(p string) bool {
+	for ; ; p = path.Dir(p) {
+		if t[p].deleted {
+			return true
+		}
+		if p == "/" {
+			return false
+		}
+	}
+}
+
+// exactWriter takes size bytes and refuses any more.
+type exactWriter struct {
+	w          io.Writer
+	size, left int64
+}
+
+func (e *exactWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > e.left {
+		return 0, fmt.Errorf("the layer runs past the %d bytes announced", e.size)
+	}
+	n, err := e.w.Write(p)
+	e.left -= int64(n)
+	return n, err
 }

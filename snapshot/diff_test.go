@@ -3,6 +3,7 @@ package snapshot
 import (
 	"archive/tar"
 	"bytes"
+	"slices"
 	"testing"
 )
 
@@ -56,6 +57,28 @@ func TestStackAppliesWhiteoutsAndOpaqueDirectories(t *testing.T) {
 		if got := state(p); got != want {
 			t.Errorf("%s present = %v, want %v", p, got, want)
 		}
+	}
+}
+
+// TestImagePathsOfStackedLayers: the paths an image holds, for an agent's
+// capture, are those of all its layers stacked, less what whiteouts and
+// opaque directories took away; a path below an opaque directory of a layer
+// that holds it is the image's.
+func TestImagePathsOfStackedLayers(t *testing.T) {
+	all := stack([]tree{
+		layer(t, "etc/", "etc/a", "var/", "var/lib/", "var/lib/x", "data/", "data/old", "data/d/", "data/d/f"),
+		layer(t, "data/.wh.old", "data/.wh.d", "var/lib/", "var/lib/.wh..wh..opq", "var/lib/y"),
+	})
+	var got []string
+	for p := range all {
+		if !all.gone(p) {
+			got = append(got, p)
+		}
+	}
+	slices.Sort(got)
+	want := []string{"/data", "/etc", "/etc/a", "/var", "/var/lib", "/var/lib/y"}
+	if !slices.Equal(got, want) {
+		t.Errorf("paths %v, want %v", got, want)
 	}
 }
 

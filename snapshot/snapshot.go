@@ -229,7 +229,9 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 	var imageID string
 	var err error
 	if src.Capture != nil {
-		imageID, err = s.captureImage(context.WithoutCancel(ctx), src, sn.Image, imageLabels)
+		// The capture stops with the call (a stop or delete of the
+		// sandbox ends it); the load of a whole layer does not.
+		imageID, err = s.captureImage(ctx, src, sn.Image, imageLabels)
 	} else {
 		imageID, err = s.eng.Commit(context.WithoutCancel(ctx), src.ContainerID, sn.Image, imageLabels)
 	}

@@ -43,7 +43,8 @@ func (s *Server) serveCapture(ctx context.Context, st net.Conn, out *wire.FrameS
 		_ = out.SendJSON(wire.OpResult{Error: "read the mount table: " + err.Error()})
 		return
 	}
-	c := &capturer{since: req.SinceNs, image: image, mounts: mounts, links: map[devIno]string{}, buf: make([]byte, 128<<10)}
+	c := &capturer{since: req.SinceNs, image: image, mounts: mounts, written: map[string]bool{}, links: map[devIno]string{},
+		buf: make([]byte, 128<<10)}
 	err = c.walk(ctx)
 	if err == nil {
 		err = c.whiteouts()
@@ -125,6 +126,7 @@ type capturer struct {
 	image   map[string]bool // the image's paths
 	mounts  map[string]bool // mount points: not the container's own files
 	entries []captureEntry
+	written map[string]bool   // the paths entries hold
 	links   map[devIno]string // the first name of each multiply linked file
 	buf     []byte
 	seen    int
@@ -243,6 +245,7 @@ func (c *capturer) add(p string, st *unix.Stat_t) error {
 		e.path = p
 	}
 	c.entries = append(c.entries, e)
+	c.written[p] = true
 	return nil
 }
 
@@ -308,11 +311,19 @@ func (c *capturer) whiteouts() error {
 		if p == "/" || !path.IsAbs(p) || path.Clean(p) != p || c.skipped(p) || c.underMount(p) {
 			continue
 		}
+		if c.written[p] {
+			continue // gone since the walk wrote it: the layer has it
+		}
 		if err := unix.Lstat(p, &st); !errors.Is(err, unix.ENOENT) {
 			continue // there, or a path through what is no longer a directory
 		}
+		// A directory, reached through no symlink: a whiteout below a link
+		// would be applied where the link points.
 		dir := path.Dir(p)
 		if err := unix.Lstat(dir, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(dir); err != nil || real != dir {
 			continue
 		}
 		name := path.Join(strings.TrimPrefix(dir, "/"), ".wh."+path.Base(p))
