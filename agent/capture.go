@@ -21,18 +21,12 @@ func (c *Conn) Capture(ctx context.Context, since time.Time, imagePaths []string
 	}
 	defer st.Close()
 	defer stop()
-	fail := func(err error) error {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err
-	}
 	out := wire.NewFrameSender(st)
 	buf := make([]byte, 0, wire.CapturePathFrame)
 	for _, p := range imagePaths {
 		if len(buf) > 0 && len(buf)+len(p)+1 > wire.CapturePathFrame {
 			if err := out.Send(wire.FrameStdin, buf); err != nil {
-				return fail(err)
+				return orCanceled(ctx, err)
 			}
 			buf = buf[:0]
 		}
@@ -40,22 +34,22 @@ func (c *Conn) Capture(ctx context.Context, since time.Time, imagePaths []string
 	}
 	if len(buf) > 0 {
 		if err := out.Send(wire.FrameStdin, buf); err != nil {
-			return fail(err)
+			return orCanceled(ctx, err)
 		}
 	}
 	if err := out.Send(wire.FrameStdinEOF, nil); err != nil {
-		return fail(err)
+		return orCanceled(ctx, err)
 	}
 	var res wire.OpResult
 	if err := wire.ReadJSON(st, &res); err != nil {
-		return fail(fmt.Errorf("capture: %w", err))
+		return orCanceled(ctx, fmt.Errorf("capture: %w", err))
 	}
 	if res.Error != "" {
 		return errors.New(res.Error)
 	}
 	var size wire.CaptureStart
 	if err := wire.ReadJSON(st, &size); err != nil {
-		return fail(fmt.Errorf("capture: %w", err))
+		return orCanceled(ctx, fmt.Errorf("capture: %w", err))
 	}
 	w, err := start(size.Bytes)
 	if err != nil {
@@ -64,7 +58,7 @@ func (c *Conn) Capture(ctx context.Context, since time.Time, imagePaths []string
 	for {
 		typ, n, err := wire.ReadFrameHeader(st)
 		if err != nil {
-			return fail(fmt.Errorf("capture: %w", err))
+			return orCanceled(ctx, fmt.Errorf("capture: %w", err))
 		}
 		if typ == wire.FrameStdout {
 			werr, err := wire.CopyFrame(w, st, n)
@@ -72,13 +66,13 @@ func (c *Conn) Capture(ctx context.Context, since time.Time, imagePaths []string
 				return werr
 			}
 			if err != nil {
-				return fail(fmt.Errorf("capture: %w", err))
+				return orCanceled(ctx, fmt.Errorf("capture: %w", err))
 			}
 			continue
 		}
 		payload, err := wire.ReadPayload(st, typ, n)
 		if err != nil {
-			return fail(fmt.Errorf("capture: %w", err))
+			return orCanceled(ctx, fmt.Errorf("capture: %w", err))
 		}
 		if typ != wire.FrameJSON {
 			return fmt.Errorf("capture: unexpected frame %q", typ)

@@ -95,10 +95,7 @@ func (c *Conn) call(ctx context.Context, req wire.Request, answer any) error {
 	defer st.Close()
 	defer stop()
 	if err := wire.ReadJSON(st, answer); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err
+		return orCanceled(ctx, err)
 	}
 	return nil
 }
@@ -449,10 +446,7 @@ func (c *Conn) Watch(ctx context.Context, req wire.WatchRequest, fn func(wire.Wa
 	for {
 		var e wire.WatchEvent
 		if err := wire.ReadJSON(st, &e); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
+			return orCanceled(ctx, err)
 		}
 		if e.Type == "error" {
 			return &wire.FsError{Code: e.Code, Msg: e.Error}
@@ -461,4 +455,13 @@ func (c *Conn) Watch(ctx context.Context, req wire.WatchRequest, fn func(wire.Wa
 			return err
 		}
 	}
+}
+
+// orCanceled is ctx's error when ctx has ended (what ended a stream's read
+// or write then), err otherwise.
+func orCanceled(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }

@@ -57,13 +57,10 @@ func (c *Conn) ProcLogs(ctx context.Context, req wire.ProcRequest, fn func(wire.
 	defer st.Close()
 	defer stop()
 	fail := func(err error) error {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
 		if err == io.EOF {
-			return io.ErrUnexpectedEOF
+			err = io.ErrUnexpectedEOF
 		}
-		return err
+		return orCanceled(ctx, err)
 	}
 	// Output comes in log frames, read a small piece at a time into one
 	// buffer: a record's Data is good only until fn returns.
