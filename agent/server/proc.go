@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -40,13 +42,51 @@ type procs struct {
 // logBudget bounds the output all processes' logs keep together: they
 // live in the agent, PID 1, and a sandbox's many chatty processes (8 MiB
 // of log each by default) must not grow it until the kernel kills it, and
-// the sandbox with it. Past the budget, a log that grows keeps no more
-// than its fair share (the budget over the logs there are), and never less
-// than wire.MinProcLogBytes.
+// the sandbox with it. Past the budget, every log keeps no more than its
+// fair share (the budget over the logs there are), and never less than
+// wire.MinProcLogBytes: the one that grew trims itself, and then the others
+// are trimmed too, those that ended or grew while the budget had room.
 type logBudget struct {
 	limit int64
 	kept  atomic.Int64 // bytes kept by all logs
-	count atomic.Int64 // logs counted in kept
+	mu    sync.Mutex   // guards logs; taken after a log's mu, never before
+	logs  map[*procLog]struct{}
+}
+
+func (b *logBudget) add(l *procLog) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.logs == nil {
+		b.logs = map[*procLog]struct{}{}
+	}
+	b.logs[l] = struct{}{}
+}
+
+func (b *logBudget) remove(l *procLog) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.logs, l)
+}
+
+// share is what each log may keep while the budget is exceeded.
+func (b *logBudget) share() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return max(b.limit/int64(max(len(b.logs), 1)), wire.MinProcLogBytes)
+}
+
+// rebalance trims every log to its fair share; the caller holds no log's
+// lock.
+func (b *logBudget) rebalance() {
+	b.mu.Lock()
+	logs := slices.Collect(maps.Keys(b.logs))
+	share := max(b.limit/int64(max(len(logs), 1)), wire.MinProcLogBytes)
+	b.mu.Unlock()
+	for _, l := range logs {
+		l.mu.Lock()
+		l.trim(share)
+		l.mu.Unlock()
+	}
 }
 
 // logBudgetOf is the budget of a sandbox whose memory limit is limit bytes
@@ -87,8 +127,9 @@ type logChunk struct {
 }
 
 func newProcLog(limit int64, budget *logBudget) *procLog {
-	budget.count.Add(1)
-	return &procLog{wake: make(chan struct{}), limit: limit, budget: budget}
+	l := &procLog{wake: make(chan struct{}), limit: limit, budget: budget}
+	budget.add(l)
+	return l
 }
 
 func (l *procLog) changed() {
@@ -98,21 +139,30 @@ func (l *procLog) changed() {
 
 func (l *procLog) append(stream string, p []byte) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.chunks = append(l.chunks, logChunk{stream: stream, off: l.end, data: append([]byte(nil), p...)})
 	l.end += int64(len(p))
-	kept := l.budget.kept.Add(int64(len(p)))
+	over := l.budget.kept.Add(int64(len(p))) > l.budget.limit
 	keep := l.limit
-	if kept > l.budget.limit {
-		keep = min(keep, max(l.budget.limit/max(l.budget.count.Load(), 1), wire.MinProcLogBytes))
+	if over {
+		keep = min(keep, l.budget.share())
 	}
+	l.trim(keep)
+	l.changed()
+	l.mu.Unlock()
+	if over && l.budget.kept.Load() > l.budget.limit {
+		l.budget.rebalance()
+	}
+}
+
+// trim drops the oldest chunks while the log keeps more than keep bytes,
+// never its last chunk; the caller holds l.mu.
+func (l *procLog) trim(keep int64) {
 	for l.end-l.start > keep && len(l.chunks) > 1 {
 		l.budget.kept.Add(-(l.chunks[1].off - l.start))
 		l.start = l.chunks[1].off
 		l.chunks[0] = logChunk{}
 		l.chunks = l.chunks[1:]
 	}
-	l.changed()
 }
 
 // release gives back what a forgotten log kept.
@@ -120,7 +170,7 @@ func (l *procLog) release() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.budget.kept.Add(-(l.end - l.start))
-	l.budget.count.Add(-1)
+	l.budget.remove(l)
 	l.chunks, l.start = nil, l.end
 }
 

@@ -195,8 +195,8 @@ func TestProcessLogBytes(t *testing.T) {
 
 // TestProcessLogsShareABudget: the logs of all processes together keep
 // about the agent's budget (a quarter of the sandbox's memory): past it,
-// each keeps its fair share, its latest output, and the count of what it
-// keeps stays exact.
+// each keeps its fair share of its latest output, whichever grew while the
+// budget had room, and the count of what they keep stays exact.
 func TestProcessLogsShareABudget(t *testing.T) {
 	c, srv := pairServer(t)
 	srv.procs.logs.limit = 4 << 20
@@ -215,13 +215,18 @@ func TestProcessLogsShareABudget(t *testing.T) {
 		logsOf(t, c, pid, 0, true)
 		out, _, end := logsOf(t, c, pid, 0, false)
 		kept := int64(len(out["stdout"]))
-		if !strings.HasSuffix(out["stdout"], fmt.Sprintf("\nlast-%d\n", i)) || kept > 1<<20+procChunk || end.OutputBytes-end.OutputFrom != kept {
+		if !strings.HasSuffix(out["stdout"], fmt.Sprintf("\nlast-%d\n", i)) || end.OutputBytes-end.OutputFrom != kept {
 			t.Fatalf("process %d kept %d bytes (%+v) ending %q", i, kept, end, out["stdout"][max(0, len(out["stdout"])-20):])
 		}
 		total += kept
 	}
 	if got := srv.procs.logs.kept.Load(); got != total {
 		t.Fatalf("the budget counts %d bytes, the logs keep %d", got, total)
+	}
+	// Each log keeps whole chunks, so the last chunk of each may go past
+	// its share.
+	if total > srv.procs.logs.limit+int64(len(pids))*procChunk {
+		t.Fatalf("the logs keep %d bytes, over the budget of %d", total, srv.procs.logs.limit)
 	}
 }
 
@@ -234,5 +239,30 @@ func TestLogBudgetOf(t *testing.T) {
 		if got := logBudgetOf(c.limit); got != c.want {
 			t.Errorf("logBudgetOf(%d) = %d, want %d", c.limit, got, c.want)
 		}
+	}
+}
+
+// TestLogBudgetTrimsEveryLog: a log that grew while the budget had room,
+// and has ended since, gives back its excess when others grow past the
+// budget.
+func TestLogBudgetTrimsEveryLog(t *testing.T) {
+	b := &logBudget{limit: 4 << 20}
+	chunk := make([]byte, procChunk)
+	first := newProcLog(wire.ProcLogBytes, b)
+	for range (3 << 20) / procChunk {
+		first.append("stdout", chunk)
+	}
+	first.finish()
+	for range 3 {
+		l := newProcLog(wire.ProcLogBytes, b)
+		for range (2 << 20) / procChunk {
+			l.append("stdout", chunk)
+		}
+	}
+	if kept := first.end - first.start; kept > 1<<20 {
+		t.Fatalf("the first log keeps %d bytes, over its share of %d", kept, 1<<20)
+	}
+	if kept := b.kept.Load(); kept > b.limit {
+		t.Fatalf("the logs keep %d bytes, over the budget of %d", kept, b.limit)
 	}
 }
