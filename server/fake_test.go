@@ -144,3 +144,18 @@ func TestE2BFrontDoorOnTheFakeEngine(t *testing.T) {
 		t.Fatalf("data plane of a deleted sandbox: %d, want 502", got)
 	}
 }
+
+// onBothEngines runs check on a server over the real engine and, in make
+// test-unit too, over the fake one: the server's logic does not depend on
+// which engine runs the sandboxes.
+func onBothEngines(t *testing.T, check func(t *testing.T, f *fixture)) {
+	t.Parallel()
+	t.Run("docker", func(t *testing.T) {
+		t.Parallel()
+		check(t, newFixture(t))
+	})
+	t.Run("fake", func(t *testing.T) {
+		t.Parallel()
+		check(t, newFakeFixture(t))
+	})
+}

@@ -69,8 +69,10 @@ next:
 // TestMetrics: /metrics needs an admin key, parses as Prometheus text, and
 // moves when a sandbox is created and a command runs.
 func TestMetrics(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
+	onBothEngines(t, checkMetrics)
+}
+
+func checkMetrics(t *testing.T, f *fixture) {
 	for key, want := range map[string]int{"": 401, f.user: 403} {
 		if code, _ := f.call(t, http.MethodGet, "/metrics", key, ""); code != want {
 			t.Errorf("/metrics with key %q: %d, want %d", key, code, want)

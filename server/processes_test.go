@@ -36,8 +36,10 @@ func followUntil(t *testing.T, c *api.Client, id string, pid int, from int64, wa
 }
 
 func TestBackgroundProcessesThroughTheAPI(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
+	onBothEngines(t, checkBackgroundProcessesThroughTheAPI)
+}
+
+func checkBackgroundProcessesThroughTheAPI(t *testing.T, f *fixture) {
 	ctx := context.Background()
 	c := api.NewClient(f.url, f.user)
 	sb := mustCreate(t, c)

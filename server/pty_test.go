@@ -40,8 +40,10 @@ func readUntil(t *testing.T, p *api.PtyConn, want string) string {
 }
 
 func TestPtyOverWebSocket(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
+	onBothEngines(t, checkPtyOverWebSocket)
+}
+
+func checkPtyOverWebSocket(t *testing.T, f *fixture) {
 	ctx := context.Background()
 	c := api.NewClient(f.url, f.user)
 	sb := mustCreate(t, c)

@@ -234,8 +234,10 @@ func checkBadInput(t *testing.T, f *fixture) {
 }
 
 func TestSandboxOverHTTP(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
+	onBothEngines(t, checkSandboxOverHTTP)
+}
+
+func checkSandboxOverHTTP(t *testing.T, f *fixture) {
 	ctx := context.Background()
 	c := api.NewClient(f.url, f.user)
 	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Labels: map[string]string{"job": "t1"}, Env: map[string]string{"SECRET": "s3"}}, "")

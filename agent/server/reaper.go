@@ -17,25 +17,29 @@ type exitStatus struct {
 // reaper waits for every child of this process, as PID 1 must: it reaps zombies
 // re-parented to it and hands the status of processes it started to whoever
 // registered them. Because it reaps with wait4(-1), nothing else in the process may
-// call Wait on a child.
+// call Wait on a child, and a process has one reaper (processReaper), which
+// runs until the process ends.
 type reaper struct {
 	mu      sync.Mutex
 	waiters map[int]chan exitStatus
 	sig     chan os.Signal
-	done    chan struct{}
-	wg      sync.WaitGroup
 }
 
-func newReaper() *reaper {
-	r := &reaper{
-		waiters: make(map[int]chan exitStatus),
-		sig:     make(chan os.Signal, 1),
-		done:    make(chan struct{}),
-	}
-	signal.Notify(r.sig, syscall.SIGCHLD)
-	r.wg.Add(1)
-	go r.loop()
-	return r
+var (
+	reaperOnce sync.Once
+	theReaper  *reaper
+)
+
+// processReaper is the process's one reaper, started on first use: every
+// Server in a process (one in an agent; one per fake container in tests)
+// shares it, as a second would take the first's children.
+func processReaper() *reaper {
+	reaperOnce.Do(func() {
+		theReaper = &reaper{waiters: make(map[int]chan exitStatus), sig: make(chan os.Signal, 1)}
+		signal.Notify(theReaper.sig, syscall.SIGCHLD)
+		go theReaper.loop()
+	})
+	return theReaper
 }
 
 // start runs startFn (which forks a child) with the reaper's lock held, so the
@@ -56,14 +60,8 @@ func (r *reaper) start(startFn func() (*os.Process, error)) (*os.Process, <-chan
 }
 
 func (r *reaper) loop() {
-	defer r.wg.Done()
-	for {
-		select {
-		case <-r.done:
-			return
-		case <-r.sig:
-			r.reapAll()
-		}
+	for range r.sig {
+		r.reapAll()
 	}
 }
 
@@ -84,10 +82,4 @@ func (r *reaper) reapAll() {
 			ch <- st
 		}
 	}
-}
-
-func (r *reaper) close() {
-	signal.Stop(r.sig)
-	close(r.done)
-	r.wg.Wait()
 }

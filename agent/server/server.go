@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bothy/bothy/agent/wire"
@@ -18,55 +19,54 @@ import (
 // for the caller to close its side.
 const resultDrain = 5 * time.Second
 
-// Server serves bothy's requests inside a sandbox. It owns the reaper, so one
-// process has exactly one Server.
+// Server serves bothy's requests inside a sandbox. Its children are
+// reaped by the process's one reaper.
 type Server struct {
 	log *slog.Logger
-	// reaper starts with the first child, or at once as PID 1, where
-	// orphans are re-parented from the start.
-	reaperOnce sync.Once
-	reaper     *reaper
-	baseEnv    []string
-	ptys       *ptyManager
-	watches    *watchHub
-	procs      *procs // background processes
+	// closed: the server starts no more children.
+	closed  atomic.Bool
+	baseEnv []string
+	ptys    *ptyManager
+	watches *watchHub
+	procs   *procs // background processes
 	// host is the runtime host of a runner container, nil in a sandbox.
 	host *runtimeHost
 }
 
 // NewServer starts the terminal session manager, and the reaper when the
-// agent is PID 1. Close stops them.
+// agent is PID 1, where orphans are re-parented from the start. Close stops
+// the sessions.
 func NewServer(log *slog.Logger) *Server {
 	s := &Server{log: log, baseEnv: baseEnviron()}
 	s.ptys = newPtyManager(s)
 	s.watches = newWatchHub()
 	s.procs = newProcs(logBudgetOf(cgroupMemoryLimit()))
 	if os.Getpid() == 1 {
-		s.children()
+		processReaper()
 	}
 	return s
 }
 
-// children returns the reaper, starting it on first use: a process that
-// never starts a child (an agent serving only pings and file reads) never
-// takes over SIGCHLD.
+// children returns the reaper, starting it on first use (a process that
+// never starts a child, an agent serving only pings and file reads, never
+// takes over SIGCHLD), or nil once the server is closed.
 func (s *Server) children() *reaper {
-	s.reaperOnce.Do(func() { s.reaper = newReaper() })
-	return s.reaper
+	if s.closed.Load() {
+		return nil
+	}
+	return processReaper()
 }
 
-// Close kills the terminal sessions and stops the reaper.
+// Close kills the server's processes and terminal sessions; it starts no
+// more.
 func (s *Server) Close() {
+	s.closed.Store(true)
 	if s.host != nil {
 		s.host.kill()
 	}
 	s.watches.close()
 	s.ptys.close()
 	s.procs.killAll()
-	s.reaperOnce.Do(func() {}) // no reaper starts after this
-	if s.reaper != nil {
-		s.reaper.close()
-	}
 }
 
 // ServeSession handles the streams bothy opens on sess until the session ends
