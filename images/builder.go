@@ -38,6 +38,9 @@ type Builder struct {
 	// registry, when set, is where the images bothy makes are published
 	// and fetched from (registry.go).
 	registry string
+	// remote reaches the registry itself, for what the engine cannot
+	// do there (delete).
+	remote *registryClient
 
 	mu     sync.Mutex
 	flight map[string]*flight

@@ -185,7 +185,7 @@ func TestRegistryKeepsWhatWasMade(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	first := &memEngine{images: map[string]runtime.Image{Base: {ID: "sha256:base", Labels: map[string]string{runtime.LabelRecipe: recipes[Base].hash()}}}, remote: remote}
 	b := New(first, log, "", t.TempDir())
-	b.UseRegistry("registry.test:5000")
+	b.UseRegistry("registry.test:5000", RegistryAccess{})
 	defer b.Close()
 	if _, err := b.Ensure(context.Background(), RunnerPython, nil); err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestRegistryKeepsWhatWasMade(t *testing.T) {
 	// A second host with an empty engine fetches it instead of building it.
 	second := &memEngine{images: map[string]runtime.Image{}, remote: remote}
 	b2 := New(second, log, "", t.TempDir())
-	b2.UseRegistry("registry.test:5000")
+	b2.UseRegistry("registry.test:5000", RegistryAccess{})
 	defer b2.Close()
 	img, err := b2.Ensure(context.Background(), RunnerPython, nil)
 	if err != nil {

@@ -70,7 +70,7 @@ func TestRegistryOnTheEngine(t *testing.T) {
 	d := testenv.Docker(t)
 	reg := testenv.Registry(t)
 	b := New(d, testenv.Logger(t), "http://deb.debian.org/debian", t.TempDir())
-	b.UseRegistry(reg)
+	b.UseRegistry(reg, RegistryAccess{})
 	defer b.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -2,15 +2,29 @@ package images
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"strings"
 )
+
+// RegistryAccess is how bothy itself reaches its registry, to delete
+// what it published there (the engine pushes and pulls with its own
+// settings: credentials bothy hands it, a CA in its certs.d).
+type RegistryAccess struct {
+	User, Password string
+	// CA, when set, is the only root the registry's certificate may chain
+	// to; nil: the system's roots.
+	CA *x509.CertPool
+}
 
 // UseRegistry makes b publish the images bothy makes (its recipes' images,
 // and snapshots through Publish) to the registry at host (HOST[:PORT]), and
 // fetch from there what it lacks before making it again. Images bothy did
 // not make are referenced as they are. Call it before b is used.
-func (b *Builder) UseRegistry(host string) { b.registry = strings.TrimSuffix(host, "/") }
+func (b *Builder) UseRegistry(host string, access RegistryAccess) {
+	b.registry = strings.TrimSuffix(host, "/")
+	b.remote = newRegistryClient(b.registry, access)
+}
 
 // RemoteRef is where ref is kept in the registry: a recipe's image under a
 // tag of its recipe's hash (so that what a tag names never changes), any
@@ -54,6 +68,20 @@ func (b *Builder) publish(ctx context.Context, name string, progress func(string
 		return fmt.Errorf("publish %s: %w", name, err)
 	}
 	b.log.Info("image published", "image", name, "remote", remote)
+	return nil
+}
+
+// Unpublish deletes the registry's copy of ref (a snapshot bothy made)
+// when there is one; a copy the registry lacks is no error.
+func (b *Builder) Unpublish(ctx context.Context, ref string) error {
+	remote := b.RemoteRef(normalize(ref))
+	if remote == "" {
+		return nil
+	}
+	if err := b.remote.delete(ctx, remote); err != nil {
+		return fmt.Errorf("delete %s from the registry: %w", remote, err)
+	}
+	b.log.Info("image deleted from the registry", "image", ref, "remote", remote)
 	return nil
 }
 

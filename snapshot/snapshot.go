@@ -53,6 +53,9 @@ type Config struct {
 	// Publish, when set, pushes a new snapshot's image where other hosts
 	// can pull it (a registry); a snapshot is ready once it is published.
 	Publish func(ctx context.Context, ref string) error
+	// Unpublish, when set, deletes a snapshot's published copy as the
+	// snapshot is deleted.
+	Unpublish func(ctx context.Context, ref string) error
 }
 
 // States of a snapshot: pending while it is captured, ready once it is whole.
@@ -310,8 +313,9 @@ func (s *Snapshots) List(ctx context.Context, owner string, f Filter) ([]Snapsho
 	return s.query(ctx, where, args...)
 }
 
-// Delete removes owner's snapshot and its image. The engine refuses (a
-// conflict) while a sandbox runs on it or another snapshot is built on it.
+// Delete removes owner's snapshot, its image and the image's published
+// copy. The engine refuses (a conflict) while a sandbox runs on it or
+// another snapshot is built on it.
 func (s *Snapshots) Delete(ctx context.Context, owner, id string) error {
 	sn, err := s.Get(ctx, owner, id)
 	if err != nil {
@@ -324,6 +328,15 @@ func (s *Snapshots) Delete(ctx context.Context, owner, id string) error {
 			return errclass.New(fmt.Sprintf("snapshot %s is in use by a sandbox made or restored from it (or by a snapshot of one): delete those first", id), cerrdefs.ErrConflict)
 		}
 		return err
+	}
+	// The engine's copy first: while a sandbox uses it, the snapshot
+	// stays whole. A copy the registry could not delete keeps the record,
+	// and the engine fetches the image again where it is used; a delete
+	// asked again finishes the job.
+	if s.cfg.Unpublish != nil {
+		if err := s.cfg.Unpublish(ctx, sn.Image); err != nil {
+			return errclass.New(fmt.Sprintf("snapshot %s: %v", id, err), cerrdefs.ErrUnavailable)
+		}
 	}
 	_, err = s.db.ExecContext(ctx, `DELETE FROM snapshots WHERE id = ?`, id)
 	return err

@@ -37,6 +37,7 @@ type config struct {
 	AgentTransport string
 	Checkpoint     string
 	Registry       string
+	RegistryCA     string
 	OrphanGrace    time.Duration
 	ReconcileEvery time.Duration
 	BodyLimit      int64
@@ -135,7 +136,8 @@ func loadConfig(args []string) (config, error) {
 	fs.BoolVar(&c.E2B, "e2b", env("BOTHY_E2B", "true") == "true", "serve E2B's control plane and envd's data plane on the same listener, for E2B's SDKs (docs/e2b.md) (BOTHY_E2B)")
 	fs.StringVar(&c.Checkpoint, "checkpoint", env("BOTHY_CHECKPOINT", orchestrator.CheckpointCommit), "how a running sandbox's checkpoint is taken: 'commit' (the engine commits its container, paused) or 'agent' (its agent streams what changed since the container was made as a layer, while it runs; needs no engine commit); a stopped or paused sandbox is always committed (BOTHY_CHECKPOINT)")
 	fs.StringVar(&c.AgentTransport, "agent-transport", env("BOTHY_AGENT_TRANSPORT", orchestrator.TransportUnix), "how bothy reaches the agent in new sandboxes: 'unix' (the agent dials a socket bind-mounted into its container) or 'tcp' (bothy dials the agent's port on the sandbox's network, both ends proving who they are with mutual TLS from a CA kept in the data directory; docs/security.md); a sandbox keeps the transport it was made with, and one without a network uses the socket (BOTHY_AGENT_TRANSPORT)")
-	fs.StringVar(&c.Registry, "registry", env("BOTHY_REGISTRY", ""), "HOST[:PORT] of a registry where bothy pushes the images it makes (base, runners, snapshots) and pulls what it lacks of them; credentials from BOTHY_REGISTRY_USER and BOTHY_REGISTRY_PASSWORD, a CA where the engine looks for one (/etc/docker/certs.d/HOST:PORT/ca.crt); images bothy did not make are referenced as they are (BOTHY_REGISTRY)")
+	fs.StringVar(&c.Registry, "registry", env("BOTHY_REGISTRY", ""), "HOST[:PORT] of a registry where bothy pushes the images it makes (base, runners, snapshots), pulls what it lacks of them, and deletes a snapshot's copy with the snapshot; credentials from BOTHY_REGISTRY_USER and BOTHY_REGISTRY_PASSWORD; images bothy did not make are referenced as they are (BOTHY_REGISTRY)")
+	fs.StringVar(&c.RegistryCA, "registry-ca", env("BOTHY_REGISTRY_CA", ""), "PEM file of the CA the registry's certificate chains to, for bothy's own calls to it; the engine that pushes and pulls needs the same file where it looks (/etc/docker/certs.d/HOST:PORT/ca.crt). Without it: the system's roots, or plain HTTP to a loopback registry, as the engine does (BOTHY_REGISTRY_CA)")
 	fs.StringVar(&c.PreviewDomain, "preview-domain", env("BOTHY_PREVIEW_DOMAIN", ""), "serve exposed ports at http://{port}-{sandbox id}.{this domain}/ (needs a wildcard DNS record, and a TLS front in production; 'localhost' works in browsers on this machine) (BOTHY_PREVIEW_DOMAIN)")
 	fs.StringVar(&c.BuildImage, "build-image", "", "build this built-in image if it is missing (bothy/base, bothy/busybox...), then exit instead of serving")
 	fs.StringVar(&level, "log-level", env("BOTHY_LOG_LEVEL", "info"), "debug, info, warn or error")
@@ -208,6 +210,9 @@ func (c config) Validate() error {
 	}
 	if r := c.Registry; r != "" && (strings.ContainsAny(r, "/@ ") || strings.HasPrefix(r, "-")) {
 		errs = append(errs, fmt.Errorf("-registry %q: want HOST[:PORT], as registry.example.com:5000", r))
+	}
+	if c.RegistryCA != "" && c.Registry == "" {
+		errs = append(errs, errors.New("-registry-ca: without -registry there is no registry to trust"))
 	}
 	if c.Checkpoint != orchestrator.CheckpointCommit && c.Checkpoint != orchestrator.CheckpointAgent {
 		errs = append(errs, fmt.Errorf("-checkpoint %q: want commit or agent", c.Checkpoint))

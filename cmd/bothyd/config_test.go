@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -46,5 +48,37 @@ func TestChoiceFlags(t *testing.T) {
 				t.Errorf("%v: %s %q, want %q", c.args, f.flag, f.get(cfg), c.want)
 			}
 		}
+	}
+}
+
+// TestRegistryFlags: a registry is HOST[:PORT]; a CA without a registry,
+// and a CA file without a certificate, are refused naming the flag.
+func TestRegistryFlags(t *testing.T) {
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		bad  bool
+	}{
+		{[]string{"--registry", "registry.example.com:5000"}, false},
+		{[]string{"--registry", "registry.example.com:5000", "--registry-ca", notPEM}, false}, // read at start
+		{[]string{"--registry", "registry.example.com/bothy"}, true},
+		{[]string{"--registry-ca", notPEM}, true},
+	} {
+		cfg, err := loadConfig(c.args)
+		if err == nil {
+			err = cfg.Validate() // also checks what this test does not set up
+		}
+		if refused := err != nil && strings.Contains(err.Error(), "-registry"); refused != c.bad {
+			t.Errorf("%v: %v (want refused: %v)", c.args, err, c.bad)
+		}
+	}
+	if _, err := readCA(notPEM); err == nil || !strings.Contains(err.Error(), "-registry-ca") {
+		t.Errorf("a file without a certificate: %v", err)
+	}
+	if _, err := readCA(notPEM + ".missing"); err == nil || !strings.Contains(err.Error(), "-registry-ca") {
+		t.Errorf("a missing file: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -118,13 +119,20 @@ func run(cfg config, log *slog.Logger) error {
 	}
 
 	builder := images.New(eng, log, cfg.DebianMirror, filepath.Join(data, "build"))
-	var publish func(context.Context, string) error
+	var publish, unpublish func(context.Context, string) error
 	if cfg.Registry != "" {
 		if err := eng.SetRegistryAuth(cfg.Registry, os.Getenv("BOTHY_REGISTRY_USER"), os.Getenv("BOTHY_REGISTRY_PASSWORD")); err != nil {
 			return err
 		}
-		builder.UseRegistry(cfg.Registry)
+		access := images.RegistryAccess{User: os.Getenv("BOTHY_REGISTRY_USER"), Password: os.Getenv("BOTHY_REGISTRY_PASSWORD")}
+		if cfg.RegistryCA != "" {
+			if access.CA, err = readCA(cfg.RegistryCA); err != nil {
+				return err
+			}
+		}
+		builder.UseRegistry(cfg.Registry, access)
 		publish = func(ctx context.Context, ref string) error { return builder.Publish(ctx, ref, nil) }
+		unpublish = builder.Unpublish
 	}
 	defer builder.Close()
 	if cfg.BuildImage != "" {
@@ -155,7 +163,7 @@ func run(cfg config, log *slog.Logger) error {
 	snaps, err := snapshot.New(ctx, snapshot.Config{
 		Instance: instance, Scratch: filepath.Join(data, "tmp"),
 		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery, Quotas: snapshotQuota(keys),
-		Publish: publish,
+		Publish: publish, Unpublish: unpublish,
 	}, sq, eng, log)
 	if err != nil {
 		return err
@@ -381,4 +389,17 @@ func buildImage(ctx context.Context, builder *images.Builder, ref string) error 
 	}
 	fmt.Println(img.ID)
 	return nil
+}
+
+// readCA reads a PEM file of one or more CA certificates.
+func readCA(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("-registry-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("-registry-ca %s: no PEM certificate in it", file)
+	}
+	return pool, nil
 }

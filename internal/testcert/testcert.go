@@ -1,6 +1,6 @@
 // Package testcert makes certificates for tests of the agent channel's
-// mutual TLS: CAs of a test's (or an attacker's) own making, and leaves
-// they sign.
+// mutual TLS and of TLS servers (a registry): CAs of a test's (or an
+// attacker's) own making, and leaves they sign.
 package testcert
 
 import (
@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -41,16 +42,34 @@ func CA(t testing.TB) (*x509.Certificate, *ecdsa.PrivateKey) {
 // its URI), signed by ca, and returns it and its key in PEM.
 func Leaf(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
 	t.Helper()
-	key := newKey(t)
 	u, err := url.Parse(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, URIs: []*url.URL{u},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-	}
+	return sign(t, ca, caKey, &x509.Certificate{Subject: pkix.Name{CommonName: name}, URIs: []*url.URL{u}, ExtKeyUsage: []x509.ExtKeyUsage{usage}})
+}
+
+// Server makes a TLS server's certificate for the address ip, signed by
+// ca, and returns it and its key in PEM.
+func Server(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey, ip net.IP) (certPEM, keyPEM []byte) {
+	t.Helper()
+	return sign(t, ca, caKey, &x509.Certificate{Subject: pkix.Name{CommonName: ip.String()}, IPAddresses: []net.IP{ip},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+}
+
+// CAPEM is ca in PEM.
+func CAPEM(ca *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
+}
+
+// sign completes tmpl (serial, an hour's validity either side of now, a
+// new key) and has ca sign it.
+func sign(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey, tmpl *x509.Certificate) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key := newKey(t)
+	tmpl.SerialNumber = big.NewInt(2)
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
