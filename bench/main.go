@@ -190,9 +190,13 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 	}
 
 	if only == "registry" {
-		rows, err := benchRegistry(ctx, bin, agentBin, image, eng, 3)
-		if err != nil {
-			return err
+		var rows []row
+		for _, checkpoint := range []string{"commit", "agent"} {
+			r, err := benchRegistry(ctx, bin, agentBin, image, checkpoint, eng, 3)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, r...)
 		}
 		header()
 		printRows(rows)
@@ -338,11 +342,13 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		return err
 	}
 	rows = append(rows, captureRows...)
-	registryRows, err := benchRegistry(ctx, bin, agentBin, image, eng, 3)
-	if err != nil {
-		return err
+	for _, checkpoint := range []string{"commit", "agent"} {
+		registryRows, err := benchRegistry(ctx, bin, agentBin, image, checkpoint, eng, 3)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, registryRows...)
 	}
-	rows = append(rows, registryRows...)
 	diffs, err := benchDiff(ctx, c, eng, image, 20)
 	if err != nil {
 		return err

@@ -17,7 +17,7 @@ import (
 // changes, and a restore from the pushed snapshot whose image the engine no
 // longer has (pull, create, start, first exec) beside docker pull + create
 // + start of the pushed commit.
-func benchRegistry(ctx context.Context, bin, agentBin, image string, eng *docker.Docker, n int) ([]row, error) {
+func benchRegistry(ctx context.Context, bin, agentBin, image, checkpoint string, eng *docker.Docker, n int) ([]row, error) {
 	dir, err := os.MkdirTemp("", "bothy-bench-registry-")
 	if err != nil {
 		return nil, err
@@ -28,7 +28,7 @@ func benchRegistry(ctx context.Context, bin, agentBin, image string, eng *docker
 		return nil, fmt.Errorf("start docker-registry: %w", err)
 	}
 	defer stop()
-	sd, err := startBothy(bin, agentBin, image, "--pool-min-idle", "0", "--sandbox-pool", "0", "--registry", reg)
+	sd, err := startBothy(bin, agentBin, image, "--pool-min-idle", "0", "--sandbox-pool", "0", "--registry", reg, "--checkpoint", checkpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -85,8 +85,12 @@ func benchRegistry(ctx context.Context, bin, agentBin, image string, eng *docker
 		restBase = append(restBase, time.Since(t0))
 		_ = eng.ImageRemove(ctx, ref)
 	}
+	how := "checkpoint"
+	if checkpoint == "agent" {
+		how = "checkpoint captured by the agent"
+	}
 	return []row{
-		{name: "checkpoint of 100 MB of changes with --registry, pushed to a loopback registry (vs docker commit + docker push)", ours: snapOurs, base: snapBase, target: "-"},
-		{name: "restore from a pushed snapshot the engine lacks -> first exec (vs docker pull + create+start)", ours: restOurs, base: restBase, target: "p50 <= 1.1 x baseline"},
+		{name: how + " of 100 MB of changes with --registry, pushed to a loopback registry (vs docker commit + docker push)", ours: snapOurs, base: snapBase, target: "-"},
+		{name: "restore from a pushed snapshot the engine lacks (" + checkpoint + ") -> first exec (vs docker pull + create+start)", ours: restOurs, base: restBase, target: "p50 <= 1.1 x baseline"},
 	}, nil
 }

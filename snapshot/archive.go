@@ -65,7 +65,7 @@ type Archiver interface {
 // start at the path's base name; found is false when the snapshot has no such
 // path.
 func (s *Snapshots) ReadPath(ctx context.Context, owner, id, path string) (io.ReadCloser, bool, error) {
-	sn, err := s.Get(ctx, owner, id)
+	sn, err := s.loaded(ctx, owner, id)
 	if err != nil {
 		return nil, false, err
 	}
@@ -147,7 +147,7 @@ func (sv *saved) each(fn func(*tar.Header, io.Reader) error) error {
 // Export writes owner's snapshot as a portable archive: a manifest, the image
 // config, and only the layers the snapshot adds to its base image.
 func (s *Snapshots) Export(ctx context.Context, owner, id string, w io.Writer) error {
-	sn, err := s.Get(ctx, owner, id)
+	sn, err := s.loaded(ctx, owner, id)
 	if err != nil {
 		return err
 	}

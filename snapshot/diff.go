@@ -321,7 +321,10 @@ func (s *Snapshots) warmLoop(ctx context.Context) {
 // state of a sandbox (which the caller checkpoints into a temporary image and
 // names by toImage). Both must build on the same base image.
 func (s *Snapshots) Diff(ctx context.Context, owner, a, toImage string) ([]Change, error) {
-	sa, err := s.Get(ctx, owner, a)
+	sa, err := s.loaded(ctx, owner, a)
+	if err == nil {
+		err = s.awaitImage(ctx, toImage)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -88,10 +88,12 @@ func (s *Snapshots) Run(ctx context.Context) {
 	}()
 }
 
-// Close stops Run and waits for it.
+// Close stops Run and waits for it, and for the captured layers being
+// loaded.
 func (s *Snapshots) Close() {
 	if s.cancel != nil {
 		s.cancel()
 	}
 	s.wg.Wait()
+	s.loading.Wait()
 }

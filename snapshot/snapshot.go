@@ -127,6 +127,13 @@ type Snapshots struct {
 	// warmQ holds snapshot images whose layers are to be read ahead of a
 	// diff.
 	warmQ chan warmRequest
+	// loads are the captured layers being loaded into the engine, by the
+	// image they make; loadSlots bounds them, loading counts them.
+	loadMu    sync.Mutex
+	loads     map[string]*layerLoad
+	loadSlots chan struct{}
+	unloaded  chan struct{} // a place for each layer captured and not yet loaded
+	loading   sync.WaitGroup
 	// reading is held while image layers are read, one image at a time.
 	reading chan struct{}
 	// spooling holds a place for each export or import under way: each
@@ -171,7 +178,8 @@ func New(ctx context.Context, cfg Config, d *sql.DB, eng interface {
 		return nil, err
 	}
 	s := &Snapshots{cfg: cfg, db: d, eng: eng, arch: eng, log: log.With("component", "snapshot"), scratch: cfg.Scratch,
-		warmQ: make(chan warmRequest, 16), reading: make(chan struct{}, 1), spooling: make(chan struct{}, spoolSlots)}
+		warmQ: make(chan warmRequest, 16), reading: make(chan struct{}, 1), spooling: make(chan struct{}, spoolSlots),
+		loads: map[string]*layerLoad{}, loadSlots: make(chan struct{}, loadSlots), unloaded: make(chan struct{}, unloadedLayers)}
 	pending, err := s.query(ctx, `WHERE state = ?`, StatePending)
 	if err != nil {
 		return nil, err
@@ -188,6 +196,9 @@ func New(ctx context.Context, cfg Config, d *sql.DB, eng interface {
 			return nil, err
 		}
 		s.log.Info("forgot a snapshot that a crash left incomplete", "snapshot_id", sn.ID)
+	}
+	if err := s.resumeLoads(ctx); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -229,14 +240,32 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 		runtime.LabelKind: runtime.KindSnapshot, runtime.LabelID: sn.ID, runtime.LabelOwner: owner,
 		runtime.LabelInstance: s.cfg.Instance,
 	}
-	var imageID string
-	var err error
-	if src.Capture != nil {
+	// A running sandbox's captured layer is loaded into the engine after
+	// the snapshot answers (startLoad), unless it is published first.
+	var layer *capturedLayer
+	err := s.awaitImage(ctx, src.Image)
+	switch {
+	case err != nil:
+	case src.Capture != nil:
 		// The capture stops with the call (a stop or delete of the
 		// sandbox ends it); the load of a whole layer does not.
-		imageID, err = s.captureImage(ctx, src, sn.Image, imageLabels)
-	} else {
-		imageID, err = s.eng.Commit(context.WithoutCancel(ctx), src.ContainerID, sn.Image, imageLabels)
+		var l capturedLayer
+		if err = s.takeUnloaded(ctx); err != nil {
+			break
+		}
+		if l, err = s.capture(ctx, src, sn.ID, imageLabels); err == nil {
+			layer = &l
+		}
+		if err == nil && s.cfg.Publish != nil {
+			// Ready once published: the image is loaded first.
+			err = s.loadLayer(context.WithoutCancel(ctx), sn.ID, sn.Image, l)
+			layer = nil
+		}
+		if layer == nil {
+			<-s.unloaded
+		}
+	default:
+		_, err = s.eng.Commit(context.WithoutCancel(ctx), src.ContainerID, sn.Image, imageLabels)
 	}
 	if err != nil {
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM snapshots WHERE id = ?`, sn.ID)
@@ -249,8 +278,10 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 			return Snapshot{}, err
 		}
 	}
-	img, err := s.eng.ImageInspect(ctx, imageID)
-	if err == nil {
+	if layer != nil {
+		sn.Size = layer.Size // what this snapshot adds
+		s.startLoad(sn.ID, sn.Image, *layer, func() { <-s.unloaded })
+	} else if img, err := s.eng.ImageInspect(ctx, sn.Image); err == nil {
 		sn.Size = img.Size
 		if base, err := s.eng.ImageInspect(ctx, src.Image); err == nil && img.Size >= base.Size {
 			sn.Size = img.Size - base.Size // what this snapshot adds
@@ -265,7 +296,9 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 		how = "agent"
 	}
 	s.log.Info("snapshot taken", "snapshot_id", sn.ID, "sandbox_id", src.SandboxID, "bytes", sn.Size, "how", how)
-	s.warm(sn.Image)
+	if layer == nil {
+		s.warm(sn.Image)
+	}
 	return sn, nil
 }
 
@@ -277,10 +310,21 @@ func (s *Snapshots) Checkpoint(ctx context.Context, owner, id, container, image,
 	return sn.ID, err
 }
 
-// SnapshotImage is the image of owner's ready snapshot id.
+// SnapshotImage is the image of owner's ready snapshot id, once the
+// engine has it.
 func (s *Snapshots) SnapshotImage(ctx context.Context, owner, id string) (string, error) {
-	sn, err := s.Get(ctx, owner, id)
+	sn, err := s.loaded(ctx, owner, id)
 	return sn.Image, err
+}
+
+// loaded is Get once the engine has the snapshot's image (its captured
+// layer may still be loading).
+func (s *Snapshots) loaded(ctx context.Context, owner, id string) (Snapshot, error) {
+	sn, err := s.Get(ctx, owner, id)
+	if err == nil {
+		err = s.awaitImage(ctx, sn.Image)
+	}
+	return sn, err
 }
 
 // Get returns owner's ready snapshot id.
@@ -317,7 +361,7 @@ func (s *Snapshots) List(ctx context.Context, owner string, f Filter) ([]Snapsho
 // copy. The engine refuses (a conflict) while a sandbox runs on it or
 // another snapshot is built on it.
 func (s *Snapshots) Delete(ctx context.Context, owner, id string) error {
-	sn, err := s.Get(ctx, owner, id)
+	sn, err := s.loaded(ctx, owner, id)
 	if err != nil {
 		return err
 	}
