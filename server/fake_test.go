@@ -17,6 +17,7 @@ import (
 	"github.com/bothy/bothy/compat/e2b"
 	"github.com/bothy/bothy/fsapi"
 	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/mcp"
 	"github.com/bothy/bothy/orchestrator"
 	"github.com/bothy/bothy/ports"
 	"github.com/bothy/bothy/process"
@@ -27,9 +28,9 @@ import (
 // fakeImage is the one image of the fake engine.
 const fakeImage = "bothy/busybox"
 
-// newFakeFixture serves the real router, with the E2B front door, over a
-// real orchestrator on the fake engine; images and snapshots are not
-// served.
+// newFakeFixture serves the real router, with the E2B and MCP front doors,
+// over a real orchestrator on the fake engine; images, snapshots and runs
+// are not served.
 func newFakeFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
@@ -75,7 +76,7 @@ func newFakeFixture(t *testing.T) *fixture {
 	tickets := supervisor.NewTickets()
 	srv := New(Config{BodyLimit: 64 << 10, MaxFileBytes: 16 << 20, PreviewDomain: previewDomain}, Deps{
 		Orchestrator: o, Keys: keys, Tickets: tickets, Files: files, Shell: terms, Processes: procs, Ports: portSvc,
-		DB: sq, Log: log, Mounts: compat.Mounts(),
+		DB: sq, Log: log, Mounts: append(compat.Mounts(), mcp.Mounts(mcp.Deps{Orchestrator: o, Files: files, Processes: procs, Ports: portSvc, Keys: keys})...),
 	})
 	hs := httptest.NewServer(validated(t, srv.Handler()))
 	t.Cleanup(func() {
