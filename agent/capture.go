@@ -10,6 +10,11 @@ import (
 	"github.com/bothy/bothy/agent/wire"
 )
 
+// ErrTooLarge: the sandbox's agent would have to hold more than its
+// share of the sandbox's memory to answer (a capture of too many changed
+// paths).
+var ErrTooLarge = errors.New("too large for the sandbox's agent")
+
 // Capture streams, as a layer (a tar with whiteouts), what changed in the
 // sandbox's filesystem since since, a time before its container was made
 // from the image whose paths are imagePaths (wire/capture.go): start is
@@ -43,6 +48,9 @@ func (c *Conn) Capture(ctx context.Context, since time.Time, imagePaths []string
 	var res wire.OpResult
 	if err := wire.ReadJSON(st, &res); err != nil {
 		return orCanceled(ctx, fmt.Errorf("capture: %w", err))
+	}
+	if res.Code == wire.CodeTooLarge {
+		return fmt.Errorf("%w: %s", ErrTooLarge, res.Error)
 	}
 	if res.Error != "" {
 		return errors.New(res.Error)

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/internal/errclass"
 )
 
 // Checkpoints keeps sandboxes' filesystems as snapshots (package snapshot
@@ -94,7 +96,11 @@ func (o *Orchestrator) checkpoint(ctx context.Context, owner, id, name string, l
 				// it is captured again, never missed.
 				since := c.Created.Add(-time.Second)
 				capture := func(ctx context.Context, paths []string, start func(int64) (io.Writer, error)) error {
-					return conn.Capture(ctx, since, paths, start)
+					err := conn.Capture(ctx, since, paths, start)
+					if errors.Is(err, agent.ErrTooLarge) {
+						return errclass.Wrap(cerrdefs.ErrResourceExhausted, err, err.Error())
+					}
+					return err
 				}
 				src = sb
 				snap, err = o.cfg.Checkpoints.Checkpoint(ctx, owner, sb.ID, sb.ContainerID, sb.Image, name, labels,

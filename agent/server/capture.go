@@ -44,7 +44,7 @@ func (s *Server) serveCapture(ctx context.Context, st net.Conn, out *wire.FrameS
 		return
 	}
 	c := &capturer{since: req.SinceNs, image: image, mounts: mounts, written: map[string]bool{}, links: map[devIno]string{},
-		buf: make([]byte, 128<<10)}
+		buf: make([]byte, 128<<10), budget: s.listBudget}
 	err = c.walk(ctx)
 	if err == nil {
 		err = c.whiteouts()
@@ -52,6 +52,11 @@ func (s *Server) serveCapture(ctx context.Context, st net.Conn, out *wire.FrameS
 	var size int64
 	if err == nil {
 		size, err = c.size()
+	}
+	if errors.Is(err, errTooManyChanges) {
+		_ = out.SendJSON(wire.OpResult{Code: wire.CodeTooLarge, Error: fmt.Sprintf(
+			"the sandbox changed more paths than its agent lists in %d MiB, a quarter of its memory: take this checkpoint with the engine's commit", c.budget>>20)})
+		return
 	}
 	if err != nil {
 		_ = out.SendJSON(wire.OpResult{Error: "capture: " + err.Error()})
@@ -130,7 +135,13 @@ type capturer struct {
 	links   map[devIno]string // the first name of each multiply linked file
 	buf     []byte
 	seen    int
+	// budget bounds held, the bytes the entries and their bookkeeping
+	// take (about): the agent lists every changed path before it streams.
+	budget, held int64
 }
+
+// errTooManyChanges: the entries would take more than the capture's budget.
+var errTooManyChanges = errors.New("too many changed paths")
 
 // captureEntry is one entry of the layer: its header and, for a regular
 // file, the path its content is read from.
@@ -239,6 +250,15 @@ func (c *capturer) add(p string, st *unix.Stat_t) error {
 		for k, v := range xattrs {
 			h.PAXRecords["SCHILY.xattr."+k] = v
 		}
+	}
+	// A header, its names, its xattrs, the path kept to read it and the
+	// written map's entry, with their allocations' overhead.
+	c.held += 384 + 3*int64(len(p)) + int64(len(h.Linkname))
+	for k, v := range h.PAXRecords {
+		c.held += int64(len(k) + len(v) + 64)
+	}
+	if c.budget > 0 && c.held > c.budget {
+		return errTooManyChanges
 	}
 	e := captureEntry{h: h}
 	if h.Typeflag == tar.TypeReg {

@@ -29,6 +29,9 @@ type Server struct {
 	ptys    *ptyManager
 	watches *watchHub
 	procs   *procs // background processes
+	// listBudget bounds what a capture lists of changed paths before it
+	// streams them: a quarter of the sandbox's memory, as logs have.
+	listBudget int64
 	// host is the runtime host of a runner container, nil in a sandbox.
 	host *runtimeHost
 }
@@ -40,7 +43,8 @@ func NewServer(log *slog.Logger) *Server {
 	s := &Server{log: log, baseEnv: baseEnviron()}
 	s.ptys = newPtyManager(s)
 	s.watches = newWatchHub()
-	s.procs = newProcs(logBudgetOf(cgroupMemoryLimit()))
+	share := logBudgetOf(cgroupMemoryLimit())
+	s.procs, s.listBudget = newProcs(share), share
 	if os.Getpid() == 1 {
 		processReaper()
 	}

@@ -180,6 +180,9 @@ const (
 	CodeRefused = "refused"
 	// CodeNoSession: no terminal session has the ID named.
 	CodeNoSession = "no_session"
+	// CodeTooLarge: the answer would hold more than the agent may (a
+	// capture of more changed paths than its memory share lists).
+	CodeTooLarge = "too_large"
 )
 
 // RunRequest runs one piece of dynamic code in a runner's runtime host, in a
