@@ -3,6 +3,7 @@ package images
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -72,13 +73,19 @@ func (b *Builder) publish(ctx context.Context, name string, progress func(string
 }
 
 // Unpublish deletes the registry's copy of ref (a snapshot bothy made)
-// when there is one; a copy the registry lacks is no error.
+// when there is one; a copy the registry lacks is no error, nor is one a
+// registry that allows no deletes keeps (logged).
 func (b *Builder) Unpublish(ctx context.Context, ref string) error {
 	remote := b.RemoteRef(normalize(ref))
 	if remote == "" {
 		return nil
 	}
-	if err := b.remote.delete(ctx, remote); err != nil {
+	if err := b.remote.delete(ctx, remote); errors.Is(err, errNoDeletes) {
+		// Nothing will ever delete it here: the registry's own clean-up
+		// must (its operator's to set up).
+		b.log.Warn("the registry keeps a deleted snapshot's image: it does not allow deletes", "remote", remote, "err", err)
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("delete %s from the registry: %w", remote, err)
 	}
 	b.log.Info("image deleted from the registry", "image", ref, "remote", remote)

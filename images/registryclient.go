@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 )
 
 // registryClient speaks the distribution API to bothy's registry, with
@@ -49,6 +51,10 @@ func loopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// errNoDeletes: the registry does not delete manifests (distribution's
+// default, and many hosted registries).
+var errNoDeletes = errors.New("the registry does not delete images")
+
 // delete removes the manifest ref (HOST/NAME:TAG) names; one the registry
 // lacks is no error.
 func (r *registryClient) delete(ctx context.Context, ref string) error {
@@ -65,6 +71,10 @@ func (r *registryClient) delete(ctx context.Context, ref string) error {
 	}
 	if errors.Is(err, errdef.ErrNotFound) {
 		return nil
+	}
+	var resp *errcode.ErrorResponse
+	if errors.As(err, &resp) && resp.StatusCode == http.StatusMethodNotAllowed {
+		return fmt.Errorf("%w: %v", errNoDeletes, err)
 	}
 	return err
 }

@@ -2,11 +2,17 @@ package images
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"oras.land/oras-go/v2"
@@ -88,5 +94,41 @@ func push(t *testing.T, reg *testenv.SecureRegistry, ca *x509.CertPool, ref stri
 	}
 	if err := repo.Tag(ctx, desc, repo.Reference.Reference); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUnpublishOnARegistryWithoutDeletes: a registry that answers 405 to
+// deletes (distribution's default) keeps the copy, and a snapshot's delete
+// goes on; any other failure stops it.
+func TestUnpublishOnARegistryWithoutDeletes(t *testing.T) {
+	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}`)
+	sum := sha256.Sum256(manifest)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	status := http.StatusMethodNotAllowed
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodHead, http.MethodGet:
+			w.Header().Set("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")
+			w.Header().Set("Docker-Content-Digest", digest)
+			w.Header().Set("Content-Length", strconv.Itoa(len(manifest)))
+			if r.Method == http.MethodGet {
+				w.Write(manifest)
+			}
+		case http.MethodDelete:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			fmt.Fprintf(w, `{"errors":[{"code":"UNSUPPORTED","message":"The operation is unsupported."}]}`)
+		}
+	}))
+	defer srv.Close()
+	b := New(nil, testenv.Logger(t), "", t.TempDir())
+	defer b.Close()
+	b.UseRegistry(strings.TrimPrefix(srv.URL, "http://"), RegistryAccess{})
+	if err := b.Unpublish(context.Background(), "bothy/snapshot:kept"); err != nil {
+		t.Fatalf("a registry without deletes: %v", err)
+	}
+	status = http.StatusInternalServerError
+	if err := b.Unpublish(context.Background(), "bothy/snapshot:kept"); err == nil {
+		t.Fatal("a registry that fails: no error")
 	}
 }

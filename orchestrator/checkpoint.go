@@ -98,7 +98,7 @@ func (o *Orchestrator) checkpoint(ctx context.Context, owner, id, name string, l
 				capture := func(ctx context.Context, paths []string, start func(int64) (io.Writer, error)) error {
 					err := conn.Capture(ctx, since, paths, start)
 					if errors.Is(err, agent.ErrTooLarge) {
-						return errclass.Wrap(cerrdefs.ErrResourceExhausted, err, err.Error())
+						return errclass.New(err.Error(), cerrdefs.ErrResourceExhausted, err)
 					}
 					return err
 				}

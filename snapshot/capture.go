@@ -123,6 +123,7 @@ func writeFileAtomic(name string, b []byte) error {
 
 // layerLoad is the load of a captured layer into the engine, under way.
 type layerLoad struct {
+	base string // the image it loads onto
 	done chan struct{}
 	err  error // set before done is closed
 }
@@ -154,7 +155,7 @@ func (s *Snapshots) takeUnloaded(ctx context.Context) error {
 // reads ref waits for it (awaitImage). A load that fails forgets the
 // snapshot. release, when set, is called once the load is done.
 func (s *Snapshots) startLoad(id, ref string, layer capturedLayer, release func()) {
-	l := &layerLoad{done: make(chan struct{})}
+	l := &layerLoad{base: layer.Base, done: make(chan struct{})}
 	s.loadMu.Lock()
 	s.loads[ref] = l
 	s.loadMu.Unlock()
@@ -222,6 +223,27 @@ func (s *Snapshots) awaitImage(ctx context.Context, ref string) error {
 	}
 }
 
+// awaitLoadsOnto waits until no captured layer loads onto image (which a
+// delete of image would take from under it).
+func (s *Snapshots) awaitLoadsOnto(ctx context.Context, image string) error {
+	s.loadMu.Lock()
+	var onto []*layerLoad
+	for _, l := range s.loads {
+		if l.base == image {
+			onto = append(onto, l)
+		}
+	}
+	s.loadMu.Unlock()
+	for _, l := range onto {
+		select {
+		case <-l.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // resumeLoads, at start, loads the captured layers a bothy that stopped
 // left unloaded, for snapshots that are ready without their image; it
 // removes the rest.
@@ -233,21 +255,43 @@ func (s *Snapshots) resumeLoads(ctx context.Context) error {
 	for _, meta := range metas {
 		id := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(meta), "layer-"), ".json")
 		file, _ := s.layerFiles(id)
+		sn, err := s.get(ctx, id)
+		if cerrdefs.IsNotFound(err) || (err == nil && sn.State != StateReady) {
+			os.Remove(file) // no snapshot's
+			os.Remove(meta)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := s.eng.ImageInspect(ctx, sn.Image); err == nil {
+			os.Remove(file) // loaded before the stop
+			os.Remove(meta)
+			continue
+		} else if !cerrdefs.IsNotFound(err) {
+			return err
+		}
 		var layer capturedLayer
 		b, err := os.ReadFile(meta)
 		if err == nil {
 			err = json.Unmarshal(b, &layer)
 		}
-		sn, gerr := s.get(ctx, id)
-		if err == nil && gerr == nil && sn.State == StateReady {
-			if _, ierr := s.eng.ImageInspect(ctx, sn.Image); cerrdefs.IsNotFound(ierr) {
-				s.log.Info("loading a captured snapshot's layer that a stop left unloaded", "snapshot_id", id)
-				s.startLoad(id, sn.Image, layer, nil)
-				continue
+		if err != nil {
+			// Its layer is lost: so is the snapshot.
+			s.log.Error("a captured snapshot's layer is lost: the snapshot is forgotten", "snapshot_id", id, "err", err)
+			if _, err := s.db.ExecContext(ctx, `DELETE FROM snapshots WHERE id = ?`, id); err != nil {
+				return err
 			}
+			os.Remove(file)
+			os.Remove(meta)
+			continue
 		}
-		os.Remove(file)
-		os.Remove(meta)
+		s.log.Info("loading a captured snapshot's layer that a stop left unloaded", "snapshot_id", id)
+		s.startLoad(id, sn.Image, layer, nil)
+	}
+	tmps, _ := filepath.Glob(filepath.Join(s.scratch, "layer-*.json.tmp"))
+	for _, p := range tmps {
+		os.Remove(p)
 	}
 	// Layers a stop cut short, before they were described.
 	parts, _ := filepath.Glob(filepath.Join(s.scratch, "layer-*.tar"))

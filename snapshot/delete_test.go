@@ -14,8 +14,9 @@ import (
 )
 
 // TestDeleteWaitsForTheRegistrysCopy: a snapshot whose published copy the
-// registry cannot delete stays, whole, and says so (unavailable); deleted
-// again once the registry can, it is gone, its copy with it.
+// registry cannot delete stays (its image is the registry's now), and the
+// delete says so (unavailable); deleted again once the registry can, it is
+// gone, its copy with it.
 func TestDeleteWaitsForTheRegistrysCopy(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -288,8 +288,18 @@ func (s *Snapshots) Create(ctx context.Context, owner string, src Source, name s
 		}
 	}
 	sn.State = StateReady
-	if _, err := s.db.ExecContext(ctx, `UPDATE snapshots SET state = ?, size = ? WHERE id = ?`, sn.State, sn.Size, sn.ID); err != nil {
+	// The image is whole (or its layer is, and loads): a caller gone now
+	// does not undo it.
+	res, err := s.db.ExecContext(context.WithoutCancel(ctx), `UPDATE snapshots SET state = ?, size = ? WHERE id = ?`, sn.State, sn.Size, sn.ID)
+	if err != nil {
 		return Snapshot{}, err
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		// Its layer's load failed already, and forgot it.
+		if err := s.awaitImage(ctx, sn.Image); err != nil {
+			return Snapshot{}, err
+		}
+		return Snapshot{}, fmt.Errorf("snapshot %s was forgotten as it was taken", sn.ID)
 	}
 	how := "commit"
 	if src.Capture != nil {
@@ -362,6 +372,9 @@ func (s *Snapshots) List(ctx context.Context, owner string, f Filter) ([]Snapsho
 // another snapshot is built on it.
 func (s *Snapshots) Delete(ctx context.Context, owner, id string) error {
 	sn, err := s.loaded(ctx, owner, id)
+	if err == nil {
+		err = s.awaitLoadsOnto(ctx, sn.Image)
+	}
 	if err != nil {
 		return err
 	}

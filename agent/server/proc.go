@@ -49,8 +49,11 @@ type procs struct {
 type logBudget struct {
 	limit int64
 	kept  atomic.Int64 // bytes kept by all logs
-	mu    sync.Mutex   // guards logs; taken after a log's mu, never before
-	logs  map[*procLog]struct{}
+	// settled is what the logs kept after the last rebalance (0 after a
+	// log is forgotten).
+	settled atomic.Int64
+	mu      sync.Mutex // guards logs; taken after a log's mu, never before
+	logs    map[*procLog]struct{}
 }
 
 func (b *logBudget) add(l *procLog) {
@@ -66,6 +69,7 @@ func (b *logBudget) remove(l *procLog) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.logs, l)
+	b.settled.Store(0)
 }
 
 // share is what each log may keep while the budget is exceeded.
@@ -73,6 +77,17 @@ func (b *logBudget) share() int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return max(b.limit/int64(max(len(b.logs), 1)), wire.MinProcLogBytes)
+}
+
+// maybeRebalance rebalances when the logs keep more than the budget, and
+// a chunk more than the last rebalance left: the one chunk each log keeps,
+// and the floor of each share, can hold them over it for good, and a
+// rebalance then at every write would lock every log each time.
+func (b *logBudget) maybeRebalance() {
+	if kept := b.kept.Load(); kept > b.limit && kept > b.settled.Load()+procChunk {
+		b.rebalance()
+		b.settled.Store(b.kept.Load())
+	}
 }
 
 // rebalance trims every log to its fair share; the caller holds no log's
@@ -115,9 +130,11 @@ type procLog struct {
 	start  int64 // the offset of the oldest byte kept
 	end    int64 // the offset after the last byte
 	ended  bool
-	wake   chan struct{} // closed and replaced at every change
-	limit  int64         // the most output kept
-	budget *logBudget
+	// released: forgotten; it keeps nothing more.
+	released bool
+	wake     chan struct{} // closed and replaced at every change
+	limit    int64         // the most output kept
+	budget   *logBudget
 }
 
 type logChunk struct {
@@ -139,6 +156,14 @@ func (l *procLog) changed() {
 
 func (l *procLog) append(stream string, p []byte) {
 	l.mu.Lock()
+	if l.released {
+		// Forgotten, its pipes still written (a grandchild holds them):
+		// nothing is kept, or counted.
+		l.end += int64(len(p))
+		l.start = l.end
+		l.mu.Unlock()
+		return
+	}
 	l.chunks = append(l.chunks, logChunk{stream: stream, off: l.end, data: append([]byte(nil), p...)})
 	l.end += int64(len(p))
 	over := l.budget.kept.Add(int64(len(p))) > l.budget.limit
@@ -149,8 +174,8 @@ func (l *procLog) append(stream string, p []byte) {
 	l.trim(keep)
 	l.changed()
 	l.mu.Unlock()
-	if over && l.budget.kept.Load() > l.budget.limit {
-		l.budget.rebalance()
+	if over {
+		l.budget.maybeRebalance()
 	}
 }
 
@@ -171,7 +196,7 @@ func (l *procLog) release() {
 	defer l.mu.Unlock()
 	l.budget.kept.Add(-(l.end - l.start))
 	l.budget.remove(l)
-	l.chunks, l.start = nil, l.end
+	l.chunks, l.start, l.released = nil, l.end, true
 }
 
 func (l *procLog) finish() {

@@ -14,15 +14,18 @@ type exitStatus struct {
 	rusage syscall.Rusage
 }
 
-// reaper waits for every child of this process, as PID 1 must: it reaps zombies
-// re-parented to it and hands the status of processes it started to whoever
-// registered them. Because it reaps with wait4(-1), nothing else in the process may
-// call Wait on a child, and a process has one reaper (processReaper), which
-// runs until the process ends.
+// reaper hands the exit status of the processes a Server started to whoever
+// registered them. As PID 1, it waits for every child, as PID 1 must: it
+// reaps zombies re-parented to it, with wait4(-1), so nothing else in the
+// process may call Wait on a child. Anywhere else (a test's process, whose
+// other code runs children of its own), it waits only for the processes
+// registered with it. A process has one reaper (processReaper), which runs
+// until the process ends.
 type reaper struct {
 	mu      sync.Mutex
 	waiters map[int]chan exitStatus
 	sig     chan os.Signal
+	all     bool // reap every child: the agent is PID 1
 }
 
 var (
@@ -32,10 +35,10 @@ var (
 
 // processReaper is the process's one reaper, started on first use: every
 // Server in a process (one in an agent; one per fake container in tests)
-// shares it, as a second would take the first's children.
+// shares it, as a second one reaping every child would take the first's.
 func processReaper() *reaper {
 	reaperOnce.Do(func() {
-		theReaper = &reaper{waiters: make(map[int]chan exitStatus), sig: make(chan os.Signal, 1)}
+		theReaper = &reaper{waiters: make(map[int]chan exitStatus), sig: make(chan os.Signal, 1), all: os.Getpid() == 1}
 		signal.Notify(theReaper.sig, syscall.SIGCHLD)
 		go theReaper.loop()
 	})
@@ -68,6 +71,20 @@ func (r *reaper) loop() {
 func (r *reaper) reapAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !r.all {
+		for pid, ch := range r.waiters {
+			var st exitStatus
+			got, err := syscall.Wait4(pid, &st.status, syscall.WNOHANG, &st.rusage)
+			for err == syscall.EINTR {
+				got, err = syscall.Wait4(pid, &st.status, syscall.WNOHANG, &st.rusage)
+			}
+			if got == pid {
+				delete(r.waiters, pid)
+				ch <- st
+			}
+		}
+		return
+	}
 	for {
 		var st exitStatus
 		pid, err := syscall.Wait4(-1, &st.status, syscall.WNOHANG, &st.rusage)
