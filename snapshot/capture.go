@@ -157,9 +157,17 @@ func (s *Snapshots) takeUnloaded(ctx context.Context) error {
 func (s *Snapshots) startLoad(id, ref string, layer capturedLayer, release func()) {
 	l := &layerLoad{base: layer.Base, done: make(chan struct{})}
 	s.loadMu.Lock()
+	if s.loadsClosed {
+		// Closing: the layer stays spooled, and the next start loads it.
+		s.loadMu.Unlock()
+		if release != nil {
+			release()
+		}
+		return
+	}
 	s.loads[ref] = l
-	s.loadMu.Unlock()
 	s.loading.Add(1)
+	s.loadMu.Unlock()
 	go func() {
 		defer s.loading.Done()
 		ctx := context.Background()

@@ -95,5 +95,8 @@ func (s *Snapshots) Close() {
 		s.cancel()
 	}
 	s.wg.Wait()
+	s.loadMu.Lock()
+	s.loadsClosed = true
+	s.loadMu.Unlock()
 	s.loading.Wait()
 }

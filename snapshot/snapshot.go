@@ -133,7 +133,9 @@ type Snapshots struct {
 	loads     map[string]*layerLoad
 	loadSlots chan struct{}
 	unloaded  chan struct{} // a place for each layer captured and not yet loaded
-	loading   sync.WaitGroup
+	// loadsClosed: Close ran; no load starts (under loadMu).
+	loadsClosed bool
+	loading     sync.WaitGroup
 	// reading is held while image layers are read, one image at a time.
 	reading chan struct{}
 	// spooling holds a place for each export or import under way: each

@@ -34,9 +34,10 @@ const (
 
 // procs keeps the agent's background processes.
 type procs struct {
-	mu   sync.Mutex
-	m    map[int]*proc
-	logs *logBudget
+	mu     sync.Mutex
+	m      map[int]*proc
+	logs   *logBudget
+	killed bool // killAll ran: a process that registers after it is killed at once
 }
 
 // logBudget bounds the output all processes' logs keep together: they
@@ -303,6 +304,10 @@ func (s *Server) startProc(req *wire.ProcStart) wire.ProcAnswer {
 	}}
 	s.procs.mu.Lock()
 	s.procs.m[pid] = p
+	if s.procs.killed {
+		// The server closed while this one started.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
 	s.procs.mu.Unlock()
 
 	var pumps sync.WaitGroup
@@ -421,6 +426,7 @@ func (ps *procs) list(tag string) []wire.ProcInfo {
 func (ps *procs) killAll() {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
+	ps.killed = true
 	for pid, p := range ps.m {
 		select {
 		case <-p.done:
