@@ -14,18 +14,6 @@ import (
 	"github.com/bothy/bothy/internal/testenv"
 )
 
-// bearer adds an API key to every request of an MCP client.
-type bearer struct {
-	key  string
-	next http.RoundTripper
-}
-
-func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.key)
-	return b.next.RoundTrip(r)
-}
-
 // TestMCP is an MCP client session, with the official Go SDK's client
 // over Streamable HTTP: initialize, list the tools, create a sandbox, run
 // Python in it, write and read a file, delete it; without a key, nothing.
@@ -48,7 +36,7 @@ func TestMCP(t *testing.T) {
 
 	client := mcp.NewClient(&mcp.Implementation{Name: "bothy-e2e", Version: "1"}, nil)
 	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: d.url + "/mcp",
-		HTTPClient: &http.Client{Transport: bearer{key, http.DefaultTransport}}}, nil)
+		HTTPClient: testenv.Bearer(key)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,20 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bothy/bothy/internal/testenv"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
-
-// bearerKey adds an API key to every request of an MCP client.
-type bearerKey struct {
-	key  string
-	next http.RoundTripper
-}
-
-func (b bearerKey) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.key)
-	return b.next.RoundTrip(r)
-}
 
 // TestMCPFrontDoorOnTheFakeEngine: the MCP front door's tools through the
 // server's one route table, with the official Go SDK's client, in make
@@ -39,7 +28,7 @@ func TestMCPFrontDoorOnTheFakeEngine(t *testing.T) {
 	connect := func(key string) *sdk.ClientSession {
 		client := sdk.NewClient(&sdk.Implementation{Name: "bothy-test", Version: "1"}, nil)
 		session, err := client.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: f.url + "/mcp",
-			HTTPClient: &http.Client{Transport: bearerKey{key, http.DefaultTransport}}}, nil)
+			HTTPClient: testenv.Bearer(key)}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

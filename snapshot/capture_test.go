@@ -22,14 +22,7 @@ import (
 func TestCapturedLayerLoadsAfterARestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	d := testenv.Docker(t)
-	data := testenv.DataDir(t)
-	sq, b := testenv.DB(t, data), images.New(d, testenv.Logger(t), "", filepath.Join(data, "build"))
-	t.Cleanup(b.Close)
-	if _, err := b.Ensure(ctx, images.Busybox, nil); err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Instance: "snaptest-" + filepath.Base(data), Scratch: filepath.Join(data, "tmp")}
+	d, sq, cfg := engineBed(t)
 	s, err := New(ctx, cfg, sq, d, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package snapshot
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -20,28 +19,21 @@ import (
 func TestDeleteWaitsForTheRegistrysCopy(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	d := testenv.Docker(t)
-	data := testenv.DataDir(t)
-	sq, b := testenv.DB(t, data), images.New(d, testenv.Logger(t), "", filepath.Join(data, "build"))
-	t.Cleanup(b.Close)
-	if _, err := b.Ensure(ctx, images.Busybox, nil); err != nil {
-		t.Fatal(err)
-	}
-	instance := "snaptest-" + filepath.Base(data)
+	d, sq, cfg := engineBed(t)
 	registryDown := true
 	var unpublished []string
-	s, err := New(ctx, Config{Instance: instance, Scratch: filepath.Join(data, "tmp"),
-		Unpublish: func(_ context.Context, ref string) error {
-			if registryDown {
-				return errors.New("the registry is down")
-			}
-			unpublished = append(unpublished, ref)
-			return nil
-		}}, sq, d, testenv.Logger(t))
+	cfg.Unpublish = func(_ context.Context, ref string) error {
+		if registryDown {
+			return errors.New("the registry is down")
+		}
+		unpublished = append(unpublished, ref)
+		return nil
+	}
+	s, err := New(ctx, cfg, sq, d, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cid, err := d.Create(ctx, runtime.Spec{Name: instance, Image: images.Busybox, Labels: map[string]string{runtime.LabelInstance: instance}})
+	cid, err := d.Create(ctx, runtime.Spec{Name: cfg.Instance, Image: images.Busybox, Labels: map[string]string{runtime.LabelInstance: cfg.Instance}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,7 @@ package snapshot
 
 import (
 	"context"
-	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/bothy/bothy/images"
@@ -16,16 +16,11 @@ import (
 func TestReconcileRemovesImagesNoSnapshotOwns(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	d := testenv.Docker(t)
-	data := testenv.DataDir(t)
-	log := testenv.Logger(t)
-	sq, b := testenv.DB(t, data), images.New(d, testenv.Logger(t), "", filepath.Join(data, "build"))
-	t.Cleanup(b.Close)
-	if _, err := b.Ensure(ctx, images.Busybox, nil); err != nil {
-		t.Fatal(err)
-	}
-	instance := "snaptest-" + filepath.Base(data)
-	s, err := New(ctx, Config{Instance: instance, Scratch: filepath.Join(data, "tmp"), OrphanGrace: 1}, sq, d, log)
+	d, sq, cfg := engineBed(t)
+	instance := cfg.Instance
+	tag := strings.TrimPrefix(instance, "snaptest-") // this test's, in the images' names
+	cfg.OrphanGrace = 1
+	s, err := New(ctx, cfg, sq, d, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,19 +39,19 @@ func TestReconcileRemovesImagesNoSnapshotOwns(t *testing.T) {
 		t.Cleanup(func() { _ = d.ImageRemove(context.Background(), ref) })
 		return ref
 	}
-	orphan := commit("snap-orphan-"+filepath.Base(data), instance)
-	others := commit("snap-others-"+filepath.Base(data), "another-instance")
+	orphan := commit("snap-orphan-"+tag, instance)
+	others := commit("snap-others-"+tag, "another-instance")
 	// An untagged image of this instance's: committing again under the same
 	// name takes the tag away from the first.
-	danglingRef := ImageRef("snap-dangling-" + filepath.Base(data))
+	danglingRef := ImageRef("snap-dangling-" + tag)
 	dangling, err := d.Commit(ctx, cid, danglingRef, map[string]string{
 		runtime.LabelKind: runtime.KindSnapshot, runtime.LabelID: "snap-dangling", runtime.LabelOwner: "k", runtime.LabelInstance: instance,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	commit("snap-dangling-"+filepath.Base(data), instance)
-	kept := Snapshot{ID: "snap-kept-" + filepath.Base(data), Name: "kept", Owner: "k", BaseImage: images.Busybox, State: StateReady}
+	commit("snap-dangling-"+tag, instance)
+	kept := Snapshot{ID: "snap-kept-" + tag, Name: "kept", Owner: "k", BaseImage: images.Busybox, State: StateReady}
 	kept.Image = commit(kept.ID, instance)
 	if err := s.insert(ctx, &kept); err != nil {
 		t.Fatal(err)
