@@ -355,6 +355,13 @@ func sessionTree(sid int, tty string) []int {
 	if err != nil {
 		return []int{sid}
 	}
+	var term *unix.Stat_t
+	if tty != "" {
+		var st unix.Stat_t
+		if unix.Stat(tty, &st) == nil {
+			term = &st
+		}
+	}
 	parent := map[int]int{}
 	inSession := map[int]bool{}
 	dead := map[int]bool{}
@@ -380,7 +387,7 @@ func sessionTree(sid int, tty string) []int {
 		ppid, _ := strconv.Atoi(f[1])
 		psid, _ := strconv.Atoi(f[3])
 		parent[pid] = ppid
-		inSession[pid] = psid == sid || (tty != "" && holds(pid, tty))
+		inSession[pid] = psid == sid || (term != nil && holds(pid, tty, term))
 		if f[0] == "Z" || f[0] == "X" {
 			dead[pid] = true
 		}
@@ -404,15 +411,23 @@ func sessionTree(sid int, tty string) []int {
 	return out
 }
 
-// holds reports whether process pid has path open.
-func holds(pid int, path string) bool {
+// holds reports whether process pid has the terminal at path open (term:
+// that terminal's identity).
+func holds(pid int, path string, term *unix.Stat_t) bool {
 	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
 	fds, err := os.ReadDir(dir)
 	if err != nil {
 		return false
 	}
 	for _, fd := range fds {
-		if target, err := os.Readlink(dir + "/" + fd.Name()); err == nil && target == path {
+		if target, err := os.Readlink(dir + "/" + fd.Name()); err != nil || target != path {
+			continue
+		}
+		// The same name may be another devpts's terminal (a container's,
+		// seen from the host where a test runs agents): the same device
+		// of the same filesystem, or not ours.
+		var st unix.Stat_t
+		if unix.Stat(dir+"/"+fd.Name(), &st) == nil && st.Dev == term.Dev && st.Rdev == term.Rdev {
 			return true
 		}
 	}
