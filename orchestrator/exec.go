@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bothy/bothy/agent/wire"
@@ -157,24 +159,53 @@ func (o *Orchestrator) Attach(ctx context.Context, owner, id string, fn func(ctx
 }
 
 func (o *Orchestrator) attach(ctx context.Context, owner, id string, fn func(ctx context.Context, sb Sandbox, conn *agent.Conn) error) error {
-	l, sb, release, err := o.acquire(ctx, owner, id)
+	// The call's setup is a call of its own, and what it made is on the
+	// heap: a stream's fn waits for as long as the stream lasts, on a
+	// stack as deep as the frames under it are big (issue 22).
+	c, err := o.beginCall(ctx, owner, id)
 	if err != nil {
 		return err
 	}
-	defer release()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	calls := l.callContext()
-	defer context.AfterFunc(calls, cancel)()
-	conn, err := o.agentOf(ctx, l, sb)
-	if err != nil {
-		return err
-	}
-	err = fn(ctx, sb, conn)
-	if err != nil && calls.Err() != nil {
+	defer c.end()
+	err = fn(c.ctx, c.sb, c.conn)
+	if err != nil && c.calls.Err() != nil {
 		return cerrdefs.ErrConflict.WithMessage("sandbox " + id + " was stopped or deleted during the call")
 	}
 	return err
+}
+
+// call is a data-plane call under way: the sandbox it holds, its agent
+// connection, and a context that a stop or delete of the sandbox cancels.
+type call struct {
+	ctx   context.Context
+	calls context.Context // the sandbox's, which interrupt cancels
+	sb    Sandbox
+	conn  *agent.Conn
+	end   func()
+}
+
+// beginCall acquires id for a data-plane call; the call's end releases it.
+//
+//go:noinline
+func (o *Orchestrator) beginCall(ctx context.Context, owner, id string) (*call, error) {
+	l, sb, release, err := o.acquire(ctx, owner, id)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	calls := l.callContext()
+	stop := context.AfterFunc(calls, cancel)
+	end := func() {
+		stop()
+		cancel()
+		release()
+	}
+	conn, err := o.agentOf(ctx, l, sb)
+	if err != nil {
+		end()
+		return nil, err
+	}
+	return &call{ctx: ctx, calls: calls, sb: sb, conn: conn, end: end}, nil
 }
 
 // Wake makes id running, as a data-plane call does: a stopped sandbox is
@@ -243,3 +274,26 @@ func (o *Orchestrator) acquire(ctx context.Context, owner, id string) (*live, Sa
 // while the reading of stdin goes on until another error (a reader that
 // also watches for the call's end keeps being read).
 var ErrStdinEnded = agent.ErrStdinEnded
+
+// loopbackDialer is a Runtime that connects to a container's loopback
+// itself (the Docker runtime, on the engine's host).
+type loopbackDialer interface {
+	DialLoopback(ctx context.Context, id string, port int) (net.Conn, error)
+}
+
+// DialLoopback connects to TCP port on the loopback of sb (running, in an
+// Attach) without its agent, where the runtime can: a connection of the
+// kernel's, which costs no copy through the agent channel.
+// agent.ErrNotListening says nothing listens there; errors.ErrUnsupported
+// that the runtime cannot, and the agent must carry the connection.
+func (o *Orchestrator) DialLoopback(ctx context.Context, sb Sandbox, port int) (net.Conn, error) {
+	d, ok := o.rt.(loopbackDialer)
+	if !ok || sb.ContainerID == "" {
+		return nil, errors.ErrUnsupported
+	}
+	c, err := d.DialLoopback(ctx, sb.ContainerID, port)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return nil, agent.ErrNotListening
+	}
+	return c, err
+}

@@ -1,6 +1,8 @@
 package ports
 
 import (
+	"context"
+	"net"
 	"sync"
 
 	"github.com/bothy/bothy/agent"
@@ -17,13 +19,13 @@ type pool struct {
 }
 
 // transport answers the transport to port through conn, making it at first use.
-func (p *pool) transport(conn *agent.Conn, port int) *transport {
+func (p *pool) transport(conn *agent.Conn, port int, dial func(context.Context) (net.Conn, error)) *transport {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t := p.byConn[conn][port]; t != nil {
 		return t
 	}
-	t := &transport{conn: conn, port: port}
+	t := &transport{conn: conn, port: port, dial: dial}
 	if p.byConn == nil {
 		p.byConn = map[*agent.Conn]map[int]*transport{}
 	}

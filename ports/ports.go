@@ -42,6 +42,9 @@ type Sandboxes interface {
 	// OwnerOf names the owner of sandbox id, for requests a port's token
 	// authorises instead of an API key.
 	OwnerOf(ctx context.Context, id string) (string, error)
+	// DialLoopback connects to port of running sandbox sb without its
+	// agent (errors.ErrUnsupported where the runtime cannot).
+	DialLoopback(ctx context.Context, sb orchestrator.Sandbox, port int) (net.Conn, error)
 }
 
 // Service proxies to sandboxes' ports and keeps their exposures.
@@ -253,7 +256,9 @@ func (s *Service) Proxy(w http.ResponseWriter, r *http.Request, owner, id string
 				pr.Out.Header.Del("Authorization")
 				pr.SetXForwarded()
 			},
-			Transport: s.pool.transport(conn, port),
+			Transport: s.pool.transport(conn, port, func(ctx context.Context) (net.Conn, error) {
+				return s.sandboxes.DialLoopback(ctx, sb, port)
+			}),
 			// The server may set cookies for its own host only, and none
 			// of bothy's.
 			ModifyResponse: func(resp *http.Response) error {

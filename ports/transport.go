@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bothy/bothy/agent"
+	"github.com/bothy/bothy/bounds"
 )
 
 // Limits of the connections to a sandbox's port. The server there is
@@ -39,7 +41,17 @@ const (
 	HeadTimeout = 60 * time.Second
 	// copyBuffer sizes the buffer an answer's body is copied through.
 	copyBuffer = 4 << 10
+	// bulkAfter is how much of a sized answer a client takes through the
+	// small buffer, on a connection of the kernel's, before the rest is
+	// copied through a bulk buffer of bulkCopy bytes out of its key's
+	// budget (on a stream of the agent channel, the stream's window says
+	// when: agent.BulkBuffer).
+	bulkAfter = 256 << 10
+	bulkCopy  = 128 << 10
 )
+
+// bulkCopies are the bulk buffers of connections of the kernel's.
+var bulkCopies = sync.Pool{New: func() any { b := make([]byte, bulkCopy); return &b }}
 
 // ErrHeadTooLarge is an answer whose head is out of bounds.
 var ErrHeadTooLarge = errors.New("the answer's header is too large")
@@ -54,6 +66,12 @@ var ErrHeadTooLarge = errors.New("the answer's header is too large")
 type transport struct {
 	conn *agent.Conn
 	port int
+	// dial connects to the port from bothy's side of the sandbox's
+	// network namespace, where the runtime can (errors.ErrUnsupported
+	// where it cannot: the agent carries the connection then, as it does
+	// from then on once viaAgent is set).
+	dial     func(ctx context.Context) (net.Conn, error)
+	viaAgent atomic.Bool
 
 	mu   sync.Mutex
 	idle []*serverConn // the most recently used last
@@ -119,12 +137,25 @@ func (t *transport) get(ctx context.Context) (*serverConn, bool, error) {
 		sc.close()
 	}
 	t.mu.Unlock()
-	c, err := t.conn.OpenPort(ctx, t.port)
+	c, err := t.open(ctx)
 	if err != nil {
 		return nil, false, err
 	}
 	head := &headLimit{r: c}
 	return &serverConn{c: c, head: head, br: bufio.NewReaderSize(head, readBuffer)}, false, nil
+}
+
+// open makes a new connection to the port: the kernel's own, where the
+// runtime can make it; a stream of the agent channel otherwise.
+func (t *transport) open(ctx context.Context) (net.Conn, error) {
+	if t.dial != nil && !t.viaAgent.Load() {
+		c, err := t.dial(ctx)
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return c, err
+		}
+		t.viaAgent.Store(true)
+	}
+	return t.conn.OpenPort(ctx, t.port)
 }
 
 // put keeps sc for the next request.
@@ -214,7 +245,8 @@ func (t *transport) exchange(sc *serverConn, req *http.Request) (*http.Response,
 		resp.Body = upgraded{Reader: sc.br, conn: sc.c}
 		return resp, nil
 	}
-	resp.Body = &answerBody{body: resp.Body, t: t, sc: sc, stop: stop, written: written, keep: !resp.Close && !req.Close}
+	resp.Body = &answerBody{body: resp.Body, t: t, sc: sc, stop: stop, written: written, keep: !resp.Close && !req.Close,
+		scope: bounds.From(req.Context())}
 	return resp, nil
 }
 
@@ -267,10 +299,31 @@ type answerBody struct {
 	done    bool
 	// direct, when set, is the client an answer of known length goes to
 	// unflushed: once the stream has proved a bulk one, Read copies the
-	// rest there itself, through the stream's bulk buffer rather than the
-	// proxy's small one (a write to the client per 4 KiB cost the port
-	// proxy's downloads half their speed).
+	// rest there itself, through a bulk buffer rather than the proxy's
+	// small one (a write to the client per 4 KiB cost the port proxy's
+	// downloads half their speed).
 	direct io.Writer
+	// read is what the client has taken so far; scope is the request's,
+	// out of whose key's budget a bulk buffer comes.
+	read  int64
+	scope *bounds.Scope
+}
+
+// bulkBuffer lends a bulk buffer for the rest of the answer, once the
+// connection has proved a bulk one; ok is false before.
+func (b *answerBody) bulkBuffer() (buf []byte, put func(), ok bool) {
+	if buf, put, ok := agent.BulkBuffer(b.sc.c); ok {
+		return buf, put, true
+	}
+	if _, kernel := b.sc.c.(*net.TCPConn); !kernel || b.read < bulkAfter || b.scope == nil {
+		return nil, nil, false
+	}
+	release, ok := b.scope.GrowWindow(bulkCopy)
+	if !ok {
+		return nil, nil, false
+	}
+	p := bulkCopies.Get().(*[]byte)
+	return *p, func() { bulkCopies.Put(p); release() }, true
 }
 
 func (b *answerBody) Read(p []byte) (int, error) {
@@ -278,12 +331,13 @@ func (b *answerBody) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if b.direct != nil {
-		if buf, put, ok := agent.BulkBuffer(b.sc.c); ok {
+		if buf, put, ok := b.bulkBuffer(); ok {
 			defer put()
 			return 0, b.copyDirect(buf)
 		}
 	}
 	n, err := b.body.Read(p)
+	b.read += int64(n)
 	if err == io.EOF {
 		b.finish(true)
 	} else if err != nil {

@@ -35,7 +35,7 @@ func TestPoolKeepsConnectionsAlive(t *testing.T) {
 
 	var pl pool
 	for range 5 {
-		c := &http.Client{Transport: pl.transport(conn, port)}
+		c := &http.Client{Transport: pl.transport(conn, port, nil)}
 		resp, err := c.Get("http://localhost/")
 		if err != nil {
 			t.Fatal(err)
@@ -49,8 +49,8 @@ func TestPoolKeepsConnectionsAlive(t *testing.T) {
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("%d connections to the server for 5 requests, want 1", n)
 	}
-	first, again := pl.transport(conn, port), pl.transport(conn, port)
-	if first != again || first == pl.transport(conn, port+1) {
+	first, again := pl.transport(conn, port, nil), pl.transport(conn, port, nil)
+	if first != again || first == pl.transport(conn, port+1, nil) {
 		t.Fatal("one transport per connection and port")
 	}
 	conn.Close()

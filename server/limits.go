@@ -74,65 +74,85 @@ const (
 func (s *Server) guard(class bounds.Class, flags int) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c *echo.Context) error {
-			r := c.Request()
-			hasBody := r.Body != nil && r.Body != http.NoBody
-			if hasBody {
-				// Until the handler reads the body (each read waits at
-				// most ReadIdle; its end clears the deadline), and while
-				// net/http discards what a handler left unread before it
-				// answers, the client's silence is bounded too.
-				_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(s.bounds.Config().ReadIdle))
+			// The checks are a call of their own: a stream's handler
+			// waits for as long as the stream lasts, and its stack stays
+			// as deep as the frames under it are big (issue 22).
+			sc, w, err := s.admit(c, class, flags)
+			if sc != nil {
+				defer sc.End()
 			}
-			if r.ContentLength > class.Body {
-				// Refused unread, and not read afterwards either.
-				bounds.CloseAfter(c.Response())
-				return echo.ErrStatusRequestEntityTooLarge
+			if w != nil {
+				// The server's own flush of what the handler left buffered.
+				defer w.Arm()
 			}
-			sc := s.bounds.Begin(class)
-			defer sc.End()
-			w := bounds.NewWriter(c.Response(), sc.WriteIdle())
-			w.Arm()
-			// The server's own flush of what the handler left buffered.
-			defer w.Arm()
-			c.SetResponse(w)
-			if hasBody {
-				r.Body = &boundedBody{r: bounds.NewBody(w, r.Body, sc.ReadIdle()), w: w, left: class.Body}
-			}
-			ctx := bounds.With(r.Context(), sc)
-			if flags&withKey != 0 || flags&keyIfSent != 0 && r.Header.Get("Authorization") != "" {
-				key, err := s.keyOf(r)
-				if err != nil {
-					return err
-				}
-				if flags&adminKey != 0 && !key.Admin {
-					return newError(http.StatusForbidden, api.CodeForbidden, "this needs an admin key")
-				}
-				if err := sc.Key(key.ID); err != nil {
-					return err
-				}
-				c.Set(ctxKey, key)
-				if flags&keyInContext != 0 {
-					ctx = supervisor.WithKey(ctx, key)
-				}
-			}
-			c.SetRequest(r.WithContext(ctx))
-			if sandboxRoute(c.Path()) {
-				if err := sc.Sandbox(c.Param("id")); err != nil {
-					return err
-				}
-			}
-			if class.Whole && hasBody {
-				n := r.ContentLength
-				if n < 0 {
-					n = class.Body
-				}
-				if _, err := sc.ReserveBody(ctx, wholeFactor*n); err != nil {
-					return err
-				}
+			if err != nil {
+				return err
 			}
 			return next(c)
 		}
 	}
+}
+
+// admit opens a request's scope in class and checks what flags ask for.
+// The scope and the writer, once made, are the caller's to end and arm
+// whatever the error.
+//
+//go:noinline
+func (s *Server) admit(c *echo.Context, class bounds.Class, flags int) (*bounds.Scope, *bounds.Writer, error) {
+	r := c.Request()
+	hasBody := r.Body != nil && r.Body != http.NoBody
+	if hasBody {
+		// Until the handler reads the body (each read waits at
+		// most ReadIdle; its end clears the deadline), and while
+		// net/http discards what a handler left unread before it
+		// answers, the client's silence is bounded too.
+		_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(s.bounds.Config().ReadIdle))
+	}
+	if r.ContentLength > class.Body {
+		// Refused unread, and not read afterwards either.
+		bounds.CloseAfter(c.Response())
+		return nil, nil, echo.ErrStatusRequestEntityTooLarge
+	}
+	sc := s.bounds.Begin(class)
+	w := bounds.NewWriter(c.Response(), sc.WriteIdle())
+	w.Arm()
+	c.SetResponse(w)
+	if hasBody {
+		r.Body = &boundedBody{r: bounds.NewBody(w, r.Body, sc.ReadIdle()), w: w, left: class.Body}
+	}
+	ctx := bounds.With(r.Context(), sc)
+	if flags&withKey != 0 || flags&keyIfSent != 0 && r.Header.Get("Authorization") != "" {
+		key, err := s.keyOf(r)
+		if err != nil {
+			return sc, w, err
+		}
+		if flags&adminKey != 0 && !key.Admin {
+			return sc, w, newError(http.StatusForbidden, api.CodeForbidden, "this needs an admin key")
+		}
+		if err := sc.Key(key.ID); err != nil {
+			return sc, w, err
+		}
+		c.Set(ctxKey, key)
+		if flags&keyInContext != 0 {
+			ctx = supervisor.WithKey(ctx, key)
+		}
+	}
+	c.SetRequest(r.WithContext(ctx))
+	if sandboxRoute(c.Path()) {
+		if err := sc.Sandbox(c.Param("id")); err != nil {
+			return sc, w, err
+		}
+	}
+	if class.Whole && hasBody {
+		n := r.ContentLength
+		if n < 0 {
+			n = class.Body
+		}
+		if _, err := sc.ReserveBody(ctx, wholeFactor*n); err != nil {
+			return sc, w, err
+		}
+	}
+	return sc, w, nil
 }
 
 // boundedBody reads a body up to left bytes and refuses the rest with 413

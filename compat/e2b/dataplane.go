@@ -80,50 +80,64 @@ func (s *Service) dataPlane() http.Handler {
 		writeError(w, http.StatusNotFound, "bothy does not serve "+r.Method+" "+r.URL.Path+" of envd (docs/e2b.md)")
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, id := r.Context(), r.Header.Get(headerSandboxID)
-		rpc := isRPC(r.URL.Path)
-		if rpc && !rpcs[r.URL.Path] {
-			deny(w, true, http.StatusNotFound, connect.CodeUnimplemented, "no such RPC: "+r.URL.Path)
-			return
+		// The checks are a call of their own: a stream's handler waits
+		// for as long as the stream lasts, and its stack stays as deep as
+		// the frames under it are big (issue 22).
+		if t, ok := s.admit(w, r, rpcs); ok {
+			mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
 		}
-		if port := r.Header.Get(headerSandboxPort); port != "" && port != envdPort {
-			deny(w, rpc, http.StatusBadGateway, connect.CodeUnavailable,
-				"bothy serves E2B's data plane on port "+envdPort+" only; reach a sandbox's own ports at /v1/sandboxes/"+id+"/ports/"+port+"/ (docs/ports.md)")
-			return
-		}
-		owner, err := s.d.Orchestrator.OwnerOf(ctx, id)
-		if cerrdefs.IsNotFound(err) {
-			// As E2B's proxy answers for a sandbox that is gone.
-			writeJSON(w, http.StatusBadGateway, map[string]any{"sandboxId": id, "message": "The sandbox was not found", "code": http.StatusBadGateway})
-			return
-		} else if err != nil {
-			deny(w, rpc, http.StatusInternalServerError, connect.CodeInternal, "internal error")
-			return
-		}
-		if !s.checkToken(ctx, id, r.Header.Get(headerAccessToken)) {
-			deny(w, rpc, http.StatusUnauthorized, connect.CodeUnauthenticated, "missing or wrong "+headerAccessToken+" for sandbox "+id)
-			return
-		}
-		if err := enter(r, owner, id); err != nil {
-			deny(w, rpc, http.StatusTooManyRequests, connect.CodeResourceExhausted, err.Error())
-			return
-		}
-		sb, err := s.d.Orchestrator.Get(ctx, owner, id)
-		if err != nil {
-			deny(w, rpc, http.StatusBadGateway, connect.CodeUnavailable, err.Error())
-			return
-		}
-		t := target{owner: owner, id: id, user: sb.Spec.User}
-		if u := basicUser(r); u != "" {
-			t.user = u
-		} else if u := r.URL.Query().Get("username"); u != "" && r.URL.Path == "/files" {
-			t.user = u
-		}
-		if t.user == "" {
-			t.user = "root"
-		}
-		mux.ServeHTTP(w, r.WithContext(context.WithValue(ctx, targetKey{}, t)))
 	})
+}
+
+// admit checks a data-plane request (its RPC, its port, its sandbox, its
+// token, its key's budget) and says whom it acts as; a request it
+// refuses has its answer.
+//
+//go:noinline
+func (s *Service) admit(w http.ResponseWriter, r *http.Request, rpcs map[string]bool) (target, bool) {
+	ctx, id := r.Context(), r.Header.Get(headerSandboxID)
+	rpc := isRPC(r.URL.Path)
+	if rpc && !rpcs[r.URL.Path] {
+		deny(w, true, http.StatusNotFound, connect.CodeUnimplemented, "no such RPC: "+r.URL.Path)
+		return target{}, false
+	}
+	if port := r.Header.Get(headerSandboxPort); port != "" && port != envdPort {
+		deny(w, rpc, http.StatusBadGateway, connect.CodeUnavailable,
+			"bothy serves E2B's data plane on port "+envdPort+" only; reach a sandbox's own ports at /v1/sandboxes/"+id+"/ports/"+port+"/ (docs/ports.md)")
+		return target{}, false
+	}
+	owner, err := s.d.Orchestrator.OwnerOf(ctx, id)
+	if cerrdefs.IsNotFound(err) {
+		// As E2B's proxy answers for a sandbox that is gone.
+		writeJSON(w, http.StatusBadGateway, map[string]any{"sandboxId": id, "message": "The sandbox was not found", "code": http.StatusBadGateway})
+		return target{}, false
+	} else if err != nil {
+		deny(w, rpc, http.StatusInternalServerError, connect.CodeInternal, "internal error")
+		return target{}, false
+	}
+	if !s.checkToken(ctx, id, r.Header.Get(headerAccessToken)) {
+		deny(w, rpc, http.StatusUnauthorized, connect.CodeUnauthenticated, "missing or wrong "+headerAccessToken+" for sandbox "+id)
+		return target{}, false
+	}
+	if err := enter(r, owner, id); err != nil {
+		deny(w, rpc, http.StatusTooManyRequests, connect.CodeResourceExhausted, err.Error())
+		return target{}, false
+	}
+	sb, err := s.d.Orchestrator.Get(ctx, owner, id)
+	if err != nil {
+		deny(w, rpc, http.StatusBadGateway, connect.CodeUnavailable, err.Error())
+		return target{}, false
+	}
+	t := target{owner: owner, id: id, user: sb.Spec.User}
+	if u := basicUser(r); u != "" {
+		t.user = u
+	} else if u := r.URL.Query().Get("username"); u != "" && r.URL.Path == "/files" {
+		t.user = u
+	}
+	if t.user == "" {
+		t.user = "root"
+	}
+	return t, true
 }
 
 // isRPC says p is one of the Connect services' paths.

@@ -33,20 +33,43 @@ func (p *processServer) procs() *process.Service { return p.s.d.Processes }
 // request's deadline (Connect-Timeout-Ms) is the command's: it is killed
 // when it passes, whoever is still listening.
 func (p *processServer) Start(ctx context.Context, req *connect.Request[pb.StartRequest], stream *connect.ServerStream[pb.StartResponse]) error {
-	t, m := targetOf(ctx), req.Msg
+	send := func(ev *pb.ProcessEvent) error { return stream.Send(&pb.StartResponse{Event: ev}) }
+	if req.Msg.Pty != nil {
+		return p.startPTY(ctx, req.Msg, send)
+	}
+	// The start is a call of its own: the stream waits on its output for
+	// as long as it lasts, on a stack as deep as the frames under it are
+	// big (issue 22).
+	pid, err := p.start(ctx, req.Msg)
+	if err != nil {
+		return err
+	}
+	return p.follow(ctx, targetOf(ctx), pid, 0, send)
+}
+
+// startPTY starts a command in a new terminal session and streams it.
+func (p *processServer) startPTY(ctx context.Context, m *pb.StartRequest, send func(*pb.ProcessEvent) error) error {
+	t := targetOf(ctx)
 	if m.Process == nil || m.Process.Cmd == "" {
 		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("process.cmd is required"))
 	}
-	send := func(ev *pb.ProcessEvent) error { return stream.Send(&pb.StartResponse{Event: ev}) }
-	if m.Pty != nil {
-		req := shell.Request{Argv: append([]string{m.Process.Cmd}, m.Process.Args...), Env: m.Process.Envs, User: t.user}
-		if m.Process.Cwd != nil {
-			req.Cwd = inHome(*m.Process.Cwd)
-		}
-		if size := m.Pty.GetSize(); size != nil {
-			req.Cols, req.Rows = uint16(min(size.Cols, 1000)), uint16(min(size.Rows, 1000))
-		}
-		return p.viewPTY(ctx, t, req, send)
+	req := shell.Request{Argv: append([]string{m.Process.Cmd}, m.Process.Args...), Env: m.Process.Envs, User: t.user}
+	if m.Process.Cwd != nil {
+		req.Cwd = inHome(*m.Process.Cwd)
+	}
+	if size := m.Pty.GetSize(); size != nil {
+		req.Cols, req.Rows = uint16(min(size.Cols, 1000)), uint16(min(size.Rows, 1000))
+	}
+	return p.viewPTY(ctx, t, req, send)
+}
+
+// start starts a command as a background process and says its pid.
+//
+//go:noinline
+func (p *processServer) start(ctx context.Context, m *pb.StartRequest) (int, error) {
+	t := targetOf(ctx)
+	if m.Process == nil || m.Process.Cmd == "" {
+		return 0, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("process.cmd is required"))
 	}
 	o := process.StartOptions{
 		Argv: append([]string{m.Process.Cmd}, m.Process.Args...), Env: m.Process.Envs, User: t.user,
@@ -62,9 +85,9 @@ func (p *processServer) Start(ctx context.Context, req *connect.Request[pb.Start
 	// deadline, which would cancel the start itself.
 	info, err := p.procs().Start(context.WithoutCancel(ctx), t.owner, t.id, o)
 	if err != nil {
-		return rpcError(err)
+		return 0, rpcError(err)
 	}
-	return p.follow(ctx, t, info.PID, 0, send)
+	return info.PID, nil
 }
 
 // viewPTY streams a terminal session's events: start, its output, and its

@@ -40,6 +40,9 @@ type Docker struct {
 	// registry is the host of the registry whose credentials auth holds
 	// (registry.go).
 	registry, auth string
+	// netns holds the path of each running container's network
+	// namespace that a dial of its loopback found (loopback.go).
+	netns sync.Map
 }
 
 // New connects to the engine named by DOCKER_HOST (or the local socket) and
