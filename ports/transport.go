@@ -146,14 +146,17 @@ func (t *transport) get(ctx context.Context) (*serverConn, bool, error) {
 }
 
 // open makes a new connection to the port: the kernel's own, where the
-// runtime can make it; a stream of the agent channel otherwise.
+// runtime can make it; a stream of the agent channel otherwise, and when
+// the runtime's try fails for another reason than that nothing listens.
 func (t *transport) open(ctx context.Context) (net.Conn, error) {
 	if t.dial != nil && !t.viaAgent.Load() {
 		c, err := t.dial(ctx)
-		if !errors.Is(err, errors.ErrUnsupported) {
+		switch {
+		case err == nil || errors.Is(err, agent.ErrNotListening) || ctx.Err() != nil:
 			return c, err
+		case errors.Is(err, errors.ErrUnsupported):
+			t.viaAgent.Store(true)
 		}
-		t.viaAgent.Store(true)
 	}
 	return t.conn.OpenPort(ctx, t.port)
 }
@@ -305,8 +308,9 @@ type answerBody struct {
 	direct io.Writer
 	// read is what the client has taken so far; scope is the request's,
 	// out of whose key's budget a bulk buffer comes.
-	read  int64
-	scope *bounds.Scope
+	read   int64
+	scope  *bounds.Scope
+	noBulk bool // the key's budget had no room for a bulk buffer
 }
 
 // bulkBuffer lends a bulk buffer for the rest of the answer, once the
@@ -315,11 +319,12 @@ func (b *answerBody) bulkBuffer() (buf []byte, put func(), ok bool) {
 	if buf, put, ok := agent.BulkBuffer(b.sc.c); ok {
 		return buf, put, true
 	}
-	if _, kernel := b.sc.c.(*net.TCPConn); !kernel || b.read < bulkAfter || b.scope == nil {
+	if _, kernel := b.sc.c.(*net.TCPConn); !kernel || b.read < bulkAfter || b.scope == nil || b.noBulk {
 		return nil, nil, false
 	}
 	release, ok := b.scope.GrowWindow(bulkCopy)
 	if !ok {
+		b.noBulk = true
 		return nil, nil, false
 	}
 	p := bulkCopies.Get().(*[]byte)

@@ -2,6 +2,7 @@ package ports
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bothy/bothy/agent"
 	"github.com/bothy/bothy/internal/testenv"
 )
 
@@ -243,5 +245,60 @@ func TestBulkAnswersGoDirect(t *testing.T) {
 		if idle != 1 {
 			t.Fatalf("round %d: %d connections kept, want 1", round, idle)
 		}
+	}
+}
+
+// A new connection is the runtime's where it can make one; the agent's
+// when the runtime cannot (from then on), and when its try fails for
+// another reason (that time only); a port nothing listens on is said so
+// without asking the agent.
+func TestTransportFallsBackToTheAgent(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hi") }))
+	defer srv.Close()
+	_, p, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(p)
+	conn := testenv.AgentConn(t)
+	var tries atomic.Int32
+	get := func(dial func(context.Context) (net.Conn, error)) (*transport, error) {
+		t.Helper()
+		tr := &transport{conn: conn, port: port, dial: func(ctx context.Context) (net.Conn, error) {
+			tries.Add(1)
+			return dial(ctx)
+		}}
+		c := &http.Client{Transport: tr}
+		resp, err := c.Get("http://localhost/")
+		if err != nil {
+			return tr, err
+		}
+		defer resp.Body.Close()
+		if b, _ := io.ReadAll(resp.Body); string(b) != "hi" {
+			t.Fatalf("answer %q", b)
+		}
+		tr.CloseIdleConnections()
+		return tr, nil
+	}
+	var d net.Dialer
+	direct := func(ctx context.Context) (net.Conn, error) {
+		return d.DialContext(ctx, "tcp", srv.Listener.Addr().String())
+	}
+	if tr, err := get(direct); err != nil || tr.viaAgent.Load() || tries.Load() != 1 {
+		t.Fatalf("the runtime's connection: %v, through the agent %v, %d tries", err, tr.viaAgent.Load(), tries.Load())
+	}
+	tries.Store(0)
+	unsupported := func(context.Context) (net.Conn, error) { return nil, fmt.Errorf("no view: %w", errors.ErrUnsupported) }
+	tr, err := get(unsupported)
+	if err != nil || !tr.viaAgent.Load() {
+		t.Fatalf("a runtime that cannot: %v, through the agent %v", err, tr.viaAgent.Load())
+	}
+	if _, err := (&http.Client{Transport: tr}).Get("http://localhost/"); err != nil || tries.Load() != 1 {
+		t.Fatalf("again: %v, %d tries of the runtime, want 1", err, tries.Load())
+	}
+	transient := func(context.Context) (net.Conn, error) { return nil, errors.New("the engine is slow") }
+	if tr, err := get(transient); err != nil || tr.viaAgent.Load() {
+		t.Fatalf("a failed try: %v, through the agent from then on %v", err, tr.viaAgent.Load())
+	}
+	refused := func(context.Context) (net.Conn, error) { return nil, agent.ErrNotListening }
+	if _, err := get(refused); !errors.Is(err, agent.ErrNotListening) {
+		t.Fatalf("nothing listens: %v", err)
 	}
 }

@@ -158,10 +158,10 @@ func (d *Docker) Stop(ctx context.Context, id string, timeout time.Duration) err
 func (d *Docker) Remove(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
-	d.netns.Delete(id)
 	if _, err := d.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
+	d.netns.Delete(id)
 	return nil
 }
 

@@ -13,11 +13,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// loopbackBuffer is the receive buffer of a connection to a container's
-// loopback. Set, it is fixed (the kernel's autotuning of it would let
-// each connection whose client stops reading hold up to tcp_rmem's
-// maximum, 6 MiB, of the kernel's memory that every socket shares); on
-// the loopback device a quarter of a MiB keeps a stream at full speed.
+// loopbackBuffer is the receive and the send buffer of a connection to a
+// container's loopback (the kernel caps it at net.core.rmem_max and
+// wmem_max, 208 KiB by default). Set, they are fixed: the kernel's
+// autotuning would let each connection whose client stops reading, or
+// whose server does, hold up to tcp_rmem's or tcp_wmem's maximum (6 and
+// 4 MiB) of the memory every socket shares. On the loopback device this
+// keeps a stream at full speed.
 const loopbackBuffer = 256 << 10
 
 // loopbackDialTimeout bounds a connect to a container's loopback (a
@@ -30,8 +32,8 @@ const loopbackDialTimeout = 5 * time.Second
 // runs takes part in the connection but its server. It fails with
 // ECONNREFUSED (errors.Is) when nothing listens on 127.0.0.1 or ::1 at
 // port, and with errors.ErrUnsupported where bothy cannot enter the
-// namespace (it does not see the engine's, or the container shares the
-// host's).
+// namespace (it does not see the engine's, may not enter it, or the
+// container shares the host's); any other error may pass.
 func (d *Docker) DialLoopback(ctx context.Context, id string, port int) (net.Conn, error) {
 	ns, err := d.netnsOf(ctx, id)
 	if err != nil {
@@ -40,9 +42,10 @@ func (d *Docker) DialLoopback(ctx context.Context, id string, port int) (net.Con
 	defer unix.Close(ns)
 	c, err := dialIn(ctx, ns, unix.AF_INET, port)
 	if errors.Is(err, unix.ECONNREFUSED) {
-		// A server may listen on the IPv6 loopback only.
-		if c6, err6 := dialIn(ctx, ns, unix.AF_INET6, port); err6 == nil || !errors.Is(err6, unix.ECONNREFUSED) && !errors.Is(err6, unix.EADDRNOTAVAIL) && !errors.Is(err6, unix.EAFNOSUPPORT) {
-			return c6, err6
+		// A server may listen on the IPv6 loopback only; anything else
+		// of that try (no ::1 in the container) is the refusal's.
+		if c6, err6 := dialIn(ctx, ns, unix.AF_INET6, port); err6 == nil {
+			return c6, nil
 		}
 	}
 	return c, err
@@ -57,7 +60,7 @@ func (d *Docker) netnsOf(ctx context.Context, id string) (int, error) {
 		if fd, err := openNetns(p.(string)); err == nil {
 			return fd, nil
 		}
-		d.netns.Delete(id)
+		d.netns.CompareAndDelete(id, p)
 	}
 	ctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	defer cancel()
@@ -67,16 +70,19 @@ func (d *Docker) netnsOf(ctx context.Context, id string) (int, error) {
 	}
 	c := res.Container
 	if c.State == nil || !c.State.Running {
+		d.netns.Delete(id)
 		return -1, fmt.Errorf("container %s is not running", id)
 	}
 	if c.NetworkSettings == nil || c.NetworkSettings.SandboxKey == "" {
 		return -1, fmt.Errorf("container %s has no network namespace of its own: %w", id, errors.ErrUnsupported)
 	}
 	fd, err := openNetns(c.NetworkSettings.SandboxKey)
-	if err != nil {
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 		// The engine's path of a running container: bothy does not see
-		// it, or may not enter it.
+		// it, or may not open it.
 		return -1, fmt.Errorf("%w (%w)", err, errors.ErrUnsupported)
+	} else if err != nil {
+		return -1, err
 	}
 	d.netns.Store(id, c.NetworkSettings.SandboxKey)
 	return fd, nil
@@ -91,7 +97,7 @@ func openNetns(path string) (int, error) {
 	}
 	if kind, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err != nil || kind != unix.CLONE_NEWNET {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%s is not a network namespace (any more)", path)
+		return -1, fmt.Errorf("%s is not a network namespace (any more): %v", path, err)
 	}
 	var ns, own unix.Stat_t
 	if err := unix.Fstat(fd, &ns); err != nil || unix.Stat("/proc/self/ns/net", &own) != nil || ns.Dev == own.Dev && ns.Ino == own.Ino {
@@ -114,6 +120,7 @@ func dialIn(ctx context.Context, ns, family, port int) (net.Conn, error) {
 		return nil, err
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, loopbackBuffer)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, loopbackBuffer)
 	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
 	if family == unix.AF_INET6 {
 		sa = &unix.SockaddrInet6{Port: port, Addr: [16]byte{15: 1}}
@@ -176,13 +183,16 @@ func socketIn(ns, family int) (int, error) {
 		own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			goruntime.UnlockOSThread()
-			ch <- made{-1, fmt.Errorf("open own network namespace: %w (%w)", err, errors.ErrUnsupported)}
+			ch <- made{-1, fmt.Errorf("open own network namespace: %w", err)}
 			return
 		}
 		defer unix.Close(own)
 		if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
 			goruntime.UnlockOSThread()
-			ch <- made{-1, fmt.Errorf("enter network namespace: %w (%w)", err, errors.ErrUnsupported)}
+			if errors.Is(err, unix.EPERM) {
+				err = fmt.Errorf("%w (%w)", err, errors.ErrUnsupported)
+			}
+			ch <- made{-1, fmt.Errorf("enter network namespace: %w", err)}
 			return
 		}
 		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
