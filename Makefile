@@ -7,7 +7,7 @@ LISTEN  ?= 127.0.0.1:7070
 GOFLAGS_BUILD := -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build image run engine browser e2b-sdk openapi-ts mcp-inspector proto test test-unit lint bench clean
+.PHONY: help build image run engine browser e2b-sdk openapi-ts mcp-inspector proto test test-unit lint bench kube-up kube-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}' | \
@@ -73,6 +73,12 @@ lint: ## gofmt, go vet and staticcheck
 
 bench: build engine ## measure bothy beside Docker on this machine
 	$(GO) run ./bench -bothyd $(BIN)/bothyd -agent $(BIN)/bothy-agent
+
+kube-up: ## bring up a single-node Kubernetes cluster on loopback with agent-sandbox (docs/kubernetes.md; binaries built once, then cached)
+	bash scripts/kube.sh up
+
+kube-down: ## stop that cluster and remove everything it made
+	bash scripts/kube.sh down
 
 clean: ## remove built binaries (not the data directory)
 	rm -rf $(BIN)
