@@ -14,15 +14,23 @@ import (
 
 var _ conformance.Engine = (*docker.Docker)(nil)
 
-func TestDockerPassesTheConformanceSuite(t *testing.T) {
+// withBusybox is the engine with the busybox image built, and the
+// test's data directory.
+func withBusybox(t *testing.T) (*docker.Docker, string) {
+	t.Helper()
 	d := testenv.Docker(t)
-	ctx := context.Background()
 	data := testenv.DataDir(t)
 	b := images.New(d, testenv.Logger(t), "", filepath.Join(data, "build"))
 	t.Cleanup(b.Close)
-	if _, err := b.Ensure(ctx, images.Busybox, nil); err != nil {
+	if _, err := b.Ensure(context.Background(), images.Busybox, nil); err != nil {
 		t.Fatal(err)
 	}
+	return d, data
+}
+
+func TestDockerPassesTheConformanceSuite(t *testing.T) {
+	d, data := withBusybox(t)
+	ctx := context.Background()
 	instance := "conf-" + filepath.Base(data)
 	conformance.Run(t, conformance.Setup{Engine: d, Image: images.Busybox, Instance: instance, Bridge: "btyconf0"})
 	left, err := d.List(ctx, map[string]string{runtime.LabelInstance: instance})

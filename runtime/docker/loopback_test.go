@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/bothy/bothy/images"
-	"github.com/bothy/bothy/internal/testenv"
 	"github.com/bothy/bothy/runtime"
 )
 
@@ -20,14 +19,8 @@ import (
 // is refused; a stopped container is not reached, and one started again
 // is found in its new namespace.
 func TestDialLoopback(t *testing.T) {
-	d := testenv.Docker(t)
+	d, data := withBusybox(t)
 	ctx := context.Background()
-	data := testenv.DataDir(t)
-	b := images.New(d, testenv.Logger(t), "", filepath.Join(data, "build"))
-	t.Cleanup(b.Close)
-	if _, err := b.Ensure(ctx, images.Busybox, nil); err != nil {
-		t.Fatal(err)
-	}
 	labels := map[string]string{runtime.LabelInstance: "loop-" + filepath.Base(data)}
 	start := func(network string, script string) string {
 		t.Helper()
