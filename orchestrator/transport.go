@@ -59,10 +59,14 @@ func (o *Orchestrator) agentAddr(ctx context.Context, id string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if c.Addr == "" {
+	addr := c.Addr
+	if c.ControlAddr != "" {
+		addr = c.ControlAddr
+	}
+	if addr == "" {
 		return "", fmt.Errorf("the sandbox's container has no address (state %s)", c.State)
 	}
-	return net.JoinHostPort(c.Addr, strconv.Itoa(wire.AgentPort)), nil
+	return net.JoinHostPort(addr, strconv.Itoa(wire.AgentPort)), nil
 }
 
 // agentCA is the CA of the network transport, kept in the data directory.

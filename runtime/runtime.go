@@ -93,6 +93,10 @@ type Container struct {
 	// Addr is the container's IP address on its network while it runs
 	// (empty when it has none, or the engine does not say).
 	Addr string
+	// ControlAddr is where bothy reaches the container while it runs, when
+	// that is not Addr: a pod without a network still has its pod's
+	// address, closed to all but bothy.
+	ControlAddr string
 }
 
 // NetworkSpec describes the bridge network sandboxes join.

@@ -12,7 +12,8 @@
 #
 #   scripts/kube.sh up     build what is missing, start the cluster, wait for its node
 #   scripts/kube.sh down   stop every process it started and remove all it made
-#   scripts/kube.sh env    print the KUBECONFIG line for a shell
+#   scripts/kube.sh env    print the lines that point a shell (and bothy's tests) at it
+#   scripts/kube.sh load IMAGE...  copy images of the Docker engine into the cluster's containerd
 #
 # Everything it makes is under $BOTHY_KUBE_STATE and $BOTHY_KUBE_RUN, the
 # bridge bkube0 and the network namespaces and mounts its pods got; down
@@ -325,6 +326,14 @@ down() {
 case "${1:-}" in
 up) up ;;
 down) down ;;
-env) echo "export KUBECONFIG=$STATE/admin.kubeconfig" ;;
-*) die "usage: $0 up|down|env" ;;
+env)
+	echo "export KUBECONFIG=$STATE/admin.kubeconfig"
+	echo "export BOTHY_KUBECONFIG=$STATE/admin.kubeconfig BOTHY_KUBE_CONTAINERD=$RUN/containerd.sock"
+	;;
+load)
+	shift
+	[ $# -gt 0 ] || die "usage: $0 load IMAGE..."
+	docker save "$@" | ctr --address "$RUN/containerd.sock" -n k8s.io images import -
+	;;
+*) die "usage: $0 up|down|env|load IMAGE..." ;;
 esac

@@ -10,6 +10,9 @@
 // In a runner container for dynamic code, BOTHY_RUNTIME (python, node or
 // bash) names the runtime host it starts before dialling.
 //
+// Run as "bothy-agent install PATH", it copies itself to PATH: how a pod on
+// Kubernetes gets it, from the agent image in an init container.
+//
 // Run as "bothy-agent fs-helper", it is the one-shot helper the agent starts
 // with a non-root user's credentials to run one file operation as that user.
 package main
@@ -17,6 +20,8 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -44,6 +49,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "kep" {
 		os.Exit(runKEP(os.Args[2:]))
+	}
+	if len(os.Args) == 3 && os.Args[1] == "install" {
+		os.Exit(install(os.Args[2]))
 	}
 	// File transfers churn large buffers over a small live heap: collecting
 	// less often costs little memory and a lot less CPU.
@@ -156,6 +164,35 @@ func runKEP(args []string) int {
 	}
 	if err := rt.Serve(ctx); err != nil {
 		log.Error("standard runtime interface", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// install copies this binary to dst, executable by all, and says why not
+// on stderr.
+func install(dst string) int {
+	err := func() error {
+		src, err := os.Open("/proc/self/exe")
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		out, err := os.OpenFile(dst+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, src); err != nil {
+			out.Close()
+			return err
+		}
+		if err := out.Close(); err != nil {
+			return err
+		}
+		return os.Rename(dst+".tmp", dst)
+	}()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bothy-agent install:", err)
 		return 1
 	}
 	return 0

@@ -43,6 +43,13 @@ type Setup struct {
 	Instance string
 	// Bridge is a host interface name free for the suite's network.
 	Bridge string
+	// NoPause: the engine cannot pause a container, and says so (not
+	// implemented) instead.
+	NoPause bool
+	// LateImageCheck: the engine learns that an image is missing when it
+	// starts a container of it, not when it creates one (a cluster that
+	// pulls on the node).
+	LateImageCheck bool
 }
 
 // Run runs the suite. Every container and network it makes is removed
@@ -106,13 +113,20 @@ func Run(t *testing.T, s Setup) {
 			t.Fatalf("a container without a network has an address: %q %v", c.Addr, err)
 		}
 		must(t, "start a running container", s.Engine.Start(ctx, id))
-		must(t, "pause", s.Engine.Pause(ctx, id))
-		state(t, id, runtime.StatePaused)
-		if err := s.Engine.Start(ctx, id); err == nil {
-			t.Fatal("start of a paused container succeeded")
+		if s.NoPause {
+			if err := s.Engine.Pause(ctx, id); !cerrdefs.IsNotImplemented(err) {
+				t.Fatalf("pause: %v, want not implemented", err)
+			}
+			state(t, id, runtime.StateRunning)
+		} else {
+			must(t, "pause", s.Engine.Pause(ctx, id))
+			state(t, id, runtime.StatePaused)
+			if err := s.Engine.Start(ctx, id); err == nil {
+				t.Fatal("start of a paused container succeeded")
+			}
+			must(t, "unpause", s.Engine.Unpause(ctx, id))
+			state(t, id, runtime.StateRunning)
 		}
-		must(t, "unpause", s.Engine.Unpause(ctx, id))
-		state(t, id, runtime.StateRunning)
 		must(t, "stop", s.Engine.Stop(ctx, id, time.Second))
 		state(t, id, runtime.StateExited)
 		must(t, "stop a stopped container", s.Engine.Stop(ctx, id, time.Second))
@@ -156,14 +170,33 @@ func Run(t *testing.T, s Setup) {
 		if _, err := s.Engine.Create(ctx, runtime.Spec{Name: name, Image: s.Image, Labels: labels(), Network: "none"}); !cerrdefs.IsConflict(err) {
 			t.Errorf("create with a name in use: %v, want conflict", err)
 		}
-		if err := s.Engine.Pause(ctx, id); !cerrdefs.IsConflict(err) {
-			t.Errorf("pause of a container never started: %v, want conflict", err)
+		if s.NoPause {
+			if err := s.Engine.Pause(ctx, id); !cerrdefs.IsNotImplemented(err) {
+				t.Errorf("pause: %v, want not implemented", err)
+			}
+		} else {
+			if err := s.Engine.Pause(ctx, id); !cerrdefs.IsConflict(err) {
+				t.Errorf("pause of a container never started: %v, want conflict", err)
+			}
+			if err := s.Engine.Unpause(ctx, id); !cerrdefs.IsConflict(err) {
+				t.Errorf("unpause of a container not paused: %v, want conflict", err)
+			}
 		}
-		if err := s.Engine.Unpause(ctx, id); !cerrdefs.IsConflict(err) {
-			t.Errorf("unpause of a container not paused: %v, want conflict", err)
-		}
-		if _, err := s.Engine.Create(ctx, runtime.Spec{Image: "bothy/no-such-image:" + s.Instance, Labels: labels(), Network: "none"}); !cerrdefs.IsNotFound(err) {
-			t.Errorf("create from a missing image: %v, want not found", err)
+		noImage := runtime.Spec{Image: "bothy/no-such-image:" + s.Instance, Entrypoint: []string{"sleep", "600"}, Labels: labels(), Network: "none"}
+		if !s.LateImageCheck {
+			if _, err := s.Engine.Create(ctx, noImage); !cerrdefs.IsNotFound(err) {
+				t.Errorf("create from a missing image: %v, want not found", err)
+			}
+		} else if id, err := s.Engine.Create(ctx, noImage); err != nil {
+			t.Errorf("create from a missing image: %v", err)
+		} else {
+			t.Cleanup(func() { _ = s.Engine.Remove(context.Background(), id) })
+			if err := s.Engine.Start(ctx, id); !cerrdefs.IsNotFound(err) {
+				t.Errorf("start from a missing image: %v, want not found", err)
+			}
+			if c, err := s.Engine.Inspect(ctx, id); err != nil || c.State == runtime.StateRunning {
+				t.Errorf("after a failed start: %+v, %v", c, err)
+			}
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()

@@ -1,0 +1,95 @@
+package testenv
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bothy/bothy/runtime/docker"
+	"github.com/bothy/bothy/runtime/kubernetes"
+)
+
+// Kube is the Kubernetes runtime on the test cluster (BOTHY_KUBECONFIG, as
+// `scripts/kube.sh env` prints it), in a namespace of the test's own that
+// is deleted, and waited for, at its end. Without a cluster it fails the
+// test when BOTHY_REQUIRE_KUBE is set and skips it otherwise.
+func Kube(t testing.TB, agentImage string) *kubernetes.Kubernetes {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no cluster-backed tests")
+	}
+	kubeconfig := os.Getenv("BOTHY_KUBECONFIG")
+	if kubeconfig == "" {
+		if os.Getenv("BOTHY_REQUIRE_KUBE") != "" {
+			t.Fatal("a cluster is required: BOTHY_KUBECONFIG is not set (make test-kube sets it)")
+		}
+		t.Skip("no cluster: BOTHY_KUBECONFIG is not set")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k, err := kubernetes.New(ctx, kubernetes.Config{Kubeconfig: kubeconfig, Namespace: "default", AgentImage: agentImage, UserNS: os.Getenv("BOTHY_KUBE_USERNS") != ""}, Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bothy-test-"}}
+	made, err := k.Core().CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		nss := k.Core().CoreV1().Namespaces()
+		if err := nss.Delete(ctx, made.Name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("delete the test's namespace: %v", err)
+			return
+		}
+		// Its pods end before it goes: wait, so that nothing of the test's
+		// outlives it.
+		for ctx.Err() == nil {
+			if _, err := nss.Get(ctx, made.Name, metav1.GetOptions{}); err != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		t.Errorf("the test's namespace %s was not gone within 3 minutes", made.Name)
+	})
+	k, err = kubernetes.New(ctx, kubernetes.Config{Kubeconfig: kubeconfig, Namespace: made.Name, AgentImage: agentImage, UserNS: os.Getenv("BOTHY_KUBE_USERNS") != ""}, Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// KubeLoad copies images of the Docker engine d into the test cluster's
+// containerd (BOTHY_KUBE_CONTAINERD), where pods find them without a
+// registry.
+func KubeLoad(t testing.TB, d *docker.Docker, refs ...string) {
+	t.Helper()
+	sock := os.Getenv("BOTHY_KUBE_CONTAINERD")
+	if sock == "" {
+		t.Fatal("BOTHY_KUBE_CONTAINERD is not set (scripts/kube.sh env prints it)")
+	}
+	for _, ref := range refs {
+		rc, err := d.ImageSave(context.Background(), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("ctr", "--address", sock, "-n", "k8s.io", "images", "import", "-")
+		cmd.Stdin = rc
+		out, err := cmd.CombinedOutput()
+		rc.Close()
+		if err != nil {
+			t.Fatalf("ctr images import %s: %v: %s", ref, err, strings.TrimSpace(string(out)))
+		}
+	}
+}

@@ -1,0 +1,145 @@
+// Package kubernetes runs bothy's containers on a Kubernetes cluster, as
+// agent-sandbox Sandbox objects (agents.x-k8s.io/v1beta1). It is the one
+// package that imports client-go; it speaks the same neutral types as
+// runtime/docker and passes the same conformance suite.
+//
+// What maps to what:
+//   - a container is a Sandbox, named "bothy-" and random hex (its ID); the
+//     name bothy gives it is an annotation, found by a hash label;
+//   - created and stopped are the Sandbox suspended (no pod); started is the
+//     Sandbox running, its pod Running; a pod that ended is exited, with its
+//     container's exit code and OOM kill;
+//   - bind mounts become objects of the sandbox's own, owned by it: the agent
+//     binary comes from the agent image through an init container and an
+//     emptyDir, and the files of a mounted directory or file (the agent's
+//     token and credentials, /etc/hosts) become a Secret;
+//   - a network is a NetworkPolicy for clusters that enforce one.
+//
+// A pod cannot be paused: Pause and Unpause answer not implemented.
+package kubernetes
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	sandboxclient "sigs.k8s.io/agent-sandbox/clients/k8s/clientset/versioned"
+
+	"github.com/bothy/bothy/runtime"
+)
+
+// Config says which cluster and namespace bothy's sandboxes live in.
+type Config struct {
+	// Kubeconfig is the kubeconfig file; empty: the in-cluster config.
+	Kubeconfig string
+	// Namespace holds every object bothy makes.
+	Namespace string
+	// AgentImage holds the agent binary at wire.BinaryPath; an init
+	// container copies it into each sandbox.
+	AgentImage string
+	// RuntimeClassName, when set, is every sandbox pod's runtime class
+	// (gVisor, Kata).
+	RuntimeClassName string
+	// UserNS runs every sandbox pod in a user namespace of its own
+	// (hostUsers: false), which the cluster's nodes must support.
+	UserNS bool
+	// StartTimeout bounds a start: the pod scheduled, its image pulled,
+	// its container running. Default 5 minutes.
+	StartTimeout time.Duration
+}
+
+// Kubernetes is the runtime over one namespace of a cluster.
+type Kubernetes struct {
+	cfg  Config
+	core kubernetes.Interface
+	sbx  sandboxclient.Interface
+	log  *slog.Logger
+
+	// names serialises the creates and renames of this process, so that
+	// two containers never take one name.
+	names sync.Mutex
+}
+
+// New connects to the cluster of cfg and checks that its namespace exists.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Kubernetes, error) {
+	if cfg.Namespace == "" {
+		return nil, fmt.Errorf("kubernetes runtime: a namespace is required")
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 5 * time.Minute
+	}
+	rc, err := restConfig(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rc.QPS, rc.Burst = 200, 400
+	core, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	sbx, err := sandboxclient.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	k := &Kubernetes{cfg: cfg, core: core, sbx: sbx, log: log.With("component", "kubernetes")}
+	if _, err := core.CoreV1().Namespaces().Get(ctx, cfg.Namespace, getOpts); err != nil {
+		return nil, fmt.Errorf("kubernetes runtime: namespace %s: %w", cfg.Namespace, classify(err))
+	}
+	return k, nil
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		rc, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes runtime: no kubeconfig given and not in a cluster: %w", err)
+		}
+		return rc, nil
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes runtime: kubeconfig %s: %w", kubeconfig, err)
+	}
+	return rc, nil
+}
+
+// Info reports the cluster's version. Disk limits are the pods'
+// ephemeral-storage limits, which the kubelet enforces by eviction.
+func (k *Kubernetes) Info(ctx context.Context) (runtime.EngineInfo, error) {
+	v, err := k.core.Discovery().ServerVersion()
+	if err != nil {
+		return runtime.EngineInfo{}, classify(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return runtime.EngineInfo{}, err
+	}
+	return runtime.EngineInfo{
+		Version: v.GitVersion, APIVersion: v.Major + "." + v.Minor,
+		UsernsRemap: k.cfg.UserNS, StorageDriver: "kubernetes",
+		DiskLimits: "ephemeral-storage limit",
+	}, nil
+}
+
+// Namespace is the namespace bothy's objects live in.
+func (k *Kubernetes) Namespace() string { return k.cfg.Namespace }
+
+// Core is the client of the cluster's core API (for tests and tools).
+func (k *Kubernetes) Core() kubernetes.Interface { return k.core }
+
+// pod is the pod of sandbox name, nil when it has none.
+func (k *Kubernetes) pod(ctx context.Context, name string) (*corev1.Pod, error) {
+	p, err := k.core.CoreV1().Pods(k.cfg.Namespace).Get(ctx, name, getOpts)
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	return p, nil
+}

@@ -1,0 +1,56 @@
+package kubernetes_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/bothy/bothy/images"
+	"github.com/bothy/bothy/internal/testenv"
+	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/conformance"
+	"github.com/bothy/bothy/runtime/kubernetes"
+)
+
+var _ conformance.Engine = (*kubernetes.Kubernetes)(nil)
+
+// withCluster is the runtime on the test cluster, in a namespace of the
+// test's own, with the busybox image and the agent image in the cluster.
+func withCluster(t *testing.T) (*kubernetes.Kubernetes, string) {
+	t.Helper()
+	d := testenv.Docker(t)
+	data := testenv.DataDir(t)
+	b := images.New(d, testenv.Logger(t), "", filepath.Join(data, "build"))
+	t.Cleanup(b.Close)
+	ctx := context.Background()
+	if _, err := b.Ensure(ctx, images.Busybox, nil); err != nil {
+		t.Fatal(err)
+	}
+	agent, err := b.AgentImage(ctx, testenv.AgentBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.ImageRemove(context.Background(), agent) })
+	k := testenv.Kube(t, agent)
+	testenv.KubeLoad(t, d, images.Busybox, agent)
+	return k, data
+}
+
+func TestKubernetesPassesTheConformanceSuite(t *testing.T) {
+	k, data := withCluster(t)
+	ctx := context.Background()
+	instance := "conf-" + filepath.Base(data)
+	conformance.Run(t, conformance.Setup{Engine: k, Image: images.Busybox, Instance: instance, Bridge: "unused",
+		NoPause: true, LateImageCheck: true})
+	left, err := k.List(ctx, map[string]string{runtime.LabelInstance: instance})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets, err := k.Networks(ctx, map[string]string{runtime.LabelInstance: instance})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 || len(nets) > 0 {
+		t.Fatalf("left behind: %d containers, networks %v", len(left), nets)
+	}
+}

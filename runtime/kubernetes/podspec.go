@@ -1,0 +1,243 @@
+package kubernetes
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/bothy/bothy/agent/wire"
+	"github.com/bothy/bothy/runtime"
+)
+
+const (
+	// containerName is the sandbox's container in its pod.
+	containerName = "sandbox"
+	// agentVolume holds the agent binary, copied from the agent image.
+	agentVolume = "bothy-agent"
+	// agentInImage is where the agent image keeps the binary.
+	agentInImage = "/bothy-agent"
+	// maxMountedFile bounds each file a mount carries into a Secret; the
+	// Secret's whole is bounded by the API server (1 MiB).
+	maxMountedFile = 64 << 10
+)
+
+// Annotations bothy sets on its Sandbox objects.
+const (
+	annName    = "bothy.dev/name"    // the name bothy gave the container
+	annMounts  = "bothy.dev/mounts"  // the mounts to refresh at each start (JSON)
+	annStarted = "bothy.dev/started" // "true" once the sandbox has been started
+	labelName  = "bothy.name-hash"   // a hash of the name, to find it by
+)
+
+// fileMount is a bind mount of a host directory or file that bothy turns into
+// a Secret's keys: Key prefixes them.
+type fileMount struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
+	Key    string `json:"key"`
+	Dir    bool   `json:"dir"`
+}
+
+var secretKey = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+
+// fileKey is the one key of the Secret of a mounted file.
+const fileKey = "f"
+
+// secretData reads the files of m, as the Secret that carries them holds
+// them: a directory's regular files by their names, a file as fileKey.
+func secretData(m fileMount) (map[string][]byte, error) {
+	data := map[string][]byte{}
+	add := func(key, file string) error {
+		if !secretKey.MatchString(key) {
+			return cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("mount: file name %q cannot be carried to a pod", key))
+		}
+		fi, err := os.Stat(file)
+		if err != nil {
+			return err
+		}
+		if fi.Size() > maxMountedFile {
+			return cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf("mount: %s is larger than %d bytes", file, maxMountedFile))
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		data[key] = b
+		return nil
+	}
+	if !m.Dir {
+		return data, add(fileKey, m.Source)
+	}
+	entries, err := os.ReadDir(m.Source)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		// Sockets and directories stay behind: only a network transport's
+		// files are of use in a pod.
+		if e.Type().IsRegular() {
+			if err := add(e.Name(), path.Join(m.Source, e.Name())); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return data, nil
+}
+
+// podSpec is the pod of a container of spec, and the mounts it carries in
+// Secrets named secret-KEY.
+func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, []fileMount, error) {
+	bad := func(format string, a ...any) (corev1.PodSpec, []fileMount, error) {
+		return corev1.PodSpec{}, nil, cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, a...))
+	}
+	no, yes := false, true
+	c := corev1.Container{
+		Name: containerName, Image: spec.Image, ImagePullPolicy: corev1.PullIfNotPresent,
+		Command: spec.Entrypoint, WorkingDir: spec.WorkingDir,
+		SecurityContext: &corev1.SecurityContext{
+			Privileged: &no, AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &spec.ReadOnlyRoot,
+			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+		Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{}, Requests: corev1.ResourceList{
+			// Requests are small, so that a node holds as many idle
+			// sandboxes as its memory does; limits bound each one.
+			corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi"),
+		}},
+	}
+	for _, cp := range spec.CapAdd {
+		c.SecurityContext.Capabilities.Add = append(c.SecurityContext.Capabilities.Add, corev1.Capability(cp))
+	}
+	for _, e := range spec.Env {
+		name, value, _ := strings.Cut(e, "=")
+		c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
+	}
+	if spec.User != "" {
+		u, g, hasGroup := strings.Cut(spec.User, ":")
+		uid, err := strconv.ParseInt(u, 10, 64)
+		if err != nil {
+			return bad("user %q: the kubernetes runtime takes a numeric uid[:gid]", spec.User)
+		}
+		c.SecurityContext.RunAsUser = &uid
+		if hasGroup {
+			gid, err := strconv.ParseInt(g, 10, 64)
+			if err != nil {
+				return bad("user %q: the kubernetes runtime takes a numeric uid[:gid]", spec.User)
+			}
+			c.SecurityContext.RunAsGroup = &gid
+		}
+		if uid == 0 {
+			c.SecurityContext.RunAsNonRoot = &no
+		}
+	}
+	if spec.NanoCPUs > 0 {
+		c.Resources.Limits[corev1.ResourceCPU] = *resource.NewMilliQuantity(max(spec.NanoCPUs/1e6, 1), resource.DecimalSI)
+	}
+	if spec.MemoryBytes > 0 {
+		c.Resources.Limits[corev1.ResourceMemory] = *resource.NewQuantity(spec.MemoryBytes, resource.BinarySI)
+		if spec.MemoryBytes < 16<<20 {
+			c.Resources.Requests[corev1.ResourceMemory] = *resource.NewQuantity(spec.MemoryBytes, resource.BinarySI)
+		}
+	}
+	if spec.DiskBytes > 0 {
+		c.Resources.Limits[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(spec.DiskBytes, resource.BinarySI)
+	}
+	grace := max(int64(spec.StopTimeout.Seconds()), 1)
+	ps := corev1.PodSpec{
+		RestartPolicy:                 corev1.RestartPolicyNever,
+		AutomountServiceAccountToken:  &no,
+		EnableServiceLinks:            &no,
+		TerminationGracePeriodSeconds: &grace,
+		Hostname:                      spec.Hostname,
+		SecurityContext: &corev1.PodSecurityContext{
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+	if k.cfg.UserNS {
+		ps.HostUsers = &no
+	}
+	if k.cfg.RuntimeClassName != "" {
+		ps.RuntimeClassName = &k.cfg.RuntimeClassName
+	}
+	var files []fileMount
+	for i, m := range spec.Mounts {
+		switch {
+		case m.Target == wire.BinaryPath:
+			if k.cfg.AgentImage == "" {
+				return bad("the kubernetes runtime has no agent image")
+			}
+			dir := path.Dir(wire.BinaryPath)
+			ps.Volumes = append(ps.Volumes, corev1.Volume{Name: agentVolume, VolumeSource: corev1.VolumeSource{
+				EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: new(resource.MustParse("128Mi"))}}})
+			ps.InitContainers = append(ps.InitContainers, corev1.Container{
+				Name: "bothy-agent-install", Image: k.cfg.AgentImage, ImagePullPolicy: corev1.PullIfNotPresent,
+				Command:         []string{agentInImage, "install", wire.BinaryPath},
+				VolumeMounts:    []corev1.VolumeMount{{Name: agentVolume, MountPath: dir}},
+				SecurityContext: &corev1.SecurityContext{Privileged: &no, AllowPrivilegeEscalation: &no, RunAsUser: new(int64(0)), RunAsNonRoot: &no, ReadOnlyRootFilesystem: &yes, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+				Resources:       corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")}},
+			})
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: agentVolume, MountPath: dir, ReadOnly: true})
+		case m.Target == "/etc/resolv.conf":
+			// The cluster's resolver is the kubelet's to write (the pod's
+			// DNS policy); the engine's resolver bothy names does not exist.
+		default:
+			fi, err := os.Stat(m.Source)
+			if err != nil {
+				return bad("mount %s: %v", m.Target, err)
+			}
+			if !m.ReadOnly {
+				return bad("mount %s: the kubernetes runtime carries only read-only mounts", m.Target)
+			}
+			fm := fileMount{Source: m.Source, Target: m.Target, Key: "m" + strconv.Itoa(i), Dir: fi.IsDir()}
+			files = append(files, fm)
+			vol := corev1.Volume{Name: "bothy-" + fm.Key, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: secret + "-" + fm.Key, DefaultMode: new(int32(0o444)),
+			}}}
+			mount := corev1.VolumeMount{Name: vol.Name, MountPath: m.Target, ReadOnly: true}
+			if !fm.Dir {
+				mount.SubPath = fileKey
+			}
+			ps.Volumes = append(ps.Volumes, vol)
+			c.VolumeMounts = append(c.VolumeMounts, mount)
+		}
+	}
+	i := 0
+	for target, opts := range spec.Tmpfs {
+		ed := &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}
+		for o := range strings.SplitSeq(opts, ",") {
+			if v, ok := strings.CutPrefix(o, "size="); ok {
+				q, err := resource.ParseQuantity(strings.TrimSuffix(strings.ToUpper(v), "B") + "i")
+				if err != nil {
+					return bad("tmpfs %s: size %q", target, v)
+				}
+				ed.SizeLimit = &q
+			}
+		}
+		name := "bothy-tmpfs-" + strconv.Itoa(i)
+		i++
+		ps.Volumes = append(ps.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: ed}})
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: name, MountPath: target})
+	}
+	ps.Containers = []corev1.Container{c}
+	return ps, files, nil
+}
+
+func encodeMounts(ms []fileMount) string {
+	b, _ := json.Marshal(ms)
+	return string(b)
+}
+
+func decodeMounts(s string) ([]fileMount, error) {
+	var ms []fileMount
+	if s == "" {
+		return nil, nil
+	}
+	return ms, json.Unmarshal([]byte(s), &ms)
+}
