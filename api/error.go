@@ -14,11 +14,12 @@ const (
 	CodeQuotaExceeded    = "quota_exceeded"     // 429: the key holds all its quota allows
 	CodeTooLarge         = "payload_too_large"  // 413
 	CodeUnsupportedMedia = "unsupported_media_type"
-	CodeInternal         = "internal"      // 500
-	CodeNoSpace          = "no_space"      // 507
-	CodeUnavailable      = "unavailable"   // 503
-	CodeNotListening     = "not_listening" // 502: nothing listens on a sandbox's port
-	CodeCanceled         = "canceled"      // 499: the client went away first
+	CodeInternal         = "internal"        // 500
+	CodeNoSpace          = "no_space"        // 507
+	CodeUnavailable      = "unavailable"     // 503
+	CodeNotListening     = "not_listening"   // 502: nothing listens on a sandbox's port
+	CodeNotImplemented   = "not_implemented" // 501: the runtime cannot do it (pause on Kubernetes)
+	CodeCanceled         = "canceled"        // 499: the client went away first
 )
 
 // Error is the one shape every error takes on the wire, inside ErrorEnvelope.

@@ -85,6 +85,10 @@ type Config struct {
 	// TransportUnix (the default) or TransportTCP. A sandbox without a
 	// network always uses the socket.
 	Transport string
+	// NetworkOnly: the runtime's containers are reached over the network
+	// only (a cluster's pods), so every sandbox uses TransportTCP, one
+	// without a network too (its runtime lets only bothy in).
+	NetworkOnly bool
 	// Checkpoint is how a running sandbox's checkpoint is taken:
 	// CheckpointCommit (the default) or CheckpointAgent.
 	Checkpoint string

@@ -13,8 +13,12 @@ import (
 
 // transportOf is the agent channel's transport for a new sandbox of spec:
 // the configured one, except that a sandbox without a network has no
-// address to dial and keeps the socket.
+// address to dial and keeps the socket, unless the runtime's containers
+// have no other way in.
 func (o *Orchestrator) transportOf(spec Spec) string {
+	if o.cfg.NetworkOnly {
+		return TransportTCP
+	}
 	if spec.Network == "none" {
 		return TransportUnix
 	}

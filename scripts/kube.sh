@@ -7,7 +7,9 @@
 #     scripts/kube/go.mod;
 #   - agent-sandbox's controller and CRDs: sigs.k8s.io/agent-sandbox;
 #   - a containerd of the cluster's own (not the engine's) with the CRI
-#     plugin, and Debian's CNI plugins on a bridge of its own.
+#     plugin, and Debian's CNI plugins on a bridge of its own;
+#   - Debian's docker-registry on loopback port 15000, where bothy pushes
+#     its sandboxes' images and the node pulls them.
 # Built binaries are kept in $BOTHY_KUBE_CACHE by version.
 #
 #   scripts/kube.sh up     build what is missing, start the cluster, wait for its node
@@ -36,6 +38,7 @@ SERVICE_CIDR=10.251.0.0/24
 ETCD_PORT=23790
 APISERVER_PORT=16443
 KUBELET_PORT=10350
+REGISTRY_PORT=15000
 PAUSE_IMAGE=bothy.local/pause:1
 
 say() { echo "kube: $*" >&2; }
@@ -59,6 +62,7 @@ packages() {
 	[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 	command -v containerd >/dev/null 2>&1 || missing+=(containerd)
 	command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+	command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 	if [ ${#missing[@]} -gt 0 ]; then
 		say "installing ${missing[*]}"
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
@@ -202,6 +206,31 @@ up() {
 			--bind-address 127.0.0.1 --secure-port 10359 --leader-elect=false --profiling=false
 	fi
 
+	# The cluster's registry: bothy pushes the images of its sandboxes
+	# there and the node pulls them, over plain HTTP on loopback.
+	mkdir -p "$STATE/registry" "$STATE/certs.d/127.0.0.1:$REGISTRY_PORT"
+	cat >"$STATE/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $STATE/registry/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+EOF
+	if ! alive registry; then
+		start registry docker-registry serve "$STATE/registry/config.yml"
+	fi
+	wait_for curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/" || die "the registry did not start: $STATE/logs/registry.log"
+	cat >"$STATE/certs.d/127.0.0.1:$REGISTRY_PORT/hosts.toml" <<EOF
+server = "http://127.0.0.1:$REGISTRY_PORT"
+[host."http://127.0.0.1:$REGISTRY_PORT"]
+  capabilities = ["pull", "resolve"]
+EOF
+
 	cat >"$STATE/containerd.toml" <<EOF
 version = 2
 root = "$STATE/containerd"
@@ -213,6 +242,8 @@ state = "$RUN/containerd"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
   restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$STATE/certs.d"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$STATE/cni/net.d"
@@ -299,7 +330,7 @@ down() {
 		for task in $("${c[@]}" tasks ls -q 2>/dev/null); do "${c[@]}" tasks delete -f "$task" >/dev/null 2>&1 || true; done
 		for ctr_id in $("${c[@]}" containers ls -q 2>/dev/null); do "${c[@]}" containers delete "$ctr_id" >/dev/null 2>&1 || true; done
 	fi
-	for name in containerd scheduler controller-manager apiserver etcd; do
+	for name in containerd registry scheduler controller-manager apiserver etcd; do
 		[ -f "$RUN/$name.pid" ] || continue
 		pid=$(cat "$RUN/$name.pid")
 		kill "$pid" 2>/dev/null || true
@@ -328,7 +359,7 @@ up) up ;;
 down) down ;;
 env)
 	echo "export KUBECONFIG=$STATE/admin.kubeconfig"
-	echo "export BOTHY_KUBECONFIG=$STATE/admin.kubeconfig BOTHY_KUBE_CONTAINERD=$RUN/containerd.sock"
+	echo "export BOTHY_KUBECONFIG=$STATE/admin.kubeconfig BOTHY_KUBE_CONTAINERD=$RUN/containerd.sock BOTHY_KUBE_REGISTRY=127.0.0.1:$REGISTRY_PORT"
 	;;
 load)
 	shift

@@ -85,6 +85,8 @@ func classify(err error) (int, string, string) {
 		return http.StatusTooManyRequests, api.CodeRateLimited, err.Error()
 	case cerrdefs.IsUnavailable(err):
 		return http.StatusServiceUnavailable, api.CodeUnavailable, err.Error()
+	case cerrdefs.IsNotImplemented(err):
+		return http.StatusNotImplemented, api.CodeNotImplemented, err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, api.CodeUnavailable, "the operation timed out"
 	case errors.As(err, &sc):

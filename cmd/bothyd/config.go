@@ -38,6 +38,11 @@ type config struct {
 	Checkpoint     string
 	Registry       string
 	RegistryCA     string
+	Runtime        string
+	Kubeconfig     string
+	KubeNamespace  string
+	KubeClass      string
+	KubeUserNS     bool
 	OrphanGrace    time.Duration
 	ReconcileEvery time.Duration
 	BodyLimit      int64
@@ -137,6 +142,11 @@ func loadConfig(args []string) (config, error) {
 	fs.StringVar(&c.Checkpoint, "checkpoint", env("BOTHY_CHECKPOINT", orchestrator.CheckpointCommit), "how a running sandbox's checkpoint is taken: 'commit' (the engine commits its container, paused) or 'agent' (its agent streams what changed since the container was made as a layer, while it runs; needs no engine commit); a stopped or paused sandbox is always committed (BOTHY_CHECKPOINT)")
 	fs.StringVar(&c.AgentTransport, "agent-transport", env("BOTHY_AGENT_TRANSPORT", orchestrator.TransportUnix), "how bothy reaches the agent in new sandboxes: 'unix' (the agent dials a socket bind-mounted into its container) or 'tcp' (bothy dials the agent's port on the sandbox's network, both ends proving who they are with mutual TLS from a CA kept in the data directory; docs/security.md); a sandbox keeps the transport it was made with, and one without a network uses the socket (BOTHY_AGENT_TRANSPORT)")
 	fs.StringVar(&c.Registry, "registry", env("BOTHY_REGISTRY", ""), "HOST[:PORT] of a registry where bothy pushes the images it makes (base, runners, snapshots), pulls what it lacks of them, and deletes a snapshot's copy with the snapshot; credentials from BOTHY_REGISTRY_USER and BOTHY_REGISTRY_PASSWORD; images bothy did not make are referenced as they are (BOTHY_REGISTRY)")
+	fs.StringVar(&c.Runtime, "runtime", env("BOTHY_RUNTIME", "docker"), "where sandboxes run: 'docker' (the local engine) or 'kubernetes' (a cluster with agent-sandbox, through -kubeconfig; needs -registry, where the cluster pulls bothy's images; runs and apps stay on the local engine; docs/kubernetes.md) (BOTHY_RUNTIME)")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", env("KUBECONFIG", ""), "the kubeconfig of the cluster of -runtime kubernetes; empty: the in-cluster config (KUBECONFIG)")
+	fs.StringVar(&c.KubeNamespace, "kube-namespace", env("BOTHY_KUBE_NAMESPACE", "bothy-sandboxes"), "the namespace that holds every object of -runtime kubernetes; it must exist (BOTHY_KUBE_NAMESPACE)")
+	fs.StringVar(&c.KubeClass, "kube-runtime-class", env("BOTHY_KUBE_RUNTIME_CLASS", ""), "runtimeClassName of every sandbox pod (gVisor, Kata), empty for the cluster's default (BOTHY_KUBE_RUNTIME_CLASS)")
+	fs.BoolVar(&c.KubeUserNS, "kube-userns", env("BOTHY_KUBE_USERNS", "") == "true", "run each sandbox pod in a user namespace of its own (hostUsers: false); the nodes must support it (BOTHY_KUBE_USERNS)")
 	fs.StringVar(&c.RegistryCA, "registry-ca", env("BOTHY_REGISTRY_CA", ""), "PEM file of the CA the registry's certificate chains to, for bothy's own calls to it; the engine that pushes and pulls needs the same file where it looks (/etc/docker/certs.d/HOST:PORT/ca.crt). Without it: the system's roots, or plain HTTP to a loopback registry, as the engine does (BOTHY_REGISTRY_CA)")
 	fs.StringVar(&c.PreviewDomain, "preview-domain", env("BOTHY_PREVIEW_DOMAIN", ""), "serve exposed ports at http://{port}-{sandbox id}.{this domain}/ (needs a wildcard DNS record, and a TLS front in production; 'localhost' works in browsers on this machine) (BOTHY_PREVIEW_DOMAIN)")
 	fs.StringVar(&c.BuildImage, "build-image", "", "build this built-in image if it is missing (bothy/base, bothy/busybox...), then exit instead of serving")
@@ -213,6 +223,18 @@ func (c config) Validate() error {
 	}
 	if c.RegistryCA != "" && c.Registry == "" {
 		errs = append(errs, errors.New("-registry-ca: without -registry there is no registry to trust"))
+	}
+	switch c.Runtime {
+	case "docker":
+	case "kubernetes":
+		if c.Registry == "" {
+			errs = append(errs, errors.New("-runtime kubernetes needs -registry: the cluster pulls bothy's images (base, agent, snapshots) from there"))
+		}
+		// The cluster's pods are reached over the network only, and a
+		// checkpoint is the agent's: there is no engine to commit.
+		c.AgentTransport, c.Checkpoint = orchestrator.TransportTCP, orchestrator.CheckpointAgent
+	default:
+		errs = append(errs, fmt.Errorf("-runtime %q: want docker or kubernetes", c.Runtime))
 	}
 	if c.Checkpoint != orchestrator.CheckpointCommit && c.Checkpoint != orchestrator.CheckpointAgent {
 		errs = append(errs, fmt.Errorf("-checkpoint %q: want commit or agent", c.Checkpoint))

@@ -168,14 +168,18 @@ func run(cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	rt, sandboxImages, err := sandboxRuntime(ctx, cfg, eng, builder, log)
+	if err != nil {
+		return err
+	}
 	orch, err := orchestrator.New(ctx, orchestrator.Config{
 		Instance: instance, DataDir: data, AgentBinary: cfg.AgentBinary,
 		Network: cfg.Network, Bridge: cfg.Bridge, AllowedRanges: cfg.AllowedRanges, DefaultImage: cfg.DefaultImage,
 		OrphanGrace: cfg.OrphanGrace, ReconcileEvery: cfg.ReconcileEvery,
 		Limits: diskLimits(cfg), Quotas: sandboxQuota(keys), Pools: cfg.SandboxPools, Checkpoints: snaps,
 		Transport:  cfg.AgentTransport,
-		Checkpoint: cfg.Checkpoint,
-	}, eng, builder, sq, log)
+		Checkpoint: cfg.Checkpoint, NetworkOnly: cfg.Runtime == "kubernetes",
+	}, rt, sandboxImages, sq, log)
 	if err != nil {
 		return err
 	}

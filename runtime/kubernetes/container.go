@@ -83,7 +83,7 @@ func (k *Kubernetes) Create(ctx context.Context, spec runtime.Spec) (string, err
 			return "", err
 		}
 	}
-	ann := map[string]string{annMounts: encodeMounts(files)}
+	ann := map[string]string{annMounts: encodeMounts(files), annImage: spec.Image}
 	if spec.Name != "" {
 		sbLabels[labelName] = nameHash(spec.Name)
 		ann[annName] = spec.Name
@@ -151,9 +151,7 @@ func (k *Kubernetes) Inspect(ctx context.Context, ref string) (runtime.Container
 // containerOf is the container that Sandbox sb and its pod (nil: none) are.
 func containerOf(sb *sandboxv1.Sandbox, pod *corev1.Pod) runtime.Container {
 	c := runtime.Container{ID: sb.Name, Name: sb.Annotations[annName], Labels: sb.Labels, Created: sb.CreationTimestamp.Time}
-	if cs := sb.Spec.PodTemplate.Spec.Containers; len(cs) > 0 {
-		c.Image = cs[0].Image
-	}
+	c.Image = sb.Annotations[annImage]
 	running := sb.Spec.OperatingMode != sandboxv1.SandboxOperatingModeSuspended
 	switch {
 	case pod == nil && !running && sb.Annotations[annStarted] == "":

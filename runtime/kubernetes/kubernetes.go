@@ -49,6 +49,9 @@ type Config struct {
 	// UserNS runs every sandbox pod in a user namespace of its own
 	// (hostUsers: false), which the cluster's nodes must support.
 	UserNS bool
+	// ImageRef is where the cluster pulls the image bothy names ref
+	// (its registry's copy); nil or "": as named.
+	ImageRef func(ref string) string
 	// StartTimeout bounds a start: the pod scheduled, its image pulled,
 	// its container running. Default 5 minutes.
 	StartTimeout time.Duration

@@ -34,6 +34,7 @@ const (
 	annName    = "bothy.dev/name"    // the name bothy gave the container
 	annMounts  = "bothy.dev/mounts"  // the mounts to refresh at each start (JSON)
 	annStarted = "bothy.dev/started" // "true" once the sandbox has been started
+	annImage   = "bothy.dev/image"   // the image as bothy named it
 	labelName  = "bothy.name-hash"   // a hash of the name, to find it by
 )
 
@@ -100,7 +101,7 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 	}
 	no, yes := false, true
 	c := corev1.Container{
-		Name: containerName, Image: spec.Image, ImagePullPolicy: corev1.PullIfNotPresent,
+		Name: containerName, Image: k.imageRef(spec.Image), ImagePullPolicy: corev1.PullIfNotPresent,
 		Command: spec.Entrypoint, WorkingDir: spec.WorkingDir,
 		SecurityContext: &corev1.SecurityContext{
 			Privileged: &no, AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &spec.ReadOnlyRoot,
@@ -227,6 +228,16 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 	}
 	ps.Containers = []corev1.Container{c}
 	return ps, files, nil
+}
+
+// imageRef is where the cluster pulls image ref.
+func (k *Kubernetes) imageRef(ref string) string {
+	if k.cfg.ImageRef != nil {
+		if r := k.cfg.ImageRef(ref); r != "" {
+			return r
+		}
+	}
+	return ref
 }
 
 func encodeMounts(ms []fileMount) string {

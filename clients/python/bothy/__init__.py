@@ -8,7 +8,7 @@
 
 from .client import Client, Files, Ports, Processes, Sandbox
 from .errors import (Conflict, Forbidden, Internal, InvalidArgument, MethodNotAllowed, NoSpace, NotFound,
-                     NotListening, PayloadTooLarge, QuotaExceeded, RateLimited, BothyError, Unauthenticated,
+                     NotListening, NotSupported, PayloadTooLarge, QuotaExceeded, RateLimited, BothyError, Unauthenticated,
                      Unavailable, UnsupportedMediaType)
 from .models import (App, AppResponse, ArchiveResult, DiffEntry, DirList, ExecEvent, ExecResult, ExposedPort,
                      FileInfo, LogRecord, Process, RunResult, Snapshot)
@@ -17,7 +17,7 @@ __all__ = [
     "Client", "Sandbox", "Files", "Processes", "Ports",
     "BothyError", "InvalidArgument", "Unauthenticated", "Forbidden", "NotFound", "MethodNotAllowed", "Conflict",
     "RateLimited", "QuotaExceeded", "PayloadTooLarge", "UnsupportedMediaType", "Internal", "NoSpace", "Unavailable",
-    "NotListening",
+    "NotListening", "NotSupported",
     "App", "AppResponse", "ArchiveResult", "DiffEntry", "DirList", "ExecEvent", "ExecResult", "ExposedPort",
     "FileInfo", "LogRecord", "Process", "RunResult", "Snapshot",
 ]

@@ -84,11 +84,16 @@ class NotListening(BothyError):
     code = "not_listening"
 
 
+class NotSupported(BothyError):
+    """501: the runtime cannot do it (pausing a sandbox on Kubernetes)."""
+    code = "not_implemented"
+
+
 _BY_CODE: Dict[str, Type[BothyError]] = {
     cls.code: cls for cls in (
         InvalidArgument, Unauthenticated, Forbidden, NotFound, MethodNotAllowed, Conflict,
         RateLimited, QuotaExceeded, PayloadTooLarge, UnsupportedMediaType, Internal, NoSpace,
-        Unavailable, NotListening)
+        Unavailable, NotListening, NotSupported)
 }
 
 
