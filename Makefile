@@ -7,7 +7,7 @@ LISTEN  ?= 127.0.0.1:7070
 GOFLAGS_BUILD := -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build image run engine browser e2b-sdk openapi-ts mcp-inspector proto test test-unit lint bench kube-up kube-down clean
+.PHONY: help build image run engine browser e2b-sdk openapi-ts mcp-inspector proto test test-kube test-unit lint bench kube-up kube-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}' | \
@@ -58,10 +58,15 @@ browser: ## make sure Debian's chromium is installed (browser tests)
 run: build engine ## start bothy on $(LISTEN) with data in $(DATA)
 	$(BIN)/bothyd --listen $(LISTEN) --data $(DATA)
 
-test: build engine browser e2b-sdk openapi-ts mcp-inspector lint ## unit, Docker-backed integration, end-to-end, browser, and real clients (E2B SDK, MCP Inspector, Python, openapi-typescript)
+test: build engine browser e2b-sdk openapi-ts mcp-inspector lint ## unit, Docker-backed integration, end-to-end, browser, real clients (E2B SDK, MCP Inspector, Python, openapi-typescript), and the Kubernetes tier on a real cluster
 	BOTHY_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m -artifacts ./...
 	@echo "the end-to-end suite again, every sandbox on the agent channel's network transport (TCP + mutual TLS)"
 	BOTHY_REQUIRE_DOCKER=1 BOTHY_AGENT_TRANSPORT=tcp $(GO) test -race -count=1 -timeout 30m ./e2e
+	@echo "the Kubernetes tier, on a cluster brought up and taken down for it"
+	GO=$(GO) bash scripts/test-kube.sh
+
+test-kube: build engine ## only the Kubernetes tier: brings the cluster up, runs every Kube* test on it, takes it down (docs/kubernetes.md)
+	GO=$(GO) bash scripts/test-kube.sh
 
 test-unit: ## the tests that need no engine (with DOCKER_HOST pointing nowhere, so that one that reaches for it fails)
 	DOCKER_HOST=unix:///nonexistent/no-engine.sock $(GO) test -race -count=1 -short ./...

@@ -3,8 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/bothy/bothy/api"
 	"github.com/bothy/bothy/internal/testenv"
 	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/kubernetes"
 )
 
 // onCluster is a bothyd with its sandboxes on the test cluster.
@@ -28,12 +32,12 @@ type onCluster struct {
 func startOnCluster(t *testing.T, key string, env ...string) onCluster {
 	t.Helper()
 	testenv.Docker(t)
-	k := testenv.Kube(t, "")
+	k := testenv.Kube(t, kubernetes.Config{})
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := []string{"--runtime", "kubernetes", "--kubeconfig", os.Getenv("BOTHY_KUBECONFIG"),
-		"--kube-namespace", k.Namespace(), "--registry", os.Getenv("BOTHY_KUBE_REGISTRY")}
+		"--kube-namespace", k.Namespace(), "--registry", testenv.KubeRegistry(t)}
 	env = append([]string{"BOTHY_ADMIN_KEY=" + key, "BOTHY_DEFAULT_IMAGE=bothy/busybox"}, env...)
 	d := startDaemonArgs(t, listen, data, args, env...)
 	instance, err := readInstance(data)
@@ -160,5 +164,149 @@ func TestKubeUserJourney(t *testing.T) {
 	}
 	if cs := containers(); len(cs) != 0 {
 		t.Fatalf("after rm, on the cluster: %+v", cs)
+	}
+}
+
+// testHosts makes a network namespace of the test's own, reached from the
+// node through a veth pair, holding a metadata address, a private one and
+// a public one (a documentation range), and a web server answering on all
+// of them. Everything is removed at the test's end.
+func testHosts(t *testing.T) (metadata, private, public string) {
+	t.Helper()
+	ns := fmt.Sprintf("btk-%d", os.Getpid()%100000)
+	host, peer := ns+"h", ns+"p"
+	metadata, private, public = "169.254.169.254", "192.168.77.10", "203.0.113.7"
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+			for _, pid := range strings.Fields(string(out)) {
+				_ = exec.Command("kill", "-9", pid).Run()
+			}
+		}
+		_ = exec.Command("ip", "link", "delete", host).Run()
+		_ = exec.Command("ip", "netns", "delete", ns).Run()
+		for _, a := range []string{metadata, private, public} {
+			_ = exec.Command("ip", "route", "delete", a+"/32").Run()
+		}
+	})
+	run("ip", "netns", "add", ns)
+	run("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
+	run("ip", "link", "set", peer, "netns", ns)
+	run("ip", "addr", "add", "10.99.7.1/30", "dev", host)
+	run("ip", "link", "set", host, "up")
+	in := func(args ...string) { run(append([]string{"ip", "netns", "exec", ns}, args...)...) }
+	in("ip", "addr", "add", "10.99.7.2/30", "dev", peer)
+	for _, a := range []string{metadata, private, public} {
+		in("ip", "addr", "add", a+"/32", "dev", peer)
+		run("ip", "route", "add", a+"/32", "via", "10.99.7.2")
+	}
+	in("ip", "link", "set", peer, "up")
+	in("ip", "link", "set", "lo", "up")
+	in("ip", "route", "add", "default", "via", "10.99.7.1")
+	www := t.TempDir()
+	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("test host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.Command("ip", "netns", "exec", ns, "busybox", "httpd", "-f", "-p", "80", "-h", www)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	return metadata, private, public
+}
+
+// TestKubeContainment proves, from inside sandbox pods on the real
+// cluster, that a sandbox reaches public addresses but not the metadata
+// address, private ranges, the node or another sandbox; that one without
+// a network reaches nothing; and that root in the sandbox cannot change
+// the rules that say so. The cluster enforces no NetworkPolicy here: the
+// rules are the pod's own.
+func TestKubeContainment(t *testing.T) {
+	const key = "e2e-kube-contain-0123456789abcd"
+	metadata, private, public := testHosts(t)
+	cl := startOnCluster(t, key)
+	ctx := context.Background()
+	c := api.NewClient(cl.url, key)
+	// A server on the node, on the pod network's gateway.
+	node, err := net.Listen("tcp", "10.250.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	go func() {
+		for {
+			conn, err := node.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = conn.Write([]byte("HTTP/1.0 200 OK\r\n\r\nnode\n"))
+			conn.Close()
+		}
+	}()
+
+	a, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Exec(ctx, b.ID, api.ExecRequest{Shell: "mkdir -p /srv && echo other > /srv/index.html && httpd -p 8000 -h /srv && ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1"})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("the other sandbox's server: %v %+v", err, res)
+	}
+	other := strings.TrimSpace(res.Stdout)
+	// An HTTP GET with busybox's nc (its wget, static glibc, crashes on a
+	// name lookup).
+	get := func(id, hostport string) (string, int) {
+		t.Helper()
+		host, port, _ := net.SplitHostPort(hostport)
+		res, err := c.Exec(ctx, id, api.ExecRequest{Shell: `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 ` + host + " " + port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Stdout, res.ExitCode
+	}
+	// The way out works: the refusals below are the rules'.
+	if out, code := get(a.ID, public+":80"); code != 0 || !strings.HasSuffix(out, "test host\n") {
+		t.Fatalf("a public address: %d %q", code, out)
+	}
+	if out, code := get(b.ID, "127.0.0.1:8000"); code != 0 || !strings.HasSuffix(out, "other\n") {
+		t.Fatalf("the other sandbox's own server: %d %q", code, out)
+	}
+	for _, hp := range []string{metadata + ":80", private + ":80", node.Addr().String(), other + ":8000", fmt.Sprintf("%s:%d", other, 49980)} {
+		if out, code := get(a.ID, hp); code == 0 || out != "" {
+			t.Errorf("%s reachable from a sandbox: %d %q", hp, code, out)
+		}
+	}
+
+	// Root in the sandbox cannot change the rules: the agent binary that
+	// installed them is there, but not the capability.
+	res, err = c.Exec(ctx, a.ID, api.ExecRequest{Shell: "/.bothy/bin/bothy-agent init-pod --agent-port 1; echo rc=$?; ip link set eth0 down; echo rc=$?"})
+	if err != nil || !strings.Contains(res.Stdout, "rc=1\nrc=") || strings.HasSuffix(res.Stdout, "rc=0\n") {
+		t.Fatalf("root changing the rules: %v %+v", err, res)
+	}
+	if out, code := get(a.ID, metadata+":80"); code == 0 || out != "" {
+		t.Fatalf("the metadata address after root's tries: %q", out)
+	}
+
+	// Without a network: nothing out, and bothy still reaches its agent.
+	none, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Network: "none"}, "")
+	if err != nil {
+		t.Fatalf("create without a network: %v\n%s", err, cl.log())
+	}
+	if out, code := get(none.ID, public+":80"); code == 0 || out != "" {
+		t.Fatalf("a sandbox without a network reached %s: %q", public, out)
+	}
+	for _, id := range []string{a.ID, b.ID, none.ID} {
+		if err := c.DeleteSandbox(ctx, id); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

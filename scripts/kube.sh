@@ -15,7 +15,6 @@
 #   scripts/kube.sh up     build what is missing, start the cluster, wait for its node
 #   scripts/kube.sh down   stop every process it started and remove all it made
 #   scripts/kube.sh env    print the lines that point a shell (and bothy's tests) at it
-#   scripts/kube.sh load IMAGE...  copy images of the Docker engine into the cluster's containerd
 #
 # Everything it makes is under $BOTHY_KUBE_STATE and $BOTHY_KUBE_RUN, the
 # bridge bkube0 and the network namespaces and mounts its pods got; down
@@ -253,9 +252,16 @@ EOF
 	cat >"$STATE/cni/net.d/10-bothy-kube.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "bothy-kube", "plugins": [
   {"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "dataDir": "$STATE/cni/ipam"}}
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$STATE/cni/ipam"}}
 ]}
 EOF
+	# The pod network forwards, as a cluster's does (the engine's FORWARD
+	# policy drops): pods reach each other, the node and beyond, and only
+	# each pod's own rules (bothy's guard) contain a sandbox.
+	for dir in -i -o; do
+		iptables -C FORWARD "$dir" "$BRIDGE" -m comment --comment bothy-kube -j ACCEPT 2>/dev/null ||
+			iptables -I FORWARD 1 "$dir" "$BRIDGE" -m comment --comment bothy-kube -j ACCEPT
+	done
 	if ! alive containerd; then
 		start containerd containerd --config "$STATE/containerd.toml"
 		wait_for ctr --address "$RUN/containerd.sock" version || die "containerd did not start: $STATE/logs/containerd.log"
@@ -350,6 +356,9 @@ down() {
 		[ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && ip netns delete "$ns" 2>/dev/null || true
 	done
 	ip link delete "$BRIDGE" 2>/dev/null || true
+	for dir in -i -o; do
+		while iptables -D FORWARD "$dir" "$BRIDGE" -m comment --comment bothy-kube -j ACCEPT 2>/dev/null; do :; done
+	done
 	rm -rf "$RUN" "$STATE"
 	say "down"
 }
@@ -359,12 +368,7 @@ up) up ;;
 down) down ;;
 env)
 	echo "export KUBECONFIG=$STATE/admin.kubeconfig"
-	echo "export BOTHY_KUBECONFIG=$STATE/admin.kubeconfig BOTHY_KUBE_CONTAINERD=$RUN/containerd.sock BOTHY_KUBE_REGISTRY=127.0.0.1:$REGISTRY_PORT"
+	echo "export BOTHY_KUBECONFIG=$STATE/admin.kubeconfig BOTHY_KUBE_REGISTRY=127.0.0.1:$REGISTRY_PORT"
 	;;
-load)
-	shift
-	[ $# -gt 0 ] || die "usage: $0 load IMAGE..."
-	docker save "$@" | ctr --address "$RUN/containerd.sock" -n k8s.io images import -
-	;;
-*) die "usage: $0 up|down|env|load IMAGE..." ;;
+*) die "usage: $0 up|down|env" ;;
 esac

@@ -10,8 +10,9 @@
 // In a runner container for dynamic code, BOTHY_RUNTIME (python, node or
 // bash) names the runtime host it starts before dialling.
 //
-// Run as "bothy-agent install PATH", it copies itself to PATH: how a pod on
-// Kubernetes gets it, from the agent image in an init container.
+// Run as "bothy-agent init-pod", it prepares a pod on Kubernetes from an
+// init container: it copies itself where the sandbox's container runs it
+// from, and installs the sandbox's network rules (package agent/guard).
 //
 // Run as "bothy-agent fs-helper", it is the one-shot helper the agent starts
 // with a non-root user's credentials to run one file operation as that user.
@@ -23,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -31,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bothy/bothy/agent/guard"
 	"github.com/bothy/bothy/agent/kep"
 	"github.com/bothy/bothy/agent/server"
 )
@@ -50,8 +53,8 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "kep" {
 		os.Exit(runKEP(os.Args[2:]))
 	}
-	if len(os.Args) == 3 && os.Args[1] == "install" {
-		os.Exit(install(os.Args[2]))
+	if len(os.Args) > 1 && os.Args[1] == "init-pod" {
+		os.Exit(initPod(os.Args[2:]))
 	}
 	// File transfers churn large buffers over a small live heap: collecting
 	// less often costs little memory and a lot less CPU.
@@ -169,31 +172,83 @@ func runKEP(args []string) int {
 	return 0
 }
 
-// install copies this binary to dst, executable by all, and says why not
-// on stderr.
-func install(dst string) int {
-	err := func() error {
-		src, err := os.Open("/proc/self/exe")
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		out, err := os.OpenFile(dst+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, src); err != nil {
-			out.Close()
-			return err
-		}
-		if err := out.Close(); err != nil {
-			return err
-		}
-		return os.Rename(dst+".tmp", dst)
-	}()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bothy-agent install:", err)
+// initPod is "bothy-agent init-pod": see the package comment.
+func initPod(args []string) int {
+	fs := flag.NewFlagSet("init-pod", flag.ContinueOnError)
+	dst := fs.String("install", "", "copy this binary to this path")
+	none := fs.Bool("none", false, "no network: nothing out but replies")
+	block := fs.String("block", "", "comma-separated ranges (CIDR) not reached")
+	allow := fs.String("allow", "", "comma-separated ranges (CIDR) reached although blocked")
+	host := fs.String("host", "", "comma-separated addresses of the node, never reached")
+	dnsFrom := fs.String("dns-from", "/etc/resolv.conf", "the resolv.conf whose nameservers are reached on port 53")
+	port := fs.Uint("agent-port", 49980, "the agent's port, the one reached from outside")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "bothy-agent init-pod:", err)
 		return 1
 	}
+	if *dst != "" {
+		if err := install(*dst); err != nil {
+			return fail(err)
+		}
+	}
+	r := guard.Rules{None: *none, AgentPort: uint16(*port)}
+	for _, list := range []struct {
+		s   string
+		out *[]netip.Prefix
+	}{{*block, &r.Blocked}, {*allow, &r.Allowed}} {
+		for c := range strings.SplitSeq(list.s, ",") {
+			if c == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				return fail(err)
+			}
+			*list.out = append(*list.out, p)
+		}
+	}
+	for a := range strings.SplitSeq(*host, ",") {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			r.Host = append(r.Host, ip)
+		}
+	}
+	if !*none {
+		if b, err := os.ReadFile(*dnsFrom); err == nil {
+			for line := range strings.SplitSeq(string(b), "\n") {
+				if f := strings.Fields(line); len(f) == 2 && f[0] == "nameserver" {
+					if ip, err := netip.ParseAddr(f[1]); err == nil {
+						r.DNS = append(r.DNS, ip)
+					}
+				}
+			}
+		}
+	}
+	if err := guard.Install(r); err != nil {
+		return fail(err)
+	}
 	return 0
+}
+
+// install copies this binary to dst, executable by all.
+func install(dst string) error {
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	out, err := os.OpenFile(dst+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(dst+".tmp", dst)
 }

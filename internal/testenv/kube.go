@@ -3,15 +3,12 @@ package testenv
 import (
 	"context"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/bothy/bothy/runtime/docker"
 	"github.com/bothy/bothy/runtime/kubernetes"
 )
 
@@ -19,7 +16,7 @@ import (
 // `scripts/kube.sh env` prints it), in a namespace of the test's own that
 // is deleted, and waited for, at its end. Without a cluster it fails the
 // test when BOTHY_REQUIRE_KUBE is set and skips it otherwise.
-func Kube(t testing.TB, agentImage string) *kubernetes.Kubernetes {
+func Kube(t testing.TB, cfg kubernetes.Config) *kubernetes.Kubernetes {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: no cluster-backed tests")
@@ -33,7 +30,9 @@ func Kube(t testing.TB, agentImage string) *kubernetes.Kubernetes {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	k, err := kubernetes.New(ctx, kubernetes.Config{Kubeconfig: kubeconfig, Namespace: "default", AgentImage: agentImage, UserNS: os.Getenv("BOTHY_KUBE_USERNS") != ""}, Logger(t))
+	cfg.Kubeconfig, cfg.UserNS = kubeconfig, os.Getenv("BOTHY_KUBE_USERNS") != ""
+	cfg.Namespace = "default"
+	k, err := kubernetes.New(ctx, cfg, Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,33 +62,21 @@ func Kube(t testing.TB, agentImage string) *kubernetes.Kubernetes {
 		}
 		t.Errorf("the test's namespace %s was not gone within 3 minutes", made.Name)
 	})
-	k, err = kubernetes.New(ctx, kubernetes.Config{Kubeconfig: kubeconfig, Namespace: made.Name, AgentImage: agentImage, UserNS: os.Getenv("BOTHY_KUBE_USERNS") != ""}, Logger(t))
+	cfg.Namespace = made.Name
+	k, err = kubernetes.New(ctx, cfg, Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
 }
 
-// KubeLoad copies images of the Docker engine d into the test cluster's
-// containerd (BOTHY_KUBE_CONTAINERD), where pods find them without a
-// registry.
-func KubeLoad(t testing.TB, d *docker.Docker, refs ...string) {
+// KubeRegistry is the test cluster's registry (BOTHY_KUBE_REGISTRY), where
+// its node pulls the images bothy publishes.
+func KubeRegistry(t testing.TB) string {
 	t.Helper()
-	sock := os.Getenv("BOTHY_KUBE_CONTAINERD")
-	if sock == "" {
-		t.Fatal("BOTHY_KUBE_CONTAINERD is not set (scripts/kube.sh env prints it)")
+	r := os.Getenv("BOTHY_KUBE_REGISTRY")
+	if r == "" {
+		t.Fatal("BOTHY_KUBE_REGISTRY is not set (scripts/kube.sh env prints it)")
 	}
-	for _, ref := range refs {
-		rc, err := d.ImageSave(context.Background(), ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("ctr", "--address", sock, "-n", "k8s.io", "images", "import", "-")
-		cmd.Stdin = rc
-		out, err := cmd.CombinedOutput()
-		rc.Close()
-		if err != nil {
-			t.Fatalf("ctr images import %s: %v: %s", ref, err, strings.TrimSpace(string(out)))
-		}
-	}
+	return r
 }

@@ -308,6 +308,13 @@ func startFailure(pod *corev1.Pod) error {
 			return cerrdefs.ErrFailedPrecondition.WithMessage(fmt.Sprintf("container %s: %s: %s", cs.Name, w.Reason, w.Message))
 		}
 	}
+	for _, c := range pod.Status.Conditions {
+		// A pod no node has room for is said so now, not after the start
+		// timeout.
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return cerrdefs.ErrUnavailable.WithMessage("the cluster has no room for the sandbox: " + c.Message)
+		}
+	}
 	if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
 		msg := pod.Status.Message
 		for _, cs := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {

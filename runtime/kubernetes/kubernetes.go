@@ -40,8 +40,9 @@ type Config struct {
 	Kubeconfig string
 	// Namespace holds every object bothy makes.
 	Namespace string
-	// AgentImage holds the agent binary at wire.BinaryPath; an init
-	// container copies it into each sandbox.
+	// AgentImage holds the agent binary at /bothy-agent; an init container
+	// of each pod runs it to install the pod's network rules and copy the
+	// agent in.
 	AgentImage string
 	// RuntimeClassName, when set, is every sandbox pod's runtime class
 	// (gVisor, Kata).
@@ -67,6 +68,10 @@ type Kubernetes struct {
 	// names serialises the creates and renames of this process, so that
 	// two containers never take one name.
 	names sync.Mutex
+
+	// networks are the networks ensured, by name.
+	netMu    sync.Mutex
+	networks map[string]runtime.NetworkSpec
 }
 
 // New connects to the cluster of cfg and checks that its namespace exists.
@@ -90,7 +95,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Kubernetes, error)
 	if err != nil {
 		return nil, err
 	}
-	k := &Kubernetes{cfg: cfg, core: core, sbx: sbx, log: log.With("component", "kubernetes")}
+	k := &Kubernetes{cfg: cfg, core: core, sbx: sbx, log: log.With("component", "kubernetes"), networks: map[string]runtime.NetworkSpec{}}
 	if _, err := core.CoreV1().Namespaces().Get(ctx, cfg.Namespace, getOpts); err != nil {
 		return nil, fmt.Errorf("kubernetes runtime: namespace %s: %w", cfg.Namespace, classify(err))
 	}

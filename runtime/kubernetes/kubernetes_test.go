@@ -15,13 +15,15 @@ import (
 var _ conformance.Engine = (*kubernetes.Kubernetes)(nil)
 
 // withCluster is the runtime on the test cluster, in a namespace of the
-// test's own, with the busybox image and the agent image in the cluster.
+// test's own, with the busybox image and the agent image in the cluster's
+// registry, as bothyd publishes them.
 func withCluster(t *testing.T) (*kubernetes.Kubernetes, string) {
 	t.Helper()
 	d := testenv.Docker(t)
 	data := testenv.DataDir(t)
 	b := images.New(d, testenv.Logger(t), "", filepath.Join(data, "build"))
 	t.Cleanup(b.Close)
+	b.UseRegistry(testenv.KubeRegistry(t), images.RegistryAccess{})
 	ctx := context.Background()
 	if _, err := b.Ensure(ctx, images.Busybox, nil); err != nil {
 		t.Fatal(err)
@@ -31,8 +33,12 @@ func withCluster(t *testing.T) (*kubernetes.Kubernetes, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = d.ImageRemove(context.Background(), agent) })
-	k := testenv.Kube(t, agent)
-	testenv.KubeLoad(t, d, images.Busybox, agent)
+	for _, ref := range []string{images.Busybox, agent} {
+		if err := b.Publish(ctx, ref, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := testenv.Kube(t, kubernetes.Config{AgentImage: b.RemoteRef(agent), ImageRef: b.RemoteRef})
 	return k, data
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 	corev1 "k8s.io/api/core/v1"
@@ -73,9 +75,39 @@ func (k *Kubernetes) nonePolicy() *networkingv1.NetworkPolicy {
 	return np
 }
 
-// EnsureNetwork makes (or updates) the network's NetworkPolicy.
+// EnsureNetwork makes (or updates) the network's NetworkPolicy, and
+// remembers its rules for the pods made on it.
 func (k *Kubernetes) EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) error {
-	return k.ensurePolicy(ctx, k.policy(spec))
+	if err := k.ensurePolicy(ctx, k.policy(spec)); err != nil {
+		return err
+	}
+	k.netMu.Lock()
+	k.networks[spec.Name] = spec
+	k.netMu.Unlock()
+	return nil
+}
+
+// guardArgs are the arguments of "bothy-agent init-pod" that install the
+// rules of network (package agent/guard): none, or a network this
+// process ensured.
+func (k *Kubernetes) guardArgs(network string) ([]string, error) {
+	args := []string{"--agent-port", strconv.Itoa(wire.AgentPort)}
+	if network == "none" {
+		return append(args, "--none"), nil
+	}
+	k.netMu.Lock()
+	spec, ok := k.networks[network]
+	k.netMu.Unlock()
+	if !ok {
+		return nil, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("network %s not found", network))
+	}
+	if !spec.Isolated {
+		return args, nil
+	}
+	// The node's address comes from the downward API, expanded by the
+	// kubelet.
+	return append(args, "--host", "$(HOST_IP)",
+		"--block", strings.Join(spec.Blocked, ","), "--allow", strings.Join(spec.Allowed, ",")), nil
 }
 
 func (k *Kubernetes) ensurePolicy(ctx context.Context, np *networkingv1.NetworkPolicy) error {

@@ -96,6 +96,9 @@ func secretData(m fileMount) (map[string][]byte, error) {
 // podSpec is the pod of a container of spec, and the mounts it carries in
 // Secrets named secret-KEY.
 func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, []fileMount, error) {
+	if k.cfg.AgentImage == "" {
+		return corev1.PodSpec{}, nil, cerrdefs.ErrFailedPrecondition.WithMessage("the kubernetes runtime has no agent image")
+	}
 	bad := func(format string, a ...any) (corev1.PodSpec, []fileMount, error) {
 		return corev1.PodSpec{}, nil, cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, a...))
 	}
@@ -167,23 +170,20 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 	if k.cfg.RuntimeClassName != "" {
 		ps.RuntimeClassName = &k.cfg.RuntimeClassName
 	}
+	initArgs, err := k.guardArgs(spec.Network)
+	if err != nil {
+		return corev1.PodSpec{}, nil, err
+	}
+	var initMounts []corev1.VolumeMount
 	var files []fileMount
 	for i, m := range spec.Mounts {
 		switch {
 		case m.Target == wire.BinaryPath:
-			if k.cfg.AgentImage == "" {
-				return bad("the kubernetes runtime has no agent image")
-			}
 			dir := path.Dir(wire.BinaryPath)
 			ps.Volumes = append(ps.Volumes, corev1.Volume{Name: agentVolume, VolumeSource: corev1.VolumeSource{
 				EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: new(resource.MustParse("128Mi"))}}})
-			ps.InitContainers = append(ps.InitContainers, corev1.Container{
-				Name: "bothy-agent-install", Image: k.cfg.AgentImage, ImagePullPolicy: corev1.PullIfNotPresent,
-				Command:         []string{agentInImage, "install", wire.BinaryPath},
-				VolumeMounts:    []corev1.VolumeMount{{Name: agentVolume, MountPath: dir}},
-				SecurityContext: &corev1.SecurityContext{Privileged: &no, AllowPrivilegeEscalation: &no, RunAsUser: new(int64(0)), RunAsNonRoot: &no, ReadOnlyRootFilesystem: &yes, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
-				Resources:       corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")}},
-			})
+			initArgs = append(initArgs, "--install", wire.BinaryPath)
+			initMounts = append(initMounts, corev1.VolumeMount{Name: agentVolume, MountPath: dir})
 			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: agentVolume, MountPath: dir, ReadOnly: true})
 		case m.Target == "/etc/resolv.conf":
 			// The cluster's resolver is the kubelet's to write (the pod's
@@ -226,6 +226,25 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 		ps.Volumes = append(ps.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: ed}})
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: name, MountPath: target})
 	}
+	// One init container, from the agent image, before any of the
+	// sandbox's processes: it installs the network rules, which it alone
+	// may (CAP_NET_ADMIN), and copies the agent in.
+	ps.InitContainers = []corev1.Container{{
+		Name: "bothy-init", Image: k.cfg.AgentImage, ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:      append([]string{agentInImage, "init-pod"}, initArgs...),
+		Env:          []corev1.EnvVar{{Name: "HOST_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}}}},
+		VolumeMounts: initMounts,
+		SecurityContext: &corev1.SecurityContext{
+			Privileged: &no, AllowPrivilegeEscalation: &no, RunAsUser: new(int64(0)), RunAsNonRoot: &no, ReadOnlyRootFilesystem: &yes,
+			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_ADMIN"}},
+		},
+		// Its requests count for the pod while it runs: as small as the
+		// sandbox's own.
+		Resources: corev1.ResourceRequirements{
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+		},
+	}}
 	ps.Containers = []corev1.Container{c}
 	return ps, files, nil
 }
