@@ -296,6 +296,12 @@ func TestKubeContainment(t *testing.T) {
 		t.Fatalf("the metadata address after root's tries: %q", out)
 	}
 
+	// The agent's token and keys are root's alone.
+	res, err = c.Exec(ctx, a.ID, api.ExecRequest{Cmd: []string{"cat", "/.bothy/run/token", "/.bothy/run/agent-key.pem"}, User: "user"})
+	if err != nil || res.ExitCode == 0 || res.Stdout != "" {
+		t.Fatalf("another user read the agent's secrets: %v %+v", err, res)
+	}
+
 	// Without a network: nothing out, and bothy still reaches its agent.
 	none, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Network: "none"}, "")
 	if err != nil {

@@ -198,8 +198,14 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 			}
 			fm := fileMount{Source: m.Source, Target: m.Target, Key: "m" + strconv.Itoa(i), Dir: fi.IsDir()}
 			files = append(files, fm)
+			// A directory carries the agent's token and keys: root's alone.
+			// A file (/etc/hosts) is everyone's to read.
+			mode := int32(0o444)
+			if fm.Dir {
+				mode = 0o400
+			}
 			vol := corev1.Volume{Name: "bothy-" + fm.Key, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-				SecretName: secret + "-" + fm.Key, DefaultMode: new(int32(0o444)),
+				SecretName: secret + "-" + fm.Key, DefaultMode: &mode,
 			}}}
 			mount := corev1.VolumeMount{Name: vol.Name, MountPath: m.Target, ReadOnly: true}
 			if !fm.Dir {
