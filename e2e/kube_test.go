@@ -149,14 +149,34 @@ func TestKubeUserJourney(t *testing.T) {
 	if _, e, code := bothy(t, d.url, key, "stop", id); code != 0 {
 		t.Fatalf("stop: %s", e)
 	}
-	if cs := containers(); len(cs) != 1 || cs[0].State != runtime.StateExited {
+	// Its files are in a snapshot, and it is on a container of that
+	// snapshot's, with no pod.
+	if cs := containers(); len(cs) != 1 || cs[0].State != runtime.StateCreated || !strings.HasPrefix(cs[0].Image, "bothy/snapshot:") {
 		t.Fatalf("stopped, on the cluster: %+v", cs)
 	}
 	if _, e, code := bothy(t, d.url, key, "start", id); code != 0 {
 		t.Fatalf("start: %s", e)
 	}
-	if out, _, code := bothy(t, d.url, key, "exec", id, "--", "echo", "back"); code != 0 || out != "back\n" {
-		t.Fatalf("after start: %d %q", code, out)
+	if out, _, code := bothy(t, d.url, key, "exec", id, "--", "cat", "/root/note"); code != 0 || out != "kept\n" {
+		t.Fatalf("after stop and start: %d %q", code, out)
+	}
+	// Twice: each stop keeps the files as a snapshot labelled so, and
+	// the one before is deleted.
+	if _, err := c.Exec(ctx, id, api.ExecRequest{Shell: "echo again >> /root/note && rm /srv/index.html"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, e, code := bothy(t, d.url, key, "stop", id); code != 0 {
+		t.Fatalf("stop: %s", e)
+	}
+	if _, e, code := bothy(t, d.url, key, "start", id); code != 0 {
+		t.Fatalf("start: %s", e)
+	}
+	if out, _, code := bothy(t, d.url, key, "exec", id, "--", "sh", "-c", "cat /root/note; ls /srv"); code != 0 || out != "kept\nagain\n" {
+		t.Fatalf("after a second stop and start: %d %q", code, out)
+	}
+	snaps, err := c.ListSnapshots(ctx, "")
+	if err != nil || len(snaps.Snapshots) != 1 || snaps.Snapshots[0].Labels["bothy.kept-at-stop"] != id {
+		t.Fatalf("snapshots kept by the stops: %+v %v", snaps, err)
 	}
 
 	if _, e, code := bothy(t, d.url, key, "rm", id); code != 0 {
@@ -164,6 +184,9 @@ func TestKubeUserJourney(t *testing.T) {
 	}
 	if cs := containers(); len(cs) != 0 {
 		t.Fatalf("after rm, on the cluster: %+v", cs)
+	}
+	if snaps, err := c.ListSnapshots(ctx, ""); err != nil || len(snaps.Snapshots) != 0 {
+		t.Fatalf("snapshots after rm: %+v %v", snaps, err)
 	}
 }
 

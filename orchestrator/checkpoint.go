@@ -31,6 +31,10 @@ type Checkpoints interface {
 	// DiffContainer calls fn, in path order, for each path that differs
 	// between owner's snapshot and container's filesystem now.
 	DiffContainer(ctx context.Context, owner, snapshot, container string, fn func(path, kind, typ string, size int64)) error
+	// SnapshotLabels are the labels of owner's snapshot.
+	SnapshotLabels(ctx context.Context, owner, snapshot string) (map[string]string, error)
+	// Delete deletes owner's snapshot.
+	Delete(ctx context.Context, owner, snapshot string) error
 }
 
 // Change is a path that differs between a snapshot and a sandbox: added,
@@ -62,6 +66,12 @@ func (noCheckpoints) SnapshotImage(context.Context, string, string) (string, err
 func (noCheckpoints) DiffContainer(context.Context, string, string, string, func(string, string, string, int64)) error {
 	return errNoCheckpoints
 }
+
+func (noCheckpoints) SnapshotLabels(context.Context, string, string) (map[string]string, error) {
+	return nil, errNoCheckpoints
+}
+
+func (noCheckpoints) Delete(context.Context, string, string) error { return errNoCheckpoints }
 
 // Checkpoint keeps owner's sandbox id's filesystem as it is now (running,
 // paused or stopped) as a snapshot, and answers the snapshot's ID.

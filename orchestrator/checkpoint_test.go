@@ -41,6 +41,21 @@ func (c *fakeCheckpoints) DiffContainer(ctx context.Context, owner, snap, _ stri
 	return nil
 }
 
+func (c *fakeCheckpoints) SnapshotLabels(ctx context.Context, owner, snap string) (map[string]string, error) {
+	_, err := c.SnapshotImage(ctx, owner, snap)
+	return nil, err
+}
+
+func (c *fakeCheckpoints) Delete(_ context.Context, owner, snap string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.owners[snap] != owner {
+		return cerrdefs.ErrNotFound.WithMessage("snapshot " + snap + " not found")
+	}
+	delete(c.owners, snap)
+	return nil
+}
+
 func (c *fakeCheckpoints) SnapshotImage(_ context.Context, owner, snap string) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

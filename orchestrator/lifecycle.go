@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -88,11 +89,20 @@ func (o *Orchestrator) stop(ctx context.Context, sb *Sandbox, reason string) err
 			return err
 		}
 	}
+	was := sb.State
 	if err := o.transition(ctx, sb, StateStopping, ""); err != nil {
 		return err
 	}
 	if l := o.lookupLive(sb.ID); l != nil {
 		sb.LastActiveAt = time.Unix(0, l.lastActive.Load())
+	}
+	if was == StateRunning && o.stopLosesFiles() {
+		if err := o.keepFiles(ctx, sb); err != nil {
+			if terr := o.transition(context.WithoutCancel(ctx), sb, StateRunning, ""); terr != nil {
+				o.log.Warn("put a sandbox back to running", "sandbox_id", sb.ID, "err", terr)
+			}
+			return err
+		}
 	}
 	if err := o.rt.Stop(ctx, sb.ContainerID, o.cfg.StopTimeout); err != nil && !cerrdefs.IsNotFound(err) {
 		_ = o.transition(context.WithoutCancel(ctx), sb, StateFailed, err.Error())
@@ -136,6 +146,9 @@ func (o *Orchestrator) delete(ctx context.Context, sb *Sandbox, reason string) e
 		if err := o.rt.Remove(ctx, sb.ContainerID); err != nil && !cerrdefs.IsNotFound(err) {
 			return fmt.Errorf("delete sandbox %s: %w", sb.ID, err)
 		}
+	}
+	if snap, ok := strings.CutPrefix(sb.Image, keptImagePrefix); ok {
+		o.forgetKept(ctx, sb.Owner, snap)
 	}
 	o.log.Info("sandbox deleted", "sandbox_id", sb.ID, "reason", reason)
 	if err := o.transition(ctx, sb, StateDeleted, reason); err != nil {

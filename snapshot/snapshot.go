@@ -322,6 +322,12 @@ func (s *Snapshots) Checkpoint(ctx context.Context, owner, id, container, image,
 	return sn.ID, err
 }
 
+// SnapshotLabels are the labels of owner's ready snapshot id.
+func (s *Snapshots) SnapshotLabels(ctx context.Context, owner, id string) (map[string]string, error) {
+	sn, err := s.Get(ctx, owner, id)
+	return sn.Labels, err
+}
+
 // SnapshotImage is the image of owner's ready snapshot id, once the
 // engine has it.
 func (s *Snapshots) SnapshotImage(ctx context.Context, owner, id string) (string, error) {

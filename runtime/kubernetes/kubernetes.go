@@ -151,3 +151,8 @@ func (k *Kubernetes) pod(ctx context.Context, name string) (*corev1.Pod, error) 
 	}
 	return p, nil
 }
+
+// StopLosesFiles is true: a stopped sandbox's pod is deleted (agent-sandbox's
+// suspend), and its filesystem with it; bothy keeps the files as a
+// snapshot, through the registry, and starts the sandbox from that.
+func (k *Kubernetes) StopLosesFiles() bool { return true }
