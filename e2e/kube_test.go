@@ -12,6 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/agent-sandbox/clients/go/sandbox"
+
 	"github.com/bothy/bothy/api"
 	"github.com/bothy/bothy/internal/testenv"
 	"github.com/bothy/bothy/runtime"
@@ -25,6 +31,8 @@ type onCluster struct {
 	start func() *daemon
 	// containers lists what it made on the cluster.
 	containers func() []runtime.Container
+	// namespace holds it there.
+	namespace string
 }
 
 // startOnCluster starts bothyd with its sandboxes on the test cluster, in a
@@ -45,7 +53,7 @@ func startOnCluster(t *testing.T, key string, env ...string) onCluster {
 		t.Fatal(err)
 	}
 	start := func() *daemon { return startDaemonArgs(t, listen, data, args, env...) }
-	return onCluster{daemon: d, start: start, containers: func() []runtime.Container {
+	return onCluster{daemon: d, start: start, namespace: k.Namespace(), containers: func() []runtime.Container {
 		t.Helper()
 		cs, err := k.List(context.Background(), map[string]string{runtime.LabelInstance: instance})
 		if err != nil {
@@ -76,6 +84,20 @@ func TestKubeUserJourney(t *testing.T) {
 		t.Fatalf("on the cluster: %+v", cs)
 	}
 
+	// An ordinary agent-sandbox Sandbox, Ready, as agent-sandbox's own Go
+	// client (and kubectl) sees it.
+	rc, err := clientcmd.BuildConfigFromFlags("", os.Getenv("BOTHY_KUBECONFIG"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper, err := sandbox.NewK8sHelper(rc, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := helper.AgentsClient.Sandboxes(cl.namespace).Get(ctx, cs[0].ID, metav1.GetOptions{})
+	if err != nil || !meta.IsStatusConditionTrue(obj.Status.Conditions, "Ready") || len(obj.Status.PodIPs) != 1 {
+		t.Fatalf("the Sandbox, as agent-sandbox's client sees it: %+v %v", obj, err)
+	}
 	if out, _, code := bothy(t, d.url, key, "exec", id, "--", "sh", "-c", "echo $((6*7)); hostname"); code != 0 || out != "42\n"+id+"\n" {
 		t.Fatalf("exec: %d %q", code, out)
 	}

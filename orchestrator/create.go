@@ -249,7 +249,7 @@ func (o *Orchestrator) containerSpec(sb *Sandbox) runtime.Spec {
 		DiskBytes:   sb.Spec.DiskMB << 20,
 		PidsLimit:   sb.Spec.Pids,
 		Network:     network,
-		CapAdd:      capabilities,
+		CapAdd:      Capabilities,
 		StopTimeout: o.cfg.StopTimeout,
 	}
 }

@@ -54,8 +54,9 @@ var BlockedRanges = []string{
 	"fc00::/7", "fe80::/10", "ff00::/8",
 }
 
-// capabilities kept for root inside a sandbox; every other one is dropped.
-var capabilities = []string{"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE"}
+// Capabilities are those kept for root inside a sandbox; every other one is
+// dropped.
+var Capabilities = []string{"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE"}
 
 // Config is the orchestrator's part of bothy's configuration.
 type Config struct {

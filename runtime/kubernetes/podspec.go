@@ -102,7 +102,7 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 	bad := func(format string, a ...any) (corev1.PodSpec, []fileMount, error) {
 		return corev1.PodSpec{}, nil, cerrdefs.ErrInvalidArgument.WithMessage(fmt.Sprintf(format, a...))
 	}
-	no, yes := false, true
+	no := false
 	c := corev1.Container{
 		Name: containerName, Image: k.imageRef(spec.Image), ImagePullPolicy: corev1.PullIfNotPresent,
 		Command: spec.Entrypoint, WorkingDir: spec.WorkingDir,
@@ -116,9 +116,7 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 			corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi"),
 		}},
 	}
-	for _, cp := range spec.CapAdd {
-		c.SecurityContext.Capabilities.Add = append(c.SecurityContext.Capabilities.Add, corev1.Capability(cp))
-	}
+	c.SecurityContext.Capabilities.Add = capabilities(spec.CapAdd)
 	for _, e := range spec.Env {
 		name, value, _ := strings.Cut(e, "=")
 		c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
@@ -235,11 +233,30 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 	// One init container, from the agent image, before any of the
 	// sandbox's processes: it installs the network rules, which it alone
 	// may (CAP_NET_ADMIN), and copies the agent in.
-	ps.InitContainers = []corev1.Container{{
+	ps.InitContainers = []corev1.Container{k.initContainer(initArgs, initMounts)}
+	ps.Containers = []corev1.Container{c}
+	return ps, files, nil
+}
+
+func capabilities(names []string) []corev1.Capability {
+	out := make([]corev1.Capability, len(names))
+	for i, n := range names {
+		out[i] = corev1.Capability(n)
+	}
+	return out
+}
+
+// initContainer is the one init container of a pod, from the agent image,
+// which runs before any of the sandbox's processes: it installs the
+// network rules, which it alone may (CAP_NET_ADMIN), and copies the agent
+// in ("bothy-agent init-pod" with args).
+func (k *Kubernetes) initContainer(args []string, mounts []corev1.VolumeMount) corev1.Container {
+	no, yes := false, true
+	return corev1.Container{
 		Name: "bothy-init", Image: k.cfg.AgentImage, ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:      append([]string{agentInImage, "init-pod"}, initArgs...),
+		Command:      append([]string{agentInImage, "init-pod"}, args...),
 		Env:          []corev1.EnvVar{{Name: "HOST_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}}}},
-		VolumeMounts: initMounts,
+		VolumeMounts: mounts,
 		SecurityContext: &corev1.SecurityContext{
 			Privileged: &no, AllowPrivilegeEscalation: &no, RunAsUser: new(int64(0)), RunAsNonRoot: &no, ReadOnlyRootFilesystem: &yes,
 			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_ADMIN"}},
@@ -250,9 +267,7 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
 		},
-	}}
-	ps.Containers = []corev1.Container{c}
-	return ps, files, nil
+	}
 }
 
 // imageRef is where the cluster pulls image ref.
