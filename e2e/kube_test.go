@@ -361,3 +361,70 @@ func TestKubeContainment(t *testing.T) {
 		}
 	}
 }
+
+// TestKubeSnapshots: checkpoint, restore (whole and by path), fork, and
+// create from a snapshot, with sandboxes on the cluster; the layers go
+// through the cluster's registry.
+func TestKubeSnapshots(t *testing.T) {
+	const key = "e2e-kube-snap-0123456789abcdef01"
+	cl := startOnCluster(t, key)
+	ctx := context.Background()
+	c := api.NewClient(cl.url, key)
+	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := func(id, script string) string {
+		t.Helper()
+		res, err := c.Exec(ctx, id, api.ExecRequest{Shell: script})
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("%s: %+v %v", script, res, err)
+		}
+		return res.Stdout
+	}
+	sh(sb.ID, "mkdir -p /data && echo one > /data/a && echo two > /data/b")
+	snap, err := c.CreateSnapshot(ctx, sb.ID, api.CreateSnapshotRequest{Name: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh(sb.ID, "echo changed > /data/a && rm /data/b && echo new > /data/c")
+	if _, err := c.RestoreSandbox(ctx, sb.ID, snap.ID, "/data/b"); err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(sb.ID, "cat /data/a /data/b /data/c"); out != "changed\ntwo\nnew\n" {
+		t.Fatalf("after restoring one path: %q", out)
+	}
+	if _, err := c.RestoreSandbox(ctx, sb.ID, snap.ID); err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(sb.ID, "cat /data/a /data/b; ls /data"); out != "one\ntwo\na\nb\n" {
+		t.Fatalf("after restoring the whole: %q", out)
+	}
+	fork, err := c.Fork(ctx, sb.ID, api.ForkRequest{Count: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fork.Sandboxes) != 2 {
+		t.Fatalf("fork: %+v", fork)
+	}
+	for _, f := range fork.Sandboxes {
+		if out := sh(f.ID, "cat /data/a"); out != "one\n" {
+			t.Fatalf("fork %s: %q", f.ID, out)
+		}
+	}
+	from, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: snap.ID}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(from.ID, "cat /data/b"); out != "two\n" {
+		t.Fatalf("created from the snapshot: %q", out)
+	}
+	for _, id := range []string{sb.ID, fork.Sandboxes[0].ID, fork.Sandboxes[1].ID, from.ID} {
+		if err := c.DeleteSandbox(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cs := cl.containers(); len(cs) != 0 {
+		t.Fatalf("left on the cluster: %+v", cs)
+	}
+}

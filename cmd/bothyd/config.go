@@ -186,6 +186,11 @@ func loadConfig(args []string) (config, error) {
 			c.AgentBinary = filepath.Join(filepath.Dir(exe), "bothy-agent")
 		}
 	}
+	if c.Runtime == "kubernetes" {
+		// The cluster's pods are reached over the network only, and a
+		// checkpoint is the agent's: there is no engine to commit.
+		c.AgentTransport, c.Checkpoint = orchestrator.TransportTCP, orchestrator.CheckpointAgent
+	}
 	return c, c.Validate()
 }
 
@@ -230,9 +235,6 @@ func (c config) Validate() error {
 		if c.Registry == "" {
 			errs = append(errs, errors.New("-runtime kubernetes needs -registry: the cluster pulls bothy's images (base, agent, snapshots) from there"))
 		}
-		// The cluster's pods are reached over the network only, and a
-		// checkpoint is the agent's: there is no engine to commit.
-		c.AgentTransport, c.Checkpoint = orchestrator.TransportTCP, orchestrator.CheckpointAgent
 	default:
 		errs = append(errs, fmt.Errorf("-runtime %q: want docker or kubernetes", c.Runtime))
 	}

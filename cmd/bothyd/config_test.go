@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bothy/bothy/orchestrator"
 )
 
 // TestChoiceFlags: the flags that take one of a few words take them from the
@@ -80,5 +82,24 @@ func TestRegistryFlags(t *testing.T) {
 	}
 	if _, err := readCA(notPEM + ".missing"); err == nil || !strings.Contains(err.Error(), "-registry-ca") {
 		t.Errorf("a missing file: %v", err)
+	}
+}
+
+func TestRuntimeFlags(t *testing.T) {
+	// (Other problems, such as no agent binary beside the test, are not
+	// this test's.)
+	cfg, err := loadConfig([]string{"--runtime", "kubernetes", "--registry", "127.0.0.1:15000", "--agent-transport", "unix", "--checkpoint", "commit"})
+	if err != nil && strings.Contains(err.Error(), "-runtime") {
+		t.Fatal(err)
+	}
+	// A cluster's pods are reached over the network, and checkpointed by
+	// their agents, whatever else was asked.
+	if cfg.AgentTransport != orchestrator.TransportTCP || cfg.Checkpoint != orchestrator.CheckpointAgent {
+		t.Errorf("on kubernetes: transport %q, checkpoint %q", cfg.AgentTransport, cfg.Checkpoint)
+	}
+	for _, args := range [][]string{{"--runtime", "kubernetes"}, {"--runtime", "nomad"}} {
+		if _, err := loadConfig(args); err == nil || !strings.Contains(err.Error(), "-runtime") {
+			t.Errorf("%v: %v, want refused", args, err)
+		}
 	}
 }
