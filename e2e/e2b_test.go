@@ -42,6 +42,13 @@ func TestE2BSDK(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "BOTHY_ADMIN_KEY="+key)
+	e2bSession(t, d, dir, key)
+}
+
+// e2bSession runs the SDK's session (in dir) against the bothy d, whose
+// admin key is key.
+func e2bSession(t *testing.T, d *daemon, dir, key string) {
+	t.Helper()
 	cmd := exec.Command("node", "--test", "--test-reporter=spec", "sdk.test.mjs")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "E2B_API_URL="+d.url, "E2B_SANDBOX_URL="+d.url, "E2B_API_KEY="+key)

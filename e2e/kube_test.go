@@ -428,3 +428,20 @@ func TestKubeSnapshots(t *testing.T) {
 		t.Fatalf("left on the cluster: %+v", cs)
 	}
 }
+
+// TestKubeClients runs the sessions of real clients nobody here wrote (E2B's
+// JS SDK, the MCP SDK's client) and of the Python client against a bothy
+// whose sandboxes are on the cluster, on the Debian image they expect.
+// E2B's pause is a stop there: a pod cannot be frozen.
+func TestKubeClients(t *testing.T) {
+	const key = "e2e-kube-clients-0123456789abcd"
+	dir := e2bSDK(t)
+	py := installPython(t)
+	cl := startOnCluster(t, key, "BOTHY_DEFAULT_IMAGE=bothy/base")
+	t.Run("E2B", func(t *testing.T) { e2bSession(t, cl.daemon, dir, key) })
+	t.Run("MCP", func(t *testing.T) { mcpSession(t, cl.daemon, key) })
+	t.Run("Python", func(t *testing.T) { pythonSession(t, py, cl.url, key) })
+	if cs := cl.containers(); len(cs) != 0 {
+		t.Fatalf("left on the cluster: %+v", cs)
+	}
+}

@@ -23,6 +23,13 @@ func TestMCP(t *testing.T) {
 	data := testenv.DataDir(t)
 	t.Cleanup(func() { removeInstance(t, data) })
 	d := startDaemon(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), data, "BOTHY_ADMIN_KEY="+key)
+	mcpSession(t, d, key)
+}
+
+// mcpSession drives the bothy d, whose admin key is key, with the MCP SDK's
+// client.
+func mcpSession(t *testing.T, d *daemon, key string) {
+	t.Helper()
 	ctx := context.Background()
 
 	resp, err := http.Post(d.url+"/mcp", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))

@@ -31,6 +31,9 @@ type Checkpoints interface {
 	// DiffContainer calls fn, in path order, for each path that differs
 	// between owner's snapshot and container's filesystem now.
 	DiffContainer(ctx context.Context, owner, snapshot, container string, fn func(path, kind, typ string, size int64)) error
+	// DiffSnapshots calls fn, in path order, for each path that differs
+	// between owner's snapshots a and b.
+	DiffSnapshots(ctx context.Context, owner, a, b string, fn func(path, kind, typ string, size int64)) error
 	// SnapshotLabels are the labels of owner's snapshot.
 	SnapshotLabels(ctx context.Context, owner, snapshot string) (map[string]string, error)
 	// Delete deletes owner's snapshot.
@@ -67,6 +70,10 @@ func (noCheckpoints) DiffContainer(context.Context, string, string, string, func
 	return errNoCheckpoints
 }
 
+func (noCheckpoints) DiffSnapshots(context.Context, string, string, string, func(string, string, string, int64)) error {
+	return errNoCheckpoints
+}
+
 func (noCheckpoints) SnapshotLabels(context.Context, string, string) (map[string]string, error) {
 	return nil, errNoCheckpoints
 }
@@ -95,7 +102,9 @@ func (o *Orchestrator) checkpoint(ctx context.Context, owner, id, name string, l
 	var src Sandbox
 	var snap string
 	if o.cfg.Checkpoint == CheckpointAgent {
-		if sb, err := o.Get(ctx, owner, id); err == nil && sb.State == StateRunning {
+		// A runtime that commits nothing has the agent capture a stopped
+		// sandbox too, woken for it (a data-plane call starts it).
+		if sb, err := o.Get(ctx, owner, id); err == nil && (sb.State == StateRunning || o.stopLosesFiles()) {
 			err := o.attach(ctx, owner, id, func(ctx context.Context, sb Sandbox, conn *agent.Conn) error {
 				c, err := o.rt.Inspect(ctx, sb.ContainerID)
 				if err != nil {
@@ -143,6 +152,19 @@ func captureBound(diskMB int64) int64 {
 // id's filesystem as it is now (running, paused or stopped).
 func (o *Orchestrator) DiffSandbox(ctx context.Context, owner, snapshot, id string) ([]Change, error) {
 	var out []Change
+	add := func(path, kind, typ string, size int64) {
+		out = append(out, Change{Path: path, Kind: kind, Type: typ, Size: size})
+	}
+	if o.stopLosesFiles() {
+		// No engine commits these containers: the sandbox's agent
+		// captures it as a snapshot of a moment, deleted after.
+		now, err := o.Checkpoint(ctx, owner, id, "diff of "+id, map[string]string{labelTransient: id})
+		if err != nil {
+			return nil, err
+		}
+		defer o.forgetKept(ctx, owner, now)
+		return out, o.cfg.Checkpoints.DiffSnapshots(ctx, owner, snapshot, now, add)
+	}
 	err := o.WithSandbox(ctx, owner, id, func(sb Sandbox) error {
 		return o.cfg.Checkpoints.DiffContainer(ctx, owner, snapshot, sb.ContainerID, func(path, kind, typ string, size int64) {
 			out = append(out, Change{Path: path, Kind: kind, Type: typ, Size: size})

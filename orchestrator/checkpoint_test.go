@@ -41,6 +41,15 @@ func (c *fakeCheckpoints) DiffContainer(ctx context.Context, owner, snap, _ stri
 	return nil
 }
 
+func (c *fakeCheckpoints) DiffSnapshots(ctx context.Context, owner, a, b string, fn func(path, kind, typ string, size int64)) error {
+	for _, snap := range []string{a, b} {
+		if _, err := c.SnapshotImage(ctx, owner, snap); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (c *fakeCheckpoints) SnapshotLabels(ctx context.Context, owner, snap string) (map[string]string, error) {
 	_, err := c.SnapshotImage(ctx, owner, snap)
 	return nil, err

@@ -19,6 +19,10 @@ import (
 // with the pod): its value is the sandbox's ID.
 const LabelKeptAtStop = "bothy.kept-at-stop"
 
+// labelTransient marks a snapshot bothy takes for itself and deletes
+// after (a diff against a sandbox whose runtime has no commit).
+const labelTransient = "bothy.transient"
+
 // filesLoser is a runtime whose stopped containers lose their files.
 type filesLoser interface{ StopLosesFiles() bool }
 
@@ -118,8 +122,8 @@ func (o *Orchestrator) moveTo(ctx context.Context, sb *Sandbox, image string) er
 // keptImagePrefix is the start of a snapshot's image name (snapshot.ImageRef).
 const keptImagePrefix = "bothy/snapshot:"
 
-// forgetKept deletes snapshot snap of owner's if a stop kept it; a
-// snapshot the user took is never deleted here.
+// forgetKept deletes snapshot snap of owner's if a stop kept it or bothy
+// took it for itself; a snapshot the user took is never deleted here.
 func (o *Orchestrator) forgetKept(ctx context.Context, owner, snap string) {
 	if !o.keptAtStop(ctx, owner, snap) {
 		return
@@ -129,8 +133,9 @@ func (o *Orchestrator) forgetKept(ctx context.Context, owner, snap string) {
 	}
 }
 
-// keptAtStop says whether snapshot snap of owner's was kept by a stop.
+// keptAtStop says whether snapshot snap of owner's was kept by a stop, or
+// taken by bothy for itself.
 func (o *Orchestrator) keptAtStop(ctx context.Context, owner, snap string) bool {
 	labels, err := o.cfg.Checkpoints.SnapshotLabels(ctx, owner, snap)
-	return err == nil && labels[LabelKeptAtStop] != ""
+	return err == nil && (labels[LabelKeptAtStop] != "" || labels[labelTransient] != "")
 }

@@ -406,6 +406,20 @@ func (s *Snapshots) Diff(ctx context.Context, owner, a, toImage string) ([]Chang
 	return folded, nil
 }
 
+// DiffSnapshots calls fn, in path order, for what changed from owner's
+// snapshot a to owner's snapshot b (orchestrator.Checkpoints).
+func (s *Snapshots) DiffSnapshots(ctx context.Context, owner, a, b string, fn func(path, kind, typ string, size int64)) error {
+	sb, err := s.loaded(ctx, owner, b)
+	if err != nil {
+		return err
+	}
+	changes, err := s.Diff(ctx, owner, a, sb.Image)
+	for _, c := range changes {
+		fn(c.Path, c.Kind, c.Type, c.Size)
+	}
+	return err
+}
+
 // DiffContainer calls fn, in path order, for what changed from owner's
 // snapshot a to the current state of container, captured (paused, like a
 // checkpoint) into a temporary image (orchestrator.Checkpoints).

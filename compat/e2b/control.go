@@ -359,7 +359,14 @@ func (s *Service) pause(w http.ResponseWriter, r *http.Request, key supervisor.K
 		writeError(w, http.StatusConflict, "sandbox "+id+" is "+string(sb.State)+", not running")
 		return
 	}
-	if _, err := s.d.Orchestrator.Pause(ctx, key.ID, id); err != nil {
+	_, err = s.d.Orchestrator.Pause(ctx, key.ID, id)
+	if cerrdefs.IsNotImplemented(err) {
+		// The runtime cannot freeze a sandbox (a pod cannot be paused):
+		// E2B's pause keeps its files, as a stop does, and its resume
+		// starts it again.
+		_, err = s.d.Orchestrator.Stop(ctx, key.ID, id)
+	}
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
