@@ -7,7 +7,7 @@ LISTEN  ?= 127.0.0.1:7070
 GOFLAGS_BUILD := -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build image run engine browser e2b-sdk openapi-ts mcp-inspector proto test test-kube test-unit lint bench kube-up kube-down clean
+.PHONY: help build image run engine browser e2b-sdk openapi-ts mcp-inspector proto test test-kube test-unit lint bench bench-kube kube-up kube-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}' | \
@@ -76,8 +76,12 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-bench: build engine ## measure bothy beside Docker on this machine
+bench: build engine ## measure bothy beside Docker on this machine, then on a Kubernetes cluster brought up for it
 	$(GO) run ./bench -bothyd $(BIN)/bothyd -agent $(BIN)/bothy-agent
+	GO=$(GO) BIN=$(BIN) bash scripts/bench-kube.sh
+
+bench-kube: build engine ## only the Kubernetes section of the benchmark (brings the cluster up and down)
+	GO=$(GO) BIN=$(BIN) bash scripts/bench-kube.sh
 
 kube-up: ## bring up a single-node Kubernetes cluster on loopback with agent-sandbox (docs/kubernetes.md; binaries built once, then cached)
 	bash scripts/kube.sh up

@@ -22,11 +22,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/images"
 	"github.com/bothy/bothy/runtime"
 	"github.com/bothy/bothy/runtime/docker"
 )
@@ -44,7 +46,7 @@ func main() {
 	flag.IntVar(&dockerRunN, "docker-run-n", 10, "docker run --rm of the same snippets")
 	flag.IntVar(&poolN, "pool-n", 40, "creates served by the warm sandbox pool")
 	flag.IntVar(&densityN, "density-n", 500, "idle sandboxes to hold at once")
-	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "snapshots" only checkpoints and restores; "capture" only checkpoints the agent captures; "ports" only background processes and the port proxy; "pool" only the warm sandbox pool; "registry" only checkpoints and restores through a registry; "transport" only exec over the agent channel's network transport; "fork" only forks; "density" only many idle sandboxes`)
+	flag.StringVar(&only, "only", "", `"dynamic" measures only dynamic code and apps; "disk" only the cost of disk limits; "diff" only snapshot diffs; "snapshots" only checkpoints and restores; "capture" only checkpoints the agent captures; "ports" only background processes and the port proxy; "pool" only the warm sandbox pool; "registry" only checkpoints and restores through a registry; "transport" only exec over the agent channel's network transport; "fork" only forks; "density" only many idle sandboxes; "kube" only sandboxes on Kubernetes (the cluster of scripts/kube.sh env: BOTHY_KUBECONFIG, BOTHY_KUBE_REGISTRY, BOTHY_KUBECTL)`)
 	flag.Parse()
 	if err := run(*bin, *agentBin, *image, *execN, *dockerN, *createN, *echoN, *fileN); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -205,6 +207,26 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 
 	if only == "transport" {
 		rows, err := benchTransport(ctx, c, bin, agentBin, image, eng, 500)
+		if err != nil {
+			return err
+		}
+		header()
+		printRows(rows)
+		return nil
+	}
+
+	kube := func() ([]row, error) {
+		k, ok := kubeFromEnv()
+		if !ok {
+			return nil, fmt.Errorf("no cluster: BOTHY_KUBECONFIG and BOTHY_KUBE_REGISTRY are not set (make bench-kube sets them)")
+		}
+		b := images.New(eng, slog.New(slog.NewTextHandler(io.Discard, nil)), "", filepath.Join(os.TempDir(), "bothy-bench-build"))
+		defer b.Close()
+		b.UseRegistry(k.registry, images.RegistryAccess{})
+		return benchKube(ctx, bin, agentBin, k, "bothy/busybox:latest", b.RemoteRef("bothy/busybox:latest"), 200, createN)
+	}
+	if only == "kube" {
+		rows, err := kube()
 		if err != nil {
 			return err
 		}

@@ -368,7 +368,7 @@ up) up ;;
 down) down ;;
 env)
 	echo "export KUBECONFIG=$STATE/admin.kubeconfig"
-	echo "export BOTHY_KUBECONFIG=$STATE/admin.kubeconfig BOTHY_KUBE_REGISTRY=127.0.0.1:$REGISTRY_PORT"
+	echo "export BOTHY_KUBECONFIG=$STATE/admin.kubeconfig BOTHY_KUBE_REGISTRY=127.0.0.1:$REGISTRY_PORT BOTHY_KUBECTL=$BIN/kubectl"
 	;;
 *) die "usage: $0 up|down|env" ;;
 esac

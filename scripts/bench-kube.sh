@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The Kubernetes section of make bench (issue 25): brings the single-node
+# cluster of scripts/kube.sh up, measures bothy on it beside its baselines
+# on the same cluster, and takes the cluster down again whatever happened.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+BIN=${BIN:-bin}
+
+bash scripts/kube.sh up
+trap 'bash scripts/kube.sh down' EXIT
+eval "$(bash scripts/kube.sh env)"
+$GO run ./bench -bothyd "$BIN/bothyd" -agent "$BIN/bothy-agent" -only kube
