@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,13 +214,16 @@ func TestKubeUserJourney(t *testing.T) {
 }
 
 // testHosts makes a network namespace of the test's own, reached from the
-// node through a veth pair, holding a metadata address, a private one and
-// a public one (a documentation range), and a web server answering on all
-// of them. Everything is removed at the test's end.
+// cluster's pods (and from nothing else on this machine: a routing table of
+// the test's own, for traffic from the pod network only) through a veth
+// pair, holding a metadata address, a private one and a public one (a
+// documentation range), and a web server answering on all of them.
+// Everything is removed at the test's end.
 func testHosts(t *testing.T) (metadata, private, public string) {
 	t.Helper()
 	ns := fmt.Sprintf("btk-%d", os.Getpid()%100000)
 	host, peer := ns+"h", ns+"p"
+	table := strconv.Itoa(20000 + os.Getpid()%10000)
 	metadata, private, public = "169.254.169.254", "192.168.77.10", "203.0.113.7"
 	run := func(args ...string) {
 		t.Helper()
@@ -233,11 +237,10 @@ func testHosts(t *testing.T) (metadata, private, public string) {
 				_ = exec.Command("kill", "-9", pid).Run()
 			}
 		}
+		_ = exec.Command("ip", "rule", "del", "from", "10.250.0.0/24", "lookup", table).Run()
+		_ = exec.Command("ip", "route", "flush", "table", table).Run()
 		_ = exec.Command("ip", "link", "delete", host).Run()
 		_ = exec.Command("ip", "netns", "delete", ns).Run()
-		for _, a := range []string{metadata, private, public} {
-			_ = exec.Command("ip", "route", "delete", a+"/32").Run()
-		}
 	})
 	run("ip", "netns", "add", ns)
 	run("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
@@ -246,10 +249,12 @@ func testHosts(t *testing.T) (metadata, private, public string) {
 	run("ip", "link", "set", host, "up")
 	in := func(args ...string) { run(append([]string{"ip", "netns", "exec", ns}, args...)...) }
 	in("ip", "addr", "add", "10.99.7.2/30", "dev", peer)
+	run("ip", "route", "add", "10.99.7.0/30", "dev", host, "table", table)
 	for _, a := range []string{metadata, private, public} {
 		in("ip", "addr", "add", a+"/32", "dev", peer)
-		run("ip", "route", "add", a+"/32", "via", "10.99.7.2")
+		run("ip", "route", "add", a+"/32", "via", "10.99.7.2", "table", table)
 	}
+	run("ip", "rule", "add", "from", "10.250.0.0/24", "lookup", table, "priority", table)
 	in("ip", "link", "set", peer, "up")
 	in("ip", "link", "set", "lo", "up")
 	in("ip", "route", "add", "default", "via", "10.99.7.1")
@@ -273,8 +278,10 @@ func testHosts(t *testing.T) (metadata, private, public string) {
 // rules are the pod's own.
 func TestKubeContainment(t *testing.T) {
 	const key = "e2e-kube-contain-0123456789abcd"
+	// The operator opens the node's address on the pod network: the node
+	// stays out of reach all the same.
+	cl := startOnCluster(t, key, "BOTHY_ALLOW_PRIVATE=10.250.0.1/32")
 	metadata, private, public := testHosts(t)
-	cl := startOnCluster(t, key)
 	ctx := context.Background()
 	c := api.NewClient(cl.url, key)
 	// A server on the node, on the pod network's gateway.
@@ -435,9 +442,9 @@ func TestKubeSnapshots(t *testing.T) {
 // E2B's pause is a stop there: a pod cannot be frozen.
 func TestKubeClients(t *testing.T) {
 	const key = "e2e-kube-clients-0123456789abcd"
+	cl := startOnCluster(t, key, "BOTHY_DEFAULT_IMAGE=bothy/base")
 	dir := e2bSDK(t)
 	py := installPython(t)
-	cl := startOnCluster(t, key, "BOTHY_DEFAULT_IMAGE=bothy/base")
 	t.Run("E2B", func(t *testing.T) { e2bSession(t, cl.daemon, dir, key) })
 	t.Run("MCP", func(t *testing.T) { mcpSession(t, cl.daemon, key) })
 	t.Run("Python", func(t *testing.T) { pythonSession(t, py, cl.url, key) })

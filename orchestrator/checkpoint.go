@@ -162,7 +162,7 @@ func (o *Orchestrator) DiffSandbox(ctx context.Context, owner, snapshot, id stri
 		if err != nil {
 			return nil, err
 		}
-		defer o.forgetKept(ctx, owner, now)
+		defer o.forgetKept(ctx, owner, id, now)
 		return out, o.cfg.Checkpoints.DiffSnapshots(ctx, owner, snapshot, now, add)
 	}
 	err := o.WithSandbox(ctx, owner, id, func(sb Sandbox) error {

@@ -76,7 +76,7 @@ func (o *Orchestrator) keepFiles(ctx context.Context, sb *Sandbox) error {
 		err = o.moveTo(ctx, sb, image)
 	}
 	if err != nil {
-		o.forgetKept(ctx, sb.Owner, snap)
+		o.forgetKept(ctx, sb.Owner, sb.ID, snap)
 		return fmt.Errorf("keep the files of sandbox %s through its stop: %w", sb.ID, err)
 	}
 	return nil
@@ -114,7 +114,7 @@ func (o *Orchestrator) moveTo(ctx context.Context, sb *Sandbox, image string) er
 		o.log.Warn("keep files: rename the new container", "sandbox_id", sb.ID, "err", err)
 	}
 	if prev, ok := strings.CutPrefix(oldImage, keptImagePrefix); ok {
-		o.forgetKept(ctx, sb.Owner, prev)
+		o.forgetKept(ctx, sb.Owner, sb.ID, prev)
 	}
 	return nil
 }
@@ -122,20 +122,16 @@ func (o *Orchestrator) moveTo(ctx context.Context, sb *Sandbox, image string) er
 // keptImagePrefix is the start of a snapshot's image name (snapshot.ImageRef).
 const keptImagePrefix = "bothy/snapshot:"
 
-// forgetKept deletes snapshot snap of owner's if a stop kept it or bothy
-// took it for itself; a snapshot the user took is never deleted here.
-func (o *Orchestrator) forgetKept(ctx context.Context, owner, snap string) {
-	if !o.keptAtStop(ctx, owner, snap) {
+// forgetKept deletes snapshot snap of owner's if it is sandbox id's own, a
+// stop of it kept it or bothy took it for it; a snapshot the user took, or
+// another sandbox's, is never deleted here. It outlives its caller.
+func (o *Orchestrator) forgetKept(ctx context.Context, owner, id, snap string) {
+	ctx = context.WithoutCancel(ctx)
+	labels, err := o.cfg.Checkpoints.SnapshotLabels(ctx, owner, snap)
+	if err != nil || (labels[LabelKeptAtStop] != id && labels[labelTransient] != id) {
 		return
 	}
-	if err := o.cfg.Checkpoints.Delete(context.WithoutCancel(ctx), owner, snap); err != nil && !cerrdefs.IsNotFound(err) {
-		o.log.Warn("delete the snapshot a stop kept", "snapshot_id", snap, "err", err)
+	if err := o.cfg.Checkpoints.Delete(ctx, owner, snap); err != nil && !cerrdefs.IsNotFound(err) {
+		o.log.Warn("delete the snapshot bothy kept for a sandbox", "snapshot_id", snap, "sandbox_id", id, "err", err)
 	}
-}
-
-// keptAtStop says whether snapshot snap of owner's was kept by a stop, or
-// taken by bothy for itself.
-func (o *Orchestrator) keptAtStop(ctx context.Context, owner, snap string) bool {
-	labels, err := o.cfg.Checkpoints.SnapshotLabels(ctx, owner, snap)
-	return err == nil && (labels[LabelKeptAtStop] != "" || labels[labelTransient] != "")
 }

@@ -97,11 +97,18 @@ func (o *Orchestrator) stop(ctx context.Context, sb *Sandbox, reason string) err
 		sb.LastActiveAt = time.Unix(0, l.lastActive.Load())
 	}
 	if was == StateRunning && o.stopLosesFiles() {
-		if err := o.keepFiles(ctx, sb); err != nil {
+		if err := o.keepFiles(ctx, sb); err != nil && reason == "" {
+			// Asked for: refused, and the sandbox runs on.
 			if terr := o.transition(context.WithoutCancel(ctx), sb, StateRunning, ""); terr != nil {
 				o.log.Warn("put a sandbox back to running", "sandbox_id", sb.ID, "err", terr)
 			}
 			return err
+		} else if err != nil {
+			// The reaper's stop goes on: a sandbox whose files cannot be
+			// kept (no agent, no snapshot quota left) must not hold its
+			// resources forever. Its reason says what was lost.
+			o.log.Warn("stopping a sandbox whose files could not be kept", "sandbox_id", sb.ID, "reason", reason, "err", err)
+			reason += "; its files could not be kept: " + err.Error()
 		}
 	}
 	if err := o.rt.Stop(ctx, sb.ContainerID, o.cfg.StopTimeout); err != nil && !cerrdefs.IsNotFound(err) {
@@ -148,7 +155,7 @@ func (o *Orchestrator) delete(ctx context.Context, sb *Sandbox, reason string) e
 		}
 	}
 	if snap, ok := strings.CutPrefix(sb.Image, keptImagePrefix); ok {
-		o.forgetKept(ctx, sb.Owner, snap)
+		o.forgetKept(ctx, sb.Owner, sb.ID, snap)
 	}
 	o.log.Info("sandbox deleted", "sandbox_id", sb.ID, "reason", reason)
 	if err := o.transition(ctx, sb, StateDeleted, reason); err != nil {
@@ -206,6 +213,13 @@ func (o *Orchestrator) Update(ctx context.Context, owner, id string, opts Update
 // Pause freezes owner's running sandbox: its processes keep their memory but
 // get no CPU. Pausing a paused sandbox is a no-op.
 func (o *Orchestrator) Pause(ctx context.Context, owner, id string) (Sandbox, error) {
+	// Refused before anything is interrupted, where the runtime cannot.
+	if p, ok := o.rt.(interface{ CanPause() bool }); ok && !p.CanPause() {
+		if _, err := o.Get(ctx, owner, id); err != nil {
+			return Sandbox{}, err
+		}
+		return Sandbox{}, cerrdefs.ErrNotImplemented.WithMessage("this runtime cannot pause a sandbox (a pod's processes cannot be frozen): stop it instead, which keeps its files")
+	}
 	return o.lifecycle(ctx, owner, id, true, StatePaused, func(sb *Sandbox) error {
 		if err := sb.State.check(StatePaused); err != nil {
 			return err

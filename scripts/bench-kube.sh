@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 BIN=${BIN:-bin}
 
-bash scripts/kube.sh up
+# Down whatever happens, a failed up included.
 trap 'bash scripts/kube.sh down' EXIT
+bash scripts/kube.sh up
 eval "$(bash scripts/kube.sh env)"
 $GO run ./bench -bothyd "$BIN/bothyd" -agent "$BIN/bothy-agent" -only kube

@@ -315,6 +315,14 @@ down() {
 	# torn down the ordinary way (bounded); then the kubelet, so that it
 	# starts nothing more; then what its pods left in containerd; then
 	# the rest.
+	# The agent-sandbox controller first: it would make the pods again.
+	if alive agent-sandbox; then
+		pid=$(cat "$RUN/agent-sandbox.pid")
+		kill "$pid" 2>/dev/null || true
+		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null || true
+		rm -f "$RUN/agent-sandbox.pid"
+	fi
 	if alive kubelet && alive apiserver; then
 		kubectl delete pods --all --all-namespaces --grace-period 0 --force --wait=false >/dev/null 2>&1 || true
 		wait_for sh -c "[ -z \"\$('$BIN/kubectl' --kubeconfig '$STATE/admin.kubeconfig' get pods -A -o name 2>/dev/null)\" ]" || say "pods still there; ending them by force"

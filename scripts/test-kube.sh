@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 
-bash scripts/kube.sh up
+# Down whatever happens, a failed up included.
 trap 'bash scripts/kube.sh down' EXIT
+bash scripts/kube.sh up
 eval "$(bash scripts/kube.sh env)"
 export BOTHY_REQUIRE_KUBE=1 BOTHY_REQUIRE_DOCKER=1
 $GO test -race -count=1 -timeout 30m -run 'Kube' ./runtime/... ./e2e/...

@@ -6,8 +6,9 @@
 //
 // The rules, in the table inet bothy-guard:
 //   - out: loopback and replies always; nothing else without a network;
-//     with one, DNS to the resolvers given, then the allowed ranges, and
-//     every other address except the blocked ranges and the node's own;
+//     with one, DNS to the resolvers given, never the node's own
+//     addresses, then the allowed ranges, and every other address except
+//     the blocked ranges;
 //   - in: loopback, replies, and the agent's port; nothing else (a
 //     sandbox's servers are reached through its agent).
 package guard
@@ -87,11 +88,12 @@ func Install(r Rules) error {
 				rule(out, e...)
 			}
 		}
-		for _, p := range r.Allowed {
-			rule(out, append(daddr(p), acceptV)...)
-		}
+		// The node first: no allowed range opens it.
 		for _, a := range r.Host {
 			rule(out, append(daddr(netip.PrefixFrom(a, a.BitLen())), rejectV)...)
+		}
+		for _, p := range r.Allowed {
+			rule(out, append(daddr(p), acceptV)...)
 		}
 		for _, p := range r.Blocked {
 			rule(out, append(daddr(p), rejectV)...)

@@ -20,6 +20,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -179,7 +181,7 @@ func initPod(args []string) int {
 	none := fs.Bool("none", false, "no network: nothing out but replies")
 	block := fs.String("block", "", "comma-separated ranges (CIDR) not reached")
 	allow := fs.String("allow", "", "comma-separated ranges (CIDR) reached although blocked")
-	host := fs.String("host", "", "comma-separated addresses of the node, never reached")
+	host := fs.String("host", "", "comma-separated addresses of the node, never reached, whatever -allow says")
 	dnsFrom := fs.String("dns-from", "/etc/resolv.conf", "the resolv.conf whose nameservers are reached on port 53")
 	port := fs.Uint("agent-port", 49980, "the agent's port, the one reached from outside")
 	if err := fs.Parse(args); err != nil {
@@ -211,10 +213,24 @@ func initPod(args []string) int {
 		}
 	}
 	for a := range strings.SplitSeq(*host, ",") {
-		if ip, err := netip.ParseAddr(a); err == nil {
-			r.Host = append(r.Host, ip)
+		if a == "" {
+			continue
 		}
+		// An address the kubelet did not fill in fails the pod: a rule
+		// quietly missing would open the node.
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return fail(fmt.Errorf("--host: %w", err))
+		}
+		r.Host = append(r.Host, ip)
 	}
+	// The pod's gateways are the node's too, whatever its reported
+	// addresses.
+	gws, err := gateways("/proc/net/route")
+	if err != nil {
+		return fail(err)
+	}
+	r.Host = append(r.Host, gws...)
 	if !*none {
 		if b, err := os.ReadFile(*dnsFrom); err == nil {
 			for line := range strings.SplitSeq(string(b), "\n") {
@@ -230,6 +246,32 @@ func initPod(args []string) int {
 		return fail(err)
 	}
 	return 0
+}
+
+// gateways are the IPv4 gateways of the routes in file (/proc/net/route:
+// a header line, then fields of which the third is the gateway, in hex, in
+// the host's byte order).
+func gateways(file string) ([]netip.Addr, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	lines := strings.Split(string(b), "\n")
+	for _, line := range lines[min(1, len(lines)):] {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		v, err := strconv.ParseUint(f[2], 16, 32)
+		if err != nil || v == 0 {
+			continue
+		}
+		var a [4]byte
+		binary.NativeEndian.PutUint32(a[:], uint32(v))
+		out = append(out, netip.AddrFrom4(a))
+	}
+	return out, nil
 }
 
 // install copies this binary to dst, executable by all.

@@ -47,9 +47,9 @@ func (k *Kubernetes) sandboxes() sandboxtyped.SandboxInterface {
 
 // Create makes a Sandbox, suspended, and the Secrets of its mounts.
 func (k *Kubernetes) Create(ctx context.Context, spec runtime.Spec) (string, error) {
-	k.names.Lock()
-	defer k.names.Unlock()
 	if spec.Name != "" {
+		k.names.Lock()
+		defer k.names.Unlock()
 		if _, err := k.byName(ctx, spec.Name); err == nil {
 			return "", cerrdefs.ErrConflict.WithMessage(fmt.Sprintf("the name %s is in use", spec.Name))
 		} else if !cerrdefs.IsNotFound(err) {
@@ -79,7 +79,7 @@ func (k *Kubernetes) Create(ctx context.Context, spec runtime.Spec) (string, err
 		podLabels[labelNetwork], sbLabels[labelNetwork] = spec.Network, spec.Network
 	}
 	if spec.Network == "none" {
-		if err := k.ensurePolicy(ctx, k.nonePolicy()); err != nil {
+		if err := k.ensureNone(ctx); err != nil {
 			return "", err
 		}
 	}
@@ -164,6 +164,12 @@ func containerOf(sb *sandboxv1.Sandbox, pod *corev1.Pod) runtime.Container {
 		c.State = runtime.StateRestarting
 	case pod.Status.Phase == corev1.PodRunning:
 		c.State = runtime.StateRunning
+		// Its filesystem is the image's layers, unpacked whenever the node
+		// pulled them, under a layer of its own made as it started: what
+		// changed in it changed since then.
+		if r := runningState(pod); r != nil {
+			c.Created = r.StartedAt.Time
+		}
 		c.ControlAddr = pod.Status.PodIP
 		if sb.Labels[labelNetwork] != "none" {
 			c.Addr = c.ControlAddr
@@ -181,6 +187,16 @@ func containerOf(sb *sandboxv1.Sandbox, pod *corev1.Pod) runtime.Container {
 		}
 	}
 	return c
+}
+
+// runningState is the sandbox container's run, nil when it does not run.
+func runningState(pod *corev1.Pod) *corev1.ContainerStateRunning {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == containerName {
+			return cs.State.Running
+		}
+	}
+	return nil
 }
 
 // terminated is the sandbox container's end, nil while it has not ended.
@@ -241,7 +257,7 @@ func (k *Kubernetes) Start(ctx context.Context, id string) error {
 		}
 		// Wait for the pod of the last run to go: it has the name of the
 		// next one.
-		if err := k.waitPodGone(ctx, sb.Name); err != nil {
+		if err := k.waitPodGoneWithin(ctx, sb.Name, podGoneGrace); err != nil {
 			return err
 		}
 		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true"}},"spec":{"operatingMode":%q}}`, annStarted, sandboxv1.SandboxOperatingModeRunning)
@@ -256,7 +272,7 @@ func (k *Kubernetes) Start(ctx context.Context, id string) error {
 		if err := k.deletePod(ctx, pod, 0); err != nil {
 			return err
 		}
-		if err := k.waitPodGone(ctx, sb.Name); err != nil {
+		if err := k.waitPodGoneWithin(ctx, sb.Name, podGoneGrace); err != nil {
 			return err
 		}
 	}
@@ -352,6 +368,13 @@ func (k *Kubernetes) waitRunning(ctx context.Context, name string) error {
 	})
 }
 
+// waitPodGoneWithin is waitPodGone bounded by d.
+func (k *Kubernetes) waitPodGoneWithin(ctx context.Context, name string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return k.waitPodGone(ctx, name)
+}
+
 // waitPodGone waits until the pod name does not exist.
 func (k *Kubernetes) waitPodGone(ctx context.Context, name string) error {
 	return k.watchPod(ctx, name, func(pod *corev1.Pod) (bool, error) { return pod == nil, nil })
@@ -405,8 +428,12 @@ func (k *Kubernetes) Stop(ctx context.Context, id string, timeout time.Duration)
 	if err := k.suspend(ctx, sb.Name, timeout); err != nil {
 		return err
 	}
-	return k.waitPodGone(ctx, sb.Name)
+	// Bounded: a pod on a node that is gone stays terminating.
+	return k.waitPodGoneWithin(ctx, sb.Name, timeout+podGoneGrace)
 }
+
+// podGoneGrace is how long past its grace a pod may take to be gone.
+const podGoneGrace = time.Minute
 
 // suspend asks Sandbox name not to run, and ends its pod with timeout's grace.
 func (k *Kubernetes) suspend(ctx context.Context, name string, timeout time.Duration) error {
@@ -421,9 +448,12 @@ func (k *Kubernetes) suspend(ctx context.Context, name string, timeout time.Dura
 	return k.deletePod(ctx, pod, timeout)
 }
 
-// deletePod deletes pod (that very one) with grace between SIGTERM and SIGKILL.
+// deletePod deletes pod (that very one) with grace between SIGTERM and
+// SIGKILL.
 func (k *Kubernetes) deletePod(ctx context.Context, pod *corev1.Pod, grace time.Duration) error {
-	secs := int64(grace.Seconds())
+	// A grace of 0 is a force delete: the object goes at once while the
+	// kubelet may still run the containers. One second is the least.
+	secs := max(int64(grace.Seconds()), 1)
 	err := k.core.CoreV1().Pods(k.cfg.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: &secs, Preconditions: &metav1.Preconditions{UID: &pod.UID},
 	})

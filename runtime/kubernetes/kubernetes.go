@@ -69,9 +69,11 @@ type Kubernetes struct {
 	// two containers never take one name.
 	names sync.Mutex
 
-	// networks are the networks ensured, by name.
+	// networks are the networks ensured, by name; noneMade says the
+	// policy of the sandboxes without one is made.
 	netMu    sync.Mutex
 	networks map[string]runtime.NetworkSpec
+	noneMade bool
 }
 
 // New connects to the cluster of cfg and checks that its namespace exists.
@@ -156,3 +158,6 @@ func (k *Kubernetes) pod(ctx context.Context, name string) (*corev1.Pod, error) 
 // suspend), and its filesystem with it; bothy keeps the files as a
 // snapshot, through the registry, and starts the sandbox from that.
 func (k *Kubernetes) StopLosesFiles() bool { return true }
+
+// CanPause is false: see errNoPause.
+func (k *Kubernetes) CanPause() bool { return false }

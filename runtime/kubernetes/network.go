@@ -75,6 +75,23 @@ func (k *Kubernetes) nonePolicy() *networkingv1.NetworkPolicy {
 	return np
 }
 
+// ensureNone makes the policy of the sandboxes without a network, once.
+func (k *Kubernetes) ensureNone(ctx context.Context) error {
+	k.netMu.Lock()
+	made := k.noneMade
+	k.netMu.Unlock()
+	if made {
+		return nil
+	}
+	if err := k.ensurePolicy(ctx, k.nonePolicy()); err != nil {
+		return err
+	}
+	k.netMu.Lock()
+	k.noneMade = true
+	k.netMu.Unlock()
+	return nil
+}
+
 // EnsureNetwork makes (or updates) the network's NetworkPolicy, and
 // remembers its rules for the pods made on it.
 func (k *Kubernetes) EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec) error {
@@ -104,8 +121,8 @@ func (k *Kubernetes) guardArgs(network string) ([]string, error) {
 	if !spec.Isolated {
 		return args, nil
 	}
-	// The node's address comes from the downward API, expanded by the
-	// kubelet.
+	// The node's addresses (each family's) come from the downward API,
+	// expanded by the kubelet.
 	return append(args, "--host", "$(HOST_IP)",
 		"--block", strings.Join(spec.Blocked, ","), "--allow", strings.Join(spec.Allowed, ",")), nil
 }

@@ -255,7 +255,7 @@ func (k *Kubernetes) initContainer(args []string, mounts []corev1.VolumeMount) c
 	return corev1.Container{
 		Name: "bothy-init", Image: k.cfg.AgentImage, ImagePullPolicy: corev1.PullIfNotPresent,
 		Command:      append([]string{agentInImage, "init-pod"}, args...),
-		Env:          []corev1.EnvVar{{Name: "HOST_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}}}},
+		Env:          []corev1.EnvVar{{Name: "HOST_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIPs"}}}},
 		VolumeMounts: mounts,
 		SecurityContext: &corev1.SecurityContext{
 			Privileged: &no, AllowPrivilegeEscalation: &no, RunAsUser: new(int64(0)), RunAsNonRoot: &no, ReadOnlyRootFilesystem: &yes,
