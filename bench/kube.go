@@ -17,6 +17,7 @@ import (
 	extv1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
 
 	"github.com/bothy/bothy/api"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 // kubeSetup is the cluster the Kubernetes section runs on.
@@ -29,8 +30,9 @@ type kubeSetup struct {
 // against kubectl exec; a cold create to first exec against a bare Pod of
 // the same image to Ready; a create served by bothy's warm sandbox pool
 // against agent-sandbox's own SandboxClaim on a SandboxWarmPool to Ready.
-// Everything runs in a namespace of its own, deleted at the end.
-func benchKube(ctx context.Context, bin, agentBin string, k kubeSetup, image, remote string, execN, createN int) ([]row, error) {
+// Then 100 idle sandboxes on the node, beside as many on the Docker
+// runtime. Everything runs in a namespace of its own, deleted at the end.
+func benchKube(ctx context.Context, bin, agentBin string, k kubeSetup, eng *docker.Docker, image, remote string, execN, createN int) ([]row, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", k.kubeconfig)
 	if err != nil {
 		return nil, err
@@ -152,7 +154,28 @@ func benchKube(ctx context.Context, bin, agentBin string, k kubeSetup, image, re
 		}
 		warmBase = append(warmBase, d)
 	}
+	// 100 idle sandboxes on the one node, beside as many on the local
+	// engine through a bothy of the Docker runtime, one after the other.
+	if err := ext.ExtensionsV1beta1().SandboxWarmPools(ns).Delete(ctx, "bench", metav1.DeleteOptions{}); err != nil {
+		return nil, err
+	}
+	kubeMiB, kubeGet, kubeExec, err := idleDensity(ctx, c, image, 100, 200)
+	if err != nil {
+		return nil, fmt.Errorf("100 idle sandboxes on the cluster: %w", err)
+	}
+	dd, err := startBothy(bin, agentBin, image, "--pool-min-idle", "0", "--sandbox-pool", "0")
+	if err != nil {
+		return nil, err
+	}
+	defer dd.stopAndClean(ctx, eng)
+	dockMiB, dockGet, dockExec, err := idleDensity(ctx, api.NewClient(dd.url, benchKey), image, 100, 200)
+	if err != nil {
+		return nil, fmt.Errorf("100 idle sandboxes on the engine: %w", err)
+	}
+	fmt.Printf("kubernetes: host memory per idle sandbox among 100 (64 MiB limit each): %.1f MiB on the cluster, %.1f MiB on the Docker runtime (MemAvailable before and after)\n", kubeMiB, dockMiB)
 	return []row{
+		{name: "kubernetes: GET a sandbox among 100 idle (vs the Docker runtime among 100)", ours: kubeGet, base: dockGet, target: "p99 like the Docker runtime's"},
+		{name: "kubernetes: exec `true` among 100 idle (vs the Docker runtime among 100)", ours: kubeExec, base: dockExec, target: "p99 like the Docker runtime's"},
 		{name: "kubernetes: exec `true` (REST vs kubectl exec, same pod)", ours: execOurs, base: execBase, target: "p50 <= 0.1 x baseline"},
 		{name: "kubernetes: create -> first exec, cold (vs a bare Pod of the image -> Ready)", ours: coldOurs, base: coldBase, target: "p50 <= 1.1 x baseline"},
 		{name: "kubernetes: create -> first exec, warm pool (vs agent-sandbox SandboxClaim -> Ready)", ours: warmOurs, base: warmBase, target: "p50 <= 0.5 x baseline"},
@@ -245,4 +268,40 @@ func kubeFromEnv() (kubeSetup, bool) {
 		k.kubectl = "kubectl"
 	}
 	return k, k.kubeconfig != "" && k.registry != ""
+}
+
+// idleDensity holds n idle sandboxes of image (64 MiB each) made through
+// c, 4 at a time, and answers the host memory each costs (MemAvailable
+// before and after) and the latency of a GET of one of them and of an exec
+// in one of them among them all; then it deletes them.
+func idleDensity(ctx context.Context, c *api.Client, image string, n, probes int) (perMiB float64, get, execs []time.Duration, err error) {
+	before := memAvailableMiB()
+	ids, _, err := concurrently(n, 4, func() (string, error) {
+		s, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Image: image, MemoryMB: 64}, "")
+		return s.ID, err
+	})
+	defer func() {
+		for _, id := range ids {
+			_ = c.DeleteSandbox(context.WithoutCancel(ctx), id)
+		}
+	}()
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	perMiB = (before - memAvailableMiB()) / float64(n)
+	execTrue := api.ExecRequest{Cmd: []string{"true"}}
+	for i := range probes {
+		id := ids[i%len(ids)]
+		t0 := time.Now()
+		if _, err := c.GetSandbox(ctx, id); err != nil {
+			return 0, nil, nil, err
+		}
+		get = append(get, time.Since(t0))
+		t0 = time.Now()
+		if res, err := c.Exec(ctx, id, execTrue); err != nil || res.ExitCode != 0 {
+			return 0, nil, nil, fmt.Errorf("exec: %v %+v", err, res)
+		}
+		execs = append(execs, time.Since(t0))
+	}
+	return perMiB, get, execs, nil
 }

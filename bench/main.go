@@ -223,7 +223,7 @@ func run(bin, agentBin, image string, execN, dockerN, createN, echoN, fileN int)
 		b := images.New(eng, slog.New(slog.NewTextHandler(io.Discard, nil)), "", filepath.Join(os.TempDir(), "bothy-bench-build"))
 		defer b.Close()
 		b.UseRegistry(k.registry, images.RegistryAccess{})
-		return benchKube(ctx, bin, agentBin, k, "bothy/busybox:latest", b.RemoteRef("bothy/busybox:latest"), 200, createN)
+		return benchKube(ctx, bin, agentBin, k, eng, "bothy/busybox:latest", b.RemoteRef("bothy/busybox:latest"), 200, createN)
 	}
 	if only == "kube" {
 		rows, err := kube()

@@ -149,7 +149,10 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 		}
 	}
 	if spec.DiskBytes > 0 {
+		// A request left out would be the limit: a node would hold only as
+		// many sandboxes as its disk holds full ones.
 		c.Resources.Limits[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(spec.DiskBytes, resource.BinarySI)
+		c.Resources.Requests[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(min(spec.DiskBytes, 64<<20), resource.BinarySI)
 	}
 	grace := max(int64(spec.StopTimeout.Seconds()), 1)
 	ps := corev1.PodSpec{

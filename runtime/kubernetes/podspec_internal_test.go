@@ -1,0 +1,94 @@
+package kubernetes
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/bothy/bothy/agent/wire"
+	"github.com/bothy/bothy/runtime"
+)
+
+// TestPodSpecContainsAndStaysSmall: a sandbox's pod carries the
+// containment settings, and asks the scheduler for little, so that a node
+// holds as many idle sandboxes as its memory does (a limit without a
+// request would be taken as the request).
+func TestPodSpecContainsAndStaysSmall(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("t"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k := &Kubernetes{cfg: Config{AgentImage: "reg/bothy/agent:1", UserNS: true}, networks: map[string]runtime.NetworkSpec{
+		"net": {Name: "net", Isolated: true, Blocked: []string{"10.0.0.0/8"}, Allowed: []string{"10.1.0.0/16"}},
+	}}
+	spec := runtime.Spec{
+		Image: "bothy/busybox", Entrypoint: []string{wire.BinaryPath}, User: "0:0", Network: "net",
+		NanoCPUs: 1e9, MemoryBytes: 1 << 30, DiskBytes: 10 << 30, CapAdd: []string{"CHOWN", "KILL"},
+		StopTimeout: 3 * time.Second,
+		Mounts: []runtime.Mount{{Source: "/agent", Target: wire.BinaryPath, ReadOnly: true}, {Source: dir, Target: wire.RunMount, ReadOnly: true}},
+	}
+	ps, files, err := k.podSpec(spec, "bothy-x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || !files[0].Dir {
+		t.Fatalf("carried mounts: %+v", files)
+	}
+	c := ps.Containers[0]
+	small := map[corev1.ResourceName]string{corev1.ResourceCPU: "10m", corev1.ResourceMemory: "16Mi", corev1.ResourceEphemeralStorage: "64Mi"}
+	for name, want := range small {
+		got := c.Resources.Requests[name]
+		if got.Cmp(resource.MustParse(want)) != 0 {
+			t.Errorf("request of %s: %s, want %s", name, got.String(), want)
+		}
+	}
+	if got := c.Resources.Limits[corev1.ResourceEphemeralStorage]; got.Value() != 10<<30 {
+		t.Errorf("disk limit %s", got.String())
+	}
+	if len(ps.InitContainers) != 1 {
+		t.Fatalf("init containers: %d", len(ps.InitContainers))
+	}
+	in := ps.InitContainers[0]
+	if got := in.Resources.Requests[corev1.ResourceCPU]; got.Cmp(resource.MustParse("10m")) != 0 {
+		t.Errorf("the init container's CPU request: %s", got.String())
+	}
+	if add := in.SecurityContext.Capabilities.Add; len(add) != 1 || add[0] != "NET_ADMIN" {
+		t.Errorf("the init container's capabilities: %v", add)
+	}
+	for _, add := range c.SecurityContext.Capabilities.Add {
+		if add == "NET_ADMIN" || add == "SYS_ADMIN" || add == "NET_RAW" {
+			t.Errorf("the sandbox's container has %s", add)
+		}
+	}
+	if *c.SecurityContext.Privileged || *c.SecurityContext.AllowPrivilegeEscalation || c.SecurityContext.Capabilities.Drop[0] != "ALL" {
+		t.Errorf("the sandbox's security context: %+v", c.SecurityContext)
+	}
+	if *ps.AutomountServiceAccountToken || *ps.EnableServiceLinks || ps.HostUsers == nil || *ps.HostUsers ||
+		ps.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault || ps.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("the pod: %+v", ps)
+	}
+	for _, v := range ps.Volumes {
+		if v.Secret != nil && *v.Secret.DefaultMode != 0o400 {
+			t.Errorf("the agent's secrets have mode %o", *v.Secret.DefaultMode)
+		}
+	}
+	// The rules: the node from the downward API, the network's ranges.
+	want := []string{"/bothy-agent", "init-pod", "--agent-port", "49980", "--host", "$(HOST_IP)", "--block", "10.0.0.0/8", "--allow", "10.1.0.0/16", "--install", wire.BinaryPath}
+	if len(in.Command) != len(want) {
+		t.Fatalf("init command %q", in.Command)
+	}
+	for i := range want {
+		if in.Command[i] != want[i] {
+			t.Fatalf("init command %q, want %q", in.Command, want)
+		}
+	}
+	// A network this runtime was never told of is refused.
+	spec.Network = "other"
+	if _, _, err := k.podSpec(spec, "bothy-y"); err == nil {
+		t.Error("a pod on an unknown network was made")
+	}
+}
