@@ -29,7 +29,7 @@ func TestPodSpecContainsAndStaysSmall(t *testing.T) {
 		Image: "bothy/busybox", Entrypoint: []string{wire.BinaryPath}, User: "0:0", Network: "net",
 		NanoCPUs: 1e9, MemoryBytes: 1 << 30, DiskBytes: 10 << 30, CapAdd: []string{"CHOWN", "KILL"},
 		StopTimeout: 3 * time.Second,
-		Mounts: []runtime.Mount{{Source: "/agent", Target: wire.BinaryPath, ReadOnly: true}, {Source: dir, Target: wire.RunMount, ReadOnly: true}},
+		Mounts:      []runtime.Mount{{Source: "/agent", Target: wire.BinaryPath, ReadOnly: true}, {Source: dir, Target: wire.RunMount, ReadOnly: true}},
 	}
 	ps, files, err := k.podSpec(spec, "bothy-x")
 	if err != nil {
