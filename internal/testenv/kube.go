@@ -18,16 +18,7 @@ import (
 // test when BOTHY_REQUIRE_KUBE is set and skips it otherwise.
 func Kube(t testing.TB, cfg kubernetes.Config) *kubernetes.Kubernetes {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: no cluster-backed tests")
-	}
-	kubeconfig := os.Getenv("BOTHY_KUBECONFIG")
-	if kubeconfig == "" {
-		if os.Getenv("BOTHY_REQUIRE_KUBE") != "" {
-			t.Fatal("a cluster is required: BOTHY_KUBECONFIG is not set (make test-kube sets it)")
-		}
-		t.Skip("no cluster: BOTHY_KUBECONFIG is not set")
-	}
+	kubeconfig := needKube(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg.Kubeconfig, cfg.UserNS = kubeconfig, os.Getenv("BOTHY_KUBE_USERNS") != ""
@@ -74,9 +65,28 @@ func Kube(t testing.TB, cfg kubernetes.Config) *kubernetes.Kubernetes {
 // its node pulls the images bothy publishes.
 func KubeRegistry(t testing.TB) string {
 	t.Helper()
+	needKube(t)
 	r := os.Getenv("BOTHY_KUBE_REGISTRY")
 	if r == "" {
 		t.Fatal("BOTHY_KUBE_REGISTRY is not set (scripts/kube.sh env prints it)")
 	}
 	return r
+}
+
+// needKube is the test cluster's kubeconfig. Without a cluster it fails the
+// test when BOTHY_REQUIRE_KUBE is set and skips it otherwise; -short skips
+// it.
+func needKube(t testing.TB) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no cluster-backed tests")
+	}
+	kubeconfig := os.Getenv("BOTHY_KUBECONFIG")
+	if kubeconfig == "" {
+		if os.Getenv("BOTHY_REQUIRE_KUBE") != "" {
+			t.Fatal("a cluster is required: BOTHY_KUBECONFIG is not set (make test-kube sets it)")
+		}
+		t.Skip("no cluster: BOTHY_KUBECONFIG is not set")
+	}
+	return kubeconfig
 }
