@@ -106,19 +106,8 @@ func (o *Orchestrator) checkpoint(ctx context.Context, owner, id, name string, l
 		// sandbox too, woken for it (a data-plane call starts it).
 		if sb, err := o.Get(ctx, owner, id); err == nil && (sb.State == StateRunning || o.stopLosesFiles()) {
 			err := o.attach(ctx, owner, id, func(ctx context.Context, sb Sandbox, conn *agent.Conn) error {
-				c, err := o.rt.Inspect(ctx, sb.ContainerID)
+				capture, err := o.agentCapture(ctx, sb, conn)
 				if err != nil {
-					return err
-				}
-				// A second of margin: a file's ctime comes from a coarser
-				// clock than the container's creation time. What changed in
-				// it is captured again, never missed.
-				since := c.Created.Add(-time.Second)
-				capture := func(ctx context.Context, paths []string, start func(int64) (io.Writer, error)) error {
-					err := conn.Capture(ctx, since, paths, start)
-					if errors.Is(err, agent.ErrTooLarge) {
-						return errclass.New(err.Error(), cerrdefs.ErrResourceExhausted, err)
-					}
 					return err
 				}
 				src = sb
@@ -136,6 +125,26 @@ func (o *Orchestrator) checkpoint(ctx context.Context, owner, id, name string, l
 		return err
 	})
 	return src, snap, err
+}
+
+// agentCapture is the capture of sb's filesystem through its agent on
+// conn: what changed since its container was made.
+func (o *Orchestrator) agentCapture(ctx context.Context, sb Sandbox, conn *agent.Conn) (func(context.Context, []string, func(int64) (io.Writer, error)) error, error) {
+	c, err := o.rt.Inspect(ctx, sb.ContainerID)
+	if err != nil {
+		return nil, err
+	}
+	// A second of margin: a file's ctime comes from a coarser clock than
+	// the container's creation time. What changed in it is captured again,
+	// never missed.
+	since := c.Created.Add(-time.Second)
+	return func(ctx context.Context, paths []string, start func(int64) (io.Writer, error)) error {
+		err := conn.Capture(ctx, since, paths, start)
+		if errors.Is(err, agent.ErrTooLarge) {
+			return errclass.New(err.Error(), cerrdefs.ErrResourceExhausted, err)
+		}
+		return err
+	}, nil
 }
 
 // captureBound bounds the layer an agent streams for a sandbox of diskMB:

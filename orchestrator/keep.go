@@ -2,16 +2,10 @@ package orchestrator
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-
-	"github.com/bothy/bothy/agent"
-	"github.com/bothy/bothy/internal/errclass"
 )
 
 // LabelKeptAtStop marks the snapshot that keeps a sandbox's files while it
@@ -54,16 +48,8 @@ func (o *Orchestrator) keepFiles(ctx context.Context, sb *Sandbox) error {
 	if err != nil {
 		return err
 	}
-	c, err := o.rt.Inspect(ctx, sb.ContainerID)
+	capture, err := o.agentCapture(ctx, *sb, conn)
 	if err != nil {
-		return err
-	}
-	since := c.Created.Add(-time.Second)
-	capture := func(ctx context.Context, paths []string, start func(int64) (io.Writer, error)) error {
-		err := conn.Capture(ctx, since, paths, start)
-		if errors.Is(err, agent.ErrTooLarge) {
-			return errclass.New(err.Error(), cerrdefs.ErrResourceExhausted, err)
-		}
 		return err
 	}
 	snap, err := o.cfg.Checkpoints.Checkpoint(ctx, sb.Owner, sb.ID, sb.ContainerID, sb.Image, "kept at stop of "+sb.ID,
@@ -87,11 +73,7 @@ func (o *Orchestrator) keepFiles(ctx context.Context, sb *Sandbox) error {
 // stop kept.
 func (o *Orchestrator) moveTo(ctx context.Context, sb *Sandbox, image string) error {
 	old, oldImage := sb.ContainerID, sb.Image
-	next := *sb
-	next.Image = image
-	spec := o.containerSpec(&next)
-	name := spec.Name
-	spec.Name = name + "-" + newID("", 4)
+	spec, name := o.replacementSpec(sb, image)
 	cid, err := o.rt.Create(ctx, spec)
 	if err != nil {
 		return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/bothy/bothy/runtime"
+
 	cerrdefs "github.com/containerd/errdefs"
 )
 
@@ -51,11 +53,7 @@ func (o *Orchestrator) restore(ctx context.Context, sb *Sandbox, image string) e
 		return err
 	}
 	old, oldImage := sb.ContainerID, sb.Image
-	next := *sb
-	next.Image = image
-	spec := o.containerSpec(&next)
-	name := spec.Name
-	spec.Name = name + "-" + newID("", 4)
+	spec, name := o.replacementSpec(sb, image)
 	cid, err := o.rt.Create(ctx, spec)
 	if err != nil {
 		return o.restoreFailed(ctx, sb, was, err)
@@ -112,6 +110,18 @@ func (o *Orchestrator) restore(ctx context.Context, sb *Sandbox, image string) e
 	}
 	o.log.Info("sandbox restored", "sandbox_id", id, "image", image)
 	return o.transition(ctx, sb, StateRunning, "")
+}
+
+// replacementSpec is the spec of a container of image to replace sb's,
+// made beside it under a name of its own, and the name it takes once the
+// old one is gone.
+func (o *Orchestrator) replacementSpec(sb *Sandbox, image string) (runtime.Spec, string) {
+	next := *sb
+	next.Image = image
+	spec := o.containerSpec(&next)
+	name := spec.Name
+	spec.Name = name + "-" + newID("", 4)
+	return spec, name
 }
 
 // restoreFailed returns the sandbox to state st after a restore failed
