@@ -7,7 +7,7 @@ LISTEN  ?= 127.0.0.1:7070
 GOFLAGS_BUILD := -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help build image run engine browser e2b-sdk openapi-ts mcp-inspector proto test test-kube test-unit lint bench bench-kube kube-up kube-down clean
+.PHONY: help build image run engine browser e2b-sdk openapi-ts mcp-inspector proto test test-kube test-unit lint bench bench-kube kube-up kube-down kube-deploy kube-undeploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}' | \
@@ -88,6 +88,12 @@ kube-up: ## bring up a single-node Kubernetes cluster on loopback with agent-san
 
 kube-down: ## stop that cluster and remove everything it made
 	bash scripts/kube.sh down
+
+kube-deploy: image ## run bothyd inside that cluster: deploy/kubernetes with the cluster's overlay (scripts/kube-deploy.sh; needs make kube-up)
+	BOTHY_DEPLOY_IMAGE=$(IMAGE) bash scripts/kube-deploy.sh up
+
+kube-undeploy: ## remove bothyd from that cluster, with its sandboxes and data
+	bash scripts/kube-deploy.sh down
 
 clean: ## remove built binaries (not the data directory)
 	rm -rf $(BIN)

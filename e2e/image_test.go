@@ -22,7 +22,7 @@ func TestContainerImage(t *testing.T) {
 		t.Skip("builds an image")
 	}
 	testenv.Docker(t)
-	bin := binaries(t)
+	tag := bothyImage(t)
 	docker := func(args ...string) string {
 		t.Helper()
 		out, err := exec.Command("docker", args...).CombinedOutput()
@@ -31,35 +31,6 @@ func TestContainerImage(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
-
-	// The image starts from the base image bothy builds (make image does
-	// the same).
-	if out, err := exec.Command(filepath.Join(bin, "bothyd"), "--data", testenv.DataDir(t), "--build-image", "bothy/base").CombinedOutput(); err != nil {
-		t.Fatalf("build the base image: %v\n%s", err, out)
-	}
-	buildDir := t.TempDir()
-	dockerfile, err := os.ReadFile("../Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(buildDir, "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(buildDir, "Dockerfile"), dockerfile, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"bothyd", "bothy-agent"} {
-		b, err := os.ReadFile(filepath.Join(bin, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(buildDir, "bin", name), b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tag := fmt.Sprintf("bothy/bothy:e2e-%d", time.Now().UnixNano())
-	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", tag).Run() })
-	docker("build", "-q", "-t", tag, buildDir)
 	size := docker("image", "inspect", "-f", "{{.Size}}", tag)
 	t.Logf("image %s: %s bytes", tag, size)
 
@@ -88,6 +59,7 @@ func TestContainerImage(t *testing.T) {
 	c := api.NewClient("http://"+listen, key)
 	ctx := context.Background()
 	var ready api.Readiness
+	var err error
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		if ready, err = c.Ready(ctx); err == nil && ready.Ready {
 			break
@@ -107,4 +79,41 @@ func TestContainerImage(t *testing.T) {
 	if err := c.DeleteSandbox(ctx, sb.ID); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// bothyImage builds bothy's own image from the repository's Dockerfile as
+// make image does, and names its tag (removed at the test's end).
+func bothyImage(t *testing.T) string {
+	t.Helper()
+	bin := binaries(t)
+	// The image starts from the base image bothy builds.
+	if out, err := exec.Command(filepath.Join(bin, "bothyd"), "--data", testenv.DataDir(t), "--build-image", "bothy/base").CombinedOutput(); err != nil {
+		t.Fatalf("build the base image: %v\n%s", err, out)
+	}
+	buildDir := t.TempDir()
+	dockerfile, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(buildDir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(buildDir, "Dockerfile"), dockerfile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"bothyd", "bothy-agent"} {
+		b, err := os.ReadFile(filepath.Join(bin, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(buildDir, "bin", name), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tag := fmt.Sprintf("bothy/bothy:e2e-%d", time.Now().UnixNano())
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", tag).Run() })
+	if out, err := exec.Command("docker", "build", "-q", "-t", tag, buildDir).CombinedOutput(); err != nil {
+		t.Fatalf("docker build: %v\n%s", err, out)
+	}
+	return tag
 }

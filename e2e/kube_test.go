@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -369,9 +370,9 @@ func TestKubeContainment(t *testing.T) {
 	}
 }
 
-// TestKubeSnapshots: checkpoint, restore (whole and by path), fork, and
-// create from a snapshot, with sandboxes on the cluster; the layers go
-// through the cluster's registry.
+// TestKubeSnapshots: checkpoint, restore (whole and by path), fork, create
+// from a snapshot, and export and import, with sandboxes on the cluster; the
+// layers go through the cluster's registry.
 func TestKubeSnapshots(t *testing.T) {
 	const key = "e2e-kube-snap-0123456789abcdef01"
 	cl := startOnCluster(t, key)
@@ -426,7 +427,24 @@ func TestKubeSnapshots(t *testing.T) {
 	if out := sh(from.ID, "cat /data/b"); out != "two\n" {
 		t.Fatalf("created from the snapshot: %q", out)
 	}
-	for _, id := range []string{sb.ID, fork.Sandboxes[0].ID, fork.Sandboxes[1].ID, from.ID} {
+	// Export and import keep the archive format of the Docker runtime; a
+	// sandbox on the cluster starts from the imported snapshot.
+	var archive bytes.Buffer
+	if _, err := c.ExportSnapshot(ctx, snap.ID, &archive); err != nil {
+		t.Fatal(err)
+	}
+	imported, err := c.ImportSnapshot(ctx, &archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromImport, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: imported.ID}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(fromImport.ID, "cat /data/a /data/b"); out != "one\ntwo\n" {
+		t.Fatalf("created from the snapshot exported and imported: %q", out)
+	}
+	for _, id := range []string{sb.ID, fork.Sandboxes[0].ID, fork.Sandboxes[1].ID, from.ID, fromImport.ID} {
 		if err := c.DeleteSandbox(ctx, id); err != nil {
 			t.Fatal(err)
 		}

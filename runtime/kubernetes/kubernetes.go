@@ -26,6 +26,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -98,7 +100,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Kubernetes, error)
 		return nil, err
 	}
 	k := &Kubernetes{cfg: cfg, core: core, sbx: sbx, log: log.With("component", "kubernetes"), networks: map[string]runtime.NetworkSpec{}}
-	if _, err := core.CoreV1().Namespaces().Get(ctx, cfg.Namespace, getOpts); err != nil {
+	// A service account bound only in its namespace (deploy/kubernetes)
+	// may not read the namespace itself: reading its sandboxes proves the
+	// same access.
+	_, err = core.CoreV1().Namespaces().Get(ctx, cfg.Namespace, getOpts)
+	if apierrors.IsForbidden(err) {
+		_, err = k.sandboxes().List(ctx, metav1.ListOptions{Limit: 1})
+	}
+	if err != nil {
 		return nil, fmt.Errorf("kubernetes runtime: namespace %s: %w", cfg.Namespace, classify(err))
 	}
 	return k, nil
