@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/bothy/bothy/runtime"
 )
 
 var _ Checkpoints = (*fakeCheckpoints)(nil)
@@ -158,5 +160,58 @@ func TestCheckpointsOnTheFakeEngine(t *testing.T) {
 	}
 	if _, err := f.o.DiffSandbox(ctx, "k2", snap, src.ID); !cerrdefs.IsNotFound(err) {
 		t.Fatalf("another key's diff: %v", err)
+	}
+}
+
+// TestReconcileDecidesUnderTheLock: reconcile reads the rows and lists the
+// containers before it takes each sandbox's lock. A restore that ends in
+// between moves the sandbox to another container; reconcile must act on the
+// row and the containers as they are under the lock, neither failing the
+// sandbox nor removing the container it now runs on.
+func TestReconcileDecidesUnderTheLock(t *testing.T) {
+	f := newFakeFixture(t)
+	ctx := context.Background()
+	f.cfg.Checkpoints = &fakeCheckpoints{owners: map[string]string{}}
+	f.o.Close()
+	f.open(t)
+	for _, when := range []string{"before the restore", "after the restore"} {
+		sb := f.create(t, "k1", CreateOptions{})
+		snap, err := f.o.Checkpoint(ctx, "k1", sb.ID, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row, err := f.o.store.get(ctx, sb.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list := func() []*runtime.Container {
+			cs, err := f.e.List(ctx, map[string]string{runtime.LabelID: sb.ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := make([]*runtime.Container, len(cs))
+			for i := range cs {
+				out[i] = &cs[i]
+			}
+			return out
+		}
+		var listed []*runtime.Container
+		if when == "before the restore" {
+			listed = list()
+		}
+		restored, err := f.o.RestoreSnapshot(ctx, "k1", sb.ID, snap)
+		if err != nil || restored.ContainerID == row.ContainerID {
+			t.Fatalf("restore: %+v %v", restored, err)
+		}
+		if when == "after the restore" {
+			listed = list()
+		}
+		if err := f.o.reconcileOne(ctx, row, listed); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		f.expect(t, "k1", sb.ID, StateRunning, runtime.StateRunning)
+		if got, err := f.o.Get(ctx, "k1", sb.ID); err != nil || got.ContainerID != restored.ContainerID {
+			t.Fatalf("containers listed %s: the sandbox is on %s, want %s (%v)", when, got.ContainerID, restored.ContainerID, err)
+		}
 	}
 }

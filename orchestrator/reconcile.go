@@ -55,23 +55,53 @@ func (o *Orchestrator) Reconcile(ctx context.Context) error {
 		}
 		o.log.Info("removed orphan container", "container", c.ID, "sandbox_id", id)
 	}
-	for i := range rows {
-		sb := &rows[i]
-		unlock, ok := o.locks.TryLock(sb.ID)
-		if !ok {
-			continue
-		}
-		err := o.settle(ctx, sb, o.current(ctx, sb, byID[sb.ID]))
-		if err == nil && sb.Owner == poolOwner && sb.State != StateRunning {
-			// A pooled sandbox that stopped or failed is of no use.
-			o.discardPooled(ctx, sb, "a pooled sandbox that was no longer running")
-		}
-		unlock()
-		if err != nil {
+	for _, sb := range rows {
+		if err := o.reconcileOne(ctx, sb, byID[sb.ID]); err != nil {
 			o.log.Warn("reconcile sandbox", "sandbox_id", sb.ID, "err", err)
 		}
 	}
 	return nil
+}
+
+// reconcileOne settles one sandbox, listed as row with its containers cs,
+// unless an operation holds it. Both lists were read before its lock: an
+// operation that ended meanwhile (a restore, a stop that moved it to
+// another container) changed its row, which is read again under the lock;
+// then its containers are listed again, so that nothing is decided on what
+// was true before.
+func (o *Orchestrator) reconcileOne(ctx context.Context, row Sandbox, cs []*runtime.Container) error {
+	unlock, ok := o.locks.TryLock(row.ID)
+	if !ok {
+		return nil
+	}
+	defer unlock()
+	sb, err := o.store.get(ctx, row.ID)
+	if cerrdefs.IsNotFound(err) {
+		return nil // deleted meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	if sb.ContainerID != row.ContainerID || sb.State != row.State || !sb.UpdatedAt.Equal(row.UpdatedAt) {
+		fresh, err := o.rt.List(ctx, map[string]string{
+			runtime.LabelInstance: o.cfg.Instance,
+			runtime.LabelKind:     runtime.KindSandbox,
+			runtime.LabelID:       sb.ID,
+		})
+		if err != nil {
+			return err
+		}
+		cs = cs[:0:0]
+		for i := range fresh {
+			cs = append(cs, &fresh[i])
+		}
+	}
+	err = o.settle(ctx, &sb, o.current(ctx, &sb, cs))
+	if err == nil && sb.Owner == poolOwner && sb.State != StateRunning {
+		// A pooled sandbox that stopped or failed is of no use.
+		o.discardPooled(ctx, &sb, "a pooled sandbox that was no longer running")
+	}
+	return err
 }
 
 // current is the container of sb's row among cs (the containers labelled
