@@ -161,16 +161,24 @@ func TestKubeInCluster(t *testing.T) {
 	// it knows both sandboxes and reaches them.
 	uid := kube("get", "pod", "bothyd-0", "-o", "jsonpath={.metadata.uid}")
 	kube("delete", "pod", "bothyd-0", "--wait", "--timeout=5m")
-	kube("wait", "pod/bothyd-0", "--for=condition=Ready", "--timeout=5m")
-	if again := kube("get", "pod", "bothyd-0", "-o", "jsonpath={.metadata.uid}"); again == uid {
-		t.Fatalf("the pod was not replaced (%s)", uid)
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		out, _ := exec.Command(kubectl, "-n", ns, "get", "pod", "bothyd-0", "-o", "jsonpath={.metadata.uid}").Output()
+		if again := strings.TrimSpace(string(out)); again != "" && again != uid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the StatefulSet started no pod in place of the deleted one")
+		}
 	}
+	kube("wait", "pod/bothyd-0", "--for=condition=Ready", "--timeout=5m")
 	list, err := c.ListSandboxes(ctx, api.ListOptions{})
 	if err != nil || len(list.Sandboxes) != 2 {
 		t.Fatalf("after the pod's restart: %+v %v", list, err)
 	}
-	if out, e, code := bothy(t, url, key, "exec", id, "--", "cat", "/root/note"); code != 0 || out != "kept\n" {
-		t.Fatalf("after the pod's restart: %d %q %s", code, out, e)
+	for _, sb := range []string{id, fork.Sandboxes[0].ID} {
+		if out, e, code := bothy(t, url, key, "exec", sb, "--", "cat", "/root/note"); code != 0 || out != "kept\n" {
+			t.Fatalf("%s after the pod's restart: %d %q %s", sb, code, out, e)
+		}
 	}
 	for _, sb := range []string{id, fork.Sandboxes[0].ID} {
 		if err := c.DeleteSandbox(ctx, sb); err != nil {

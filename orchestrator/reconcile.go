@@ -23,14 +23,17 @@ import (
 // Containers without this instance's labels are never touched. Rows with an
 // operation in progress are skipped.
 func (o *Orchestrator) Reconcile(ctx context.Context) error {
+	// The rows first: a row that changes after it is read is read again
+	// under its sandbox's lock (reconcileOne), and a container made after
+	// the rows were read is younger than the orphans' grace period.
+	rows, err := o.store.all(ctx)
+	if err != nil {
+		return err
+	}
 	containers, err := o.rt.List(ctx, map[string]string{
 		runtime.LabelInstance: o.cfg.Instance,
 		runtime.LabelKind:     runtime.KindSandbox,
 	})
-	if err != nil {
-		return err
-	}
-	rows, err := o.store.all(ctx)
 	if err != nil {
 		return err
 	}
@@ -63,12 +66,12 @@ func (o *Orchestrator) Reconcile(ctx context.Context) error {
 	return nil
 }
 
-// reconcileOne settles one sandbox, listed as row with its containers cs,
-// unless an operation holds it. Both lists were read before its lock: an
-// operation that ended meanwhile (a restore, a stop that moved it to
-// another container) changed its row, which is read again under the lock;
-// then its containers are listed again, so that nothing is decided on what
-// was true before.
+// reconcileOne settles one sandbox, read as row and then listed with its
+// containers cs, unless an operation holds it. Both were read before its
+// lock: an operation that ended meanwhile (a start, a restore, a stop that
+// moved it to another container) changed its row, which is read again under
+// the lock; then its containers are listed again, so that nothing is decided
+// on what was true before.
 func (o *Orchestrator) reconcileOne(ctx context.Context, row Sandbox, cs []*runtime.Container) error {
 	unlock, ok := o.locks.TryLock(row.ID)
 	if !ok {

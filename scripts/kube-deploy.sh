@@ -5,6 +5,9 @@
 #   scripts/kube-deploy.sh up     push the image, apply, wait until ready
 #   scripts/kube-deploy.sh down   delete all it made, the sandboxes and the data
 #
+# What stays: bothy's image in the cluster's registry and the node's
+# containerd, which `make kube-down` removes with the cluster.
+#
 # Settings (environment):
 #   BOTHY_DEPLOY_IMAGE      the local image of bothy (bothy/bothy:latest,
 #                           which `make image` builds)
@@ -34,13 +37,34 @@ ns=${BOTHY_DEPLOY_NAMESPACE:-bothy}
 data=${BOTHY_DEPLOY_DATA:-/var/lib/bothy-kube-deploy/$ns}
 listen=${BOTHY_DEPLOY_LISTEN:-127.0.0.1:7079}
 image=${BOTHY_DEPLOY_IMAGE:-bothy/bothy:latest}
-work=/var/lib/bothy-kube/deploy/$ns
-apiserver=$(sed -n 's|^ *server: https://\(.*\)$|\1|p' "$KUBECONFIG" | head -1)
+work=${BOTHY_KUBE_STATE:-/var/lib/bothy-kube}/deploy/$ns
+# What up wrote in the data directory: down deletes no directory without it.
+marker=.bothy-kube-deploy
 
 log() { echo "kube-deploy: $*" >&2; }
 
+if ! [[ $ns =~ ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$ ]]; then
+	log "BOTHY_DEPLOY_NAMESPACE=$ns is not a namespace's name"
+	exit 2
+fi
+case $data in
+/*) ;;
+*)
+	log "BOTHY_DEPLOY_DATA=$data is not an absolute path"
+	exit 2
+	;;
+esac
+
 up() {
 	"$kubectl" version >/dev/null 2>&1 || { log "no cluster answers: make kube-up first"; exit 1; }
+	local apiserver
+	apiserver=$(sed -n 's|^ *server: https://\(.*\)$|\1|p' "$KUBECONFIG" | head -1)
+	# The admin key is in the data directory and the overlay: theirs alone.
+	umask 077
+	if [ -e "$data/bothy.db" ] && [ ! -e "$data/$marker" ]; then
+		log "$data holds the store of a bothy this script did not deploy; choose another BOTHY_DEPLOY_DATA"
+		exit 1
+	fi
 	docker image inspect "$image" >/dev/null 2>&1 || { log "no image $image: make image first"; exit 1; }
 	# The tag is the image's ID, so that a new build rolls the pod.
 	local id remote
@@ -51,6 +75,8 @@ up() {
 	docker rmi "$remote" >/dev/null
 
 	mkdir -p "$data" "$work"
+	touch "$data/$marker"
+	# Runner containers, whose root is remapped, traverse it.
 	chmod 0711 "$data"
 	local key=${BOTHY_DEPLOY_KEY:-}
 	if [ -z "$key" ]; then
@@ -58,9 +84,12 @@ up() {
 		key=$(cat "$data/.deploy-admin-key")
 	fi
 	local port=${listen##*:} settings="" setting
+	set -f
 	for setting in ${BOTHY_DEPLOY_SETTINGS:-}; do
+		[[ $setting =~ ^[A-Z_][A-Z0-9_]*=[^\"\\]*$ ]] || { log "BOTHY_DEPLOY_SETTINGS: $setting is not NAME=VALUE"; exit 2; }
 		settings+=$(printf '\n      - {op: add, path: /data/%s, value: "%s"}' "${setting%%=*}" "${setting#*=}")
 	done
+	set +f
 	cat >"$work/pv.yaml" <<EOF
 apiVersion: v1
 kind: PersistentVolume
@@ -121,10 +150,18 @@ EOF
 }
 
 down() {
-	if [ -d "$work" ] && "$kubectl" version >/dev/null 2>&1; then
+	if [ -d "$work" ]; then
+		# bothyd must be gone before its data is: with no cluster to ask,
+		# stop here.
+		"$kubectl" version >/dev/null 2>&1 || { log "no cluster answers: bothyd of $ns may still run; nothing removed"; exit 1; }
 		# The namespace takes bothyd, its Sandboxes and their pods with it.
-		"$kubectl" delete -k "$work" --ignore-not-found --wait --timeout=5m >&2 || true
-		"$kubectl" delete pv "bothy-data-$ns" --ignore-not-found --wait --timeout=1m >&2 || true
+		"$kubectl" delete -k "$work" --ignore-not-found --wait --timeout=5m >&2
+		"$kubectl" delete pv "bothy-data-$ns" --ignore-not-found --wait --timeout=1m >&2
+	fi
+	if [ -e "$data/bothy.db" ] && [ ! -e "$data/$marker" ]; then
+		log "$data holds the store of a bothy this script did not deploy: left as it is"
+		rm -rf "$work"
+		return
 	fi
 	# What bothyd made on the node's engine carries its instance label.
 	if [ -s "$data/instance" ]; then
@@ -135,6 +172,7 @@ down() {
 	fi
 	if mountpoint -q "$data/run"; then umount "$data/run"; fi
 	rm -rf "$data" "$work"
+	if [ -z "${BOTHY_DEPLOY_DATA:-}" ]; then rmdir --ignore-fail-on-non-empty /var/lib/bothy-kube-deploy; fi
 }
 
 case ${1:-} in

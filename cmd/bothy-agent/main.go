@@ -14,6 +14,9 @@
 // init container: it copies itself where the sandbox's container runs it
 // from, and installs the sandbox's network rules (package agent/guard).
 //
+// Run as "bothy-agent kep", it is an agent-sandbox runtime on its own
+// (KEP-539.2); "bothy-agent kep-ready" is that pod's readiness probe.
+//
 // Run as "bothy-agent fs-helper", it is the one-shot helper the agent starts
 // with a non-root user's credentials to run one file operation as that user.
 package main
@@ -25,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -54,6 +58,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "kep" {
 		os.Exit(runKEP(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "kep-ready" {
+		os.Exit(kepReady(os.Args[2:]))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "init-pod" {
 		os.Exit(initPod(os.Args[2:]))
@@ -170,6 +177,28 @@ func runKEP(args []string) int {
 	if err := rt.Serve(ctx); err != nil {
 		log.Error("standard runtime interface", "err", err)
 		return 1
+	}
+	return 0
+}
+
+// kepReady is "bothy-agent kep-ready", the readiness probe of a pod that
+// runs "bothy-agent kep": it succeeds once both of its services accept
+// connections (they listen before either serves, so a connection accepted
+// is answered), and a client that waits for the pod to be ready finds them.
+func kepReady(args []string) int {
+	fs := flag.NewFlagSet("bothy-agent kep-ready", flag.ContinueOnError)
+	rest := fs.String("rest", kep.RESTAddr, "the REST service's address")
+	grpcAddr := fs.String("grpc", kep.GRPCAddr, "the process service's address")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	for _, addr := range []string{*rest, *grpcAddr} {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bothy-agent kep-ready:", err)
+			return 1
+		}
+		c.Close()
 	}
 	return 0
 }

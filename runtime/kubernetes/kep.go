@@ -44,7 +44,13 @@ func (k *Kubernetes) KEPTemplate(name, image, network string, capAdd []string) (
 					[]corev1.VolumeMount{{Name: agentVolume, MountPath: dir}})},
 				Containers: []corev1.Container{{
 					Name: containerName, Image: k.imageRef(image), ImagePullPolicy: corev1.PullIfNotPresent,
-					Command:      []string{wire.BinaryPath, "kep"},
+					Command: []string{wire.BinaryPath, "kep"},
+					// Ready once its services listen: agent-sandbox's
+					// client waits for that before its first call.
+					ReadinessProbe: &corev1.Probe{
+						ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{wire.BinaryPath, "kep-ready"}}},
+						PeriodSeconds: 1, TimeoutSeconds: 5,
+					},
 					VolumeMounts: []corev1.VolumeMount{{Name: agentVolume, MountPath: dir, ReadOnly: true}},
 					SecurityContext: &corev1.SecurityContext{
 						Privileged: &no, AllowPrivilegeEscalation: &no,

@@ -101,8 +101,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Kubernetes, error)
 	}
 	k := &Kubernetes{cfg: cfg, core: core, sbx: sbx, log: log.With("component", "kubernetes"), networks: map[string]runtime.NetworkSpec{}}
 	// A service account bound only in its namespace (deploy/kubernetes)
-	// may not read the namespace itself: reading its sandboxes proves the
-	// same access.
+	// may not read the namespace itself: then reading its Sandboxes proves
+	// the access (in a namespace that is not there it finds none, and the
+	// first create says so).
 	_, err = core.CoreV1().Namespaces().Get(ctx, cfg.Namespace, getOpts)
 	if apierrors.IsForbidden(err) {
 		_, err = k.sandboxes().List(ctx, metav1.ListOptions{Limit: 1})
