@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -22,5 +23,28 @@ func TestGateways(t *testing.T) {
 	}
 	if _, err := gateways(file + ".missing"); err == nil {
 		t.Fatal("a missing routing table gave no error")
+	}
+}
+
+// TestKEPReady: the KEP pod's readiness probe succeeds only when both
+// services accept connections.
+func TestKEPReady(t *testing.T) {
+	listen := func() net.Listener {
+		t.Helper()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		return ln
+	}
+	rest, grpc := listen(), listen()
+	args := []string{"--rest", rest.Addr().String(), "--grpc", grpc.Addr().String()}
+	if code := kepReady(args); code != 0 {
+		t.Fatalf("both listening: exit %d", code)
+	}
+	grpc.Close()
+	if code := kepReady(args); code != 1 {
+		t.Fatalf("the process service not listening: exit %d, want 1", code)
 	}
 }
