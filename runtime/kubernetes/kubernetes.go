@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -111,7 +112,35 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Kubernetes, error)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes runtime: namespace %s: %w", cfg.Namespace, classify(err))
 	}
+	if cfg.UserNS {
+		if err := k.checkUserNS(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return k, nil
+}
+
+// checkUserNS refuses user namespaces where no node's runtime says it
+// supports them (a kubelet reports it per runtime handler): there every
+// sandbox pod would wait for ever, its sandbox refused by the runtime. A
+// service account that may not list nodes skips the check.
+func (k *Kubernetes) checkUserNS(ctx context.Context) error {
+	nodes, err := k.core.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if apierrors.IsForbidden(err) {
+		k.log.Warn("cannot list nodes: whether they support user namespaces (-kube-userns) is not checked", "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("kubernetes runtime: list nodes: %w", classify(err))
+	}
+	for _, n := range nodes.Items {
+		for _, h := range n.Status.RuntimeHandlers {
+			if h.Features != nil && h.Features.UserNamespaces != nil && *h.Features.UserNamespaces {
+				return nil
+			}
+		}
+	}
+	return cerrdefs.ErrFailedPrecondition.WithMessage("kubernetes runtime: user namespaces asked for (hostUsers: false), but no node's container runtime supports them (no kubelet reports userNamespaces for any runtime handler; containerd 1.x cannot)")
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

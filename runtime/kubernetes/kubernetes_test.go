@@ -2,8 +2,13 @@ package kubernetes_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	cerrdefs "github.com/containerd/errdefs"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bothy/bothy/images"
 	"github.com/bothy/bothy/internal/testenv"
@@ -58,5 +63,32 @@ func TestKubernetesPassesTheConformanceSuite(t *testing.T) {
 	}
 	if len(left) > 0 || len(nets) > 0 {
 		t.Fatalf("left behind: %d containers, networks %v", len(left), nets)
+	}
+}
+
+// TestKubeUserNamespacesNeedTheNodes: user namespaces asked for on a
+// cluster whose nodes report no support for them (this one's containerd
+// 1.6 reports none) are refused when the runtime starts, with a clear
+// error, rather than leaving every sandbox pod waiting for ever; where a
+// node supports them, the runtime starts.
+func TestKubeUserNamespacesNeedTheNodes(t *testing.T) {
+	k := testenv.Kube(t, kubernetes.Config{})
+	ctx := context.Background()
+	nodes, err := k.Core().CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	supported := false
+	for _, n := range nodes.Items {
+		for _, h := range n.Status.RuntimeHandlers {
+			supported = supported || h.Features != nil && h.Features.UserNamespaces != nil && *h.Features.UserNamespaces
+		}
+	}
+	_, err = kubernetes.New(ctx, kubernetes.Config{Kubeconfig: os.Getenv("BOTHY_KUBECONFIG"), Namespace: "default", UserNS: true}, testenv.Logger(t))
+	switch {
+	case supported && err != nil:
+		t.Fatalf("the nodes support user namespaces, yet: %v", err)
+	case !supported && (!cerrdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "user namespaces")):
+		t.Fatalf("no node supports user namespaces: %v, want a failed precondition that says so", err)
 	}
 }
