@@ -38,7 +38,8 @@ data=${BOTHY_DEPLOY_DATA:-/var/lib/bothy-kube-deploy/$ns}
 listen=${BOTHY_DEPLOY_LISTEN:-127.0.0.1:7079}
 image=${BOTHY_DEPLOY_IMAGE:-bothy/bothy:latest}
 work=${BOTHY_KUBE_STATE:-/var/lib/bothy-kube}/deploy/$ns
-# What up wrote in the data directory: down deletes no directory without it.
+# What up writes in the data directory: up takes, and down deletes, no
+# directory without it that holds anything but bothy's instance name.
 marker=.bothy-kube-deploy
 
 log() { echo "kube-deploy: $*" >&2; }
@@ -47,22 +48,23 @@ if ! [[ $ns =~ ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$ ]]; then
 	log "BOTHY_DEPLOY_NAMESPACE=$ns is not a namespace's name"
 	exit 2
 fi
-case $data in
-/*) ;;
-*)
-	log "BOTHY_DEPLOY_DATA=$data is not an absolute path"
+if ! [[ $data =~ ^/[A-Za-z0-9._/-]+$ ]]; then
+	log "BOTHY_DEPLOY_DATA=$data is not an absolute path of letters, digits, '.', '_', '-' and '/'"
 	exit 2
-	;;
-esac
+fi
+
+# ours says whether the data directory is this script's to use and delete:
+# absent, marked by an up, or holding nothing but an instance name.
+ours() {
+	[ ! -d "$data" ] || [ -e "$data/$marker" ] || [ -z "$(ls -A "$data" | grep -vx instance)" ]
+}
 
 up() {
 	"$kubectl" version >/dev/null 2>&1 || { log "no cluster answers: make kube-up first"; exit 1; }
 	local apiserver
 	apiserver=$(sed -n 's|^ *server: https://\(.*\)$|\1|p' "$KUBECONFIG" | head -1)
-	# The admin key is in the data directory and the overlay: theirs alone.
-	umask 077
-	if [ -e "$data/bothy.db" ] && [ ! -e "$data/$marker" ]; then
-		log "$data holds the store of a bothy this script did not deploy; choose another BOTHY_DEPLOY_DATA"
+	if ! ours; then
+		log "$data holds what this script did not make; choose another BOTHY_DEPLOY_DATA"
 		exit 1
 	fi
 	docker image inspect "$image" >/dev/null 2>&1 || { log "no image $image: make image first"; exit 1; }
@@ -74,10 +76,14 @@ up() {
 	docker push -q "$remote" >/dev/null
 	docker rmi "$remote" >/dev/null
 
+	# Runner containers, whose root is remapped, traverse the data
+	# directory and its parents.
+	mkdir -p -m 0755 "$(dirname "$data")"
 	mkdir -p "$data" "$work"
-	touch "$data/$marker"
-	# Runner containers, whose root is remapped, traverse it.
 	chmod 0711 "$data"
+	touch "$data/$marker"
+	# The admin key is in the data directory and the overlay: theirs alone.
+	umask 077
 	local key=${BOTHY_DEPLOY_KEY:-}
 	if [ -z "$key" ]; then
 		[ -s "$data/.deploy-admin-key" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$data/.deploy-admin-key"
@@ -158,8 +164,8 @@ down() {
 		"$kubectl" delete -k "$work" --ignore-not-found --wait --timeout=5m >&2
 		"$kubectl" delete pv "bothy-data-$ns" --ignore-not-found --wait --timeout=1m >&2
 	fi
-	if [ -e "$data/bothy.db" ] && [ ! -e "$data/$marker" ]; then
-		log "$data holds the store of a bothy this script did not deploy: left as it is"
+	if ! ours; then
+		log "$data holds what this script did not make: left as it is"
 		rm -rf "$work"
 		return
 	fi
@@ -172,7 +178,9 @@ down() {
 	fi
 	if mountpoint -q "$data/run"; then umount "$data/run"; fi
 	rm -rf "$data" "$work"
-	if [ -z "${BOTHY_DEPLOY_DATA:-}" ]; then rmdir --ignore-fail-on-non-empty /var/lib/bothy-kube-deploy; fi
+	if [ -z "${BOTHY_DEPLOY_DATA:-}" ] && [ -d /var/lib/bothy-kube-deploy ]; then
+		rmdir --ignore-fail-on-non-empty /var/lib/bothy-kube-deploy
+	fi
 }
 
 case ${1:-} in

@@ -15,7 +15,7 @@
 // from, and installs the sandbox's network rules (package agent/guard).
 //
 // Run as "bothy-agent kep", it is an agent-sandbox runtime on its own
-// (KEP-539.2); "bothy-agent kep-ready" is that pod's readiness probe.
+// (KEP-539.2); "bothy-agent kep-ready" is that pod's startup probe.
 //
 // Run as "bothy-agent fs-helper", it is the one-shot helper the agent starts
 // with a non-root user's credentials to run one file operation as that user.
@@ -181,7 +181,7 @@ func runKEP(args []string) int {
 	return 0
 }
 
-// kepReady is "bothy-agent kep-ready", the readiness probe of a pod that
+// kepReady is "bothy-agent kep-ready", the startup probe of a pod that
 // runs "bothy-agent kep": it succeeds once both of its services accept
 // connections (they listen before either serves, so a connection accepted
 // is answered), and a client that waits for the pod to be ready finds them.

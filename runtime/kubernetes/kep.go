@@ -45,11 +45,14 @@ func (k *Kubernetes) KEPTemplate(name, image, network string, capAdd []string) (
 				Containers: []corev1.Container{{
 					Name: containerName, Image: k.imageRef(image), ImagePullPolicy: corev1.PullIfNotPresent,
 					Command: []string{wire.BinaryPath, "kep"},
-					// Ready once its services listen: agent-sandbox's
-					// client waits for that before its first call.
-					ReadinessProbe: &corev1.Probe{
+					// Ready once its services listen, which agent-sandbox's
+					// client waits for before its first call. A startup
+					// probe: it stops once it succeeds (a pod without a
+					// readiness probe is ready from then on), and gives the
+					// agent two minutes.
+					StartupProbe: &corev1.Probe{
 						ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{wire.BinaryPath, "kep-ready"}}},
-						PeriodSeconds: 1, TimeoutSeconds: 5,
+						PeriodSeconds: 1, TimeoutSeconds: 5, FailureThreshold: 120,
 					},
 					VolumeMounts: []corev1.VolumeMount{{Name: agentVolume, MountPath: dir, ReadOnly: true}},
 					SecurityContext: &corev1.SecurityContext{
