@@ -44,6 +44,8 @@ type Builder struct {
 
 	mu     sync.Mutex
 	flight map[string]*flight
+	// tags serialises pushes and pulls of one remote name (registry.go).
+	tags tagLocks
 	warm   map[string]string // image -> "building", "ready" or "error: ..."
 
 	// Builds run on life, not on any caller's context, and stop at Close.
@@ -76,8 +78,13 @@ func New(eng Engine, log *slog.Logger, mirror, scratch string) *Builder {
 // Warm ensures refs in the background, so that the first sandbox does not wait
 // for a build; Status reports how far each got. Close waits for them.
 func (b *Builder) Warm(ctx context.Context, refs ...string) {
+	seen := map[string]bool{}
 	for _, ref := range refs {
 		name := normalize(ref)
+		if seen[name] {
+			continue // the default image is often a built-in one
+		}
+		seen[name] = true
 		b.setWarm(name, "building")
 		b.wg.Add(1)
 		go func() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // RegistryAccess is how bothy itself reaches its registry, to delete
@@ -59,6 +60,7 @@ func (b *Builder) publish(ctx context.Context, name string, progress func(string
 	if progress == nil {
 		progress = func(string) {}
 	}
+	defer b.tags.lock(remote)()
 	if err := b.eng.ImageTag(ctx, name, remote); err != nil {
 		return err
 	}
@@ -99,6 +101,7 @@ func (b *Builder) fetch(ctx context.Context, name string, progress func(string))
 	if remote == "" {
 		return false
 	}
+	defer b.tags.lock(remote)()
 	if err := b.eng.ImagePull(ctx, remote, progress); err != nil {
 		b.log.Debug("image not in the registry", "image", name, "remote", remote, "err", err)
 		return false
@@ -114,6 +117,44 @@ func (b *Builder) fetch(ctx context.Context, name string, progress func(string))
 
 // untag removes the local name remote, which the image also has under
 // another name.
+// tagLocks serialises the uses of one remote name in the engine: a push
+// and a pull each give an image that name for a moment and take it away
+// after, and two at once (a warm-up and a sandbox's create publishing the
+// same image) would take it away under each other.
+type tagLocks struct {
+	mu sync.Mutex
+	m  map[string]*tagLock
+}
+
+type tagLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock takes name's lock, and returns its release.
+func (l *tagLocks) lock(name string) func() {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*tagLock{}
+	}
+	t := l.m[name]
+	if t == nil {
+		t = &tagLock{}
+		l.m[name] = t
+	}
+	t.users++
+	l.mu.Unlock()
+	t.Lock()
+	return func() {
+		t.Unlock()
+		l.mu.Lock()
+		if t.users--; t.users == 0 {
+			delete(l.m, name)
+		}
+		l.mu.Unlock()
+	}
+}
+
 func (b *Builder) untag(remote string) {
 	if err := b.eng.ImageRemove(context.WithoutCancel(b.life), remote); err != nil {
 		b.log.Debug("untag", "image", remote, "err", err)
