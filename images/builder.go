@@ -46,7 +46,7 @@ type Builder struct {
 	flight map[string]*flight
 	// tags serialises pushes and pulls of one remote name (registry.go).
 	tags tagLocks
-	warm   map[string]string // image -> "building", "ready" or "error: ..."
+	warm map[string]string // image -> "building", "ready" or "error: ..."
 
 	// Builds run on life, not on any caller's context, and stop at Close.
 	life   context.Context
