@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -176,18 +175,7 @@ func TestAgentCapturedSnapshots(t *testing.T) {
 	}
 	same("a fork", fork.Sandboxes[0].ID)
 
-	var archive bytes.Buffer
-	if _, err := c.ExportSnapshot(ctx, snap.ID, &archive); err != nil {
-		t.Fatal(err)
-	}
-	imported, err := c.ImportSnapshot(ctx, &archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fromImport, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: imported.ID}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	fromImport := fromExport(t, c, snap.ID)
 	same("a sandbox from the snapshot exported and imported", fromImport.ID)
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -109,28 +108,7 @@ func TestKubeInCluster(t *testing.T) {
 	if out, _, code := bothy(t, url, key, "cat", id+":/root/note"); code != 0 || out != "kept\n" {
 		t.Fatalf("cat: %d %q", code, out)
 	}
-	term := startTerminal(t, url, key, 100, 30, "shell", id)
-	term.tty.Write([]byte("stty size; echo $((7*6))x\r"))
-	term.wait("30 100")
-	term.wait("42x")
-	term.tty.Write([]byte("exit 4\r"))
-	if err := term.cmd.Wait(); err == nil || !strings.Contains(err.Error(), "exit status 4") {
-		t.Fatalf("bothy shell: %v; screen %q", err, term.screen.String())
-	}
-	if _, err := c.Exec(ctx, id, api.ExecRequest{Shell: "mkdir -p /srv && echo served from inside > /srv/index.html"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.StartProcess(ctx, id, api.StartProcessRequest{Cmd: []string{"httpd", "-f", "-p", "8000", "-h", "/srv"}, Tag: "web"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitPort(ctx, id, 8000, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodGet, c.PortURL(id, 8000, "/index.html"), nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	if code, body := do(t, http.DefaultClient, req); code != 200 || body != "served from inside\n" {
-		t.Fatalf("through the port proxy: %d %q", code, body)
-	}
+	terminalAndPort(t, url, key, id, "served from inside")
 
 	// Runs go to runners on the node's Docker engine.
 	if out, e, code := bothy(t, url, key, "run", "bash", "-c", "echo from a runner; id -u"); code != 0 || out != "from a runner\n65534\n" {

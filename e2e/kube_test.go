@@ -123,31 +123,9 @@ func TestKubeUserJourney(t *testing.T) {
 		t.Fatalf("cat: %d %q", code, out)
 	}
 
-	// A terminal.
-	term := startTerminal(t, d.url, key, 100, 30, "shell", id)
-	term.tty.Write([]byte("stty size; echo $((7*6))x\r"))
-	term.wait("30 100")
-	term.wait("42x")
-	term.tty.Write([]byte("exit 4\r"))
-	if err := term.cmd.Wait(); err == nil || !strings.Contains(err.Error(), "exit status 4") {
-		t.Fatalf("bothy shell: %v; screen %q", err, term.screen.String())
-	}
-
-	// A background process serving a port, reached through bothy.
-	if _, err := c.Exec(ctx, id, api.ExecRequest{Shell: "mkdir -p /srv && echo hello from the cluster > /srv/index.html"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.StartProcess(ctx, id, api.StartProcessRequest{Cmd: []string{"httpd", "-f", "-p", "8000", "-h", "/srv"}, Tag: "web"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitPort(ctx, id, 8000, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodGet, c.PortURL(id, 8000, "/index.html"), nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	if code, body := do(t, http.DefaultClient, req); code != 200 || body != "hello from the cluster\n" {
-		t.Fatalf("through the port proxy: %d %q", code, body)
-	}
+	// A terminal, and a background process serving a port, reached
+	// through bothy.
+	terminalAndPort(t, d.url, key, id, "hello from the cluster")
 
 	// A pod cannot be paused: said so, and nothing changes.
 	if _, err := c.PauseSandbox(ctx, id); err == nil || !strings.Contains(err.Error(), "not_implemented") {
@@ -429,18 +407,7 @@ func TestKubeSnapshots(t *testing.T) {
 	}
 	// Export and import keep the archive format of the Docker runtime; a
 	// sandbox on the cluster starts from the imported snapshot.
-	var archive bytes.Buffer
-	if _, err := c.ExportSnapshot(ctx, snap.ID, &archive); err != nil {
-		t.Fatal(err)
-	}
-	imported, err := c.ImportSnapshot(ctx, &archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fromImport, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: imported.ID}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	fromImport := fromExport(t, c, snap.ID)
 	if out := sh(fromImport.ID, "cat /data/a /data/b"); out != "one\ntwo\n" {
 		t.Fatalf("created from the snapshot exported and imported: %q", out)
 	}
@@ -469,4 +436,55 @@ func TestKubeClients(t *testing.T) {
 	if cs := cl.containers(); len(cs) != 0 {
 		t.Fatalf("left on the cluster: %+v", cs)
 	}
+}
+
+// terminalAndPort checks, in sandbox id, a terminal through bothy shell (its
+// size, input, exit code) and a background process serving a port through
+// bothy's port proxy, answering page.
+func terminalAndPort(t *testing.T, url, key, id, page string) {
+	t.Helper()
+	term := startTerminal(t, url, key, 100, 30, "shell", id)
+	term.tty.Write([]byte("stty size; echo $((7*6))x\r"))
+	term.wait("30 100")
+	term.wait("42x")
+	term.tty.Write([]byte("exit 4\r"))
+	if err := term.cmd.Wait(); err == nil || !strings.Contains(err.Error(), "exit status 4") {
+		t.Fatalf("bothy shell: %v; screen %q", err, term.screen.String())
+	}
+	ctx := context.Background()
+	c := api.NewClient(url, key)
+	if _, err := c.Exec(ctx, id, api.ExecRequest{Shell: "mkdir -p /srv && echo " + page + " > /srv/index.html"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartProcess(ctx, id, api.StartProcessRequest{Cmd: []string{"httpd", "-f", "-p", "8000", "-h", "/srv"}, Tag: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitPort(ctx, id, 8000, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, c.PortURL(id, 8000, "/index.html"), nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	if code, body := do(t, http.DefaultClient, req); code != 200 || body != page+"\n" {
+		t.Fatalf("through the port proxy: %d %q", code, body)
+	}
+}
+
+// fromExport exports snapshot snap, imports the archive, and creates a
+// sandbox of the imported snapshot.
+func fromExport(t *testing.T, c *api.Client, snap string) api.Sandbox {
+	t.Helper()
+	ctx := context.Background()
+	var archive bytes.Buffer
+	if _, err := c.ExportSnapshot(ctx, snap, &archive); err != nil {
+		t.Fatal(err)
+	}
+	imported, err := c.ImportSnapshot(ctx, &archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := c.CreateSandbox(ctx, api.CreateSandboxRequest{Snapshot: imported.ID}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb
 }
