@@ -17,6 +17,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/agent-sandbox/clients/go/sandbox"
 
@@ -109,9 +110,23 @@ func TestKubeUserJourney(t *testing.T) {
 	if _, errOut, code := bothy(t, d.url, key, "exec", id, "--timeout", "1s", "--", "sleep", "60"); code != 137 || !strings.Contains(errOut, "timed out after 1s") {
 		t.Fatalf("exec past its --timeout: exit %d, %q", code, errOut)
 	}
+	// Its pod has no init container: it runs bothy's copy of its image
+	// with the agent on top, and the agent, its PID 1, installed the
+	// network rules itself.
+	core, err := k8s.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, err := core.CoreV1().Pods(cl.namespace).Get(ctx, cs[0].ID, metav1.GetOptions{})
+	if err != nil || len(pod.Spec.InitContainers) != 0 || !strings.Contains(pod.Spec.Containers[0].Image, "-agent-") {
+		t.Fatalf("the sandbox's pod: %v %+v", err, pod)
+	}
 	// Root in the sandbox has today's capabilities, and none to change
-	// the network.
-	if out, _, _ := bothy(t, d.url, key, "exec", id, "--", "sh", "-c", "grep CapEff /proc/self/status; ip link set lo down; echo $?"); !strings.Contains(out, "00000000000004eb") || strings.HasSuffix(out, "\n0\n") {
+	// the network; nor has the agent, which dropped the two it needed
+	// from every set, the bounding set too, before anything started.
+	out, _, _ = bothy(t, d.url, key, "exec", id, "--", "sh", "-c",
+		"grep -h -E '^Cap(Prm|Eff|Bnd)' /proc/self/status /proc/1/status; ip link set lo down; echo $?")
+	if want := strings.Repeat("CapPrm:\t00000000000004eb\nCapEff:\t00000000000004eb\nCapBnd:\t00000000000004eb\n", 2); !strings.HasPrefix(out, want) || strings.HasSuffix(out, "\n0\n") {
 		t.Fatalf("capabilities: %q", out)
 	}
 

@@ -47,6 +47,10 @@ type Builder struct {
 	// tags serialises pushes and pulls of one remote name (registry.go).
 	tags tagLocks
 	warm map[string]string // image -> "building", "ready" or "error: ..."
+	// agent is the agent image (AgentImage); carriers are the registry's
+	// copies of images with its layer on top, by image (withagent.go).
+	agent    string
+	carriers map[string]bool
 
 	// Builds run on life, not on any caller's context, and stop at Close.
 	life   context.Context

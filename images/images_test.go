@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +113,88 @@ func TestRegistryOnTheEngine(t *testing.T) {
 		if _, err := d.ImageInspect(ctx, remote); !cerrdefs.IsNotFound(err) {
 			t.Errorf("%s is still a local name: %v", remote, err)
 		}
+	}
+}
+
+// TestWithAgentInTheRegistry: the registry's copy of a published image with
+// the agent image's layer on top is made there from the layers it already
+// holds: the engine pulls it, with the image's layers and the agent's
+// after; asked again, it is the same; a snapshot's copy goes with the
+// snapshot's. Where there is nothing to put on top, or no copy of bothy's
+// to put it on, there is none.
+func TestWithAgentInTheRegistry(t *testing.T) {
+	d := testenv.Docker(t)
+	reg := testenv.Registry(t)
+	b := New(d, testenv.Logger(t), "http://deb.debian.org/debian", t.TempDir())
+	b.UseRegistry(reg, RegistryAccess{})
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	busybox, err := b.Ensure(ctx, Busybox, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, Busybox, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ref, err := b.WithAgent(ctx, Busybox); err != nil || ref != "" {
+		t.Fatalf("with no agent image: %q %v", ref, err)
+	}
+	agent, err := b.AgentImage(ctx, testenv.AgentBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, agent, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ref, err := b.WithAgent(ctx, "debian:12"); err != nil || ref != "" {
+		t.Fatalf("an image bothy did not make: %q %v", ref, err)
+	}
+	carrier, err := b.WithAgent(ctx, Busybox)
+	_, tag, _ := strings.Cut(agent, ":")
+	if err != nil || !strings.HasPrefix(carrier, b.RemoteRef(Busybox)+"-agent-"+tag+"-") {
+		t.Fatalf("with the agent: %q %v", carrier, err)
+	}
+	if again, err := b.WithAgent(ctx, Busybox); err != nil || again != carrier {
+		t.Fatalf("again: %q %v", again, err)
+	}
+	if err := d.ImagePull(ctx, carrier, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.ImageRemove(context.Background(), carrier) })
+	got, err := d.ImageInspect(ctx, carrier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := d.ImageInspect(ctx, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := append(slices.Clone(busybox.Layers), top.Layers...); !slices.Equal(got.Layers, want) {
+		t.Fatalf("layers %v, want %v", got.Layers, want)
+	}
+
+	// A snapshot's copy, and the copy with the agent, go with it.
+	ref := "bothy/snapshot:with-agent-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := d.ImageTag(ctx, Busybox, ref); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.ImageRemove(context.Background(), ref) })
+	if err := b.Publish(ctx, ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WithAgent(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	_, snapTag, _ := strings.Cut(ref, ":")
+	if tags := testenv.RegistryTags(t, reg, "bothy/snapshot"); len(tags) != 2 || !slices.Contains(tags, snapTag) ||
+		!slices.ContainsFunc(tags, func(s string) bool { return strings.HasPrefix(s, snapTag+"-agent-"+tag+"-") }) {
+		t.Fatalf("the snapshot's tags: %v", tags)
+	}
+	if err := b.Unpublish(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if tags := testenv.RegistryTags(t, reg, "bothy/snapshot"); len(tags) != 0 {
+		t.Fatalf("after unpublish: %v", tags)
 	}
 }

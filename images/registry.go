@@ -82,7 +82,16 @@ func (b *Builder) Unpublish(ctx context.Context, ref string) error {
 	if remote == "" {
 		return nil
 	}
-	if err := b.remote.delete(ctx, remote); errors.Is(err, errNoDeletes) {
+	// The copy with the agent is named after the image's digest: read
+	// it before the image goes.
+	carrier, err := b.carrierOf(ctx, remote)
+	if err == nil {
+		err = b.remote.delete(ctx, remote)
+	}
+	if err == nil && carrier != "" {
+		err = b.remote.delete(ctx, carrier)
+	}
+	if errors.Is(err, errNoDeletes) {
 		// Nothing will ever delete it here: the registry's own clean-up
 		// must (its operator's to set up).
 		b.log.Warn("the registry keeps a deleted snapshot's image: it does not allow deletes", "remote", remote, "err", err)

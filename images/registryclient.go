@@ -51,6 +51,16 @@ func loopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// repo is the repository of ref (HOST/NAME[:TAG]), reached as bothy does.
+func (r *registryClient) repo(ref string) (*remote.Repository, error) {
+	repo, err := remote.NewRepository(ref)
+	if err != nil {
+		return nil, err
+	}
+	repo.PlainHTTP, repo.Client = r.plainHTTP, r.client
+	return repo, nil
+}
+
 // errNoDeletes: the registry does not delete manifests (distribution's
 // default, and many hosted registries).
 var errNoDeletes = errors.New("the registry does not delete images")
@@ -60,11 +70,10 @@ var errNoDeletes = errors.New("the registry does not delete images")
 func (r *registryClient) delete(ctx context.Context, ref string) error {
 	ctx, cancel := context.WithTimeout(ctx, registryTimeout)
 	defer cancel()
-	repo, err := remote.NewRepository(ref)
+	repo, err := r.repo(ref)
 	if err != nil {
 		return err
 	}
-	repo.PlainHTTP, repo.Client = r.plainHTTP, r.client
 	desc, err := repo.Resolve(ctx, repo.Reference.Reference)
 	if err == nil {
 		err = repo.Manifests().Delete(ctx, desc)

@@ -2,7 +2,9 @@
 // namespace, with nftables, from a process that may (CAP_NET_ADMIN) before
 // any of the sandbox's processes start, which may not. It is how a sandbox on
 // a cluster is contained whatever the cluster's network enforces: an init
-// container of its pod runs it (bothy-agent init-pod).
+// container of its pod runs it (bothy-agent init-pod), or the agent itself
+// as the pod's PID 1, which then drops the capabilities that allowed it
+// (DropCaps).
 //
 // The rules, in the table inet bothy-guard:
 //   - out: loopback and replies always; nothing else without a network;

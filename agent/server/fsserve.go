@@ -65,11 +65,6 @@ func (s *Server) serveFS(st net.Conn, out *wire.FrameSender, req *wire.FsRequest
 // JSON header and result, one per line.
 func (s *Server) fsHelper(req *wire.FsRequest, id identity, in io.Reader, data io.Writer, out *wire.FrameSender) {
 	b, _ := json.Marshal(req)
-	self, err := os.Executable()
-	if err != nil {
-		_ = out.SendJSON(fail(err))
-		return
-	}
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		_ = out.SendJSON(fail(err))
@@ -101,7 +96,10 @@ func (s *Server) fsHelper(req *wire.FsRequest, id identity, in io.Reader, data i
 		},
 	}
 	_, waitCh, err := s.children().start(func() (*os.Process, error) {
-		return os.StartProcess(self, []string{self, fsHelperArg}, attr)
+		// The running binary itself, whatever now lies at its path (in a
+		// pod, the agent is a file of the image, which root in the sandbox
+		// may replace).
+		return os.StartProcess("/proc/self/exe", []string{"bothy-agent", fsHelperArg}, attr)
 	})
 	inR.Close()
 	outW.Close()

@@ -42,3 +42,15 @@ type KEPConfig struct {
 	Root     string            `json:"root"`
 	Metadata map[string]string `json:"metadata,omitempty"`
 }
+
+// Where no init container installs a pod's network rules, the agent, as
+// PID 1 of the sandbox's container, installs them itself and then gives up
+// the capabilities that let it (CAP_NET_ADMIN, CAP_SETPCAP), before any
+// other process starts. GuardEnv holds the rules, as the arguments of
+// "bothy-agent init-pod" separated by spaces; HostIPsEnv the node's
+// addresses, which those arguments name as $(BOTHY_HOST_IPS). The agent
+// removes both from its environment.
+const (
+	GuardEnv   = "BOTHY_GUARD"
+	HostIPsEnv = "BOTHY_HOST_IPS"
+)

@@ -13,6 +13,10 @@
 // Run as "bothy-agent init-pod", it prepares a pod on Kubernetes from an
 // init container: it copies itself where the sandbox's container runs it
 // from, and installs the sandbox's network rules (package agent/guard).
+// Where the sandbox's image carries the agent, the pod has no init
+// container: the agent finds the same arguments in BOTHY_GUARD, installs
+// the rules as PID 1, and drops the capabilities that allowed it before
+// it starts anything.
 //
 // Run as "bothy-agent kep", it is an agent-sandbox runtime on its own
 // (KEP-539.2); "bothy-agent kep-ready" is that pod's startup probe.
@@ -42,6 +46,7 @@ import (
 	"github.com/bothy/bothy/agent/guard"
 	"github.com/bothy/bothy/agent/kep"
 	"github.com/bothy/bothy/agent/server"
+	"github.com/bothy/bothy/agent/wire"
 )
 
 // termGrace is how long processes get between SIGTERM and SIGKILL when the
@@ -64,6 +69,19 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "init-pod" {
 		os.Exit(initPod(os.Args[2:]))
+	}
+	// On a cluster, with no init container, the agent contains its own
+	// pod's network before anything else runs in it.
+	if g := os.Getenv(wire.GuardEnv); g != "" {
+		if err := guardSelf(g); err != nil {
+			fmt.Fprintln(os.Stderr, "bothy-agent: contain the pod's network:", err)
+			os.Exit(1)
+		}
+	} else if os.Getpid() == 1 && guard.HoldsNetAdmin() {
+		// A container that gives its agent what changes the network
+		// and no rules to install: nothing starts in it.
+		fmt.Fprintln(os.Stderr, "bothy-agent: CAP_NET_ADMIN without "+wire.GuardEnv+": refusing to start the sandbox")
+		os.Exit(1)
 	}
 	// File transfers churn large buffers over a small live heap: collecting
 	// less often costs little memory and a lot less CPU.
@@ -205,6 +223,45 @@ func kepReady(args []string) int {
 
 // initPod is "bothy-agent init-pod": see the package comment.
 func initPod(args []string) int {
+	r, dst, err := guardRules(args)
+	if err == nil && dst != "" {
+		err = install(dst)
+	}
+	if err == nil {
+		err = guard.Install(r)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bothy-agent init-pod:", err)
+		return 1
+	}
+	return 0
+}
+
+// guardSelf installs the rules of args (wire.GuardEnv), in a pod with no
+// init container, and then drops the capabilities that allowed it from
+// every thread: it runs before anything else in the container does.
+func guardSelf(args string) error {
+	// Not passed on to what the agent starts. (They stay in
+	// /proc/1/environ, which root in the sandbox may read: the rules and
+	// the node's addresses, none of them a secret.)
+	os.Unsetenv(wire.GuardEnv)
+	os.Unsetenv(wire.HostIPsEnv)
+	r, dst, err := guardRules(strings.Fields(args))
+	if err != nil {
+		return err
+	}
+	if dst != "" {
+		return fmt.Errorf("%s: --install is the init container's", wire.GuardEnv)
+	}
+	if err := guard.Install(r); err != nil {
+		return err
+	}
+	return guard.DropCaps()
+}
+
+// guardRules parses the arguments of "bothy-agent init-pod": the rules
+// to install, and where to copy the agent ("" for nowhere).
+func guardRules(args []string) (guard.Rules, string, error) {
 	fs := flag.NewFlagSet("init-pod", flag.ContinueOnError)
 	dst := fs.String("install", "", "copy this binary to this path")
 	none := fs.Bool("none", false, "no network: nothing out but replies")
@@ -214,17 +271,12 @@ func initPod(args []string) int {
 	dnsFrom := fs.String("dns-from", "/etc/resolv.conf", "the resolv.conf whose nameservers are reached on port 53")
 	port := fs.Uint("agent-port", 49980, "the agent's port, the one reached from outside")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return guard.Rules{}, "", err
 	}
-	fail := func(err error) int {
-		fmt.Fprintln(os.Stderr, "bothy-agent init-pod:", err)
-		return 1
+	if fs.NArg() > 0 {
+		return guard.Rules{}, "", fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if *dst != "" {
-		if err := install(*dst); err != nil {
-			return fail(err)
-		}
-	}
+	fail := func(err error) (guard.Rules, string, error) { return guard.Rules{}, "", err }
 	r := guard.Rules{None: *none, AgentPort: uint16(*port)}
 	for _, list := range []struct {
 		s   string
@@ -271,10 +323,7 @@ func initPod(args []string) int {
 			}
 		}
 	}
-	if err := guard.Install(r); err != nil {
-		return fail(err)
-	}
-	return 0
+	return r, *dst, nil
 }
 
 // gateways are the IPv4 gateways of the routes in file (/proc/net/route:

@@ -4,9 +4,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/bothy/bothy/agent/wire"
 )
 
 func TestGateways(t *testing.T) {
@@ -46,5 +50,79 @@ func TestKEPReady(t *testing.T) {
 	grpc.Close()
 	if code := kepReady(args); code != 1 {
 		t.Fatalf("the process service not listening: exit %d, want 1", code)
+	}
+}
+
+// TestGuardRules: the rules a pod's agent reads from its environment, one
+// word per flag, an empty value too; a node's address the kubelet did not
+// fill in, or a word that is no flag, fails the pod rather than install
+// less.
+func TestGuardRules(t *testing.T) {
+	r, dst, err := guardRules(strings.Fields("--agent-port=49980 --host=10.0.0.5,fd00::5 --block=10.0.0.0/8,fc00::/7 --allow="))
+	if err != nil || dst != "" {
+		t.Fatal(err, dst)
+	}
+	if r.AgentPort != 49980 || len(r.Blocked) != 2 || len(r.Allowed) != 0 || r.None {
+		t.Fatalf("%+v", r)
+	}
+	// The node's two addresses, then its gateways.
+	if len(r.Host) < 2 || r.Host[0].String() != "10.0.0.5" || r.Host[1].String() != "fd00::5" {
+		t.Fatalf("hosts %v", r.Host)
+	}
+	for _, bad := range []string{
+		"--host=$(BOTHY_HOST_IPS)",
+		"--block=10.0.0.0/33",
+		"--none extra",
+		"--no-such-flag",
+	} {
+		if _, _, err := guardRules(strings.Fields(bad)); err == nil {
+			t.Errorf("%q was taken", bad)
+		}
+	}
+}
+
+// TestGuardSelf: the agent of a pod with no init container, as PID 1 of a
+// network namespace of its own, installs its rules and drops the two
+// capabilities (it checks every thread's sets itself) before it goes on;
+// without the capability to install them, or to drop them, it stops there.
+func TestGuardSelf(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to make a network namespace")
+	}
+	for _, tool := range []string{"unshare", "setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skip(tool, " is not installed")
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "bothy-agent")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	env := []string{wire.GuardEnv + "=--agent-port=49980 --host=$(" + wire.HostIPsEnv + ") --block=10.0.0.0/8 --allow=",
+		wire.HostIPsEnv + "=192.0.2.1"}
+	// The kubelet expands $(...); here the test does.
+	env[0] = strings.ReplaceAll(env[0], "$("+wire.HostIPsEnv+")", "192.0.2.1")
+	run := func(args ...string) (int, string) {
+		cmd := exec.Command("unshare", append([]string{"--net", "--pid", "--fork", "--kill-child"}, args...)...)
+		cmd.Env = env
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	// Contained and capabilities dropped: it goes on, to find no channel.
+	if code, out := run(bin); code != 2 || !strings.Contains(out, "BOTHY_SOCKET must be set") {
+		t.Fatalf("with the capabilities: exit %d: %s", code, out)
+	}
+	if code, out := run("setpriv", "--bounding-set=-net_admin", "--inh-caps=-all", bin); code != 1 || !strings.Contains(out, "contain the pod's network") {
+		t.Fatalf("without CAP_NET_ADMIN: exit %d: %s", code, out)
+	}
+	if code, out := run("setpriv", "--bounding-set=-setpcap", "--inh-caps=-all", bin); code != 1 || !strings.Contains(out, "contain the pod's network") {
+		t.Fatalf("without CAP_SETPCAP: exit %d: %s", code, out)
+	}
+	// A PID 1 given CAP_NET_ADMIN and no rules starts nothing.
+	env = []string{}
+	if code, out := run(bin); code != 1 || !strings.Contains(out, "CAP_NET_ADMIN without") {
+		t.Fatalf("with the capability and no rules: exit %d: %s", code, out)
 	}
 }

@@ -30,7 +30,7 @@ func sandboxRuntime(ctx context.Context, cfg config, eng *docker.Docker, b *imag
 	}
 	k, err := kubernetes.New(ctx, kubernetes.Config{
 		Kubeconfig: cfg.Kubeconfig, Namespace: cfg.KubeNamespace, AgentImage: b.RemoteRef(agent),
-		RuntimeClassName: cfg.KubeClass, UserNS: cfg.KubeUserNS, ImageRef: b.RemoteRef,
+		RuntimeClassName: cfg.KubeClass, UserNS: cfg.KubeUserNS, ImageRef: b.RemoteRef, WithAgent: b.WithAgent,
 	}, log)
 	if err != nil {
 		return nil, nil, err

@@ -57,7 +57,16 @@ func (k *Kubernetes) Create(ctx context.Context, spec runtime.Spec) (string, err
 		}
 	}
 	id := newID()
-	ps, files, err := k.podSpec(spec, id)
+	var carrier string
+	if k.cfg.WithAgent != nil && carries(spec) {
+		var err error
+		if carrier, err = k.cfg.WithAgent(ctx, spec.Image); err != nil {
+			// The init container's way is as safe, only slower.
+			k.log.Warn("no copy of the image with the agent: its pod copies the agent in", "image", spec.Image, "err", err)
+			carrier = ""
+		}
+	}
+	ps, files, err := k.podSpec(spec, id, carrier)
 	if err != nil {
 		return "", err
 	}

@@ -1,10 +1,7 @@
 package kubernetes
 
 import (
-	"path"
-
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	sandboxv1 "sigs.k8s.io/agent-sandbox/api/v1beta1"
 	extv1 "sigs.k8s.io/agent-sandbox/extensions/api/v1beta1"
@@ -23,11 +20,11 @@ import (
 // agent-sandbox's own Go client among them.
 func (k *Kubernetes) KEPTemplate(name, image, network string, capAdd []string) (*extv1.SandboxTemplate, error) {
 	no := false
-	dir := path.Dir(wire.BinaryPath)
 	args, err := k.guardArgs(network)
 	if err != nil {
 		return nil, err
 	}
+	vol, install, in, out := agentCopy()
 	return &extv1.SandboxTemplate{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: extv1.SandboxTemplateSpec{
@@ -38,10 +35,8 @@ func (k *Kubernetes) KEPTemplate(name, image, network string, capAdd []string) (
 				AutomountServiceAccountToken: &no,
 				EnableServiceLinks:           &no,
 				SecurityContext:              &corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
-				Volumes: []corev1.Volume{{Name: agentVolume, VolumeSource: corev1.VolumeSource{
-					EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: new(resource.MustParse("128Mi"))}}}},
-				InitContainers: []corev1.Container{k.initContainer(append(args, "--install", wire.BinaryPath),
-					[]corev1.VolumeMount{{Name: agentVolume, MountPath: dir}})},
+				Volumes:                      []corev1.Volume{vol},
+				InitContainers:               []corev1.Container{k.initContainer(append(args, install...), []corev1.VolumeMount{in})},
 				Containers: []corev1.Container{{
 					Name: containerName, Image: k.imageRef(image), ImagePullPolicy: corev1.PullIfNotPresent,
 					Command: []string{wire.BinaryPath, "kep"},
@@ -54,7 +49,7 @@ func (k *Kubernetes) KEPTemplate(name, image, network string, capAdd []string) (
 						ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{wire.BinaryPath, "kep-ready"}}},
 						PeriodSeconds: 1, TimeoutSeconds: 5, FailureThreshold: 120,
 					},
-					VolumeMounts: []corev1.VolumeMount{{Name: agentVolume, MountPath: dir, ReadOnly: true}},
+					VolumeMounts: []corev1.VolumeMount{out},
 					SecurityContext: &corev1.SecurityContext{
 						Privileged: &no, AllowPrivilegeEscalation: &no,
 						Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: capabilities(capAdd)},

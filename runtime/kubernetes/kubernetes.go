@@ -10,8 +10,8 @@
 //     Sandbox running, its pod Running; a pod that ended is exited, with its
 //     container's exit code and OOM kill;
 //   - bind mounts become objects of the sandbox's own, owned by it: the agent
-//     binary comes from the agent image through an init container and an
-//     emptyDir, and the files of a mounted directory or file (the agent's
+//     binary is in the image bothy publishes (WithAgent), or comes from the
+//     agent image through an init container and an emptyDir, and the files of a mounted directory or file (the agent's
 //     token and credentials, /etc/hosts) become a Secret;
 //   - a network is a NetworkPolicy for clusters that enforce one.
 //
@@ -43,10 +43,14 @@ type Config struct {
 	Kubeconfig string
 	// Namespace holds every object bothy makes.
 	Namespace string
-	// AgentImage holds the agent binary at /bothy-agent; an init container
-	// of each pod runs it to install the pod's network rules and copy the
-	// agent in.
+	// AgentImage holds the agent binary at wire.BinaryPath. A pod whose
+	// image does not carry the agent (WithAgent) has an init container of
+	// it, which installs the pod's network rules and copies the agent in.
 	AgentImage string
+	// WithAgent, when set, is where the cluster pulls the image bothy names
+	// ref with the agent on top, or "" where there is none: the agent then
+	// installs the rules itself, and a pod starts with no init container.
+	WithAgent func(ctx context.Context, ref string) (string, error)
 	// RuntimeClassName, when set, is every sandbox pod's runtime class
 	// (gVisor, Kata).
 	RuntimeClassName string

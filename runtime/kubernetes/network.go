@@ -108,7 +108,9 @@ func (k *Kubernetes) EnsureNetwork(ctx context.Context, spec runtime.NetworkSpec
 // rules of network (package agent/guard): none, or a network this
 // process ensured.
 func (k *Kubernetes) guardArgs(network string) ([]string, error) {
-	args := []string{"--agent-port", strconv.Itoa(wire.AgentPort)}
+	// Each flag and its value are one word, an empty value too: the agent
+	// of a pod with no init container splits them at spaces.
+	args := []string{"--agent-port=" + strconv.Itoa(wire.AgentPort)}
 	if network == "none" {
 		return append(args, "--none"), nil
 	}
@@ -123,8 +125,8 @@ func (k *Kubernetes) guardArgs(network string) ([]string, error) {
 	}
 	// The node's addresses (each family's) come from the downward API,
 	// expanded by the kubelet.
-	return append(args, "--host", "$(HOST_IP)",
-		"--block", strings.Join(spec.Blocked, ","), "--allow", strings.Join(spec.Allowed, ",")), nil
+	return append(args, "--host=$("+wire.HostIPsEnv+")",
+		"--block="+strings.Join(spec.Blocked, ","), "--allow="+strings.Join(spec.Allowed, ",")), nil
 }
 
 func (k *Kubernetes) ensurePolicy(ctx context.Context, np *networkingv1.NetworkPolicy) error {

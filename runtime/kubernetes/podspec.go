@@ -22,8 +22,6 @@ const (
 	containerName = "sandbox"
 	// agentVolume holds the agent binary, copied from the agent image.
 	agentVolume = "bothy-agent"
-	// agentInImage is where the agent image keeps the binary.
-	agentInImage = "/bothy-agent"
 	// maxMountedFile bounds each file a mount carries into a Secret; the
 	// Secret's whole is bounded by the API server (1 MiB).
 	maxMountedFile = 64 << 10
@@ -94,8 +92,10 @@ func secretData(m fileMount) (map[string][]byte, error) {
 }
 
 // podSpec is the pod of a container of spec, and the mounts it carries in
-// Secrets named secret-KEY.
-func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, []fileMount, error) {
+// Secrets named secret-KEY. carrier, when set, is spec's image with the
+// agent in it (Config.WithAgent): the agent, as PID 1, installs the
+// network rules itself, and the pod has no init container.
+func (k *Kubernetes) podSpec(spec runtime.Spec, secret, carrier string) (corev1.PodSpec, []fileMount, error) {
 	if k.cfg.AgentImage == "" {
 		return corev1.PodSpec{}, nil, cerrdefs.ErrFailedPrecondition.WithMessage("the kubernetes runtime has no agent image")
 	}
@@ -119,6 +119,9 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 	c.SecurityContext.Capabilities.Add = capabilities(spec.CapAdd)
 	for _, e := range spec.Env {
 		name, value, _ := strings.Cut(e, "=")
+		if name == wire.GuardEnv || name == wire.HostIPsEnv {
+			return bad("env: %s is bothy's", name)
+		}
 		c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
 	}
 	if spec.User != "" {
@@ -179,13 +182,14 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 	var files []fileMount
 	for i, m := range spec.Mounts {
 		switch {
+		case m.Target == wire.BinaryPath && carrier != "":
+			// The image carries it.
 		case m.Target == wire.BinaryPath:
-			dir := path.Dir(wire.BinaryPath)
-			ps.Volumes = append(ps.Volumes, corev1.Volume{Name: agentVolume, VolumeSource: corev1.VolumeSource{
-				EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: new(resource.MustParse("128Mi"))}}})
-			initArgs = append(initArgs, "--install", wire.BinaryPath)
-			initMounts = append(initMounts, corev1.VolumeMount{Name: agentVolume, MountPath: dir})
-			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: agentVolume, MountPath: dir, ReadOnly: true})
+			vol, args, in, out := agentCopy()
+			ps.Volumes = append(ps.Volumes, vol)
+			initArgs = append(initArgs, args...)
+			initMounts = append(initMounts, in)
+			c.VolumeMounts = append(c.VolumeMounts, out)
 		case m.Target == "/etc/resolv.conf":
 			// The cluster's resolver is the kubelet's to write (the pod's
 			// DNS policy); the engine's resolver bothy names does not exist.
@@ -233,12 +237,59 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret string) (corev1.PodSpec, 
 		ps.Volumes = append(ps.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: ed}})
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: name, MountPath: target})
 	}
-	// One init container, from the agent image, before any of the
-	// sandbox's processes: it installs the network rules, which it alone
-	// may (CAP_NET_ADMIN), and copies the agent in.
-	ps.InitContainers = []corev1.Container{k.initContainer(initArgs, initMounts)}
+	if carrier != "" {
+		// The agent installs the rules as PID 1 before any other process
+		// starts, then drops from every set of every thread of its own
+		// the two capabilities it needed (agent/guard): nothing in the
+		// container has them after. The kubelet expands $(...) in env.
+		c.Image = carrier
+		c.Env = append(c.Env,
+			corev1.EnvVar{Name: wire.HostIPsEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIPs"}}},
+			corev1.EnvVar{Name: wire.GuardEnv, Value: strings.Join(initArgs, " ")})
+		c.SecurityContext.Capabilities.Add = append(c.SecurityContext.Capabilities.Add, "NET_ADMIN", "SETPCAP")
+	} else {
+		// One init container, from the agent image, before any of the
+		// sandbox's processes: it installs the network rules, which it
+		// alone may (CAP_NET_ADMIN), and copies the agent in.
+		ps.InitContainers = []corev1.Container{k.initContainer(initArgs, initMounts)}
+	}
 	ps.Containers = []corev1.Container{c}
 	return ps, files, nil
+}
+
+// carries says whether the pod of spec may take an image with the agent in
+// it: the agent is spec's entrypoint, mounted where the image would carry
+// it, and runs as root, which installing the rules takes.
+func carries(spec runtime.Spec) bool {
+	if len(spec.Entrypoint) == 0 || spec.Entrypoint[0] != wire.BinaryPath {
+		return false
+	}
+	if u, _, _ := strings.Cut(spec.User, ":"); u != "0" {
+		return false
+	}
+	for _, m := range spec.Mounts {
+		if m.Target == wire.BinaryPath {
+			return true
+		}
+	}
+	return false
+}
+
+// installDir is where an init container sees the volume it copies the
+// agent into (not where the agent image keeps it, which it runs).
+const installDir = "/.bothy-install"
+
+// agentCopy takes the agent from the agent image into a pod whose image does
+// not carry it: an emptyDir, which the init container fills (its arguments
+// and mount) and the sandbox's container mounts where it runs the agent
+// from.
+func agentCopy() (vol corev1.Volume, args []string, in, out corev1.VolumeMount) {
+	vol = corev1.Volume{Name: agentVolume, VolumeSource: corev1.VolumeSource{
+		EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: new(resource.MustParse("128Mi"))}}}
+	args = []string{"--install", path.Join(installDir, path.Base(wire.BinaryPath))}
+	in = corev1.VolumeMount{Name: agentVolume, MountPath: installDir}
+	out = corev1.VolumeMount{Name: agentVolume, MountPath: path.Dir(wire.BinaryPath), ReadOnly: true}
+	return vol, args, in, out
 }
 
 func capabilities(names []string) []corev1.Capability {
@@ -257,8 +308,8 @@ func (k *Kubernetes) initContainer(args []string, mounts []corev1.VolumeMount) c
 	no, yes := false, true
 	return corev1.Container{
 		Name: "bothy-init", Image: k.cfg.AgentImage, ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:      append([]string{agentInImage, "init-pod"}, args...),
-		Env:          []corev1.EnvVar{{Name: "HOST_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIPs"}}}},
+		Command:      append([]string{wire.BinaryPath, "init-pod"}, args...),
+		Env:          []corev1.EnvVar{{Name: wire.HostIPsEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIPs"}}}},
 		VolumeMounts: mounts,
 		SecurityContext: &corev1.SecurityContext{
 			Privileged: &no, AllowPrivilegeEscalation: &no, RunAsUser: new(int64(0)), RunAsNonRoot: &no, ReadOnlyRootFilesystem: &yes,

@@ -1,8 +1,10 @@
 package kubernetes
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,7 +33,7 @@ func TestPodSpecContainsAndStaysSmall(t *testing.T) {
 		StopTimeout: 3 * time.Second,
 		Mounts:      []runtime.Mount{{Source: "/agent", Target: wire.BinaryPath, ReadOnly: true}, {Source: dir, Target: wire.RunMount, ReadOnly: true}},
 	}
-	ps, files, err := k.podSpec(spec, "bothy-x")
+	ps, files, err := k.podSpec(spec, "bothy-x", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +79,7 @@ func TestPodSpecContainsAndStaysSmall(t *testing.T) {
 		}
 	}
 	// The rules: the node from the downward API, the network's ranges.
-	want := []string{"/bothy-agent", "init-pod", "--agent-port", "49980", "--host", "$(HOST_IP)", "--block", "10.0.0.0/8", "--allow", "10.1.0.0/16", "--install", wire.BinaryPath}
+	want := []string{wire.BinaryPath, "init-pod", "--agent-port=49980", "--host=$(BOTHY_HOST_IPS)", "--block=10.0.0.0/8", "--allow=10.1.0.0/16", "--install", "/.bothy-install/bothy-agent"}
 	if len(in.Command) != len(want) {
 		t.Fatalf("init command %q", in.Command)
 	}
@@ -86,9 +88,61 @@ func TestPodSpecContainsAndStaysSmall(t *testing.T) {
 			t.Fatalf("init command %q, want %q", in.Command, want)
 		}
 	}
+	// The init container runs the agent from its image, and fills the
+	// volume the sandbox's container runs it from, elsewhere.
+	if len(in.VolumeMounts) != 1 || in.VolumeMounts[0].MountPath != "/.bothy-install" {
+		t.Errorf("the init container's mounts: %+v", in.VolumeMounts)
+	}
+
+	// An image that carries the agent: no init container, the same rules
+	// in the agent's environment, the node's addresses beside them, and
+	// the two capabilities the agent drops once they are installed.
+	if !carries(spec) {
+		t.Fatal("a sandbox's spec does not take an image with the agent")
+	}
+	ps, _, err = k.podSpec(spec, "bothy-x", "reg/bothy/busybox:r-1-agent-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = ps.Containers[0]
+	if len(ps.InitContainers) != 0 || c.Image != "reg/bothy/busybox:r-1-agent-2" {
+		t.Fatalf("init containers %d, image %s", len(ps.InitContainers), c.Image)
+	}
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == "/.bothy/bin" {
+			t.Errorf("the agent is mounted over the image's: %+v", m)
+		}
+	}
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	if g := env[wire.GuardEnv].Value; g != strings.Join(want[2:len(want)-2], " ") {
+		t.Errorf("%s=%q", wire.GuardEnv, g)
+	}
+	if f := env[wire.HostIPsEnv].ValueFrom; f == nil || f.FieldRef.FieldPath != "status.hostIPs" {
+		t.Errorf("%s: %+v", wire.HostIPsEnv, env[wire.HostIPsEnv])
+	}
+	if add := fmt.Sprint(c.SecurityContext.Capabilities.Add); add != "[CHOWN KILL NET_ADMIN SETPCAP]" {
+		t.Errorf("capabilities %s", add)
+	}
+	// Nobody else's environment sets the rules.
+	bad := spec
+	bad.Env = []string{wire.GuardEnv + "=--none"}
+	if _, _, err := k.podSpec(bad, "bothy-z", "reg/x"); err == nil {
+		t.Errorf("a spec set %s", wire.GuardEnv)
+	}
+	// Only root's agent, run from where the image carries it, installs
+	// rules.
+	for _, s := range []runtime.Spec{{User: "1000", Entrypoint: spec.Entrypoint, Mounts: spec.Mounts}, {User: "0", Entrypoint: []string{"/bin/sh"}, Mounts: spec.Mounts}, {User: "0", Entrypoint: spec.Entrypoint}} {
+		if carries(s) {
+			t.Errorf("%+v takes an image with the agent", s)
+		}
+	}
+
 	// A network this runtime was never told of is refused.
 	spec.Network = "other"
-	if _, _, err := k.podSpec(spec, "bothy-y"); err == nil {
+	if _, _, err := k.podSpec(spec, "bothy-y", ""); err == nil {
 		t.Error("a pod on an unknown network was made")
 	}
 }
