@@ -59,9 +59,9 @@ run: build engine ## start bothy on $(LISTEN) with data in $(DATA)
 	$(BIN)/bothyd --listen $(LISTEN) --data $(DATA)
 
 test: build engine browser e2b-sdk openapi-ts mcp-inspector lint ## unit, Docker-backed integration, end-to-end, browser, real clients (E2B SDK, MCP Inspector, Python, openapi-typescript), and the Kubernetes tier on a real cluster
-	BOTHY_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 30m -artifacts ./...
+	BOTHY_REQUIRE_DOCKER=1 $(GO) test -race -count=1 -timeout 50m -artifacts ./...
 	@echo "the end-to-end suite again, every sandbox on the agent channel's network transport (TCP + mutual TLS)"
-	BOTHY_REQUIRE_DOCKER=1 BOTHY_AGENT_TRANSPORT=tcp $(GO) test -race -count=1 -timeout 30m ./e2e
+	BOTHY_REQUIRE_DOCKER=1 BOTHY_AGENT_TRANSPORT=tcp $(GO) test -race -count=1 -timeout 50m ./e2e
 	@echo "the Kubernetes tier, on a cluster brought up and taken down for it"
 	GO=$(GO) bash scripts/test-kube.sh
 
