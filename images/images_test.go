@@ -12,6 +12,7 @@ import (
 
 	"github.com/bothy/bothy/internal/testenv"
 	"github.com/bothy/bothy/runtime"
+	"github.com/bothy/bothy/runtime/docker"
 )
 
 func TestNormalize(t *testing.T) {
@@ -64,15 +65,15 @@ func TestEnsureUnknownImageIsInvalidArgument(t *testing.T) {
 	t.Log(err)
 }
 
-// TestRegistryOnTheEngine: with a registry (Debian's, on loopback), what
-// bothy makes is pushed under its remote name, and an image bothy made that
-// the engine lacks is pulled from there instead of being made again.
-func TestRegistryOnTheEngine(t *testing.T) {
+// publishedBusybox is a builder publishing to a registry of the test's own
+// (Debian's, on loopback), and bothy/busybox made and published there.
+func publishedBusybox(t *testing.T) (*docker.Docker, string, *Builder, runtime.Image) {
+	t.Helper()
 	d := testenv.Docker(t)
 	reg := testenv.Registry(t)
 	b := New(d, testenv.Logger(t), "http://deb.debian.org/debian", t.TempDir())
 	b.UseRegistry(reg, RegistryAccess{})
-	defer b.Close()
+	t.Cleanup(b.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	busybox, err := b.Ensure(ctx, Busybox, nil)
@@ -82,6 +83,16 @@ func TestRegistryOnTheEngine(t *testing.T) {
 	if err := b.Publish(ctx, Busybox, nil); err != nil {
 		t.Fatal(err)
 	}
+	return d, reg, b, busybox
+}
+
+// TestRegistryOnTheEngine: with a registry (Debian's, on loopback), what
+// bothy makes is pushed under its remote name, and an image bothy made that
+// the engine lacks is pulled from there instead of being made again.
+func TestRegistryOnTheEngine(t *testing.T) {
+	d, reg, b, busybox := publishedBusybox(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	if tags := testenv.RegistryTags(t, reg, "bothy/busybox"); !slices.Contains(tags, "r-"+recipes[Busybox].hash()) {
 		t.Fatalf("the registry holds %v of bothy/busybox", tags)
 	}
@@ -123,20 +134,9 @@ func TestRegistryOnTheEngine(t *testing.T) {
 // snapshot's. Where there is nothing to put on top, or no copy of bothy's
 // to put it on, there is none.
 func TestWithAgentInTheRegistry(t *testing.T) {
-	d := testenv.Docker(t)
-	reg := testenv.Registry(t)
-	b := New(d, testenv.Logger(t), "http://deb.debian.org/debian", t.TempDir())
-	b.UseRegistry(reg, RegistryAccess{})
-	defer b.Close()
+	d, reg, b, busybox := publishedBusybox(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	busybox, err := b.Ensure(ctx, Busybox, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Publish(ctx, Busybox, nil); err != nil {
-		t.Fatal(err)
-	}
 	if ref, err := b.WithAgent(ctx, Busybox); err != nil || ref != "" {
 		t.Fatalf("with no agent image: %q %v", ref, err)
 	}
