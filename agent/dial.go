@@ -13,11 +13,13 @@ import (
 )
 
 // Redial bounds of the network transport: bothy dials an agent that is not
-// up yet again after minRedial, doubling to maxRedial, for as long as a
-// caller waits for it.
+// up yet again every minRedial for flatRedial (an agent that was just
+// started listens within tens of milliseconds, and a refused connect costs
+// little), then doubling to maxRedial, for as long as a caller waits for it.
 const (
-	minRedial = 10 * time.Millisecond
-	maxRedial = 250 * time.Millisecond
+	minRedial  = 5 * time.Millisecond
+	flatRedial = time.Second
+	maxRedial  = 250 * time.Millisecond
 	// dialTimeout bounds one TCP connect.
 	dialTimeout = 2 * time.Second
 )
@@ -56,7 +58,7 @@ func DialTLS(id string, addr func(context.Context) (string, error), ca *CA, cr *
 
 // redial dials the agent until it answers, ctx ends or the endpoint closes.
 func (e *Endpoint) redial(ctx context.Context) (*Conn, error) {
-	wait := minRedial
+	wait, start := minRedial, time.Now()
 	for {
 		if conn, ok := e.live(); ok { // another caller's dial made it
 			return conn, nil
@@ -82,7 +84,9 @@ func (e *Endpoint) redial(ctx context.Context) (*Conn, error) {
 			return nil, ErrClosed
 		case <-t.C:
 		}
-		wait = min(2*wait, maxRedial)
+		if time.Since(start) >= flatRedial {
+			wait = min(2*wait, maxRedial)
+		}
 	}
 }
 

@@ -6,10 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -111,13 +114,22 @@ func (k *Kubernetes) Create(ctx context.Context, spec runtime.Spec) (string, err
 		return "", classify(err)
 	}
 	owner := []metav1.OwnerReference{{APIVersion: sandboxv1.GroupVersion.String(), Kind: "Sandbox", Name: id, UID: made.UID}}
+	var g errgroup.Group
 	for i, f := range files {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: id + "-" + f.Key, Labels: spec.Labels, OwnerReferences: owner}, Data: secrets[i]}
-		if _, err := k.core.CoreV1().Secrets(k.cfg.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
-			_ = k.Remove(context.WithoutCancel(ctx), id)
-			return "", classify(err)
-		}
+		g.Go(func() error {
+			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: id + "-" + f.Key, Labels: spec.Labels, OwnerReferences: owner}, Data: secrets[i]}
+			_, err := k.core.CoreV1().Secrets(k.cfg.Namespace).Create(ctx, s, metav1.CreateOptions{})
+			return err
+		})
 	}
+	if err := g.Wait(); err != nil {
+		_ = k.Remove(context.WithoutCancel(ctx), id)
+		return "", classify(err)
+	}
+	for i, f := range files {
+		k.written.Store(id+"-"+f.Key, digest(secrets[i]))
+	}
+	k.fresh.Store(id, made)
 	return id, nil
 }
 
@@ -256,9 +268,15 @@ func ownedPod(pod *corev1.Pod, sb *sandboxv1.Sandbox) *corev1.Pod {
 // Start runs a container: its Sandbox asked to run, and its pod Running. A
 // container whose pod ended gets a new pod.
 func (k *Kubernetes) Start(ctx context.Context, id string) error {
-	sb, err := k.byName(ctx, id)
-	if err != nil {
-		return err
+	// A container this process made and has not started has no pod yet,
+	// and the cluster need not be asked what it is.
+	made, fresh := k.fresh.LoadAndDelete(id)
+	sb, _ := made.(*sandboxv1.Sandbox)
+	if !fresh {
+		var err error
+		if sb, err = k.byName(ctx, id); err != nil {
+			return err
+		}
 	}
 	if sb.Spec.OperatingMode == sandboxv1.SandboxOperatingModeSuspended {
 		if err := k.refreshSecrets(ctx, sb); err != nil {
@@ -266,8 +284,10 @@ func (k *Kubernetes) Start(ctx context.Context, id string) error {
 		}
 		// Wait for the pod of the last run to go: it has the name of the
 		// next one.
-		if err := k.waitPodGoneWithin(ctx, sb.Name, podGoneGrace); err != nil {
-			return err
+		if !fresh {
+			if err := k.waitPodGoneWithin(ctx, sb.Name, podGoneGrace); err != nil {
+				return err
+			}
 		}
 		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true"}},"spec":{"operatingMode":%q}}`, annStarted, sandboxv1.SandboxOperatingModeRunning)
 		if _, err := k.sandboxes().Patch(ctx, sb.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
@@ -295,27 +315,49 @@ func (k *Kubernetes) Start(ctx context.Context, id string) error {
 	return nil
 }
 
-// refreshSecrets writes the current files of sb's mounts into their Secrets.
+// refreshSecrets writes the current files of sb's mounts into their Secrets,
+// those whose files changed since this process last wrote them (all of them
+// after a restart), at once.
 func (k *Kubernetes) refreshSecrets(ctx context.Context, sb *sandboxv1.Sandbox) error {
 	files, err := decodeMounts(sb.Annotations[annMounts])
 	if err != nil {
 		return fmt.Errorf("the mounts of %s: %w", sb.Name, err)
 	}
+	var g errgroup.Group
 	for _, f := range files {
 		data, err := secretData(f)
 		if err != nil {
 			return err
 		}
-		s, err := k.core.CoreV1().Secrets(k.cfg.Namespace).Get(ctx, sb.Name+"-"+f.Key, getOpts)
-		if err != nil {
-			return classify(err)
+		name, sum := sb.Name+"-"+f.Key, digest(data)
+		if was, ok := k.written.Load(name); ok && was.([sha256.Size]byte) == sum {
+			continue
 		}
-		s.Data = data
-		if _, err := k.core.CoreV1().Secrets(k.cfg.Namespace).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
-			return classify(err)
-		}
+		g.Go(func() error {
+			secrets := k.core.CoreV1().Secrets(k.cfg.Namespace)
+			s, err := secrets.Get(ctx, name, getOpts)
+			if err != nil {
+				return classify(err)
+			}
+			s.Data = data
+			if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+				return classify(err)
+			}
+			k.written.Store(name, sum)
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
+}
+
+// digest is the SHA-256 of a Secret's data, its keys in order.
+func digest(data map[string][]byte) [sha256.Size]byte {
+	h := sha256.New()
+	for _, key := range slices.Sorted(maps.Keys(data)) {
+		fmt.Fprintf(h, "%d:%s%d:", len(key), key, len(data[key]))
+		h.Write(data[key])
+	}
+	return [sha256.Size]byte(h.Sum(nil))
 }
 
 // startFailure says why a pod that is not running will not run; "" while
@@ -384,8 +426,12 @@ func (k *Kubernetes) waitPodGoneWithin(ctx context.Context, name string, d time.
 	return k.waitPodGone(ctx, name)
 }
 
-// waitPodGone waits until the pod name does not exist.
+// waitPodGone waits until the pod name does not exist. A pod that is not
+// there is answered by one read, not by a watch's first sync.
 func (k *Kubernetes) waitPodGone(ctx context.Context, name string) error {
+	if pod, err := k.pod(ctx, name); err != nil || pod == nil {
+		return err
+	}
 	return k.watchPod(ctx, name, func(pod *corev1.Pod) (bool, error) { return pod == nil, nil })
 }
 
@@ -485,6 +531,13 @@ func (k *Kubernetes) Remove(ctx context.Context, id string) error {
 	if err != nil && !isNotFound(err) {
 		return classify(err)
 	}
+	k.fresh.Delete(sb.Name)
+	k.written.Range(func(name, _ any) bool {
+		if strings.HasPrefix(name.(string), sb.Name+"-") {
+			k.written.Delete(name)
+		}
+		return true
+	})
 	// The collector would end the pod in its time; a remove kills it now.
 	if pod, err := k.pod(ctx, sb.Name); err == nil && pod != nil {
 		_ = k.deletePod(ctx, pod, 0)

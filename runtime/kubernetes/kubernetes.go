@@ -81,6 +81,13 @@ type Kubernetes struct {
 	netMu    sync.Mutex
 	networks map[string]runtime.NetworkSpec
 	noneMade bool
+
+	// written is the digest of each mount Secret's data as this process
+	// last wrote it, by Secret name: a start rewrites only what changed.
+	written sync.Map
+	// fresh holds the Sandbox of each container this process made and has
+	// not started yet, by ID.
+	fresh sync.Map
 }
 
 // New connects to the cluster of cfg and checks that its namespace exists.

@@ -146,3 +146,30 @@ func TestPodSpecContainsAndStaysSmall(t *testing.T) {
 		t.Error("a pod on an unknown network was made")
 	}
 }
+
+// TestDigestTellsSecretsApart: a start rewrites a mount's Secret only when
+// the digest of its files changed, so two different sets of files never
+// share one, wherever a name ends and its contents begin.
+func TestDigestTellsSecretsApart(t *testing.T) {
+	sets := []map[string][]byte{
+		{},
+		{"a": nil},
+		{"a": []byte("bc")},
+		{"ab": []byte("c")},
+		{"a": []byte("b"), "c": nil},
+		{"a": []byte("b"), "c": []byte("d")},
+		{"f": []byte("127.0.0.1\tlocalhost\n")},
+		{"f": []byte("127.0.0.1\tlocalhost\n\n")},
+	}
+	seen := map[[32]byte]int{}
+	for i, set := range sets {
+		d := digest(set)
+		if j, ok := seen[d]; ok {
+			t.Fatalf("sets %d and %d share a digest", j, i)
+		}
+		seen[d] = i
+		if digest(set) != d {
+			t.Fatalf("set %d: the digest changed between two reads", i)
+		}
+	}
+}
