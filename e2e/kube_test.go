@@ -129,6 +129,16 @@ func TestKubeUserJourney(t *testing.T) {
 	if want := strings.Repeat("CapPrm:\t00000000000004eb\nCapEff:\t00000000000004eb\nCapBnd:\t00000000000004eb\n", 2); !strings.HasPrefix(out, want) || strings.HasSuffix(out, "\n0\n") {
 		t.Fatalf("capabilities: %q", out)
 	}
+	// The files the node binds into every container from its own disk,
+	// outside the sandbox's disk limit, root cannot write; nor can it
+	// make a user namespace, which the runtime's seccomp profile allowed
+	// the container for the capability the agent needed and dropped.
+	out, _, _ = bothy(t, d.url, key, "exec", id, "--", "sh", "-c",
+		"for f in /etc/resolv.conf /etc/hosts /etc/hostname /dev/termination-log; do echo x >> $f 2>/dev/null && echo $f writable; done; "+
+			"unshare --user --map-root-user true 2>/dev/null && echo unshared; grep -c . /etc/resolv.conf >/dev/null && echo read")
+	if out != "read\n" {
+		t.Fatalf("the node's files and namespaces: %q", out)
+	}
 
 	// Files both ways.
 	if _, err := c.WriteFile(ctx, id, "/root/note", strings.NewReader("kept\n"), api.WriteOptions{}); err != nil {

@@ -14,11 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dropped are the capabilities a sandbox's agent needs only to install its
-// rules: CAP_NET_ADMIN to change them, CAP_SETPCAP to drop the rest.
-var dropped = []uintptr{unix.CAP_NET_ADMIN, unix.CAP_SETPCAP}
+// dropped are the capabilities a sandbox's agent needs only to contain its
+// pod: CAP_NET_ADMIN to install the rules, CAP_SYS_ADMIN to make the
+// pod's files read-only (ReadOnly), CAP_SETPCAP to drop the rest.
+var dropped = []uintptr{unix.CAP_NET_ADMIN, unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP}
 
-// DropCaps removes CAP_NET_ADMIN and CAP_SETPCAP from the bounding set and
+// DropCaps removes CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_SETPCAP from the bounding set and
 // from the effective, permitted, inheritable and ambient sets of every
 // thread of this process, so that neither it nor anything it starts, root
 // or not, holds them again; then it checks that none is left. It needs
@@ -91,8 +92,13 @@ func checkDropped() error {
 	return nil
 }
 
-// HoldsNetAdmin says whether CAP_NET_ADMIN is in this thread's bounding set.
-func HoldsNetAdmin() bool {
-	in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, unix.CAP_NET_ADMIN, 0, 0, 0)
-	return err == nil && in == 1
+// HoldsAdmin says whether CAP_NET_ADMIN or CAP_SYS_ADMIN is in this
+// thread's bounding set.
+func HoldsAdmin() bool {
+	for _, c := range []int{unix.CAP_NET_ADMIN, unix.CAP_SYS_ADMIN} {
+		if in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0); err == nil && in == 1 {
+			return true
+		}
+	}
+	return false
 }

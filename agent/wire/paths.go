@@ -43,14 +43,27 @@ type KEPConfig struct {
 	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
-// Where no init container installs a pod's network rules, the agent, as
-// PID 1 of the sandbox's container, installs them itself and then gives up
-// the capabilities that let it (CAP_NET_ADMIN, CAP_SETPCAP), before any
-// other process starts. GuardEnv holds the rules, as the arguments of
-// "bothy-agent init-pod" separated by spaces; HostIPsEnv the node's
-// addresses, which those arguments name as $(BOTHY_HOST_IPS). The agent
-// removes both from its environment.
+// On a cluster, the agent, as PID 1 of the sandbox's container, contains
+// its pod before any other process starts, and then gives up the
+// capabilities that let it (CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SETPCAP).
+// GuardEnv, where no init container installs the pod's network rules,
+// holds them, as the arguments of "bothy-agent init-pod" separated by
+// spaces; HostIPsEnv the node's addresses, which those arguments name as
+// $(BOTHY_HOST_IPS); ReadOnlyEnv the files, separated by spaces, that the
+// node binds into the container writable, which the agent makes read-only.
+// The agent removes them all from its environment.
 const (
-	GuardEnv   = "BOTHY_GUARD"
-	HostIPsEnv = "BOTHY_HOST_IPS"
+	GuardEnv    = "BOTHY_GUARD"
+	HostIPsEnv  = "BOTHY_HOST_IPS"
+	ReadOnlyEnv = "BOTHY_READONLY"
 )
+
+// PodFiles are the files that a cluster binds into every container from its
+// node's own disk, writable, outside the container's disk limit: the
+// runtime's resolver and host name files, the kubelet's hosts file and
+// termination log. Root in a sandbox could fill the node's disk through any
+// of them; the agent makes them read-only (ReadOnlyEnv).
+var PodFiles = []string{"/etc/resolv.conf", "/etc/hosts", "/etc/hostname", TerminationLog}
+
+// TerminationLog is where a sandbox's pod has the kubelet's termination log.
+const TerminationLog = "/dev/termination-log"

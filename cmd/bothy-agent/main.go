@@ -70,17 +70,17 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init-pod" {
 		os.Exit(initPod(os.Args[2:]))
 	}
-	// On a cluster, with no init container, the agent contains its own
-	// pod's network before anything else runs in it.
-	if g := os.Getenv(wire.GuardEnv); g != "" {
-		if err := guardSelf(g); err != nil {
-			fmt.Fprintln(os.Stderr, "bothy-agent: contain the pod's network:", err)
+	// On a cluster the agent contains its own pod before anything else
+	// runs in it.
+	if g, ro := os.Getenv(wire.GuardEnv), os.Getenv(wire.ReadOnlyEnv); g != "" || ro != "" {
+		if err := containSelf(g, ro); err != nil {
+			fmt.Fprintln(os.Stderr, "bothy-agent: contain the pod:", err)
 			os.Exit(1)
 		}
-	} else if os.Getpid() == 1 && guard.HoldsNetAdmin() {
-		// A container that gives its agent what changes the network
-		// and no rules to install: nothing starts in it.
-		fmt.Fprintln(os.Stderr, "bothy-agent: CAP_NET_ADMIN without "+wire.GuardEnv+": refusing to start the sandbox")
+	} else if os.Getpid() == 1 && guard.HoldsAdmin() {
+		// A container that gives its agent what changes the network or
+		// the mounts, and nothing to do with it: nothing starts in it.
+		fmt.Fprintln(os.Stderr, "bothy-agent: CAP_NET_ADMIN or CAP_SYS_ADMIN without "+wire.GuardEnv+" or "+wire.ReadOnlyEnv+": refusing to start the sandbox")
 		os.Exit(1)
 	}
 	// File transfers churn large buffers over a small live heap: collecting
@@ -237,26 +237,37 @@ func initPod(args []string) int {
 	return 0
 }
 
-// guardSelf installs the rules of args (wire.GuardEnv), in a pod with no
-// init container, and then drops the capabilities that allowed it from
-// every thread: it runs before anything else in the container does.
-func guardSelf(args string) error {
+// containSelf, in a pod, before anything else runs in the container:
+// installs the network rules of args (wire.GuardEnv) where no init
+// container did, makes the files of readOnly (wire.ReadOnlyEnv) read-only,
+// drops from every thread the capabilities that allowed it, and seals
+// what the container's seccomp profile allowed for them (guard.Seal).
+func containSelf(args, readOnly string) error {
 	// Not passed on to what the agent starts. (They stay in
-	// /proc/1/environ, which root in the sandbox may read: the rules and
-	// the node's addresses, none of them a secret.)
-	os.Unsetenv(wire.GuardEnv)
-	os.Unsetenv(wire.HostIPsEnv)
-	r, dst, err := guardRules(strings.Fields(args))
-	if err != nil {
+	// /proc/1/environ, which root in the sandbox may read: the rules, the
+	// node's addresses and file names, none of them a secret.)
+	for _, e := range []string{wire.GuardEnv, wire.HostIPsEnv, wire.ReadOnlyEnv} {
+		os.Unsetenv(e)
+	}
+	if args != "" {
+		r, dst, err := guardRules(strings.Fields(args))
+		if err != nil {
+			return err
+		}
+		if dst != "" {
+			return fmt.Errorf("%s: --install is the init container's", wire.GuardEnv)
+		}
+		if err := guard.Install(r); err != nil {
+			return err
+		}
+	}
+	if err := guard.ReadOnly(strings.Fields(readOnly)); err != nil {
 		return err
 	}
-	if dst != "" {
-		return fmt.Errorf("%s: --install is the init container's", wire.GuardEnv)
-	}
-	if err := guard.Install(r); err != nil {
+	if err := guard.DropCaps(); err != nil {
 		return err
 	}
-	return guard.DropCaps()
+	return guard.Seal()
 }
 
 // guardRules parses the arguments of "bothy-agent init-pod": the rules

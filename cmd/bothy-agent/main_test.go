@@ -82,47 +82,64 @@ func TestGuardRules(t *testing.T) {
 }
 
 // TestGuardSelf: the agent of a pod with no init container, as PID 1 of a
-// network namespace of its own, installs its rules and drops the two
-// capabilities (it checks every thread's sets itself) before it goes on;
-// without the capability to install them, or to drop them, it stops there.
+// network namespace of its own, installs its rules, makes the files it is
+// given read-only, drops the three capabilities (it checks every thread's
+// sets itself) and seals what they allowed before it goes on; without the
+// capability to do any of it, it stops there.
 func TestGuardSelf(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root, to make a network namespace")
+		t.Skip("needs root, to make network and mount namespaces")
 	}
-	for _, tool := range []string{"unshare", "setpriv"} {
+	for _, tool := range []string{"unshare", "setpriv", "mount"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skip(tool, " is not installed")
 		}
 	}
-	bin := filepath.Join(t.TempDir(), "bothy-agent")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bothy-agent")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	// A file the node would bind in, writable: bound here inside the
+	// namespace, where the agent should make it read-only.
+	node, bound := filepath.Join(dir, "node"), filepath.Join(dir, "resolv.conf")
+	for _, f := range []string{node, bound} {
+		if err := os.WriteFile(f, nil, 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
 	env := []string{wire.GuardEnv + "=--agent-port=49980 --host=$(" + wire.HostIPsEnv + ") --block=10.0.0.0/8 --allow=",
-		wire.HostIPsEnv + "=192.0.2.1"}
+		wire.HostIPsEnv + "=192.0.2.1", wire.ReadOnlyEnv + "=" + bound + " /no/such/file"}
 	// The kubelet expands $(...); here the test does.
 	env[0] = strings.ReplaceAll(env[0], "$("+wire.HostIPsEnv+")", "192.0.2.1")
-	run := func(args ...string) (int, string) {
-		cmd := exec.Command("unshare", append([]string{"--net", "--pid", "--fork", "--kill-child"}, args...)...)
-		cmd.Env = env
+	// run runs the agent, after the words of prefix, as PID 1 of new
+	// network, PID and mount namespaces, with the file bound; then, from
+	// the shell that made the namespaces, it writes to the file.
+	run := func(prefix ...string) (int, string) {
+		script := `mount --bind "$1" "$2" || exit 9; shift 2; "$@"; code=$?; echo written >> "$BOUND" && echo "the file is writable"; exit $code`
+		args := append([]string{"--net", "--pid", "--mount", "--propagation", "private", "--fork", "--kill-child", "sh", "-c", script, "sh", node, bound}, prefix...)
+		cmd := exec.Command("unshare", append(args, bin)...)
+		cmd.Env = append(env, "BOUND="+bound, "PATH="+os.Getenv("PATH"))
 		out, _ := cmd.CombinedOutput()
 		return cmd.ProcessState.ExitCode(), string(out)
 	}
-	// Contained and capabilities dropped: it goes on, to find no channel.
-	if code, out := run(bin); code != 2 || !strings.Contains(out, "BOTHY_SOCKET must be set") {
+	// Contained, the file read-only, capabilities dropped: it goes on, to
+	// find no channel.
+	if code, out := run(); code != 2 || !strings.Contains(out, "BOTHY_SOCKET must be set") || strings.Contains(out, "writable") {
 		t.Fatalf("with the capabilities: exit %d: %s", code, out)
 	}
-	if code, out := run("setpriv", "--bounding-set=-net_admin", "--inh-caps=-all", bin); code != 1 || !strings.Contains(out, "contain the pod's network") {
-		t.Fatalf("without CAP_NET_ADMIN: exit %d: %s", code, out)
+	for _, cap := range []string{"net_admin", "sys_admin", "setpcap"} {
+		if code, out := run("setpriv", "--bounding-set=-"+cap, "--inh-caps=-all"); code != 1 || !strings.Contains(out, "contain the pod") {
+			t.Fatalf("without CAP_%s: exit %d: %s", strings.ToUpper(cap), code, out)
+		}
 	}
-	if code, out := run("setpriv", "--bounding-set=-setpcap", "--inh-caps=-all", bin); code != 1 || !strings.Contains(out, "contain the pod's network") {
-		t.Fatalf("without CAP_SETPCAP: exit %d: %s", code, out)
-	}
-	// A PID 1 given CAP_NET_ADMIN and no rules starts nothing.
-	env = []string{}
-	if code, out := run(bin); code != 1 || !strings.Contains(out, "CAP_NET_ADMIN without") {
-		t.Fatalf("with the capability and no rules: exit %d: %s", code, out)
+	// A PID 1 given CAP_NET_ADMIN and CAP_SYS_ADMIN and nothing to do
+	// with them starts nothing.
+	pid1 := exec.Command("unshare", "--net", "--pid", "--fork", "--kill-child", bin)
+	pid1.Env = []string{}
+	if out, _ := pid1.CombinedOutput(); pid1.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "CAP_NET_ADMIN or CAP_SYS_ADMIN without") {
+		t.Fatalf("with the capabilities and nothing to do: exit %d: %s", pid1.ProcessState.ExitCode(), out)
 	}
 }

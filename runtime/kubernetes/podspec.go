@@ -119,7 +119,7 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret, carrier string) (corev1.
 	c.SecurityContext.Capabilities.Add = capabilities(spec.CapAdd)
 	for _, e := range spec.Env {
 		name, value, _ := strings.Cut(e, "=")
-		if name == wire.GuardEnv || name == wire.HostIPsEnv {
+		if name == wire.GuardEnv || name == wire.HostIPsEnv || name == wire.ReadOnlyEnv {
 			return bad("env: %s is bothy's", name)
 		}
 		c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
@@ -180,11 +180,14 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret, carrier string) (corev1.
 	}
 	var initMounts []corev1.VolumeMount
 	var files []fileMount
+	agent := false
 	for i, m := range spec.Mounts {
 		switch {
 		case m.Target == wire.BinaryPath && carrier != "":
 			// The image carries it.
+			agent = true
 		case m.Target == wire.BinaryPath:
+			agent = true
 			vol, args, in, out := agentCopy()
 			ps.Volumes = append(ps.Volumes, vol)
 			initArgs = append(initArgs, args...)
@@ -246,12 +249,25 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret, carrier string) (corev1.
 		c.Env = append(c.Env,
 			corev1.EnvVar{Name: wire.HostIPsEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIPs"}}},
 			corev1.EnvVar{Name: wire.GuardEnv, Value: strings.Join(initArgs, " ")})
-		c.SecurityContext.Capabilities.Add = append(c.SecurityContext.Capabilities.Add, "NET_ADMIN", "SETPCAP")
+		c.SecurityContext.Capabilities.Add = append(c.SecurityContext.Capabilities.Add, "NET_ADMIN")
 	} else {
 		// One init container, from the agent image, before any of the
 		// sandbox's processes: it installs the network rules, which it
 		// alone may (CAP_NET_ADMIN), and copies the agent in.
 		ps.InitContainers = []corev1.Container{k.initContainer(initArgs, initMounts)}
+	}
+	// The files the node binds in writable, outside the sandbox's disk
+	// limit, the agent as PID 1 makes read-only before any other process
+	// starts (CAP_SYS_ADMIN); then it drops that capability and the rest
+	// of its own (CAP_SETPCAP), and seals what the runtime's seccomp
+	// profile allowed for CAP_SYS_ADMIN (agent/guard).
+	c.TerminationMessagePath = wire.TerminationLog
+	// A container that ends at its start says why in its log: the pod's
+	// status carries the end of it, and so does the start's error.
+	c.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
+	if agent {
+		c.Env = append(c.Env, corev1.EnvVar{Name: wire.ReadOnlyEnv, Value: strings.Join(wire.PodFiles, " ")})
+		c.SecurityContext.Capabilities.Add = append(c.SecurityContext.Capabilities.Add, "SYS_ADMIN", "SETPCAP")
 	}
 	ps.Containers = []corev1.Container{c}
 	return ps, files, nil

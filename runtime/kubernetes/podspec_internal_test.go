@@ -61,10 +61,22 @@ func TestPodSpecContainsAndStaysSmall(t *testing.T) {
 	if add := in.SecurityContext.Capabilities.Add; len(add) != 1 || add[0] != "NET_ADMIN" {
 		t.Errorf("the init container's capabilities: %v", add)
 	}
-	for _, add := range c.SecurityContext.Capabilities.Add {
-		if add == "NET_ADMIN" || add == "SYS_ADMIN" || add == "NET_RAW" {
-			t.Errorf("the sandbox's container has %s", add)
+	// The sandbox's container: no NET_ADMIN (the init container installs
+	// the rules); its agent, as PID 1, makes the node's files read-only
+	// (SYS_ADMIN) and drops both capabilities it was given for that.
+	if add := fmt.Sprint(c.SecurityContext.Capabilities.Add); add != "[CHOWN KILL SYS_ADMIN SETPCAP]" {
+		t.Errorf("the sandbox's capabilities: %s", add)
+	}
+	readOnly := func(c corev1.Container) string {
+		for _, e := range c.Env {
+			if e.Name == wire.ReadOnlyEnv {
+				return e.Value
+			}
 		}
+		return ""
+	}
+	if ro := readOnly(c); ro != "/etc/resolv.conf /etc/hosts /etc/hostname /dev/termination-log" || c.TerminationMessagePath != wire.TerminationLog {
+		t.Errorf("%s=%q, termination log %q", wire.ReadOnlyEnv, ro, c.TerminationMessagePath)
 	}
 	if *c.SecurityContext.Privileged || *c.SecurityContext.AllowPrivilegeEscalation || c.SecurityContext.Capabilities.Drop[0] != "ALL" {
 		t.Errorf("the sandbox's security context: %+v", c.SecurityContext)
@@ -123,14 +135,28 @@ func TestPodSpecContainsAndStaysSmall(t *testing.T) {
 	if f := env[wire.HostIPsEnv].ValueFrom; f == nil || f.FieldRef.FieldPath != "status.hostIPs" {
 		t.Errorf("%s: %+v", wire.HostIPsEnv, env[wire.HostIPsEnv])
 	}
-	if add := fmt.Sprint(c.SecurityContext.Capabilities.Add); add != "[CHOWN KILL NET_ADMIN SETPCAP]" {
+	if add := fmt.Sprint(c.SecurityContext.Capabilities.Add); add != "[CHOWN KILL NET_ADMIN SYS_ADMIN SETPCAP]" {
 		t.Errorf("capabilities %s", add)
 	}
-	// Nobody else's environment sets the rules.
-	bad := spec
-	bad.Env = []string{wire.GuardEnv + "=--none"}
-	if _, _, err := k.podSpec(bad, "bothy-z", "reg/x"); err == nil {
-		t.Errorf("a spec set %s", wire.GuardEnv)
+	if readOnly(c) == "" {
+		t.Errorf("the agent is not asked to make the node's files read-only")
+	}
+	// Nobody else's environment sets the rules, or the files.
+	for _, name := range []string{wire.GuardEnv, wire.HostIPsEnv, wire.ReadOnlyEnv} {
+		bad := spec
+		bad.Env = []string{name + "=--none"}
+		if _, _, err := k.podSpec(bad, "bothy-z", "reg/x"); err == nil {
+			t.Errorf("a spec set %s", name)
+		}
+	}
+	// A container whose PID 1 is not the agent is given nothing to drop.
+	plain := runtime.Spec{Image: "bothy/busybox", Entrypoint: []string{"sleep", "600"}, Network: "net"}
+	ps, _, err = k.podSpec(plain, "bothy-y", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ps.Containers[0]; len(c.SecurityContext.Capabilities.Add) != 0 || readOnly(c) != "" {
+		t.Errorf("a container without the agent: capabilities %v, env %v", c.SecurityContext.Capabilities.Add, c.Env)
 	}
 	// Only root's agent, run from where the image carries it, installs
 	// rules.

@@ -1,0 +1,107 @@
+package guard
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ReadOnly remounts read-only each of paths that is a mount point of its
+// own (wire.PodFiles, in a pod), keeping its other flags, and checks that
+// it took. A path that does
+// not exist, or is no mount point (a file of the container's own, inside its
+// disk limit), is left as it is. It takes CAP_SYS_ADMIN.
+func ReadOnly(paths []string) error {
+	points, err := mountPoints()
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		// The runtime mounts where a link in the image leads.
+		target, err := filepath.EvalSymlinks(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if !points[target] {
+			continue
+		}
+		var st unix.Statfs_t
+		if err := unix.Statfs(target, &st); err != nil {
+			return fmt.Errorf("%s: %w", target, err)
+		}
+		if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|mountFlags(st.Flags), ""); err != nil {
+			return fmt.Errorf("remount %s read-only: %w", target, err)
+		}
+		if err := unix.Statfs(target, &st); err != nil || st.Flags&unix.ST_RDONLY == 0 {
+			return fmt.Errorf("%s is still writable (%v)", target, err)
+		}
+	}
+	return nil
+}
+
+// mountFlags are the flags of a bind mount's remount that keep what statfs
+// says of it: a remount sets them all anew.
+func mountFlags(st int64) uintptr {
+	var f uintptr
+	for _, m := range []struct {
+		st int64
+		ms uintptr
+	}{
+		{unix.ST_NOSUID, unix.MS_NOSUID}, {unix.ST_NODEV, unix.MS_NODEV}, {unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME}, {unix.ST_NODIRATIME, unix.MS_NODIRATIME}, {unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if st&m.st != 0 {
+			f |= m.ms
+		}
+	}
+	return f
+}
+
+// mountPoints are the mount points of this process's mount namespace.
+func mountPoints() (map[string]bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	points := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		// ID parent major:minor root mount-point options ...
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		points[unescape(fields[4])] = true
+	}
+	return points, sc.Err()
+}
+
+// unescape undoes mountinfo's octal escapes (\040 for a space).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
