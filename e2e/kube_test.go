@@ -130,11 +130,14 @@ func TestKubeUserJourney(t *testing.T) {
 		t.Fatalf("capabilities: %q", out)
 	}
 	// The files the node binds into every container from its own disk,
-	// outside the sandbox's disk limit, root cannot write; nor can it
-	// make a user namespace, which the runtime's seccomp profile allowed
-	// the container for the capability the agent needed and dropped.
+	// outside the sandbox's disk limit, root cannot write, nor the
+	// container's log through the agent's descriptors, nor read the
+	// agent's environment; nor can it make a user namespace, which the
+	// runtime's seccomp profile allowed the container for the capability
+	// the agent needed and dropped.
 	out, _, _ = bothy(t, d.url, key, "exec", id, "--", "sh", "-c",
-		"for f in /etc/resolv.conf /etc/hosts /etc/hostname /dev/termination-log; do echo x >> $f 2>/dev/null && echo $f writable; done; "+
+		"for f in /etc/resolv.conf /etc/hosts /etc/hostname /dev/termination-log /proc/1/fd/1 /proc/1/fd/2; do echo x >> $f 2>/dev/null && echo $f writable; done; "+
+			"cat /proc/1/environ >/dev/null 2>&1 && echo environ; command -v unshare >/dev/null || echo no unshare; "+
 			"unshare --user --map-root-user true 2>/dev/null && echo unshared; grep -c . /etc/resolv.conf >/dev/null && echo read")
 	if out != "read\n" {
 		t.Fatalf("the node's files and namespaces: %q", out)

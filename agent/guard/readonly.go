@@ -32,6 +32,11 @@ func ReadOnly(paths []string) error {
 			return err
 		}
 		if !points[target] {
+			// No mount of its own: it must then be on the container's
+			// root, inside its limit, or read-only already.
+			if err := onRootOrReadOnly(target); err != nil {
+				return err
+			}
 			continue
 		}
 		var st unix.Statfs_t
@@ -44,6 +49,31 @@ func ReadOnly(paths []string) error {
 		if err := unix.Statfs(target, &st); err != nil || st.Flags&unix.ST_RDONLY == 0 {
 			return fmt.Errorf("%s is still writable (%v)", target, err)
 		}
+	}
+	return nil
+}
+
+// onRootOrReadOnly fails for a path that is neither on the filesystem of
+// "/", nor on a tmpfs, nor on a read-only filesystem: a mount of the node's
+// that mountinfo did not name as ReadOnly looked for it.
+func onRootOrReadOnly(p string) error {
+	var root, st unix.Stat_t
+	if err := unix.Stat("/", &root); err != nil {
+		return err
+	}
+	if err := unix.Stat(p, &st); err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	if st.Dev == root.Dev {
+		return nil
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(p, &fs); err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	// A tmpfs's pages are charged to the memory of whoever writes them.
+	if fs.Flags&unix.ST_RDONLY == 0 && fs.Type != unix.TMPFS_MAGIC {
+		return fmt.Errorf("%s is on a writable filesystem other than the container's root, and no mount of its own", p)
 	}
 	return nil
 }

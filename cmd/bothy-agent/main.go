@@ -15,8 +15,10 @@
 // from, and installs the sandbox's network rules (package agent/guard).
 // Where the sandbox's image carries the agent, the pod has no init
 // container: the agent finds the same arguments in BOTHY_GUARD, installs
-// the rules as PID 1, and drops the capabilities that allowed it before
-// it starts anything.
+// the rules as PID 1. Either way, in a pod it makes the files the node
+// binds in read-only (BOTHY_READONLY), drops the capabilities that allowed
+// it all, seals what the container's seccomp profile allowed for them and
+// makes itself undumpable, before it starts anything.
 //
 // Run as "bothy-agent kep", it is an agent-sandbox runtime on its own
 // (KEP-539.2); "bothy-agent kep-ready" is that pod's startup probe.
@@ -30,6 +32,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"net"
@@ -267,7 +270,20 @@ func containSelf(args, readOnly string) error {
 	if err := guard.DropCaps(); err != nil {
 		return err
 	}
-	return guard.Seal()
+	if err := guard.Seal(); err != nil {
+		return err
+	}
+	// Root in the sandbox holds the agent's uid and, now, the same
+	// capabilities: undumpable, the agent keeps its /proc/1/fd (its
+	// output is the container's log, on the node's disk), its memory and
+	// its environment to itself (reading them takes CAP_SYS_PTRACE).
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("make the agent undumpable: %w", err)
+	}
+	if d, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0); err != nil || d != 0 {
+		return fmt.Errorf("the agent is still dumpable (%d, %v)", d, err)
+	}
+	return nil
 }
 
 // guardRules parses the arguments of "bothy-agent init-pod": the rules

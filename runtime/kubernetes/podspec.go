@@ -265,6 +265,10 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret, carrier string) (corev1.
 	// A container that ends at its start says why in its log: the pod's
 	// status carries the end of it, and so does the start's error.
 	c.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
+	if agent && !agentIsPID1(spec) {
+		// Nothing would drop what the agent is given.
+		return bad("the agent, mounted, must be the container's entrypoint, as root")
+	}
 	if agent {
 		c.Env = append(c.Env, corev1.EnvVar{Name: wire.ReadOnlyEnv, Value: strings.Join(wire.PodFiles, " ")})
 		c.SecurityContext.Capabilities.Add = append(c.SecurityContext.Capabilities.Add, "SYS_ADMIN", "SETPCAP")
@@ -277,10 +281,7 @@ func (k *Kubernetes) podSpec(spec runtime.Spec, secret, carrier string) (corev1.
 // it: the agent is spec's entrypoint, mounted where the image would carry
 // it, and runs as root, which installing the rules takes.
 func carries(spec runtime.Spec) bool {
-	if len(spec.Entrypoint) == 0 || spec.Entrypoint[0] != wire.BinaryPath {
-		return false
-	}
-	if u, _, _ := strings.Cut(spec.User, ":"); u != "0" {
+	if !agentIsPID1(spec) {
 		return false
 	}
 	for _, m := range spec.Mounts {
@@ -289,6 +290,13 @@ func carries(spec runtime.Spec) bool {
 		}
 	}
 	return false
+}
+
+// agentIsPID1 says whether spec's entrypoint is the agent, as root: only
+// then is the pod given the capabilities the agent drops.
+func agentIsPID1(spec runtime.Spec) bool {
+	u, _, _ := strings.Cut(spec.User, ":")
+	return len(spec.Entrypoint) > 0 && spec.Entrypoint[0] == wire.BinaryPath && u == "0"
 }
 
 // installDir is where an init container sees the volume it copies the

@@ -149,6 +149,13 @@ func TestPodSpecContainsAndStaysSmall(t *testing.T) {
 			t.Errorf("a spec set %s", name)
 		}
 	}
+	// The agent mounted and not PID 1, or not root, would keep what it is
+	// given: refused.
+	for _, s := range []runtime.Spec{{User: "1000", Entrypoint: spec.Entrypoint, Mounts: spec.Mounts}, {User: "0", Entrypoint: []string{"/bin/sh"}, Mounts: spec.Mounts}} {
+		if _, _, err := k.podSpec(s, "bothy-w", ""); err == nil {
+			t.Errorf("%+v was taken", s)
+		}
+	}
 	// A container whose PID 1 is not the agent is given nothing to drop.
 	plain := runtime.Spec{Image: "bothy/busybox", Entrypoint: []string{"sleep", "600"}, Network: "net"}
 	ps, _, err = k.podSpec(plain, "bothy-y", "")
