@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -103,5 +105,68 @@ func TestReadOnly(t *testing.T) {
 	}
 	if out, err := child(t, "unshare", "--mount", "--propagation", "private"); err != nil || !strings.Contains(out, "PASS") {
 		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// TestSealProgramAnswers runs the filter in a BPF interpreter over every ABI
+// it knows: the sealed calls and clone with a namespace flag are refused,
+// clone3 and an unknown architecture are not implemented, the rest passes.
+// (The interpreter loads words big-endian where the kernel loads them
+// natively: each word is written as the filter's loads see it.)
+func TestSealProgramAnswers(t *testing.T) {
+	prog, err := sealProgram(abis())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins := make([]bpf.Instruction, len(prog))
+	for i, f := range prog {
+		ins[i] = bpf.RawInstruction{Op: f.Code, Jt: f.Jt, Jf: f.Jf, K: f.K}.Disassemble()
+	}
+	vm, err := bpf.NewVM(ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		allow  = unix.SECCOMP_RET_ALLOW
+		eperm  = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
+		enosys = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
+	)
+	answer := func(arch, nr, arg0 uint32) uint32 {
+		data := make([]byte, 64)
+		binary.BigEndian.PutUint32(data[0:], nr)
+		binary.BigEndian.PutUint32(data[4:], arch)
+		binary.BigEndian.PutUint32(data[16:], arg0)
+		got, err := vm.Run(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return uint32(got)
+	}
+	for _, x := range abis() {
+		for _, nr := range x.sealed {
+			if got := answer(x.arch, nr, 0); got != eperm {
+				t.Errorf("arch %#x call %d: %#x, want EPERM", x.arch, nr, got)
+			}
+		}
+		if got := answer(x.arch, x.clone, unix.CLONE_NEWUSER); got != eperm {
+			t.Errorf("arch %#x: clone of a user namespace: %#x", x.arch, got)
+		}
+		if got := answer(x.arch, x.clone, unix.CLONE_VM|unix.CLONE_THREAD|unix.CLONE_SIGHAND); got != allow {
+			t.Errorf("arch %#x: clone of a thread: %#x", x.arch, got)
+		}
+		if got := answer(x.arch, x.clone3, 0); got != enosys {
+			t.Errorf("arch %#x: clone3: %#x", x.arch, got)
+		}
+		if got := answer(x.arch, 1, 0); got != allow {
+			t.Errorf("arch %#x: call 1: %#x", x.arch, got)
+		}
+		if x.mask != 0 {
+			if got := answer(x.arch, x.mask|unix.SYS_UNSHARE, 0); got != eperm {
+				t.Errorf("arch %#x: unshare with the x32 bit: %#x", x.arch, got)
+			}
+		}
+	}
+	if got := answer(0x12345678, unix.SYS_GETPID, 0); got != enosys {
+		t.Errorf("an unknown architecture: %#x", got)
 	}
 }
