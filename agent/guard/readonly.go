@@ -1,15 +1,12 @@
 package guard
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
+	"github.com/bothy/bothy/agent/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,7 +16,7 @@ import (
 // not exist, or is no mount point (a file of the container's own, inside its
 // disk limit), is left as it is. It takes CAP_SYS_ADMIN.
 func ReadOnly(paths []string) error {
-	points, err := mountPoints()
+	points, err := mountinfo.Points()
 	if err != nil {
 		return err
 	}
@@ -94,44 +91,4 @@ func mountFlags(st int64) uintptr {
 		}
 	}
 	return f
-}
-
-// mountPoints are the mount points of this process's mount namespace.
-func mountPoints() (map[string]bool, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	points := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		// ID parent major:minor root mount-point options ...
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		points[unescape(fields[4])] = true
-	}
-	return points, sc.Err()
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bothy/bothy/agent/mountinfo"
 	"github.com/bothy/bothy/agent/wire"
 )
 
@@ -38,7 +39,7 @@ func (s *Server) serveCapture(ctx context.Context, st net.Conn, out *wire.FrameS
 		_ = out.SendJSON(wire.OpResult{Error: err.Error()})
 		return
 	}
-	mounts, err := mountPoints()
+	mounts, err := mountinfo.Points()
 	if err != nil {
 		_ = out.SendJSON(wire.OpResult{Error: "read the mount table: " + err.Error()})
 		return

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/bothy/bothy/agent/mountinfo"
 	"github.com/bothy/bothy/agent/wire"
 	"golang.org/x/sys/unix"
 )
@@ -26,7 +27,7 @@ func restoreStage(req *wire.FsRequest, p string, in io.Reader) wire.FsResult {
 	if p == "/" {
 		return failCode(wire.FsInvalid, "/ cannot be restored by path")
 	}
-	mounts, err := mountPoints()
+	mounts, err := mountinfo.Points()
 	if err != nil {
 		return fail(err)
 	}
@@ -87,7 +88,7 @@ func restoreSwap(p, staging string) wire.FsResult {
 	if fi, err := os.Lstat(staging); err != nil || !fi.IsDir() {
 		return failCode(wire.FsNotFound, "no staging directory "+staging)
 	}
-	mounts, err := mountPoints()
+	mounts, err := mountinfo.Points()
 	if err != nil {
 		return fail(err)
 	}
@@ -264,42 +265,4 @@ func holdsMount(mounts map[string]bool, p string) bool {
 		}
 	}
 	return false
-}
-
-// mountPoints lists the mount points of the sandbox's mount namespace.
-func mountPoints() (map[string]bool, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 {
-			out[unescapeMount(fields[4])] = true
-		}
-	}
-	return out, sc.Err()
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
